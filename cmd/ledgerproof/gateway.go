@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ledgerproof/ledgerproof/sut/gateway"
+	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+)
+
+func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	flags := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var connections connectionFlags
+	connections.register(flags, "gateway", "postgres", "redis", "kafka")
+	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address")
+	var config gateway.Config
+	var kdfMemory, kdfIterations uint
+	flags.UintVar(&kdfMemory, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
+	flags.UintVar(&kdfIterations, "kdf-iterations", 2, "argon2id iterations")
+	flags.Float64Var(&config.RateLimitPerSecond, "rate-limit", 1000, "requests per second per user, per gateway (negative: no limit)")
+	flags.IntVar(&config.RateLimitBurst, "rate-burst", 0, "burst per user (0: twice the rate)")
+	flags.Int64Var(&config.MaxBodyBytes, "max-body-bytes", 16<<10, "largest request body accepted")
+	flags.DurationVar(&config.WaitMax, "wait-max", 30*time.Second, "longest bounded wait a client may ask with Prefer: wait=N")
+	flags.DurationVar(&config.SessionTTL, "session-ttl", 24*time.Hour, "lifetime of a sign-in token")
+	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
+	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
+	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
+	maxConnections := flags.Int("postgres-max-connections", 16, "Postgres pool size")
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		logger, err := connections.logger()
+		if err != nil {
+			return err
+		}
+		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
+		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections)})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		cache, err := redis.New(redis.Config{Addr: connections.redisAddr})
+		if err != nil {
+			return err
+		}
+		defer cache.Close()
+		brokers := connections.brokerList()
+		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: brokers, Topic: connections.topic, ClientID: connections.name})
+		if err != nil {
+			return err
+		}
+		defer producer.Close()
+		// The topic is created here too so a gateway started before any
+		// worker can queue commands; a failure is not fatal (the broker may
+		// still be starting) and readiness reports it.
+		topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), 1); err != nil {
+			logger.Warn("ensure topic", "error", err)
+		}
+		cancel()
+		registry := prometheus.NewRegistry()
+		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		server, err := gateway.New(config, gateway.Dependencies{Store: store, Cache: cache, Queue: producer,
+			Ready: producer.Ping, Registerer: registry, Logger: logger})
+		if err != nil {
+			return err
+		}
+		go server.Run(ctx)
+		if err := serveHTTP(ctx, *listen, server.Handler(), logger); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,118 @@
+// Command ledgerproof is the one binary of Ledgerproof: it runs the reference
+// system's processes (gateway, worker, broker), the local stack that starts
+// them (up, down, stack), and the harness's tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand of the CLI. newFlags builds its flag set so the
+// flags can be listed by help and by tests (the compose test checks that the
+// flags docker-compose.yml passes exist); run receives the parsed flag set.
+type command struct {
+	summary  string
+	newFlags func() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error)
+}
+
+// commands is the dispatch table; each entry's code lives in its own file.
+func commands() map[string]command {
+	return map[string]command{
+		"gateway": {"run an HTTP gateway of the reference system", gatewayCommand},
+		"worker":  {"run a ledger worker (consumes commands, applies them to Postgres)", workerCommand},
+		"broker":  {"run the local Kafka-protocol broker (kfake with a data directory)", brokerCommand},
+		"migrate": {"apply the ledger's database migrations", migrateCommand},
+		"up":      {"start the local stack (Postgres, Redis, broker, gateways, workers)", upCommand},
+		"down":    {"stop everything the local stack started", downCommand},
+		"stack":   {"show the local stack, or stop/kill/start/restart one component", stackCommand},
+		"demo":    {"walk a scripted flow over HTTP against a running stack", demoCommand},
+		"bench":   {"measure batched apply against the naive design on Postgres", benchCommand},
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(os.Stdout)
+		return 0
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "ledgerproof: unknown command %q\n\n", args[0])
+		usage(os.Stderr)
+		return 2
+	}
+	flags, runCommand := cmd.newFlags()
+	if err := parseFlags(flags, args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runCommand(ctx, flags); err != nil {
+		fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w *os.File) {
+	fmt.Fprintln(w, "usage: ledgerproof <command> [flags]\n\ncommands:")
+	all := commands()
+	names := make([]string, 0, len(all))
+	for name := range all {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", name, all[name].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'ledgerproof <command> -h' for a command's flags. Every flag --name-of-flag can")
+	fmt.Fprintln(w, "also be set with the environment variable LEDGERPROOF_NAME_OF_FLAG; a flag on the")
+	fmt.Fprintln(w, "command line wins over the environment.")
+}
+
+// envName is the environment variable that sets a flag.
+func envName(flagName string) string {
+	return "LEDGERPROOF_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags parses the command line, then fills every flag not given on it
+// from its LEDGERPROOF_* environment variable. Flags are read only here, in
+// cmd; the packages receive plain config structs.
+func parseFlags(flags *flag.FlagSet, args []string) error {
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	}
+	given := map[string]bool{}
+	flags.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var firstError error
+	flags.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || firstError != nil {
+			return
+		}
+		if value, ok := os.LookupEnv(envName(f.Name)); ok {
+			if err := f.Value.Set(value); err != nil {
+				firstError = fmt.Errorf("environment %s=%q: %w", envName(f.Name), value, err)
+			}
+		}
+	})
+	return firstError
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Default endpoints of the local stack; the same values are the defaults of
+// every process's flags, so a bare `ledgerproof gateway` finds `ledgerproof up`.
+const (
+	defaultPostgresURL = "postgres://ledger@127.0.0.1:55432/ledger?sslmode=disable"
+	defaultRedisAddr   = "127.0.0.1:56379"
+	defaultBrokers     = "127.0.0.1:59092"
+)
+
+// connectionFlags are the flags every SUT process shares.
+type connectionFlags struct {
+	postgresURL string
+	redisAddr   string
+	brokers     string
+	topic       string
+	partitions  int
+	name        string
+	logLevel    string
+}
+
+func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, needs ...string) {
+	for _, need := range needs {
+		switch need {
+		case "postgres":
+			flags.StringVar(&c.postgresURL, "postgres-url", defaultPostgresURL, "Postgres connection URL (libpq form; several hosts allowed)")
+		case "redis":
+			flags.StringVar(&c.redisAddr, "redis-addr", defaultRedisAddr, "Redis host:port")
+		case "kafka":
+			flags.StringVar(&c.brokers, "brokers", defaultBrokers, "Kafka seed brokers, comma-separated host:port")
+			flags.StringVar(&c.topic, "topic", "ledger.commands", "commands topic")
+			flags.IntVar(&c.partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")
+		}
+	}
+	flags.StringVar(&c.name, "name", defaultName, "process name, in logs and metrics")
+	flags.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func (c *connectionFlags) brokerList() []string {
+	var list []string
+	for _, broker := range strings.Split(c.brokers, ",") {
+		if broker = strings.TrimSpace(broker); broker != "" {
+			list = append(list, broker)
+		}
+	}
+	return list
+}
+
+func (c *connectionFlags) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("process", c.name), nil
+}
+
+// serveHTTP serves handler on address until ctx ends, then shuts down
+// gracefully within a bound.
+func serveHTTP(ctx context.Context, address string, handler http.Handler, logger *slog.Logger) error {
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", address, err)
+	}
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	logger.Info("listening", "address", listener.Addr().String())
+	failed := make(chan error, 1)
+	go func() { failed <- server.Serve(listener) }()
+	select {
+	case err := <-failed:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownContext, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := server.Shutdown(shutdownContext); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests       *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+	produceSeconds prometheus.Histogram
+	replays        prometheus.Counter
+	keyReused      prometheus.Counter
+	waitTimeouts   prometheus.Counter
+	cacheErrors    prometheus.Counter
+}
+
+func newMetrics(registerer prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_requests_total",
+			Help: "HTTP requests by route and status."}, []string{"route", "status"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_gateway_request_seconds",
+			Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
+		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_gateway_produce_seconds",
+			Help: "Time until the broker acknowledged a command.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		replays:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotent_replays_total", Help: "Responses replayed for a reused key."}),
+		keyReused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotency_key_reused_total", Help: "Requests rejected: key reused with another body."}),
+		waitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_wait_timeouts_total", Help: "Bounded waits that ended before the outcome."}),
+		cacheErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_cache_errors_total", Help: "Failed Redis calls (the ledger answered instead)."}),
+	}
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors)
+	return m
+}
+
+func (m *metrics) observe(route string, status int, elapsed time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.requestSeconds.WithLabelValues(route).Observe(elapsed.Seconds())
+}

@@ -1,0 +1,358 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+)
+
+// The bodies of the money operations. Numbers are json.Number so that
+// fractions, exponents and overflows get a precise error.
+type (
+	depositRequest struct {
+		AccountID json.Number `json:"account_id"`
+		Amount    json.Number `json:"amount"`
+	}
+	withdrawalRequest struct {
+		AccountID json.Number `json:"account_id"`
+		Amount    json.Number `json:"amount"`
+	}
+	transferRequest struct {
+		FromAccountID json.Number `json:"from_account_id"`
+		ToAccountID   json.Number `json:"to_account_id"`
+		Amount        json.Number `json:"amount"`
+	}
+)
+
+// transactionResponse is the transaction resource. Its bytes depend only on
+// the transaction and its state, so a response rebuilt from the ledger is
+// identical to one sent before.
+type transactionResponse struct {
+	TransactionID        string        `json:"transaction_id"`
+	Kind                 ledger.Kind   `json:"kind"`
+	Status               ledger.Status `json:"status"`
+	AmountMinor          int64         `json:"amount"`
+	SourceAccountID      int64         `json:"source_account_id"`
+	DestinationAccountID int64         `json:"destination_account_id"`
+	Reason               ledger.Code   `json:"reason,omitempty"`
+}
+
+// IdempotencyKeyMaximum is the longest idempotency key accepted, in bytes.
+const IdempotencyKeyMaximum = 255
+
+// ReplayedHeader marks a response that was replayed for a reused key.
+const ReplayedHeader = "Idempotent-Replayed"
+
+func validKey(key string) bool {
+	if key == "" || len(key) > IdempotencyKeyMaximum {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x21 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// parseCommand decodes and checks a money request into a command.
+func (g *Gateway) parseCommand(w http.ResponseWriter, r *http.Request, kind ledger.Kind, session redis.Session) (ledger.Command, error) {
+	command := ledger.Command{Kind: kind, UserID: session.UserID}
+	var canonical any
+	switch kind {
+	case ledger.KindDeposit, ledger.KindWithdrawal:
+		var request depositRequest
+		if err := g.decodeBody(w, r, &request); err != nil {
+			return command, err
+		}
+		account, err := accountField("account_id", request.AccountID)
+		if err != nil {
+			return command, err
+		}
+		if command.AmountMinor, err = amountField(request.Amount); err != nil {
+			return command, err
+		}
+		if account != session.AccountID {
+			return command, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", account)
+		}
+		if kind == ledger.KindDeposit {
+			command.SourceAccountID, command.DestinationAccountID = ledger.ExternalAccountID, account
+		} else {
+			command.SourceAccountID, command.DestinationAccountID = account, ledger.ExternalAccountID
+		}
+		canonical = struct {
+			AccountID int64 `json:"account_id"`
+			Amount    int64 `json:"amount"`
+		}{account, command.AmountMinor}
+	case ledger.KindTransfer:
+		var request transferRequest
+		if err := g.decodeBody(w, r, &request); err != nil {
+			return command, err
+		}
+		from, err := accountField("from_account_id", request.FromAccountID)
+		if err != nil {
+			return command, err
+		}
+		to, err := accountField("to_account_id", request.ToAccountID)
+		if err != nil {
+			return command, err
+		}
+		if command.AmountMinor, err = amountField(request.Amount); err != nil {
+			return command, err
+		}
+		if from != session.AccountID {
+			return command, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", from)
+		}
+		if from == to {
+			return command, ledger.Errorf(ledger.CodeSameAccount, "a transfer needs two different accounts")
+		}
+		command.SourceAccountID, command.DestinationAccountID = from, to
+		canonical = struct {
+			From   int64 `json:"from_account_id"`
+			To     int64 `json:"to_account_id"`
+			Amount int64 `json:"amount"`
+		}{from, to, command.AmountMinor}
+	}
+	canonicalBody, _ := json.Marshal(canonical)
+	command.Fingerprint = ledger.Fingerprint(kind, canonicalBody)
+	return command, nil
+}
+
+// waitRequested reads "Prefer: wait=N" (RFC 7240), N in seconds.
+func (g *Gateway) waitRequested(r *http.Request) (time.Duration, error) {
+	for _, preference := range strings.Split(r.Header.Get("Prefer"), ",") {
+		name, value, found := strings.Cut(strings.TrimSpace(preference), "=")
+		if !found || !strings.EqualFold(name, "wait") {
+			continue
+		}
+		seconds, err := strconv.ParseFloat(value, 64)
+		if err != nil || seconds < 0 {
+			return 0, ledger.Errorf(ledger.CodeInvalidRequest, "Prefer: wait=%s is not a number of seconds", value)
+		}
+		return min(time.Duration(seconds*float64(time.Second)), g.config.WaitMax), nil
+	}
+	return 0, nil
+}
+
+func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
+	return func(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
+		session := sessionOf(r)
+		key := r.Header.Get("Idempotency-Key")
+		if !validKey(key) {
+			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyMissing,
+				"an Idempotency-Key header of 1 to %d printable ASCII characters is required", IdempotencyKeyMaximum)
+		}
+		wait, err := g.waitRequested(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		command, err := g.parseCommand(w, r, kind, session)
+		if err != nil {
+			return 0, nil, err
+		}
+		command.IdempotencyKey = key
+		command.TransactionID = ledger.TransactionIDFor(session.UserID, key)
+		command.AcceptedAt = g.clock().UTC()
+		return g.accept(w, r.Context(), command, wait)
+	}
+}
+
+// accept runs the idempotency contract, queues the command, optionally waits
+// for its outcome, and remembers the response for replays.
+func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command ledger.Command, wait time.Duration) (int, []byte, error) {
+	record := redis.IdempotencyRecord{Fingerprint: command.Fingerprint, TransactionID: command.TransactionID, ReservedAt: command.AcceptedAt}
+	pending := redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
+		DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
+	existing, reserved, err := g.cache.Reserve(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL)
+	cacheUp := err == nil
+	if err != nil {
+		g.metrics.cacheErrors.Inc()
+		g.logger.Debug("idempotency fast path unavailable; using the ledger", "error", err)
+	}
+	if cacheUp && !reserved {
+		if existing.Fingerprint != command.Fingerprint {
+			g.metrics.keyReused.Inc()
+			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+		}
+		if existing.ResponseStatus != 0 {
+			g.metrics.replays.Inc()
+			w.Header().Set(ReplayedHeader, "true")
+			return existing.ResponseStatus, existing.ResponseBody, nil
+		}
+		if g.clock().Sub(existing.ReservedAt) < g.config.InFlightLease {
+			w.Header().Set("Retry-After", "1")
+			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyInFlight, "a request with idempotency key %q is still in flight; retry shortly", command.IdempotencyKey)
+		}
+		// The first request's gateway died mid-request: take over. The
+		// worker's dedupe makes a second copy of the command harmless.
+	}
+
+	// The ledger is the last word: a key already applied (Redis lost its
+	// record, or it is down) answers from the ledger and queues nothing.
+	stored, err := g.store.Transaction(ctx, command.TransactionID)
+	switch {
+	case err == nil:
+		if stored.Fingerprint != command.Fingerprint {
+			g.metrics.keyReused.Inc()
+			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+		}
+		g.metrics.replays.Inc()
+		w.Header().Set(ReplayedHeader, "true")
+		status, body := http.StatusOK, marshal(responseOf(stored))
+		if cacheUp {
+			g.remember(ctx, command, record, status, body)
+		}
+		return status, body, nil
+	case ledger.ErrorCode(err) != ledger.CodeNotFound:
+		g.release(ctx, command, cacheUp && reserved)
+		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the ledger is unavailable: %v", err)
+	}
+
+	var outcome <-chan ledger.OutcomeNotice
+	if wait > 0 {
+		var cancel func()
+		outcome, cancel = g.waiters.register(command.TransactionID)
+		defer cancel()
+	}
+	value, err := json.Marshal(command)
+	if err != nil {
+		return 0, nil, err
+	}
+	produceContext, cancel := context.WithTimeout(ctx, g.config.ProduceTimeout)
+	started := g.clock()
+	_, _, err = g.queue.Produce(produceContext, []byte(strconv.FormatInt(command.PartitionKey(), 10)), value)
+	cancel()
+	g.metrics.produceSeconds.Observe(g.clock().Sub(started).Seconds())
+	if err != nil {
+		// Whether the broker kept the record is unknown; the client retries
+		// with the same key and the worker applies at most one copy.
+		g.release(ctx, command, cacheUp && reserved)
+		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the command queue did not acknowledge: %v", err)
+	}
+
+	status, body := http.StatusAccepted, marshal(transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind,
+		Status: ledger.StatusAccepted, AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
+		DestinationAccountID: command.DestinationAccountID})
+	if wait > 0 {
+		final, err := g.awaitOutcome(ctx, command, outcome, wait)
+		if err != nil {
+			return 0, nil, err
+		}
+		if final != nil {
+			status, body = http.StatusOK, marshal(*final)
+		}
+	}
+	if cacheUp {
+		g.remember(ctx, command, record, status, body)
+	}
+	return status, body, nil
+}
+
+func (g *Gateway) remember(ctx context.Context, command ledger.Command, record redis.IdempotencyRecord, status int, body []byte) {
+	record.ResponseStatus, record.ResponseBody = status, body
+	if err := g.cache.StoreResponse(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, record, g.config.IdempotencyTTL); err != nil {
+		g.metrics.cacheErrors.Inc()
+	}
+}
+
+func (g *Gateway) release(ctx context.Context, command ledger.Command, reserved bool) {
+	if reserved {
+		if err := g.cache.Release(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey); err != nil {
+			g.metrics.cacheErrors.Inc()
+		}
+	}
+}
+
+// awaitOutcome waits, at most wait, for the command's outcome: woken by the
+// worker's announcement, or by polling the ledger. nil means still pending.
+func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outcome <-chan ledger.OutcomeNotice, wait time.Duration) (*transactionResponse, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(g.config.WaitPollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ledger.Errorf(ledger.CodeTimeout, "the client went away")
+		case <-deadline.C:
+			g.metrics.waitTimeouts.Inc()
+			return nil, nil
+		case notice := <-outcome:
+			if notice.Fingerprint != command.Fingerprint {
+				return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+			}
+			response := transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind, Status: notice.Status,
+				AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
+				DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}
+			return &response, nil
+		case <-poll.C:
+			stored, err := g.store.Transaction(ctx, command.TransactionID)
+			if err != nil {
+				continue
+			}
+			if stored.Fingerprint != command.Fingerprint {
+				return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+			}
+			response := responseOf(stored)
+			return &response, nil
+		}
+	}
+}
+
+func responseOf(t ledger.Transaction) transactionResponse {
+	return transactionResponse{TransactionID: t.ID, Kind: t.Kind, Status: t.Status, AmountMinor: t.AmountMinor,
+		SourceAccountID: t.SourceAccountID, DestinationAccountID: t.DestinationAccountID, Reason: t.Reason}
+}
+
+type accountResponse struct {
+	AccountID    int64 `json:"account_id"`
+	UserID       int64 `json:"user_id"`
+	BalanceMinor int64 `json:"balance"`
+}
+
+func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
+	id, err := parseID(r, "id")
+	if err != nil {
+		return 0, nil, err
+	}
+	session := sessionOf(r)
+	if id != session.AccountID {
+		return 0, nil, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", id)
+	}
+	account, err := g.store.Account(r.Context(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, marshal(accountResponse{AccountID: account.ID, UserID: account.UserID, BalanceMinor: account.BalanceMinor}), nil
+}
+
+func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
+	id := r.PathValue("id")
+	session := sessionOf(r)
+	notFound := ledger.Errorf(ledger.CodeNotFound, "transaction %s does not exist", id)
+	if len(id) != 36 {
+		return 0, nil, notFound
+	}
+	stored, err := g.store.Transaction(r.Context(), id)
+	if err == nil {
+		if stored.UserID != session.UserID {
+			return 0, nil, notFound
+		}
+		return http.StatusOK, marshal(responseOf(stored)), nil
+	}
+	if ledger.ErrorCode(err) != ledger.CodeNotFound {
+		return 0, nil, err
+	}
+	pending, found, err := g.cache.LookupPending(r.Context(), id)
+	if err != nil || !found || pending.UserID != session.UserID {
+		return 0, nil, notFound
+	}
+	return http.StatusOK, marshal(transactionResponse{TransactionID: id, Kind: pending.Kind, Status: ledger.StatusAccepted,
+		AmountMinor: pending.AmountMinor, SourceAccountID: pending.SourceAccountID, DestinationAccountID: pending.DestinationAccountID}), nil
+}

@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+)
+
+type credentialsRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type userResponse struct {
+	UserID    int64  `json:"user_id"`
+	AccountID int64  `json:"account_id"`
+	Email     string `json:"email"`
+}
+
+type sessionResponse struct {
+	Token     string    `json:"token"`
+	UserID    int64     `json:"user_id"`
+	AccountID int64     `json:"account_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Password length limits: long enough to matter, short enough that the KDF
+// cannot be made to hash megabytes.
+const (
+	passwordMinimum = 8
+	passwordMaximum = 256
+)
+
+func normaliseEmail(email string) (string, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	address, err := mail.ParseAddress(email)
+	if err != nil || address.Address != email || len(email) > 254 {
+		return "", ledger.Errorf(ledger.CodeInvalidEmail, "%q is not a valid email address", email)
+	}
+	return email, nil
+}
+
+func (g *Gateway) signup(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
+	var request credentialsRequest
+	if err := g.decodeBody(w, r, &request); err != nil {
+		return 0, nil, err
+	}
+	email, err := normaliseEmail(request.Email)
+	if err != nil {
+		return 0, nil, err
+	}
+	length := utf8.RuneCountInString(request.Password)
+	if length < passwordMinimum || length > passwordMaximum {
+		return 0, nil, ledger.Errorf(ledger.CodeWeakPassword, "the password must have %d to %d characters", passwordMinimum, passwordMaximum)
+	}
+	hash, err := g.config.PasswordHashing.hash(request.Password)
+	if err != nil {
+		return 0, nil, err
+	}
+	user, err := g.store.CreateUser(r.Context(), email, hash)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, marshal(userResponse{UserID: user.ID, AccountID: user.AccountID, Email: user.Email}), nil
+}
+
+// dummyHash is verified against when the email is unknown, so the answer
+// takes as long as for a known email with a wrong password.
+var dummyHash = "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
+	var request credentialsRequest
+	if err := g.decodeBody(w, r, &request); err != nil {
+		return 0, nil, err
+	}
+	invalid := ledger.Errorf(ledger.CodeInvalidCredentials, "the email or the password is wrong")
+	email, err := normaliseEmail(request.Email)
+	if err != nil {
+		return 0, nil, invalid
+	}
+	user, err := g.store.UserByEmail(r.Context(), email)
+	if ledger.ErrorCode(err) == ledger.CodeNotFound {
+		_, _ = verifyPassword(request.Password, dummyHash)
+		return 0, nil, invalid
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	ok, err := verifyPassword(request.Password, user.PasswordHash)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !ok {
+		return 0, nil, invalid
+	}
+	tokenBytes := make([]byte, 32)
+	if _, err := rand.Read(tokenBytes); err != nil {
+		return 0, nil, err
+	}
+	token := base64.RawURLEncoding.EncodeToString(tokenBytes)
+	if err := g.cache.CreateSession(r.Context(), token, redis.Session{UserID: user.ID, AccountID: user.AccountID}, g.config.SessionTTL); err != nil {
+		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
+	}
+	return http.StatusCreated, marshal(sessionResponse{Token: token, UserID: user.ID, AccountID: user.AccountID,
+		ExpiresAt: g.clock().Add(g.config.SessionTTL).UTC().Truncate(time.Second)}), nil
+}

@@ -1,0 +1,345 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+)
+
+// Record is one command read from a partition of the commands topic.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Command   ledger.Command
+}
+
+// Batch is a run of records from one partition, in offset order.
+type Batch struct {
+	Topic     string
+	Partition int32
+	Records   []Record
+}
+
+// BatchResult says what applying a batch did.
+type BatchResult struct {
+	// Outcomes holds the outcome of every command of the batch that names a
+	// transaction, including duplicates (their outcome is the stored one),
+	// so a waiting gateway can be woken whichever copy it sent.
+	Outcomes []ledger.OutcomeNotice
+	// Applied counts commands that produced a new transaction row (settled
+	// or rejected); Duplicates counts commands whose key already had one.
+	Applied, Duplicates int
+	// Settled counts the applied commands that settled (the rest were
+	// rejected).
+	Settled int
+	// AlreadyApplied counts records below the stored offset: a batch
+	// redelivered after a crash or a rebalance, skipped whole.
+	AlreadyApplied int
+	// Balances holds the new balance of every user account the batch touched.
+	Balances map[int64]int64
+	// NextOffset is the offset stored for the partition after the batch.
+	NextOffset int64
+}
+
+type accountState struct {
+	userID  int64
+	balance int64
+	touched bool
+}
+
+// ApplyBatch applies a batch of one partition in ONE Postgres transaction:
+// it locks the partition's offset row, skips records below the stored offset,
+// drops commands whose transaction already exists (exactly-once by key),
+// locks every touched account in id order (no deadlocks between workers),
+// checks overdrafts sequentially in offset order, writes double-entry
+// postings and balances, and stores the partition's next offset. Either all
+// of it commits or none of it does, so a worker killed at any instant leaves
+// the partition at a consistent offset.
+func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error) {
+	if len(batch.Records) == 0 {
+		return BatchResult{}, errors.New("apply batch: empty batch")
+	}
+	for i, record := range batch.Records {
+		if record.Partition != batch.Partition {
+			return BatchResult{}, fmt.Errorf("apply batch: record %d is from partition %d, batch is partition %d", i, record.Partition, batch.Partition)
+		}
+		if i > 0 && record.Offset <= batch.Records[i-1].Offset {
+			return BatchResult{}, fmt.Errorf("apply batch: offsets out of order at %d (%d after %d)", i, record.Offset, batch.Records[i-1].Offset)
+		}
+	}
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var result BatchResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		result, err = applyInTransaction(ctx, tx, batch)
+		return err
+	})
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("apply batch of partition %d at offset %d: %w", batch.Partition, batch.Records[0].Offset, err)
+	}
+	return result, nil
+}
+
+func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResult, error) {
+	result := BatchResult{Balances: map[int64]int64{}}
+	var nextOffset int64
+	err := tx.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE`,
+		batch.Topic, batch.Partition).Scan(&nextOffset)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err = tx.Exec(ctx, `INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, 0)
+			ON CONFLICT DO NOTHING`, batch.Topic, batch.Partition); err != nil {
+			return result, fmt.Errorf("create offset row: %w", err)
+		}
+		err = tx.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE`,
+			batch.Topic, batch.Partition).Scan(&nextOffset)
+	}
+	if err != nil {
+		return result, fmt.Errorf("lock offset row: %w", err)
+	}
+
+	// Records below the stored offset were applied by an earlier batch (a
+	// redelivery after a crash, or a zombie worker that lost the partition).
+	records := batch.Records
+	for len(records) > 0 && records[0].Offset < nextOffset {
+		records = records[1:]
+		result.AlreadyApplied++
+	}
+	result.NextOffset = nextOffset
+	if len(records) == 0 {
+		return result, nil
+	}
+	result.NextOffset = records[len(records)-1].Offset + 1
+
+	// Exactly-once by key: look up every transaction id of the batch.
+	ids := make([]string, 0, len(records))
+	for _, record := range records {
+		ids = append(ids, record.Command.TransactionID)
+	}
+	existing := map[string]ledger.OutcomeNotice{}
+	rows, err := tx.Query(ctx, `SELECT id::text, status, reason, fingerprint FROM transactions WHERE id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return result, fmt.Errorf("look up keys: %w", err)
+	}
+	var notice ledger.OutcomeNotice
+	var status, reason string
+	if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &status, &reason, &notice.Fingerprint}, func() error {
+		notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
+		existing[notice.TransactionID] = notice
+		return nil
+	}); err != nil {
+		return result, fmt.Errorf("look up keys: %w", err)
+	}
+
+	// Lock every touched user account in id order.
+	accountIDs := make([]int64, 0, 2*len(records))
+	seen := map[int64]bool{}
+	for _, record := range records {
+		for _, id := range []int64{record.Command.SourceAccountID, record.Command.DestinationAccountID} {
+			if id != ledger.ExternalAccountID && !seen[id] {
+				seen[id] = true
+				accountIDs = append(accountIDs, id)
+			}
+		}
+	}
+	sort.Slice(accountIDs, func(i, j int) bool { return accountIDs[i] < accountIDs[j] })
+	accounts := make(map[int64]*accountState, len(accountIDs))
+	rows, err = tx.Query(ctx, `SELECT id, user_id, balance FROM accounts WHERE id = ANY($1::bigint[]) AND kind = 'user'
+		ORDER BY id FOR UPDATE`, accountIDs)
+	if err != nil {
+		return result, fmt.Errorf("lock accounts: %w", err)
+	}
+	var accountID int64
+	var state accountState
+	if _, err := pgx.ForEachRow(rows, []any{&accountID, &state.userID, &state.balance}, func() error {
+		copied := state
+		accounts[accountID] = &copied
+		return nil
+	}); err != nil {
+		return result, fmt.Errorf("lock accounts: %w", err)
+	}
+
+	// Apply sequentially in offset order, in memory.
+	var writes batchWrites
+	for _, record := range records {
+		command := record.Command
+		if stored, ok := existing[command.TransactionID]; ok {
+			result.Duplicates++
+			result.Outcomes = append(result.Outcomes, stored)
+			continue
+		}
+		outcome := decide(command, accounts)
+		if outcome.Status == ledger.StatusSettled {
+			source, destination := accounts[command.SourceAccountID], accounts[command.DestinationAccountID]
+			var sourceAfter, destinationAfter *int64
+			if source != nil {
+				source.balance -= command.AmountMinor
+				source.touched = true
+				sourceAfter = &source.balance
+			}
+			if destination != nil {
+				destination.balance += command.AmountMinor
+				destination.touched = true
+				destinationAfter = &destination.balance
+			}
+			writes.addPosting(command.TransactionID, command.SourceAccountID, -command.AmountMinor, sourceAfter)
+			writes.addPosting(command.TransactionID, command.DestinationAccountID, command.AmountMinor, destinationAfter)
+		}
+		if outcome.Status == ledger.StatusSettled {
+			result.Settled++
+		}
+		writes.addTransaction(record, outcome)
+		notice := ledger.OutcomeNotice{Outcome: outcome, Fingerprint: command.Fingerprint}
+		existing[command.TransactionID] = notice
+		result.Outcomes = append(result.Outcomes, notice)
+		result.Applied++
+	}
+	for id, account := range accounts {
+		if account.balance < 0 {
+			// decide() never lets a balance go negative; if it did, the
+			// batch must not commit.
+			panic(fmt.Sprintf("apply batch: account %d would end at %d", id, account.balance))
+		}
+		if account.touched {
+			writes.balanceIDs = append(writes.balanceIDs, id)
+			writes.balances = append(writes.balances, account.balance)
+			result.Balances[id] = account.balance
+		}
+	}
+	if err := writes.send(ctx, tx, batch.Topic, batch.Partition, result.NextOffset); err != nil {
+		return result, err
+	}
+	return result, nil
+}
+
+// decide returns the outcome of one command against the current in-memory
+// balances: the overdraft and ownership checks happen here, in offset order.
+func decide(command ledger.Command, accounts map[int64]*accountState) ledger.Outcome {
+	reject := func(code ledger.Code) ledger.Outcome {
+		return ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusRejected, Reason: code}
+	}
+	if err := command.Validate(); err != nil {
+		return reject(ledger.ErrorCode(err))
+	}
+	source, destination := accounts[command.SourceAccountID], accounts[command.DestinationAccountID]
+	if command.Kind != ledger.KindDeposit && source == nil {
+		return reject(ledger.CodeAccountNotFound)
+	}
+	if command.Kind != ledger.KindWithdrawal && destination == nil {
+		return reject(ledger.CodeAccountNotFound)
+	}
+	// Deposits go to the depositor's own account; withdrawals and transfers
+	// leave only the owner's account. The gateway checks this too; the
+	// worker re-checks because the topic is an input like any other.
+	switch command.Kind {
+	case ledger.KindDeposit:
+		if destination.userID != command.UserID {
+			return reject(ledger.CodeForbidden)
+		}
+	default:
+		if source.userID != command.UserID {
+			return reject(ledger.CodeForbidden)
+		}
+		if source.balance < command.AmountMinor {
+			return reject(ledger.CodeInsufficientFunds)
+		}
+	}
+	return ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusSettled}
+}
+
+// batchWrites collects a batch's rows as columns so each table is written by
+// one statement over unnest(), whatever the batch size.
+type batchWrites struct {
+	ids, keys, kinds, statuses, reasons, fingerprints []string
+	userIDs, sources, destinations, amounts, offsets  []int64
+	acceptedAts                                       []time.Time
+
+	postingTransactions []string
+	postingAccounts     []int64
+	postingAmounts      []int64
+	postingBalances     []*int64
+
+	balanceIDs, balances []int64
+}
+
+func (w *batchWrites) addTransaction(record Record, outcome ledger.Outcome) {
+	command := record.Command
+	w.ids = append(w.ids, command.TransactionID)
+	w.userIDs = append(w.userIDs, command.UserID)
+	w.keys = append(w.keys, command.IdempotencyKey)
+	w.kinds = append(w.kinds, string(command.Kind))
+	w.sources = append(w.sources, command.SourceAccountID)
+	w.destinations = append(w.destinations, command.DestinationAccountID)
+	w.amounts = append(w.amounts, command.AmountMinor)
+	w.statuses = append(w.statuses, string(outcome.Status))
+	w.reasons = append(w.reasons, string(outcome.Reason))
+	w.fingerprints = append(w.fingerprints, command.Fingerprint)
+	w.offsets = append(w.offsets, record.Offset)
+	acceptedAt := command.AcceptedAt
+	if acceptedAt.IsZero() {
+		acceptedAt = time.Unix(0, 0).UTC()
+	}
+	w.acceptedAts = append(w.acceptedAts, acceptedAt)
+}
+
+func (w *batchWrites) addPosting(transactionID string, accountID, amount int64, balanceAfter *int64) {
+	w.postingTransactions = append(w.postingTransactions, transactionID)
+	w.postingAccounts = append(w.postingAccounts, accountID)
+	w.postingAmounts = append(w.postingAmounts, amount)
+	if balanceAfter != nil {
+		value := *balanceAfter
+		balanceAfter = &value
+	}
+	w.postingBalances = append(w.postingBalances, balanceAfter)
+}
+
+// send writes everything, and the partition's next offset, in one pipelined
+// round trip.
+func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, topic string, partition int32, nextOffset int64) error {
+	pipeline := w.queue(partition)
+	pipeline.Queue(`UPDATE consumer_offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2`,
+		topic, partition, nextOffset)
+	if err := tx.SendBatch(ctx, pipeline).Close(); err != nil {
+		return fmt.Errorf("write batch: %w", err)
+	}
+	return nil
+}
+
+// sendWithoutOffset writes rows that carry no Kafka position (ApplyOne).
+func (w *batchWrites) sendWithoutOffset(ctx context.Context, tx pgx.Tx) error {
+	if err := tx.SendBatch(ctx, w.queue(-1)).Close(); err != nil {
+		return fmt.Errorf("write transaction: %w", err)
+	}
+	return nil
+}
+
+func (w *batchWrites) queue(partition int32) *pgx.Batch {
+	pipeline := &pgx.Batch{}
+	if len(w.ids) > 0 {
+		pipeline.Queue(`INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
+			destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
+			SELECT id, user_id, key, kind, source, destination, amount, status, reason, fingerprint, $11, kafka_offset, accepted_at
+			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+				$8::text[], $9::text[], $10::text[], $12::bigint[], $13::timestamptz[])
+				AS t(id, user_id, key, kind, source, destination, amount, status, reason, fingerprint, kafka_offset, accepted_at)`,
+			w.ids, w.userIDs, w.keys, w.kinds, w.sources, w.destinations, w.amounts, w.statuses, w.reasons,
+			w.fingerprints, partition, w.offsets, w.acceptedAts)
+	}
+	if len(w.postingTransactions) > 0 {
+		pipeline.Queue(`INSERT INTO postings (transaction_id, account_id, amount, balance_after)
+			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])`,
+			w.postingTransactions, w.postingAccounts, w.postingAmounts, w.postingBalances)
+	}
+	if len(w.balanceIDs) > 0 {
+		pipeline.Queue(`UPDATE accounts SET balance = v.balance
+			FROM unnest($1::bigint[], $2::bigint[]) AS v(id, balance) WHERE accounts.id = v.id`,
+			w.balanceIDs, w.balances)
+	}
+	return pipeline
+}

@@ -1,0 +1,235 @@
+// Package postgres is the ledger's Postgres adapter: the schema (embedded,
+// versioned migrations), users and accounts, and the batch apply that is the
+// heart of the worker: one transaction per batch of a partition's commands.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Config configures a Store.
+type Config struct {
+	// URL is a libpq-style connection string. Required.
+	URL string
+	// MaxConnections caps the pool. Default 16: a worker runs at most a few
+	// concurrent batches and a gateway's queries are short; more connections
+	// only add lock convoys on a 2-core machine.
+	MaxConnections int32
+	// QueryTimeout bounds every statement a caller issues without its own
+	// deadline. Default 10s.
+	QueryTimeout time.Duration
+}
+
+func (c *Config) applyDefaults() error {
+	if c.URL == "" {
+		return errors.New("postgres: URL is required")
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = 16
+	}
+	if c.MaxConnections < 0 {
+		return fmt.Errorf("postgres: MaxConnections %d must be positive", c.MaxConnections)
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = 10 * time.Second
+	}
+	return nil
+}
+
+// Store is the ledger in Postgres.
+type Store struct {
+	pool         *pgxpool.Pool
+	queryTimeout time.Duration
+}
+
+// Open connects to Postgres. It does not migrate; call Migrate first.
+func Open(ctx context.Context, config Config) (*Store, error) {
+	if err := config.applyDefaults(); err != nil {
+		return nil, err
+	}
+	poolConfig, err := pgxpool.ParseConfig(config.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse URL: %w", err)
+	}
+	poolConfig.MaxConns = config.MaxConnections
+	if poolConfig.ConnConfig.ConnectTimeout == 0 {
+		poolConfig.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolConfig)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &Store{pool: pool, queryTimeout: config.QueryTimeout}, nil
+}
+
+// Close releases the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the pool to the audit and the tests of this repository.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks the database answers; used by readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	return s.pool.Ping(ctx)
+}
+
+func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.queryTimeout)
+}
+
+// Migrate brings the schema at url to the newest version. It holds an
+// advisory lock, so concurrent callers (several workers starting at once)
+// apply each migration once.
+func Migrate(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	migrator, err := migrate.NewMigrator(ctx, conn, "schema_version")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	files, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := migrator.LoadMigrations(files); err != nil {
+		return fmt.Errorf("migrate: load: %w", err)
+	}
+	if err := migrator.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// CreateUser stores a new user and its account (balance 0) in one
+// transaction. A taken email is CodeEmailTaken.
+func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (ledger.User, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	user := ledger.User{Email: email, PasswordHash: passwordHash}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id`,
+			email, passwordHash).Scan(&user.ID); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO accounts (user_id, kind) VALUES ($1, 'user') RETURNING id`,
+			user.ID).Scan(&user.AccountID)
+	})
+	var pgError *pgconn.PgError
+	if errors.As(err, &pgError) && pgError.Code == "23505" {
+		return ledger.User{}, ledger.Errorf(ledger.CodeEmailTaken, "a user with this email already exists")
+	}
+	if err != nil {
+		return ledger.User{}, fmt.Errorf("create user: %w", err)
+	}
+	return user, nil
+}
+
+// UserByEmail finds a user and its account; an unknown email is CodeNotFound.
+func (s *Store) UserByEmail(ctx context.Context, email string) (ledger.User, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var user ledger.User
+	err := s.pool.QueryRow(ctx, `SELECT u.id, u.email, u.password_hash, a.id
+		FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'user' WHERE u.email = $1`, email).
+		Scan(&user.ID, &user.Email, &user.PasswordHash, &user.AccountID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.User{}, ledger.Errorf(ledger.CodeNotFound, "no such user")
+	}
+	if err != nil {
+		return ledger.User{}, fmt.Errorf("find user: %w", err)
+	}
+	return user, nil
+}
+
+// Account reads a user account; an unknown id is CodeAccountNotFound.
+func (s *Store) Account(ctx context.Context, id int64) (ledger.Account, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	account := ledger.Account{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT user_id, balance FROM accounts WHERE id = $1 AND kind = 'user'`, id).
+		Scan(&account.UserID, &account.BalanceMinor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.Account{}, ledger.Errorf(ledger.CodeAccountNotFound, "account %d does not exist", id)
+	}
+	if err != nil {
+		return ledger.Account{}, fmt.Errorf("read account %d: %w", id, err)
+	}
+	return account, nil
+}
+
+const transactionColumns = `id::text, user_id, idempotency_key, kind, source_account_id, destination_account_id,
+	amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at, applied_at`
+
+func scanTransaction(row pgx.Row) (ledger.Transaction, error) {
+	var t ledger.Transaction
+	var kind, status, reason string
+	err := row.Scan(&t.ID, &t.UserID, &t.IdempotencyKey, &kind, &t.SourceAccountID, &t.DestinationAccountID,
+		&t.AmountMinor, &status, &reason, &t.Fingerprint, &t.Partition, &t.Offset, &t.AcceptedAt, &t.AppliedAt)
+	t.Kind, t.Status, t.Reason = ledger.Kind(kind), ledger.Status(status), ledger.Code(reason)
+	return t, err
+}
+
+// Transaction reads a transaction by id; an unknown id is CodeNotFound.
+func (s *Store) Transaction(ctx context.Context, id string) (ledger.Transaction, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	t, err := scanTransaction(s.pool.QueryRow(ctx, `SELECT `+transactionColumns+` FROM transactions WHERE id = $1::uuid`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.Transaction{}, ledger.Errorf(ledger.CodeNotFound, "transaction %s does not exist", id)
+	}
+	if err != nil {
+		return ledger.Transaction{}, fmt.Errorf("read transaction %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// NextOffsets returns, for each partition, the next offset to apply: where a
+// worker must seek when it is assigned the partition. It creates missing rows
+// at offset 0 so later batches can lock them.
+func (s *Store) NextOffsets(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO consumer_offsets (topic, partition, next_offset)
+		SELECT $1, p, 0 FROM unnest($2::integer[]) AS p ON CONFLICT DO NOTHING`, topic, partitions); err != nil {
+		return nil, fmt.Errorf("create offset rows: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets
+		WHERE topic = $1 AND partition = ANY($2::integer[])`, topic, partitions)
+	if err != nil {
+		return nil, fmt.Errorf("read offsets: %w", err)
+	}
+	offsets := make(map[int32]int64, len(partitions))
+	var partition int32
+	var next int64
+	_, err = pgx.ForEachRow(rows, []any{&partition, &next}, func() error {
+		offsets[partition] = next
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read offsets: %w", err)
+	}
+	return offsets, nil
+}

@@ -1,0 +1,266 @@
+// Package redis is the reference system's Redis adapter: sessions, the fast
+// path of the idempotency contract, the balance cache, and the channel on
+// which workers announce outcomes to waiting gateways. Redis is never on the
+// correctness path: every record here can be lost and money stays right,
+// because Postgres holds the ledger and the unique key per user.
+package redis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+)
+
+// OutcomesChannel is the pub/sub channel workers publish outcomes on.
+const OutcomesChannel = "ledger:outcomes"
+
+// Config configures a Client.
+type Config struct {
+	// Addr is host:port of the Redis server. Required.
+	Addr string
+	// Timeout bounds every command (dial, read, write). Default 500ms:
+	// Redis is a fast path; when it is slow the callers fall back to
+	// Postgres rather than wait.
+	Timeout time.Duration
+	// PoolSize caps connections. Default 64, enough for a gateway's
+	// concurrent requests on a small machine.
+	PoolSize int
+}
+
+// Client talks to Redis.
+type Client struct {
+	client *goredis.Client
+}
+
+// New builds a client; it does not dial until first use.
+func New(config Config) (*Client, error) {
+	if config.Addr == "" {
+		return nil, errors.New("redis: Addr is required")
+	}
+	if config.Timeout == 0 {
+		config.Timeout = 500 * time.Millisecond
+	}
+	if config.PoolSize == 0 {
+		config.PoolSize = 64
+	}
+	return &Client{client: goredis.NewClient(&goredis.Options{
+		Addr:         config.Addr,
+		DialTimeout:  config.Timeout,
+		ReadTimeout:  config.Timeout,
+		WriteTimeout: config.Timeout,
+		PoolSize:     config.PoolSize,
+		MaxRetries:   1,
+	})}, nil
+}
+
+// Close closes the connections.
+func (c *Client) Close() error { return c.client.Close() }
+
+// Ping checks Redis answers.
+func (c *Client) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
+
+// Session is what a bearer token stands for.
+type Session struct {
+	UserID    int64 `json:"user_id"`
+	AccountID int64 `json:"account_id"`
+}
+
+// sessionKey hashes the token so a dump of Redis does not leak live tokens.
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "session:" + hex.EncodeToString(sum[:])
+}
+
+// CreateSession stores a session for ttl.
+func (c *Client) CreateSession(ctx context.Context, token string, session Session, ttl time.Duration) error {
+	value, _ := json.Marshal(session)
+	if err := c.client.Set(ctx, sessionKey(token), value, ttl).Err(); err != nil {
+		return fmt.Errorf("store session: %w", err)
+	}
+	return nil
+}
+
+// LookupSession returns the session of a token; found is false for an
+// unknown or expired token.
+func (c *Client) LookupSession(ctx context.Context, token string) (session Session, found bool, err error) {
+	value, err := c.client.Get(ctx, sessionKey(token)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, fmt.Errorf("read session: %w", err)
+	}
+	if err := json.Unmarshal(value, &session); err != nil {
+		return Session{}, false, fmt.Errorf("decode session: %w", err)
+	}
+	return session, true, nil
+}
+
+// IdempotencyRecord is what Redis remembers of a key: the request's
+// fingerprint and transaction, and once answered, the exact response.
+type IdempotencyRecord struct {
+	Fingerprint   string    `json:"fingerprint"`
+	TransactionID string    `json:"transaction_id"`
+	ReservedAt    time.Time `json:"reserved_at"`
+	// ResponseStatus is 0 while the first request is still in flight.
+	ResponseStatus int `json:"response_status,omitempty"`
+	// ResponseBody is the exact bytes sent; replays send them again.
+	ResponseBody []byte `json:"response_body,omitempty"`
+}
+
+func idempotencyKey(userID int64, key string) string {
+	return "idem:" + strconv.FormatInt(userID, 10) + ":" + key
+}
+
+// Reserve claims a key for a request and remembers its transaction as
+// pending, in one pipelined round trip (SET NX GET, SET NX). When the key is
+// new it returns reserved=true; otherwise it returns the record already
+// stored and reserved=false.
+func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (existing IdempotencyRecord, reserved bool, err error) {
+	value, _ := json.Marshal(record)
+	pendingValue, _ := json.Marshal(pending)
+	pipeline := c.client.Pipeline()
+	reservation := pipeline.SetArgs(ctx, idempotencyKey(userID, key), value, goredis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
+	pipeline.SetNX(ctx, "pending:"+record.TransactionID, pendingValue, ttl)
+	_, err = pipeline.Exec(ctx)
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return IdempotencyRecord{}, false, fmt.Errorf("reserve idempotency key: %w", err)
+	}
+	old, err := reservation.Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return IdempotencyRecord{}, true, nil
+	}
+	if err != nil {
+		return IdempotencyRecord{}, false, fmt.Errorf("reserve idempotency key: %w", err)
+	}
+	if err := json.Unmarshal(old, &existing); err != nil {
+		return IdempotencyRecord{}, false, fmt.Errorf("decode idempotency record: %w", err)
+	}
+	return existing, false, nil
+}
+
+// storeResponseScript writes the response into a record only if the record
+// still belongs to the same request and has no response yet: the first
+// answer sent is the one every replay gets.
+var storeResponseScript = goredis.NewScript(`
+local current = redis.call('GET', KEYS[1])
+if current then
+  local record = cjson.decode(current)
+  if record.fingerprint ~= ARGV[2] or (record.response_status and record.response_status ~= 0) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`)
+
+// StoreResponse records the response a key's first request got.
+func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) error {
+	value, _ := json.Marshal(record)
+	err := storeResponseScript.Run(ctx, c.client, []string{idempotencyKey(userID, key)}, value, record.Fingerprint, ttl.Milliseconds()).Err()
+	if err != nil {
+		return fmt.Errorf("store idempotent response: %w", err)
+	}
+	return nil
+}
+
+// Release forgets a reservation whose request failed before the command was
+// queued, so a retry is not told the key is in flight.
+func (c *Client) Release(ctx context.Context, userID int64, key string) error {
+	return c.client.Del(ctx, idempotencyKey(userID, key)).Err()
+}
+
+// PendingTransaction remembers, for GET /v1/transactions/{id}, a
+// transaction that is accepted but not yet applied.
+type PendingTransaction struct {
+	UserID               int64       `json:"user_id"`
+	Kind                 ledger.Kind `json:"kind"`
+	SourceAccountID      int64       `json:"source_account_id"`
+	DestinationAccountID int64       `json:"destination_account_id"`
+	AmountMinor          int64       `json:"amount"`
+}
+
+// LookupPending reads a pending transaction.
+func (c *Client) LookupPending(ctx context.Context, transactionID string) (PendingTransaction, bool, error) {
+	value, err := c.client.Get(ctx, "pending:"+transactionID).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return PendingTransaction{}, false, nil
+	}
+	if err != nil {
+		return PendingTransaction{}, false, err
+	}
+	var pending PendingTransaction
+	if err := json.Unmarshal(value, &pending); err != nil {
+		return PendingTransaction{}, false, err
+	}
+	return pending, true, nil
+}
+
+func balanceKey(accountID int64) string { return "balance:" + strconv.FormatInt(accountID, 10) }
+
+// CachedBalance reads an account's cached balance.
+func (c *Client) CachedBalance(ctx context.Context, accountID int64) (balance int64, found bool, err error) {
+	balance, err = c.client.Get(ctx, balanceKey(accountID)).Int64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return balance, true, nil
+}
+
+// AfterCommit runs, in one pipelined round trip, what a worker does after a
+// batch committed: refresh the balance cache of the touched accounts and
+// announce the outcomes to waiting gateways. Failure only costs speed: the
+// cache is refreshed by the next batch and waiters fall back to polling.
+func (c *Client) AfterCommit(ctx context.Context, balances map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error {
+	pipeline := c.client.Pipeline()
+	for accountID, balance := range balances {
+		pipeline.Set(ctx, balanceKey(accountID), balance, balanceTTL)
+	}
+	if len(outcomes) > 0 {
+		message, err := json.Marshal(outcomes)
+		if err != nil {
+			return fmt.Errorf("encode outcomes: %w", err)
+		}
+		pipeline.Publish(ctx, OutcomesChannel, message)
+	}
+	if _, err := pipeline.Exec(ctx); err != nil {
+		return fmt.Errorf("after commit: %w", err)
+	}
+	return nil
+}
+
+// SubscribeOutcomes calls handle for every outcome published until ctx is
+// done. It reconnects on its own when Redis goes away (go-redis resubscribes).
+func (c *Client) SubscribeOutcomes(ctx context.Context, handle func(ledger.OutcomeNotice)) {
+	subscription := c.client.Subscribe(ctx, OutcomesChannel)
+	defer subscription.Close()
+	channel := subscription.Channel(goredis.WithChannelHealthCheckInterval(5 * time.Second))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case message, ok := <-channel:
+			if !ok {
+				return
+			}
+			var outcomes []ledger.OutcomeNotice
+			if err := json.Unmarshal([]byte(message.Payload), &outcomes); err != nil {
+				continue
+			}
+			for _, outcome := range outcomes {
+				handle(outcome)
+			}
+		}
+	}
+}
