@@ -23,6 +23,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	var connections connectionFlags
 	connections.register(flags, "worker", "postgres", "redis", "kafka")
 	group := flags.String("group", "ledger-workers", "consumer group")
+	instanceID := flags.String("group-instance-id", "", "static group membership id, unique per worker: a restarted worker takes its partitions back at once (empty: dynamic)")
 	metricsListen := flags.String("metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
 	var config worker.Config
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
@@ -52,7 +53,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		}
 		cancel()
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: connections.topic, Group: *group,
-			ClientID: connections.name, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
+			ClientID: connections.name, InstanceID: *instanceID, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
 				offsets, err := store.NextOffsets(ctx, connections.topic, partitions)
 				if err == nil {
 					logger.Info("partitions assigned", "offsets", offsets)

@@ -28,6 +28,15 @@ type ConsumerConfig struct {
 	// giving its partitions to another. Default 10s, so a killed worker's
 	// partitions move quickly in drills.
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long a rebalance waits for members to rejoin.
+	// Default 20s (franz-go's is 60s): a killed member that never rejoins
+	// holds every partition of the group still for that long.
+	RebalanceTimeout time.Duration
+	// InstanceID, when set, makes the member static (KIP-345): a worker
+	// restarted with the same id takes its partitions back at once, with no
+	// rebalance and no wait for the old session to expire. Ids must be
+	// unique per live worker; default none (dynamic membership).
+	InstanceID string
 }
 
 // Consumer reads the commands topic as a member of a consumer group. Between
@@ -76,6 +85,9 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 	if config.SessionTimeout == 0 {
 		config.SessionTimeout = 10 * time.Second
 	}
+	if config.RebalanceTimeout == 0 {
+		config.RebalanceTimeout = 20 * time.Second
+	}
 	topic := config.Topic
 	adjust := func(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 		partitions := make([]int32, 0, len(assigned[topic]))
@@ -109,7 +121,7 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 		}
 		return assigned, nil
 	}
-	client, err := kgo.NewClient(
+	options := []kgo.Opt{
 		kgo.SeedBrokers(config.Brokers...),
 		kgo.ClientID(config.ClientID),
 		kgo.ConsumerGroup(config.Group),
@@ -120,7 +132,13 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 		kgo.SessionTimeout(config.SessionTimeout),
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+		kgo.RebalanceTimeout(config.RebalanceTimeout),
+		kgo.MetadataMinAge(250 * time.Millisecond),
+	}
+	if config.InstanceID != "" {
+		options = append(options, kgo.InstanceID(config.InstanceID))
+	}
+	client, err := kgo.NewClient(options...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}

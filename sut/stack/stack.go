@@ -1,0 +1,723 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// FileName is the stack file inside a stack directory.
+const FileName = "stack.json"
+
+// FileVersion is the format version of the stack file.
+const FileVersion = 1
+
+// lockName is the file locked (flock) while the stack file is read and
+// rewritten, so concurrent operations on one stack do not lose updates.
+const lockName = "stack.lock"
+
+// Config describes the local stack `ledgerproof up` starts. Start from
+// DefaultConfig: zero values are meaningful (zero gateways is allowed).
+type Config struct {
+	// Dir holds the stack file, logs and data. Default ".ledgerproof/stack".
+	Dir string
+	// Binary is the ledgerproof executable started for the broker, migrate,
+	// gateways and workers. Default: os.Executable(), the running binary.
+	Binary string
+	// Env holds extra KEY=VALUE entries for the processes started from
+	// Binary. Default none.
+	Env []string
+	// PostgresBinDir holds initdb and postgres. Default: found by
+	// PostgresBinDir.
+	PostgresBinDir string
+	// PostgresPort is the cluster's port on 127.0.0.1. Default 55432, away
+	// from a system Postgres on 5432.
+	PostgresPort int
+	// RedisPort is redis-server's port on 127.0.0.1. Default 56379.
+	RedisPort int
+	// BrokerPort is the broker's port on 127.0.0.1. Default 59092.
+	BrokerPort int
+	// GatewayPort is the first gateway's port; gateway i listens on
+	// GatewayPort+i. Default 58080.
+	GatewayPort int
+	// WorkerMetricsPort is the first worker's metrics port; worker i listens
+	// on WorkerMetricsPort+i. Default 58180.
+	WorkerMetricsPort int
+	// Gateways is the number of gateway processes. Default 2.
+	Gateways int
+	// Workers is the number of worker processes. Default 2.
+	Workers int
+	// Partitions of the command topic, passed to the broker, gateways and
+	// workers alike so they agree. Default 16, the default of those commands.
+	Partitions int
+	// BrokerSync makes the broker fsync its data (--sync), so a killed broker
+	// restarts with everything it acknowledged. Default true.
+	BrokerSync bool
+	// Migrate runs `<Binary> migrate` once Postgres is up. Default true.
+	Migrate bool
+	// GatewayArgs and WorkerArgs are appended to every gateway's and worker's
+	// command line (knobs such as KDF cost, seeded bugs). Default none.
+	GatewayArgs []string
+	WorkerArgs  []string
+	// ReadyTimeout bounds the wait for each component to be ready. Default
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// Output receives progress lines. Default io.Discard.
+	Output io.Writer
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Dir:               ".ledgerproof/stack",
+		PostgresPort:      55432,
+		RedisPort:         56379,
+		BrokerPort:        59092,
+		GatewayPort:       58080,
+		WorkerMetricsPort: 58180,
+		Gateways:          2,
+		Workers:           2,
+		Partitions:        16,
+		BrokerSync:        true,
+		Migrate:           true,
+		ReadyTimeout:      DefaultReadyTimeout,
+	}
+}
+
+// validate rejects contradictions and out-of-range values.
+func (c Config) validate() error {
+	var problems []string
+	if c.Dir == "" {
+		problems = append(problems, "no stack directory")
+	}
+	if c.Gateways < 0 || c.Gateways > 64 {
+		problems = append(problems, fmt.Sprintf("gateways %d not in [0, 64]", c.Gateways))
+	}
+	if c.Workers < 0 || c.Workers > 64 {
+		problems = append(problems, fmt.Sprintf("workers %d not in [0, 64]", c.Workers))
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		problems = append(problems, fmt.Sprintf("partitions %d not in [1, 1024]", c.Partitions))
+	}
+	ports := map[int]string{}
+	claim := func(port int, owner string) {
+		if port < 1 || port > 65535 {
+			problems = append(problems, fmt.Sprintf("%s port %d not in [1, 65535]", owner, port))
+			return
+		}
+		if other, taken := ports[port]; taken {
+			problems = append(problems, fmt.Sprintf("port %d given to both %s and %s", port, other, owner))
+			return
+		}
+		ports[port] = owner
+	}
+	claim(c.PostgresPort, "postgres")
+	claim(c.RedisPort, "redis")
+	claim(c.BrokerPort, "broker")
+	for i := 0; i < c.Gateways; i++ {
+		claim(c.GatewayPort+i, "gateway-"+strconv.Itoa(i))
+	}
+	for i := 0; i < c.Workers; i++ {
+		claim(c.WorkerMetricsPort+i, "worker-"+strconv.Itoa(i)+" metrics")
+	}
+	if c.ReadyTimeout <= 0 {
+		problems = append(problems, "ready timeout must be positive")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("stack config: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Endpoints are the addresses clients of the stack use.
+type Endpoints struct {
+	// Gateways are base URLs, e.g. http://127.0.0.1:58080.
+	Gateways []string `json:"gateways"`
+	// PostgresURL is the ledger database.
+	PostgresURL string `json:"postgres_url"`
+	// RedisAddr is host:port.
+	RedisAddr string `json:"redis_addr"`
+	// Brokers are host:port bootstrap addresses.
+	Brokers []string `json:"brokers"`
+	// WorkerMetrics are the workers' Prometheus metrics URLs.
+	WorkerMetrics []string `json:"worker_metrics"`
+}
+
+// File is the stack file, <dir>/stack.json: what `up` started, for `down`,
+// `stack`, `run`, `chaos` and `audit`. Its format is documented in README.md.
+type File struct {
+	Version    int          `json:"version"`
+	Dir        string       `json:"dir"`
+	Binary     string       `json:"binary"`
+	Partitions int          `json:"partitions"`
+	StartedAt  time.Time    `json:"started_at"`
+	Endpoints  Endpoints    `json:"endpoints"`
+	Components []*Component `json:"components"`
+}
+
+// Component returns the component called name, or an error listing the
+// names there are.
+func (f *File) Component(name string) (*Component, error) {
+	names := make([]string, 0, len(f.Components))
+	for _, component := range f.Components {
+		if component.Name == name {
+			return component, nil
+		}
+		names = append(names, component.Name)
+	}
+	return nil, fmt.Errorf("stack %s has no component %q (it has %s)", f.Dir, name, strings.Join(names, ", "))
+}
+
+// Load reads the stack file of dir. A missing file gives an error wrapping
+// os.ErrNotExist.
+func Load(dir string) (*File, error) {
+	path := filepath.Join(dir, FileName)
+	content, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no stack in %s (no %s; run 'ledgerproof up --dir %s'): %w", dir, FileName, dir, err)
+		}
+		return nil, fmt.Errorf("read stack file: %w", err)
+	}
+	var file File
+	if err := json.Unmarshal(content, &file); err != nil {
+		return nil, fmt.Errorf("read stack file %s: %w", path, err)
+	}
+	if file.Version != FileVersion {
+		return nil, fmt.Errorf("stack file %s has version %d, this ledgerproof reads %d", path, file.Version, FileVersion)
+	}
+	return &file, nil
+}
+
+// save writes the stack file atomically (temporary file, fsync, rename).
+func (f *File) save() error {
+	content, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	temporary, err := os.CreateTemp(f.Dir, FileName+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	defer os.Remove(temporary.Name())
+	if _, err := temporary.Write(append(content, '\n')); err != nil {
+		temporary.Close()
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	if err := temporary.Sync(); err != nil {
+		temporary.Close()
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	if err := temporary.Close(); err != nil {
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	if err := os.Chmod(temporary.Name(), 0o644); err != nil {
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	if err := os.Rename(temporary.Name(), filepath.Join(f.Dir, FileName)); err != nil {
+		return fmt.Errorf("write stack file: %w", err)
+	}
+	return nil
+}
+
+// withLock runs action holding the stack directory's lock.
+func withLock(dir string, action func() error) error {
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock stack: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock stack: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	return action()
+}
+
+// recordComponent replaces the record of one component in the stack file,
+// leaving the others as they are now on disk (another operation may have
+// changed them meanwhile).
+func recordComponent(dir string, updated *Component) error {
+	return withLock(dir, func() error {
+		file, err := Load(dir)
+		if err != nil {
+			return err
+		}
+		for i, component := range file.Components {
+			if component.Name == updated.Name {
+				file.Components[i] = updated
+				return file.save()
+			}
+		}
+		return fmt.Errorf("stack %s has no component %q", dir, updated.Name)
+	})
+}
+
+// UpResult is what Up did.
+type UpResult struct {
+	File *File
+	// AlreadyRunning is true when the stack was running already and nothing
+	// was started.
+	AlreadyRunning bool
+}
+
+// Up starts the local stack described by config and returns once every
+// component is ready; the processes run in their own sessions and outlive
+// the caller. If the stack in config.Dir is already fully running, Up
+// starts nothing and says so; if it is partly running, Up fails and names
+// the components that are up and down. On failure, Up stops what it
+// started (data and logs stay).
+func Up(ctx context.Context, config Config) (*UpResult, error) {
+	if config.Output == nil {
+		config.Output = io.Discard
+	}
+	if err := config.validate(); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(config.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("stack directory: %w", err)
+	}
+	if config.Binary == "" {
+		if config.Binary, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the ledgerproof binary: %w", err)
+		}
+	}
+	if config.Binary, err = filepath.Abs(config.Binary); err != nil {
+		return nil, fmt.Errorf("ledgerproof binary: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("stack directory: %w", err)
+	}
+	var result *UpResult
+	err = withLock(dir, func() error {
+		existing, err := Load(dir)
+		switch {
+		case err == nil:
+			var running, notRunning []string
+			for _, component := range existing.Components {
+				if component.Alive() {
+					running = append(running, component.Name)
+				} else {
+					notRunning = append(notRunning, component.Name)
+				}
+			}
+			if len(running) > 0 && len(notRunning) == 0 {
+				result = &UpResult{File: existing, AlreadyRunning: true}
+				return nil
+			}
+			if len(running) > 0 {
+				return fmt.Errorf("stack in %s is half up: running %s; not running %s. Start the missing ones with 'ledgerproof stack --dir %s --action start --component NAME', or run 'ledgerproof down --dir %s' first",
+					dir, strings.Join(running, ", "), strings.Join(notRunning, ", "), dir, dir)
+			}
+		case errors.Is(err, os.ErrNotExist):
+		default:
+			return err
+		}
+		file, err := startStack(ctx, config, dir)
+		result = &UpResult{File: file}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// startStack starts every component in order, recording each in the stack
+// file as soon as it runs, so `down` can stop a partly started stack.
+func startStack(ctx context.Context, config Config, dir string) (*File, error) {
+	file := &File{
+		Version:    FileVersion,
+		Dir:        dir,
+		Binary:     config.Binary,
+		Partitions: config.Partitions,
+		StartedAt:  time.Now().UTC(),
+	}
+	components := plan(config, dir, file)
+	for _, component := range components {
+		if err := checkPortFree(component); err != nil {
+			return nil, err
+		}
+	}
+	binDir, err := PostgresBinDir(config.PostgresBinDir)
+	if err != nil {
+		return nil, err
+	}
+	postgresOptions := stackPostgresOptions(config, dir, binDir)
+	// The components are recorded before any starts, so their states read
+	// "stopped" until each runs.
+	for _, component := range components {
+		component.State = StateStopped
+	}
+	file.Components = components
+	if err := file.save(); err != nil {
+		return nil, err
+	}
+	fail := func(cause error) (*File, error) {
+		for i := len(components) - 1; i >= 0; i-- {
+			if components[i].Alive() {
+				_ = components[i].Stop(DefaultStopTimeout)
+			}
+		}
+		if err := file.save(); err != nil {
+			return file, errors.Join(cause, err)
+		}
+		return file, cause
+	}
+	for _, component := range components {
+		if component.Kind == KindPostgres {
+			fmt.Fprintf(config.Output, "postgres: preparing %s\n", postgresOptions.DataDir)
+			initContext, cancel := context.WithTimeout(ctx, 2*config.ReadyTimeout)
+			err := InitPostgres(initContext, postgresOptions, component.LogFile)
+			cancel()
+			if err != nil {
+				return fail(err)
+			}
+		}
+		if component.Kind == KindRedis || component.Kind == KindBroker {
+			if err := os.MkdirAll(component.DataDir, 0o755); err != nil {
+				return fail(fmt.Errorf("%s: %w", component.Name, err))
+			}
+		}
+		began := time.Now()
+		startContext, cancel := context.WithTimeout(ctx, config.ReadyTimeout)
+		err := component.Start(startContext)
+		cancel()
+		if saveError := file.save(); saveError != nil {
+			err = errors.Join(err, saveError)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(config.Output, "%s: ready in %.1fs, PID %d, %s\n", component.Name, time.Since(began).Seconds(), component.PID, component.Endpoint)
+		if component.Kind == KindPostgres {
+			setupContext, cancel := context.WithTimeout(ctx, config.ReadyTimeout)
+			err := CreateDatabase(setupContext, PostgresURL(config.PostgresPort, "postgres"), "ledger")
+			if err == nil && config.Migrate {
+				err = migrate(setupContext, config, dir, file.Endpoints.PostgresURL)
+			}
+			cancel()
+			if err != nil {
+				return fail(err)
+			}
+		}
+	}
+	return file, nil
+}
+
+// stackPostgresOptions is the durable cluster of the local stack.
+func stackPostgresOptions(config Config, dir, binDir string) PostgresOptions {
+	return PostgresOptions{
+		BinDir:    binDir,
+		DataDir:   filepath.Join(dir, "postgres", "data"),
+		SocketDir: filepath.Join(dir, "postgres", "run"),
+		Port:      config.PostgresPort,
+		OSUser:    PostgresOSUser(),
+		Durable:   true,
+		Settings:  []string{"max_connections=200", "shared_buffers=256MB"},
+	}
+}
+
+// plan describes every component of the stack, in start order, and fills
+// the file's endpoints.
+func plan(config Config, dir string, file *File) []*Component {
+	logs := filepath.Join(dir, "logs")
+	postgresOptions := stackPostgresOptions(config, dir, config.PostgresBinDir)
+	if postgresOptions.BinDir == "" {
+		postgresOptions.BinDir, _ = PostgresBinDir("")
+	}
+	postgres := PostgresComponent(KindPostgres, postgresOptions, "ledger", filepath.Join(logs, "postgres.log"))
+	redis := RedisComponent(KindRedis, config.RedisPort, filepath.Join(dir, "redis"))
+	redis.LogFile = filepath.Join(logs, "redis.log")
+	brokerAddress := "127.0.0.1:" + strconv.Itoa(config.BrokerPort)
+	brokerArgv := []string{config.Binary, "broker",
+		"--listen", brokerAddress,
+		"--data-dir", filepath.Join(dir, "broker"),
+		"--partitions", strconv.Itoa(config.Partitions),
+	}
+	if config.BrokerSync {
+		brokerArgv = append(brokerArgv, "--sync")
+	}
+	broker := &Component{
+		Name:       KindBroker,
+		Kind:       KindBroker,
+		Endpoint:   brokerAddress,
+		Argv:       brokerArgv,
+		Env:        config.Env,
+		WorkDir:    dir,
+		DataDir:    filepath.Join(dir, "broker"),
+		LogFile:    filepath.Join(logs, "broker.log"),
+		Ready:      Probe{Kind: ProbeKafka, Target: brokerAddress},
+		StopSignal: "SIGTERM",
+	}
+	components := []*Component{postgres, redis, broker}
+	file.Endpoints = Endpoints{
+		PostgresURL:   postgres.Endpoint,
+		RedisAddr:     redis.Endpoint,
+		Brokers:       []string{brokerAddress},
+		Gateways:      []string{},
+		WorkerMetrics: []string{},
+	}
+	for i := 0; i < config.Gateways; i++ {
+		name := KindGateway + "-" + strconv.Itoa(i)
+		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
+		argv := []string{config.Binary, "gateway",
+			"--listen", address,
+			"--postgres-url", postgres.Endpoint,
+			"--redis-addr", redis.Endpoint,
+			"--brokers", brokerAddress,
+			"--partitions", strconv.Itoa(config.Partitions),
+			"--name", name,
+		}
+		components = append(components, &Component{
+			Name:       name,
+			Kind:       KindGateway,
+			Endpoint:   "http://" + address,
+			Argv:       append(argv, config.GatewayArgs...),
+			Env:        config.Env,
+			WorkDir:    dir,
+			LogFile:    filepath.Join(logs, name+".log"),
+			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + address + "/readyz"},
+			StopSignal: "SIGTERM",
+		})
+		file.Endpoints.Gateways = append(file.Endpoints.Gateways, "http://"+address)
+	}
+	for i := 0; i < config.Workers; i++ {
+		name := KindWorker + "-" + strconv.Itoa(i)
+		metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+i)
+		argv := []string{config.Binary, "worker",
+			"--postgres-url", postgres.Endpoint,
+			"--redis-addr", redis.Endpoint,
+			"--brokers", brokerAddress,
+			"--partitions", strconv.Itoa(config.Partitions),
+			"--name", name,
+			"--group-instance-id", name,
+			"--metrics-listen", metricsAddress,
+		}
+		components = append(components, &Component{
+			Name:       name,
+			Kind:       KindWorker,
+			Endpoint:   "http://" + metricsAddress + "/metrics",
+			Argv:       append(argv, config.WorkerArgs...),
+			Env:        config.Env,
+			WorkDir:    dir,
+			LogFile:    filepath.Join(logs, name+".log"),
+			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + metricsAddress + "/readyz"},
+			StopSignal: "SIGTERM",
+		})
+		file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
+	}
+	for _, component := range components {
+		component.NewSession = true
+	}
+	return components
+}
+
+// migrate runs `<binary> migrate --postgres-url URL` to completion.
+func migrate(ctx context.Context, config Config, dir, postgresURL string) error {
+	logFile := filepath.Join(dir, "logs", "migrate.log")
+	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer log.Close()
+	argv := []string{config.Binary, "migrate", "--postgres-url", postgresURL}
+	fmt.Fprintf(log, "\n==== %s ledgerproof runs: %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	command := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	command.Env = childEnvironment(config.Env)
+	command.Dir = dir
+	command.Stdout, command.Stderr = log, log
+	began := time.Now()
+	if err := command.Run(); err != nil {
+		return fmt.Errorf("migrate: %w; log %s:\n%s", err, logFile, RunLogExcerpt(logFile))
+	}
+	fmt.Fprintf(config.Output, "migrate: done in %.1fs\n", time.Since(began).Seconds())
+	return nil
+}
+
+// componentPort is the TCP port a component listens on, from its probe's
+// target (a URL or host:port); 0 if it has none.
+func componentPort(component *Component) int {
+	target := component.Ready.Target
+	if strings.Contains(target, "://") {
+		parsed, err := url.Parse(target)
+		if err != nil {
+			return 0
+		}
+		target = parsed.Host
+	}
+	_, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return 0
+	}
+	number, _ := strconv.Atoi(port)
+	return number
+}
+
+// checkPortFree fails clearly when the component's port is taken, so a
+// probe never mistakes another server for ours.
+func checkPortFree(component *Component) error {
+	port := componentPort(component)
+	if port == 0 {
+		return nil
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("%s: port %d on 127.0.0.1 is in use (another stack? pick other ports with the --*-port flags): %w", component.Name, port, err)
+	}
+	return listener.Close()
+}
+
+// DownOptions tune Down.
+type DownOptions struct {
+	// Purge removes the stack directory (data and logs) once everything is
+	// stopped. Default false: data is kept for the next `up`.
+	Purge bool
+	// StopTimeout is how long each component gets to exit after its stop
+	// signal before SIGKILL. Default DefaultStopTimeout.
+	StopTimeout time.Duration
+	// Output receives progress lines. Default io.Discard.
+	Output io.Writer
+}
+
+// downOrder is the order Down stops components in: the clients of a
+// service before the service.
+var downOrder = []string{KindGateway, KindWorker, KindBroker, KindRedis, KindPostgres}
+
+// Down stops every component of the stack in dir (gateways, workers, broker,
+// redis, postgres), signalling only processes whose identity (PID and start
+// time) matches the stack file. A directory without a stack file is not an
+// error (nothing to stop) unless Purge is asked, which then just removes it.
+func Down(ctx context.Context, dir string, options DownOptions) error {
+	if options.Output == nil {
+		options.Output = io.Discard
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(options.Output, "no stack in %s\n", dir)
+		if options.Purge {
+			return os.RemoveAll(dir)
+		}
+		return nil
+	}
+	var stopErrors []error
+	err := withLock(dir, func() error {
+		file, err := Load(dir)
+		if err != nil {
+			return err
+		}
+		for _, kind := range downOrder {
+			for _, component := range file.Components {
+				if component.Kind != kind {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				wasAlive := component.Alive()
+				if err := component.Stop(options.StopTimeout); err != nil {
+					stopErrors = append(stopErrors, err)
+					continue
+				}
+				if wasAlive {
+					fmt.Fprintf(options.Output, "%s: stopped (PID %d)\n", component.Name, component.PID)
+				}
+			}
+		}
+		return file.save()
+	})
+	if err := errors.Join(append(stopErrors, err)...); err != nil {
+		return fmt.Errorf("down %s: %w", dir, err)
+	}
+	if options.Purge {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("purge %s: %w", dir, err)
+		}
+		fmt.Fprintf(options.Output, "removed %s\n", dir)
+	}
+	return nil
+}
+
+// Actions on one component, for Operate.
+const (
+	ActionStop    = "stop"
+	ActionKill    = "kill"
+	ActionStart   = "start"
+	ActionRestart = "restart"
+)
+
+// Operate applies action (stop, kill, start, restart) to the component called
+// name in the stack in dir and records the result in the stack file. Start
+// and restart wait for readiness, bounded by ctx (DefaultReadyTimeout if it
+// has no deadline). The stack file is locked only to read and to record, so
+// operations on different components may overlap (a chaos plan may kill the
+// broker while Postgres restarts).
+func Operate(ctx context.Context, dir, name, action string) (*Component, error) {
+	var component *Component
+	if err := withLock(dir, func() error {
+		file, err := Load(dir)
+		if err != nil {
+			return err
+		}
+		component, err = file.Component(name)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var actionError error
+	switch action {
+	case ActionStop:
+		actionError = component.Stop(DefaultStopTimeout)
+	case ActionKill:
+		actionError = component.Kill()
+	case ActionStart:
+		actionError = component.Start(ctx)
+	case ActionRestart:
+		actionError = component.Restart(ctx, DefaultStopTimeout)
+	default:
+		return nil, fmt.Errorf("unknown action %q (want stop, kill, start or restart)", action)
+	}
+	if err := recordComponent(dir, component); err != nil {
+		return component, errors.Join(actionError, err)
+	}
+	return component, actionError
+}
+
+// Stop stops one component cleanly (its stop signal, then SIGKILL after
+// DefaultStopTimeout).
+func Stop(ctx context.Context, dir, name string) (*Component, error) {
+	return Operate(ctx, dir, name, ActionStop)
+}
+
+// Kill kills one component with SIGKILL (Postgres: an immediate crash).
+func Kill(ctx context.Context, dir, name string) (*Component, error) {
+	return Operate(ctx, dir, name, ActionKill)
+}
+
+// Start starts one component again with its recorded argv, env and log file
+// and waits until it is ready.
+func Start(ctx context.Context, dir, name string) (*Component, error) {
+	return Operate(ctx, dir, name, ActionStart)
+}
+
+// Restart stops then starts one component.
+func Restart(ctx context.Context, dir, name string) (*Component, error) {
+	return Operate(ctx, dir, name, ActionRestart)
+}
+
+// Status loads the stack file of dir; each component's Status method then
+// tells its live state.
+func Status(dir string) (*File, error) {
+	return Load(dir)
+}
