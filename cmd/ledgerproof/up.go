@@ -28,7 +28,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	gateways := flags.Int("gateways", defaults.Gateways, "number of gateway processes (0 allowed)")
 	workers := flags.Int("workers", defaults.Workers, "number of worker processes (0 allowed)")
 	partitions := flags.Int("partitions", defaults.Partitions, "partitions of the command topic")
-	brokerSync := flags.Bool("broker-sync", defaults.BrokerSync, "broker fsyncs its data (--sync), so a killed broker keeps what it acknowledged")
+	brokerSync := flags.Bool("broker-sync", defaults.BrokerSync, "broker fsyncs every batch (--sync): survives a machine crash, at a cost in throughput (a killed broker keeps acknowledged records either way)")
 	migrate := flags.Bool("migrate", defaults.Migrate, "run 'ledgerproof migrate' once Postgres is up")
 	readyTimeout := flags.Duration("ready-timeout", defaults.ReadyTimeout, "how long to wait for each component to be ready")
 	var gatewayArgs, workerArgs stackArgumentList

@@ -307,3 +307,85 @@ func (s *testStack) waitTransfersApplied(count int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestBadInput: malformed requests get a clear error with the right status
+// and code, and nothing reaches the ledger.
+func TestBadInput(t *testing.T) {
+	s := startStack(t, 1, 1)
+	ctx := context.Background()
+	alice, bob := s.newUser(0), s.newUser(0)
+	s.fund(alice, 100)
+	anonymous := client.New(s.file.Endpoints.Gateways[0])
+	transfer := func(amount string) []byte {
+		return []byte(fmt.Sprintf(`{"from_account_id":%d,"to_account_id":%d,"amount":%s}`, alice.accountID, bob.accountID, amount))
+	}
+	cases := []struct {
+		name   string
+		client *client.Client
+		method string
+		path   string
+		body   []byte
+		key    string
+		status int
+		code   string
+	}{
+		{"no token", anonymous, "POST", "/v1/transfers", transfer("1"), "k", 401, "unauthenticated"},
+		{"missing key", alice.Client, "POST", "/v1/transfers", transfer("1"), "", 400, "idempotency_key_missing"},
+		{"zero amount", alice.Client, "POST", "/v1/transfers", transfer("0"), "k1", 400, "invalid_amount"},
+		{"negative amount", alice.Client, "POST", "/v1/transfers", transfer("-5"), "k2", 400, "invalid_amount"},
+		{"fractional amount", alice.Client, "POST", "/v1/transfers", transfer("1.5"), "k3", 400, "invalid_amount"},
+		{"exponent amount", alice.Client, "POST", "/v1/transfers", transfer("1e3"), "k4", 400, "invalid_amount"},
+		{"string amount", alice.Client, "POST", "/v1/transfers", transfer(`"10"`), "k5", 400, "invalid_request"},
+		{"amount above maximum", alice.Client, "POST", "/v1/transfers", transfer("100000000001"), "k6", 400, "invalid_amount"},
+		{"amount overflows int64", alice.Client, "POST", "/v1/transfers", transfer("99999999999999999999"), "k7", 400, "invalid_amount"},
+		{"unknown field", alice.Client, "POST", "/v1/deposits", []byte(fmt.Sprintf(`{"account_id":%d,"amount":1,"currency":"EUR"}`, alice.accountID)), "k8", 400, "invalid_request"},
+		{"malformed JSON", alice.Client, "POST", "/v1/deposits", []byte(`{"account_id":`), "k9", 400, "invalid_request"},
+		{"two JSON values", alice.Client, "POST", "/v1/deposits", []byte(fmt.Sprintf(`{"account_id":%d,"amount":1} {}`, alice.accountID)), "k10", 400, "invalid_request"},
+		{"body too large", alice.Client, "POST", "/v1/deposits", bytes.Repeat([]byte(" "), 20_000), "k11", 413, "body_too_large"},
+		{"transfer from another's account", bob.Client, "POST", "/v1/transfers", transfer("1"), "k12", 403, "forbidden"},
+		{"deposit to another's account", bob.Client, "POST", "/v1/deposits", []byte(fmt.Sprintf(`{"account_id":%d,"amount":1}`, alice.accountID)), "k13", 403, "forbidden"},
+		{"same account", alice.Client, "POST", "/v1/transfers", []byte(fmt.Sprintf(`{"from_account_id":%d,"to_account_id":%d,"amount":1}`, alice.accountID, alice.accountID)), "k14", 400, "same_account"},
+		{"read another's account", bob.Client, "GET", fmt.Sprintf("/v1/accounts/%d", alice.accountID), nil, "", 403, "forbidden"},
+		{"unknown transaction", alice.Client, "GET", "/v1/transactions/00000000-0000-8000-8000-000000000000", nil, "", 404, "not_found"},
+		{"bad email", anonymous, "POST", "/v1/users", []byte(`{"email":"not-an-email","password":"long enough"}`), "", 400, "invalid_email"},
+		{"short password", anonymous, "POST", "/v1/users", []byte(`{"email":"x@example.com","password":"short"}`), "", 400, "weak_password"},
+		{"wrong password", anonymous, "POST", "/v1/sessions", []byte(`{"email":"nobody@example.com","password":"whatever1"}`), "", 401, "invalid_credentials"},
+		{"unknown route", anonymous, "GET", "/v1/nothing", nil, "", 404, "not_found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			response, err := c.client.Do(ctx, c.method, c.path, c.body, c.key, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if response.Status != c.status || response.ErrorCode() != c.code {
+				t.Fatalf("got %d %s, want %d %s", response.Status, response.Body, c.status, c.code)
+			}
+		})
+	}
+	// A transfer to an account that does not exist is queued, then rejected
+	// by the worker.
+	response, err := alice.Transfer(ctx, "nowhere", alice.accountID, 987654321, 1, 10*time.Second)
+	if err := expectOutcome(response, err, "rejected", "account_not_found"); err != nil {
+		t.Fatal(err)
+	}
+	s.fund(alice, 1)
+	if got := s.balance(alice.accountID); got != 101 {
+		t.Fatalf("alice has %d, want 101: a bad request moved money", got)
+	}
+	s.checkLedger()
+}
+
+func expectOutcome(response client.Response, err error, status, reason string) error {
+	if err != nil {
+		return err
+	}
+	var outcome client.Transaction
+	if err := response.Decode(&outcome); err != nil {
+		return err
+	}
+	if response.Status != http.StatusOK || outcome.Status != status || outcome.Reason != reason {
+		return fmt.Errorf("got %d %s, want %s/%s", response.Status, response.Body, status, reason)
+	}
+	return nil
+}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
@@ -33,23 +35,36 @@ func (g *Gateway) decodeBody(w http.ResponseWriter, r *http.Request, into any) e
 	return nil
 }
 
+// number is a JSON number literal kept as text. Unlike json.Number it
+// refuses a quoted string ("10"), so a client that sends amounts as strings
+// gets an error rather than a silently accepted request.
+type number string
+
+// UnmarshalJSON accepts only a bare JSON number.
+func (n *number) UnmarshalJSON(data []byte) error {
+	if len(data) == 0 || !(data[0] == '-' || (data[0] >= '0' && data[0] <= '9')) {
+		return fmt.Errorf("%s is not a JSON number", data)
+	}
+	*n = number(data)
+	return nil
+}
+
 // accountField parses a JSON number as an account id.
-func accountField(name string, value json.Number) (int64, error) {
+func accountField(name string, value number) (int64, error) {
 	if value == "" {
 		return 0, ledger.Errorf(ledger.CodeInvalidRequest, "%s is required", name)
 	}
-	id, err := value.Int64()
+	id, err := strconv.ParseInt(string(value), 10, 64)
 	if err != nil || id <= 0 {
 		return 0, ledger.Errorf(ledger.CodeInvalidRequest, "%s %s is not a positive integer", name, value)
 	}
 	return id, nil
 }
 
-func amountField(value json.Number) (int64, error) {
+func amountField(value number) (int64, error) {
 	amount, err := ledger.ParseAmount(string(value))
 	if err != nil {
 		return 0, err
 	}
 	return amount, nil
 }
-

@@ -12,21 +12,21 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
-// The bodies of the money operations. Numbers are json.Number so that
+// The bodies of the money operations. Numbers are kept as text so that
 // fractions, exponents and overflows get a precise error.
 type (
 	depositRequest struct {
-		AccountID json.Number `json:"account_id"`
-		Amount    json.Number `json:"amount"`
+		AccountID number `json:"account_id"`
+		Amount    number `json:"amount"`
 	}
 	withdrawalRequest struct {
-		AccountID json.Number `json:"account_id"`
-		Amount    json.Number `json:"amount"`
+		AccountID number `json:"account_id"`
+		Amount    number `json:"amount"`
 	}
 	transferRequest struct {
-		FromAccountID json.Number `json:"from_account_id"`
-		ToAccountID   json.Number `json:"to_account_id"`
-		Amount        json.Number `json:"amount"`
+		FromAccountID number `json:"from_account_id"`
+		ToAccountID   number `json:"to_account_id"`
+		Amount        number `json:"amount"`
 	}
 )
 
