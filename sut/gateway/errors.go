@@ -29,7 +29,6 @@ var statusOf = map[ledger.Code]int{
 	ledger.CodeRateLimited:            http.StatusTooManyRequests,
 	ledger.CodeInternal:               http.StatusInternalServerError,
 	ledger.CodeUnavailable:            http.StatusServiceUnavailable,
-	ledger.CodeTimeout:                http.StatusGatewayTimeout,
 }
 
 // HTTPStatus returns the HTTP status of a domain error code.

@@ -89,8 +89,8 @@ func (c *Config) applyDefaults() error {
 	switch {
 	case c.MaxBodyBytes < 256:
 		return fmt.Errorf("gateway: max body %d bytes is below 256", c.MaxBodyBytes)
-	case c.InFlightLease <= c.ProduceTimeout:
-		return fmt.Errorf("gateway: in-flight lease %s must exceed the produce timeout %s", c.InFlightLease, c.ProduceTimeout)
+	case c.InFlightLease <= c.ProduceTimeout+c.WaitMax:
+		return fmt.Errorf("gateway: in-flight lease %s must exceed the produce timeout %s plus the longest wait %s", c.InFlightLease, c.ProduceTimeout, c.WaitMax)
 	case c.MaxInFlightRequests < 1:
 		return fmt.Errorf("gateway: max in-flight requests %d must be positive", c.MaxInFlightRequests)
 	case c.RateLimitPerSecond > 0 && c.RateLimitBurst < 1:
@@ -114,8 +114,9 @@ type Cache interface {
 	LookupSession(ctx context.Context, token string) (redis.Session, bool, error)
 	Reserve(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration) (redis.IdempotencyRecord, bool, error)
 	StoreResponse(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, ttl time.Duration) error
-	Release(ctx context.Context, userID int64, key string) error
+	Release(ctx context.Context, userID int64, key, transactionID string) error
 	LookupPending(ctx context.Context, transactionID string) (redis.PendingTransaction, bool, error)
+	LookupOutcome(ctx context.Context, transactionID string) (ledger.OutcomeNotice, bool, error)
 	SubscribeOutcomes(ctx context.Context, handle func(ledger.OutcomeNotice))
 	Ping(ctx context.Context) error
 }

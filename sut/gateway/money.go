@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -132,10 +134,14 @@ func (g *Gateway) waitRequested(r *http.Request) (time.Duration, error) {
 			continue
 		}
 		seconds, err := strconv.ParseFloat(value, 64)
-		if err != nil || seconds < 0 {
+		if err != nil || seconds < 0 || math.IsNaN(seconds) || math.IsInf(seconds, 0) {
 			return 0, ledger.Errorf(ledger.CodeInvalidRequest, "Prefer: wait=%s is not a number of seconds", value)
 		}
-		return min(time.Duration(seconds*float64(time.Second)), g.config.WaitMax), nil
+		// Clamp before converting: a huge value would overflow Duration.
+		if seconds >= g.config.WaitMax.Seconds() {
+			return g.config.WaitMax, nil
+		}
+		return time.Duration(seconds * float64(time.Second)), nil
 	}
 	return 0, nil
 }
@@ -263,7 +269,7 @@ func (g *Gateway) remember(ctx context.Context, command ledger.Command, record r
 
 func (g *Gateway) release(ctx context.Context, command ledger.Command, reserved bool) {
 	if reserved {
-		if err := g.cache.Release(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey); err != nil {
+		if err := g.cache.Release(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, command.TransactionID); err != nil {
 			g.metrics.cacheErrors.Inc()
 		}
 	}
@@ -279,7 +285,9 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, ledger.Errorf(ledger.CodeTimeout, "the client went away")
+			// The client went away; the command is queued, so the accepted
+			// response is remembered for its retries.
+			return nil, nil
 		case <-deadline.C:
 			g.metrics.waitTimeouts.Inc()
 			return nil, nil
@@ -292,6 +300,17 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 				DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}
 			return &response, nil
 		case <-poll.C:
+			// The worker's outcome record in Redis is the cheap check; the
+			// ledger answers when Redis does not.
+			if notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID); err == nil && found {
+				if notice.Fingerprint != command.Fingerprint {
+					return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+				}
+				response := transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind, Status: notice.Status,
+					AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
+					DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}
+				return &response, nil
+			}
 			stored, err := g.store.Transaction(ctx, command.TransactionID)
 			if err != nil {
 				continue
@@ -304,6 +323,8 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 		}
 	}
 }
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 func responseOf(t ledger.Transaction) transactionResponse {
 	return transactionResponse{TransactionID: t.ID, Kind: t.Kind, Status: t.Status, AmountMinor: t.AmountMinor,
@@ -336,7 +357,7 @@ func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, [
 	id := r.PathValue("id")
 	session := sessionOf(r)
 	notFound := ledger.Errorf(ledger.CodeNotFound, "transaction %s does not exist", id)
-	if len(id) != 36 {
+	if !uuidPattern.MatchString(id) {
 		return 0, nil, notFound
 	}
 	stored, err := g.store.Transaction(r.Context(), id)
@@ -350,7 +371,10 @@ func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, [
 		return 0, nil, err
 	}
 	pending, found, err := g.cache.LookupPending(r.Context(), id)
-	if err != nil || !found || pending.UserID != session.UserID {
+	if err != nil {
+		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "transaction %s is not in the ledger and pending transactions are unavailable: %v", id, err)
+	}
+	if !found || pending.UserID != session.UserID {
 		return 0, nil, notFound
 	}
 	return http.StatusOK, marshal(transactionResponse{TransactionID: id, Kind: pending.Kind, Status: ledger.StatusAccepted,

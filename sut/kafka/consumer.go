@@ -130,7 +130,7 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AdjustFetchOffsetsFn(adjust),
 		kgo.SessionTimeout(config.SessionTimeout),
-		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxWait(100 * time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RebalanceTimeout(config.RebalanceTimeout),
 		kgo.MetadataMinAge(250 * time.Millisecond),

@@ -30,7 +30,6 @@ const (
 	CodeRateLimited            Code = "rate_limited"
 	CodeBodyTooLarge           Code = "body_too_large"
 	CodeUnavailable            Code = "unavailable"
-	CodeTimeout                Code = "timeout"
 	CodeInternal               Code = "internal"
 )
 

@@ -71,7 +71,10 @@ func ParseAmount(literal string) (int64, error) {
 	if err != nil {
 		return 0, Errorf(CodeInvalidAmount, "amount %s is not a valid integer below %d", literal, MaxAmountMinor)
 	}
-	return value, ValidateAmount(value)
+	if err := ValidateAmount(value); err != nil {
+		return 0, err
+	}
+	return value, nil
 }
 
 // ValidateAmount checks an amount already held as an int64.

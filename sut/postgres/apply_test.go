@@ -112,10 +112,10 @@ func TestApplyBatch(t *testing.T) {
 	result, err := store.ApplyBatch(ctx, batchAt(3, 0,
 		deposit(alice, "d1", 1000),
 		transfer(alice, "t1", bob.AccountID, 600),
-		transfer(alice, "t2", bob.AccountID, 600), // overdraft: 400 left
+		transfer(alice, "t2", bob.AccountID, 600),                                                // overdraft: 400 left
 		command(alice, ledger.KindWithdrawal, "w1", bob.AccountID, ledger.ExternalAccountID, 10), // not alice's
-		transfer(alice, "t3", 999999, 10),                                                         // unknown account
-		transfer(alice, "t1", bob.AccountID, 600),                                                 // duplicate key in batch
+		transfer(alice, "t3", 999999, 10),                                                        // unknown account
+		transfer(alice, "t1", bob.AccountID, 600),                                                // duplicate key in batch
 	))
 	if err != nil {
 		t.Fatal(err)

@@ -172,10 +172,11 @@ func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, re
 	return nil
 }
 
-// Release forgets a reservation whose request failed before the command was
-// queued, so a retry is not told the key is in flight.
-func (c *Client) Release(ctx context.Context, userID int64, key string) error {
-	return c.client.Del(ctx, idempotencyKey(userID, key)).Err()
+// Release forgets a reservation, and its pending transaction, whose request
+// failed before the command was queued, so a retry is not told the key is in
+// flight.
+func (c *Client) Release(ctx context.Context, userID int64, key, transactionID string) error {
+	return c.client.Del(ctx, idempotencyKey(userID, key), "pending:"+transactionID).Err()
 }
 
 // PendingTransaction remembers, for GET /v1/transactions/{id}, a
@@ -218,14 +219,42 @@ func (c *Client) CachedBalance(ctx context.Context, accountID int64) (balance in
 	return balance, true, nil
 }
 
+// outcomeTTL is how long a key's outcome record lives; as long as the
+// gateway's default idempotency TTL.
+const outcomeTTL = 24 * time.Hour
+
+func outcomeKey(transactionID string) string { return "outcome:" + transactionID }
+
+// LookupOutcome reads the outcome a worker recorded for a transaction.
+func (c *Client) LookupOutcome(ctx context.Context, transactionID string) (ledger.OutcomeNotice, bool, error) {
+	value, err := c.client.Get(ctx, outcomeKey(transactionID)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return ledger.OutcomeNotice{}, false, nil
+	}
+	if err != nil {
+		return ledger.OutcomeNotice{}, false, err
+	}
+	var notice ledger.OutcomeNotice
+	if err := json.Unmarshal(value, &notice); err != nil {
+		return ledger.OutcomeNotice{}, false, err
+	}
+	return notice, true, nil
+}
+
 // AfterCommit runs, in one pipelined round trip, what a worker does after a
-// batch committed: refresh the balance cache of the touched accounts and
-// announce the outcomes to waiting gateways. Failure only costs speed: the
+// batch committed: refresh the balance cache of the touched accounts, record
+// each key's outcome (and forget it as pending), and announce the outcomes to
+// waiting gateways. Failure only costs speed: the
 // cache is refreshed by the next batch and waiters fall back to polling.
 func (c *Client) AfterCommit(ctx context.Context, balances map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error {
 	pipeline := c.client.Pipeline()
 	for accountID, balance := range balances {
 		pipeline.Set(ctx, balanceKey(accountID), balance, balanceTTL)
+	}
+	for _, outcome := range outcomes {
+		value, _ := json.Marshal(outcome)
+		pipeline.Set(ctx, outcomeKey(outcome.TransactionID), value, outcomeTTL)
+		pipeline.Del(ctx, "pending:"+outcome.TransactionID)
 	}
 	if len(outcomes) > 0 {
 		message, err := json.Marshal(outcomes)

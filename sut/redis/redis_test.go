@@ -1,0 +1,152 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+func newClient(t *testing.T) *redis.Client {
+	t.Helper()
+	client, err := redis.New(redis.Config{Addr: stacktest.RedisAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+func TestIdempotencyRecord(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	record := redis.IdempotencyRecord{Fingerprint: "fp1", TransactionID: "tx1", ReservedAt: time.Now().UTC()}
+	pending := redis.PendingTransaction{UserID: 7, Kind: ledger.KindDeposit, DestinationAccountID: 3, AmountMinor: 5}
+
+	_, reserved, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	if err != nil || !reserved {
+		t.Fatalf("first reserve: reserved=%v err=%v", reserved, err)
+	}
+	existing, reserved, err := client.Reserve(ctx, 7, "key", redis.IdempotencyRecord{Fingerprint: "other"}, pending, time.Minute)
+	if err != nil || reserved || existing.Fingerprint != "fp1" || existing.ResponseStatus != 0 {
+		t.Fatalf("second reserve: %+v reserved=%v err=%v", existing, reserved, err)
+	}
+	// Keys are scoped per user.
+	if _, reserved, err := client.Reserve(ctx, 8, "key", record, pending, time.Minute); err != nil || !reserved {
+		t.Fatalf("another user's key: reserved=%v err=%v", reserved, err)
+	}
+
+	// The first response stored wins; a later one, or one for another
+	// body, does not overwrite it.
+	first := record
+	first.ResponseStatus, first.ResponseBody = 202, []byte(`{"a":1}`)
+	if err := client.StoreResponse(ctx, 7, "key", first, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	second := record
+	second.ResponseStatus, second.ResponseBody = 200, []byte(`{"b":2}`)
+	if err := client.StoreResponse(ctx, 7, "key", second, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	stranger := redis.IdempotencyRecord{Fingerprint: "other", ResponseStatus: 500, ResponseBody: []byte("x")}
+	if err := client.StoreResponse(ctx, 7, "key", stranger, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	existing, _, err = client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	if err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"a":1}` {
+		t.Fatalf("stored response %d %q, %v; want the first, 202", existing.ResponseStatus, existing.ResponseBody, err)
+	}
+
+	got, found, err := client.LookupPending(ctx, "tx1")
+	if err != nil || !found || got != pending {
+		t.Fatalf("pending %+v found=%v err=%v", got, found, err)
+	}
+	if err := client.Release(ctx, 7, "key", "tx1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, _ := client.LookupPending(ctx, "tx1"); found {
+		t.Fatal("release left the pending transaction")
+	}
+	if _, reserved, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute); err != nil || !reserved {
+		t.Fatalf("after release: reserved=%v err=%v", reserved, err)
+	}
+}
+
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	if err := client.CreateSession(ctx, "token", redis.Session{UserID: 1, AccountID: 2}, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	session, found, err := client.LookupSession(ctx, "token")
+	if err != nil || !found || session.UserID != 1 || session.AccountID != 2 {
+		t.Fatalf("session %+v found=%v err=%v", session, found, err)
+	}
+	if _, found, _ := client.LookupSession(ctx, "other"); found {
+		t.Fatal("unknown token found")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, found, _ := client.LookupSession(ctx, "token"); !found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("session did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAfterCommitPublishesOutcomes(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	received := make(chan ledger.OutcomeNotice, 4)
+	go client.SubscribeOutcomes(ctx, func(notice ledger.OutcomeNotice) { received <- notice })
+	notice := ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: "tx", Status: ledger.StatusRejected, Reason: ledger.CodeInsufficientFunds}, Fingerprint: "fp"}
+	// The subscription starts asynchronously: publish until it is heard.
+	for {
+		if err := client.AfterCommit(ctx, map[int64]int64{5: 42}, []ledger.OutcomeNotice{notice}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-received:
+			if got != notice {
+				t.Fatalf("got %+v, want %+v", got, notice)
+			}
+			balance, found, err := client.CachedBalance(ctx, 5)
+			if err != nil || !found || balance != 42 {
+				t.Fatalf("cached balance %d found=%v err=%v", balance, found, err)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no outcome received")
+		}
+	}
+}
+
+func TestRedisDownIsAnError(t *testing.T) {
+	t.Parallel()
+	server := stacktest.StartRedis(t)
+	client, err := redis.New(redis.Config{Addr: server.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := server.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = client.Reserve(context.Background(), 1, "k", redis.IdempotencyRecord{Fingerprint: "f", TransactionID: "t"}, redis.PendingTransaction{}, time.Minute)
+	if err == nil {
+		t.Fatal("reserve against a dead Redis succeeded")
+	}
+}
