@@ -514,7 +514,7 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 	}
 	schema := mutated.Components.Schemas["ErrorCode"]
 	schema.HTTPStatus["idempotency_key_reused"] = http.StatusConflict
-	schema.Enum = slices.DeleteFunc(schema.Enum, func(code string) bool { return code == "timeout" })
+	schema.Enum = slices.DeleteFunc(schema.Enum, func(code string) bool { return code == "rate_limited" })
 	mutated.Components.Schemas["ErrorCode"] = schema
 	problems := errorCodeProblems(mutated, ledgerCodes)
 	if len(problems) != 2 || !strings.Contains(strings.Join(problems, "\n"), "idempotency_key_reused: 409") {
