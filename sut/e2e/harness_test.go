@@ -32,6 +32,12 @@ type testStack struct {
 // startStack starts a stack on free ports with cheap password hashing.
 func startStack(t *testing.T, gateways, workers int, extraWorkerArgs ...string) *testStack {
 	t.Helper()
+	return startStackWith(t, gateways, workers, nil, extraWorkerArgs)
+}
+
+// startStackWith also appends arguments to every gateway's command line.
+func startStackWith(t *testing.T, gateways, workers int, extraGatewayArgs, extraWorkerArgs []string) *testStack {
+	t.Helper()
 	config := stack.DefaultConfig()
 	config.Dir = t.TempDir()
 	// Postgres runs as the postgres OS user when the tests run as root: it
@@ -54,7 +60,7 @@ func startStack(t *testing.T, gateways, workers int, extraWorkerArgs ...string) 
 		config.WorkerMetricsPort = freeRange(t, workers)
 	}
 	config.BrokerSync = false
-	config.GatewayArgs = []string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}
+	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, extraGatewayArgs...)
 	config.WorkerArgs = extraWorkerArgs
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
