@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,8 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	var connections connectionFlags
 	connections.register(flags, "gateway", "postgres", "redis", "kafka")
 	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address")
+	replication := replicationFactor(1)
+	flags.Var(&replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
 	var config gateway.Config
 	var kdfMemory, kdfIterations uint
 	flags.UintVar(&kdfMemory, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
@@ -39,7 +42,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 			return err
 		}
 		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
-		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections)})
+		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections), ApplicationName: connections.name})
 		if err != nil {
 			return err
 		}
@@ -59,7 +62,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		// worker can queue commands; a failure is not fatal (the broker may
 		// still be starting) and readiness reports it.
 		topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), 1); err != nil {
+		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), int16(replication)); err != nil {
 			logger.Warn("ensure topic", "error", err)
 		}
 		cancel()
@@ -76,4 +79,26 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		}
 		return nil
 	}
+}
+
+// replicationFactor is the --replication-factor flag of gateway and worker:
+// the replicas of the commands topic when the process creates it. Default 1
+// suits the single local broker; a three-broker cluster wants 3 (with
+// min.insync.replicas 2, an acknowledged command survives one broker's loss).
+// The value is checked when the flag is set, so a bad value fails at start-up
+// and in the compose test rather than at the first topic creation.
+type replicationFactor int16
+
+func (r *replicationFactor) String() string { return strconv.Itoa(int(*r)) }
+
+func (r *replicationFactor) Set(value string) error {
+	parsed, err := strconv.ParseInt(value, 10, 16)
+	if err != nil {
+		return fmt.Errorf("replication factor %q: %w", value, err)
+	}
+	if parsed == 0 || parsed < -1 {
+		return fmt.Errorf("replication factor %d must be -1 (the broker's default) or at least 1", parsed)
+	}
+	*r = replicationFactor(parsed)
+	return nil
 }

@@ -25,6 +25,8 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	group := flags.String("group", "ledger-workers", "consumer group")
 	instanceID := flags.String("group-instance-id", "", "static group membership id, unique per worker: a restarted worker takes its partitions back at once (empty: dynamic)")
 	metricsListen := flags.String("metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
+	replication := replicationFactor(1)
+	flags.Var(&replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
 	var config worker.Config
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
 	flags.DurationVar(&config.Linger, "linger", 2*time.Millisecond, "wait for more records when a poll returns a short batch")
@@ -36,7 +38,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 			return err
 		}
 		config.Topic = connections.topic
-		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections)})
+		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections), ApplicationName: connections.name})
 		if err != nil {
 			return err
 		}
@@ -48,7 +50,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		defer cache.Close()
 		brokers := connections.brokerList()
 		topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), 1); err != nil {
+		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), int16(replication)); err != nil {
 			logger.Warn("ensure topic", "error", err)
 		}
 		cancel()

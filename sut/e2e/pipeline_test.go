@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,15 +209,13 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		defer close(done)
 		runTransfers(ctx, s, users, 16, 150, &l)
 	}()
-	// Kill while the worker has a backlog, so it is applying batches.
+	// Kill the worker the moment Postgres shows it inside a batch's
+	// transaction; Postgres logs each connection that vanished with a
+	// transaction open, which tells how many kills landed mid-batch.
 	for kill := range 3 {
 		s.waitTransfersApplied(200 * (kill + 1))
-		var backlog int
-		if applied := s.transfersApplied(); len(l.ids()) > applied {
-			backlog = len(l.ids()) - applied
-		}
+		s.waitWorkerInTransaction("worker-0")
 		s.operate("kill", "worker-0")
-		t.Logf("kill %d: worker-0 killed with %d acknowledged transfers not yet applied", kill+1, backlog)
 		s.operate("start", "worker-0")
 	}
 	<-done
@@ -235,7 +236,15 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		t.Fatalf("%d transactions applied more than once", duplicates)
 	}
 	s.checkLedger()
-	t.Logf("%d transfers acknowledged, %d failed attempts retried", len(ids), l.failures.Load())
+	log, err := os.ReadFile(filepath.Join(s.dir, "logs", "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	midBatch := strings.Count(string(log), "unexpected EOF on client connection with an open transaction")
+	if midBatch == 0 {
+		t.Fatal("no kill landed inside a batch's transaction (Postgres logged no aborted open transaction)")
+	}
+	t.Logf("%d transfers acknowledged; %d of 3 kills landed inside an open batch transaction", len(ids), midBatch)
 }
 
 // TestBrokerKilled kills the broker with SIGKILL under load, restarts it, and
@@ -388,4 +397,24 @@ func expectOutcome(response client.Response, err error, status, reason string) e
 		return fmt.Errorf("got %d %s, want %s/%s", response.Status, response.Body, status, reason)
 	}
 	return nil
+}
+
+// waitWorkerInTransaction polls pg_stat_activity until the named worker has a
+// transaction open.
+func (s *testStack) waitWorkerInTransaction(name string) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var open int
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND xact_start IS NOT NULL`, name).Scan(&open); err != nil {
+			s.t.Fatal(err)
+		}
+		if open > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s never had a transaction open within 30s", name)
+		}
+	}
 }

@@ -30,6 +30,9 @@ type Config struct {
 	// concurrent batches and a gateway's queries are short; more connections
 	// only add lock convoys on a 2-core machine.
 	MaxConnections int32
+	// ApplicationName names the connections in pg_stat_activity and the
+	// server's log (the process name, e.g. worker-0). Default none.
+	ApplicationName string
 	// QueryTimeout bounds every statement a caller issues without its own
 	// deadline. Default 10s.
 	QueryTimeout time.Duration
@@ -67,6 +70,9 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: parse URL: %w", err)
 	}
 	poolConfig.MaxConns = config.MaxConnections
+	if config.ApplicationName != "" {
+		poolConfig.ConnConfig.RuntimeParams["application_name"] = config.ApplicationName
+	}
 	if poolConfig.ConnConfig.ConnectTimeout == 0 {
 		poolConfig.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
