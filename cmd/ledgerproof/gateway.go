@@ -12,8 +12,6 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/gateway"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
-	"github.com/ledgerproof/ledgerproof/sut/postgres"
-	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
@@ -21,8 +19,6 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	var connections connectionFlags
 	connections.register(flags, "gateway", "postgres", "redis", "kafka")
 	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address")
-	replication := replicationFactor(1)
-	flags.Var(&replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
 	var config gateway.Config
 	var kdfMemory, kdfIterations uint
 	flags.UintVar(&kdfMemory, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
@@ -35,37 +31,23 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
-	maxConnections := flags.Int("postgres-max-connections", 16, "Postgres pool size")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
 			return err
 		}
 		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
-		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections), ApplicationName: connections.name})
+		store, cache, err := connections.openBackends(ctx, logger)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
-		cache, err := redis.New(redis.Config{Addr: connections.redisAddr})
-		if err != nil {
-			return err
-		}
 		defer cache.Close()
-		brokers := connections.brokerList()
-		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: brokers, Topic: connections.topic, ClientID: connections.name})
+		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name})
 		if err != nil {
 			return err
 		}
 		defer producer.Close()
-		// The topic is created here too so a gateway started before any
-		// worker can queue commands; a failure is not fatal (the broker may
-		// still be starting) and readiness reports it.
-		topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), int16(replication)); err != nil {
-			logger.Warn("ensure topic", "error", err)
-		}
-		cancel()
 		registry := prometheus.NewRegistry()
 		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		server, err := gateway.New(config, gateway.Dependencies{Store: store, Cache: cache, Queue: producer,

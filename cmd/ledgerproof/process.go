@@ -11,6 +11,10 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 // Default endpoints of the local stack; the same values are the defaults of
@@ -28,7 +32,10 @@ type connectionFlags struct {
 	brokers     string
 	topic       string
 	partitions  int
-	name        string
+	replication replicationFactor
+	// maxConnections is the Postgres pool size.
+	maxConnections int
+	name           string
 	logLevel    string
 }
 
@@ -37,12 +44,15 @@ func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, need
 		switch need {
 		case "postgres":
 			flags.StringVar(&c.postgresURL, "postgres-url", defaultPostgresURL, "Postgres connection URL (libpq form; several hosts allowed)")
+			flags.IntVar(&c.maxConnections, "postgres-max-connections", 16, "Postgres pool size")
 		case "redis":
 			flags.StringVar(&c.redisAddr, "redis-addr", defaultRedisAddr, "Redis host:port")
 		case "kafka":
 			flags.StringVar(&c.brokers, "brokers", defaultBrokers, "Kafka seed brokers, comma-separated host:port")
 			flags.StringVar(&c.topic, "topic", "ledger.commands", "commands topic")
 			flags.IntVar(&c.partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")
+			c.replication = 1
+			flags.Var(&c.replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
 		}
 	}
 	flags.StringVar(&c.name, "name", defaultName, "process name, in logs and metrics")
@@ -65,6 +75,28 @@ func (c *connectionFlags) logger() (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("process", c.name), nil
+}
+
+// openBackends connects to Postgres and Redis (both lazily: a process may
+// start before them and readiness says when they answer) and creates the
+// commands topic if it is missing. A topic that cannot be created yet is not
+// fatal: the broker may still be starting.
+func (c *connectionFlags) openBackends(ctx context.Context, logger *slog.Logger) (*postgres.Store, *redis.Client, error) {
+	store, err := postgres.Open(ctx, postgres.Config{URL: c.postgresURL, MaxConnections: int32(c.maxConnections), ApplicationName: c.name})
+	if err != nil {
+		return nil, nil, err
+	}
+	cache, err := redis.New(redis.Config{Addr: c.redisAddr})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopic(topicContext, c.brokerList(), c.topic, int32(c.partitions), int16(c.replication)); err != nil {
+		logger.Warn("ensure topic", "error", err)
+	}
+	return store, cache, nil
 }
 
 // serveHTTP serves handler on address until ctx ends, then shuts down

@@ -13,8 +13,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
-	"github.com/ledgerproof/ledgerproof/sut/postgres"
-	"github.com/ledgerproof/ledgerproof/sut/redis"
 	"github.com/ledgerproof/ledgerproof/sut/worker"
 )
 
@@ -25,35 +23,23 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	group := flags.String("group", "ledger-workers", "consumer group")
 	instanceID := flags.String("group-instance-id", "", "static group membership id, unique per worker: a restarted worker takes its partitions back at once (empty: dynamic)")
 	metricsListen := flags.String("metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
-	replication := replicationFactor(1)
-	flags.Var(&replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
 	var config worker.Config
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
 	flags.DurationVar(&config.Linger, "linger", 2*time.Millisecond, "wait for more records when a poll returns a short batch")
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
-	maxConnections := flags.Int("postgres-max-connections", 16, "Postgres pool size")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
 			return err
 		}
 		config.Topic = connections.topic
-		store, err := postgres.Open(ctx, postgres.Config{URL: connections.postgresURL, MaxConnections: int32(*maxConnections), ApplicationName: connections.name})
+		store, cache, err := connections.openBackends(ctx, logger)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
-		cache, err := redis.New(redis.Config{Addr: connections.redisAddr})
-		if err != nil {
-			return err
-		}
 		defer cache.Close()
 		brokers := connections.brokerList()
-		topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := kafka.EnsureTopic(topicContext, brokers, connections.topic, int32(connections.partitions), int16(replication)); err != nil {
-			logger.Warn("ensure topic", "error", err)
-		}
-		cancel()
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: connections.topic, Group: *group,
 			ClientID: connections.name, InstanceID: *instanceID, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
 				offsets, err := store.NextOffsets(ctx, connections.topic, partitions)

@@ -181,13 +181,7 @@ func TestConcurrentTransfersBothWays(t *testing.T) {
 		t.Fatalf("only %d transfers acknowledged", len(ids))
 	}
 	s.waitApplied(ids, 30*time.Second)
-	var total int64
-	for _, u := range users {
-		total += s.balance(u.accountID)
-	}
-	if total != 10_000 {
-		t.Fatalf("total %d, want 10000", total)
-	}
+	s.checkTotal(users, 10_000)
 	s.checkLedger()
 }
 
@@ -196,11 +190,7 @@ func TestConcurrentTransfersBothWays(t *testing.T) {
 // acknowledged command has exactly one effect.
 func TestWorkerKilledMidBatch(t *testing.T) {
 	s := startStack(t, 1, 1, "--linger=20ms")
-	users := make([]user, 10)
-	for i := range users {
-		users[i] = s.newUser(0)
-		s.fund(users[i], 10_000)
-	}
+	users := s.fundedUsers(10, 10_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var l load
@@ -221,13 +211,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	<-done
 	ids := l.ids()
 	s.waitApplied(ids, 60*time.Second)
-	var total int64
-	for _, u := range users {
-		total += s.balance(u.accountID)
-	}
-	if total != 100_000 {
-		t.Fatalf("total %d, want 100000", total)
-	}
+	s.checkTotal(users, 100_000)
 	var duplicates int
 	if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT transaction_id FROM postings GROUP BY transaction_id HAVING count(*) > 2) x`).Scan(&duplicates); err != nil {
 		t.Fatal(err)
@@ -251,11 +235,7 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 // checks no acknowledged command is lost.
 func TestBrokerKilled(t *testing.T) {
 	s := startStack(t, 1, 1)
-	users := make([]user, 10)
-	for i := range users {
-		users[i] = s.newUser(0)
-		s.fund(users[i], 10_000)
-	}
+	users := s.fundedUsers(10, 10_000)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var l load
@@ -275,13 +255,7 @@ func TestBrokerKilled(t *testing.T) {
 	}
 	t.Logf("broker killed after %d acknowledgements; %d more after its restart", atKill, len(ids)-atKill)
 	s.waitApplied(ids, 60*time.Second)
-	var total int64
-	for _, u := range users {
-		total += s.balance(u.accountID)
-	}
-	if total != 100_000 {
-		t.Fatalf("total %d, want 100000", total)
-	}
+	s.checkTotal(users, 100_000)
 	s.checkLedger()
 	t.Logf("%d transfers acknowledged, %d failed attempts retried", len(ids), l.failures.Load())
 }
@@ -416,5 +390,28 @@ func (s *testStack) waitWorkerInTransaction(name string) {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("%s never had a transaction open within 30s", name)
 		}
+	}
+}
+
+// fundedUsers signs up n users on the first gateway and funds each.
+func (s *testStack) fundedUsers(n int, amount int64) []user {
+	s.t.Helper()
+	users := make([]user, n)
+	for i := range users {
+		users[i] = s.newUser(0)
+		s.fund(users[i], amount)
+	}
+	return users
+}
+
+// checkTotal asserts the users' balances add up to want.
+func (s *testStack) checkTotal(users []user, want int64) {
+	s.t.Helper()
+	var total int64
+	for _, u := range users {
+		total += s.balance(u.accountID)
+	}
+	if total != want {
+		s.t.Fatalf("total %d, want %d: money was created or destroyed", total, want)
 	}
 }

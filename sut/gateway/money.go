@@ -184,7 +184,7 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	if cacheUp && !reserved {
 		if existing.Fingerprint != command.Fingerprint {
 			g.metrics.keyReused.Inc()
-			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+			return 0, nil, keyReused(command)
 		}
 		if existing.ResponseStatus != 0 {
 			g.metrics.replays.Inc()
@@ -206,7 +206,7 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	case err == nil:
 		if stored.Fingerprint != command.Fingerprint {
 			g.metrics.keyReused.Inc()
-			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+			return 0, nil, keyReused(command)
 		}
 		g.metrics.replays.Inc()
 		w.Header().Set(ReplayedHeader, "true")
@@ -292,36 +292,36 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 			g.metrics.waitTimeouts.Inc()
 			return nil, nil
 		case notice := <-outcome:
-			if notice.Fingerprint != command.Fingerprint {
-				return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
-			}
-			response := transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind, Status: notice.Status,
-				AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
-				DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}
-			return &response, nil
+			return finalResponse(command, notice)
 		case <-poll.C:
 			// The worker's outcome record in Redis is the cheap check; the
 			// ledger answers when Redis does not.
 			if notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID); err == nil && found {
-				if notice.Fingerprint != command.Fingerprint {
-					return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
-				}
-				response := transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind, Status: notice.Status,
-					AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
-					DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}
-				return &response, nil
+				return finalResponse(command, notice)
 			}
 			stored, err := g.store.Transaction(ctx, command.TransactionID)
 			if err != nil {
 				continue
 			}
-			if stored.Fingerprint != command.Fingerprint {
-				return nil, ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
-			}
-			response := responseOf(stored)
-			return &response, nil
+			return finalResponse(command, ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: stored.ID,
+				Status: stored.Status, Reason: stored.Reason}, Fingerprint: stored.Fingerprint})
 		}
 	}
+}
+
+// finalResponse renders a command's final outcome, or refuses it when the
+// outcome belongs to another request that used the same key.
+func finalResponse(command ledger.Command, notice ledger.OutcomeNotice) (*transactionResponse, error) {
+	if notice.Fingerprint != command.Fingerprint {
+		return nil, keyReused(command)
+	}
+	return &transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind, Status: notice.Status,
+		AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
+		DestinationAccountID: command.DestinationAccountID, Reason: notice.Reason}, nil
+}
+
+func keyReused(command ledger.Command) error {
+	return ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)

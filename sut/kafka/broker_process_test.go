@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,50 +15,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
 // The tests run the real broker: the ledgerproof binary, built once per test
-// binary into binaryDir, started as a child process per test.
-var (
-	binaryDir   string
-	binaryOnce  sync.Once
-	binaryPath  string
-	binaryError error
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ledgerproof-kafka-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "create binary dir:", err)
-		os.Exit(1)
-	}
-	binaryDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// ledgerproofBinary builds the CLI on first use and returns its path.
-func ledgerproofBinary(t *testing.T) string {
-	t.Helper()
-	binaryOnce.Do(func() {
-		start := time.Now()
-		path := filepath.Join(binaryDir, "ledgerproof")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		build := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/ledgerproof/ledgerproof/cmd/ledgerproof")
-		if output, err := build.CombinedOutput(); err != nil {
-			binaryError = fmt.Errorf("go build ledgerproof: %v\n%s", err, output)
-			return
-		}
-		binaryPath = path
-		fmt.Fprintf(os.Stderr, "built ledgerproof in %v\n", time.Since(start).Round(time.Millisecond))
-	})
-	if binaryError != nil {
-		t.Fatal(binaryError)
-	}
-	return binaryPath
-}
+// binary by stacktest, started as a child process per test.
+func TestMain(m *testing.M) { stacktest.Main(m) }
 
 // freeAddress returns a loopback address with a port nothing listened on a
 // moment ago.
@@ -129,7 +91,7 @@ func (b *brokerProcess) start() {
 	if b.sync {
 		args = append(args, "--sync")
 	}
-	command := exec.Command(ledgerproofBinary(b.t), args...)
+	command := exec.Command(stacktest.Binary(b.t), args...)
 	// A LEDGERPROOF_* variable in the test's environment must not change
 	// the broker under test.
 	for _, variable := range os.Environ() {

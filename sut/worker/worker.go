@@ -119,7 +119,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		partitions, err := w.poll(ctx)
 		if err != nil && ctx.Err() == nil {
+			// The broker is unreachable or restarting: say so, and do not
+			// spin while the client reconnects.
 			w.logger.Warn("poll", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		if len(partitions) == 0 {
 			w.source.Done(ctx)
