@@ -36,7 +36,7 @@ type connectionFlags struct {
 	// maxConnections is the Postgres pool size.
 	maxConnections int
 	name           string
-	logLevel    string
+	logLevel       string
 }
 
 func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, needs ...string) {
