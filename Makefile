@@ -9,7 +9,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 55532 --redis-port 56479 --broker-port 59192 \
               --gateway-port 58280 --worker-metrics-port 58380
 
-.PHONY: all deps build test vet demo bench up down status clean
+.PHONY: all deps build k6 test vet demo bench up down status clean
 
 all: build
 
@@ -18,6 +18,10 @@ deps:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledgerproof
+
+# The custom k6 with the xk6-ledger extension, built as xk6 would build it.
+k6:
+	$(GO) build -o bin/k6 ./cmd/k6
 
 vet:
 	@unformatted="$$(gofmt -l cmd sut invariants chaos reports xk6-ledger scenarios 2>/dev/null)"; \
