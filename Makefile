@@ -9,7 +9,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 55532 --redis-port 56479 --broker-port 59192 \
               --gateway-port 58280 --worker-metrics-port 58380
 
-.PHONY: all deps build k6 test vet demo bench up down status clean
+.PHONY: all deps build k6 test vet demo bench bench-k6 up down status clean
 
 all: build
 
@@ -43,6 +43,11 @@ demo: deps build
 # Batched apply against the naive one-transaction-per-request design.
 bench: deps build
 	$(BIN) bench --require-ratio 5
+
+# k6 CPU per operation: the xk6-ledger client with its journal against plain
+# k6/http sending the same requests to one trivial endpoint.
+bench-k6: k6
+	$(GO) run ./xk6-ledger/cpubench --k6 bin/k6
 
 up: deps build
 	$(BIN) up --dir $(STACK_DIR)

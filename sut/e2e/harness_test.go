@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,74 +35,14 @@ func startStack(t *testing.T, gateways, workers int, extraWorkerArgs ...string) 
 // startStackWith also appends arguments to every gateway's command line.
 func startStackWith(t *testing.T, gateways, workers int, extraGatewayArgs, extraWorkerArgs []string) *testStack {
 	t.Helper()
-	config := stack.DefaultConfig()
-	config.Dir = t.TempDir()
-	// Postgres runs as the postgres OS user when the tests run as root: it
-	// must be able to enter the test's temporary directories.
-	for _, dir := range []string{filepath.Dir(config.Dir), config.Dir} {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	config.Binary = stacktest.Binary(t)
-	config.PostgresPort = stacktest.FreePort(t)
-	config.RedisPort = stacktest.FreePort(t)
-	config.BrokerPort = stacktest.FreePort(t)
-	config.Gateways, config.Workers, config.Partitions = gateways, workers, 16
-	config.GatewayPort = stacktest.FreePort(t)
-	config.WorkerMetricsPort = stacktest.FreePort(t)
-	// Consecutive ports must be free too; FreePort gives one. Use a spread.
-	if gateways > 1 || workers > 1 {
-		config.GatewayPort = freeRange(t, gateways)
-		config.WorkerMetricsPort = freeRange(t, workers)
-	}
-	config.BrokerSync = false
-	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, extraGatewayArgs...)
-	config.WorkerArgs = extraWorkerArgs
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	result, err := stack.Up(ctx, config)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range []string{"worker-0", "worker-1", "gateway-0", "broker"} {
-				if tail, err := exec.Command("tail", "-n", "25", filepath.Join(config.Dir, "logs", name+".log")).Output(); err == nil {
-					t.Logf("last lines of %s's log:\n%s", name, tail)
-				}
-			}
-		}
-		if err := stack.Down(context.Background(), config.Dir, stack.DownOptions{}); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	db, err := pgxpool.New(context.Background(), result.File.Endpoints.PostgresURL)
+	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: gateways, Workers: workers,
+		GatewayArgs: extraGatewayArgs, WorkerArgs: extraWorkerArgs})
+	db, err := pgxpool.New(context.Background(), file.Endpoints.PostgresURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	return &testStack{t: t, dir: config.Dir, file: result.File, db: db}
-}
-
-// freeRange finds n consecutive free ports.
-func freeRange(t *testing.T, n int) int {
-	t.Helper()
-	for attempt := 0; attempt < 50; attempt++ {
-		first := stacktest.FreePort(t)
-		ok := true
-		for i := 1; i < n; i++ {
-			if !portFree(first + i) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return first
-		}
-	}
-	t.Fatal("no range of free ports")
-	return 0
+	return &testStack{t: t, dir: file.Dir, file: file, db: db}
 }
 
 // operate applies a stack action to one component.
