@@ -58,6 +58,9 @@ var shared struct {
 	binary      string
 	binaryError error
 
+	k6      string
+	k6Error error
+
 	databaseCounter atomic.Int64
 }
 
@@ -306,13 +309,30 @@ func sharedBinary() (string, error) {
 	if shared.binary != "" || shared.binaryError != nil {
 		return shared.binary, shared.binaryError
 	}
-	shared.binary, shared.binaryError = buildBinary()
+	shared.binary, shared.binaryError = buildBinary(binaryPackage, "ledgerproof")
 	return shared.binary, shared.binaryError
 }
 
-// buildBinary is called with shared.mutex held.
-func buildBinary() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+// K6Binary builds the custom k6 (cmd/k6: k6 with the xk6-ledger extension)
+// once per test binary and returns the path of the executable. The first
+// build of k6 takes a minute or two; the Go build cache makes later ones fast.
+func K6Binary(t testing.TB) string {
+	t.Helper()
+	shared.mutex.Lock()
+	defer shared.mutex.Unlock()
+	if shared.k6 == "" && shared.k6Error == nil {
+		shared.k6, shared.k6Error = buildBinary("github.com/ledgerproof/ledgerproof/cmd/k6", "k6")
+	}
+	if shared.k6Error != nil {
+		t.Fatalf("%v", shared.k6Error)
+	}
+	return shared.k6
+}
+
+// buildBinary builds a main package into the binary's temporary directory;
+// it is called with shared.mutex held.
+func buildBinary(mainPackage, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	goMod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -326,11 +346,11 @@ func buildBinary() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	output := filepath.Join(root, "bin", "ledgerproof")
-	build := exec.CommandContext(ctx, "go", "build", "-o", output, binaryPackage)
+	output := filepath.Join(root, "bin", name)
+	build := exec.CommandContext(ctx, "go", "build", "-o", output, mainPackage)
 	build.Dir = filepath.Dir(moduleFile)
 	if combined, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("stacktest: go build %s: %w\n%s", binaryPackage, err, combined)
+		return "", fmt.Errorf("stacktest: go build %s: %w\n%s", mainPackage, err, combined)
 	}
 	return output, nil
 }
