@@ -1,0 +1,87 @@
+// capacity.js — how many operations per second does the system sustain? Arrival-rate steps up to TARGET_TPS
+// (default 3600; run with TARGET_TPS=10000 for the high target): 1000, 2000, 3600, 5000, 7500, 10000 (STEPS),
+// cut at TARGET_TPS, each held STEP_DURATION (30s) after a RAMP_DURATION (5s) ramp. handleSummary prints, per
+// step, the achieved rate, p95 accept latency, error rate and dropped iterations, and the highest step held
+// (errors < ERROR_RATE_MAX = 0.1%, p95 accept < P95_MS = 250 ms, no dropped iterations); it writes the same as
+// JSON to RUN_DIR/capacity.json, with k6's summary data in RUN_DIR/k6-summary.json.
+//
+// A capacity run passes whatever the result (it measures); with REQUIRE_TPS=3600 every step up to 3600/s must
+// hold or k6 exits 99.
+//
+//   bin/k6 run -e RUN_DIR=reports/runs/cap -e TARGET_TPS=10000 scenarios/capacity.js
+
+import { createClient, finishRun, prepareRun } from './lib/client.js';
+import { envInt, loadConfig } from './lib/config.js';
+import { SUMMARY_TREND_STATS } from './lib/metrics.js';
+import { failedThresholdLines, overviewLines, runFiles } from './lib/summary.js';
+import { buildStepPlan, capacityReport, formatCapacityReport, stepScenario, stepThresholds } from './lib/steps.js';
+import { mixedOperation } from './lib/workload.js';
+
+const config = loadConfig();
+const requiredTps = envInt('REQUIRE_TPS', undefined, { min: 1 });
+const criteria = { errorRateMax: config.errorRateMax, p95Ms: config.p95Ms };
+const plan = buildStepPlan(config);
+const client = createClient(config);
+
+const scenarios = {};
+const ownerSlotsByStep = {};
+for (const step of plan) {
+  scenarios[step.name] = Object.assign(stepScenario(step), { exec: 'step' });
+  ownerSlotsByStep[step.name] = step.preAllocatedVUs;
+}
+
+export const options = {
+  scenarios,
+  thresholds: stepThresholds(plan, criteria, requiredTps),
+  summaryTrendStats: SUMMARY_TREND_STATS,
+  setupTimeout: '10m',
+};
+
+export function setup() {
+  console.log(`capacity steps: ${plan.map((step) => `${step.rate}/s`).join(', ')}`);
+  return prepareRun(client, config, { name: 'capacity', steady: false });
+}
+
+const workloadOptions = { ownerSlots: (scenarioName) => ownerSlotsByStep[scenarioName] };
+
+export function step(data) {
+  // The step's scenario tags (scenario, step) are on every sample already, the extension's included.
+  mixedOperation(client, config, data, workloadOptions);
+}
+
+export default step;
+
+export function teardown(data) {
+  finishRun(data);
+}
+
+export function handleSummary(data) {
+  const report = capacityReport(data, plan, criteria);
+  const failed = failedThresholdLines(data);
+  const text = [
+    '',
+    formatCapacityReport(report),
+    '',
+    'totals:',
+    ...overviewLines(data, [
+      'iterations',
+      'dropped_iterations',
+      'http_reqs',
+      'http_req_failed',
+      'scenario_errors',
+      'scenario_unknown_outcomes',
+      'scenario_accept_duration',
+      'scenario_settle_duration',
+      'scenario_rejections',
+    ]),
+    failed.length > 0 ? 'thresholds:\n' + failed.join('\n') : 'thresholds: all passed',
+    '',
+  ].join('\n');
+  return Object.assign(
+    { stdout: text },
+    runFiles(config.runDir || __ENV.LEDGER_RUN_DIR, {
+      'capacity.json': JSON.stringify(report, null, 2),
+      'k6-summary.json': JSON.stringify(data, null, 2),
+    }),
+  );
+}
