@@ -9,7 +9,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 55532 --redis-port 56479 --broker-port 59192 \
               --gateway-port 58280 --worker-metrics-port 58380
 
-.PHONY: all deps build k6 test vet demo bench bench-k6 up down status clean
+.PHONY: all deps build k6 test vet demo flow bench bench-k6 up down status clean
 
 all: build
 
@@ -33,8 +33,21 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
 
-# Start a stack, walk the scripted flow over HTTP, stop the stack (always).
-demo: deps build
+# Start a stack, run the CI gate scenario briefly against it with the
+# custom k6 (journal in reports/runs/demo-*), stop the stack (always).
+DEMO_RUN   := reports/runs/demo-$(shell date -u +%Y%m%dT%H%M%SZ)
+DEMO_GATEWAYS = http://127.0.0.1:58280,http://127.0.0.1:58281
+demo: deps build k6
+	@rm -rf $(DEMO_DIR)
+	$(BIN) up --dir $(DEMO_DIR) $(DEMO_PORTS) --gateway-arg=--kdf-memory-kib=1024 --gateway-arg=--kdf-iterations=1
+	@status=0; bin/k6 run --no-usage-report -e BASE_URL=$(DEMO_GATEWAYS) -e RUN_DIR=$(DEMO_RUN) \
+		-e DURATION=$${DEMO_DURATION:-20s} -e RATE=$${DEMO_RATE:-100} -e ACCOUNTS=50 scenarios/gate.js || status=$$?; \
+	$(BIN) down --dir $(DEMO_DIR) --purge; \
+	echo "journal: $(DEMO_RUN)/journal.jsonl"; exit $$status
+
+# The scripted HTTP walk-through (signup, sign-in, money, replay, misuse,
+# overdraft, balances) against a fresh stack.
+flow: deps build
 	@rm -rf $(DEMO_DIR)
 	$(BIN) up --dir $(DEMO_DIR) $(DEMO_PORTS)
 	@status=0; $(BIN) demo --dir $(DEMO_DIR) || status=$$?; \
