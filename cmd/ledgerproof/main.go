@@ -35,6 +35,7 @@ func commands() map[string]command {
 		"stack":   {"show the local stack, or stop/kill/start/restart one component", stackCommand},
 		"demo":    {"walk a scripted flow over HTTP against a running stack", demoCommand},
 		"bench":   {"measure batched apply against the naive design on Postgres", benchCommand},
+		"audit":   {"check a run's journal against the ledger (exit 0 passed, 1 violated, 2 could not audit)", auditCommand},
 	}
 }
 

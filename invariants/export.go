@@ -1,0 +1,181 @@
+package invariants
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// The files of the ledger export format (docs/audit.md).
+const (
+	AccountsFile     = "accounts.jsonl"
+	TransactionsFile = "transactions.jsonl"
+	PostingsFile     = "postings.jsonl"
+)
+
+// ExportSource reads a ledger from the export format: a directory with
+// accounts.jsonl, transactions.jsonl and postings.jsonl (postings in
+// ascending id order), one JSON object per line.
+type ExportSource struct {
+	Dir string
+}
+
+// Describe implements Source.
+func (e ExportSource) Describe() string { return "export " + e.Dir }
+
+// Scan implements Source.
+func (e ExportSource) Scan(ctx context.Context, visitor Visitor) error {
+	var account Account
+	if err := readLines(ctx, filepath.Join(e.Dir, AccountsFile), func(line []byte) error {
+		account = Account{}
+		if err := json.Unmarshal(line, &account); err != nil {
+			return err
+		}
+		return visitor.Account(&account)
+	}); err != nil {
+		return err
+	}
+	var transaction Transaction
+	if err := readLines(ctx, filepath.Join(e.Dir, TransactionsFile), func(line []byte) error {
+		transaction = Transaction{}
+		if err := json.Unmarshal(line, &transaction); err != nil {
+			return err
+		}
+		if transaction.ID == "" {
+			return errors.New("transaction without an id")
+		}
+		return visitor.Transaction(&transaction)
+	}); err != nil {
+		return err
+	}
+	var posting Posting
+	return readLines(ctx, filepath.Join(e.Dir, PostingsFile), func(line []byte) error {
+		posting = Posting{}
+		if err := json.Unmarshal(line, &posting); err != nil {
+			return err
+		}
+		return visitor.Posting(&posting)
+	})
+}
+
+// readLines calls each for every non-empty line of a JSON Lines file,
+// naming the file and line number in any error.
+func readLines(ctx context.Context, path string, each func(line []byte) error) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read export: %w", err)
+	}
+	defer file.Close()
+	reader := bufio.NewReaderSize(file, 1<<20)
+	for number := 1; ; number++ {
+		line, err := reader.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return fmt.Errorf("%s line %d: longer than %d bytes", path, number, reader.Size())
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if trimmed := bytes.TrimSpace(line); len(trimmed) > 0 {
+			if eachErr := each(trimmed); eachErr != nil {
+				return fmt.Errorf("%s line %d: %w", path, number, eachErr)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if number%65536 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// ExportWriter writes a ledger in the export format. Use Visitor() as the
+// visitor of a Source's Scan, then Close.
+type ExportWriter struct {
+	files    [3]*os.File
+	writers  [3]*bufio.Writer
+	encoders [3]*json.Encoder
+	Counts   [3]int64
+}
+
+// CreateExport creates dir (if needed) and the three export files in it,
+// truncating any that exist.
+func CreateExport(dir string) (*ExportWriter, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create export: %w", err)
+	}
+	w := &ExportWriter{}
+	for i, name := range []string{AccountsFile, TransactionsFile, PostingsFile} {
+		file, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			w.abort()
+			return nil, fmt.Errorf("create export: %w", err)
+		}
+		w.files[i] = file
+		w.writers[i] = bufio.NewWriterSize(file, 1<<20)
+		w.encoders[i] = json.NewEncoder(w.writers[i])
+	}
+	return w, nil
+}
+
+func (w *ExportWriter) abort() {
+	for _, file := range w.files {
+		if file != nil {
+			file.Close()
+		}
+	}
+}
+
+func (w *ExportWriter) write(table int, value any) error {
+	w.Counts[table]++
+	return w.encoders[table].Encode(value)
+}
+
+// Visitor writes every row it is given.
+func (w *ExportWriter) Visitor() Visitor {
+	return Visitor{
+		Account:     func(a *Account) error { return w.write(0, a) },
+		Transaction: func(t *Transaction) error { return w.write(1, t) },
+		Posting:     func(p *Posting) error { return w.write(2, p) },
+	}
+}
+
+// Close flushes, syncs and closes the files.
+func (w *ExportWriter) Close() error {
+	var errs []error
+	for i := range w.files {
+		if err := w.writers[i].Flush(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := w.files[i].Sync(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := w.files[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("write export: %w", err)
+	}
+	return nil
+}
+
+// Export copies a ledger from source into dir in the export format and
+// returns the number of accounts, transactions and postings written.
+func Export(ctx context.Context, source Source, dir string) ([3]int64, error) {
+	writer, err := CreateExport(dir)
+	if err != nil {
+		return [3]int64{}, err
+	}
+	if err := source.Scan(ctx, writer.Visitor()); err != nil {
+		writer.abort()
+		return writer.Counts, fmt.Errorf("export %s: %w", source.Describe(), err)
+	}
+	return writer.Counts, writer.Close()
+}

@@ -1,0 +1,90 @@
+// Package invariants is the auditor, the Jepsen checker of Ledgerproof: it
+// reads a run's operation journal (xk6-ledger/JOURNAL.md) and the system's
+// ledger, and checks every invariant of the catalogue (conservation, balance
+// equals postings, no overdraft, exactly-once, no phantoms, outcome
+// agreement, the idempotency-key contract, per-account order, durability and
+// cache coherence), explaining each violation with the smallest set of
+// operations and ledger rows that shows it.
+//
+// The ledger is read through a Source: the reference system's Postgres
+// (PostgresSource), or the export format of docs/audit.md (ExportSource),
+// which any other system can write. Both are streamed: the auditor keeps
+// compact per-key and per-row state, never whole result sets of strings.
+package invariants
+
+import "context"
+
+// Account is one row of the ledger's accounts, as the export format's
+// accounts.jsonl holds it. Kind is "user" or "external"; the external
+// account (the world outside the ledger) has no stored balance worth
+// checking, only postings.
+type Account struct {
+	ID      int64  `json:"id"`
+	UserID  int64  `json:"user_id"`
+	Kind    string `json:"kind"`
+	Balance int64  `json:"balance"`
+}
+
+// Transaction is one row of the ledger's transactions (transactions.jsonl):
+// one logical request, settled or rejected. (UserID, IdempotencyKey) is how
+// the auditor maps it to the journal.
+type Transaction struct {
+	ID                   string `json:"id"`
+	UserID               int64  `json:"user_id"`
+	IdempotencyKey       string `json:"idempotency_key"`
+	Kind                 string `json:"kind"`
+	SourceAccountID      int64  `json:"source_account_id"`
+	DestinationAccountID int64  `json:"destination_account_id"`
+	Amount               int64  `json:"amount"`
+	Status               string `json:"status"`
+	Reason               string `json:"reason"`
+	// Partition names the ordered stream the transaction was applied from
+	// (the reference system's Kafka partition). Optional: absent means 0.
+	Partition *int32 `json:"partition,omitempty"`
+	// AppliedOrder is the transaction's position in its stream (the Kafka
+	// offset, or a sequence); it must increase in the order the system
+	// applied the transactions debiting one account. Optional: without it,
+	// per-account order falls back to the order of the debit postings.
+	AppliedOrder *int64 `json:"applied_order,omitempty"`
+}
+
+// Posting is one row of the ledger's postings (postings.jsonl): one leg of a
+// settled transaction. IDs must increase in the order postings were applied
+// to each account, and a Source delivers postings in ascending ID order.
+type Posting struct {
+	ID            int64  `json:"id"`
+	TransactionID string `json:"transaction_id"`
+	AccountID     int64  `json:"account_id"`
+	Amount        int64  `json:"amount"`
+	// BalanceAfter is the account's balance right after this posting, when
+	// the system records it (the reference system does for user accounts).
+	BalanceAfter *int64 `json:"balance_after,omitempty"`
+}
+
+// Visitor receives a ledger, table by table.
+type Visitor struct {
+	Account     func(*Account) error
+	Transaction func(*Transaction) error
+	Posting     func(*Posting) error
+}
+
+// Source is a ledger the auditor can read. Scan calls visitor.Account for
+// every account, then visitor.Transaction for every transaction, then
+// visitor.Posting for every posting in ascending ID order, from one
+// consistent snapshot. The values passed may be reused after the call
+// returns. An error from a visitor function stops the scan and is returned.
+type Source interface {
+	Scan(ctx context.Context, visitor Visitor) error
+	// Describe names the source for the report ("postgres …", "export DIR").
+	Describe() string
+}
+
+// Transaction kinds and statuses, as the ledger stores them.
+const (
+	KindDeposit    = "deposit"
+	KindWithdrawal = "withdrawal"
+	KindTransfer   = "transfer"
+	StatusSettled  = "settled"
+	StatusRejected = "rejected"
+	StatusAccepted = "accepted"
+)

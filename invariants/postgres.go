@@ -1,0 +1,123 @@
+package invariants
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PostgresSource reads the reference system's ledger (sut/postgres/migrations)
+// from one REPEATABLE READ, read-only transaction, so the three tables are
+// one consistent snapshot. Rows are streamed, never loaded as a whole.
+type PostgresSource struct {
+	conn *pgx.Conn
+	url  string
+}
+
+// OpenPostgres connects to the ledger database. The caller closes it.
+func OpenPostgres(ctx context.Context, databaseURL string) (*PostgresSource, error) {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the ledger: %w", err)
+	}
+	return &PostgresSource{conn: conn, url: databaseURL}, nil
+}
+
+// Close closes the connection.
+func (s *PostgresSource) Close() error { return s.conn.Close(context.Background()) }
+
+// Describe names the database, without credentials.
+func (s *PostgresSource) Describe() string {
+	parsed, err := url.Parse(s.url)
+	if err != nil {
+		return "postgres"
+	}
+	parsed.User = nil
+	return "postgres " + parsed.Redacted()
+}
+
+// Scan implements Source.
+func (s *PostgresSource) Scan(ctx context.Context, visitor Visitor) error {
+	return pgx.BeginTxFunc(ctx, s.conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var account Account
+		rows, err := tx.Query(ctx, `SELECT id, coalesce(user_id, 0), kind, balance FROM accounts ORDER BY id`)
+		if err != nil {
+			return fmt.Errorf("read accounts: %w", err)
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&account.ID, &account.UserID, &account.Kind, &account.Balance}, func() error {
+			return visitor.Account(&account)
+		}); err != nil {
+			return fmt.Errorf("read accounts: %w", err)
+		}
+
+		var transaction Transaction
+		var partition int32
+		var offset int64
+		rows, err = tx.Query(ctx, `SELECT id::text, user_id, idempotency_key, kind, source_account_id, destination_account_id,
+			amount, status, reason, kafka_partition, kafka_offset FROM transactions`)
+		if err != nil {
+			return fmt.Errorf("read transactions: %w", err)
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&transaction.ID, &transaction.UserID, &transaction.IdempotencyKey,
+			&transaction.Kind, &transaction.SourceAccountID, &transaction.DestinationAccountID, &transaction.Amount,
+			&transaction.Status, &transaction.Reason, &partition, &offset}, func() error {
+			// Rows applied outside Kafka (ApplyOne) carry -1: no stream
+			// position, so order falls back to the postings.
+			transaction.Partition, transaction.AppliedOrder = nil, nil
+			if partition >= 0 && offset >= 0 {
+				transaction.Partition, transaction.AppliedOrder = &partition, &offset
+			}
+			return visitor.Transaction(&transaction)
+		}); err != nil {
+			return fmt.Errorf("read transactions: %w", err)
+		}
+
+		var posting Posting
+		var balanceAfter *int64
+		rows, err = tx.Query(ctx, `SELECT id, transaction_id::text, account_id, amount, balance_after FROM postings ORDER BY id`)
+		if err != nil {
+			return fmt.Errorf("read postings: %w", err)
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&posting.ID, &posting.TransactionID, &posting.AccountID, &posting.Amount,
+			&balanceAfter}, func() error {
+			posting.BalanceAfter = balanceAfter
+			return visitor.Posting(&posting)
+		}); err != nil {
+			return fmt.Errorf("read postings: %w", err)
+		}
+		return nil
+	})
+}
+
+// StoredOffsets returns the next offset the ledger stored per partition of
+// topic (consumer_offsets, written with the postings).
+func (s *PostgresSource) StoredOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	rows, err := s.conn.Query(ctx, `SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1`, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read consumer offsets: %w", err)
+	}
+	stored := map[int32]int64{}
+	var partition int32
+	var next int64
+	if _, err := pgx.ForEachRow(rows, []any{&partition, &next}, func() error {
+		stored[partition] = next
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read consumer offsets: %w", err)
+	}
+	return stored, nil
+}
+
+// Fingerprint summarises the ledger's progress cheaply enough to poll:
+// transactions, the highest posting id, and the stored offsets.
+func (s *PostgresSource) Fingerprint(ctx context.Context) (string, error) {
+	var transactions, lastPosting, offsets int64
+	err := s.conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM transactions), (SELECT coalesce(max(id), 0) FROM postings),
+		(SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets)`).Scan(&transactions, &lastPosting, &offsets)
+	if err != nil {
+		return "", fmt.Errorf("ledger fingerprint: %w", err)
+	}
+	return fmt.Sprintf("%d transactions, last posting %d, offsets sum %d", transactions, lastPosting, offsets), nil
+}

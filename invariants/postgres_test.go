@@ -1,0 +1,235 @@
+package invariants
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }
+
+const testPartitions = 4
+
+// referenceLedger drives the reference system's real apply path
+// (postgres.Store.ApplyBatch) and journals what a client would have seen.
+type referenceLedger struct {
+	t       *testing.T
+	store   *postgres.Store
+	url     string
+	journal []JournalEntry
+	offsets map[int32]int64
+	clock   int64
+}
+
+func newReferenceLedger(t *testing.T) *referenceLedger {
+	t.Helper()
+	url := stacktest.PostgresURL(t)
+	ctx := context.Background()
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	store, err := postgres.Open(ctx, postgres.Config{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	return &referenceLedger{t: t, store: store, url: url, offsets: map[int32]int64{}, clock: time.Now().UnixMicro()}
+}
+
+func (r *referenceLedger) signup(email string) ledger.User {
+	r.t.Helper()
+	user, err := r.store.CreateUser(context.Background(), email, "hash")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.clock += 10
+	r.journal = append(r.journal, JournalEntry{Version: 1, Op: "signup-" + email, Kind: KindSignup, User: user.ID,
+		To: user.AccountID, Invoke: r.clock, Complete: r.clock + 5, Outcome: OutcomeOK})
+	return user
+}
+
+// apply sends commands as one batch of the partition of the first one and
+// journals each with the outcome the ledger returned; dup marks a journal
+// entry as a delayed duplicate.
+func (r *referenceLedger) apply(commands ...ledger.Command) {
+	r.t.Helper()
+	partition := int32(commands[0].PartitionKey() % testPartitions)
+	batch := postgres.Batch{Topic: DefaultTopic, Partition: partition}
+	for _, command := range commands {
+		batch.Records = append(batch.Records, postgres.Record{Partition: partition, Offset: r.offsets[partition], Command: command})
+		r.offsets[partition]++
+	}
+	result, err := r.store.ApplyBatch(context.Background(), batch)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for i, command := range commands {
+		outcome := result.Outcomes[i]
+		r.clock += 10
+		entry := JournalEntry{Version: 1, Op: fmt.Sprintf("op-%d", len(r.journal)), Kind: string(command.Kind),
+			Key: command.IdempotencyKey, User: command.UserID, From: command.SourceAccountID, To: command.DestinationAccountID,
+			Amount: command.AmountMinor, Invoke: r.clock, Complete: r.clock + 5, Attempts: 1,
+			Status: string(outcome.Status), Reason: string(outcome.Reason), Tx: outcome.TransactionID, Outcome: OutcomeOK}
+		if outcome.Status == ledger.StatusRejected {
+			entry.Outcome = OutcomeFail
+		}
+		r.journal = append(r.journal, entry)
+	}
+}
+
+func referenceCommand(user ledger.User, kind ledger.Kind, key string, source, destination, amount int64) ledger.Command {
+	return ledger.Command{TransactionID: ledger.TransactionIDFor(user.ID, key), Kind: kind, UserID: user.ID,
+		IdempotencyKey: key, SourceAccountID: source, DestinationAccountID: destination, AmountMinor: amount,
+		Fingerprint: "fp-" + key, AcceptedAt: time.Now()}
+}
+
+func (r *referenceLedger) audit(runDir string, source Source, drain DrainProbe) *Result {
+	r.t.Helper()
+	result, err := Audit(context.Background(), Config{RunDir: runDir, Ledger: source, Drain: drain, DrainPoll: 20 * time.Millisecond,
+		DrainTimeout: 10 * time.Second})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return result
+}
+
+func (r *referenceLedger) exec(sql string, args ...any) {
+	r.t.Helper()
+	if _, err := r.store.Pool().Exec(context.Background(), sql, args...); err != nil {
+		r.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// TestReferencePostgres builds a real ledger with the reference system's
+// apply path, audits it through SQL and through an export (passes), then
+// tampers with rows in SQL (fails, naming the damage).
+func TestReferencePostgres(t *testing.T) {
+	r := newReferenceLedger(t)
+	alice, bob, carol := r.signup("alice@example.com"), r.signup("bob@example.com"), r.signup("carol@example.com")
+	r.apply(referenceCommand(alice, ledger.KindDeposit, "a-1", 0, alice.AccountID, 100))
+	r.apply(referenceCommand(bob, ledger.KindDeposit, "b-1", 0, bob.AccountID, 50))
+	r.apply(referenceCommand(alice, ledger.KindTransfer, "a-2", alice.AccountID, carol.AccountID, 30),
+		referenceCommand(alice, ledger.KindWithdrawal, "a-3", alice.AccountID, 0, 20))
+	r.apply(referenceCommand(bob, ledger.KindWithdrawal, "b-2", bob.AccountID, 0, 1000)) // insufficient funds
+	// A delayed duplicate of a-2 (same key, same body) collapses onto its row.
+	r.apply(referenceCommand(alice, ledger.KindTransfer, "a-2", alice.AccountID, carol.AccountID, 30))
+	r.journal[len(r.journal)-1].Dup = "delayed"
+
+	runDir := t.TempDir()
+	writeLines(t, runDir+"/journal.jsonl", r.journal)
+	ctx := context.Background()
+	source, err := OpenPostgres(ctx, r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { source.Close() })
+
+	result := r.audit(runDir, source, QuietProbe(source.Fingerprint, 100*time.Millisecond, nil))
+	if result.Verdict != VerdictPassed || !result.Drained {
+		t.Fatalf("the reference ledger fails: verdict %s, drained %v, violated %v\n%s", result.Verdict, result.Drained, result.violated(), result.summary())
+	}
+	if result.LedgerCounts["settled"] != 4 || result.LedgerCounts["rejected"] != 1 || result.invariant(PerAccountOrder).Checked["debits"] == 0 {
+		t.Errorf("counts %v, per-account-order checked %v", result.LedgerCounts, result.invariant(PerAccountOrder).Checked)
+	}
+
+	// The exporter's output audits the same.
+	exportDir := t.TempDir()
+	counts, err := Export(ctx, source, exportDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts != [3]int64{4, 5, 8} {
+		t.Errorf("exported %v, want 4 accounts, 5 transactions, 8 postings", counts)
+	}
+	if exported := r.audit(runDir, ExportSource{Dir: exportDir}, nil); exported.Verdict != VerdictPassed {
+		t.Fatalf("the export fails: %v\n%s", exported.violated(), exported.summary())
+	}
+
+	t.Run("tampered balance", func(t *testing.T) {
+		r.exec(`UPDATE accounts SET balance = balance + 5 WHERE id = $1`, bob.AccountID)
+		defer r.exec(`UPDATE accounts SET balance = balance - 5 WHERE id = $1`, bob.AccountID)
+		result := r.audit(runDir, source, nil)
+		if !slices.Contains(result.violated(), BalanceEqualsPostings) {
+			t.Fatalf("violated %v\n%s", result.violated(), result.summary())
+		}
+		if explanation := result.explanation(BalanceEqualsPostings); !strings.Contains(explanation, fmt.Sprintf("account %d", bob.AccountID)) {
+			t.Errorf("explanation does not name bob's account %d: %s", bob.AccountID, explanation)
+		}
+	})
+	t.Run("deleted transaction", func(t *testing.T) {
+		id := ledger.TransactionIDFor(alice.ID, "a-3")
+		r.exec(`DELETE FROM postings WHERE transaction_id = $1`, id)
+		r.exec(`DELETE FROM transactions WHERE id = $1`, id)
+		result := r.audit(runDir, source, nil)
+		violated := result.violated()
+		if !slices.Contains(violated, Durability) || !slices.Contains(violated, ExactlyOnce) {
+			t.Fatalf("violated %v\n%s", violated, result.summary())
+		}
+		if explanation := result.explanation(Durability); !strings.Contains(explanation, `"a-3"`) {
+			t.Errorf("explanation does not name key a-3: %s", explanation)
+		}
+	})
+}
+
+// TestKafkaDrainProbe drains against a real Kafka-protocol broker (kfake):
+// done when the ledger's stored offsets reach the high watermarks.
+func TestKafkaDrainProbe(t *testing.T) {
+	r := newReferenceLedger(t)
+	alice := r.signup("alice@example.com")
+	r.apply(referenceCommand(alice, ledger.KindDeposit, "a-1", 0, alice.AccountID, 100),
+		referenceCommand(alice, ledger.KindDeposit, "a-2", 0, alice.AccountID, 100))
+	partition := int32(alice.AccountID % testPartitions)
+
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(testPartitions, DefaultTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	produce := func(n int) {
+		for i := 0; i < n; i++ {
+			record := &kgo.Record{Topic: DefaultTopic, Partition: partition, Value: []byte("command")}
+			if err := producer.ProduceSync(context.Background(), record).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	broker, err := OpenBrokerOffsets(cluster.ListenAddrs(), DefaultTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	source, err := OpenPostgres(context.Background(), r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { source.Close() })
+	probe := KafkaDrainProbe(broker, source)
+
+	produce(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	state, err := probe(ctx)
+	if err != nil || !state.Done {
+		t.Fatalf("two records produced, two applied: %+v %v", state, err)
+	}
+	produce(1)
+	state, err = probe(ctx)
+	if err != nil || state.Done || !strings.Contains(state.Progress, "lag 1 record(s) on 1 of 4") {
+		t.Fatalf("one record not applied: %+v %v", state, err)
+	}
+}

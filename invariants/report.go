@@ -1,0 +1,227 @@
+package invariants
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// The files an audit writes into the run directory.
+const (
+	ResultFile  = "audit.json"
+	SummaryFile = "audit.txt"
+)
+
+// WriteFiles writes audit.json and audit.txt into the run directory.
+func (r *Result) WriteFiles() error {
+	content, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode audit result: %w", err)
+	}
+	if err := writeFileAtomically(filepath.Join(r.RunDir, ResultFile), append(content, '\n')); err != nil {
+		return err
+	}
+	var summary strings.Builder
+	r.WriteSummary(&summary)
+	return writeFileAtomically(filepath.Join(r.RunDir, SummaryFile), []byte(summary.String()))
+}
+
+func writeFileAtomically(path string, content []byte) error {
+	temporary := path + ".tmp"
+	if err := os.WriteFile(temporary, content, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(temporary, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteSummary writes the human summary: the verdict, what was read, the
+// operations by kind and outcome, every invariant with what it checked, and
+// each listed violation with its counterexample.
+func (r *Result) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "AUDIT %s — %s\n", strings.ToUpper(r.Verdict), r.RunDir)
+	fmt.Fprintf(w, "journal: %s, %d line(s)", strings.Join(r.Journals, ", "), r.JournalLines)
+	if r.InvalidJournalLines > 0 {
+		fmt.Fprintf(w, ", %d invalid", r.InvalidJournalLines)
+	}
+	fmt.Fprintf(w, "\nledger:  %s — %d account(s), %d transaction(s) (%d settled, %d rejected), %d posting(s)\n",
+		r.Ledger, r.LedgerCounts["accounts"], r.LedgerCounts["transactions"], r.LedgerCounts["settled"],
+		r.LedgerCounts["rejected"], r.LedgerCounts["postings"])
+	fmt.Fprintf(w, "drain:   %s\n", r.DrainNote)
+
+	fmt.Fprintf(w, "\noperations seen (kind: ok / fail / info):\n")
+	kinds := make([]string, 0, len(r.Operations))
+	for kind := range r.Operations {
+		kinds = append(kinds, kind)
+	}
+	sort.Strings(kinds)
+	var total [3]int64
+	for _, kind := range kinds {
+		counts := r.Operations[kind]
+		fmt.Fprintf(w, "  %-10s %8d / %8d / %8d", kind, counts[OutcomeOK], counts[OutcomeFail], counts[OutcomeInfo])
+		total[0] += counts[OutcomeOK]
+		total[1] += counts[OutcomeFail]
+		total[2] += counts[OutcomeInfo]
+		var other []string
+		for outcome, n := range counts {
+			if outcome != OutcomeOK && outcome != OutcomeFail && outcome != OutcomeInfo {
+				other = append(other, fmt.Sprintf("%q: %d", outcome, n))
+			}
+		}
+		if len(other) > 0 {
+			sort.Strings(other)
+			fmt.Fprintf(w, "  (other outcomes %s)", strings.Join(other, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  %-10s %8d / %8d / %8d\n", "total", total[0], total[1], total[2])
+	info := r.InfoResolution
+	fmt.Fprintf(w, "unknown outcomes (info) resolved by key: %d operation(s): %d settled, %d rejected, %d absent\n",
+		info.Operations, info.Settled, info.Rejected, info.Absent)
+
+	fmt.Fprintf(w, "\ninvariants:\n")
+	for _, invariant := range r.Invariants {
+		fmt.Fprintf(w, "  %-9s %-24s checked %s", strings.ToUpper(invariant.Status), invariant.Name, formatChecked(invariant.Checked))
+		if invariant.ViolationCount > 0 {
+			fmt.Fprintf(w, "; %d violation(s)", invariant.ViolationCount)
+		}
+		if invariant.Note != "" {
+			fmt.Fprintf(w, " — %s", invariant.Note)
+		}
+		fmt.Fprintln(w)
+	}
+	staleness := r.Staleness
+	if staleness.Recorded {
+		fmt.Fprintf(w, "cache staleness during the run: %d sample(s), %d stale, lag max %d ms, p99 ≤ %d ms %s\n",
+			staleness.Samples, staleness.StaleSamples, staleness.LagMaxMs, staleness.LagP99Ms, staleness.Note)
+	} else {
+		fmt.Fprintf(w, "cache staleness during the run: %s\n", staleness.Note)
+	}
+
+	for _, invariant := range r.Invariants {
+		if len(invariant.Violations) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s — %d violation(s)", invariant.Name, invariant.ViolationCount)
+		if int64(len(invariant.Violations)) < invariant.ViolationCount {
+			fmt.Fprintf(w, ", the first %d:", len(invariant.Violations))
+		}
+		fmt.Fprintln(w)
+		for i, violation := range invariant.Violations {
+			fmt.Fprintf(w, "  %d. %s\n", i+1, violation.Summary)
+			for _, op := range violation.Operations {
+				fmt.Fprintf(w, "       op  %s\n", describeEntry(op))
+			}
+			for _, row := range violation.Rows {
+				fmt.Fprintf(w, "       row %s\n", describeRow(row))
+			}
+		}
+	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\nwarnings:")
+		for _, warning := range r.Warnings {
+			fmt.Fprintf(w, "  - %s\n", warning)
+		}
+	}
+	fmt.Fprintf(w, "\ntimings (ms): drain %d, journal %d, ledger %d, checks %d, cache %d, total %d\n",
+		r.TimingsMs["drain"], r.TimingsMs["journal"], r.TimingsMs["ledger"], r.TimingsMs["checks"], r.TimingsMs["cache"], r.TimingsMs["total"])
+}
+
+func formatChecked(checked map[string]int64) string {
+	if len(checked) == 0 {
+		return "nothing"
+	}
+	units := make([]string, 0, len(checked))
+	for unit := range checked {
+		units = append(units, unit)
+	}
+	sort.Strings(units)
+	parts := make([]string, 0, len(units))
+	for _, unit := range units {
+		parts = append(parts, fmt.Sprintf("%d %s", checked[unit], unit))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeEntry renders a quoted journal line on one line for people.
+func describeEntry(ref OperationRef) string {
+	var entry JournalEntry
+	if err := json.Unmarshal(ref.Entry, &entry); err != nil || entry.Op == "" {
+		return string(ref.Entry)
+	}
+	text := fmt.Sprintf("%s %s key=%q user=%d %d→%d amount=%d outcome=%s", entry.Op, entry.Kind, entry.Key, entry.User,
+		entry.From, entry.To, entry.Amount, entry.Outcome)
+	if entry.Status != "" {
+		text += " status=" + entry.Status
+	}
+	if entry.Reason != "" {
+		text += " reason=" + entry.Reason
+	}
+	if entry.Tx != "" {
+		text += " tx=" + entry.Tx
+	}
+	if entry.Dup != "" {
+		text += " dup=" + entry.Dup
+	}
+	if entry.MisuseOf != "" {
+		text += " misuse_of=" + entry.MisuseOf
+	}
+	return text + fmt.Sprintf(" invoke=%s complete=%s attempts=%d (%s@%d)", formatMicros(entry.Invoke),
+		formatMicros(entry.Complete), entry.Attempts, ref.Journal, ref.Offset)
+}
+
+// describeRow renders a quoted ledger row on one line for people.
+func describeRow(row RowRef) string {
+	var parts []string
+	add := func(name string, value any) { parts = append(parts, fmt.Sprintf("%s=%v", name, value)) }
+	add(row.Table, row.ID)
+	if row.UserID != nil {
+		add("user", *row.UserID)
+	}
+	if row.IdempotencyKey != "" {
+		add("key", fmt.Sprintf("%q", row.IdempotencyKey))
+	}
+	if row.Kind != "" {
+		add("kind", row.Kind)
+	}
+	if row.Source != nil && row.Destination != nil {
+		parts = append(parts, fmt.Sprintf("%d→%d", *row.Source, *row.Destination))
+	}
+	if row.TransactionID != "" {
+		add("transaction", row.TransactionID)
+	}
+	if row.AccountID != nil {
+		add("account", *row.AccountID)
+	}
+	if row.Amount != nil {
+		add("amount", *row.Amount)
+	}
+	if row.Status != "" {
+		add("status", row.Status)
+	}
+	if row.Reason != "" {
+		add("reason", row.Reason)
+	}
+	if row.Partition != nil && row.AppliedOrder != nil {
+		parts = append(parts, fmt.Sprintf("applied=%d/%d", *row.Partition, *row.AppliedOrder))
+	}
+	if row.Balance != nil {
+		add("balance", *row.Balance)
+	}
+	if row.BalanceAfter != nil {
+		add("balance_after", *row.BalanceAfter)
+	}
+	if row.Cached != nil {
+		add("cached", *row.Cached)
+	}
+	if row.Note != "" {
+		parts = append(parts, "("+row.Note+")")
+	}
+	return strings.Join(parts, " ")
+}

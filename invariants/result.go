@@ -1,0 +1,150 @@
+package invariants
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The invariants of the catalogue (../shared/design/ARCHITECTURE.md), in the
+// order the report lists them.
+const (
+	Conservation          = "conservation"
+	BalanceEqualsPostings = "balance-equals-postings"
+	NoOverdraft           = "no-overdraft"
+	ExactlyOnce           = "exactly-once"
+	NoPhantoms            = "no-phantoms"
+	OutcomeAgreement      = "outcome-agreement"
+	KeyContract           = "key-contract"
+	PerAccountOrder       = "per-account-order"
+	Durability            = "durability"
+	CacheCoherence        = "cache-coherence"
+)
+
+// Catalogue lists every invariant with what it checks.
+var Catalogue = []struct{ Name, Description string }{
+	{Conservation, "Σ user balances = Σ settled deposits − Σ settled withdrawals; every transaction's postings sum to zero; settled transactions have exactly two postings, rejected ones none"},
+	{BalanceEqualsPostings, "each stored balance = opening (0) + Σ its postings"},
+	{NoOverdraft, "replaying each user account's postings in applied order, balance_after chains and never goes below zero"},
+	{ExactlyOnce, "every key has at most one effect; ok operations exactly one settled row; fail operations none; info operations at most one (resolved and reported)"},
+	{NoPhantoms, "every ledger transaction maps to a journaled operation by (user, idempotency key)"},
+	{OutcomeAgreement, "what the client was told (outcome, status, reason, transaction id) matches the ledger's row; replays of a key agree"},
+	{KeyContract, "a key reused with a different body is never applied; several requests sharing one key map to one row"},
+	{PerAccountOrder, "debits of one account that the client issued one after the other were applied in that order"},
+	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery"},
+	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
+}
+
+// Invariant statuses.
+const (
+	StatusPassed   = "passed"
+	StatusViolated = "violated"
+	StatusSkipped  = "skipped"
+)
+
+// Verdicts of a whole audit.
+const (
+	VerdictPassed     = "passed"
+	VerdictViolated   = "violated"
+	VerdictIncomplete = "incomplete"
+)
+
+// OperationRef is a journal line quoted in an explanation.
+type OperationRef struct {
+	// Journal is the journal file's name, Offset the line's byte offset.
+	Journal string `json:"journal"`
+	Offset  int64  `json:"offset"`
+	// Entry is the line, verbatim.
+	Entry json.RawMessage `json:"entry"`
+}
+
+// RowRef is a ledger row quoted in an explanation; only the fields that
+// matter for the table are set.
+type RowRef struct {
+	Table          string `json:"table"`
+	ID             string `json:"id"`
+	UserID         *int64 `json:"user_id,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	Kind           string `json:"kind,omitempty"`
+	Source         *int64 `json:"source_account_id,omitempty"`
+	Destination    *int64 `json:"destination_account_id,omitempty"`
+	Amount         *int64 `json:"amount,omitempty"`
+	Status         string `json:"status,omitempty"`
+	Reason         string `json:"reason,omitempty"`
+	Partition      *int32 `json:"partition,omitempty"`
+	AppliedOrder   *int64 `json:"applied_order,omitempty"`
+	TransactionID  string `json:"transaction_id,omitempty"`
+	AccountID      *int64 `json:"account_id,omitempty"`
+	Balance        *int64 `json:"balance,omitempty"`
+	BalanceAfter   *int64 `json:"balance_after,omitempty"`
+	Cached         *int64 `json:"cached,omitempty"`
+	Note           string `json:"note,omitempty"`
+}
+
+// Violation is one counterexample: which invariant, what is wrong in one
+// sentence, and the operations and rows that show it.
+type Violation struct {
+	Invariant  string         `json:"invariant"`
+	Summary    string         `json:"summary"`
+	Keys       []string       `json:"keys,omitempty"`
+	Accounts   []int64        `json:"accounts,omitempty"`
+	Operations []OperationRef `json:"operations,omitempty"`
+	Rows       []RowRef       `json:"rows,omitempty"`
+}
+
+// InvariantResult is the verdict on one invariant.
+type InvariantResult struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Status      string `json:"status"`
+	// Checked counts what was checked, by unit (keys, rows, accounts...).
+	Checked map[string]int64 `json:"checked"`
+	// ViolationCount counts every violation; Violations lists at most the
+	// configured number of them.
+	ViolationCount int64       `json:"violation_count"`
+	Violations     []Violation `json:"violations"`
+	Note           string      `json:"note,omitempty"`
+}
+
+// InfoResolution says what became of the operations whose outcome the
+// client did not know, resolved by key against the ledger.
+type InfoResolution struct {
+	Operations int64 `json:"operations"`
+	Settled    int64 `json:"settled"`
+	Rejected   int64 `json:"rejected"`
+	Absent     int64 `json:"absent"`
+}
+
+// Staleness summarises cache-staleness.jsonl, when the run recorded it.
+type Staleness struct {
+	Recorded     bool   `json:"recorded"`
+	Samples      int64  `json:"samples"`
+	StaleSamples int64  `json:"stale_samples"`
+	LagMaxMs     int64  `json:"lag_max_ms"`
+	LagP99Ms     int64  `json:"lag_p99_ms"`
+	Note         string `json:"note,omitempty"`
+}
+
+// Result is the audit's output, written as audit.json.
+type Result struct {
+	Version   int       `json:"version"`
+	RunDir    string    `json:"run_dir"`
+	Verdict   string    `json:"verdict"`
+	StartedAt time.Time `json:"started_at"`
+	Ledger    string    `json:"ledger"`
+	Journals  []string  `json:"journals"`
+	// Drained is false when the pipeline still had work when the audit
+	// read the ledger: the verdict is then incomplete at best.
+	Drained             bool   `json:"drained"`
+	DrainNote           string `json:"drain_note,omitempty"`
+	JournalLines        int64  `json:"journal_lines"`
+	InvalidJournalLines int64  `json:"invalid_journal_lines"`
+	// Operations counts journal lines by kind, then outcome.
+	Operations     map[string]map[string]int64 `json:"operations"`
+	InfoResolution InfoResolution              `json:"info_resolution"`
+	LedgerCounts   map[string]int64            `json:"ledger_counts"`
+	Invariants     []InvariantResult           `json:"invariants"`
+	Staleness      Staleness                   `json:"cache_staleness"`
+	Warnings       []string                    `json:"warnings"`
+	// TimingsMs are the durations of the audit's phases in milliseconds.
+	TimingsMs map[string]int64 `json:"timings_ms"`
+}
