@@ -12,6 +12,8 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/gateway"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
 )
 
 func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
@@ -31,13 +33,18 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
+	var seededBugs seededBugFlags
+	seededBugs.register(flags)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
 			return err
 		}
+		if config.SeededBugs, err = seededBugs.activate(ledger.ProcessGateway, logger); err != nil {
+			return err
+		}
 		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
-		store, cache, err := connections.openBackends(ctx, logger)
+		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: config.SeededBugs})
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
@@ -80,15 +81,25 @@ func (c *connectionFlags) logger() (*slog.Logger, error) {
 // openBackends connects to Postgres and Redis (both lazily: a process may
 // start before them and readiness says when they answer) and creates the
 // commands topic if it is missing. A topic that cannot be created yet is not
-// fatal: the broker may still be starting.
-func (c *connectionFlags) openBackends(ctx context.Context, logger *slog.Logger) (*postgres.Store, *redis.Client, error) {
-	store, err := postgres.Open(ctx, postgres.Config{URL: c.postgresURL, MaxConnections: int32(c.maxConnections), ApplicationName: c.name})
+// fatal: the broker may still be starting. storeConfig carries the store's
+// seeded bugs and hooks; the connection fields are filled here. With seeded
+// bugs that need schema changes, it makes them before returning.
+func (c *connectionFlags) openBackends(ctx context.Context, logger *slog.Logger, storeConfig postgres.Config) (*postgres.Store, *redis.Client, error) {
+	cache, err := redis.New(redis.Config{Addr: c.redisAddr})
 	if err != nil {
 		return nil, nil, err
 	}
-	cache, err := redis.New(redis.Config{Addr: c.redisAddr})
+	storeConfig.URL, storeConfig.MaxConnections, storeConfig.ApplicationName = c.postgresURL, int32(c.maxConnections), c.name
+	// Read only under the seeded bug trust-cache-balance.
+	storeConfig.CachedBalances = cache.CachedBalances
+	store, err := postgres.Open(ctx, storeConfig)
 	if err != nil {
+		cache.Close()
+		return nil, nil, err
+	}
+	if err := prepareSeededBugs(ctx, store, logger); err != nil {
 		store.Close()
+		cache.Close()
 		return nil, nil, err
 	}
 	topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -97,6 +108,83 @@ func (c *connectionFlags) openBackends(ctx context.Context, logger *slog.Logger)
 		logger.Warn("ensure topic", "error", err)
 	}
 	return store, cache, nil
+}
+
+// prepareSeededBugs makes the schema changes the store's seeded bugs need,
+// retrying for a bounded time while Postgres starts.
+func prepareSeededBugs(ctx context.Context, store *postgres.Store, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := store.PrepareSeededBugs(ctx)
+		if err == nil {
+			return nil
+		}
+		logger.Warn("prepare schema for seeded bugs; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// seededBugFlags are the --seeded-bug and --unsafe-allow-seeded-bugs flags
+// of gateway, worker and up.
+type seededBugFlags struct {
+	names         bugNameList
+	unsafeAllowed bool
+}
+
+func (s *seededBugFlags) register(flags *flag.FlagSet) {
+	var names []string
+	for _, description := range ledger.Catalogue() {
+		names = append(names, string(description.Bug))
+	}
+	flags.Var(&s.names, "seeded-bug", "`name` of a deliberate bug to start with, to prove the harness catches it (repeatable or comma-separated; refused without --unsafe-allow-seeded-bugs): "+strings.Join(names, ", "))
+	flags.BoolVar(&s.unsafeAllowed, "unsafe-allow-seeded-bugs", false, "allow --seeded-bug: the system will then lose or duplicate money on purpose (never in production)")
+}
+
+// parse checks the names and the unsafe switch.
+func (s *seededBugFlags) parse() (ledger.Bugs, error) {
+	bugs, err := ledger.ParseBugs(s.names, s.unsafeAllowed)
+	if errors.Is(err, ledger.ErrSeededBugsNotAllowed) {
+		return nil, fmt.Errorf("%w; to run them anyway, also pass --unsafe-allow-seeded-bugs (or set %s=true)", err, envName("unsafe-allow-seeded-bugs"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--seeded-bug: %w", err)
+	}
+	return bugs, nil
+}
+
+// activate parses the bugs and returns those that live in process, logging
+// loudly which are active and, quietly, which this process ignores (so the
+// same flags can be given to gateways and workers alike).
+func (s *seededBugFlags) activate(process ledger.Process, logger *slog.Logger) (ledger.Bugs, error) {
+	bugs, err := s.parse()
+	if err != nil {
+		return nil, err
+	}
+	concerned, ignored := bugs.For(process)
+	for _, bug := range concerned {
+		description, _ := bug.Describe()
+		logger.Warn("SEEDED BUG ACTIVE: this process loses or duplicates money on purpose", "bug", bug, "what", description.Summary)
+	}
+	if len(ignored) > 0 {
+		logger.Info("seeded bugs that do not live in this process are ignored", "process", process, "ignored", ignored.String())
+	}
+	return concerned, nil
+}
+
+// bugNameList is the repeatable --seeded-bug flag; each value may itself be
+// a comma-separated list (ledger.ParseBugs splits it).
+type bugNameList []string
+
+func (l *bugNameList) String() string { return strings.Join(*l, ",") }
+
+func (l *bugNameList) Set(value string) error {
+	*l = append(*l, value)
+	return nil
 }
 
 // serveHTTP serves handler on address until ctx ends, then shuts down

@@ -34,8 +34,19 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	var gatewayArgs, workerArgs stackArgumentList
 	flags.Var(&gatewayArgs, "gateway-arg", "argument appended to every gateway's command line (repeatable)")
 	flags.Var(&workerArgs, "worker-arg", "argument appended to every worker's command line (repeatable)")
+	var seededBugs seededBugFlags
+	seededBugs.register(flags)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		// Refuse at once, not as a gateway that fails to start.
+		bugs, err := seededBugs.parse()
+		if err != nil {
+			return err
+		}
 		config := defaults
+		for _, bug := range bugs {
+			config.SeededBugs = append(config.SeededBugs, string(bug))
+		}
+		config.UnsafeAllowSeededBugs = seededBugs.unsafeAllowed && len(bugs) > 0
 		config.Dir = *dir
 		config.Binary = *binary
 		config.PostgresBinDir = *postgresBinDir
@@ -63,6 +74,9 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 			fmt.Printf("stack up in %s\n", result.File.Dir)
 		}
 		printStackEndpoints(result.File)
+		if len(bugs) > 0 && !result.AlreadyRunning {
+			fmt.Printf("  SEEDED BUGS:    %s (this stack loses or duplicates money on purpose; see docs/seeded-bugs.md)\n", bugs)
+		}
 		return nil
 	}
 }

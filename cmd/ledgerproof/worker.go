@@ -4,7 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +19,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
 	"github.com/ledgerproof/ledgerproof/sut/worker"
 )
 
@@ -27,13 +35,25 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
 	flags.DurationVar(&config.Linger, "linger", 2*time.Millisecond, "wait for more records when a poll returns a short batch")
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
+	var seededBugs seededBugFlags
+	seededBugs.register(flags)
+	var crash crashFlags
+	crash.register(flags)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
 			return err
 		}
+		bugs, err := seededBugs.activate(ledger.ProcessWorker, logger)
+		if err != nil {
+			return err
+		}
+		betweenCommits, err := crash.hook(bugs, logger)
+		if err != nil {
+			return err
+		}
 		config.Topic = connections.topic
-		store, cache, err := connections.openBackends(ctx, logger)
+		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: bugs, BetweenCommits: betweenCommits})
 		if err != nil {
 			return err
 		}
@@ -73,9 +93,65 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		group, groupContext := errgroup.WithContext(ctx)
 		group.Go(func() error { return serveHTTP(groupContext, *metricsListen, mux, logger) })
 		group.Go(func() error {
-			logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger)
+			logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String())
 			return applier.Run(groupContext)
 		})
 		return group.Wait()
 	}
+}
+
+// crashExitCode is the exit status of a seeded crash, distinct from a
+// failure (1) and a usage error (2).
+const crashExitCode = 86
+
+// crashFlags inject a crash between the two commits a seeded bug splits a
+// batch's commit into (offset-before-postings: offset then postings;
+// skip-dedupe: postings then offset), so the bug's window is hit on purpose
+// rather than by the luck of a kill.
+type crashFlags struct {
+	probability float64
+	seed        uint64
+}
+
+func (c *crashFlags) register(flags *flag.FlagSet) {
+	flags.Float64Var(&c.probability, "crash-between-commits-probability", 0,
+		"probability, per batch, that the worker exits (status 86, like a kill) between the two commits of a batch; only with --seeded-bug offset-before-postings or skip-dedupe")
+	flags.Uint64Var(&c.seed, "crash-seed", 0, "seed of the crash draws (0: drawn at start and logged)")
+}
+
+// splitCommitBugs are the bugs under which a batch commits in two steps.
+var splitCommitBugs = []ledger.Bug{ledger.BugOffsetBeforePostings, ledger.BugSkipDedupe}
+
+// hook returns the postgres BetweenCommits hook, or nil when no crash is
+// asked for.
+func (c *crashFlags) hook(bugs ledger.Bugs, logger *slog.Logger) (func(partition int32), error) {
+	if c.probability < 0 || c.probability > 1 || math.IsNaN(c.probability) {
+		return nil, fmt.Errorf("--crash-between-commits-probability %g is not in [0, 1]", c.probability)
+	}
+	if c.probability == 0 {
+		return nil, nil
+	}
+	split := false
+	for _, bug := range splitCommitBugs {
+		split = split || bugs.Has(bug)
+	}
+	if !split {
+		return nil, fmt.Errorf("--crash-between-commits-probability needs --seeded-bug %s or %s: without them a batch commits once and there is no between", ledger.BugOffsetBeforePostings, ledger.BugSkipDedupe)
+	}
+	seed := c.seed
+	if seed == 0 {
+		seed = rand.Uint64() | 1
+	}
+	logger.Warn("SEEDED CRASH ACTIVE: the worker exits between a batch's two commits", "probability", c.probability, "crash_seed", seed)
+	random := rand.New(rand.NewPCG(seed, seed))
+	var mutex sync.Mutex
+	return func(partition int32) {
+		mutex.Lock()
+		crash := random.Float64() < c.probability
+		mutex.Unlock()
+		if crash {
+			logger.Error("SEEDED CRASH between a batch's two commits", "partition", partition, "crash_seed", seed, "exit_status", crashExitCode)
+			os.Exit(crashExitCode)
+		}
+	}, nil
 }

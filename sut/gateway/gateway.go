@@ -57,6 +57,10 @@ type Config struct {
 	MaxInFlightRequests int
 	// PasswordHashing sets the KDF cost.
 	PasswordHashing PasswordHashing
+	// SeededBugs are the deliberate mistakes this gateway makes (the
+	// gateway's bugs of ledger.Catalogue; see docs/seeded-bugs.md). Default
+	// none. Only a process started with the unsafe switch passes any.
+	SeededBugs ledger.Bugs
 }
 
 func (c *Config) applyDefaults() error {
@@ -85,6 +89,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if err := c.PasswordHashing.applyDefaults(); err != nil {
 		return err
+	}
+	if _, ignored := c.SeededBugs.For(ledger.ProcessGateway); len(ignored) > 0 {
+		return fmt.Errorf("gateway: seeded bugs %s do not live in the gateway", ignored)
 	}
 	switch {
 	case c.MaxBodyBytes < 256:
@@ -141,6 +148,16 @@ type Gateway struct {
 	inFlight chan struct{}
 
 	metricsHandler http.Handler
+
+	// claim runs the idempotency contract for a command and sets its
+	// transaction id: claimKey, or ignoreKey under ledger.BugNoIdempotency.
+	claim func(w http.ResponseWriter, ctx context.Context, command *ledger.Command) (keyClaim, error)
+	// produce queues a command: produceAcknowledged, or produceInBackground
+	// under ledger.BugAcknowledgeBeforeCommit.
+	produce func(ctx context.Context, command ledger.Command, value []byte) error
+	// backgroundProduces bounds the produces in flight under
+	// ledger.BugAcknowledgeBeforeCommit.
+	backgroundProduces chan struct{}
 
 	limitersMutex sync.Mutex
 	limiters      map[int64]*rate.Limiter
@@ -201,6 +218,15 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		limiters: map[int64]*rate.Limiter{},
 	}
 	g.metricsHandler = promhttp.HandlerFor(dependencies.Gatherer, promhttp.HandlerOpts{})
+	// The one place each gateway bug is switched on by name.
+	g.claim, g.produce = g.claimKey, g.produceAcknowledged
+	if config.SeededBugs.Has(ledger.BugNoIdempotency) {
+		g.claim = g.ignoreKey
+	}
+	if config.SeededBugs.Has(ledger.BugAcknowledgeBeforeCommit) {
+		g.produce = g.produceInBackground
+		g.backgroundProduces = make(chan struct{}, config.MaxInFlightRequests)
+	}
 	return g, nil
 }
 

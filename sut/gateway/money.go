@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"regexp"
@@ -163,7 +166,6 @@ func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 			return 0, nil, err
 		}
 		command.IdempotencyKey = key
-		command.TransactionID = ledger.TransactionIDFor(session.UserID, key)
 		command.AcceptedAt = g.clock().UTC()
 		return g.accept(w, r.Context(), command, wait)
 	}
@@ -172,6 +174,30 @@ func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 // accept runs the idempotency contract, queues the command, optionally waits
 // for its outcome, and remembers the response for replays.
 func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command ledger.Command, wait time.Duration) (int, []byte, error) {
+	claim, err := g.claim(w, ctx, &command)
+	if err != nil || claim.answered {
+		return claim.status, claim.body, err
+	}
+	return g.queueCommand(ctx, command, wait, claim)
+}
+
+// keyClaim is what the idempotency contract decided for a request: either
+// an answer already (a replay, from Redis or the ledger), or the right to
+// queue the command.
+type keyClaim struct {
+	answered     bool
+	status       int
+	body         []byte
+	record       redis.IdempotencyRecord
+	cacheUp      bool
+	reservedByUs bool
+}
+
+// claimKey is the idempotency contract: the command's transaction id is
+// derived from the user and the key, Redis reserves the key (fast path) and
+// the ledger answers for keys already applied (last word).
+func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *ledger.Command) (keyClaim, error) {
+	command.TransactionID = ledger.TransactionIDFor(command.UserID, command.IdempotencyKey)
 	record := redis.IdempotencyRecord{Fingerprint: command.Fingerprint, TransactionID: command.TransactionID, ReservedAt: command.AcceptedAt}
 	pending := redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
 		DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
@@ -184,16 +210,16 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	if cacheUp && !reserved {
 		if existing.Fingerprint != command.Fingerprint {
 			g.metrics.keyReused.Inc()
-			return 0, nil, keyReused(command)
+			return keyClaim{}, keyReused(*command)
 		}
 		if existing.ResponseStatus != 0 {
 			g.metrics.replays.Inc()
 			w.Header().Set(ReplayedHeader, "true")
-			return existing.ResponseStatus, existing.ResponseBody, nil
+			return keyClaim{answered: true, status: existing.ResponseStatus, body: existing.ResponseBody}, nil
 		}
 		if g.clock().Sub(existing.ReservedAt) < g.config.InFlightLease {
 			w.Header().Set("Retry-After", "1")
-			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyInFlight, "a request with idempotency key %q is still in flight; retry shortly", command.IdempotencyKey)
+			return keyClaim{}, ledger.Errorf(ledger.CodeIdempotencyKeyInFlight, "a request with idempotency key %q is still in flight; retry shortly", command.IdempotencyKey)
 		}
 		// The first request's gateway died mid-request: take over. The
 		// worker's dedupe makes a second copy of the command harmless.
@@ -206,20 +232,38 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	case err == nil:
 		if stored.Fingerprint != command.Fingerprint {
 			g.metrics.keyReused.Inc()
-			return 0, nil, keyReused(command)
+			return keyClaim{}, keyReused(*command)
 		}
 		g.metrics.replays.Inc()
 		w.Header().Set(ReplayedHeader, "true")
 		status, body := http.StatusOK, marshal(responseOf(stored))
 		if cacheUp {
-			g.remember(ctx, command, record, status, body)
+			g.remember(ctx, *command, record, status, body)
 		}
-		return status, body, nil
+		return keyClaim{answered: true, status: status, body: body}, nil
 	case ledger.ErrorCode(err) != ledger.CodeNotFound:
-		g.release(ctx, command, cacheUp && reserved)
-		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the ledger is unavailable: %v", err)
+		g.release(ctx, *command, cacheUp && reserved)
+		return keyClaim{}, ledger.Errorf(ledger.CodeUnavailable, "the ledger is unavailable: %v", err)
 	}
+	return keyClaim{record: record, cacheUp: cacheUp, reservedByUs: cacheUp && reserved}, nil
+}
 
+// ignoreKey is ledger.BugNoIdempotency: the key is stored with the command
+// but guards nothing. Every request, every retry of it, gets a fresh
+// transaction id and is queued; nothing is reserved or remembered.
+func (g *Gateway) ignoreKey(_ http.ResponseWriter, _ context.Context, command *ledger.Command) (keyClaim, error) {
+	var random [16]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return keyClaim{}, fmt.Errorf("fresh transaction id: %w", err)
+	}
+	command.TransactionID = ledger.TransactionIDFor(command.UserID, command.IdempotencyKey+"\x00"+hex.EncodeToString(random[:]))
+	return keyClaim{}, nil
+}
+
+// queueCommand queues a claimed command, optionally waits for its outcome,
+// and remembers the response for replays.
+func (g *Gateway) queueCommand(ctx context.Context, command ledger.Command, wait time.Duration, claim keyClaim) (int, []byte, error) {
+	record, cacheUp := claim.record, claim.cacheUp
 	var outcome <-chan ledger.OutcomeNotice
 	if wait > 0 {
 		var cancel func()
@@ -230,15 +274,10 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	if err != nil {
 		return 0, nil, err
 	}
-	produceContext, cancel := context.WithTimeout(ctx, g.config.ProduceTimeout)
-	started := g.clock()
-	_, _, err = g.queue.Produce(produceContext, []byte(strconv.FormatInt(command.PartitionKey(), 10)), value)
-	cancel()
-	g.metrics.produceSeconds.Observe(g.clock().Sub(started).Seconds())
-	if err != nil {
+	if err := g.produce(ctx, command, value); err != nil {
 		// Whether the broker kept the record is unknown; the client retries
 		// with the same key and the worker applies at most one copy.
-		g.release(ctx, command, cacheUp && reserved)
+		g.release(ctx, command, claim.reservedByUs)
 		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the command queue did not acknowledge: %v", err)
 	}
 
@@ -258,6 +297,39 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 		g.remember(ctx, command, record, status, body)
 	}
 	return status, body, nil
+}
+
+// produceAcknowledged queues a command and returns once the broker
+// acknowledged it: only then may the client be told it is accepted.
+func (g *Gateway) produceAcknowledged(ctx context.Context, command ledger.Command, value []byte) error {
+	produceContext, cancel := context.WithTimeout(ctx, g.config.ProduceTimeout)
+	defer cancel()
+	started := g.clock()
+	_, _, err := g.queue.Produce(produceContext, []byte(strconv.FormatInt(command.PartitionKey(), 10)), value)
+	g.metrics.produceSeconds.Observe(g.clock().Sub(started).Seconds())
+	return err
+}
+
+// produceInBackground is ledger.BugAcknowledgeBeforeCommit: the command is
+// handed to the producer and the client is answered at once, before the
+// broker acknowledged it. A record the producer then fails to deliver (the
+// gateway dies with it buffered, the broker stays away past the delivery
+// timeout) was acknowledged to the client and is lost. Background produces
+// are bounded; beyond the bound the gateway waits for the acknowledgement.
+func (g *Gateway) produceInBackground(ctx context.Context, command ledger.Command, value []byte) error {
+	select {
+	case g.backgroundProduces <- struct{}{}:
+	default:
+		return g.produceAcknowledged(ctx, command, value)
+	}
+	go func() {
+		defer func() { <-g.backgroundProduces }()
+		if err := g.produceAcknowledged(context.WithoutCancel(ctx), command, value); err != nil {
+			g.logger.Warn("seeded bug ack-before-commit: an acknowledged command was not acknowledged by the broker",
+				"transaction_id", command.TransactionID, "error", err)
+		}
+	}()
+	return nil
 }
 
 func (g *Gateway) remember(ctx context.Context, command ledger.Command, record redis.IdempotencyRecord, status int, body []byte) {

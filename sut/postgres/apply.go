@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
@@ -51,6 +53,18 @@ type accountState struct {
 	userID  int64
 	balance int64
 	touched bool
+	// cachedBalance, when hasCachedBalance, is what the overdraft check
+	// reads instead of balance: only under ledger.BugTrustCacheBalance.
+	cachedBalance    int64
+	hasCachedBalance bool
+}
+
+// available is the balance the overdraft check compares a debit with.
+func (a *accountState) available() int64 {
+	if a.hasCachedBalance {
+		return a.cachedBalance
+	}
+	return a.balance
 }
 
 // ApplyBatch applies a batch of one partition in ONE Postgres transaction:
@@ -60,7 +74,8 @@ type accountState struct {
 // checks overdrafts sequentially in offset order, writes double-entry
 // postings and balances, and stores the partition's next offset. Either all
 // of it commits or none of it does, so a worker killed at any instant leaves
-// the partition at a consistent offset.
+// the partition at a consistent offset. A store opened with seeded bugs
+// applies as its applyPlan says instead (seeded.go).
 func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error) {
 	if len(batch.Records) == 0 {
 		return BatchResult{}, errors.New("apply batch: empty batch")
@@ -76,65 +91,239 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var result BatchResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		result, err = applyInTransaction(ctx, tx, batch)
-		return err
-	})
+	var err error
+	switch s.plan.offsetCommit {
+	case offsetWithPostings:
+		result, err = s.applyWithOffset(ctx, batch)
+	case offsetBeforePostings:
+		result, err = s.applyOffsetFirst(ctx, batch)
+	case offsetAfterPostings:
+		result, err = s.applyOffsetLast(ctx, batch)
+	case offsetPerChunk:
+		result, err = s.applyChunksConcurrently(ctx, batch)
+	default:
+		panic(fmt.Sprintf("apply batch: unknown offset commit %d", s.plan.offsetCommit))
+	}
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("apply batch of partition %d at offset %d: %w", batch.Partition, batch.Records[0].Offset, err)
 	}
 	return result, nil
 }
 
-func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResult, error) {
-	result := BatchResult{Balances: map[int64]int64{}}
+// applyWithOffset is the reference design: offset, postings and balances in
+// one transaction.
+func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, error) {
+	var result BatchResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		nextOffset, err := lockOffset(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
+		var records []Record
+		result, records = unapplied(batch, nextOffset)
+		if len(records) == 0 {
+			return nil
+		}
+		writes, err := s.applyRecords(ctx, tx, records, &result)
+		if err != nil {
+			return err
+		}
+		writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
+		return writes.send(ctx, tx, batch.Partition)
+	})
+	return result, err
+}
+
+// applyOffsetFirst is ledger.BugOffsetBeforePostings: the next offset is
+// committed on its own, then the postings. If the second transaction never
+// commits (the worker dies, Postgres fails), the retry or the next owner
+// starts after the batch: it is lost.
+func (s *Store) applyOffsetFirst(ctx context.Context, batch Batch) (BatchResult, error) {
+	var result BatchResult
+	var records []Record
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		nextOffset, err := lockOffset(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
+		result, records = unapplied(batch, nextOffset)
+		if len(records) == 0 {
+			return nil
+		}
+		var writes batchWrites
+		writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
+		return writes.send(ctx, tx, batch.Partition)
+	})
+	if err != nil || len(records) == 0 {
+		return result, err
+	}
+	s.between(batch.Partition)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		writes, err := s.applyRecords(ctx, tx, records, &result)
+		if err != nil {
+			return err
+		}
+		return writes.send(ctx, tx, batch.Partition)
+	})
+	return result, err
+}
+
+// applyOffsetLast is the commit order of ledger.BugSkipDedupe: postings
+// first, the offset after, at least once, as a consumer that relies on its
+// key dedupe does. If the second transaction never commits, the batch is
+// delivered again and, with no dedupe, applied again.
+func (s *Store) applyOffsetLast(ctx context.Context, batch Batch) (BatchResult, error) {
+	var result BatchResult
+	var records []Record
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		nextOffset, err := lockOffset(ctx, tx, batch)
+		if err != nil {
+			return err
+		}
+		result, records = unapplied(batch, nextOffset)
+		if len(records) == 0 {
+			return nil
+		}
+		writes, err := s.applyRecords(ctx, tx, records, &result)
+		if err != nil {
+			return err
+		}
+		return writes.send(ctx, tx, batch.Partition)
+	})
+	if err != nil || len(records) == 0 {
+		return result, err
+	}
+	s.between(batch.Partition)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var writes batchWrites
+		writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
+		return writes.send(ctx, tx, batch.Partition)
+	})
+	return result, err
+}
+
+// applyChunksConcurrently is ledger.BugConcurrentPartition: the records
+// after the stored offset are cut into chunks applied by parallel
+// transactions, each raising the offset to its own end; whichever chunk
+// commits first applies its commands first, whatever their offsets.
+func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (BatchResult, error) {
+	var nextOffset int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		nextOffset, err = lockOffset(ctx, tx, batch)
+		return err
+	})
+	if err != nil {
+		return BatchResult{}, err
+	}
+	merged, records := unapplied(batch, nextOffset)
+	if len(records) == 0 {
+		return merged, nil
+	}
+	chunkSize := (len(records) + s.plan.chunks - 1) / s.plan.chunks
+	var mutex sync.Mutex
+	group, groupContext := errgroup.WithContext(ctx)
+	for start := 0; start < len(records); start += chunkSize {
+		chunk := records[start:min(start+chunkSize, len(records))]
+		group.Go(func() error {
+			result := BatchResult{Balances: map[int64]int64{}, NextOffset: chunk[len(chunk)-1].Offset + 1}
+			err := pgx.BeginFunc(groupContext, s.pool, func(tx pgx.Tx) error {
+				writes, err := s.applyRecords(groupContext, tx, chunk, &result)
+				if err != nil {
+					return err
+				}
+				writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
+				writes.offsetOnlyForward = true
+				return writes.send(groupContext, tx, batch.Partition)
+			})
+			if err != nil {
+				return err
+			}
+			// Merged in commit order, so the last balance reported for an
+			// account is the newest.
+			mutex.Lock()
+			defer mutex.Unlock()
+			merged.Outcomes = append(merged.Outcomes, result.Outcomes...)
+			merged.Applied += result.Applied
+			merged.Duplicates += result.Duplicates
+			merged.Settled += result.Settled
+			for id, balance := range result.Balances {
+				merged.Balances[id] = balance
+			}
+			return nil
+		})
+	}
+	return merged, group.Wait()
+}
+
+// between runs the BetweenCommits hook of a split commit.
+func (s *Store) between(partition int32) {
+	if s.betweenCommits != nil {
+		s.betweenCommits(partition)
+	}
+}
+
+// lockOffset locks the partition's offset row, creating it at 0 if missing,
+// and returns the next offset to apply.
+func lockOffset(ctx context.Context, tx pgx.Tx, batch Batch) (int64, error) {
 	var nextOffset int64
 	err := tx.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE`,
 		batch.Topic, batch.Partition).Scan(&nextOffset)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err = tx.Exec(ctx, `INSERT INTO consumer_offsets (topic, partition, next_offset) VALUES ($1, $2, 0)
 			ON CONFLICT DO NOTHING`, batch.Topic, batch.Partition); err != nil {
-			return result, fmt.Errorf("create offset row: %w", err)
+			return 0, fmt.Errorf("create offset row: %w", err)
 		}
 		err = tx.QueryRow(ctx, `SELECT next_offset FROM consumer_offsets WHERE topic = $1 AND partition = $2 FOR UPDATE`,
 			batch.Topic, batch.Partition).Scan(&nextOffset)
 	}
 	if err != nil {
-		return result, fmt.Errorf("lock offset row: %w", err)
+		return 0, fmt.Errorf("lock offset row: %w", err)
 	}
+	return nextOffset, nil
+}
 
-	// Records below the stored offset were applied by an earlier batch (a
-	// redelivery after a crash, or a zombie worker that lost the partition).
+// unapplied drops the records below the stored offset: applied by an
+// earlier batch (a redelivery after a crash, or a zombie worker that lost
+// the partition). It returns the result so far and the records to apply.
+func unapplied(batch Batch, nextOffset int64) (BatchResult, []Record) {
+	result := BatchResult{Balances: map[int64]int64{}, NextOffset: nextOffset}
 	records := batch.Records
 	for len(records) > 0 && records[0].Offset < nextOffset {
 		records = records[1:]
 		result.AlreadyApplied++
 	}
-	result.NextOffset = nextOffset
-	if len(records) == 0 {
-		return result, nil
+	if len(records) > 0 {
+		result.NextOffset = records[len(records)-1].Offset + 1
 	}
-	result.NextOffset = records[len(records)-1].Offset + 1
+	return result, records
+}
 
+// applyRecords applies records in offset order inside tx: it drops commands
+// whose transaction exists, locks the touched accounts, decides each command
+// against the in-memory balances, and returns the rows to write. It fills
+// result's outcomes, counters and balances.
+func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, result *BatchResult) (*batchWrites, error) {
 	// Exactly-once by key: look up every transaction id of the batch.
-	ids := make([]string, 0, len(records))
-	for _, record := range records {
-		ids = append(ids, record.Command.TransactionID)
-	}
 	existing := map[string]ledger.OutcomeNotice{}
-	rows, err := tx.Query(ctx, `SELECT id::text, status, reason, fingerprint FROM transactions WHERE id = ANY($1::uuid[])`, ids)
-	if err != nil {
-		return result, fmt.Errorf("look up keys: %w", err)
-	}
-	var notice ledger.OutcomeNotice
-	var status, reason string
-	if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &status, &reason, &notice.Fingerprint}, func() error {
-		notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
-		existing[notice.TransactionID] = notice
-		return nil
-	}); err != nil {
-		return result, fmt.Errorf("look up keys: %w", err)
+	if s.plan.dedupeByKey {
+		ids := make([]string, 0, len(records))
+		for _, record := range records {
+			ids = append(ids, record.Command.TransactionID)
+		}
+		rows, err := tx.Query(ctx, `SELECT id::text, status, reason, fingerprint FROM transactions WHERE id = ANY($1::uuid[])`, ids)
+		if err != nil {
+			return nil, fmt.Errorf("look up keys: %w", err)
+		}
+		var notice ledger.OutcomeNotice
+		var status, reason string
+		if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &status, &reason, &notice.Fingerprint}, func() error {
+			notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
+			existing[notice.TransactionID] = notice
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("look up keys: %w", err)
+		}
 	}
 
 	// Lock every touched user account in id order.
@@ -150,10 +339,13 @@ func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResul
 	}
 	sort.Slice(accountIDs, func(i, j int) bool { return accountIDs[i] < accountIDs[j] })
 	accounts := make(map[int64]*accountState, len(accountIDs))
-	rows, err = tx.Query(ctx, `SELECT id, user_id, balance FROM accounts WHERE id = ANY($1::bigint[]) AND kind = 'user'
-		ORDER BY id FOR UPDATE`, accountIDs)
+	query := `SELECT id, user_id, balance FROM accounts WHERE id = ANY($1::bigint[]) AND kind = 'user' ORDER BY id`
+	if s.plan.lockAccounts {
+		query += ` FOR UPDATE`
+	}
+	rows, err := tx.Query(ctx, query, accountIDs)
 	if err != nil {
-		return result, fmt.Errorf("lock accounts: %w", err)
+		return nil, fmt.Errorf("lock accounts: %w", err)
 	}
 	var accountID int64
 	var state accountState
@@ -162,11 +354,14 @@ func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResul
 		accounts[accountID] = &copied
 		return nil
 	}); err != nil {
-		return result, fmt.Errorf("lock accounts: %w", err)
+		return nil, fmt.Errorf("lock accounts: %w", err)
+	}
+	if s.plan.trustCachedBalance {
+		s.loadCachedBalances(ctx, accounts, accountIDs)
 	}
 
 	// Apply sequentially in offset order, in memory.
-	var writes batchWrites
+	writes := &batchWrites{}
 	for _, record := range records {
 		command := record.Command
 		if stored, ok := existing[command.TransactionID]; ok {
@@ -190,18 +385,22 @@ func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResul
 			}
 			writes.addPosting(command.TransactionID, command.SourceAccountID, -command.AmountMinor, sourceAfter)
 			writes.addPosting(command.TransactionID, command.DestinationAccountID, command.AmountMinor, destinationAfter)
-		}
-		if outcome.Status == ledger.StatusSettled {
 			result.Settled++
 		}
 		writes.addTransaction(record, outcome)
 		notice := ledger.OutcomeNotice{Outcome: outcome, Fingerprint: command.Fingerprint}
-		existing[command.TransactionID] = notice
+		if s.plan.dedupeByKey {
+			existing[command.TransactionID] = notice
+		}
 		result.Outcomes = append(result.Outcomes, notice)
 		result.Applied++
 	}
-	for id, account := range accounts {
-		if account.balance < 0 {
+	for _, id := range accountIDs {
+		account, ok := accounts[id]
+		if !ok {
+			continue
+		}
+		if account.balance < 0 && s.plan.assertNoOverdraft {
 			// decide() never lets a balance go negative; if it did, the
 			// batch must not commit.
 			panic(fmt.Sprintf("apply batch: account %d would end at %d", id, account.balance))
@@ -212,10 +411,23 @@ func applyInTransaction(ctx context.Context, tx pgx.Tx, batch Batch) (BatchResul
 			result.Balances[id] = account.balance
 		}
 	}
-	if err := writes.send(ctx, tx, batch.Topic, batch.Partition, result.NextOffset); err != nil {
-		return result, err
+	return writes, nil
+}
+
+// loadCachedBalances is ledger.BugTrustCacheBalance: the overdraft check
+// will read each account's cached balance, as it was when the batch began,
+// instead of the locked row. An account the cache does not hold, or a cache
+// that does not answer, falls back to the row.
+func (s *Store) loadCachedBalances(ctx context.Context, accounts map[int64]*accountState, accountIDs []int64) {
+	cached, err := s.cachedBalances(ctx, accountIDs)
+	if err != nil {
+		return
 	}
-	return result, nil
+	for id, balance := range cached {
+		if account, ok := accounts[id]; ok {
+			account.cachedBalance, account.hasCachedBalance = balance, true
+		}
+	}
 }
 
 // decide returns the outcome of one command against the current in-memory
@@ -246,7 +458,7 @@ func decide(command ledger.Command, accounts map[int64]*accountState) ledger.Out
 		if source.userID != command.UserID {
 			return reject(ledger.CodeForbidden)
 		}
-		if source.balance < command.AmountMinor {
+		if source.available() < command.AmountMinor {
 			return reject(ledger.CodeInsufficientFunds)
 		}
 	}
@@ -266,6 +478,17 @@ type batchWrites struct {
 	postingBalances     []*int64
 
 	balanceIDs, balances []int64
+
+	// The partition's next offset, written when offsetTopic is set.
+	offsetTopic string
+	offsetNext  int64
+	// offsetOnlyForward keeps a higher stored offset (parallel chunks).
+	offsetOnlyForward bool
+}
+
+// setOffset makes send store the partition's next offset too.
+func (w *batchWrites) setOffset(topic string, partition int32, nextOffset int64) {
+	w.offsetTopic, w.offsetNext = topic, nextOffset
 }
 
 func (w *batchWrites) addTransaction(record Record, outcome ledger.Outcome) {
@@ -299,12 +522,20 @@ func (w *batchWrites) addPosting(transactionID string, accountID, amount int64, 
 	w.postingBalances = append(w.postingBalances, balanceAfter)
 }
 
-// send writes everything, and the partition's next offset, in one pipelined
-// round trip.
-func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, topic string, partition int32, nextOffset int64) error {
+// send writes everything, and the partition's next offset if set, in one
+// pipelined round trip.
+func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, partition int32) error {
 	pipeline := w.queue(partition)
-	pipeline.Queue(`UPDATE consumer_offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2`,
-		topic, partition, nextOffset)
+	if w.offsetTopic != "" {
+		statement := `UPDATE consumer_offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2`
+		if w.offsetOnlyForward {
+			statement = `UPDATE consumer_offsets SET next_offset = GREATEST(next_offset, $3), updated_at = now() WHERE topic = $1 AND partition = $2`
+		}
+		pipeline.Queue(statement, w.offsetTopic, partition, w.offsetNext)
+	}
+	if pipeline.Len() == 0 {
+		return nil
+	}
 	if err := tx.SendBatch(ctx, pipeline).Close(); err != nil {
 		return fmt.Errorf("write batch: %w", err)
 	}

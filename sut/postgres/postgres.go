@@ -36,6 +36,19 @@ type Config struct {
 	// QueryTimeout bounds every statement a caller issues without its own
 	// deadline. Default 10s.
 	QueryTimeout time.Duration
+	// SeededBugs are the deliberate mistakes ApplyBatch makes (see
+	// seeded.go and docs/seeded-bugs.md). Default none: the correct ledger.
+	// Only a process started with the unsafe switch passes any.
+	SeededBugs ledger.Bugs
+	// CachedBalances reads cached balances of accounts (absent ones are
+	// left out). Required with ledger.BugTrustCacheBalance, unused
+	// otherwise: the correct ledger never reads the cache.
+	CachedBalances func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
+	// BetweenCommits is called, under a bug that splits a batch's commit in
+	// two (ledger.BugOffsetBeforePostings, ledger.BugSkipDedupe), after the
+	// first commit and before the second, with the batch's partition: the
+	// worker's crash injection and the tests hook in here. Default none.
+	BetweenCommits func(partition int32)
 }
 
 func (c *Config) applyDefaults() error {
@@ -51,6 +64,9 @@ func (c *Config) applyDefaults() error {
 	if c.QueryTimeout == 0 {
 		c.QueryTimeout = 10 * time.Second
 	}
+	if c.SeededBugs.Has(ledger.BugTrustCacheBalance) && c.CachedBalances == nil {
+		return fmt.Errorf("postgres: seeded bug %s needs CachedBalances", ledger.BugTrustCacheBalance)
+	}
 	return nil
 }
 
@@ -58,6 +74,12 @@ func (c *Config) applyDefaults() error {
 type Store struct {
 	pool         *pgxpool.Pool
 	queryTimeout time.Duration
+	// plan is how ApplyBatch applies: the reference design, or the one the
+	// seeded bugs make of it.
+	plan           applyPlan
+	bugs           ledger.Bugs
+	cachedBalances func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
+	betweenCommits func(partition int32)
 }
 
 // Open connects to Postgres. It does not migrate; call Migrate first.
@@ -80,7 +102,8 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	return &Store{pool: pool, queryTimeout: config.QueryTimeout}, nil
+	return &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
+		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}, nil
 }
 
 // Close releases the pool.

@@ -150,3 +150,22 @@ func TestRedisDownIsAnError(t *testing.T) {
 		t.Fatal("reserve against a dead Redis succeeded")
 	}
 }
+
+func TestCachedBalances(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	if err := client.AfterCommit(ctx, map[int64]int64{901: 150, 902: 0}, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	balances, err := client.CachedBalances(ctx, []int64{901, 902, 903})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(balances) != 2 || balances[901] != 150 || balances[902] != 0 {
+		t.Fatalf("cached balances %v, want 901:150 902:0 and 903 absent", balances)
+	}
+	if empty, err := client.CachedBalances(ctx, nil); err != nil || len(empty) != 0 {
+		t.Fatalf("no accounts: %v %v", empty, err)
+	}
+}

@@ -73,6 +73,12 @@ type Config struct {
 	// command line (knobs such as KDF cost, seeded bugs). Default none.
 	GatewayArgs []string
 	WorkerArgs  []string
+	// SeededBugs are passed to every gateway and worker as --seeded-bug;
+	// each process ignores the bugs that do not live in it. Default none.
+	SeededBugs []string
+	// UnsafeAllowSeededBugs passes --unsafe-allow-seeded-bugs with them;
+	// without it the processes refuse to start. Default false.
+	UnsafeAllowSeededBugs bool
 	// ReadyTimeout bounds the wait for each component to be ready. Default
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
@@ -484,6 +490,7 @@ func plan(config Config, dir string, file *File) []*Component {
 			"--partitions", strconv.Itoa(config.Partitions),
 			"--name", name,
 		}
+		argv = append(argv, seededBugArgs(config)...)
 		components = append(components, &Component{
 			Name:       name,
 			Kind:       KindGateway,
@@ -509,6 +516,7 @@ func plan(config Config, dir string, file *File) []*Component {
 			"--group-instance-id", name,
 			"--metrics-listen", metricsAddress,
 		}
+		argv = append(argv, seededBugArgs(config)...)
 		components = append(components, &Component{
 			Name:       name,
 			Kind:       KindWorker,
@@ -526,6 +534,18 @@ func plan(config Config, dir string, file *File) []*Component {
 		component.NewSession = true
 	}
 	return components
+}
+
+// seededBugArgs are the seeded-bug flags given to gateways and workers alike.
+func seededBugArgs(config Config) []string {
+	var args []string
+	for _, bug := range config.SeededBugs {
+		args = append(args, "--seeded-bug", bug)
+	}
+	if config.UnsafeAllowSeededBugs {
+		args = append(args, "--unsafe-allow-seeded-bugs")
+	}
+	return args
 }
 
 // migrate runs `<binary> migrate --postgres-url URL` to completion.

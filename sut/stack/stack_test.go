@@ -336,3 +336,31 @@ func TestOperateOnMissingStack(t *testing.T) {
 		t.Fatalf("kill in an empty directory: %v, want a not-exist error", err)
 	}
 }
+
+func TestPlanPassesSeededBugsToGatewaysAndWorkers(t *testing.T) {
+	t.Parallel()
+	config := stack.DefaultConfig()
+	config.Binary = "/bin/ledgerproof"
+	config.SeededBugs = []string{"skip-dedupe", "no-idempotency"}
+	config.UnsafeAllowSeededBugs = true
+	config.GatewayArgs = []string{"--rate-limit=-1"}
+	components := stack.PlanForTest(config, t.TempDir())
+	seen := 0
+	for _, component := range components {
+		argv := strings.Join(component.Argv, " ")
+		hasBugs := strings.Contains(argv, "--seeded-bug skip-dedupe --seeded-bug no-idempotency --unsafe-allow-seeded-bugs")
+		wantBugs := component.Kind == stack.KindGateway || component.Kind == stack.KindWorker
+		if hasBugs != wantBugs {
+			t.Errorf("%s: argv %q", component.Name, argv)
+		}
+		if wantBugs {
+			seen++
+		}
+		if component.Kind == stack.KindGateway && !strings.HasSuffix(argv, "--rate-limit=-1") {
+			t.Errorf("%s: --gateway-arg is not last: %q", component.Name, argv)
+		}
+	}
+	if seen != config.Gateways+config.Workers {
+		t.Errorf("%d gateways and workers, want %d", seen, config.Gateways+config.Workers)
+	}
+}

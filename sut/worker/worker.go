@@ -190,12 +190,9 @@ func (w *Worker) applyAll(ctx context.Context, partitions []kafka.PartitionRecor
 			records := partition.Records
 			for start := 0; start < len(records); start += w.config.BatchSize {
 				end := min(start+w.config.BatchSize, len(records))
-				if err := w.applyWithRetry(groupContext, partition.Partition, records[start:end]); err != nil {
+				if err := w.applyWithRetry(groupContext, partition.Partition, records[start:end], partition.HighWatermark); err != nil {
 					return err
 				}
-			}
-			if len(records) > 0 {
-				w.metrics.lag.WithLabelValues(fmt.Sprint(partition.Partition)).Set(float64(max(0, partition.HighWatermark-records[len(records)-1].Offset-1)))
 			}
 			return nil
 		})
@@ -205,7 +202,7 @@ func (w *Worker) applyAll(ctx context.Context, partitions []kafka.PartitionRecor
 
 // applyWithRetry applies one batch, retrying until it commits or ctx ends: a
 // batch is never skipped, since that would lose or reorder money.
-func (w *Worker) applyWithRetry(ctx context.Context, partition int32, records []kafka.Record) error {
+func (w *Worker) applyWithRetry(ctx context.Context, partition int32, records []kafka.Record, highWatermark int64) error {
 	batch := postgres.Batch{Topic: w.config.Topic, Partition: partition, Records: make([]postgres.Record, 0, len(records))}
 	for _, record := range records {
 		var command ledger.Command
@@ -225,6 +222,9 @@ func (w *Worker) applyWithRetry(ctx context.Context, partition int32, records []
 		result, err := w.ledger.ApplyBatch(ctx, batch)
 		if err == nil {
 			w.metrics.observeBatch(result, time.Since(started))
+			// Before the outcomes are announced, so whoever is told a
+			// command settled also finds the lag it left.
+			w.metrics.lag.WithLabelValues(fmt.Sprint(partition)).Set(float64(max(0, highWatermark-records[len(records)-1].Offset-1)))
 			w.afterCommit(ctx, result)
 			return nil
 		}
