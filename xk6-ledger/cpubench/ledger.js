@@ -1,5 +1,6 @@
 // The xk6-ledger side of the CPU benchmark: transfers through the extension's
-// client, journaled, against the trivial endpoint. See main.go.
+// client, journaled (or not, with -e JOURNAL=off), against the trivial
+// endpoint. See main.go.
 import ledger from 'k6/x/ledger';
 
 const client = new ledger.Client({
@@ -7,6 +8,7 @@ const client = new ledger.Client({
   wait: 0,
   retry: { maxAttempts: 1 },
   runDir: __ENV.RUN_DIR,
+  journal: __ENV.JOURNAL !== 'off',
 });
 const session = { token: 'benchmark', userId: 1, accountId: 1, email: 'bench@example.com' };
 

@@ -78,13 +78,17 @@ func run() error {
 		*iterations, *vus, *repeats, runtime.NumCPU(), baseURL)
 	results := map[string][]measurement{}
 	for repeat := range *repeats {
-		order := []string{"plain", "ledger"}
+		order := []string{"plain", "ledger", "ledger-no-journal"}
 		if repeat%2 == 1 {
-			order = []string{"ledger", "plain"}
+			slices.Reverse(order)
 		}
 		for _, script := range order {
 			before := requests.Load()
-			m, err := runK6(*k6, filepath.Join(*scripts, script+".js"), baseURL, *iterations, *vus)
+			file, journal := script, "on"
+			if script == "ledger-no-journal" {
+				file, journal = "ledger", "off"
+			}
+			m, err := runK6(*k6, filepath.Join(*scripts, file+".js"), baseURL, *iterations, *vus, journal)
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", script, repeat+1, err)
 			}
@@ -92,12 +96,12 @@ func run() error {
 			if m.Requests != int64(*iterations) {
 				return fmt.Errorf("%s run %d: the endpoint saw %d requests, want %d", script, repeat+1, m.Requests, *iterations)
 			}
-			if script == "ledger" && m.JournalLines != *iterations {
+			if journal == "on" && file == "ledger" && m.JournalLines != *iterations {
 				return fmt.Errorf("ledger run %d: the journal has %d lines, want %d", repeat+1, m.JournalLines, *iterations)
 			}
 			m.Script = script
 			results[script] = append(results[script], m)
-			fmt.Printf("cpubench: run %d %-6s %6.1f µs CPU/op, %5.1fs wall\n", repeat+1, script, m.CPUMicrosPerOp, m.WallSeconds)
+			fmt.Printf("cpubench: run %d %-17s %6.1f µs CPU/op, %5.1fs wall\n", repeat+1, script, m.CPUMicrosPerOp, m.WallSeconds)
 		}
 	}
 	median := func(script string) float64 {
@@ -108,13 +112,16 @@ func run() error {
 		slices.Sort(values)
 		return values[len(values)/2]
 	}
-	plain, ledger := median("plain"), median("ledger")
+	plain, ledger, bare := median("plain"), median("ledger"), median("ledger-no-journal")
 	fmt.Printf("\n%-28s %s\n", "script", "k6 CPU per operation (median)")
 	fmt.Printf("%-28s %.1f µs\n", "plain k6/http", plain)
+	fmt.Printf("%-28s %.1f µs\n", "xk6-ledger, no journal", bare)
 	fmt.Printf("%-28s %.1f µs\n", "xk6-ledger with journal", ledger)
-	fmt.Printf("ratio ledger/plain: %.2f×  (extra %.1f µs per operation)\n", ledger/plain, ledger-plain)
+	fmt.Printf("ratio ledger/plain: %.2f×  (%+.1f µs per operation); the journal itself: %+.1f µs per operation\n",
+		ledger/plain, ledger-plain, ledger-bare)
 	if *output != "" {
-		data, _ := json.MarshalIndent(map[string]any{"runs": results, "plain_median_us": plain, "ledger_median_us": ledger, "ratio": ledger / plain}, "", "  ")
+		data, _ := json.MarshalIndent(map[string]any{"runs": results, "plain_median_us": plain, "ledger_median_us": ledger,
+			"ledger_no_journal_median_us": bare, "ratio": ledger / plain}, "", "  ")
 		if err := os.WriteFile(*output, data, 0o644); err != nil {
 			return err
 		}
@@ -122,7 +129,7 @@ func run() error {
 	return nil
 }
 
-func runK6(k6, script, baseURL string, iterations, vus int) (measurement, error) {
+func runK6(k6, script, baseURL string, iterations, vus int, journal string) (measurement, error) {
 	runDir, err := os.MkdirTemp("", "cpubench-")
 	if err != nil {
 		return measurement{}, err
@@ -131,7 +138,7 @@ func runK6(k6, script, baseURL string, iterations, vus int) (measurement, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	command := exec.CommandContext(ctx, k6, "run", "--quiet", "--no-usage-report",
-		"-e", "BASE_URL="+baseURL, "-e", "RUN_DIR="+runDir,
+		"-e", "BASE_URL="+baseURL, "-e", "RUN_DIR="+runDir, "-e", "JOURNAL="+journal,
 		"-e", fmt.Sprintf("ITERATIONS=%d", iterations), "-e", fmt.Sprintf("VUS=%d", vus), script)
 	log, err := os.Create(filepath.Join(runDir, "k6.log"))
 	if err != nil {
