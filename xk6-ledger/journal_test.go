@@ -231,6 +231,9 @@ func TestJournalBlocksWhenBufferFullAndLosesNothing(t *testing.T) {
 	const bufferEntries, total = 4, 50
 	gate := &gatedWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	j := openTestJournal(t, bufferEntries, func(out io.Writer) io.Writer { gate.out = out; return gate })
+	var releaseOnce sync.Once
+	releaseGate := func() { releaseOnce.Do(func() { close(gate.release) }) }
+	t.Cleanup(releaseGate) // runs before the journal's Close, which would otherwise wait forever on a failure
 
 	// The first entry is taken by the writer, which then blocks in its periodic write.
 	j.Record(sampleEntry("op-0"))
@@ -262,7 +265,7 @@ func TestJournalBlocksWhenBufferFullAndLosesNothing(t *testing.T) {
 		t.Fatalf("%d Records returned while the queue holds %d", got, bufferEntries)
 	}
 
-	close(gate.release)
+	releaseGate()
 	select {
 	case <-recorderDone:
 	case <-time.After(10 * time.Second):
