@@ -437,3 +437,40 @@ func TestDelayedReplayIsNotANewDebit(t *testing.T) {
 		t.Fatalf("violated %v\n%s", result.violated(), result.summary())
 	}
 }
+
+// TestPhantomScope: with the run scope, a transaction of a user the journal
+// never mentions (an earlier run on the same ledger) is counted and reported
+// but is not a violation; with the ledger scope it is; a phantom of a user
+// the journal does mention is a violation in both.
+func TestPhantomScope(t *testing.T) {
+	earlier := Transaction{ID: "tx-earlier", UserID: 999, IdempotencyKey: "earlier-run", Kind: KindDeposit,
+		DestinationAccountID: 1, Amount: 1, Status: StatusRejected, Reason: "forbidden"}
+	cases := []struct {
+		scope      string
+		ghostUser  int64
+		violations int
+	}{
+		{ScopeRun, 999, 0},
+		{ScopeLedger, 999, 1},
+		{ScopeRun, 101, 1},
+		{ScopeLedger, 101, 1},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/user-%d", c.scope, c.ghostUser), func(t *testing.T) {
+			m := newModel(1)
+			ghost := earlier
+			ghost.UserID = c.ghostUser
+			m.transactions = append(m.transactions, ghost)
+			result, err := m.auditScoped(t.TempDir(), nil, c.scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := result.invariant(NoPhantoms).ViolationCount; got != int64(c.violations) {
+				t.Fatalf("%d no-phantoms violations, want %d", got, c.violations)
+			}
+			if c.violations == 0 && !strings.Contains(strings.Join(result.Warnings, "\n"), "left out 1 ledger transaction") {
+				t.Fatalf("the out-of-scope transaction is not reported: %v", result.Warnings)
+			}
+		})
+	}
+}

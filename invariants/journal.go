@@ -221,6 +221,8 @@ type history struct {
 	signups        int64
 	// owners maps the accounts created by signups to their users.
 	owners map[int64]int64
+	// users holds every user id the journal mentions: the run's scope.
+	users map[int64]struct{}
 }
 
 // journalFiles lists the run's journals: journal.jsonl and journal*.jsonl,
@@ -264,6 +266,7 @@ func readHistory(files []string, hash *hasher) (*history, error) {
 		reasonCode: map[string]uint16{"": 0, "(other)": 1},
 		counts:     map[string]map[string]int64{},
 		owners:     map[int64]int64{},
+		users:      map[int64]struct{}{},
 	}
 	for index, path := range files {
 		if err := h.readFile(uint16(index), path, hash); err != nil {
@@ -333,6 +336,7 @@ func (h *history) add(entry *JournalEntry, file uint16, offset int64, hash *hash
 		h.counts[entry.Kind] = byOutcome
 	}
 	byOutcome[entry.Outcome]++
+	h.users[entry.User] = struct{}{}
 	if entry.Kind == KindSignup {
 		h.signups++
 		if entry.Outcome == OutcomeOK && entry.To != 0 {

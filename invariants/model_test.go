@@ -226,11 +226,15 @@ func (f *fixture) audit(t testing.TB, cache CacheReader) *Result {
 }
 
 func (f *fixture) auditIn(root string, cache CacheReader) (*Result, error) {
+	return f.auditScoped(root, cache, "")
+}
+
+func (f *fixture) auditScoped(root string, cache CacheReader, scope string) (*Result, error) {
 	runDir, exportDir, err := f.writeIn(root)
 	if err != nil {
 		return nil, err
 	}
-	result, err := Audit(context.Background(), Config{RunDir: runDir, Ledger: ExportSource{Dir: exportDir}, Cache: cache})
+	result, err := Audit(context.Background(), Config{RunDir: runDir, Ledger: ExportSource{Dir: exportDir}, Cache: cache, Scope: scope})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}

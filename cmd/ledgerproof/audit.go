@@ -35,6 +35,7 @@ type auditOptions struct {
 	drainTimeout  time.Duration
 	quietPeriod   time.Duration
 	maxViolations int
+	scope         string
 }
 
 func (o *auditOptions) validate() error {
@@ -85,6 +86,7 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the pipeline to drain; after it the audit runs anyway and says not drained")
 	flags.DurationVar(&o.quietPeriod, "quiet-period", 2*time.Second, "without brokers, the ledger is drained when unchanged for this long")
 	flags.IntVar(&o.maxViolations, "max-violations", 20, "violations listed per invariant (all are counted)")
+	flags.StringVar(&o.scope, "scope", invariants.ScopeRun, "no-phantoms scope: run (transactions of the users this journal mentions; others, from earlier runs on the same ledger, are counted and reported) or ledger (every transaction)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		code := runAudit(ctx, o, os.Stdout, os.Stderr)
 		if code != auditExitPassed {
@@ -124,7 +126,7 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 		}
 	}
 
-	config := invariants.Config{RunDir: o.runDir, DrainTimeout: o.drainTimeout, MaxViolations: o.maxViolations, Progress: stderr}
+	config := invariants.Config{RunDir: o.runDir, DrainTimeout: o.drainTimeout, MaxViolations: o.maxViolations, Progress: stderr, Scope: o.scope}
 	if o.ledgerExport != "" {
 		config.Ledger = invariants.ExportSource{Dir: o.ledgerExport}
 	} else {

@@ -1,0 +1,590 @@
+// Package mutation is the logic of `ledgerproof mutation` (`make mutation`): the
+// fault profiles, which seeded bug runs under which profile and which
+// invariants must catch it, the verdict of each run (expected invariants
+// against the violated ones), and the matrix as text, Markdown and JSON. It
+// does not start stacks or load: cmd/ledgerproof/mutation.go does, so this
+// package's tests stay fast.
+package mutation
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+)
+
+// Fault actions, as stack.Operate takes them.
+const (
+	ActionKill  = "kill"
+	ActionStart = "start"
+	ActionStop  = "stop"
+)
+
+// Step is one fault of a profile: at At after the load started, apply Action
+// to each of Components (stack component names: worker-0, broker, ...).
+type Step struct {
+	At         time.Duration `json:"at"`
+	Action     string        `json:"action"`
+	Components []string      `json:"components"`
+}
+
+func (s Step) String() string {
+	return fmt.Sprintf("t+%s %s %s", s.At, s.Action, strings.Join(s.Components, ","))
+}
+
+// Profile is a load and the faults injected during it. Every profile is run
+// twice or more: once on the clean system and once per seeded bug that needs
+// it, with the same load and the same faults.
+type Profile struct {
+	Name    string `json:"name"`
+	Summary string `json:"summary"`
+	// Duration is the k6 DURATION of the steady load (setup and drain come
+	// on top).
+	Duration time.Duration `json:"duration"`
+	// Env is given to k6 (scenarios/gate.js parameters) besides BASE_URL,
+	// RUN_DIR and DURATION.
+	Env map[string]string `json:"env"`
+	// Steps are the faults, in time order.
+	Steps []Step `json:"steps,omitempty"`
+	// RestartExited restarts a gateway or worker that exited on its own
+	// (a seeded crash) a moment later, as a process supervisor would.
+	RestartExited bool `json:"restart_exited,omitempty"`
+}
+
+// Case is one seeded bug of the matrix: the profile it runs under, the
+// invariants that must catch it, and any fault that only exists with the bug.
+type Case struct {
+	Bug     ledger.Bug `json:"bug"`
+	Profile string     `json:"profile"`
+	// Expected are the invariants that catch the bug (docs/seeded-bugs.md,
+	// "caught by"); the bug is caught when at least one of them is violated.
+	Expected []string `json:"expected"`
+	// WorkerArgs are extra worker arguments of this bug's run only: the
+	// in-process crash between a split commit, which the clean worker
+	// refuses (it has no "between"); its clean run gets the profile's kills.
+	WorkerArgs []string `json:"worker_args,omitempty"`
+	// Why says why this profile lets the bug show itself.
+	Why string `json:"why"`
+}
+
+// Run is one cell of the matrix to execute: a profile on the clean system
+// (Bug empty) or with one seeded bug.
+type Run struct {
+	Profile Profile
+	Case    *Case // nil: the clean system
+}
+
+// Label names the system under test of a run: the bug, or "clean".
+func (r Run) Label() string {
+	if r.Case == nil {
+		return "clean"
+	}
+	return string(r.Case.Bug)
+}
+
+// Profile names.
+const (
+	ProfileDuplicates  = "duplicates"
+	ProfileWorkerKills = "worker-kills"
+	ProfileBrokerOut   = "broker-outage"
+	ProfileBursts      = "bursts"
+)
+
+// gatewayCount is how many gateways and workers each run's stack has (the
+// profiles' steps name them).
+const (
+	Gateways = 2
+	Workers  = 2
+)
+
+// Profiles returns the fault profiles, in the order the matrix runs them.
+func Profiles() []Profile {
+	gate := func(extra map[string]string) map[string]string {
+		env := map[string]string{"RATE": "150", "ACCOUNTS": "50"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return env
+	}
+	return []Profile{
+		{
+			Name: ProfileDuplicates,
+			Summary: "gate load 150/s, 50 accounts; 5% same-key duplicates (mixed concurrent/delayed), 1% key misuse; " +
+				"no process faults",
+			Duration: 30 * time.Second,
+			Env:      gate(map[string]string{"DUPLICATE_RATE": "0.05", "DUPLICATE_MODE": "mixed", "MISUSE_RATE": "0.01"}),
+		},
+		{
+			Name: ProfileWorkerKills,
+			Summary: "gate load 150/s, 50 accounts; kill -9 worker-0 at 6s (restarted at 8s), worker-1 at 14s (restarted " +
+				"at 16s), both at 22s (restarted at 24s); a worker that exits on its own is restarted after 1s",
+			Duration: 30 * time.Second,
+			Env:      gate(nil),
+			Steps: []Step{
+				{6 * time.Second, ActionKill, []string{"worker-0"}},
+				{8 * time.Second, ActionStart, []string{"worker-0"}},
+				{14 * time.Second, ActionKill, []string{"worker-1"}},
+				{16 * time.Second, ActionStart, []string{"worker-1"}},
+				{22 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
+				{24 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
+			},
+			RestartExited: true,
+		},
+		{
+			Name: ProfileBrokerOut,
+			Summary: "gate load 150/s, 50 accounts, WAIT=1s; kill -9 the broker at 8s, kill -9 both gateways at 13s " +
+				"(broker still down), broker restarted at 15s, gateways at 16s",
+			Duration: 30 * time.Second,
+			Env:      gate(map[string]string{"WAIT": "1s"}),
+			Steps: []Step{
+				{8 * time.Second, ActionKill, []string{"broker"}},
+				{13 * time.Second, ActionKill, []string{"gateway-0", "gateway-1"}},
+				{15 * time.Second, ActionStart, []string{"broker"}},
+				{16 * time.Second, ActionStart, []string{"gateway-0", "gateway-1"}},
+			},
+		},
+		{
+			Name: ProfileBursts,
+			Summary: "150/s on 20 accounts, one VU per account (PRE_VUS=20), WAIT=0s (202 at once: each VU issues its " +
+				"account's next command before the last one is applied), funding 3000, amounts 1..1000; kill -9 both " +
+				"workers at 6s and 18s, restarted 6s later (a backlog, so batches of many commands per account)",
+			Duration: 30 * time.Second,
+			Env: map[string]string{"RATE": "150", "ACCOUNTS": "20", "PRE_VUS": "20", "MAX_VUS": "200",
+				"WAIT": "0s", "FUNDING": "3000"},
+			Steps: []Step{
+				{6 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
+				{12 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
+				{18 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
+				{24 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
+			},
+		},
+	}
+}
+
+// Cases returns every seeded bug of ledger.Catalogue() with its profile and
+// expected invariants, in the catalogue's order.
+func Cases() []Case {
+	return []Case{
+		{Bug: ledger.BugSkipDedupe, Profile: ProfileWorkerKills, Expected: []string{invariants.ExactlyOnce},
+			WorkerArgs: []string{"--crash-between-commits-probability=0.002"},
+			Why:        "a worker dying between the postings' commit and the offset's redelivers the batch, which is applied again"},
+		{Bug: ledger.BugReadModifyWriteWithoutLock, Profile: ProfileDuplicates,
+			Expected: []string{invariants.BalanceEqualsPostings, invariants.Conservation},
+			Why:      "transfers between accounts of different partitions: concurrent batches overwrite each other's balance"},
+		{Bug: ledger.BugAcknowledgeBeforeCommit, Profile: ProfileBrokerOut,
+			Expected: []string{invariants.Durability, invariants.ExactlyOnce},
+			Why:      "202s given while the broker is down are lost with the gateways' buffers when the gateways are killed"},
+		{Bug: ledger.BugOffsetBeforePostings, Profile: ProfileWorkerKills,
+			Expected:   []string{invariants.Durability, invariants.ExactlyOnce},
+			WorkerArgs: []string{"--crash-between-commits-probability=0.002"},
+			Why:        "a worker dying after the offset's commit and before the postings' loses the batch"},
+		{Bug: ledger.BugConcurrentPartition, Profile: ProfileBursts,
+			Expected: []string{invariants.PerAccountOrder, invariants.OutcomeAgreement},
+			Why:      "a backlog gives batches with several commands per account, whose parallel chunks commit in any order"},
+		{Bug: ledger.BugTrustCacheBalance, Profile: ProfileBursts, Expected: []string{invariants.NoOverdraft},
+			Why: "several debits of one low account in one batch all pass against the same cached balance"},
+		{Bug: ledger.BugNoIdempotency, Profile: ProfileDuplicates,
+			Expected: []string{invariants.ExactlyOnce, invariants.KeyContract, invariants.OutcomeAgreement},
+			Why:      "every duplicate or misuse of a key is applied as a new transaction"},
+	}
+}
+
+// Plan returns the runs of the matrix: for every profile some selected bug
+// needs, the clean system first, then each selected bug of that profile.
+// only selects bugs by name (empty: all); an unknown name is an error.
+func Plan(only []string) ([]Run, error) {
+	cases := Cases()
+	selected := map[ledger.Bug]bool{}
+	for _, name := range only {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		found := false
+		for _, c := range cases {
+			if string(c.Bug) == name {
+				selected[c.Bug], found = true, true
+			}
+		}
+		if !found {
+			var known []string
+			for _, c := range cases {
+				known = append(known, string(c.Bug))
+			}
+			return nil, fmt.Errorf("unknown seeded bug %q (known: %s)", name, strings.Join(known, ", "))
+		}
+	}
+	var runs []Run
+	for _, profile := range Profiles() {
+		var bugRuns []Run
+		for i := range cases {
+			c := &cases[i]
+			if c.Profile == profile.Name && (len(selected) == 0 || selected[c.Bug]) {
+				bugRuns = append(bugRuns, Run{Profile: profile, Case: c})
+			}
+		}
+		if len(bugRuns) > 0 {
+			runs = append(runs, Run{Profile: profile})
+			runs = append(runs, bugRuns...)
+		}
+	}
+	return runs, nil
+}
+
+// Result is the outcome of one run of the matrix.
+type Result struct {
+	// System is the bug's name, or "clean".
+	System  string `json:"system"`
+	Profile string `json:"profile"`
+	// Expected are the invariants that must catch the bug; empty for clean.
+	Expected []string `json:"expected"`
+	// Violated are the invariants the audit found violated, with counts.
+	Violated   []string         `json:"violated"`
+	Violations map[string]int64 `json:"violations,omitempty"`
+	// Verdict is the audit's (passed, violated, incomplete); empty when the
+	// audit did not run.
+	Verdict string `json:"verdict"`
+	Drained bool   `json:"drained"`
+	// Operations counts the money operations journaled, by outcome.
+	Operations map[string]int64 `json:"operations,omitempty"`
+	// K6Exit is k6's exit status (99: a threshold failed, expected under
+	// faults; the auditor judges the money).
+	K6Exit int `json:"k6_exit"`
+	// Faults lists what the fault plan did, with times.
+	Faults []string `json:"faults,omitempty"`
+	// Error says why the run could not be judged (stack, k6, audit failed).
+	Error string `json:"error,omitempty"`
+	// Dir is the run's folder (journal, audit, k6 summary, stack logs).
+	Dir     string  `json:"dir"`
+	Seconds float64 `json:"seconds"`
+
+	// Caught: for a bug, an expected invariant was violated on a drained
+	// pipeline. Pass: the row is as it must be (bug caught, or clean passed).
+	Caught bool   `json:"caught"`
+	Pass   bool   `json:"pass"`
+	Note   string `json:"note,omitempty"`
+}
+
+// Clean reports whether the row is the clean system's.
+func (r *Result) Clean() bool { return r.System == "clean" }
+
+// FromAudit fills the violated invariants, verdict, drain and operation
+// counts from an audit result.
+func (r *Result) FromAudit(audit *invariants.Result) {
+	r.Verdict, r.Drained = audit.Verdict, audit.Drained
+	r.Violated, r.Violations = nil, map[string]int64{}
+	for _, inv := range audit.Invariants {
+		if inv.Status == invariants.StatusViolated {
+			r.Violated = append(r.Violated, inv.Name)
+			r.Violations[inv.Name] = inv.ViolationCount
+		}
+	}
+	r.Operations = map[string]int64{}
+	for kind, outcomes := range audit.Operations {
+		if kind == "signup" {
+			continue
+		}
+		for outcome, n := range outcomes {
+			r.Operations[outcome] += n
+		}
+	}
+}
+
+// Judge decides Caught, Pass and Note from the run's fields:
+//   - a run that could not be judged (Error, no verdict) passes nothing;
+//   - the clean system passes only with verdict "passed" (every invariant
+//     passed or skipped, pipeline drained);
+//   - a bug is caught when at least one of its expected invariants is
+//     violated and the pipeline was drained (otherwise a "lost" operation may
+//     be one still queued). Other violated invariants are reported, not
+//     required.
+func (r *Result) Judge() {
+	r.Caught, r.Pass, r.Note = false, false, ""
+	switch {
+	case r.Error != "":
+		r.Note = "not judged: " + r.Error
+		return
+	case r.Verdict == "":
+		r.Note = "not judged: no audit verdict"
+		return
+	}
+	if r.Clean() {
+		r.Pass = r.Verdict == invariants.VerdictPassed && len(r.Violated) == 0 && r.Drained
+		switch {
+		case r.Pass:
+		case !r.Drained && len(r.Violated) == 0:
+			r.Note = "the pipeline did not drain: the audit is incomplete"
+		default:
+			r.Note = "the clean system violated " + strings.Join(r.Violated, ", ")
+		}
+		return
+	}
+	hit := intersect(r.Expected, r.Violated)
+	switch {
+	case !r.Drained:
+		r.Note = "the pipeline did not drain: violations may be work still queued"
+	case len(hit) == 0 && len(r.Violated) == 0:
+		r.Note = "no invariant violated: the fault profile did not make the bug show itself, or the auditor missed it"
+	case len(hit) == 0:
+		r.Note = "violated only " + strings.Join(r.Violated, ", ") + ", not the expected " + strings.Join(r.Expected, " or ")
+	default:
+		r.Caught, r.Pass = true, true
+	}
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Matrix is the whole run, written as matrix.json.
+type Matrix struct {
+	Version    int       `json:"version"`
+	StartedAt  time.Time `json:"started_at"`
+	Seconds    float64   `json:"seconds"`
+	Dir        string    `json:"dir"`
+	Profiles   []Profile `json:"profiles"`
+	Cases      []Case    `json:"cases"`
+	Results    []Result  `json:"results"`
+	Complete   bool      `json:"complete"` // every bug of the catalogue ran
+	Passed     bool      `json:"passed"`
+	Failures   []string  `json:"failures,omitempty"`
+	Command    string    `json:"command"`
+	GoVersion  string    `json:"go_version,omitempty"`
+	Commit     string    `json:"commit,omitempty"`
+	Hostname   string    `json:"host,omitempty"`
+	CPUs       int       `json:"cpus,omitempty"`
+	Unfinished bool      `json:"unfinished,omitempty"` // interrupted before every run ended
+}
+
+// Finish judges every result and sets Passed and Failures.
+func (m *Matrix) Finish() {
+	m.Failures = nil
+	for i := range m.Results {
+		r := &m.Results[i]
+		r.Judge()
+		if !r.Pass {
+			what := r.System + " under " + r.Profile
+			if r.Clean() {
+				m.Failures = append(m.Failures, what+": clean system failed ("+r.Note+")")
+			} else {
+				m.Failures = append(m.Failures, what+": not caught ("+r.Note+")")
+			}
+		}
+	}
+	m.Passed = len(m.Failures) == 0 && len(m.Results) > 0 && !m.Unfinished
+}
+
+func list(names []string, empty string) string {
+	if len(names) == 0 {
+		return empty
+	}
+	return strings.Join(names, ", ")
+}
+
+// violatedText lists violated invariants with their counts.
+func (r *Result) violatedText() string {
+	if r.Error != "" && r.Verdict == "" {
+		return "(not audited)"
+	}
+	if len(r.Violated) == 0 {
+		if !r.Drained {
+			return "none (not drained)"
+		}
+		return "none"
+	}
+	parts := make([]string, 0, len(r.Violated))
+	for _, name := range r.Violated {
+		parts = append(parts, fmt.Sprintf("%s (%d)", name, r.Violations[name]))
+	}
+	text := strings.Join(parts, ", ")
+	if !r.Drained {
+		text += " (not drained)"
+	}
+	return text
+}
+
+func (r *Result) verdictText() string {
+	switch {
+	case r.Clean() && r.Pass:
+		return "passed"
+	case r.Clean():
+		return "FAILED"
+	case r.Caught:
+		return "yes"
+	default:
+		return "NO"
+	}
+}
+
+func (r *Result) expectedText() string {
+	if r.Clean() {
+		return "none"
+	}
+	return strings.Join(r.Expected, " or ")
+}
+
+// Text renders the matrix as an aligned table for the terminal.
+func (m *Matrix) Text() string {
+	header := []string{"system", "fault profile", "invariants violated (count)", "expected", "caught", "ops ok/fail/info"}
+	rows := [][]string{header}
+	for i := range m.Results {
+		r := &m.Results[i]
+		rows = append(rows, []string{r.System, r.Profile, r.violatedText(), r.expectedText(), r.verdictText(), r.opsText()})
+	}
+	widths := make([]int, len(header))
+	for _, row := range rows {
+		for i, cell := range row {
+			widths[i] = max(widths[i], len([]rune(cell)))
+		}
+	}
+	var b strings.Builder
+	for n, row := range rows {
+		for i, cell := range row {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			b.WriteString(cell)
+			if i < len(row)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-len([]rune(cell))))
+			}
+		}
+		b.WriteString("\n")
+		if n == 0 {
+			for i, w := range widths {
+				if i > 0 {
+					b.WriteString("  ")
+				}
+				b.WriteString(strings.Repeat("-", w))
+			}
+			b.WriteString("\n")
+		}
+	}
+	for i := range m.Results {
+		if note := m.Results[i].Note; note != "" {
+			fmt.Fprintf(&b, "  %s under %s: %s\n", m.Results[i].System, m.Results[i].Profile, note)
+		}
+	}
+	return b.String()
+}
+
+func (r *Result) opsText() string {
+	if r.Operations == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d/%d", r.Operations["ok"], r.Operations["fail"], r.Operations["info"])
+}
+
+// Markdown renders the matrix (and the profiles it used) for docs/mutation.md.
+func (m *Matrix) Markdown() string {
+	var b strings.Builder
+	status := "every seeded bug caught by an expected invariant, the clean system passed every profile"
+	if !m.Passed {
+		status = fmt.Sprintf("FAILED: %s", strings.Join(m.Failures, "; "))
+	}
+	fmt.Fprintf(&b, "Generated by `make mutation` on %s (%d runs, %s in total%s). Result: %s.\n\n",
+		m.StartedAt.UTC().Format("2006-01-02 15:04 UTC"), len(m.Results), (time.Duration(m.Seconds) * time.Second).String(),
+		m.hostText(), status)
+	b.WriteString("| system | fault profile | invariants violated (count) | expected | caught | ops ok/fail/info |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	for i := range m.Results {
+		r := &m.Results[i]
+		system := "`" + r.System + "`"
+		if r.Clean() {
+			system = "clean"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", system, r.Profile, r.violatedText(), r.expectedText(),
+			bold(r.verdictText()), r.opsText())
+	}
+	var notes []string
+	for i := range m.Results {
+		if note := m.Results[i].Note; note != "" {
+			notes = append(notes, fmt.Sprintf("- %s under %s: %s", m.Results[i].System, m.Results[i].Profile, note))
+		}
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n" + strings.Join(notes, "\n") + "\n")
+	}
+	used := map[string]bool{}
+	for _, r := range m.Results {
+		used[r.Profile] = true
+	}
+	b.WriteString("\nProfiles of this run:\n\n")
+	for _, p := range m.Profiles {
+		if !used[p.Name] {
+			continue
+		}
+		fmt.Fprintf(&b, "- **%s** (%s): %s. k6 env: %s.\n", p.Name, p.Duration, p.Summary, envText(p.Env))
+	}
+	var extra []string
+	for _, c := range m.Cases {
+		if len(c.WorkerArgs) > 0 {
+			extra = append(extra, fmt.Sprintf("`%s` also runs its workers with `%s`", c.Bug, strings.Join(c.WorkerArgs, " ")))
+		}
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(&b, "\nBug-only fault: %s (the clean worker refuses the flag: it has no second commit to crash between; its run of the profile gets the same kills).\n",
+			strings.Join(extra, "; "))
+	}
+	return b.String()
+}
+
+func (m *Matrix) hostText() string {
+	if m.CPUs == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d CPUs", m.CPUs)
+}
+
+func bold(s string) string {
+	if s == "NO" || s == "FAILED" {
+		return "**" + s + "**"
+	}
+	return s
+}
+
+func envText(env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, "`"+k+"="+env[k]+"`")
+	}
+	return strings.Join(parts, " ")
+}
+
+// Markers delimit the generated matrix in docs/mutation.md.
+const (
+	BeginMarker = "<!-- mutation-matrix:begin (generated by `make mutation`; edit outside the markers) -->"
+	EndMarker   = "<!-- mutation-matrix:end -->"
+)
+
+// ReplaceGenerated returns doc with the text between the markers replaced by
+// generated. The markers must each appear once, begin before end.
+func ReplaceGenerated(doc, generated string) (string, error) {
+	begin := strings.Index(doc, BeginMarker)
+	end := strings.Index(doc, EndMarker)
+	if begin < 0 || end < 0 {
+		return "", fmt.Errorf("markers not found (want %q and %q)", BeginMarker, EndMarker)
+	}
+	if strings.Count(doc, BeginMarker) != 1 || strings.Count(doc, EndMarker) != 1 || end < begin {
+		return "", fmt.Errorf("markers must appear once each, begin before end")
+	}
+	head := doc[:begin+len(BeginMarker)]
+	return head + "\n" + strings.TrimRight(generated, "\n") + "\n" + doc[end:], nil
+}
