@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages the stack and the tests need, only when they
 # are missing, so it is safe (and quick) to run again: redis-server, kcat (an
-# independent Kafka client the tests check our broker with), and the
-# PostgreSQL 15 server binaries.
+# independent Kafka client the tests check our broker with), shellcheck (the
+# chaos wrappers are checked with it), and the PostgreSQL 15 server binaries.
 set -euo pipefail
 
 postgres_bin="${LEDGERPROOF_POSTGRES_BIN_DIR:-/usr/lib/postgresql/15/bin}"
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 [ -x "$postgres_bin/initdb" ] || missing+=(postgresql-15)
 
 if [ "${#missing[@]}" -eq 0 ]; then
