@@ -9,7 +9,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 55532 --redis-port 56479 --broker-port 59192 \
               --gateway-port 58280 --worker-metrics-port 58380
 
-.PHONY: all deps build k6 test vet demo flow bench bench-k6 up down status clean
+.PHONY: all deps build k6 test vet demo flow bench bench-k6 mutation up down status clean
 
 all: build
 
@@ -61,6 +61,14 @@ bench: deps build
 # k6/http sending the same requests to one trivial endpoint.
 bench-k6: k6
 	$(GO) run ./xk6-ledger/cpubench --k6 bin/k6
+
+# Every seeded bug, and the clean system, under the fault profile that makes
+# the bug show itself, each on a fresh stack of its own (free ports, purged
+# after): prints the matrix bug -> invariants violated -> caught, writes it
+# into docs/mutation.md and reports/runs/mutation-*/matrix.json; fails unless
+# every bug is caught by an expected invariant and the clean system passes.
+mutation: deps build k6
+	$(BIN) mutation
 
 up: deps build
 	$(BIN) up --dir $(STACK_DIR)

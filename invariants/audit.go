@@ -832,50 +832,72 @@ func (a *auditor) checkPerAccountOrder() {
 				break
 			}
 		}
-		rank := func(d debit) (int64, bool) {
-			row := &a.rows[d.row]
-			if byStream {
-				return row.order, true
-			}
-			return row.debitPosting, row.debitPosting > 0
+		// With stream positions, two passes: by position (every debit,
+		// rejected ones included), then by debit posting (settled debits).
+		// A position is where the command was queued, which is the order the
+		// system was asked to apply; the postings are the order it did
+		// apply: a system that applies one stream out of order (parallel
+		// transactions per partition) keeps correct-looking positions, and
+		// only its postings show it. Without positions, postings only.
+		passes := []bool{byStream}
+		if byStream {
+			passes = append(passes, false)
 		}
-		completed = completed[:0]
-		for i, d := range group {
-			if _, ok := rank(d); ok && d.known {
-				completed = append(completed, i)
-			}
-		}
-		sort.Slice(completed, func(i, j int) bool { return group[completed[i]].complete < group[completed[j]].complete })
-		next, latest := 0, -1
-		var latestRank int64
-		for _, later := range group {
-			laterRank, ok := rank(later)
-			if !ok {
-				continue
-			}
-			for next < len(completed) && group[completed[next]].complete < later.invoke {
-				candidate := group[completed[next]]
-				if candidateRank, _ := rank(candidate); latest < 0 || candidateRank > latestRank {
-					latest, latestRank = completed[next], candidateRank
+		reported := map[[2]int32]bool{}
+		for pass, useStream := range passes {
+			rank := func(d debit) (int64, bool) {
+				row := &a.rows[d.row]
+				if useStream {
+					return row.order, true
 				}
-				next++
+				return row.debitPosting, row.debitPosting > 0
 			}
-			a.checked(PerAccountOrder, "debits", 1)
-			if latest >= 0 && latestRank > laterRank && group[latest].row != later.row {
-				earlier, later := group[latest], later
-				how := "posting order"
-				if byStream {
-					how = fmt.Sprintf("partition %d, position %d before %d", partition, laterRank, latestRank)
+			completed = completed[:0]
+			for i, d := range group {
+				if _, ok := rank(d); ok && d.known {
+					completed = append(completed, i)
 				}
-				a.report(PerAccountOrder, func() Violation {
-					return Violation{Summary: fmt.Sprintf("account %d: debit key %s completed at %s, before debit key %s was invoked at %s, yet the ledger applied the later one first (%s)",
-						account, a.keyName(a.history.operations[earlier.op].key), formatMicros(earlier.complete),
-						a.keyName(a.history.operations[later.op].key), formatMicros(later.invoke), how),
-						Keys:       []string{a.keyString(a.history.operations[earlier.op].key), a.keyString(a.history.operations[later.op].key)},
-						Accounts:   []int64{account},
-						Operations: []OperationRef{a.operationRef(earlier.op), a.operationRef(later.op)},
-						Rows:       []RowRef{a.rowRef(earlier.row), a.rowRef(later.row)}}
-				})
+			}
+			sort.Slice(completed, func(i, j int) bool { return group[completed[i]].complete < group[completed[j]].complete })
+			next, latest := 0, -1
+			var latestRank int64
+			for _, later := range group {
+				laterRank, ok := rank(later)
+				if !ok {
+					continue
+				}
+				for next < len(completed) && group[completed[next]].complete < later.invoke {
+					candidate := group[completed[next]]
+					if candidateRank, _ := rank(candidate); latest < 0 || candidateRank > latestRank {
+						latest, latestRank = completed[next], candidateRank
+					}
+					next++
+				}
+				if pass == 0 {
+					a.checked(PerAccountOrder, "debits", 1)
+				}
+				if latest >= 0 && latestRank > laterRank && group[latest].row != later.row &&
+					!reported[[2]int32{group[latest].row, later.row}] {
+					earlier, later := group[latest], later
+					reported[[2]int32{earlier.row, later.row}] = true
+					how := "posting order"
+					switch {
+					case useStream:
+						how = fmt.Sprintf("partition %d, position %d before %d", partition, laterRank, latestRank)
+					case byStream:
+						how = fmt.Sprintf("debit posting %d before %d, although queued at partition %d, positions %d and %d",
+							laterRank, latestRank, partition, a.rows[earlier.row].order, a.rows[later.row].order)
+					}
+					a.report(PerAccountOrder, func() Violation {
+						return Violation{Summary: fmt.Sprintf("account %d: debit key %s completed at %s, before debit key %s was invoked at %s, yet the ledger applied the later one first (%s)",
+							account, a.keyName(a.history.operations[earlier.op].key), formatMicros(earlier.complete),
+							a.keyName(a.history.operations[later.op].key), formatMicros(later.invoke), how),
+							Keys:       []string{a.keyString(a.history.operations[earlier.op].key), a.keyString(a.history.operations[later.op].key)},
+							Accounts:   []int64{account},
+							Operations: []OperationRef{a.operationRef(earlier.op), a.operationRef(later.op)},
+							Rows:       []RowRef{a.rowRef(earlier.row), a.rowRef(later.row)}}
+					})
+				}
 			}
 		}
 	}

@@ -33,14 +33,21 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
+	flags.DurationVar(&config.InFlightLease, "in-flight-lease", 60*time.Second, "how long a replay of a key whose first request has not answered gets 409 before taking over (must exceed --produce-timeout plus --wait-max)")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
+	var crashPoints crashPointFlags
+	crashPoints.register(flags, ledger.ProcessGateway)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
 			return err
 		}
 		if config.SeededBugs, err = seededBugs.activate(ledger.ProcessGateway, logger); err != nil {
+			return err
+		}
+		crashRegistry, err := crashPoints.activate(ledger.ProcessGateway, logger)
+		if err != nil {
 			return err
 		}
 		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
@@ -50,7 +57,8 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		}
 		defer store.Close()
 		defer cache.Close()
-		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name})
+		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name,
+			BrokerAddressMap: connections.brokerAddressMap.addresses})
 		if err != nil {
 			return err
 		}
@@ -63,7 +71,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 			return err
 		}
 		go server.Run(ctx)
-		if err := serveHTTP(ctx, *listen, server.Handler(), logger); err != nil {
+		if err := serveHTTP(ctx, *listen, withCrashPoints(server.Handler(), crashRegistry), logger); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		return nil

@@ -29,6 +29,8 @@ func commands() map[string]command {
 		"gateway": {"run an HTTP gateway of the reference system", gatewayCommand},
 		"worker":  {"run a ledger worker (consumes commands, applies them to Postgres)", workerCommand},
 		"broker":  {"run the local Kafka-protocol broker (kfake with a data directory)", brokerCommand},
+		"proxy":   {"run the local stack's fault proxy (toxiproxy embedded): one TCP proxy per link, toxiproxy's HTTP API", proxyCommand},
+		"link":    {"put a fault on a link of a stack started with 'up --proxies' (latency, cut, ...), heal it, or list the links", linkCommand},
 		"migrate": {"apply the ledger's database migrations", migrateCommand},
 		"up":      {"start the local stack (Postgres, Redis, broker, gateways, workers)", upCommand},
 		"down":    {"stop everything the local stack started", downCommand},
@@ -36,6 +38,9 @@ func commands() map[string]command {
 		"demo":    {"walk a scripted flow over HTTP against a running stack", demoCommand},
 		"bench":   {"measure batched apply against the naive design on Postgres", benchCommand},
 		"audit":   {"check a run's journal against the ledger (exit 0 passed, 1 violated, 2 could not audit)", auditCommand},
+		"chaos":   {"apply a chaos plan (timeline of faults) to a running stack; writes the run's chaos log", chaosCommand},
+
+		"mutation": {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
 	}
 }
 

@@ -38,6 +38,8 @@ type connectionFlags struct {
 	maxConnections int
 	name           string
 	logLevel       string
+	// brokerAddressMap redirects advertised broker addresses (fault proxy).
+	brokerAddressMap brokerAddressMapFlag
 }
 
 func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, needs ...string) {
@@ -54,6 +56,7 @@ func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, need
 			flags.IntVar(&c.partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")
 			c.replication = 1
 			flags.Var(&c.replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
+			flags.Var(&c.brokerAddressMap, "broker-address-map", "`advertised=dialled`,... host:port pairs: connect to a broker's advertised address through another (a fault proxy); empty: as advertised")
 		}
 	}
 	flags.StringVar(&c.name, "name", defaultName, "process name, in logs and metrics")

@@ -22,12 +22,12 @@ import (
 func stackCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("stack", flag.ContinueOnError)
 	dir := flags.String("dir", stack.DefaultConfig().Dir, "stack directory")
-	action := flags.String("action", "", "stop (clean shutdown), kill (SIGKILL), start, or restart; empty shows the stack")
+	action := flags.String("action", "", "stop (clean shutdown), kill (SIGKILL), start, or restart a --component; failover (kill the Postgres primary, promote the standby); empty shows the stack")
 	component := flags.String("component", "", "component to act on: postgres, redis, broker, gateway-N, worker-N")
 	readyTimeout := flags.Duration("ready-timeout", stack.DefaultReadyTimeout, "how long start/restart wait for readiness")
 	asJSON := flags.Bool("json", false, "show the stack file as JSON, with each component's live state")
 	flags.Usage = func() {
-		fmt.Fprintln(flags.Output(), "usage: ledgerproof stack [--dir D] [--json]\n       ledgerproof stack [--dir D] --action stop|kill|start|restart --component NAME\n\nflags:")
+		fmt.Fprintln(flags.Output(), "usage: ledgerproof stack [--dir D] [--json]\n       ledgerproof stack [--dir D] --action stop|kill|start|restart --component NAME\n       ledgerproof stack [--dir D] --action failover\n\nflags:")
 		flags.PrintDefaults()
 	}
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
@@ -36,6 +36,19 @@ func stackCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 				return errors.New("--component needs --action")
 			}
 			return showStack(*dir, *asJSON)
+		}
+		if *action == "failover" {
+			if *component != "" {
+				return errors.New("--action failover takes no --component: it kills the primary and promotes the standby")
+			}
+			failoverContext, cancel := context.WithTimeout(ctx, *readyTimeout)
+			defer cancel()
+			result, err := stack.Failover(failoverContext, *dir)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("failover: %s killed and fenced, %s promoted; writes accepted %.2fs after the kill\n", result.From, result.To, result.KillToWritable.Seconds())
+			return nil
 		}
 		if *component == "" {
 			return fmt.Errorf("--action %s needs --component", *action)

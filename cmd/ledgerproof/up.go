@@ -21,6 +21,8 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	binary := flags.String("binary", "", "ledgerproof binary started for broker, migrate, gateways and workers (default: this binary)")
 	postgresBinDir := flags.String("postgres-bin-dir", "", "directory holding initdb and postgres (default: /usr/lib/postgresql/15/bin, then PATH)")
 	postgresPort := flags.Int("postgres-port", defaults.PostgresPort, "Postgres port on 127.0.0.1")
+	postgresStandby := flags.Bool("postgres-standby", defaults.PostgresStandby, "also run a synchronous streaming standby of Postgres (component postgres-standby; 'stack --action failover' promotes it); commits then wait for it")
+	postgresStandbyPort := flags.Int("postgres-standby-port", stack.DefaultPostgresStandbyPort, "Postgres standby port on 127.0.0.1 (with --postgres-standby)")
 	redisPort := flags.Int("redis-port", defaults.RedisPort, "redis-server port on 127.0.0.1")
 	brokerPort := flags.Int("broker-port", defaults.BrokerPort, "broker port on 127.0.0.1")
 	gatewayPort := flags.Int("gateway-port", defaults.GatewayPort, "first gateway's port on 127.0.0.1; gateway i uses gateway-port+i")
@@ -30,6 +32,8 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	partitions := flags.Int("partitions", defaults.Partitions, "partitions of the command topic")
 	brokerSync := flags.Bool("broker-sync", defaults.BrokerSync, "broker fsyncs every batch (--sync): survives a machine crash, at a cost in throughput (a killed broker keeps acknowledged records either way)")
 	migrate := flags.Bool("migrate", defaults.Migrate, "run 'ledgerproof migrate' once Postgres is up")
+	proxies := flags.Bool("proxies", defaults.Proxies, "route gateway->broker, worker->broker, worker->postgres, gateway->redis and worker->redis through the fault proxy (component proxy; docs/link-faults.md)")
+	proxyPort := flags.Int("proxy-port", stack.DefaultProxyPort, "fault proxy API port on 127.0.0.1; the links use the next 5 ports (with --proxies)")
 	readyTimeout := flags.Duration("ready-timeout", defaults.ReadyTimeout, "how long to wait for each component to be ready")
 	var gatewayArgs, workerArgs stackArgumentList
 	flags.Var(&gatewayArgs, "gateway-arg", "argument appended to every gateway's command line (repeatable)")
@@ -51,6 +55,8 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 		config.Binary = *binary
 		config.PostgresBinDir = *postgresBinDir
 		config.PostgresPort = *postgresPort
+		config.PostgresStandby = *postgresStandby
+		config.PostgresStandbyPort = *postgresStandbyPort
 		config.RedisPort = *redisPort
 		config.BrokerPort = *brokerPort
 		config.GatewayPort = *gatewayPort
@@ -60,6 +66,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 		config.Partitions = *partitions
 		config.BrokerSync = *brokerSync
 		config.Migrate = *migrate
+		config.Proxies, config.ProxyPort = *proxies, *proxyPort
 		config.ReadyTimeout = *readyTimeout
 		config.GatewayArgs = gatewayArgs
 		config.WorkerArgs = workerArgs

@@ -37,8 +37,10 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
-	var crash crashFlags
-	crash.register(flags)
+	var betweenCommitsCrash crashFlags
+	betweenCommitsCrash.register(flags)
+	var crashPoints crashPointFlags
+	crashPoints.register(flags, ledger.ProcessWorker)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		logger, err := connections.logger()
 		if err != nil {
@@ -48,7 +50,11 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		if err != nil {
 			return err
 		}
-		betweenCommits, err := crash.hook(bugs, logger)
+		betweenCommits, err := betweenCommitsCrash.hook(bugs, logger)
+		if err != nil {
+			return err
+		}
+		crashRegistry, err := crashPoints.activate(ledger.ProcessWorker, logger)
 		if err != nil {
 			return err
 		}
@@ -61,7 +67,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		defer cache.Close()
 		brokers := connections.brokerList()
 		consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: connections.topic, Group: *group,
-			ClientID: connections.name, InstanceID: *instanceID, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
+			ClientID: connections.name, InstanceID: *instanceID, BrokerAddressMap: connections.brokerAddressMap.addresses, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
 				offsets, err := store.NextOffsets(ctx, connections.topic, partitions)
 				if err == nil {
 					logger.Info("partitions assigned", "offsets", offsets)
@@ -91,7 +97,9 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 			_, _ = w.Write([]byte("ready\n"))
 		})
 		group, groupContext := errgroup.WithContext(ctx)
-		group.Go(func() error { return serveHTTP(groupContext, *metricsListen, mux, logger) })
+		group.Go(func() error {
+			return serveHTTP(groupContext, *metricsListen, withCrashPoints(mux, crashRegistry), logger)
+		})
 		group.Go(func() error {
 			logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String())
 			return applier.Run(groupContext)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
@@ -280,6 +281,10 @@ func (g *Gateway) queueCommand(ctx context.Context, command ledger.Command, wait
 		g.release(ctx, command, claim.reservedByUs)
 		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the command queue did not acknowledge: %v", err)
 	}
+	// The broker holds the command and the client has not been told: a
+	// gateway dying here leaves the client with a broken connection, an
+	// unknown outcome it resolves by retrying with the same key.
+	crash.Hit(crash.AfterAckBeforeResponse)
 
 	status, body := http.StatusAccepted, marshal(transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind,
 		Status: ledger.StatusAccepted, AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,

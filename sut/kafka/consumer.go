@@ -37,6 +37,9 @@ type ConsumerConfig struct {
 	// rebalance and no wait for the old session to expire. Ids must be
 	// unique per live worker; default none (dynamic membership).
 	InstanceID string
+	// BrokerAddressMap redirects connections to advertised broker addresses
+	// (through a fault proxy). Default none: dial them as advertised.
+	BrokerAddressMap BrokerAddressMap
 }
 
 // Consumer reads the commands topic as a member of a consumer group. Between
@@ -138,7 +141,7 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 	if config.InstanceID != "" {
 		options = append(options, kgo.InstanceID(config.InstanceID))
 	}
-	client, err := kgo.NewClient(options...)
+	client, err := kgo.NewClient(withAddressMap(options, config.BrokerAddressMap)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}

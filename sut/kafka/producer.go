@@ -68,6 +68,11 @@ type ProducerConfig struct {
 	// ClientID identifies the producer in the broker's logs and quotas,
 	// overriding the default "ledgerproof-producer".
 	ClientID string
+
+	// BrokerAddressMap redirects connections to advertised broker addresses
+	// (through a fault proxy), overriding the default of dialling them as
+	// advertised.
+	BrokerAddressMap BrokerAddressMap
 }
 
 func (cfg ProducerConfig) withDefaults() ProducerConfig {
@@ -131,7 +136,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	client, err := kgo.NewClient(
+	client, err := kgo.NewClient(withAddressMap([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
 		kgo.DefaultProduceTopic(cfg.Topic),
@@ -149,7 +154,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig) (*Producer, error) {
 		// previous refresh: a 5s stall of every gateway per broker
 		// failover. Kafka's Java client retries after 100ms.
 		kgo.MetadataMinAge(metadataMinAge),
-	)
+	}, cfg.BrokerAddressMap)...)
 	if err != nil {
 		return nil, fmt.Errorf("new producer: %w", err)
 	}

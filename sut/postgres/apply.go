@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
@@ -129,7 +130,13 @@ func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, 
 			return err
 		}
 		writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
-		return writes.send(ctx, tx, batch.Partition)
+		if err := writes.send(ctx, tx, batch.Partition); err != nil {
+			return err
+		}
+		// Everything is written and nothing committed: a worker dying here
+		// must leave no trace of the batch, which is delivered again.
+		crash.Hit(crash.MidBatch)
+		return nil
 	})
 	return result, err
 }

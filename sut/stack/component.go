@@ -131,6 +131,10 @@ func (c *Component) Start(ctx context.Context) error {
 		return nil
 	}
 	if c.Kind == KindPostgres && c.DataDir != "" {
+		// A primary that was failed over never comes back (standby.go).
+		if err := checkNotFenced(c); err != nil {
+			return err
+		}
 		if err := clearStalePostmaster(ctx, c.DataDir, postgresSocketDirectories(c.Argv)); err != nil {
 			c.State = StateFailed
 			return fmt.Errorf("%s: %w", c.Name, err)

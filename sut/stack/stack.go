@@ -44,6 +44,15 @@ type Config struct {
 	// PostgresPort is the cluster's port on 127.0.0.1. Default 55432, away
 	// from a system Postgres on 5432.
 	PostgresPort int
+	// PostgresStandby adds a synchronous streaming standby of the cluster
+	// (component postgres-standby, see standby.go) and gives gateways and
+	// workers a multi-host URL that follows a failover. Default false: one
+	// cluster, and no commit waits for a second one.
+	PostgresStandby bool
+	// PostgresStandbyPort is the standby's port on 127.0.0.1, used with
+	// PostgresStandby. Default (0) DefaultPostgresStandbyPort, 55433, next
+	// to the primary.
+	PostgresStandbyPort int
 	// RedisPort is redis-server's port on 127.0.0.1. Default 56379.
 	RedisPort int
 	// BrokerPort is the broker's port on 127.0.0.1. Default 59092.
@@ -69,6 +78,14 @@ type Config struct {
 	BrokerSync bool
 	// Migrate runs `<Binary> migrate` once Postgres is up. Default true.
 	Migrate bool
+	// Proxies routes gateway->broker, worker->broker, worker->postgres,
+	// gateway->redis and worker->redis through the fault proxy (component
+	// proxy, links.go), so Link can add latency, cut a link and so on.
+	// Default false: every process talks to the services directly.
+	Proxies bool
+	// ProxyPort is the fault proxy API's port on 127.0.0.1; link i of Links
+	// listens on ProxyPort+1+i. Default (0) DefaultProxyPort, 58290.
+	ProxyPort int
 	// GatewayArgs and WorkerArgs are appended to every gateway's and worker's
 	// command line (knobs such as KDF cost, seeded bugs). Default none.
 	GatewayArgs []string
@@ -132,8 +149,12 @@ func (c Config) validate() error {
 		ports[port] = owner
 	}
 	claim(c.PostgresPort, "postgres")
+	if c.PostgresStandby {
+		claim(c.standbyPort(), StandbyComponentName)
+	}
 	claim(c.RedisPort, "redis")
 	claim(c.BrokerPort, "broker")
+	c.claimProxyPorts(claim)
 	for i := 0; i < c.Gateways; i++ {
 		claim(c.GatewayPort+i, "gateway-"+strconv.Itoa(i))
 	}
@@ -173,6 +194,11 @@ type File struct {
 	StartedAt  time.Time    `json:"started_at"`
 	Endpoints  Endpoints    `json:"endpoints"`
 	Components []*Component `json:"components"`
+	// PostgresPrimary names the Postgres component that is primary after a
+	// failover (see PrimaryName); empty means "postgres". Failovers lists
+	// the failovers done (standby.go).
+	PostgresPrimary string           `json:"postgres_primary,omitempty"`
+	Failovers       []FailoverRecord `json:"failovers,omitempty"`
 }
 
 // Component returns the component called name, or an error listing the
@@ -387,9 +413,15 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 	}
 	for _, component := range components {
 		if component.Kind == KindPostgres {
-			fmt.Fprintf(config.Output, "postgres: preparing %s\n", postgresOptions.DataDir)
 			initContext, cancel := context.WithTimeout(ctx, 2*config.ReadyTimeout)
-			err := InitPostgres(initContext, postgresOptions, component.LogFile)
+			var err error
+			if component.Name == StandbyComponentName {
+				fmt.Fprintf(config.Output, "%s: preparing %s\n", component.Name, component.DataDir)
+				err = InitStandby(initContext, standbyPostgresOptions(config, dir, binDir), config.PostgresPort, component.LogFile)
+			} else {
+				fmt.Fprintf(config.Output, "postgres: preparing %s\n", postgresOptions.DataDir)
+				err = InitPostgres(initContext, postgresOptions, component.LogFile)
+			}
 			cancel()
 			if err != nil {
 				return fail(err)
@@ -398,6 +430,11 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 		if component.Kind == KindRedis || component.Kind == KindBroker {
 			if err := os.MkdirAll(component.DataDir, 0o755); err != nil {
 				return fail(fmt.Errorf("%s: %w", component.Name, err))
+			}
+		}
+		if component.Kind == KindProxy {
+			if err := writeProxyConfig(config, dir); err != nil {
+				return fail(err)
 			}
 		}
 		began := time.Now()
@@ -411,7 +448,7 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 			return fail(err)
 		}
 		fmt.Fprintf(config.Output, "%s: ready in %.1fs, PID %d, %s\n", component.Name, time.Since(began).Seconds(), component.PID, component.Endpoint)
-		if component.Kind == KindPostgres {
+		if component.Name == postgresSetupAfter(config) {
 			setupContext, cancel := context.WithTimeout(ctx, config.ReadyTimeout)
 			err := CreateDatabase(setupContext, PostgresURL(config.PostgresPort, "postgres"), "ledger")
 			if err == nil && config.Migrate {
@@ -428,7 +465,7 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 
 // stackPostgresOptions is the durable cluster of the local stack.
 func stackPostgresOptions(config Config, dir, binDir string) PostgresOptions {
-	return PostgresOptions{
+	options := PostgresOptions{
 		BinDir:    binDir,
 		DataDir:   filepath.Join(dir, "postgres", "data"),
 		SocketDir: filepath.Join(dir, "postgres", "run"),
@@ -437,6 +474,10 @@ func stackPostgresOptions(config Config, dir, binDir string) PostgresOptions {
 		Durable:   true,
 		Settings:  []string{"max_connections=200", "shared_buffers=256MB"},
 	}
+	if config.PostgresStandby {
+		options.Settings = append(options.Settings, primaryReplicationSettings()...)
+	}
+	return options
 }
 
 // plan describes every component of the stack, in start order, and fills
@@ -448,6 +489,12 @@ func plan(config Config, dir string, file *File) []*Component {
 		postgresOptions.BinDir, _ = PostgresBinDir("")
 	}
 	postgres := PostgresComponent(KindPostgres, postgresOptions, "ledger", filepath.Join(logs, "postgres.log"))
+	postgresURL := postgres.Endpoint
+	var standbys []*Component
+	if config.PostgresStandby {
+		standbys = append(standbys, standbyComponent(config, dir, postgresOptions.BinDir, logs))
+		postgresURL = MultiHostPostgresURL("ledger", config.PostgresPort, config.standbyPort())
+	}
 	redis := RedisComponent(KindRedis, config.RedisPort, filepath.Join(dir, "redis"))
 	redis.LogFile = filepath.Join(logs, "redis.log")
 	brokerAddress := "127.0.0.1:" + strconv.Itoa(config.BrokerPort)
@@ -471,9 +518,9 @@ func plan(config Config, dir string, file *File) []*Component {
 		Ready:      Probe{Kind: ProbeKafka, Target: brokerAddress},
 		StopSignal: "SIGTERM",
 	}
-	components := []*Component{postgres, redis, broker}
+	components := append(append([]*Component{postgres}, standbys...), redis, broker)
 	file.Endpoints = Endpoints{
-		PostgresURL:   postgres.Endpoint,
+		PostgresURL:   postgresURL,
 		RedisAddr:     redis.Endpoint,
 		Brokers:       []string{brokerAddress},
 		Gateways:      []string{},
@@ -484,7 +531,7 @@ func plan(config Config, dir string, file *File) []*Component {
 		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
 		argv := []string{config.Binary, "gateway",
 			"--listen", address,
-			"--postgres-url", postgres.Endpoint,
+			"--postgres-url", postgresURL,
 			"--redis-addr", redis.Endpoint,
 			"--brokers", brokerAddress,
 			"--partitions", strconv.Itoa(config.Partitions),
@@ -508,7 +555,7 @@ func plan(config Config, dir string, file *File) []*Component {
 		name := KindWorker + "-" + strconv.Itoa(i)
 		metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+i)
 		argv := []string{config.Binary, "worker",
-			"--postgres-url", postgres.Endpoint,
+			"--postgres-url", postgresURL,
 			"--redis-addr", redis.Endpoint,
 			"--brokers", brokerAddress,
 			"--partitions", strconv.Itoa(config.Partitions),
@@ -530,6 +577,7 @@ func plan(config Config, dir string, file *File) []*Component {
 		})
 		file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
 	}
+	components = routeThroughProxies(config, dir, components)
 	for _, component := range components {
 		component.NewSession = true
 	}
@@ -617,11 +665,11 @@ type DownOptions struct {
 
 // downOrder is the order Down stops components in: the clients of a
 // service before the service.
-var downOrder = []string{KindGateway, KindWorker, KindBroker, KindRedis, KindPostgres}
+var downOrder = []string{KindGateway, KindWorker, KindProxy, KindBroker, KindRedis, KindPostgres}
 
-// Down stops every component of the stack in dir (gateways, workers, broker,
-// redis, postgres), signalling only processes whose identity (PID and start
-// time) matches the stack file. A directory without a stack file is not an
+// Down stops every component of the stack in dir (gateways, workers, the
+// fault proxy, broker, redis, postgres), signalling only processes whose
+// identity (PID and start time) matches the stack file. A directory without a stack file is not an
 // error (nothing to stop) unless Purge is asked, which then just removes it.
 func Down(ctx context.Context, dir string, options DownOptions) error {
 	if options.Output == nil {

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
@@ -247,6 +248,10 @@ func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
 	if w.cache == nil || (len(result.Balances) == 0 && len(result.Outcomes) == 0) {
 		return
 	}
+	// The batch is committed and the cache not yet told: a worker dying here
+	// leaves the touched balances stale in Redis until a later batch touches
+	// the accounts (or their TTL ends), and the waiters polling Postgres.
+	crash.Hit(crash.AfterCommitBeforeCache)
 	cacheContext, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := w.cache.AfterCommit(cacheContext, result.Balances, result.Outcomes, w.config.BalanceCacheTTL); err != nil {

@@ -2,11 +2,13 @@ package stacktest
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,13 @@ type StackOptions struct {
 	// GatewayArgs and WorkerArgs are appended to the processes' command
 	// lines, after the test defaults (cheap password hashing, 20s wait cap).
 	GatewayArgs, WorkerArgs []string
+	// Proxies routes the links through the fault proxy (component proxy,
+	// stack.Link) on free ports.
+	Proxies bool
+	// PostgresStandby adds the synchronous standby (component
+	// postgres-standby) on a free port; the endpoints' Postgres URL is then
+	// multi-host.
+	PostgresStandby bool
 }
 
 // Stack starts a whole local stack of the test's own (Postgres, Redis, the
@@ -37,9 +46,17 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 		}
 	}
 	config.Binary = Binary(t)
-	config.PostgresPort = FreePort(t)
-	config.RedisPort = FreePort(t)
-	config.BrokerPort = FreePort(t)
+	config.PostgresPort = listenPort(t)
+	if options.PostgresStandby {
+		config.PostgresStandby = true
+		config.PostgresStandbyPort = listenPort(t)
+	}
+	config.RedisPort = listenPort(t)
+	config.BrokerPort = listenPort(t)
+	if options.Proxies {
+		config.Proxies = true
+		config.ProxyPort = freeRangeBelowEphemeral(t, 1+len(stack.Links))
+	}
 	config.Gateways, config.Workers, config.Partitions = options.Gateways, options.Workers, 16
 	config.GatewayPort = freeRange(t, max(1, options.Gateways))
 	config.WorkerMetricsPort = freeRange(t, max(1, options.Workers))
@@ -52,6 +69,12 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 	t.Cleanup(func() {
 		if t.Failed() {
 			names := []string{"broker"}
+			if options.Proxies {
+				names = append(names, stack.KindProxy)
+			}
+			if options.PostgresStandby {
+				names = append(names, "postgres", stack.StandbyComponentName)
+			}
 			for i := range options.Gateways {
 				names = append(names, "gateway-"+strconv.Itoa(i))
 			}
@@ -78,7 +101,7 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 func freeRange(t testing.TB, n int) int {
 	t.Helper()
 	for attempt := 0; attempt < 50; attempt++ {
-		first := FreePort(t)
+		first := listenPort(t)
 		ok := true
 		for i := 1; i < n; i++ {
 			listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(first+i))
@@ -94,4 +117,35 @@ func freeRange(t testing.TB, n int) int {
 	}
 	t.Fatal("no range of free ports")
 	return 0
+}
+
+// listenPort returns a port on 127.0.0.1 that is free now and lies below the
+// kernel's ephemeral range, so the outgoing connections of the stack's own
+// processes (which take ephemeral ports) cannot grab it between this choice
+// and the component's start, as they can a port 0 chose. It falls back to
+// FreePort when the range leaves no room below it.
+func listenPort(t testing.TB) int {
+	t.Helper()
+	low := 32768
+	if content, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(content)); len(fields) == 2 {
+			if value, err := strconv.Atoi(fields[0]); err == nil {
+				low = value
+			}
+		}
+	}
+	const floor = 10000
+	if low-floor < 1000 {
+		return FreePort(t)
+	}
+	for attempt := 0; attempt < 100; attempt++ {
+		port := floor + rand.IntN(low-floor)
+		listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		listener.Close()
+		return port
+	}
+	return FreePort(t)
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# kill-postgres.sh [SECONDS] — kill the local stack's postgres (SIGKILL) and, given
+# SECONDS, start it again that much later.
+# The postmaster gets SIGKILL: an immediate crash, as a power cut would be;
+# the start runs crash recovery.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() {
+  echo "usage: $0 [SECONDS]" >&2
+  echo "  kill postgres (SIGKILL); with SECONDS, start it again after that long." >&2
+  echo "  stack: \$LEDGERPROOF_STACK_DIR (now $stack_dir)" >&2
+}
+if [ "$#" -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  usage
+  exit 2
+fi
+kill_component postgres "${1:-}"

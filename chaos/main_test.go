@@ -1,0 +1,9 @@
+package chaos
+
+import (
+	"testing"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
+)
+
+func TestMain(m *testing.M) { stacktest.Main(m) }

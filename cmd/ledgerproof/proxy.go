@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/proxy"
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// proxyCommand runs the fault proxy of the local stack (toxiproxy embedded)
+// until SIGINT or SIGTERM: one TCP proxy per link of the configuration file
+// and toxiproxy's HTTP API on --listen-api.
+func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	flags := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	listenAPI := flags.String("listen-api", "127.0.0.1:58290", "loopback host:port of toxiproxy's HTTP API")
+	configFile := flags.String("config", "", "JSON array of links {name, listen, upstream, enabled} (toxiproxy's populate format; required)")
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		if *configFile == "" {
+			return errors.New("--config is required")
+		}
+		links, err := proxy.ReadLinks(*configFile)
+		if err != nil {
+			return err
+		}
+		return proxy.Run(ctx, proxy.Config{
+			APIListen: *listenAPI,
+			Links:     links,
+			Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			LogOutput: os.Stderr,
+		})
+	}
+}
+
+// brokerAddressMapFlag is the --broker-address-map flag of gateway and
+// worker: advertised=dialled pairs, so the process reaches the broker
+// through a proxy even after metadata names the broker's own address.
+type brokerAddressMapFlag struct {
+	addresses kafka.BrokerAddressMap
+}
+
+func (f *brokerAddressMapFlag) String() string { return f.addresses.String() }
+
+func (f *brokerAddressMapFlag) Set(value string) error {
+	addresses, err := kafka.ParseBrokerAddressMap(value)
+	if err != nil {
+		return err
+	}
+	f.addresses = addresses
+	return nil
+}
+
+// linkCommand puts a fault on a link of a stack started with `up --proxies`,
+// heals it, or lists the links:
+//
+//	ledgerproof link --dir D                                    # list
+//	ledgerproof link --dir D --link 'worker->postgres' --fault cut
+//	ledgerproof link --dir D --link 'gateway->redis' --fault latency --latency 200ms
+//	ledgerproof link --dir D --link 'worker->postgres' --heal
+//
+// Quote link names in a shell: ">" redirects.
+func linkCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	flags := flag.NewFlagSet("link", flag.ContinueOnError)
+	dir := flags.String("dir", stack.DefaultConfig().Dir, "stack directory")
+	link := flags.String("link", "", "link: "+strings.Join(stack.Links, ", ")+" (empty lists the links)")
+	heal := flags.Bool("heal", false, "remove the link's fault")
+	var fault stack.LinkFault
+	flags.StringVar(&fault.Kind, "fault", "", "latency, cut, bandwidth, reset or timeout")
+	flags.DurationVar(&fault.Latency, "latency", 0, "latency: added delay")
+	flags.DurationVar(&fault.Jitter, "jitter", 0, "latency: ± random part of the delay")
+	flags.IntVar(&fault.RateKBps, "rate-kbps", 0, "bandwidth: KB/s")
+	flags.DurationVar(&fault.After, "after", 0, "reset: delay before the RST once data flows; timeout: how long a black-holed connection lives")
+	flags.StringVar(&fault.Direction, "direction", "", "downstream, upstream or both (default: downstream for latency, both otherwise)")
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		switch {
+		case *link == "":
+			if *heal || fault.Kind != "" {
+				return errors.New("--heal and --fault need --link")
+			}
+			states, err := stack.LinkStates(ctx, *dir)
+			if err != nil {
+				return err
+			}
+			table := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(table, "LINK\tLISTEN\tUPSTREAM\tSTATE\tTOXICS")
+			for _, state := range states {
+				condition := "up"
+				if !state.Enabled {
+					condition = "cut"
+				}
+				var toxics []string
+				for _, toxic := range state.Toxics {
+					var attributes []string
+					for name, value := range toxic.Attributes {
+						attributes = append(attributes, fmt.Sprintf("%s=%d", name, value))
+					}
+					sort.Strings(attributes)
+					toxics = append(toxics, fmt.Sprintf("%s/%s(%s)", toxic.Type, toxic.Stream, strings.Join(attributes, ",")))
+				}
+				fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\n", state.Name, state.Listen, state.Upstream, condition, strings.Join(toxics, " "))
+			}
+			return table.Flush()
+		case *heal:
+			if fault.Kind != "" {
+				return errors.New("give either --heal or --fault")
+			}
+			if err := stack.HealLink(ctx, *dir, *link); err != nil {
+				return err
+			}
+			fmt.Printf("%s: healed\n", *link)
+			return nil
+		default:
+			if err := stack.Link(ctx, *dir, *link, fault); err != nil {
+				return err
+			}
+			fmt.Printf("%s: %s\n", *link, fault)
+			return nil
+		}
+	}
+}

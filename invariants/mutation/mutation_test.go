@@ -1,0 +1,362 @@
+package mutation
+
+import (
+	"context"
+	"errors"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+)
+
+func TestJudge(t *testing.T) {
+	bug := func(expected, violated []string, drained bool) Result {
+		return Result{System: "some-bug", Profile: "p", Expected: expected, Violated: violated, Verdict: verdictOf(violated, drained), Drained: drained}
+	}
+	clean := func(violated []string, drained bool) Result {
+		return Result{System: "clean", Profile: "p", Violated: violated, Verdict: verdictOf(violated, drained), Drained: drained}
+	}
+	cases := []struct {
+		name         string
+		result       Result
+		caught, pass bool
+		note         string
+	}{
+		{"bug caught by its only expected invariant", bug([]string{"exactly-once"}, []string{"exactly-once"}, true), true, true, ""},
+		{"bug caught by one of several expected, others violated too", bug([]string{"durability", "exactly-once"},
+			[]string{"conservation", "durability"}, true), true, true, ""},
+		{"bug caught by a wrong invariant only", bug([]string{"no-overdraft"}, []string{"conservation", "balance-equals-postings"}, true),
+			false, false, "not the expected no-overdraft"},
+		{"bug not shown: nothing violated", bug([]string{"per-account-order"}, nil, true), false, false, "no invariant violated"},
+		{"bug's expected invariant violated but not drained", bug([]string{"durability"}, []string{"durability"}, false),
+			false, false, "did not drain"},
+		{"bug run failed", Result{System: "b", Expected: []string{"durability"}, Error: "stack up: port in use"}, false, false, "port in use"},
+		{"bug run without verdict", Result{System: "b", Expected: []string{"durability"}}, false, false, "no audit verdict"},
+		{"clean passed", clean(nil, true), false, true, ""},
+		{"clean violated", clean([]string{"cache-coherence"}, true), false, false, "violated cache-coherence"},
+		{"clean not drained", clean(nil, false), false, false, "did not drain"},
+		{"clean run failed", Result{System: "clean", Error: "k6 exited 107"}, false, false, "k6 exited 107"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := c.result
+			r.Judge()
+			if r.Caught != c.caught || r.Pass != c.pass {
+				t.Errorf("caught %v pass %v, want %v %v (note %q)", r.Caught, r.Pass, c.caught, c.pass, r.Note)
+			}
+			if c.note == "" && r.Note != "" || !strings.Contains(r.Note, c.note) {
+				t.Errorf("note %q, want it to mention %q", r.Note, c.note)
+			}
+		})
+	}
+}
+
+func verdictOf(violated []string, drained bool) string {
+	switch {
+	case len(violated) > 0:
+		return invariants.VerdictViolated
+	case !drained:
+		return invariants.VerdictIncomplete
+	default:
+		return invariants.VerdictPassed
+	}
+}
+
+func TestFromAudit(t *testing.T) {
+	audit := &invariants.Result{Verdict: invariants.VerdictViolated, Drained: true,
+		Operations: map[string]map[string]int64{"signup": {"ok": 50}, "deposit": {"ok": 10, "info": 1}, "transfer": {"ok": 5, "fail": 2}},
+		Invariants: []invariants.InvariantResult{
+			{Name: invariants.Conservation, Status: invariants.StatusPassed},
+			{Name: invariants.ExactlyOnce, Status: invariants.StatusViolated, ViolationCount: 7},
+			{Name: invariants.CacheCoherence, Status: invariants.StatusSkipped},
+			{Name: invariants.KeyContract, Status: invariants.StatusViolated, ViolationCount: 2},
+		}}
+	r := Result{System: string(ledger.BugNoIdempotency), Expected: []string{invariants.KeyContract}}
+	r.FromAudit(audit)
+	r.Judge()
+	if !slices.Equal(r.Violated, []string{invariants.ExactlyOnce, invariants.KeyContract}) || r.Violations[invariants.ExactlyOnce] != 7 {
+		t.Errorf("violated %v %v", r.Violated, r.Violations)
+	}
+	if r.Operations["ok"] != 15 || r.Operations["fail"] != 2 || r.Operations["info"] != 1 {
+		t.Errorf("operations %v: signups must not count", r.Operations)
+	}
+	if !r.Caught || !r.Pass {
+		t.Errorf("caught %v pass %v: %s", r.Caught, r.Pass, r.Note)
+	}
+}
+
+// TestCasesCoverTheCatalogue: every seeded bug of the catalogue has a case,
+// under a profile that exists, expecting invariants that exist, and the
+// profiles stay gate-sized.
+func TestCasesCoverTheCatalogue(t *testing.T) {
+	profiles := map[string]Profile{}
+	for _, p := range Profiles() {
+		if _, twice := profiles[p.Name]; twice {
+			t.Errorf("profile %s defined twice", p.Name)
+		}
+		profiles[p.Name] = p
+		if p.Duration <= 0 || p.Duration > 60*time.Second {
+			t.Errorf("profile %s: duration %s, want (0, 60s]", p.Name, p.Duration)
+		}
+		for _, step := range p.Steps {
+			if step.At >= p.Duration {
+				t.Errorf("profile %s: step %s after the load ends", p.Name, step)
+			}
+			if step.Action != ActionKill && step.Action != ActionStart && step.Action != ActionStop {
+				t.Errorf("profile %s: step %s has an unknown action", p.Name, step)
+			}
+		}
+		if p.Summary == "" || p.Env["RATE"] == "" {
+			t.Errorf("profile %s: summary and RATE required", p.Name)
+		}
+	}
+	known := map[string]bool{}
+	for _, entry := range invariants.Catalogue {
+		known[entry.Name] = true
+	}
+	byBug := map[ledger.Bug]Case{}
+	for _, c := range Cases() {
+		byBug[c.Bug] = c
+		if _, ok := profiles[c.Profile]; !ok {
+			t.Errorf("%s: unknown profile %q", c.Bug, c.Profile)
+		}
+		if len(c.Expected) == 0 {
+			t.Errorf("%s: no expected invariant", c.Bug)
+		}
+		for _, name := range c.Expected {
+			if !known[name] {
+				t.Errorf("%s: expected invariant %q is not in the auditor's catalogue", c.Bug, name)
+			}
+		}
+	}
+	for _, entry := range ledger.Catalogue() {
+		if _, ok := byBug[entry.Bug]; !ok {
+			t.Errorf("seeded bug %s has no case in the mutation matrix", entry.Bug)
+		}
+	}
+	if len(byBug) != len(ledger.Catalogue()) {
+		t.Errorf("%d cases for %d catalogue bugs", len(byBug), len(ledger.Catalogue()))
+	}
+}
+
+// TestExpectedMatchesSeededBugsDoc: the expected invariants are the "caught
+// by" column of docs/seeded-bugs.md's catalogue table.
+func TestExpectedMatchesSeededBugsDoc(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/seeded-bugs.md")
+	if err != nil {
+		t.Skipf("docs/seeded-bugs.md: %v", err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z-]+)` \\|.*\\| ([^|]+) \\|$")
+	parenthesis := regexp.MustCompile(`\s*\([^)]*\)`)
+	documented := map[string][]string{}
+	for _, match := range row.FindAllStringSubmatch(string(doc), -1) {
+		var names []string
+		for _, name := range strings.Split(parenthesis.ReplaceAllString(match[2], ""), ",") {
+			names = append(names, strings.TrimSpace(name))
+		}
+		documented[match[1]] = names
+	}
+	for _, c := range Cases() {
+		want, ok := documented[string(c.Bug)]
+		if !ok {
+			t.Errorf("%s: not in the catalogue table of docs/seeded-bugs.md", c.Bug)
+			continue
+		}
+		got := append([]string(nil), c.Expected...)
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: expected %v, docs/seeded-bugs.md says caught by %v", c.Bug, got, want)
+		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	all, err := Plan(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bugs, cleanProfiles := 0, map[string]bool{}
+	for _, run := range all {
+		if run.Case == nil {
+			if cleanProfiles[run.Profile.Name] {
+				t.Errorf("profile %s run clean twice", run.Profile.Name)
+			}
+			cleanProfiles[run.Profile.Name] = true
+			continue
+		}
+		bugs++
+		if !cleanProfiles[run.Profile.Name] {
+			t.Errorf("%s runs under %s before the clean system did", run.Case.Bug, run.Profile.Name)
+		}
+		if run.Case.Profile != run.Profile.Name {
+			t.Errorf("%s planned under %s, its case says %s", run.Case.Bug, run.Profile.Name, run.Case.Profile)
+		}
+	}
+	if bugs != len(ledger.Catalogue()) {
+		t.Errorf("%d bug runs, want %d", bugs, len(ledger.Catalogue()))
+	}
+	for _, c := range Cases() {
+		if !cleanProfiles[c.Profile] {
+			t.Errorf("no clean run under %s (needed by %s)", c.Profile, c.Bug)
+		}
+	}
+
+	some, err := Plan([]string{" trust-cache-balance", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, run := range some {
+		labels = append(labels, run.Label()+"/"+run.Profile.Name)
+	}
+	if want := []string{"clean/" + ProfileBursts, "trust-cache-balance/" + ProfileBursts}; !slices.Equal(labels, want) {
+		t.Errorf("plan %v, want %v", labels, want)
+	}
+	if _, err := Plan([]string{"no-such-bug"}); err == nil || !strings.Contains(err.Error(), "skip-dedupe") {
+		t.Errorf("unknown bug: error %v, want one listing the known bugs", err)
+	}
+}
+
+func sampleMatrix() *Matrix {
+	m := &Matrix{Version: 1, StartedAt: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), Seconds: 425, Profiles: Profiles(),
+		Cases: Cases(), Complete: true, CPUs: 2}
+	m.Results = []Result{
+		{System: "clean", Profile: ProfileBursts, Verdict: invariants.VerdictPassed, Drained: true,
+			Operations: map[string]int64{"ok": 20, "info": 4000}},
+		{System: "trust-cache-balance", Profile: ProfileBursts, Expected: []string{invariants.NoOverdraft},
+			Verdict: invariants.VerdictViolated, Drained: true, Violated: []string{invariants.NoOverdraft},
+			Violations: map[string]int64{invariants.NoOverdraft: 13}},
+		{System: "concurrent-partition", Profile: ProfileBursts, Expected: []string{invariants.PerAccountOrder, invariants.OutcomeAgreement},
+			Verdict: invariants.VerdictPassed, Drained: true},
+	}
+	m.Finish()
+	return m
+}
+
+func TestMatrixRendering(t *testing.T) {
+	m := sampleMatrix()
+	if m.Passed || len(m.Failures) != 1 || !strings.Contains(m.Failures[0], "concurrent-partition under bursts: not caught") {
+		t.Fatalf("passed %v failures %v", m.Passed, m.Failures)
+	}
+	text := m.Text()
+	for _, want := range []string{"system", "no-overdraft (13)", "per-account-order or outcome-agreement", "NO", "passed", "20/0/4000"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	markdown := m.Markdown()
+	for _, want := range []string{"| `trust-cache-balance` | bursts | no-overdraft (13) | no-overdraft | yes |",
+		"| clean | bursts | none | none | passed |", "| **NO** |", "FAILED: ", "**bursts** (30s)", "2 CPUs", "2026-01-02 03:04 UTC"} {
+		if !strings.Contains(markdown, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, markdown)
+		}
+	}
+	if strings.Contains(markdown, "**duplicates**") {
+		t.Errorf("markdown lists a profile no row used:\n%s", markdown)
+	}
+
+	m.Results = m.Results[:2]
+	m.Finish()
+	if !m.Passed || len(m.Failures) != 0 {
+		t.Errorf("passed %v failures %v", m.Passed, m.Failures)
+	}
+	m.Unfinished = true
+	m.Finish()
+	if m.Passed {
+		t.Error("an interrupted matrix passed")
+	}
+}
+
+func TestReplaceGenerated(t *testing.T) {
+	doc := "# Title\n\nintro\n\n" + BeginMarker + "\nold table\n" + EndMarker + "\n\nhand-written tail\n"
+	updated, err := ReplaceGenerated(doc, "new table\n\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Title\n\nintro\n\n" + BeginMarker + "\nnew table\n" + EndMarker + "\n\nhand-written tail\n"
+	if updated != want {
+		t.Errorf("got\n%s\nwant\n%s", updated, want)
+	}
+	again, err := ReplaceGenerated(updated, "new table")
+	if err != nil || again != updated {
+		t.Errorf("regenerating is not idempotent: %v\n%s", err, again)
+	}
+	for _, bad := range []string{"no markers", EndMarker + "\n" + BeginMarker, BeginMarker + BeginMarker + EndMarker} {
+		if _, err := ReplaceGenerated(bad, "x"); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+// TestDocHasMarkers: docs/mutation.md keeps the markers `make mutation`
+// writes between.
+func TestDocHasMarkers(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/mutation.md")
+	if err != nil {
+		t.Skipf("docs/mutation.md: %v", err)
+	}
+	if _, err := ReplaceGenerated(string(doc), "x"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestExecute(t *testing.T) {
+	var mutex sync.Mutex
+	var calls []string
+	operate := func(_ context.Context, component, action string) error {
+		mutex.Lock()
+		calls = append(calls, action+" "+component)
+		mutex.Unlock()
+		if component == "broken" {
+			return errors.New("no such component")
+		}
+		return nil
+	}
+	steps := []Step{
+		{30 * time.Millisecond, ActionStart, []string{"worker-0", "worker-1"}},
+		{10 * time.Millisecond, ActionKill, []string{"worker-0", "worker-1"}},
+		{40 * time.Millisecond, ActionKill, []string{"broken"}},
+	}
+	start := time.Now()
+	var logged []string
+	events, err := Execute(context.Background(), start, steps, operate, func(line string) {
+		mutex.Lock()
+		logged = append(logged, line)
+		mutex.Unlock()
+	})
+	if elapsed := time.Since(start); elapsed < 40*time.Millisecond {
+		t.Errorf("plan took %s, its last step is at 40ms", elapsed)
+	}
+	if err == nil || !strings.Contains(err.Error(), "kill broken") {
+		t.Errorf("error %v, want the failed kill of broken", err)
+	}
+	if len(events) != 5 || len(logged) != 5 {
+		t.Fatalf("events %v logged %v", events, logged)
+	}
+	// The kills (10ms) come before the starts (30ms), whatever the order given.
+	first, second := calls[:2], calls[2:4]
+	sort.Strings(first)
+	sort.Strings(second)
+	if !slices.Equal(first, []string{"kill worker-0", "kill worker-1"}) || !slices.Equal(second, []string{"start worker-0", "start worker-1"}) {
+		t.Errorf("calls %v", calls)
+	}
+	if !strings.Contains(events[4], "FAILED: no such component") {
+		t.Errorf("last event %q", events[4])
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = nil
+	events, err = Execute(ctx, time.Now(), []Step{{time.Hour, ActionKill, []string{"worker-0"}}}, operate, nil)
+	if err != nil || len(events) != 0 || len(calls) != 0 {
+		t.Errorf("cancelled plan: events %v err %v calls %v", events, err, calls)
+	}
+}
