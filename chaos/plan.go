@@ -372,7 +372,7 @@ var allowedParams = map[Action][]string{
 }
 
 // crashPointName is the form of a crash point's name.
-var crashPointName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var crashPointName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
 
 // validate checks one written step.
 func (s stepFile) validate(index int, planDuration time.Duration) (Step, []string) {
@@ -524,7 +524,7 @@ func (s stepFile) validate(index int, planDuration time.Duration) (Step, []strin
 		case step.Params.Point == "":
 			problem("params.point: missing (the crash point's name, see docs/chaos.md)")
 		case !crashPointName.MatchString(step.Params.Point):
-			problem("params.point: %q is not a crash point name (lowercase letters, digits and dashes)", step.Params.Point)
+			problem("params.point: %q is not a crash point name (lowercase letters, digits, dots and dashes, e.g. worker.mid-batch)", step.Params.Point)
 		}
 	}
 	return step, problems
