@@ -159,6 +159,9 @@ type Gateway struct {
 	// ledger.BugAcknowledgeBeforeCommit.
 	backgroundProduces chan struct{}
 
+	// sessions is the gateway's own memory of sessions (see localSessions).
+	sessions *localSessions
+
 	limitersMutex sync.Mutex
 	limiters      map[int64]*rate.Limiter
 }
@@ -216,6 +219,7 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		clock:    dependencies.Clock,
 		inFlight: make(chan struct{}, config.MaxInFlightRequests),
 		limiters: map[int64]*rate.Limiter{},
+		sessions: newLocalSessions(),
 	}
 	g.metricsHandler = promhttp.HandlerFor(dependencies.Gatherer, promhttp.HandlerOpts{})
 	// The one place each gateway bug is switched on by name.
@@ -323,11 +327,23 @@ func (g *Gateway) authenticated(next handler) handler {
 		if len(header) <= len(prefix) || header[:len(prefix)] != prefix {
 			return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "an Authorization: Bearer <token> header is required")
 		}
-		session, found, err := g.cache.LookupSession(r.Context(), header[len(prefix):])
-		if err != nil {
-			return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
-		}
-		if !found {
+		token := header[len(prefix):]
+		now := g.clock()
+		session, found, err := g.cache.LookupSession(r.Context(), token)
+		switch {
+		case err == nil && found:
+			g.sessions.remember(token, session, now, sessionFallbackLifetime)
+		default:
+			// Redis is down, or restarted and lost the session: a token
+			// this gateway has seen stays valid until it expires.
+			var remembered bool
+			if session, remembered = g.sessions.lookup(token, now); remembered {
+				g.metrics.localSessions.Inc()
+				break
+			}
+			if err != nil {
+				return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
+			}
 			return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "the token is unknown or expired; sign in again")
 		}
 		if !g.allow(session.UserID) {
@@ -337,6 +353,10 @@ func (g *Gateway) authenticated(next handler) handler {
 		return next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, session)))
 	}
 }
+
+// sessionFallbackLifetime is how long a session read from Redis without an
+// expiry is remembered locally.
+const sessionFallbackLifetime = 10 * time.Minute
 
 func sessionOf(r *http.Request) redis.Session {
 	session, ok := r.Context().Value(sessionKey{}).(redis.Session)

@@ -15,6 +15,7 @@ type metrics struct {
 	keyReused      prometheus.Counter
 	waitTimeouts   prometheus.Counter
 	cacheErrors    prometheus.Counter
+	localSessions  prometheus.Counter
 }
 
 func newMetrics(registerer prometheus.Registerer) *metrics {
@@ -29,8 +30,10 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		keyReused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotency_key_reused_total", Help: "Requests rejected: key reused with another body."}),
 		waitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_wait_timeouts_total", Help: "Bounded waits that ended before the outcome."}),
 		cacheErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_cache_errors_total", Help: "Failed Redis calls (the ledger answered instead)."}),
+		localSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_local_sessions_total",
+			Help: "Requests authenticated from the gateway's own memory because Redis was down or had lost the session."}),
 	}
-	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors)
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions)
 	return m
 }
 

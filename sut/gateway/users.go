@@ -105,9 +105,12 @@ func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, e
 		return 0, nil, err
 	}
 	token := base64.RawURLEncoding.EncodeToString(tokenBytes)
-	if err := g.cache.CreateSession(r.Context(), token, redis.Session{UserID: user.ID, AccountID: user.AccountID}, g.config.SessionTTL); err != nil {
+	expiresAt := g.clock().Add(g.config.SessionTTL).UTC().Truncate(time.Second)
+	session := redis.Session{UserID: user.ID, AccountID: user.AccountID, ExpiresAt: expiresAt}
+	if err := g.cache.CreateSession(r.Context(), token, session, g.config.SessionTTL); err != nil {
 		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
 	}
+	g.sessions.remember(token, session, g.clock(), sessionFallbackLifetime)
 	return http.StatusCreated, marshal(sessionResponse{Token: token, UserID: user.ID, AccountID: user.AccountID,
-		ExpiresAt: g.clock().Add(g.config.SessionTTL).UTC().Truncate(time.Second)}), nil
+		ExpiresAt: expiresAt}), nil
 }

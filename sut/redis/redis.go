@@ -70,8 +70,9 @@ func (c *Client) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err
 
 // Session is what a bearer token stands for.
 type Session struct {
-	UserID    int64 `json:"user_id"`
-	AccountID int64 `json:"account_id"`
+	UserID    int64     `json:"user_id"`
+	AccountID int64     `json:"account_id"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // sessionKey hashes the token so a dump of Redis does not leak live tokens.
