@@ -31,6 +31,9 @@ type drill struct {
 	// outage names the fault whose window (from the fault's start to the
 	// end of its recovery) is measured against the rest of the run.
 	outage string
+	// proxies and standby shape the stack for link faults and failover;
+	// crashPoints starts gateways and workers with --enable-crash-points.
+	proxies, standby, crashPoints bool
 }
 
 // drillLoad is the load of every drill: light enough for two CPUs running
@@ -66,6 +69,30 @@ steps:
   - {at: 5s, action: kill, target: "worker:partition=0"}
   - {at: 10s, action: start, target: "worker:partition=0"}
 `},
+	{name: "failover", workers: 1, outage: "postgres", standby: true, plan: `
+name: drill-failover
+duration: 20s
+steps:
+  - {at: 6s, action: failover, target: postgres}
+`},
+	{name: "cut-link-healed", workers: 1, outage: "worker->postgres", proxies: true, plan: `
+name: drill-cut-link
+duration: 20s
+steps:
+  - {at: 5s, action: link, target: "gateway->broker", params: {fault: cut, duration: 3s}}
+  - {at: 10s, action: link, target: "worker->postgres", params: {fault: cut, duration: 3s}}
+`},
+	{name: "crash-points", workers: 1, outage: "worker-0", crashPoints: true, plan: `
+name: drill-crash-points
+duration: 20s
+steps:
+  - {at: 4s, action: crash-point, target: worker-0, params: {point: worker.mid-batch}}
+  - {at: 6s, action: start, target: worker-0}
+  - {at: 9s, action: crash-point, target: worker-0, params: {point: worker.after-commit-before-cache}}
+  - {at: 11s, action: start, target: worker-0}
+  - {at: 14s, action: crash-point, target: gateway-0, params: {point: gateway.after-ack-before-response}}
+  - {at: 16s, action: start, target: gateway-0}
+`},
 }
 
 // TestDrills runs each drill on a stack of its own (sequentially: each
@@ -81,7 +108,12 @@ func TestDrills(t *testing.T) {
 }
 
 func runDrill(t *testing.T, k6 string, d drill) {
-	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 1, Workers: d.workers})
+	options := stacktest.StackOptions{Gateways: 1, Workers: d.workers, Proxies: d.proxies, PostgresStandby: d.standby}
+	if d.crashPoints {
+		options.GatewayArgs = []string{"--enable-crash-points", "--wait-max=4s", "--in-flight-lease=15s"}
+		options.WorkerArgs = []string{"--enable-crash-points"}
+	}
+	file := stacktest.Stack(t, options)
 	runDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -237,8 +269,15 @@ func checkEveryComponentRuns(t *testing.T, dir string) {
 	}
 	for _, component := range file.Components {
 		if !component.Alive() {
+			// A failover fences the old primary for good: it must stay down.
+			if len(file.Failovers) > 0 && component.Name == file.Failovers[len(file.Failovers)-1].From {
+				continue
+			}
 			t.Fatalf("%s is %s after the plan", component.Name, component.Status())
 		}
+	}
+	if len(file.Failovers) > 0 && file.PrimaryName() != stack.StandbyComponentName {
+		t.Fatalf("after a failover the primary is %s, want %s", file.PrimaryName(), stack.StandbyComponentName)
 	}
 }
 

@@ -22,7 +22,7 @@ type LocalExecutor struct {
 	// Topic is the commands topic. Default "ledger.commands".
 	Topic string
 	// Extensions are the optional fault kinds (links, failover, crash
-	// points); NewLocalExecutor leaves them nil: not supported.
+	// points); NewLocalExecutor sets those the stack supports.
 	Extensions
 }
 
@@ -39,7 +39,7 @@ func NewLocalExecutor(dir string) (*LocalExecutor, error) {
 	if err != nil {
 		return nil, err
 	}
-	executor := &LocalExecutor{Dir: dir, Group: DefaultGroup, Topic: DefaultTopic}
+	executor := &LocalExecutor{Dir: dir, Group: DefaultGroup, Topic: DefaultTopic, Extensions: localExtensions(dir, file)}
 	for _, component := range file.Components {
 		if component.Kind != stack.KindWorker {
 			continue

@@ -169,7 +169,7 @@ func Profiles() []Profile {
 func Cases() []Case {
 	return []Case{
 		{Bug: ledger.BugSkipDedupe, Profile: ProfileWorkerKills, Expected: []string{invariants.ExactlyOnce},
-			WorkerArgs: []string{"--crash-between-commits-probability=0.002"},
+			WorkerArgs: []string{"--crash-between-commits-probability=0.005"},
 			Why:        "a worker dying between the postings' commit and the offset's redelivers the batch, which is applied again"},
 		{Bug: ledger.BugReadModifyWriteWithoutLock, Profile: ProfileDuplicates,
 			Expected: []string{invariants.BalanceEqualsPostings, invariants.Conservation},
@@ -179,7 +179,7 @@ func Cases() []Case {
 			Why:      "202s given while the broker is down are lost with the gateways' buffers when the gateways are killed"},
 		{Bug: ledger.BugOffsetBeforePostings, Profile: ProfileWorkerKills,
 			Expected:   []string{invariants.Durability, invariants.ExactlyOnce},
-			WorkerArgs: []string{"--crash-between-commits-probability=0.002"},
+			WorkerArgs: []string{"--crash-between-commits-probability=0.005"},
 			Why:        "a worker dying after the offset's commit and before the postings' loses the batch"},
 		{Bug: ledger.BugConcurrentPartition, Profile: ProfileBursts,
 			Expected: []string{invariants.PerAccountOrder, invariants.OutcomeAgreement},

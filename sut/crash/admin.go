@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
 // AdminPath is where a process started with --enable-crash-points serves its
@@ -259,6 +262,59 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, int
 	}
 	if err := json.Unmarshal(data, into); err != nil {
 		return fmt.Errorf("crash points %s %s: decode %q: %w", method, target, data, err)
+	}
+	return nil
+}
+
+// Armer arms the crash points of a stack's processes by name, through their
+// admin endpoints: the mechanism behind a chaos plan's crash-point step (it
+// has the method set of chaos.CrashPointArmer).
+type Armer struct {
+	// Endpoint returns the endpoint the stack records for a process
+	// (gateway-N: its base URL; worker-N: its metrics URL). Required.
+	Endpoint func(process string) (string, error)
+	// HTTP sends the requests; nil: a client with a 10s timeout.
+	HTTP *http.Client
+}
+
+// CrashPoints lists the names of every crash point.
+func (a *Armer) CrashPoints() []string {
+	names := make([]string, 0, pointLimit-1)
+	for _, point := range Points() {
+		names = append(names, point.String())
+	}
+	return names
+}
+
+// ArmCrashPoint arms point in process (gateway-N or worker-N) to fire the
+// next time the process gets there. point is a full name, or the short name
+// of a point of the process's kind; a point of the other kind is refused
+// before anything is sent.
+func (a *Armer) ArmCrashPoint(ctx context.Context, process, point string) error {
+	kind, _, _ := strings.Cut(process, "-")
+	parsed, err := ParsePoint(point, ledger.Process(kind))
+	if err != nil {
+		return err
+	}
+	if string(parsed.Process()) != kind {
+		return fmt.Errorf("crash point %s lives in a %s, and %s is not one", parsed, parsed.Process(), process)
+	}
+	if a.Endpoint == nil {
+		return fmt.Errorf("crash points: no endpoint resolver for %s", process)
+	}
+	endpoint, err := a.Endpoint(process)
+	if err != nil {
+		return fmt.Errorf("crash point %s in %s: %w", parsed, process, err)
+	}
+	client, err := NewClient(endpoint)
+	if err != nil {
+		return err
+	}
+	if a.HTTP != nil {
+		client.HTTP = a.HTTP
+	}
+	if _, err := client.Arm(ctx, ArmRequest{Point: parsed.String(), After: 1}); err != nil {
+		return fmt.Errorf("arm crash point %s in %s: %w", parsed, process, err)
 	}
 	return nil
 }

@@ -456,3 +456,35 @@ func TestCrashAdminURL(t *testing.T) {
 		t.Error("a host:port without scheme was taken for a URL")
 	}
 }
+
+func TestCrashArmer(t *testing.T) {
+	worker := newRecorder(t, ledger.ProcessWorker, 3)
+	server := httptest.NewServer(worker.Handler())
+	t.Cleanup(server.Close)
+	armer := &crash.Armer{Endpoint: func(process string) (string, error) {
+		if process != "worker-0" {
+			return "", errors.New("no such process")
+		}
+		return server.URL + "/metrics", nil
+	}}
+	if names := armer.CrashPoints(); len(names) != 3 {
+		t.Fatalf("CrashPoints %v", names)
+	}
+	ctx := context.Background()
+	if err := armer.ArmCrashPoint(ctx, "worker-0", "mid-batch"); err != nil {
+		t.Fatal(err)
+	}
+	if armed := worker.Armed(); len(armed) != 1 || armed[0].Point != crash.MidBatch || armed[0].After != 1 {
+		t.Fatalf("armed %+v, want mid-batch on its next hit", armed)
+	}
+	cases := []struct{ process, point, want string }{
+		{"gateway-0", "worker.mid-batch", "lives in a worker, and gateway-0 is not one"},
+		{"worker-0", "after-ack-before-response", "unknown crash point"},
+		{"worker-1", "worker.mid-batch", "no such process"},
+	}
+	for _, c := range cases {
+		if err := armer.ArmCrashPoint(ctx, c.process, c.point); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("arm %s in %s: %v, want an error saying %q", c.point, c.process, err, c.want)
+		}
+	}
+}

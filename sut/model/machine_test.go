@@ -25,10 +25,12 @@ import (
 
 // The test's own defaults for rapid's flags, used unless the command line or
 // the environment gives them: a check costs about a second of HTTP round
-// trips against the stack, so rapid's default of 100 checks is too many.
+// trips against the stack, and shrinking a failure replays sequences
+// hundreds of times, so rapid's default of 100 checks is more than the
+// test's time budget allows.
 var rapidDefaults = []struct{ flag, environment, value string }{
-	{"rapid.checks", "RAPID_CHECKS", "12"},
-	{"rapid.steps", "RAPID_STEPS", "25"},
+	{"rapid.checks", "RAPID_CHECKS", "20"},
+	{"rapid.steps", "RAPID_STEPS", "30"},
 	// Shrinking replays sequences against the real stack; 30s is plenty
 	// for the handful of steps a counterexample needs.
 	{"rapid.shrinktime", "RAPID_SHRINKTIME", "30s"},
@@ -117,21 +119,21 @@ func TestReferenceSystemMatchesModel(t *testing.T) {
 	})
 
 	t.Run("model ignoring overdraft is caught", func(t *testing.T) {
-		// The failing run must not leave a fail file that later runs replay.
-		noFailFile := flag.Lookup("rapid.nofailfile")
-		previous := noFailFile.Value.String()
-		if err := flag.Set("rapid.nofailfile", "true"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = flag.Set("rapid.nofailfile", previous) })
+		// The failing run must not leave a fail file that later runs
+		// replay. Short sequences and a shorter shrink keep it to about 15s:
+		// an overdraft needs two steps, and each step drawn is a group the
+		// shrinker tries to remove with a replay against the stack.
+		setFlagForTest(t, "rapid.nofailfile", "true")
+		setFlagForTest(t, "rapid.steps", "10")
+		setFlagForTest(t, "rapid.shrinktime", "15s")
 
 		recorder := &recordingTB{name: t.Name()}
 		started := time.Now()
 		var runs, steps int
 		rapid.Check(recorder, func(rt *rapid.T) {
 			// No worker restarts here: they cannot change the outcome of
-			// an overdraft, and shrinking replays the sequence hundreds of
-			// times, each restart adding about 100ms to each replay.
+			// an overdraft, and shrinking replays sequences a few thousand
+			// times, each restart adding about 100ms to a replay.
 			m := newMachine(env, true, 0)
 			runs++
 			defer func() { steps += m.steps }()
@@ -158,7 +160,21 @@ func TestReferenceSystemMatchesModel(t *testing.T) {
 		if len(completed) == 0 || len(completed) > 3 {
 			t.Errorf("the counterexample did not shrink to at most 3 steps before the failing one: %d\n%s", len(completed), output)
 		}
-		t.Logf("rapid caught the broken model in %s, shrunk to %d steps before the failing one; its report:\n%s", elapsed, len(completed), output)
+		t.Logf("rapid caught the broken model in %s, shrunk to %d completed steps before the failing one; its report:\n%s", elapsed, len(completed), output)
+	})
+}
+
+// setFlagForTest sets a flag until the test ends.
+func setFlagForTest(t *testing.T, name, value string) {
+	t.Helper()
+	previous := flag.Lookup(name).Value.String()
+	if err := flag.Set(name, value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := flag.Set(name, previous); err != nil {
+			t.Errorf("restore -%s: %v", name, err)
+		}
 	})
 }
 
@@ -184,19 +200,25 @@ func (r *recordingTB) output() string {
 	return strings.Join(r.lines, "\n")
 }
 
-func (r *recordingTB) Helper()                           {}
-func (r *recordingTB) Name() string                      { return r.name }
-func (r *recordingTB) Logf(format string, args ...any)   { r.record(false, fmt.Sprintf(format, args...)) }
-func (r *recordingTB) Log(args ...any)                   { r.record(false, fmt.Sprint(args...)) }
-func (r *recordingTB) Skipf(format string, args ...any)  { panic("recordingTB: skip: " + fmt.Sprintf(format, args...)) }
-func (r *recordingTB) Skip(args ...any)                  { panic("recordingTB: skip: " + fmt.Sprint(args...)) }
-func (r *recordingTB) SkipNow()                          { panic("recordingTB: skip") }
-func (r *recordingTB) Errorf(format string, args ...any) { r.record(true, fmt.Sprintf(format, args...)) }
-func (r *recordingTB) Error(args ...any)                 { r.record(true, fmt.Sprint(args...)) }
-func (r *recordingTB) Fatalf(format string, args ...any) { r.record(true, fmt.Sprintf(format, args...)) }
-func (r *recordingTB) Fatal(args ...any)                 { r.record(true, fmt.Sprint(args...)) }
-func (r *recordingTB) FailNow()                          { r.record(true, "FailNow") }
-func (r *recordingTB) Fail()                             { r.record(true, "Fail") }
+func (r *recordingTB) Helper()                         {}
+func (r *recordingTB) Name() string                    { return r.name }
+func (r *recordingTB) Logf(format string, args ...any) { r.record(false, fmt.Sprintf(format, args...)) }
+func (r *recordingTB) Log(args ...any)                 { r.record(false, fmt.Sprint(args...)) }
+func (r *recordingTB) Skipf(format string, args ...any) {
+	panic("recordingTB: skip: " + fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Skip(args ...any) { panic("recordingTB: skip: " + fmt.Sprint(args...)) }
+func (r *recordingTB) SkipNow()         { panic("recordingTB: skip") }
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.record(true, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Error(args ...any) { r.record(true, fmt.Sprint(args...)) }
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.record(true, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Fatal(args ...any) { r.record(true, fmt.Sprint(args...)) }
+func (r *recordingTB) FailNow()          { r.record(true, "FailNow") }
+func (r *recordingTB) Fail()             { r.record(true, "Fail") }
 
 func (r *recordingTB) Failed() bool {
 	r.mutex.Lock()
@@ -324,7 +346,7 @@ func (m *machine) fresh(t *rapid.T, user *modelUser, op operation) {
 	}
 	if final.Status != http.StatusOK {
 		fail(t, fmt.Sprintf("%s answered %d %s, want 200", op.Kind, final.Status, final.ErrorCode()),
-			"%s through gateway %d with key %s answered %d %s", m.describe(op), gateway, key, final.Status, final.Body)
+			"%s through gateway %d with key %s answered %d %s", m.describe(op), gateway, key, final.Status, bytes.TrimSpace(final.Body))
 	}
 	var got client.Transaction
 	if err := final.Decode(&got); err != nil {
@@ -335,12 +357,12 @@ func (m *machine) fresh(t *rapid.T, user *modelUser, op operation) {
 	if got.Status != want.Status || got.Reason != want.Reason {
 		fail(t, fmt.Sprintf("%s: the system says %s, the model %s", op.Kind, outcomeText(got.Status, got.Reason), outcomeText(want.Status, want.Reason)),
 			"%s through gateway %d with key %s: the system says %s, the model %s; the answer was %s", m.describe(op), gateway, key,
-			m.describeTransaction(got), m.describeTransaction(wantTransaction), final.Body)
+			m.describeTransaction(got), m.describeTransaction(wantTransaction), bytes.TrimSpace(final.Body))
 	}
 	if got != wantTransaction || got.TransactionID == "" {
 		fail(t, op.Kind+": the transaction resource does not match the request",
 			"%s through gateway %d with key %s: the system says %s, the model %s; the answer was %s", m.describe(op), gateway, key,
-			m.describeTransaction(got), m.describeTransaction(wantTransaction), final.Body)
+			m.describeTransaction(got), m.describeTransaction(wantTransaction), bytes.TrimSpace(final.Body))
 	}
 	m.requests = append(m.requests, sentRequest{user: user, key: key, operation: op, status: response.Status, body: response.Body})
 	m.steps++
@@ -369,7 +391,7 @@ func (m *machine) awaitOutcome(t *rapid.T, user *modelUser, accepted client.Resp
 		}
 		if time.Now().After(deadline) {
 			fail(t, fmt.Sprintf("an accepted transaction was not final within %s", outcomeDeadline),
-				"transaction %s: %d %s", pending.TransactionID, response.Status, response.Body)
+				"transaction %s: %d %s", pending.TransactionID, response.Status, bytes.TrimSpace(response.Body))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -389,7 +411,7 @@ func (m *machine) retry(t *rapid.T) {
 	if response.Status != request.status || !bytes.Equal(response.Body, request.body) {
 		fail(t, "a retry with the same key and body did not replay the first answer",
 			"retry of request %d (%s, key %s) through gateway %d answered %d %s; the first answer was %d %s",
-			index, m.describe(request.operation), request.key, gateway, response.Status, response.Body, request.status, request.body)
+			index, m.describe(request.operation), request.key, gateway, response.Status, bytes.TrimSpace(response.Body), request.status, bytes.TrimSpace(request.body))
 	}
 	if !response.Replayed {
 		fail(t, "a replay was not marked Idempotent-Replayed", "retry of request %d (%s, key %s) through gateway %d",
@@ -415,7 +437,7 @@ func (m *machine) reuseKey(t *rapid.T) {
 	if response.Status != http.StatusUnprocessableEntity || response.ErrorCode() != "idempotency_key_reused" {
 		fail(t, fmt.Sprintf("a key reused with another body answered %d %s, want 422 idempotency_key_reused", response.Status, response.ErrorCode()),
 			"reuse of request %d's key %s for %s through gateway %d answered %d %s",
-			index, request.key, m.describe(changed), gateway, response.Status, response.Body)
+			index, request.key, m.describe(changed), gateway, response.Status, bytes.TrimSpace(response.Body))
 	}
 	m.steps++
 	t.Logf("step %d: reuse of request %d's key (%s) for %s through gateway %d refused", m.steps, index, request.key, m.describe(changed), gateway)
