@@ -106,8 +106,10 @@ func TestCasesCoverTheCatalogue(t *testing.T) {
 			t.Errorf("profile %s: duration %s, want (0, 60s]", p.Name, p.Duration)
 		}
 		for _, step := range p.Steps {
-			if step.At >= p.Duration {
-				t.Errorf("profile %s: step %s after the load ends", p.Name, step)
+			// Load keeps running after the last fault, so a kill between a
+			// commit and its cache update is healed by later batches.
+			if step.At > p.Duration-6*time.Second {
+				t.Errorf("profile %s: step %s less than 6s before the load ends", p.Name, step)
 			}
 			if step.Action != ActionKill && step.Action != ActionStart && step.Action != ActionStop {
 				t.Errorf("profile %s: step %s has an unknown action", p.Name, step)
