@@ -39,6 +39,8 @@ func commands() map[string]command {
 		"bench":   {"measure batched apply against the naive design on Postgres", benchCommand},
 		"audit":   {"check a run's journal against the ledger (exit 0 passed, 1 violated, 2 could not audit)", auditCommand},
 		"chaos":   {"apply a chaos plan (timeline of faults) to a running stack; writes the run's chaos log", chaosCommand},
+		"report":  {"render a run directory's report (index.html, junit.xml, summary.json), or --compare two runs", reportCommand},
+		"run":     {"the main job: load + chaos + drain + audit + report (exit 0 passed, 1 invariant violated, 2 could not run, 3 threshold failed)", runCommand},
 
 		"mutation": {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
 	}

@@ -1,0 +1,405 @@
+package reports
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"sort"
+	"strings"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+)
+
+// The page's assets, embedded so the report is one file that opens
+// offline: uPlot (assets/README.md says which version and from where), the
+// page's own script and style, and its template.
+//
+//go:embed assets/uPlot.iife.min.js assets/uPlot.min.css assets/report.js assets/report.css assets/report.html.tmpl
+var assets embed.FS
+
+// faultColors are the fault windows' colours, one per target, the same in
+// the charts and in the legend.
+// They differ from every series colour, so a test can tell shading from lines.
+var faultColors = []string{"#e15759", "#b07aa1", "#9c755f", "#76b7b2", "#edc948", "#ff9da7", "#59a14f", "#bab0ac"}
+
+// page is what the template renders.
+type page struct {
+	Title        string
+	RunID        string
+	Dir          string
+	Summary      Summary
+	VerdictTitle string
+	VerdictClass string
+	Audit        *invariants.Result
+	AuditOps     []kindCounts
+	Invariants   []invariantView
+	Charts       chartData
+	Faults       []faultView
+	ChaosActions []chaosView
+	ChaosPlan    string
+	ChaosSeed    string
+	Trends       []latencyTrend
+	HasJournal   bool
+	HasMetrics   bool
+	LagPeak      float64
+	Operations   []kindCounts
+	StatusCodes  []int
+	StatusRows   []statusRow
+	Reasons      []reasonRow
+	Config       [][2]string
+	ScenarioEnv  [][2]string
+	Versions     [][2]string
+	K6Header     []string
+	K6Options    string
+	Thresholds   []Threshold
+	HasK6        bool
+	Inputs       [][2]string
+	UPlotJS      template.JS
+	UPlotCSS     template.CSS
+	ReportJS     template.JS
+	ReportCSS    template.CSS
+}
+
+type kindCounts struct {
+	Kind                  string
+	OK, Fail, Info, Other int64
+	Total                 int64
+}
+
+type statusRow struct {
+	Kind   string
+	Counts []int64
+}
+
+type reasonRow struct {
+	Kind, Outcome, Reason string
+	Count                 int64
+}
+
+type invariantView struct {
+	invariants.InvariantResult
+	CheckedText string
+	Explanation string
+	Listed      int
+}
+
+type faultView struct {
+	Number   int
+	Label    string
+	Target   string
+	Action   string
+	Recovery string
+	From     string
+	To       string
+	Duration string
+	Color    string
+}
+
+type chaosView struct {
+	Offset   string
+	Action   string
+	Target   string
+	Params   string
+	Result   string
+	Duration string
+	Source   string
+}
+
+// chartData is the page's data for its script (window.ledgerproofReport):
+// the series and the fault windows it shades.
+type chartData struct {
+	XMin         float64       `json:"xMin"`
+	XMax         float64       `json:"xMax"`
+	Origin       string        `json:"origin"`
+	Throughput   *series       `json:"throughput"`
+	Latency      *series       `json:"latency"`
+	Lag          *series       `json:"lag"`
+	Batch        *series       `json:"batch"`
+	FaultWindows []chartWindow `json:"faultWindows"`
+}
+
+type chartWindow struct {
+	FaultWindow
+	Number int    `json:"number"`
+	Color  string `json:"color"`
+}
+
+func (a *analysis) html() ([]byte, error) {
+	read := func(name string) string {
+		content, err := assets.ReadFile("assets/" + name)
+		if err != nil {
+			// The assets are embedded at build time: a missing one is a
+			// broken build, not a runtime condition.
+			panic(fmt.Sprintf("reports: embedded asset %s: %v", name, err))
+		}
+		return string(content)
+	}
+	funcs := template.FuncMap{
+		"number":  formatCount,
+		"decimal": func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"ms":      formatMs,
+		"msp":     func(v *float64) string { return formatMsPointer(v) },
+		"percent": func(v float64) string { return fmt.Sprintf("%.2f %%", v*100) },
+		"observed": func(v *float64) string {
+			if v == nil {
+				return "—"
+			}
+			return formatNumber(*v)
+		},
+		"upper":     strings.ToUpper,
+		"rowFields": rowFields,
+		"compact":   compactJSON,
+	}
+	tmpl, err := template.New("report").Funcs(funcs).Parse(read("report.html.tmpl"))
+	if err != nil {
+		return nil, fmt.Errorf("report template: %w", err)
+	}
+	p := a.page()
+	p.UPlotJS = template.JS(read("uPlot.iife.min.js"))
+	p.UPlotCSS = template.CSS(read("uPlot.min.css"))
+	p.ReportJS = template.JS(read("report.js"))
+	p.ReportCSS = template.CSS(read("report.css"))
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, p); err != nil {
+		return nil, fmt.Errorf("render report: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+var verdictTitles = map[string]string{
+	VerdictPassed:            "Passed",
+	VerdictInvariantViolated: "Invariant violated",
+	VerdictThresholdFailed:   "Thresholds failed",
+	VerdictCouldNotRun:       "Could not run",
+}
+
+func (a *analysis) page() page {
+	s := a.summary
+	p := page{
+		Summary: s, RunID: nonEmpty(s.RunID, a.in.dir), Dir: a.in.dir,
+		VerdictTitle: nonEmpty(verdictTitles[s.Verdict], s.Verdict), VerdictClass: s.Verdict,
+		Audit: a.in.audit, HasJournal: len(a.journal.files) > 0, HasMetrics: a.metrics != nil,
+		Trends: a.in.k6.trends(), Thresholds: s.Thresholds, HasK6: a.in.k6 != nil, K6Header: a.in.k6Header,
+	}
+	p.Title = fmt.Sprintf("Ledgerproof %s — %s", p.RunID, p.VerdictTitle)
+
+	if audit := a.in.audit; audit != nil {
+		p.AuditOps = countsByKind(audit.Operations)
+		for _, invariant := range audit.Invariants {
+			view := invariantView{InvariantResult: invariant, CheckedText: formatChecked(invariant.Checked), Listed: len(invariant.Violations)}
+			if invariant.Status == invariants.StatusViolated {
+				view.Explanation = explainInvariant(invariant)
+			}
+			p.Invariants = append(p.Invariants, view)
+		}
+	}
+
+	// Faults: one colour per target.
+	colors := map[string]string{}
+	p.Charts = chartData{XMin: a.timeline.XMin, XMax: a.timeline.XMax, Throughput: a.timeline.Throughput,
+		Latency: a.timeline.Latency, Lag: a.timeline.Lag, Batch: a.timeline.Batch, FaultWindows: []chartWindow{}}
+	if !a.origin.IsZero() {
+		p.Charts.Origin = a.origin.UTC().Format("2006-01-02 15:04:05.000 UTC")
+	}
+	if a.timeline.Lag != nil {
+		for _, point := range a.timeline.Lag.Lines[0] {
+			if point != nil {
+				p.LagPeak = max(p.LagPeak, *point)
+			}
+		}
+	}
+	for i, window := range a.timeline.faults {
+		color, ok := colors[window.Target]
+		if !ok {
+			color = faultColors[len(colors)%len(faultColors)]
+			colors[window.Target] = color
+		}
+		p.Charts.FaultWindows = append(p.Charts.FaultWindows, chartWindow{FaultWindow: window, Number: i + 1, Color: color})
+		view := faultView{Number: i + 1, Label: window.Label, Target: window.Target, Action: window.Action,
+			Recovery: nonEmpty(window.Recovery, "—"), From: fmt.Sprintf("%.1f s", window.StartSeconds), Color: color}
+		switch {
+		case window.Marker:
+			view.To, view.Duration = "—", "instant (no start followed)"
+		case window.OpenEnded:
+			view.To, view.Duration = "end of run", fmt.Sprintf("≥ %.1f s (never undone)", window.EndSeconds-window.StartSeconds)
+		default:
+			view.To, view.Duration = fmt.Sprintf("%.1f s", window.EndSeconds), fmt.Sprintf("%.1f s", window.EndSeconds-window.StartSeconds)
+		}
+		p.Faults = append(p.Faults, view)
+	}
+	for _, record := range a.in.chaos {
+		target := record.Target
+		if record.Resolved != "" && record.Resolved != record.Target {
+			target += " → " + record.Resolved
+		}
+		result := nonEmpty(record.Result, "ok")
+		if record.Error != "" {
+			result += ": " + record.Error
+		}
+		var params []string
+		for _, key := range sortedKeys(record.Params) {
+			params = append(params, key+"="+record.Params[key])
+		}
+		source := record.Source
+		if record.Cleanup {
+			source += " (cleanup)"
+		}
+		p.ChaosActions = append(p.ChaosActions, chaosView{
+			Offset: fmt.Sprintf("%.1f s", record.Time.Sub(a.origin).Seconds()), Action: record.Action, Target: target,
+			Params: strings.Join(params, " "), Result: result, Duration: fmt.Sprintf("%d ms", record.DurationMs), Source: source,
+		})
+		if p.ChaosPlan == "" {
+			p.ChaosPlan, p.ChaosSeed = record.Plan, fmt.Sprint(record.Seed)
+		}
+	}
+
+	// Errors.
+	p.Operations = countsByKind(a.journal.operations)
+	statusSet := map[int]bool{}
+	for _, byStatus := range a.journal.statuses {
+		for status := range byStatus {
+			statusSet[status] = true
+		}
+	}
+	for status := range statusSet {
+		p.StatusCodes = append(p.StatusCodes, status)
+	}
+	sort.Ints(p.StatusCodes)
+	for _, kind := range sortedKeys(a.journal.statuses) {
+		row := statusRow{Kind: kind}
+		for _, status := range p.StatusCodes {
+			row.Counts = append(row.Counts, a.journal.statuses[kind][status])
+		}
+		p.StatusRows = append(p.StatusRows, row)
+	}
+	for key, n := range a.journal.reasons {
+		p.Reasons = append(p.Reasons, reasonRow{Kind: key.kind, Outcome: key.outcome, Reason: nonEmpty(key.reason, "(none given)"), Count: n})
+	}
+	sort.Slice(p.Reasons, func(i, j int) bool {
+		if p.Reasons[i].Count != p.Reasons[j].Count {
+			return p.Reasons[i].Count > p.Reasons[j].Count
+		}
+		return fmt.Sprint(p.Reasons[i]) < fmt.Sprint(p.Reasons[j])
+	})
+
+	// Configuration.
+	if run := a.in.run; run != nil {
+		add := func(name, value string) {
+			if value != "" {
+				p.Config = append(p.Config, [2]string{name, value})
+			}
+		}
+		add("run id", run.ID)
+		if !run.StartedAt.IsZero() {
+			add("started", run.StartedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+		}
+		if !run.FinishedAt.IsZero() {
+			add("finished", run.FinishedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
+		}
+		add("scenario", run.Scenario)
+		add("load seed (k6 SEED)", fmt.Sprint(run.Seed))
+		add("chaos plan", run.Plan)
+		add("chaos plan name", run.PlanName)
+		add("chaos plan seed", fmt.Sprint(run.PlanSeed))
+		bugs := "none"
+		if len(run.SeededBugs) > 0 {
+			bugs = strings.Join(run.SeededBugs, ", ")
+		}
+		add("seeded bugs", bugs)
+		if raw, ok := a.in.runRaw["stack"]; ok {
+			add("stack", compactJSON(raw))
+		}
+		if run.K6ExitCode != nil {
+			add("k6 exit code", fmt.Sprint(*run.K6ExitCode))
+		}
+		add("audit verdict (run.json)", run.AuditVerdict)
+		add("verdict (run.json)", run.Verdict)
+		if run.ExitCode != nil {
+			add("exit code (run.json)", fmt.Sprint(*run.ExitCode))
+		}
+		add("note", run.Note)
+		for _, key := range sortedKeys(run.ScenarioEnv) {
+			p.ScenarioEnv = append(p.ScenarioEnv, [2]string{key, run.ScenarioEnv[key]})
+		}
+		for _, key := range sortedKeys(run.Versions) {
+			p.Versions = append(p.Versions, [2]string{key, run.Versions[key]})
+		}
+	}
+	if a.in.k6 != nil && len(a.in.k6.Options) > 0 && string(a.in.k6.Options) != "null" {
+		var indented bytes.Buffer
+		if json.Indent(&indented, a.in.k6.Options, "", "  ") == nil {
+			p.K6Options = indented.String()
+		}
+	}
+	for _, name := range sortedKeys(a.in.status) {
+		p.Inputs = append(p.Inputs, [2]string{name, a.in.status[name]})
+	}
+	return p
+}
+
+func countsByKind(operations map[string]map[string]int64) []kindCounts {
+	var rows []kindCounts
+	var total kindCounts
+	total.Kind = "total"
+	for _, kind := range sortedKeys(operations) {
+		row := kindCounts{Kind: kind}
+		for outcome, n := range operations[kind] {
+			switch outcome {
+			case invariants.OutcomeOK:
+				row.OK += n
+			case invariants.OutcomeFail:
+				row.Fail += n
+			case invariants.OutcomeInfo:
+				row.Info += n
+			default:
+				row.Other += n
+			}
+			row.Total += n
+		}
+		total.OK += row.OK
+		total.Fail += row.Fail
+		total.Info += row.Info
+		total.Other += row.Other
+		total.Total += row.Total
+		rows = append(rows, row)
+	}
+	if len(rows) > 0 {
+		rows = append(rows, total)
+	}
+	return rows
+}
+
+// formatCount writes an integer with thin spaces between thousands.
+func formatCount(n int64) string {
+	sign := ""
+	if n < 0 {
+		sign, n = "-", -n
+	}
+	digits := fmt.Sprint(n)
+	var out []string
+	for len(digits) > 3 {
+		out = append([]string{digits[len(digits)-3:]}, out...)
+		digits = digits[:len(digits)-3]
+	}
+	out = append([]string{digits}, out...)
+	return sign + strings.Join(out, "\u202f")
+}
+
+func formatMs(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.2f s", v/1000)
+	case v >= 10:
+		return fmt.Sprintf("%.0f ms", v)
+	}
+	return fmt.Sprintf("%.1f ms", v)
+}
+
+func formatMsPointer(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return formatMs(*v)
+}

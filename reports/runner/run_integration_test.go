@@ -1,0 +1,293 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
+)
+
+// The tests run the real command, `ledgerproof run`, as CI does: the
+// orchestration here, the wiring in cmd/ledgerproof/run.go, the stack, k6
+// and the auditor together, judged by exit code and run directory.
+
+// scenario is gate.js, from this package's directory.
+const scenario = "../../scenarios/gate.js"
+
+// contractFiles are the files docs/run-directory.md promises in a run
+// directory of a local stack run with a plan.
+var contractFiles = []string{
+	"run.json", "journal.jsonl", "k6-summary.json", "k6.log", "chaos-log.jsonl", "metrics.jsonl",
+	"audit.json", "audit.txt", "index.html", "junit.xml", "summary.json", "stack-logs",
+}
+
+// ledgerproofRun runs `ledgerproof run args...` bounded by timeout and
+// returns its exit code and combined output.
+func ledgerproofRun(t *testing.T, timeout time.Duration, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	command := exec.CommandContext(ctx, stacktest.Binary(t), append([]string{"run"}, args...)...)
+	var output bytes.Buffer
+	command.Stdout, command.Stderr = &output, &output
+	err := command.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("ledgerproof run did not finish within %s:\n%s", timeout, output.String())
+	}
+	var exitError *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, output.String()
+	case errors.As(err, &exitError):
+		return exitError.ExitCode(), output.String()
+	}
+	t.Fatalf("ledgerproof run: %v", err)
+	return -1, ""
+}
+
+func readRun(t *testing.T, dir string) *runner.RunFile {
+	t.Helper()
+	record, err := runner.ReadRunFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return record
+}
+
+func readAudit(t *testing.T, dir string) *invariants.Result {
+	t.Helper()
+	content, err := os.ReadFile(filepath.Join(dir, "audit.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var result invariants.Result
+	if err := json.Unmarshal(content, &result); err != nil {
+		t.Fatal(err)
+	}
+	return &result
+}
+
+// TestCleanRunPasses: a short gate run on a running stack while a plan
+// kills the broker and starts it again: exit 0, every file of the
+// contract, verdict passed, the fault in the chaos log at its offset from
+// the load's start.
+func TestCleanRunPasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack and k6")
+	}
+	k6 := stacktest.K6Binary(t)
+	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 1, Workers: 1})
+	plan := filepath.Join(t.TempDir(), "broker.yaml")
+	if err := os.WriteFile(plan, []byte("name: test-broker\nduration: 12s\nsteps:\n  - {at: 4s, action: kill, target: broker}\n  - {at: 7s, action: start, target: broker}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	// The broker's outage holds requests up to its end: the latency bound
+	// allows for it, as docs/ci.md says a gate with faults must.
+	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--k6", k6, "--stack-dir", file.Dir,
+		"--plan", plan, "--duration", "15s", "--rate", "20", "--seed", "11",
+		"--env", "ACCOUNTS=20", "--env", "P95_MS=10000", "--env", "ERROR_RATE_MAX=0.05", "--out", out)
+	t.Logf("ledgerproof run:\n%s", output)
+	if code != runner.ExitPassed {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	for _, name := range contractFiles {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("run directory lacks %s: %v", name, err)
+		}
+	}
+	record := readRun(t, out)
+	if record.Verdict != runner.VerdictPassed || record.ExitCode != 0 || record.AuditVerdict != invariants.VerdictPassed ||
+		record.K6ExitCode != 0 || !record.ThresholdsPassed || record.Seed != 11 || record.Stack.StartedByRun ||
+		record.FaultsApplied != 2 || record.LoadStartedAt == nil || record.Report == "" {
+		t.Errorf("run.json: %+v", record)
+	}
+	var phases []string
+	for _, phase := range record.Phases {
+		phases = append(phases, phase.Name)
+		if phase.FinishedAt.Before(phase.StartedAt) {
+			t.Errorf("phase %+v ends before it starts", phase)
+		}
+	}
+	if got := strings.Join(phases, ","); got != "stack,setup,load,recover,audit,report" {
+		t.Errorf("phases %s", got)
+	}
+	// The plan's offsets count from the load's start: the kill is logged
+	// at 4s after it (the runner may be a little late, never early).
+	content, err := os.ReadFile(filepath.Join(out, "chaos-log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first struct {
+		Start    time.Time `json:"start"`
+		OffsetMs int64     `json:"offset_ms"`
+		Action   string    `json:"action"`
+	}
+	if err := json.Unmarshal(bytes.SplitN(content, []byte("\n"), 2)[0], &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Action != "kill" || !first.Start.Equal(*record.LoadStartedAt) || first.OffsetMs < 4000 || first.OffsetMs > 5000 {
+		t.Errorf("first chaos record %+v; load started at %s", first, record.LoadStartedAt)
+	}
+	// Every target was scraped, about once a second.
+	metrics, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]int{}
+	for _, line := range bytes.Split(bytes.TrimSpace(metrics), []byte("\n")) {
+		var scrape runner.MetricsLine
+		if err := json.Unmarshal(line, &scrape); err != nil {
+			t.Fatalf("metrics line %s: %v", line, err)
+		}
+		if scrape.Up {
+			targets[scrape.Target]++
+			if _, ok := scrape.Values["process_cpu_seconds_total"]; !ok {
+				t.Fatalf("scrape of %s without process_cpu_seconds_total", scrape.Target)
+			}
+		}
+	}
+	if targets["gateway-0"] < 12 || targets["worker-0"] < 12 {
+		t.Errorf("scrapes per target: %v, want one a second over the load", targets)
+	}
+}
+
+// TestSeededBugIsCaught: no-idempotency with a third of the operations
+// sent twice with one key: the run starts a fresh stack with the bug, the
+// audit finds the duplicates, the run exits 1 and the report says why.
+func TestSeededBugIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack and k6")
+	}
+	k6 := stacktest.K6Binary(t)
+	out := filepath.Join(t.TempDir(), "run")
+	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--k6", k6,
+		"--seeded-bug", "no-idempotency", "--unsafe-allow-seeded-bugs", "--gateways", "1", "--workers", "1",
+		"--duration", "8s", "--rate", "30", "--env", "ACCOUNTS=20", "--env", "DUPLICATE_RATE=0.3", "--out", out)
+	t.Logf("ledgerproof run:\n%s", output)
+	if code != runner.ExitInvariantViolated {
+		t.Fatalf("exit %d, want 1 (invariant-violated)", code)
+	}
+	record := readRun(t, out)
+	if record.Verdict != runner.VerdictInvariantViolated || record.AuditVerdict != invariants.VerdictViolated ||
+		len(record.SeededBugs) != 1 || record.SeededBugs[0] != "no-idempotency" || !record.Stack.StartedByRun {
+		t.Errorf("run.json: %+v", record)
+	}
+	if _, err := os.Stat(record.Stack.Dir); !os.IsNotExist(err) {
+		t.Errorf("the seeded-bug stack %s was not removed: %v", record.Stack.Dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "stack-logs", "gateway-0.log")); err != nil {
+		t.Errorf("stack logs not copied: %v", err)
+	}
+	audit := readAudit(t, out)
+	var violated []string
+	for _, invariant := range audit.Invariants {
+		if invariant.Status == invariants.StatusViolated {
+			violated = append(violated, invariant.Name)
+		}
+	}
+	if !contains(violated, invariants.ExactlyOnce) {
+		t.Fatalf("violated %v, want exactly-once among them", violated)
+	}
+	// The report explains it: the invariant and a counterexample's key.
+	page, err := os.ReadFile(filepath.Join(out, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, invariant := range audit.Invariants {
+		if invariant.Name != invariants.ExactlyOnce {
+			continue
+		}
+		if !bytes.Contains(page, []byte(invariants.ExactlyOnce)) || len(invariant.Violations) == 0 {
+			t.Fatalf("the report does not name %s, or the audit has no counterexample", invariants.ExactlyOnce)
+		}
+		summary := invariant.Violations[0].Summary
+		if !bytes.Contains(page, []byte(htmlEscape(summary))) && !bytes.Contains(page, []byte(summary)) {
+			t.Errorf("the report does not show the first counterexample %q", summary)
+		}
+	}
+}
+
+// TestValidationErrors: each configuration mistake exits 2 with a message
+// that names it, before anything starts: no stack, no run directory.
+func TestValidationErrors(t *testing.T) {
+	k6 := stacktest.K6Binary(t)
+	dir := t.TempDir()
+	malformed := filepath.Join(dir, "malformed.yaml")
+	if err := os.WriteFile(malformed, []byte("name: bad\nsteps: [{at: 5s, action: explode, target: broker}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missingTarget := filepath.Join(dir, "missing-target.yaml")
+	if err := os.WriteFile(missingTarget, []byte("name: far\nduration: 10s\nsteps:\n  - {at: 5s, action: kill, target: worker-7}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	late := filepath.Join(dir, "late.yaml")
+	if err := os.WriteFile(late, []byte("name: late\nduration: 10s\nsteps:\n  - {at: 5s, action: kill, target: broker}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing scenario", []string{"--scenario", "scenarios/nope.js"}, "--scenario scenarios/nope.js: not a file"},
+		{"missing k6", []string{"--k6", filepath.Join(dir, "no-k6")}, "make k6"},
+		{"malformed plan", []string{"--plan", malformed}, `action: "explode" unknown`},
+		{"plan target not in the stack", []string{"--plan", missingTarget}, `target "worker-7" does not exist in this stack`},
+		{"plan step after the load", []string{"--plan", late, "--duration", "3s"}, "comes after the load ends"},
+		{"seeded bug without the unsafe switch", []string{"--seeded-bug", "no-idempotency"}, "--unsafe-allow-seeded-bugs"},
+		{"unknown seeded bug", []string{"--seeded-bug", "no-such-bug", "--unsafe-allow-seeded-bugs"}, "no-such-bug"},
+		{"plan on an external system", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--plan", late}, "--plan needs a stack the run can apply faults to"},
+		{"external system not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x"}, "nothing answers at http://127.0.0.1:1"},
+		{"external without audit source", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1"}, "one audit source"},
+		{"bad env", []string{"--env", "RATE"}, "want KEY=VALUE"},
+		{"env that the run sets", []string{"--env", "RUN_DIR=/tmp/x"}, "the run sets it"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			stackDir := filepath.Join(t.TempDir(), "stack")
+			out := filepath.Join(t.TempDir(), "run")
+			args := append([]string{"--scenario", scenario, "--k6", k6, "--stack-dir", stackDir, "--out", out}, c.args...)
+			started := time.Now()
+			code, output := ledgerproofRun(t, 30*time.Second, args...)
+			if code != runner.ExitCouldNotRun {
+				t.Fatalf("exit %d, want 2; output:\n%s", code, output)
+			}
+			if !strings.Contains(output, c.want) || !strings.Contains(output, "nothing was started") {
+				t.Errorf("output does not say %q and that nothing was started:\n%s", c.want, output)
+			}
+			for _, path := range []string{stackDir, out} {
+				if _, err := os.Stat(path); !os.IsNotExist(err) {
+					t.Errorf("%s exists after a validation error", path)
+				}
+			}
+			if took := time.Since(started); took > 10*time.Second {
+				t.Errorf("validation took %s", took)
+			}
+		})
+	}
+}
+
+func contains(values []string, value string) bool {
+	for _, candidate := range values {
+		if candidate == value {
+			return true
+		}
+	}
+	return false
+}
+
+// htmlEscape escapes text as html/template does in element content.
+func htmlEscape(text string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(text)
+}

@@ -1,0 +1,182 @@
+// Package runner is the main job of Ledgerproof, `ledgerproof run`, as a
+// library: it drives the load (k6 and the k6/x/ledger journal), applies a
+// chaos plan in step with it, scrapes the system's metrics, waits for the
+// load to end, then recovers, drains and audits, renders the report, and
+// writes run.json with the verdict (docs/run-directory.md is the contract of
+// what it writes).
+//
+// The stack itself (start, attach, stop) and the audit's and report's
+// sources are wired by the caller (cmd/ledgerproof/run.go): this package
+// sees the system only through base URLs, metrics targets, a chaos executor
+// and three hooks (Recover, Audit, Report).
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+)
+
+// RunFileName is the run's configuration and result inside the run directory.
+const RunFileName = "run.json"
+
+// RunFileVersion is the version of run.json's format.
+const RunFileVersion = 1
+
+// Verdicts of a run and their exit codes (docs/run-directory.md). An
+// invariant violation wins over everything else: money lost or duplicated
+// is the finding, whatever else went wrong.
+const (
+	VerdictPassed            = "passed"
+	VerdictInvariantViolated = "invariant-violated"
+	VerdictCouldNotRun       = "could-not-run"
+	VerdictThresholdFailed   = "threshold-failed"
+)
+
+// Exit codes of `ledgerproof run`, one per verdict.
+const (
+	ExitPassed            = 0
+	ExitInvariantViolated = 1
+	ExitCouldNotRun       = 2
+	ExitThresholdFailed   = 3
+)
+
+// ExitCode returns the exit code of a verdict.
+func ExitCode(verdict string) int {
+	switch verdict {
+	case VerdictPassed:
+		return ExitPassed
+	case VerdictInvariantViolated:
+		return ExitInvariantViolated
+	case VerdictThresholdFailed:
+		return ExitThresholdFailed
+	}
+	return ExitCouldNotRun
+}
+
+// StackInfo is what run.json records of the system under test.
+type StackInfo struct {
+	// Kind is local, compose or external.
+	Kind string `json:"kind"`
+	// Dir is the local stack's directory; File the compose file.
+	Dir  string `json:"dir,omitempty"`
+	File string `json:"file,omitempty"`
+	// StartedByRun says the run started the stack (and stopped it after,
+	// unless kept).
+	StartedByRun bool `json:"started_by_run"`
+	// Gateways are the base URLs the load was sent to.
+	Gateways []string `json:"gateways"`
+}
+
+// Phase is one span of the run: stack, setup, load, recover, audit, report.
+type Phase struct {
+	Name       string    `json:"name"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// RunFile is run.json (docs/run-directory.md).
+type RunFile struct {
+	Version    int       `json:"version"`
+	ID         string    `json:"id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Scenario is the k6 script; ScenarioEnv the -e variables given to it
+	// (without BASE_URL and RUN_DIR, which the stack and the run directory
+	// say).
+	Scenario    string            `json:"scenario"`
+	ScenarioEnv map[string]string `json:"scenario_env"`
+	// Plan is the chaos plan file ("" for none); PlanSeed the seed of its
+	// random section (0 when it has none).
+	Plan       string    `json:"plan"`
+	PlanName   string    `json:"plan_name,omitempty"`
+	PlanSeed   uint64    `json:"plan_seed"`
+	Stack      StackInfo `json:"stack"`
+	SeededBugs []string  `json:"seeded_bugs"`
+	// Seed is the load's seed (k6 SEED): replay with --seed.
+	Seed     int64             `json:"seed"`
+	Versions map[string]string `json:"versions"`
+	Phases   []Phase           `json:"phases"`
+	// LoadStartedAt is when the load began (the first operation after
+	// k6's setup); the chaos plan's offsets count from it.
+	LoadStartedAt *time.Time `json:"load_started_at,omitempty"`
+	// K6ExitCode is k6's exit status (99: thresholds crossed; -1: k6 did
+	// not finish).
+	K6ExitCode       int  `json:"k6_exit_code"`
+	ThresholdsPassed bool `json:"thresholds_passed"`
+	// AuditVerdict is the auditor's: passed, violated, incomplete, or empty
+	// when the audit could not run.
+	AuditVerdict string `json:"audit_verdict"`
+	// FaultsApplied and FaultsFailed count the chaos log's records.
+	FaultsApplied int `json:"faults_applied"`
+	FaultsFailed  int `json:"faults_failed"`
+	// Report is the report's index.html, when it was written.
+	Report   string `json:"report,omitempty"`
+	ExitCode int    `json:"exit_code"`
+	Verdict  string `json:"verdict"`
+	// Note says why a run could not run, or was interrupted.
+	Note string `json:"note,omitempty"`
+}
+
+// Write writes run.json into dir atomically (temporary file, rename), so a
+// reader never sees half a file.
+func (r *RunFile) Write(dir string) error {
+	content, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("run.json: %w", err)
+	}
+	temporary, err := os.CreateTemp(dir, RunFileName+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("run.json: %w", err)
+	}
+	defer os.Remove(temporary.Name())
+	if _, err := temporary.Write(append(content, '\n')); err != nil {
+		temporary.Close()
+		return fmt.Errorf("run.json: %w", err)
+	}
+	if err := temporary.Close(); err != nil {
+		return fmt.Errorf("run.json: %w", err)
+	}
+	if err := os.Rename(temporary.Name(), filepath.Join(dir, RunFileName)); err != nil {
+		return fmt.Errorf("run.json: %w", err)
+	}
+	return nil
+}
+
+// ReadRunFile reads a run directory's run.json.
+func ReadRunFile(dir string) (*RunFile, error) {
+	content, err := os.ReadFile(filepath.Join(dir, RunFileName))
+	if err != nil {
+		return nil, err
+	}
+	var file RunFile
+	if err := json.Unmarshal(content, &file); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, RunFileName), err)
+	}
+	return &file, nil
+}
+
+// Judge returns the run's verdict from its parts: the audit's verdict
+// (invariants: passed, violated, incomplete; empty when it did not run), k6's
+// exit status, and whether anything else kept the run from doing what it
+// said (interrupted, a fault that could not be applied, no report).
+func Judge(auditVerdict string, k6ExitCode int, otherProblem bool) string {
+	switch {
+	case auditVerdict == invariants.VerdictViolated:
+		return VerdictInvariantViolated
+	case auditVerdict != invariants.VerdictPassed, otherProblem:
+		return VerdictCouldNotRun
+	case k6ExitCode == k6ExitThresholds:
+		return VerdictThresholdFailed
+	case k6ExitCode != 0:
+		return VerdictCouldNotRun
+	}
+	return VerdictPassed
+}
+
+// k6ExitThresholds is k6's exit status when a threshold was crossed.
+const k6ExitThresholds = 99

@@ -1,0 +1,381 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+)
+
+// Verdicts of a run (docs/run-directory.md), the same words run.json uses.
+const (
+	VerdictPassed            = "passed"
+	VerdictInvariantViolated = "invariant-violated"
+	VerdictCouldNotRun       = "could-not-run"
+	VerdictThresholdFailed   = "threshold-failed"
+)
+
+// ExitCode is the exit code of `ledgerproof run` for a verdict: passed 0,
+// invariant-violated 1, could-not-run 2, threshold-failed 3.
+func ExitCode(verdict string) int {
+	switch verdict {
+	case VerdictPassed:
+		return 0
+	case VerdictInvariantViolated:
+		return 1
+	case VerdictThresholdFailed:
+		return 3
+	}
+	return 2
+}
+
+// verdictSeverity orders verdicts: an invariant violation wins over
+// everything, then a run that could not run, then crossed thresholds.
+func verdictSeverity(verdict string) int {
+	switch verdict {
+	case VerdictPassed:
+		return 0
+	case VerdictThresholdFailed:
+		return 1
+	case VerdictCouldNotRun:
+		return 2
+	case VerdictInvariantViolated:
+		return 3
+	}
+	return 2
+}
+
+// SummaryVersion is the version of summary.json's format.
+const SummaryVersion = 1
+
+// Summary is summary.json: the run's verdict and headline figures, for
+// machines (CI, `ledgerproof report --compare`).
+type Summary struct {
+	Version int    `json:"version"`
+	RunID   string `json:"run_id"`
+	// Verdict is passed, invariant-violated, threshold-failed or
+	// could-not-run; ExitCode is `ledgerproof run`'s exit code for it.
+	Verdict  string `json:"verdict"`
+	ExitCode int    `json:"exit_code"`
+	// Reasons say why, one sentence each.
+	Reasons []string `json:"reasons"`
+	// AuditVerdict is audit.json's (passed, violated, incomplete), empty
+	// when the run has no audit.
+	AuditVerdict string            `json:"audit_verdict"`
+	Invariants   []InvariantStatus `json:"invariants"`
+	// ThresholdsRecorded is false when the run has no k6 summary.
+	ThresholdsRecorded bool        `json:"thresholds_recorded"`
+	Thresholds         []Threshold `json:"thresholds"`
+	// Operations counts journal lines by kind, then outcome.
+	Operations map[string]map[string]int64 `json:"operations"`
+	Throughput Throughput                  `json:"throughput"`
+	LatencyMs  Latency                     `json:"latency_ms"`
+	// ErrorRate is the share of money operations that did not settle
+	// (outcome fail or info); HTTPErrorRate the share of HTTP attempts
+	// answered 5xx or not at all.
+	ErrorRate     float64          `json:"error_rate"`
+	HTTPErrorRate float64          `json:"http_error_rate"`
+	HTTPStatuses  map[string]int64 `json:"http_statuses"`
+	// Faults counts the fault windows (and markers) of the chaos log;
+	// FaultsFailed the chaos actions that failed.
+	Faults       int           `json:"faults"`
+	FaultsFailed int           `json:"faults_failed"`
+	FaultWindows []FaultWindow `json:"fault_windows"`
+	// Origin is the report's time zero (the load's start when known):
+	// every offset in seconds counts from it.
+	Origin time.Time `json:"origin"`
+	// Inputs says, per file of the run directory, whether it was read.
+	Inputs   map[string]string `json:"inputs"`
+	Warnings []string          `json:"warnings"`
+}
+
+// InvariantStatus is one invariant's verdict and counts.
+type InvariantStatus struct {
+	Name           string           `json:"name"`
+	Status         string           `json:"status"`
+	ViolationCount int64            `json:"violation_count"`
+	Checked        map[string]int64 `json:"checked"`
+}
+
+// Throughput is the rate of money operations completed (signups
+// excluded), whatever their outcome.
+type Throughput struct {
+	Operations int64 `json:"operations"`
+	// DurationSeconds runs from the first operation's invoke to the last
+	// one's completion.
+	DurationSeconds float64 `json:"duration_seconds"`
+	MeanPerSecond   float64 `json:"mean_per_second"`
+	PeakPerSecond   float64 `json:"peak_per_second"`
+	// SettledPerSecond counts only the operations that settled (ok).
+	SettledPerSecond float64 `json:"settled_per_second"`
+}
+
+// Latency is the money operations' latency as the client saw it, from
+// invoke to the known outcome (retries and the wait for settlement
+// included), from a log-linear histogram (within 3 %).
+type Latency struct {
+	P50    float64 `json:"p50"`
+	P95    float64 `json:"p95"`
+	P99    float64 `json:"p99"`
+	Max    float64 `json:"max"`
+	Source string  `json:"source"`
+}
+
+// analysis is everything the three outputs are rendered from.
+type analysis struct {
+	in       *inputs
+	journal  *journalStats
+	metrics  *metricsStats
+	origin   time.Time
+	timeline timeline
+	summary  Summary
+}
+
+// Analyze reads a run directory and returns its summary without writing
+// anything.
+func Analyze(runDir string) (Summary, error) {
+	a, err := analyze(runDir)
+	if err != nil {
+		return Summary{}, err
+	}
+	return a.summary, nil
+}
+
+func analyze(runDir string) (*analysis, error) {
+	in, err := readInputs(runDir)
+	if err != nil {
+		return nil, err
+	}
+	journal, err := readJournals(runDir)
+	if err != nil {
+		return nil, err
+	}
+	if len(journal.files) == 0 {
+		in.status["journal.jsonl"] = notRecorded
+	} else {
+		in.status["journal.jsonl"] = fmt.Sprintf("read (%s: %d line(s))", strings.Join(journal.files, ", "), journal.lines)
+		if journal.invalidLines > 0 {
+			in.warn("journal: %d invalid line(s) skipped", journal.invalidLines)
+		}
+	}
+	metrics, err := readMetrics(runDir)
+	if err != nil {
+		in.status[MetricsFile] = "unreadable: " + err.Error()
+		in.warn("%s: %v", MetricsFile, err)
+		metrics = nil
+	} else if metrics == nil {
+		in.status[MetricsFile] = notRecorded
+	} else {
+		in.status[MetricsFile] = fmt.Sprintf("read (%d scrape(s) of %d target(s))", metrics.scrapes, len(metrics.targets))
+		if metrics.invalid > 0 {
+			in.warn("%s: %d invalid line(s) skipped", MetricsFile, metrics.invalid)
+		}
+	}
+
+	a := &analysis{in: in, journal: journal, metrics: metrics}
+	a.origin = a.chooseOrigin()
+	a.timeline = buildTimeline(a)
+	a.summary = a.summarize()
+	return a, nil
+}
+
+// chooseOrigin picks the report's time zero: the load's start from
+// run.json, else the chaos runner's start (the plan's offsets count from
+// it, so a fault at "18s" shows at 18 s), else the first operation, else
+// the first scrape, else the run's start.
+func (a *analysis) chooseOrigin() time.Time {
+	if a.in.run != nil && a.in.run.LoadStartedAt != nil && !a.in.run.LoadStartedAt.IsZero() {
+		return *a.in.run.LoadStartedAt
+	}
+	for _, record := range a.in.chaos {
+		if !record.Start.IsZero() {
+			return record.Start
+		}
+	}
+	if a.journal.moneyOperations > 0 {
+		return time.UnixMicro(a.journal.firstInvoke).UTC()
+	}
+	if a.metrics != nil {
+		if seconds := a.metrics.sortedSeconds(); len(seconds) > 0 {
+			return time.Unix(seconds[0], 0).UTC()
+		}
+	}
+	if a.in.run != nil {
+		return a.in.run.StartedAt
+	}
+	return time.Time{}
+}
+
+// judge derives the verdict from the audit and k6, then lets run.json's
+// verdict raise it (ledgerproof run knows when the run could not run); the
+// more severe of the two is the verdict.
+func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []string) {
+	audit := a.in.audit
+	crossed := 0
+	var crossedNames []string
+	for _, threshold := range thresholds {
+		if !threshold.Passed {
+			crossed++
+			crossedNames = append(crossedNames, threshold.Name())
+		}
+	}
+	switch {
+	case audit == nil:
+		verdict = VerdictCouldNotRun
+		reasons = append(reasons, "the run has no audit (audit.json not recorded): nothing says whether money was lost or duplicated")
+	case audit.Verdict == invariants.VerdictViolated:
+		verdict = VerdictInvariantViolated
+		var names []string
+		for _, invariant := range audit.Invariants {
+			if invariant.Status == invariants.StatusViolated {
+				names = append(names, fmt.Sprintf("%s (%d)", invariant.Name, invariant.ViolationCount))
+			}
+		}
+		reasons = append(reasons, "the audit found violated invariants: "+strings.Join(names, ", "))
+	case audit.Verdict != invariants.VerdictPassed:
+		verdict = VerdictCouldNotRun
+		note := audit.DrainNote
+		if note == "" {
+			note = "see audit.txt"
+		}
+		reasons = append(reasons, fmt.Sprintf("the audit is %s: %s", audit.Verdict, note))
+	default:
+		verdict = VerdictPassed
+		reasons = append(reasons, fmt.Sprintf("the audit passed: %d invariants held", countStatus(audit, invariants.StatusPassed)))
+	}
+	switch {
+	case a.in.k6 == nil:
+		if a.in.run != nil && a.in.run.ThresholdsPassed != nil && !*a.in.run.ThresholdsPassed {
+			crossed = 1
+			reasons = append(reasons, "run.json says k6 thresholds were crossed (k6-summary.json not recorded)")
+		} else {
+			reasons = append(reasons, "k6 thresholds not recorded (no k6-summary.json)")
+		}
+	case crossed > 0:
+		reasons = append(reasons, fmt.Sprintf("%d of %d k6 threshold(s) crossed: %s", crossed, len(thresholds), strings.Join(crossedNames, "; ")))
+	case len(thresholds) > 0:
+		reasons = append(reasons, fmt.Sprintf("all %d k6 threshold(s) held", len(thresholds)))
+	default:
+		reasons = append(reasons, "the scenario set no k6 thresholds")
+	}
+	if crossed > 0 && verdict == VerdictPassed {
+		verdict = VerdictThresholdFailed
+	}
+	if run := a.in.run; run != nil && run.Verdict != "" && run.Verdict != verdict {
+		if verdictSeverity(run.Verdict) > verdictSeverity(verdict) {
+			reason := "run.json's verdict is " + run.Verdict
+			if run.Note != "" {
+				reason += ": " + run.Note
+			}
+			reasons = append(reasons, reason)
+			verdict = run.Verdict
+		} else {
+			a.in.warn("run.json says %q but the audit and k6 say %q; the report shows the more severe", run.Verdict, verdict)
+		}
+	}
+	return verdict, reasons
+}
+
+func countStatus(audit *invariants.Result, status string) int {
+	n := 0
+	for _, invariant := range audit.Invariants {
+		if invariant.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *analysis) summarize() Summary {
+	thresholds := a.in.k6.thresholds()
+	verdict, reasons := a.judge(thresholds)
+	summary := Summary{
+		Version:            SummaryVersion,
+		Verdict:            verdict,
+		ExitCode:           ExitCode(verdict),
+		Reasons:            reasons,
+		ThresholdsRecorded: a.in.k6 != nil,
+		Thresholds:         thresholds,
+		Operations:         a.journal.operations,
+		HTTPStatuses:       map[string]int64{},
+		FaultWindows:       a.timeline.faults,
+		Faults:             len(a.timeline.faults),
+		Origin:             a.origin,
+		Inputs:             a.in.status,
+	}
+	if summary.Thresholds == nil {
+		summary.Thresholds = []Threshold{}
+	}
+	if summary.FaultWindows == nil {
+		summary.FaultWindows = []FaultWindow{}
+	}
+	for _, record := range a.in.chaos {
+		if record.Result != "" && record.Result != "ok" {
+			summary.FaultsFailed++
+		}
+	}
+	if run := a.in.run; run != nil {
+		summary.RunID = run.ID
+	}
+	if audit := a.in.audit; audit != nil {
+		summary.AuditVerdict = audit.Verdict
+		for _, invariant := range audit.Invariants {
+			checked := invariant.Checked
+			if checked == nil {
+				checked = map[string]int64{}
+			}
+			summary.Invariants = append(summary.Invariants, InvariantStatus{Name: invariant.Name, Status: invariant.Status, ViolationCount: invariant.ViolationCount, Checked: checked})
+		}
+	}
+	if summary.Invariants == nil {
+		summary.Invariants = []InvariantStatus{}
+	}
+
+	journal := a.journal
+	if journal.moneyOperations > 0 {
+		duration := float64(journal.lastComplete-journal.firstInvoke) / 1e6
+		summary.Throughput = Throughput{Operations: journal.moneyOperations, DurationSeconds: round(duration, 3)}
+		if duration > 0 {
+			summary.Throughput.MeanPerSecond = round(float64(journal.moneyOperations)/duration, 3)
+			summary.Throughput.SettledPerSecond = round(float64(journal.moneyOutcomes[outcomeOK])/duration, 3)
+		}
+		for _, second := range journal.seconds {
+			total := second.outcomes[outcomeOK] + second.outcomes[outcomeFail] + second.outcomes[outcomeInfo]
+			summary.Throughput.PeakPerSecond = max(summary.Throughput.PeakPerSecond, float64(total))
+		}
+		summary.LatencyMs = Latency{
+			P50: round(journal.overall.quantile(0.50)/1000, 3), P95: round(journal.overall.quantile(0.95)/1000, 3),
+			P99: round(journal.overall.quantile(0.99)/1000, 3), Max: round(float64(journal.overall.max)/1000, 3),
+			Source: "journal: complete − invoke of money operations (log-linear histogram, within 3 %)",
+		}
+		summary.ErrorRate = round(float64(journal.moneyOutcomes[outcomeFail]+journal.moneyOutcomes[outcomeInfo])/float64(journal.moneyOperations), 6)
+	}
+	if journal.attempts > 0 {
+		summary.HTTPErrorRate = round(float64(journal.httpErrors)/float64(journal.attempts), 6)
+	}
+	for _, byStatus := range journal.statuses {
+		for status, n := range byStatus {
+			summary.HTTPStatuses[statusName(status)] += n
+		}
+	}
+	summary.Warnings = append([]string{}, a.in.warnings...)
+	return summary
+}
+
+func round(value float64, decimals int) float64 {
+	scale := math.Pow(10, float64(decimals))
+	return math.Round(value*scale) / scale
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	return keys
+}
