@@ -280,7 +280,13 @@ func (r *run) load(ctx context.Context) {
 	}
 	k6Started := config.Now()
 	var stopOnce sync.Once
-	stopK6 := func() { stopOnce.Do(func() { go k6.stop(config.StopGrace) }) }
+	stoppedByRun := false
+	stopK6 := func() {
+		stopOnce.Do(func() {
+			stoppedByRun = true
+			go k6.stop(config.StopGrace)
+		})
+	}
 	watcher := &JournalWatcher{Path: filepath.Join(config.RunDir, JournalFileName)}
 
 	// The plan waits for the load's start, then runs with a context that
@@ -359,8 +365,12 @@ func (r *run) load(ctx context.Context) {
 		r.say("k6 finished: thresholds passed; %d load operations, %d errors", counts.Load, counts.Errors)
 	case k6.exitCode == k6ExitThresholds:
 		r.say("k6 finished: thresholds crossed (exit 99, see %s); %d load operations, %d errors", K6SummaryFileName, counts.Load, counts.Errors)
+	case stoppedByRun:
+		// Why it was stopped is noted already.
+		r.say("k6 stopped (exit %d); %d load operations, %d errors", k6.exitCode, counts.Load, counts.Errors)
 	default:
-		r.note("k6 failed (exit %d: %v); see %s:\n%s", k6.exitCode, k6.waitErr, logFile.Name(), tail(logFile.Name(), 15))
+		r.say("k6's last lines:\n%s", tail(logFile.Name(), 15))
+		r.note("k6 failed (exit %d: %v); see %s", k6.exitCode, k6.waitErr, logFile.Name())
 		cancelPlan()
 	}
 	if loadStart.IsZero() && config.Plan != nil {

@@ -1,0 +1,843 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ledgerproof/ledgerproof/chaos"
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/reports"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// Kinds of system `ledgerproof run` runs against.
+const (
+	runStackLocal    = "local"
+	runStackCompose  = "compose"
+	runStackExternal = "external"
+)
+
+// The docker-compose.yml endpoints published on the host (docs/docker-compose.md).
+const (
+	composeBaseURL     = "http://localhost:8080"
+	composePostgresURL = "postgres://ledger:ledger@127.0.0.1:25432/ledger?sslmode=disable"
+	composeRedisAddr   = "127.0.0.1:26379"
+	composeBrokers     = "localhost:29092,localhost:39092,localhost:49092"
+)
+
+// runKDFArgs make the gateways of a stack the run starts hash passwords
+// cheaply: setup() signs up every account of the load, and the production
+// cost (tens of MiB per hash) would make a 200-account setup take most of a
+// CI minute on two CPUs. The load's money operations do not hash passwords.
+var runKDFArgs = []string{"--kdf-memory-kib=1024", "--kdf-iterations=1"}
+
+// runOptions are the flags of `ledgerproof run`.
+type runOptions struct {
+	scenario string
+	plan     string
+	stack    string
+	stackDir string
+	// keepStack leaves a stack the run started running; purgeStack removes
+	// its directory after stopping it.
+	keepStack, purgeStack bool
+	// The stack the run starts.
+	postgresPort, redisPort, brokerPort, gatewayPort, workerMetricsPort int
+	gateways, workers                                                   int
+	gatewayArgs, workerArgs                                             stackArgumentList
+
+	composeFile, composeProject string
+
+	baseURL, postgresURL, redisAddr, brokers, ledgerExport, exportCommand, metricsURLs string
+
+	seededBugs seededBugFlags
+
+	out          string
+	k6           string
+	env          stackArgumentList
+	seed         string
+	duration     string
+	rate         string
+	setupTimeout time.Duration
+	drainTimeout time.Duration
+}
+
+// runCommand is the main job: load + chaos + drain + audit + report, with an
+// exit code a CI pipeline can gate on (docs/ci.md, docs/run-directory.md).
+func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	flags := flag.NewFlagSet("run", flag.ContinueOnError)
+	defaults := stack.DefaultConfig()
+	var o runOptions
+	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.js", "the k6 scenario")
+	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup(); default none")
+	flags.StringVar(&o.stack, "stack", runStackLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
+	flags.StringVar(&o.stackDir, "stack-dir", defaults.Dir, "local stack directory; a stack the run starts there is stopped at the end")
+	flags.BoolVar(&o.keepStack, "keep-stack", false, "leave a stack the run started running at the end")
+	flags.BoolVar(&o.purgeStack, "purge-stack", false, "remove the directory of a stack the run started after stopping it (a seeded-bug stack is always removed)")
+	flags.IntVar(&o.postgresPort, "postgres-port", defaults.PostgresPort, "local stack the run starts: Postgres port")
+	flags.IntVar(&o.redisPort, "redis-port", defaults.RedisPort, "local stack the run starts: redis-server port")
+	flags.IntVar(&o.brokerPort, "broker-port", defaults.BrokerPort, "local stack the run starts: broker port")
+	flags.IntVar(&o.gatewayPort, "gateway-port", defaults.GatewayPort, "local stack the run starts: first gateway's port")
+	flags.IntVar(&o.workerMetricsPort, "worker-metrics-port", defaults.WorkerMetricsPort, "local stack the run starts: first worker's metrics port")
+	flags.IntVar(&o.gateways, "gateways", defaults.Gateways, "local stack the run starts: gateway processes")
+	flags.IntVar(&o.workers, "workers", defaults.Workers, "local stack the run starts: worker processes")
+	flags.Var(&o.gatewayArgs, "gateway-arg", "local stack the run starts: argument appended to every gateway's command line, after the cheap KDF defaults "+strings.Join(runKDFArgs, " ")+" (repeatable)")
+	flags.Var(&o.workerArgs, "worker-arg", "local stack the run starts: argument appended to every worker's command line (repeatable)")
+	flags.StringVar(&o.composeFile, "compose-file", "docker-compose.yml", "with --stack compose: the compose file (load to "+composeBaseURL+", audit through the published Postgres)")
+	flags.StringVar(&o.composeProject, "compose-project", "", "with --stack compose: the project name (-p); default compose's own")
+	flags.StringVar(&o.baseURL, "base-url", "", "the system's base URL(s), comma-separated (external: required; compose: default "+composeBaseURL+")")
+	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+composePostgresURL+")")
+	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+composeRedisAddr+")")
+	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+composeBrokers+"); none: drained when the ledger is quiet")
+	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database; it must be written after the load ends")
+	flags.StringVar(&o.exportCommand, "export-command", "", "external with --ledger-export: shell command run after the load (and before the audit) that writes the export into that directory")
+	flags.StringVar(&o.metricsURLs, "metrics-url", "", "external: comma-separated Prometheus /metrics URLs to scrape every second (compose and local: their gateways and workers)")
+	o.seededBugs.register(flags)
+	flags.StringVar(&o.out, "out", "", "run directory (default reports/runs/<UTC timestamp>-<scenario name>); must not exist or be empty")
+	flags.StringVar(&o.k6, "k6", "bin/k6", "the custom k6 binary (make k6)")
+	flags.Var(&o.env, "env", "KEY=VALUE passed to the scenario with -e (repeatable; docs/scenarios.md)")
+	flags.StringVar(&o.seed, "seed", "", "seed of the load (k6 SEED) and of a random plan without a seed of its own; default drawn and printed")
+	flags.StringVar(&o.duration, "duration", "", "the scenario's DURATION (shortcut for --env DURATION=...)")
+	flags.StringVar(&o.rate, "rate", "", "the scenario's RATE in operations per second (shortcut for --env RATE=...)")
+	flags.DurationVar(&o.setupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on k6's setup() (signups and funding) before the load's first operation")
+	flags.DurationVar(&o.drainTimeout, "drain-timeout", 60*time.Second, "how long the audit waits for the pipeline to drain")
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		os.Exit(runMain(ctx, o, os.Stdout, os.Stderr))
+		return nil
+	}
+}
+
+// runMain runs the command and returns its exit code.
+func runMain(ctx context.Context, o runOptions, stdout, stderr io.Writer) int {
+	prepared, err := prepareRun(ctx, o, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "ledgerproof run: %v\nnothing was started (exit %d, could-not-run)\n", err, runner.ExitCouldNotRun)
+		return runner.ExitCouldNotRun
+	}
+	return prepared.execute(ctx, stdout, stderr)
+}
+
+// preparedRun is a run whose configuration was checked: nothing is started.
+type preparedRun struct {
+	options  runOptions
+	record   *runner.RunFile
+	env      map[string]string
+	seed     int64
+	plan     *chaos.Plan
+	planSeed uint64
+	// timeline was checked against the stack's inventory; for a local
+	// stack the run starts, against the inventory it will have.
+	timeline []chaos.Step
+	loadTime time.Duration
+
+	// startStack is the local stack to start (nil: attach or not local);
+	// fresh says its directory held no stack before.
+	startStack *stack.Config
+	fresh      bool
+	// stackDir is the local stack's directory.
+	stackDir string
+	// composeExecutor is the compose project's executor.
+	composeExecutor *chaos.ComposeExecutor
+}
+
+// prepareRun resolves and checks everything before anything starts: the
+// scenario, k6, the environment, the seeded bugs, the stack's state, the
+// plan and its targets, the run directory.
+func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedRun, error) {
+	p := &preparedRun{options: o, env: map[string]string{}}
+	// The scenario and k6.
+	if info, err := os.Stat(o.scenario); err != nil || info.IsDir() {
+		return nil, fmt.Errorf("--scenario %s: not a file (the k6 scripts are in scenarios/, docs/scenarios.md)", o.scenario)
+	}
+	if _, err := os.Stat(o.k6); err != nil {
+		return nil, fmt.Errorf("--k6 %s: %v (build it with 'make k6')", o.k6, err)
+	}
+	k6Version, err := runner.K6Version(ctx, o.k6)
+	if err != nil {
+		return nil, fmt.Errorf("--k6 %s does not run: %w", o.k6, err)
+	}
+
+	// The scenario's environment, the seed and the load's duration.
+	for _, pair := range o.env {
+		key, value, ok := strings.Cut(pair, "=")
+		if !ok || key == "" {
+			return nil, fmt.Errorf("--env %q: want KEY=VALUE", pair)
+		}
+		if key == "BASE_URL" || key == "RUN_DIR" {
+			return nil, fmt.Errorf("--env %s: the run sets it (use --base-url, --out)", key)
+		}
+		p.env[key] = value
+	}
+	if o.duration != "" {
+		p.env["DURATION"] = o.duration
+	}
+	if o.rate != "" {
+		if rate, err := strconv.Atoi(o.rate); err != nil || rate <= 0 {
+			return nil, fmt.Errorf("--rate %q: want a positive whole number of operations per second", o.rate)
+		}
+		p.env["RATE"] = o.rate
+	}
+	if text, ok := p.env["DURATION"]; ok {
+		if p.loadTime, err = time.ParseDuration(text); err != nil || p.loadTime <= 0 {
+			return nil, fmt.Errorf("DURATION %q: want a positive duration such as 90s", text)
+		}
+	}
+	seedGiven := o.seed != "" || p.env["SEED"] != ""
+	switch {
+	case o.seed != "":
+		if p.seed, err = strconv.ParseInt(o.seed, 10, 64); err != nil || p.seed <= 0 {
+			return nil, fmt.Errorf("--seed %q: want a positive integer", o.seed)
+		}
+	case p.env["SEED"] != "":
+		if p.seed, err = strconv.ParseInt(p.env["SEED"], 10, 64); err != nil || p.seed <= 0 {
+			return nil, fmt.Errorf("SEED %q: want a positive integer", p.env["SEED"])
+		}
+	default:
+		// The scenarios' own range (prepareRun in scenarios/lib/client.js).
+		p.seed = 1 + rand.Int64N(2147483646)
+	}
+	p.env["SEED"] = strconv.FormatInt(p.seed, 10)
+
+	// Seeded bugs: only on a fresh local stack the run starts.
+	bugs, err := o.seededBugs.parse()
+	if err != nil {
+		return nil, err
+	}
+	if len(bugs) > 0 && o.stack != runStackLocal {
+		return nil, fmt.Errorf("--seeded-bug needs --stack local: the run starts a fresh reference stack with the bug")
+	}
+	var bugNames []string
+	for _, bug := range bugs {
+		bugNames = append(bugNames, string(bug))
+	}
+
+	// The stack.
+	info := runner.StackInfo{Kind: o.stack}
+	var inventory chaos.Inventory
+	var executor chaos.Executor
+	switch o.stack {
+	case runStackLocal:
+		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.metricsURLs != "" {
+			return nil, errors.New("--base-url, --postgres-url, --ledger-export and --metrics-url are for --stack external (or compose); a local stack's endpoints are in its stack file")
+		}
+		if inventory, executor, err = p.resolveLocal(ctx, o, bugNames); err != nil {
+			return nil, err
+		}
+		info.Dir = p.stackDir
+	case runStackCompose:
+		if _, err := os.Stat(o.composeFile); err != nil {
+			return nil, fmt.Errorf("--compose-file: %w", err)
+		}
+		p.composeExecutor = chaos.NewComposeExecutor(o.composeFile, o.composeProject)
+		executor = p.composeExecutor
+		inventoryContext, cancel := context.WithTimeout(ctx, 30*time.Second)
+		inventory, err = executor.Inventory(inventoryContext)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		info.File = o.composeFile
+		info.Gateways = splitList(firstNonEmpty(o.baseURL, composeBaseURL))
+		if err := checkAnswers(ctx, info.Gateways); err != nil {
+			return nil, fmt.Errorf("%w (start the project with 'docker compose -f %s up -d --wait')", err, o.composeFile)
+		}
+	case runStackExternal:
+		if o.baseURL == "" {
+			return nil, errors.New("--stack external needs --base-url URL[,URL] (a system implementing sut/openapi.yaml)")
+		}
+		if o.plan != "" {
+			return nil, errors.New("--plan needs a stack the run can apply faults to: --stack local or compose (an external system gets its faults from your own tooling)")
+		}
+		if o.exportCommand != "" && o.ledgerExport == "" {
+			return nil, errors.New("--export-command writes the --ledger-export directory: give both")
+		}
+		if (o.postgresURL == "") == (o.ledgerExport == "") {
+			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema) or --ledger-export DIR (docs/audit.md)")
+		}
+		info.Gateways = splitList(o.baseURL)
+		if err := checkAnswers(ctx, info.Gateways); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--stack %q: want local, compose or external", o.stack)
+	}
+
+	// The plan, checked against the stack.
+	if o.plan != "" {
+		if executor == nil {
+			return nil, errors.New("--plan needs a stack the run can apply faults to: --stack local or compose (an external system gets its faults from your own tooling)")
+		}
+		if p.plan, err = chaos.LoadPlan(o.plan); err != nil {
+			return nil, err
+		}
+		var override *uint64
+		if p.plan.Random != nil && (seedGiven || (p.plan.Seed == nil && p.plan.Random.Seed == nil)) {
+			seed := uint64(p.seed)
+			override = &seed
+		}
+		seed, _ := p.plan.ResolveSeed(override, time.Now)
+		if p.timeline, err = p.plan.Timeline(seed, inventory); err != nil {
+			return nil, err
+		}
+		if err := chaos.ValidateTargets(p.plan.Name, p.timeline, inventory); err != nil {
+			if p.startStack != nil && needsStackFeatures(p.timeline) {
+				return nil, fmt.Errorf("%w (the stack the run starts has no fault proxies, standby or crash points: for plans that need them, start it yourself with 'ledgerproof up --dir %s --proxies ...' and run again)", err, p.stackDir)
+			}
+			return nil, fmt.Errorf("against %s: %w", executor.Describe(), err)
+		}
+		if p.plan.Random != nil {
+			p.planSeed = seed
+		}
+		if p.loadTime > 0 {
+			for _, step := range p.timeline {
+				if step.At > p.loadTime {
+					return nil, fmt.Errorf("plan %s: step %s at %s comes after the load ends (DURATION %s): lengthen the load or shorten the plan", p.plan.Name, step.Source, step.At, p.loadTime)
+				}
+			}
+		}
+	}
+
+	// The run directory: a new one, so two runs' journals never mix.
+	name := strings.TrimSuffix(filepath.Base(o.scenario), filepath.Ext(o.scenario))
+	id := time.Now().UTC().Format("20060102T150405Z") + "-" + name
+	if o.out == "" {
+		o.out = filepath.Join("reports", "runs", id)
+		p.options.out = o.out
+	} else {
+		id = filepath.Base(o.out)
+	}
+	if entries, err := os.ReadDir(o.out); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("--out %s is not empty: give a new run directory", o.out)
+	}
+
+	scenarioEnv := map[string]string{}
+	for key, value := range p.env {
+		scenarioEnv[key] = value
+	}
+	p.record = &runner.RunFile{
+		ID: id, Scenario: o.scenario, ScenarioEnv: scenarioEnv, Plan: o.plan, PlanSeed: p.planSeed,
+		Stack: info, SeededBugs: append([]string{}, bugNames...), Seed: p.seed,
+		Versions: map[string]string{"ledgerproof": ledgerproofVersion(), "k6": k6Version, "go": runtime.Version()},
+	}
+	if p.plan != nil {
+		p.record.PlanName = p.plan.Name
+	}
+	return p, nil
+}
+
+// resolveLocal decides whether the run attaches to the stack in --stack-dir
+// or starts one (a seeded bug: always a fresh one in a temporary directory
+// on free ports), and returns the inventory the plan is checked against.
+func (p *preparedRun) resolveLocal(ctx context.Context, o runOptions, bugs []string) (chaos.Inventory, chaos.Executor, error) {
+	config := stack.DefaultConfig()
+	config.Dir = o.stackDir
+	config.PostgresPort, config.RedisPort, config.BrokerPort = o.postgresPort, o.redisPort, o.brokerPort
+	config.GatewayPort, config.WorkerMetricsPort = o.gatewayPort, o.workerMetricsPort
+	config.Gateways, config.Workers = o.gateways, o.workers
+	config.GatewayArgs = append(append([]string{}, runKDFArgs...), o.gatewayArgs...)
+	config.WorkerArgs = append([]string{}, o.workerArgs...)
+	if config.Gateways < 1 {
+		return chaos.Inventory{}, nil, errors.New("--gateways: the load needs at least one gateway")
+	}
+	if len(bugs) > 0 {
+		// A seeded bug changes the schema for good (docs/seeded-bugs.md):
+		// its stack is fresh, on free ports, and removed after the run.
+		// A short path: the Postgres unix socket lives under it.
+		dir, err := os.MkdirTemp("", "lpr-")
+		if err != nil {
+			return chaos.Inventory{}, nil, err
+		}
+		_ = os.Remove(dir) // created by the run when it starts the stack
+		ports, err := freePorts(5, map[int]int{3: config.Gateways, 4: config.Workers})
+		if err != nil {
+			return chaos.Inventory{}, nil, err
+		}
+		config.Dir = dir
+		config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort =
+			ports[0], ports[1], ports[2], ports[3], ports[4]
+		config.SeededBugs, config.UnsafeAllowSeededBugs = bugs, true
+	}
+	p.stackDir = config.Dir
+	if len(bugs) == 0 {
+		if file, err := stack.Load(config.Dir); err == nil {
+			var running, notRunning []string
+			for _, component := range file.Components {
+				if component.Alive() {
+					running = append(running, component.Name)
+				} else {
+					notRunning = append(notRunning, component.Name)
+				}
+			}
+			switch {
+			case len(notRunning) == 0:
+				// Attach: the stack is someone else's; it stays as it is.
+				executor, err := chaos.NewLocalExecutor(config.Dir)
+				if err != nil {
+					return chaos.Inventory{}, nil, err
+				}
+				inventory, err := executor.Inventory(ctx)
+				return inventory, executor, err
+			case len(running) > 0:
+				return chaos.Inventory{}, nil, fmt.Errorf("the stack in %s is half up: running %s; not running %s (start them with 'ledgerproof stack --dir %s --action start --component NAME', or 'ledgerproof down --dir %s')",
+					config.Dir, strings.Join(running, ", "), strings.Join(notRunning, ", "), config.Dir, config.Dir)
+			}
+			// Stopped: started again on its own data; not fresh.
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return chaos.Inventory{}, nil, err
+		} else {
+			p.fresh = true
+		}
+	} else {
+		p.fresh = true
+	}
+	if _, err := stack.PostgresBinDir(config.PostgresBinDir); err != nil {
+		return chaos.Inventory{}, nil, fmt.Errorf("the local stack needs the Postgres server binaries (run .ci/deps.sh): %w", err)
+	}
+	p.startStack = &config
+	// The inventory the stack will have (stack.Up names its components so).
+	inventory := chaos.Inventory{Processes: []string{stack.KindPostgres, stack.KindRedis, stack.KindBroker}, Partitions: config.Partitions}
+	for i := range config.Gateways {
+		inventory.Processes = append(inventory.Processes, stack.KindGateway+"-"+strconv.Itoa(i))
+	}
+	for i := range config.Workers {
+		inventory.Processes = append(inventory.Processes, stack.KindWorker+"-"+strconv.Itoa(i))
+	}
+	return inventory, localExecutorPlaceholder{dir: config.Dir}, nil
+}
+
+// needsStackFeatures says whether a timeline has faults that a stack must
+// be started for: link faults (--proxies), failover (--postgres-standby),
+// crash points (--crash-points).
+func needsStackFeatures(timeline []chaos.Step) bool {
+	for _, step := range timeline {
+		if step.Action == chaos.ActionLink || step.Action == chaos.ActionFailover || step.Action == chaos.ActionCrashPoint {
+			return true
+		}
+	}
+	return false
+}
+
+// localExecutorPlaceholder stands for the local executor of a stack not
+// started yet, so the plan can be checked first; the real one replaces it
+// once the stack runs.
+type localExecutorPlaceholder struct {
+	chaos.Executor
+	dir string
+}
+
+func (l localExecutorPlaceholder) Describe() string {
+	return "local stack " + l.dir + " (to be started)"
+}
+
+// execute starts or attaches the stack, runs, stops what it started, and
+// prints the verdict last.
+func (p *preparedRun) execute(ctx context.Context, stdout, stderr io.Writer) int {
+	record := p.executeRun(ctx, stdout, stderr)
+	printVerdict(stdout, record, p.options.out)
+	return record.ExitCode
+}
+
+// executeRun does the run; the stack it started is stopped when it returns.
+func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) *runner.RunFile {
+	o := p.options
+	fmt.Fprintf(stdout, "ledgerproof run %s: scenario %s, seed %d (replay with --seed %d)\n", p.record.ID, o.scenario, p.seed, p.seed)
+	if p.plan != nil {
+		chaos.WriteTimeline(stdout, p.plan, p.planSeed, "run", p.timeline)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return p.failBeforeLoad(stderr, fmt.Errorf("run directory: %w", err))
+	}
+	fmt.Fprintf(stdout, "run directory %s\n", o.out)
+
+	// A second Ctrl-C cuts the audit and report short too.
+	hardStop, hardCancel := context.WithCancel(context.Background())
+	defer hardCancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-hardStop.Done():
+			return
+		}
+		signals := make(chan os.Signal, 1)
+		signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(signals)
+		select {
+		case <-signals:
+			fmt.Fprintln(stderr, "ledgerproof run: second interrupt: cutting the audit and report short")
+			hardCancel()
+		case <-hardStop.Done():
+		}
+	}()
+
+	config := runner.Config{
+		RunDir: o.out, Scenario: o.scenario, K6: o.k6, Env: p.env, SetupTimeout: o.setupTimeout,
+		Record: p.record, Output: stdout, HardStop: hardStop,
+	}
+	if p.loadTime > 0 {
+		config.LoadTimeout = o.setupTimeout + p.loadTime + 5*time.Minute
+	}
+
+	// The stack.
+	stackPhase := runner.Phase{Name: "stack", StartedAt: time.Now().UTC()}
+	p.record.StartedAt = stackPhase.StartedAt
+	var executor chaos.Executor
+	switch o.stack {
+	case runStackLocal:
+		if p.startStack != nil {
+			stopStack, err := p.upLocal(ctx, stdout)
+			defer stopStack()
+			if err != nil {
+				return p.failBeforeLoad(stderr, fmt.Errorf("stack up: %w", err))
+			}
+		} else {
+			fmt.Fprintf(stdout, "attached to the running stack in %s (left running)\n", p.stackDir)
+			defer copyRunStackLogs(p.stackDir, o.out)
+		}
+		file, err := stack.Load(p.stackDir)
+		if err != nil {
+			return p.failBeforeLoad(stderr, err)
+		}
+		p.record.Stack.Gateways = file.Endpoints.Gateways
+		config.Targets = localTargets(file)
+		if p.plan != nil {
+			local, err := chaos.NewLocalExecutor(p.stackDir)
+			if err != nil {
+				return p.failBeforeLoad(stderr, err)
+			}
+			inventory, err := local.Inventory(ctx)
+			if err == nil {
+				err = chaos.ValidateTargets(p.plan.Name, p.timeline, inventory)
+			}
+			if err != nil {
+				return p.failBeforeLoad(stderr, err)
+			}
+			executor = local
+		}
+		p.record.Versions["postgres"] = postgresVersion(ctx, file.Endpoints.PostgresURL)
+		config.Recover = func(ctx context.Context, output io.Writer) error {
+			return recoverRunStack(ctx, p.stackDir, output)
+		}
+	case runStackCompose:
+		executor = p.composeExecutor
+		config.Targets = []runner.Target{
+			{Name: "gateway-1", URL: "http://127.0.0.1:28080/metrics"}, {Name: "gateway-2", URL: "http://127.0.0.1:28081/metrics"},
+			{Name: "worker-1", URL: "http://127.0.0.1:29100/metrics"}, {Name: "worker-2", URL: "http://127.0.0.1:29101/metrics"},
+		}
+		p.record.Versions["postgres"] = postgresVersion(ctx, firstNonEmpty(o.postgresURL, composePostgresURL))
+		config.Recover = func(ctx context.Context, output io.Writer) error {
+			// Every service the plan stopped or killed, started again.
+			argv := []string{"docker", "compose", "-f", o.composeFile}
+			if o.composeProject != "" {
+				argv = append(argv, "-p", o.composeProject)
+			}
+			_, err := chaos.RunCommand(ctx, append(argv, "start"))
+			return err
+		}
+	case runStackExternal:
+		for index, url := range splitList(o.metricsURLs) {
+			config.Targets = append(config.Targets, runner.Target{Name: "target-" + strconv.Itoa(index), URL: url})
+		}
+		if o.postgresURL != "" {
+			p.record.Versions["postgres"] = postgresVersion(ctx, o.postgresURL)
+		}
+	}
+	stackPhase.FinishedAt = time.Now().UTC()
+	p.record.Phases = append(p.record.Phases, stackPhase)
+	config.Gateways = p.record.Stack.Gateways
+	if p.plan != nil {
+		config.Plan = &runner.PlanRun{Name: p.plan.Name, Seed: p.planSeed, Timeline: p.timeline, Executor: executor}
+	}
+	config.Audit = p.audit
+	config.Report = generateReport
+
+	if ctx.Err() != nil {
+		return p.failBeforeLoad(stderr, errors.New("interrupted before the load"))
+	}
+	record, err := runner.Run(ctx, config)
+	if err != nil {
+		return p.failBeforeLoad(stderr, err)
+	}
+	return record
+}
+
+// upLocal starts the local stack and returns the function that stops it
+// (unless --keep-stack), copies its logs into the run directory and, for a
+// seeded bug or --purge-stack, removes it.
+func (p *preparedRun) upLocal(ctx context.Context, stdout io.Writer) (func(), error) {
+	o := p.options
+	config := *p.startStack
+	config.Output = stdout
+	if bugs := config.SeededBugs; len(bugs) > 0 {
+		fmt.Fprintf(stdout, "starting a fresh stack in %s with SEEDED BUG %s (it loses or duplicates money on purpose; removed after the run)\n", config.Dir, strings.Join(bugs, ","))
+	} else {
+		fmt.Fprintf(stdout, "starting the local stack in %s (stopped at the end%s)\n", config.Dir, map[bool]string{true: " and removed", false: ""}[o.purgeStack])
+	}
+	if err := os.MkdirAll(config.Dir, 0o755); err != nil {
+		return func() {}, err
+	}
+	// Postgres runs as the postgres OS user when ledgerproof runs as root.
+	if err := os.Chmod(config.Dir, 0o755); err != nil {
+		return func() {}, err
+	}
+	p.record.Stack.StartedByRun = true
+	upContext, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	_, err := stack.Up(upContext, config)
+	cancel()
+	purge := o.purgeStack || len(config.SeededBugs) > 0
+	stop := func() {
+		if o.keepStack {
+			copyRunStackLogs(config.Dir, o.out)
+			fmt.Fprintf(stdout, "stack left running in %s (--keep-stack): stop it with 'ledgerproof down --dir %s%s'\n",
+				config.Dir, config.Dir, map[bool]string{true: " --purge", false: ""}[purge])
+			return
+		}
+		downContext, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := stack.Down(downContext, config.Dir, stack.DownOptions{}); err != nil {
+			fmt.Fprintf(stdout, "ERROR stopping the stack in %s: %v\n", config.Dir, err)
+			return
+		}
+		copyRunStackLogs(config.Dir, o.out)
+		if purge {
+			if err := os.RemoveAll(config.Dir); err != nil {
+				fmt.Fprintf(stdout, "ERROR removing %s: %v\n", config.Dir, err)
+				return
+			}
+			fmt.Fprintf(stdout, "stack stopped and removed (%s)\n", config.Dir)
+			return
+		}
+		fmt.Fprintf(stdout, "stack stopped (%s)\n", config.Dir)
+	}
+	return stop, err
+}
+
+// failBeforeLoad records a run that could not start its load.
+func (p *preparedRun) failBeforeLoad(stderr io.Writer, err error) *runner.RunFile {
+	fmt.Fprintf(stderr, "ledgerproof run: %v\n", err)
+	p.record.Version = runner.RunFileVersion
+	p.record.K6ExitCode = -1
+	p.record.Verdict, p.record.ExitCode, p.record.Note = runner.VerdictCouldNotRun, runner.ExitCouldNotRun, err.Error()
+	p.record.FinishedAt = time.Now().UTC()
+	if writeErr := p.record.Write(p.options.out); writeErr != nil {
+		fmt.Fprintf(stderr, "ledgerproof run: %v\n", writeErr)
+	}
+	return p.record
+}
+
+// audit drains and audits the run as `ledgerproof audit` does (runAudit):
+// the ledger of the local stack, of the compose project's published
+// Postgres, or of an external system (database or export). The scope is
+// the whole ledger when the run started a fresh stack (every transaction
+// must be the load's), else the run's users.
+func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer) (string, error) {
+	o := p.options
+	options := auditOptions{runDir: runDir, topic: invariants.DefaultTopic, drainTimeout: o.drainTimeout,
+		quietPeriod: 2 * time.Second, maxViolations: 20, scope: invariants.ScopeRun}
+	if p.fresh && p.record.Stack.StartedByRun {
+		options.scope = invariants.ScopeLedger
+	}
+	switch o.stack {
+	case runStackLocal:
+		options.stackDir = p.stackDir
+	case runStackCompose:
+		options.postgresURL = firstNonEmpty(o.postgresURL, composePostgresURL)
+		options.redisAddr = firstNonEmpty(o.redisAddr, composeRedisAddr)
+		options.brokers = firstNonEmpty(o.brokers, composeBrokers)
+	case runStackExternal:
+		options.postgresURL, options.redisAddr, options.brokers, options.ledgerExport = o.postgresURL, o.redisAddr, o.brokers, o.ledgerExport
+		if o.exportCommand != "" {
+			// The export is the ledger after the load: written now.
+			exportContext, cancel := context.WithTimeout(ctx, o.drainTimeout+time.Minute)
+			command := exec.CommandContext(exportContext, "sh", "-c", o.exportCommand)
+			command.Stdout, command.Stderr = output, output
+			fmt.Fprintf(output, "ledger export: %s\n", o.exportCommand)
+			err := command.Run()
+			cancel()
+			if err != nil {
+				return "", fmt.Errorf("--export-command: %w", err)
+			}
+		}
+	}
+	code := runAudit(ctx, options, output, output)
+	result, err := readAuditResult(filepath.Join(runDir, "audit.json"))
+	if err != nil {
+		return "", fmt.Errorf("the audit exited %d without a result: %w", code, err)
+	}
+	return result.Verdict, nil
+}
+
+// generateReport renders index.html, junit.xml and summary.json.
+func generateReport(_ context.Context, runDir string) (string, error) {
+	summary, err := reports.Generate(runDir)
+	if err != nil {
+		return "", err
+	}
+	// The report judges from the same files; a different verdict is a bug
+	// in one of the two, never something to pass silently.
+	if record, err := runner.ReadRunFile(runDir); err == nil && record.Verdict != summary.Verdict {
+		return "", fmt.Errorf("the report's verdict %s differs from the run's %s (a bug: see summary.json and run.json)", summary.Verdict, record.Verdict)
+	}
+	return filepath.Join(runDir, "index.html"), nil
+}
+
+// printVerdict prints the run's last lines: verdict, exit code, report.
+func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "VERDICT %s (exit %d) — audit %s, k6 exit %d, faults applied %d", strings.ToUpper(record.Verdict), record.ExitCode,
+		firstNonEmpty(record.AuditVerdict, "not run"), record.K6ExitCode, record.FaultsApplied)
+	if record.FaultsFailed > 0 {
+		fmt.Fprintf(w, " (%d failed)", record.FaultsFailed)
+	}
+	fmt.Fprintln(w)
+	if record.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", record.Note)
+	}
+	if record.Report != "" {
+		fmt.Fprintf(w, "report: %s\n", record.Report)
+	}
+	fmt.Fprintf(w, "run directory: %s\n", runDir)
+}
+
+// localTargets are a local stack's gateways' and workers' /metrics.
+func localTargets(file *stack.File) []runner.Target {
+	var targets []runner.Target
+	for _, component := range file.Components {
+		switch component.Kind {
+		case stack.KindGateway:
+			targets = append(targets, runner.Target{Name: component.Name, URL: component.Endpoint + "/metrics"})
+		case stack.KindWorker:
+			targets = append(targets, runner.Target{Name: component.Name, URL: component.Endpoint})
+		}
+	}
+	return targets
+}
+
+// recoverRunStack starts every component of the local stack that is not
+// running (a plan that ended with something down, or a crash), as
+// mutation's recoverStack does, except a Postgres fenced by a failover,
+// which must stay down.
+func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
+	file, err := stack.Load(dir)
+	if err != nil {
+		return err
+	}
+	fenced := ""
+	if len(file.Failovers) > 0 {
+		fenced = file.Failovers[len(file.Failovers)-1].From
+	}
+	if fenced == "" {
+		return recoverStack(ctx, dir, func(line string) { fmt.Fprintln(output, line) })
+	}
+	var failed []error
+	for _, component := range file.Components {
+		if component.Alive() || component.Name == fenced {
+			continue
+		}
+		startContext, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := stack.Operate(startContext, dir, component.Name, stack.ActionStart)
+		cancel()
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %s", component.Name, firstLine(err.Error())))
+			continue
+		}
+		fmt.Fprintf(output, "recovery: started %s\n", component.Name)
+	}
+	return errors.Join(failed...)
+}
+
+// copyRunStackLogs copies the stack file and the components' logs into
+// <run>/stack-logs/.
+func copyRunStackLogs(stackDir, runDir string) {
+	copyStackFiles(stackDir, filepath.Join(runDir, "stack-logs"))
+}
+
+// checkAnswers checks that every base URL answers HTTP at all (any status),
+// within 5 s each: a typo or a stopped system is a configuration error, not
+// a failed run.
+func checkAnswers(ctx context.Context, urls []string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, url := range urls {
+		request, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
+		if err != nil {
+			return fmt.Errorf("base URL %q: %w", url, err)
+		}
+		response, err := client.Do(request)
+		if err != nil {
+			return fmt.Errorf("nothing answers at %s: %w", url, err)
+		}
+		response.Body.Close()
+	}
+	return nil
+}
+
+// postgresVersion asks the ledger database its version, for run.json;
+// "unknown" when it cannot.
+func postgresVersion(ctx context.Context, url string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	connection, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return "unknown"
+	}
+	defer connection.Close(context.Background())
+	var version string
+	if err := connection.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
+		return "unknown"
+	}
+	return version
+}
+
+// ledgerproofVersion is the module version, or the VCS revision the binary
+// was built from, or (devel).
+func ledgerproofVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	version := info.Main.Version
+	for _, setting := range info.Settings {
+		if setting.Key == "vcs.revision" && len(setting.Value) >= 12 {
+			version += " " + setting.Value[:12]
+		}
+		if setting.Key == "vcs.modified" && setting.Value == "true" {
+			version += "+dirty"
+		}
+	}
+	return version
+}
+
+func splitList(text string) []string {
+	var values []string
+	for _, value := range strings.Split(text, ",") {
+		if value = strings.TrimSpace(value); value != "" {
+			values = append(values, value)
+		}
+	}
+	return values
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, value := range values {
+		if value != "" {
+			return value
+		}
+	}
+	return ""
+}
