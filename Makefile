@@ -5,9 +5,10 @@ GO        ?= go
 BIN       := bin/ledgerproof
 STACK_DIR ?= .ledgerproof/stack
 DEMO_DIR  := .ledgerproof/demo
-# The demo's stack uses its own ports so it can run beside `make up`.
-DEMO_PORTS := --postgres-port 55532 --redis-port 56479 --broker-port 59192 \
-              --gateway-port 58280 --worker-metrics-port 58380
+# The demo's stack uses its own ports so it can run beside `make up`, below
+# Linux's ephemeral range (32768-60999) so no outgoing connection holds one.
+DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
+              --gateway-port 28280 --worker-metrics-port 28380
 
 .PHONY: all deps build k6 test vet demo flow bench bench-k6 mutation up down status clean
 
