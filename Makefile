@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build k6 test vet demo flow bench bench-k6 mutation up down status clean
+.PHONY: all deps build k6 test vet demo flow bench bench-k6 capacity mutation up down status clean
 
 all: build
 
@@ -78,6 +78,26 @@ bench: deps build
 # k6/http sending the same requests to one trivial endpoint.
 bench-k6: k6
 	$(GO) run ./xk6-ledger/cpubench --k6 bin/k6
+
+# Capacity (docs/performance.md, "End-to-end capacity"): for each mode, a
+# fresh local stack on its own ports (batched: 1 gateway, 1 worker, 4
+# partitions, broker without --sync, cheap KDF for the sign-ups; naive: 1
+# gateway with --apply-mode naive, no worker), the steps 1,000 to 10,000 TPS
+# of scenarios/capacity.js (one k6 run per step, 5 s ramp + 20 s hold; a mode
+# stops after two consecutive failed steps), CPU per process sampled from
+# /proc, the audit (must pass), and the report: capacity.md and
+# capacity.json in reports/runs/capacity-<timestamp>/ and the summary in
+# docs/performance.md. Exit 1 if an audit failed, 3 if the batched knee is
+# below CAPACITY_REQUIRE_TPS or under CAPACITY_REQUIRE_RATIO x the naive one.
+CAPACITY_STEPS         ?= 1000,2000,3600,5000,7500,10000
+CAPACITY_HOLD          ?= 20s
+CAPACITY_REQUIRE_TPS   ?= 3600
+CAPACITY_REQUIRE_RATIO ?= 3
+CAPACITY_ARGS          ?=
+capacity: deps build k6
+	$(BIN) capacity --steps $(CAPACITY_STEPS) --step-duration $(CAPACITY_HOLD) \
+		--require-tps $(CAPACITY_REQUIRE_TPS) --require-ratio $(CAPACITY_REQUIRE_RATIO) \
+		--docs docs/performance.md $(CAPACITY_ARGS)
 
 # Every seeded bug, and the clean system, under the fault profile that makes
 # the bug show itself, each on a fresh stack of its own (free ports, purged

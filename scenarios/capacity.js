@@ -39,7 +39,10 @@ export const options = {
 
 export function setup() {
   console.log(`capacity steps: ${plan.map((step) => `${step.rate}/s`).join(', ')}`);
-  return prepareRun(client, config, { name: 'capacity', steady: false });
+  const data = prepareRun(client, config, { name: 'capacity', steady: false });
+  // `ledgerproof capacity` waits for this line to time its CPU profiles.
+  console.log('capacity: load starts');
+  return data;
 }
 
 const workloadOptions = { ownerSlots: (scenarioName) => ownerSlotsByStep[scenarioName] };
@@ -57,6 +60,9 @@ export function teardown(data) {
 
 export function handleSummary(data) {
   const report = capacityReport(data, plan, criteria);
+  // When the steps' clock started (the end of setup(), epoch ms): each step's window is loadStartedAtMs +
+  // startSeconds, so a driver can match the steps with what it sampled meanwhile (CPU per process).
+  report.loadStartedAtMs = data.setup_data && data.setup_data.startedAt !== undefined ? data.setup_data.startedAt : null;
   const failed = failedThresholdLines(data);
   const text = [
     '',

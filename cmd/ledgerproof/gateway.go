@@ -34,6 +34,9 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
 	flags.DurationVar(&config.InFlightLease, "in-flight-lease", 60*time.Second, "how long a replay of a key whose first request has not answered gets 409 before taking over (must exceed --produce-timeout plus --wait-max)")
+	applyMode := flags.String("apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
+	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the HTTP listener, to loopback clients only")
+	producerLinger := flags.Duration("producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	var crashPoints crashPointFlags
@@ -57,21 +60,29 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		}
 		defer store.Close()
 		defer cache.Close()
-		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name,
-			BrokerAddressMap: connections.brokerAddressMap.addresses})
-		if err != nil {
-			return err
-		}
-		defer producer.Close()
+		config.ApplyMode = gateway.ApplyMode(*applyMode)
 		registry := prometheus.NewRegistry()
 		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		server, err := gateway.New(config, gateway.Dependencies{Store: store, Cache: cache, Queue: producer,
-			Ready: producer.Ping, Registerer: registry, Logger: logger})
+		dependencies := gateway.Dependencies{Store: store, Cache: cache, Registerer: registry, Logger: logger}
+		if config.ApplyMode == gateway.ApplyModeNaive {
+			// No broker: the gateway applies each command itself.
+			dependencies.Applier = store
+			logger.Info("apply mode naive: one Postgres transaction per request, no broker")
+		} else {
+			producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name,
+				Linger: *producerLinger, BrokerAddressMap: connections.brokerAddressMap.addresses})
+			if err != nil {
+				return err
+			}
+			defer producer.Close()
+			dependencies.Queue, dependencies.Ready = producer, producer.Ping
+		}
+		server, err := gateway.New(config, dependencies)
 		if err != nil {
 			return err
 		}
 		go server.Run(ctx)
-		if err := serveHTTP(ctx, *listen, withCrashPoints(server.Handler(), crashRegistry), logger); err != nil {
+		if err := serveHTTP(ctx, *listen, withProfiling(withCrashPoints(server.Handler(), crashRegistry), *profiling), logger); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		return nil

@@ -33,8 +33,9 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	metricsListen := flags.String("metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
 	var config worker.Config
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
-	flags.DurationVar(&config.Linger, "linger", 2*time.Millisecond, "wait for more records when a poll returns a short batch")
+	flags.DurationVar(&config.Linger, "linger", 10*time.Millisecond, "keep collecting records this long when a poll returns a short batch (fills batches under load)")
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
+	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener, to loopback clients only")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	var betweenCommitsCrash crashFlags
@@ -98,7 +99,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		})
 		group, groupContext := errgroup.WithContext(ctx)
 		group.Go(func() error {
-			return serveHTTP(groupContext, *metricsListen, withCrashPoints(mux, crashRegistry), logger)
+			return serveHTTP(groupContext, *metricsListen, withProfiling(withCrashPoints(mux, crashRegistry), *profiling), logger)
 		})
 		group.Go(func() error {
 			logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String())

@@ -39,7 +39,9 @@ export function buildStepPlan(config) {
   }
 
   let startSeconds = 0;
-  let previousRate = 0;
+  // RAMP_FROM is the rate the first step ramps from (default 0). A driver that runs one step per k6 process
+  // (`ledgerproof capacity`) passes the previous step's rate, so each step ramps as it would in one long run.
+  let previousRate = envInt('RAMP_FROM', 0, { min: 0 });
   return kept.map((rate, index) => {
     const vus = vusFor(rate, config);
     const step = {
@@ -89,6 +91,7 @@ export function stepMetricNames(step) {
     dropped: `dropped_iterations${tag}`,
     errors: `scenario_errors${tag}`,
     accept: `scenario_accept_duration${tag}`,
+    settle: `scenario_settle_duration${tag}`,
     operations: `scenario_operations${tag}`,
   };
 }
@@ -108,6 +111,7 @@ export function stepThresholds(plan, criteria, requiredTps) {
     thresholds[names.dropped] = [strict ? 'count==0' : 'count>=0'];
     thresholds[names.errors] = [strict ? `rate<${criteria.errorRateMax}` : 'rate>=0'];
     thresholds[names.accept] = [strict ? `p(95)<${criteria.p95Ms}` : 'p(95)>=0'];
+    thresholds[names.settle] = ['p(95)>=0'];
   }
   return thresholds;
 }
@@ -133,6 +137,10 @@ export function capacityReport(summaryData, plan, criteria) {
     const dropped = metricValue(summaryData, names.dropped, 'count') || 0;
     const errorRate = metricValue(summaryData, names.errors, 'rate');
     const p95Ms = metricValue(summaryData, names.accept, 'p(95)');
+    const latency = (name, field) => {
+      const value = metricValue(summaryData, name, field);
+      return value === undefined ? null : value;
+    };
     const operations = metricValue(summaryData, names.operations, 'count') || 0;
     const seconds = step.rampSeconds + step.holdSeconds;
     const reasons = [];
@@ -158,6 +166,14 @@ export function capacityReport(summaryData, plan, criteria) {
       dropped,
       errorRate: errorRate === undefined ? null : errorRate,
       p95AcceptMs: p95Ms === undefined ? null : p95Ms,
+      p50AcceptMs: latency(names.accept, 'med'),
+      p99AcceptMs: latency(names.accept, 'p(99)'),
+      p50SettleMs: latency(names.settle, 'med'),
+      p95SettleMs: latency(names.settle, 'p(95)'),
+      p99SettleMs: latency(names.settle, 'p(99)'),
+      startSeconds: step.startSeconds,
+      rampSeconds: step.rampSeconds,
+      holdSeconds: step.holdSeconds,
       held: reasons.length === 0,
       reasons,
     };

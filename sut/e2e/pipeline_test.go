@@ -21,7 +21,17 @@ import (
 // reused with another body is rejected and never applied, 50 concurrent
 // requests with one key have one effect, and an overdraft is rejected.
 func TestIdempotencyContract(t *testing.T) {
-	s := startStack(t, 2, 1)
+	checkIdempotencyContract(t, startStack(t, 2, 1))
+}
+
+// TestIdempotencyContractNaive: the same contract holds in the naive apply
+// mode (gateway --apply-mode naive, no worker): each request applied by the
+// gateway in a Postgres transaction of its own.
+func TestIdempotencyContractNaive(t *testing.T) {
+	checkIdempotencyContract(t, startStackWith(t, 2, 0, []string{"--apply-mode", "naive"}, nil))
+}
+
+func checkIdempotencyContract(t *testing.T, s *testStack) {
 	ctx := context.Background()
 	alice, bob := s.newUser(0), s.newUser(1)
 	s.fund(alice, 1000)

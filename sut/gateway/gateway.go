@@ -57,6 +57,12 @@ type Config struct {
 	MaxInFlightRequests int
 	// PasswordHashing sets the KDF cost.
 	PasswordHashing PasswordHashing
+	// ApplyMode is how a money command reaches the ledger: ApplyModeQueue
+	// (default), produced to the commands topic and applied by the workers
+	// in batches, or ApplyModeNaive, applied by this gateway at once in one
+	// Postgres transaction of its own (Store.ApplyOne), the classic
+	// one-transaction-per-request design the capacity report compares with.
+	ApplyMode ApplyMode
 	// SeededBugs are the deliberate mistakes this gateway makes (the
 	// gateway's bugs of ledger.Catalogue; see docs/seeded-bugs.md). Default
 	// none. Only a process started with the unsafe switch passes any.
@@ -86,6 +92,15 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxInFlightRequests == 0 {
 		c.MaxInFlightRequests = 8192
+	}
+	if c.ApplyMode == "" {
+		c.ApplyMode = ApplyModeQueue
+	}
+	if c.ApplyMode != ApplyModeQueue && c.ApplyMode != ApplyModeNaive {
+		return fmt.Errorf("gateway: apply mode %q is neither %q nor %q", c.ApplyMode, ApplyModeQueue, ApplyModeNaive)
+	}
+	if c.ApplyMode == ApplyModeNaive && len(c.SeededBugs) > 0 {
+		return fmt.Errorf("gateway: seeded bugs %s need the queue; the naive apply mode has none", c.SeededBugs)
 	}
 	if err := c.PasswordHashing.applyDefaults(); err != nil {
 		return err
@@ -128,6 +143,27 @@ type Cache interface {
 	Ping(ctx context.Context) error
 }
 
+// ApplyMode selects how money commands reach the ledger (Config.ApplyMode).
+type ApplyMode string
+
+// The apply modes.
+const (
+	// ApplyModeQueue produces each command to the commands topic; workers
+	// apply them in batches. The reference design.
+	ApplyModeQueue ApplyMode = "queue"
+	// ApplyModeNaive applies each command in the gateway, synchronously, in
+	// a Postgres transaction of its own, and answers with its outcome. No
+	// broker, no worker: the baseline of the capacity report.
+	ApplyModeNaive ApplyMode = "naive"
+)
+
+// Applier applies one command in a transaction of its own and returns its
+// outcome (for a command whose transaction exists already: the stored one).
+// postgres.Store implements it; only ApplyModeNaive uses it.
+type Applier interface {
+	ApplyOne(ctx context.Context, command ledger.Command) (ledger.Outcome, error)
+}
+
 // Queue is what the gateway needs of the commands topic: Produce returns
 // once the broker acknowledged the record.
 type Queue interface {
@@ -140,6 +176,7 @@ type Gateway struct {
 	store    Store
 	cache    Cache
 	queue    Queue
+	applier  Applier
 	ready    func(ctx context.Context) error
 	logger   *slog.Logger
 	metrics  *metrics
@@ -171,6 +208,9 @@ type Dependencies struct {
 	Store Store
 	Cache Cache
 	Queue Queue
+	// Applier applies commands in ApplyModeNaive; required there, unused
+	// otherwise (Queue is then not needed).
+	Applier Applier
 	// Ready reports whether the broker is reachable, for /readyz; optional.
 	Ready func(ctx context.Context) error
 	// Registerer receives the gateway's metrics; nil uses a new registry.
@@ -187,8 +227,14 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 	if err := config.applyDefaults(); err != nil {
 		return nil, err
 	}
-	if dependencies.Store == nil || dependencies.Cache == nil || dependencies.Queue == nil {
-		return nil, errors.New("gateway: store, cache and queue are required")
+	if dependencies.Store == nil || dependencies.Cache == nil {
+		return nil, errors.New("gateway: store and cache are required")
+	}
+	if config.ApplyMode == ApplyModeQueue && dependencies.Queue == nil {
+		return nil, errors.New("gateway: the queue apply mode needs a queue")
+	}
+	if config.ApplyMode == ApplyModeNaive && dependencies.Applier == nil {
+		return nil, errors.New("gateway: the naive apply mode needs an applier")
 	}
 	if dependencies.Logger == nil {
 		dependencies.Logger = slog.Default()
@@ -212,6 +258,7 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		store:    dependencies.Store,
 		cache:    dependencies.Cache,
 		queue:    dependencies.Queue,
+		applier:  dependencies.Applier,
 		ready:    dependencies.Ready,
 		logger:   dependencies.Logger,
 		metrics:  newMetrics(dependencies.Registerer),
@@ -329,22 +376,27 @@ func (g *Gateway) authenticated(next handler) handler {
 		}
 		token := header[len(prefix):]
 		now := g.clock()
-		session, found, err := g.cache.LookupSession(r.Context(), token)
-		switch {
-		case err == nil && found:
-			g.sessions.remember(token, session, now, sessionFallbackLifetime)
-		default:
-			// Redis is down, or restarted and lost the session: a token
-			// this gateway has seen stays valid until it expires.
-			var remembered bool
-			if session, remembered = g.sessions.lookup(token, now); remembered {
-				g.metrics.localSessions.Inc()
-				break
-			}
-			if err != nil {
+		// The gateway's own memory first: a session cannot be revoked in
+		// this system (there is no sign-out; a token lives until its
+		// expiry, in Redis as here), so a remembered, unexpired session is
+		// exactly what Redis would say, without a round trip per request.
+		// Redis is asked for tokens this gateway has not seen (issued by
+		// another gateway, or before a restart). If sessions ever become
+		// revocable, revocation must reach every gateway's memory (a
+		// pub/sub message) or this shortcut must go.
+		session, remembered := g.sessions.lookup(token, now)
+		if remembered {
+			g.metrics.localSessions.Inc()
+		} else {
+			cached, found, err := g.cache.LookupSession(r.Context(), token)
+			switch {
+			case err != nil:
 				return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
+			case !found:
+				return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "the token is unknown or expired; sign in again")
 			}
-			return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "the token is unknown or expired; sign in again")
+			session = cached
+			g.sessions.remember(token, session, now, sessionFallbackLifetime)
 		}
 		if !g.allow(session.UserID) {
 			w.Header().Set("Retry-After", "1")

@@ -31,7 +31,7 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		waitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_wait_timeouts_total", Help: "Bounded waits that ended before the outcome."}),
 		cacheErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_cache_errors_total", Help: "Failed Redis calls (the ledger answered instead)."}),
 		localSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_local_sessions_total",
-			Help: "Requests authenticated from the gateway's own memory because Redis was down or had lost the session."}),
+			Help: "Requests authenticated from the gateway's own memory of sessions, without asking Redis (which may be down or have lost them)."}),
 	}
 	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions)
 	return m

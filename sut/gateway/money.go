@@ -179,7 +179,50 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	if err != nil || claim.answered {
 		return claim.status, claim.body, err
 	}
+	if g.config.ApplyMode == ApplyModeNaive {
+		return g.applyCommand(ctx, command, claim)
+	}
 	return g.queueCommand(ctx, command, wait, claim)
+}
+
+// applyCommand is ApplyModeNaive: the command is applied here and now, in a
+// Postgres transaction of its own, and the client gets its final outcome
+// whatever wait it asked for (a wait bounds how long a client is willing to
+// wait; this mode never answers before the outcome). The idempotency contract
+// is the queue mode's: the key was claimed in Redis and checked against the
+// ledger; ApplyOne checks the ledger again inside its transaction, and the
+// transactions' primary key refuses a second copy applied concurrently (a
+// takeover after the in-flight lease), which then fails with 503 and is
+// answered from the ledger on the client's retry.
+func (g *Gateway) applyCommand(ctx context.Context, command ledger.Command, claim keyClaim) (int, []byte, error) {
+	started := g.clock()
+	outcome, err := g.applier.ApplyOne(ctx, command)
+	g.metrics.produceSeconds.Observe(g.clock().Sub(started).Seconds())
+	if ledger.ErrorCode(err) == ledger.CodeIdempotencyKeyReused {
+		g.release(ctx, command, claim.reservedByUs)
+		g.metrics.keyReused.Inc()
+		return 0, nil, keyReused(command)
+	}
+	if err != nil {
+		// Whether the transaction committed is unknown (the commit may have
+		// succeeded before the connection broke): the reservation is
+		// released and the client's retry is answered from the ledger if it
+		// did, applied if it did not.
+		g.release(ctx, command, claim.reservedByUs)
+		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "the ledger did not apply the command: %v", err)
+	}
+	final, err := finalResponse(command, ledger.OutcomeNotice{Outcome: outcome, Fingerprint: command.Fingerprint})
+	if err != nil {
+		return 0, nil, err
+	}
+	if outcome.TransactionID != command.TransactionID {
+		panic(fmt.Sprintf("gateway: applied %s, the ledger answered for %s", command.TransactionID, outcome.TransactionID))
+	}
+	status, body := http.StatusOK, marshal(*final)
+	if claim.cacheUp {
+		g.remember(ctx, command, claim.record, status, body)
+	}
+	return status, body, nil
 }
 
 // keyClaim is what the idempotency contract decided for a request: either
@@ -359,6 +402,7 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 	defer deadline.Stop()
 	poll := time.NewTicker(g.config.WaitPollInterval)
 	defer poll.Stop()
+	polls := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -372,9 +416,19 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 			return finalResponse(command, notice)
 		case <-poll.C:
 			// The worker's outcome record in Redis is the cheap check; the
-			// ledger answers when Redis does not.
-			if notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID); err == nil && found {
+			// ledger answers when Redis does not: at once when Redis fails,
+			// and every ledgerPollEvery-th poll when Redis has no outcome
+			// yet (it may have lost it). Asking the ledger at every poll
+			// made slow moments worse: each waiting request added a
+			// Postgres query every WaitPollInterval just when Postgres was
+			// the busiest.
+			polls++
+			notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID)
+			if err == nil && found {
 				return finalResponse(command, notice)
+			}
+			if err == nil && polls%ledgerPollEvery != 0 {
+				continue
 			}
 			stored, err := g.store.Transaction(ctx, command.TransactionID)
 			if err != nil {
@@ -385,6 +439,10 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 		}
 	}
 }
+
+// ledgerPollEvery is how many polls of a waiting request go by between two
+// questions to the ledger while Redis answers (see awaitOutcome).
+const ledgerPollEvery = 5
 
 // finalResponse renders a command's final outcome, or refuses it when the
 // outcome belongs to another request that used the same key.

@@ -46,6 +46,13 @@ type BatchResult struct {
 	AlreadyApplied int
 	// Balances holds the new balance of every user account the batch touched.
 	Balances map[int64]int64
+	// BalanceVersions holds, for each account of Balances, the id of the
+	// last posting the batch wrote to it: the version of that balance.
+	// Posting ids come from a sequence and are drawn while the account's row
+	// is locked, so a later balance of an account always has a higher
+	// version, whichever batch's cache update reaches Redis first. Empty
+	// under the seeded bugs' apply paths other than the reference one.
+	BalanceVersions map[int64]int64
 	// NextOffset is the offset stored for the partition after the batch.
 	NextOffset int64
 }
@@ -133,6 +140,7 @@ func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, 
 		if err := writes.send(ctx, tx, batch.Partition); err != nil {
 			return err
 		}
+		result.BalanceVersions = writes.versions
 		// Everything is written and nothing committed: a worker dying here
 		// must leave no trace of the batch, which is delivered again.
 		crash.Hit(crash.MidBatch)
@@ -485,6 +493,8 @@ type batchWrites struct {
 	postingBalances     []*int64
 
 	balanceIDs, balances []int64
+	// versions is the last posting id written per account, after send.
+	versions map[int64]int64
 
 	// The partition's next offset, written when offsetTopic is set.
 	offsetTopic string
@@ -530,9 +540,10 @@ func (w *batchWrites) addPosting(transactionID string, accountID, amount int64, 
 }
 
 // send writes everything, and the partition's next offset if set, in one
-// pipelined round trip.
+// pipelined round trip. It records the last posting id per account in
+// w.versions.
 func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, partition int32) error {
-	pipeline := w.queue(partition)
+	pipeline, postingsAt := w.queue(partition)
 	if w.offsetTopic != "" {
 		statement := `UPDATE consumer_offsets SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2`
 		if w.offsetOnlyForward {
@@ -543,22 +554,57 @@ func (w *batchWrites) send(ctx context.Context, tx pgx.Tx, partition int32) erro
 	if pipeline.Len() == 0 {
 		return nil
 	}
-	if err := tx.SendBatch(ctx, pipeline).Close(); err != nil {
+	if err := w.sendPipeline(ctx, tx, pipeline, postingsAt); err != nil {
 		return fmt.Errorf("write batch: %w", err)
 	}
 	return nil
 }
 
+// sendPipeline sends the statements and reads their results in order; the
+// postings' statement (at postingsAt, -1 for none) returns the ids written.
+func (w *batchWrites) sendPipeline(ctx context.Context, tx pgx.Tx, pipeline *pgx.Batch, postingsAt int) error {
+	results := tx.SendBatch(ctx, pipeline)
+	for i := 0; i < pipeline.Len(); i++ {
+		if i != postingsAt {
+			if _, err := results.Exec(); err != nil {
+				results.Close()
+				return err
+			}
+			continue
+		}
+		rows, err := results.Query()
+		if err != nil {
+			results.Close()
+			return err
+		}
+		w.versions = make(map[int64]int64, len(w.balanceIDs))
+		var accountID, postingID int64
+		if _, err := pgx.ForEachRow(rows, []any{&accountID, &postingID}, func() error {
+			if postingID > w.versions[accountID] {
+				w.versions[accountID] = postingID
+			}
+			return nil
+		}); err != nil {
+			results.Close()
+			return err
+		}
+	}
+	return results.Close()
+}
+
 // sendWithoutOffset writes rows that carry no Kafka position (ApplyOne).
 func (w *batchWrites) sendWithoutOffset(ctx context.Context, tx pgx.Tx) error {
-	if err := tx.SendBatch(ctx, w.queue(-1)).Close(); err != nil {
+	pipeline, postingsAt := w.queue(-1)
+	if err := w.sendPipeline(ctx, tx, pipeline, postingsAt); err != nil {
 		return fmt.Errorf("write transaction: %w", err)
 	}
 	return nil
 }
 
-func (w *batchWrites) queue(partition int32) *pgx.Batch {
-	pipeline := &pgx.Batch{}
+// queue builds the pipeline of the rows' statements and says where the
+// postings' statement is (-1: none).
+func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
+	pipeline, postingsAt := &pgx.Batch{}, -1
 	if len(w.ids) > 0 {
 		pipeline.Queue(`INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
 			destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
@@ -570,8 +616,10 @@ func (w *batchWrites) queue(partition int32) *pgx.Batch {
 			w.fingerprints, partition, w.offsets, w.acceptedAts)
 	}
 	if len(w.postingTransactions) > 0 {
+		postingsAt = pipeline.Len()
 		pipeline.Queue(`INSERT INTO postings (transaction_id, account_id, amount, balance_after)
-			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])`,
+			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
+			RETURNING account_id, id`,
 			w.postingTransactions, w.postingAccounts, w.postingAmounts, w.postingBalances)
 	}
 	if len(w.balanceIDs) > 0 {
@@ -579,5 +627,5 @@ func (w *batchWrites) queue(partition int32) *pgx.Batch {
 			FROM unnest($1::bigint[], $2::bigint[]) AS v(id, balance) WHERE accounts.id = v.id`,
 			w.balanceIDs, w.balances)
 	}
-	return pipeline
+	return pipeline, postingsAt
 }

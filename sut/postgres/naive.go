@@ -14,15 +14,25 @@ import (
 // design: lock both account rows (in id order), check, write, commit. It is
 // the naive baseline the batched pipeline is measured against, and the
 // reference system's one-transaction-per-request mode. Commands applied this
-// way carry no Kafka position: partition and offset are stored as -1.
+// way carry no Kafka position: partition and offset are stored as -1. A
+// command whose transaction exists already returns the stored outcome, or an
+// error with ledger.CodeIdempotencyKeyReused when the stored one has another
+// fingerprint.
 func (s *Store) ApplyOne(ctx context.Context, command ledger.Command) (ledger.Outcome, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var outcome ledger.Outcome
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var status, reason string
-		err := tx.QueryRow(ctx, `SELECT status, reason FROM transactions WHERE id = $1::uuid`, command.TransactionID).Scan(&status, &reason)
+		var status, reason, fingerprint string
+		err := tx.QueryRow(ctx, `SELECT status, reason, fingerprint FROM transactions WHERE id = $1::uuid`, command.TransactionID).Scan(&status, &reason, &fingerprint)
 		if err == nil {
+			// The key was applied already: by this request's earlier copy
+			// (same fingerprint, the stored outcome is the answer) or by
+			// another request that used the same key (never applied twice,
+			// and this one is refused).
+			if fingerprint != command.Fingerprint {
+				return ledger.Errorf(ledger.CodeIdempotencyKeyReused, "idempotency key %q was already used with a different request", command.IdempotencyKey)
+			}
 			outcome = ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.Status(status), Reason: ledger.Code(reason)}
 			return nil
 		}

@@ -272,15 +272,53 @@ func (c *Client) LookupOutcome(ctx context.Context, transactionID string) (ledge
 	return notice, true, nil
 }
 
+// setBalancesScript writes cached balances that are newer than the cached
+// ones. KEYS are n balance keys then their n version keys; ARGV[1] is the TTL
+// in milliseconds, then a balance and its version per key. A version of 0
+// (unknown) writes unconditionally. Two batches that touched one account
+// (a credit from another partition) may reach Redis in either order; the
+// version, not the arrival, decides which balance stays.
+var setBalancesScript = goredis.NewScript(`
+local n = #KEYS / 2
+for i = 1, n do
+  local version = tonumber(ARGV[2 * i + 1])
+  local current = tonumber(redis.call('GET', KEYS[n + i]) or '-1')
+  if version == 0 or version > current then
+    redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[1])
+    if version > 0 then
+      redis.call('SET', KEYS[n + i], version, 'PX', ARGV[1])
+    end
+  end
+end
+return n`)
+
+func balanceVersionKey(accountID int64) string {
+	return "balance-version:" + strconv.FormatInt(accountID, 10)
+}
+
 // AfterCommit runs, in one pipelined round trip, what a worker does after a
-// batch committed: refresh the balance cache of the touched accounts, record
-// each key's outcome (and forget it as pending), and announce the outcomes to
-// waiting gateways. Failure only costs speed: the
-// cache is refreshed by the next batch and waiters fall back to polling.
-func (c *Client) AfterCommit(ctx context.Context, balances map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error {
+// batch committed: refresh the balance cache of the touched accounts (only
+// where the cached balance is older: versions holds each balance's version,
+// see postgres.BatchResult.BalanceVersions; an account without one is
+// written unconditionally), record each key's outcome (and forget it as
+// pending), and announce the outcomes to waiting gateways. Failure only
+// costs speed: the worker writes the balances again later and waiters fall
+// back to polling.
+func (c *Client) AfterCommit(ctx context.Context, balances, versions map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error {
 	pipeline := c.client.Pipeline()
-	for accountID, balance := range balances {
-		pipeline.Set(ctx, balanceKey(accountID), balance, balanceTTL)
+	if len(balances) > 0 {
+		ids := make([]int64, 0, len(balances))
+		for accountID := range balances {
+			ids = append(ids, accountID)
+		}
+		keys := make([]string, 2*len(ids))
+		arguments := make([]any, 0, 1+2*len(ids))
+		arguments = append(arguments, balanceTTL.Milliseconds())
+		for i, accountID := range ids {
+			keys[i], keys[len(ids)+i] = balanceKey(accountID), balanceVersionKey(accountID)
+			arguments = append(arguments, balances[accountID], versions[accountID])
+		}
+		setBalancesScript.Eval(ctx, pipeline, keys, arguments...)
 	}
 	for _, outcome := range outcomes {
 		value, _ := json.Marshal(outcome)
@@ -293,6 +331,9 @@ func (c *Client) AfterCommit(ctx context.Context, balances map[int64]int64, outc
 			return fmt.Errorf("encode outcomes: %w", err)
 		}
 		pipeline.Publish(ctx, OutcomesChannel, message)
+	}
+	if pipeline.Len() == 0 {
+		return nil
 	}
 	if _, err := pipeline.Exec(ctx); err != nil {
 		return fmt.Errorf("after commit: %w", err)

@@ -114,7 +114,7 @@ func TestAfterCommitPublishesOutcomes(t *testing.T) {
 	notice := ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: "tx", Status: ledger.StatusRejected, Reason: ledger.CodeInsufficientFunds}, Fingerprint: "fp"}
 	// The subscription starts asynchronously: publish until it is heard.
 	for {
-		if err := client.AfterCommit(ctx, map[int64]int64{5: 42}, []ledger.OutcomeNotice{notice}, time.Minute); err != nil {
+		if err := client.AfterCommit(ctx, map[int64]int64{5: 42}, nil, []ledger.OutcomeNotice{notice}, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -155,7 +155,7 @@ func TestCachedBalances(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
 	ctx := context.Background()
-	if err := client.AfterCommit(ctx, map[int64]int64{901: 150, 902: 0}, nil, time.Minute); err != nil {
+	if err := client.AfterCommit(ctx, map[int64]int64{901: 150, 902: 0}, nil, nil, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	balances, err := client.CachedBalances(ctx, []int64{901, 902, 903})
@@ -167,5 +167,36 @@ func TestCachedBalances(t *testing.T) {
 	}
 	if empty, err := client.CachedBalances(ctx, nil); err != nil || len(empty) != 0 {
 		t.Fatalf("no accounts: %v %v", empty, err)
+	}
+}
+
+// TestAfterCommitKeepsTheNewestBalance: two batches that touched one account
+// reach Redis in the wrong order; the versions keep the newer balance.
+func TestAfterCommitKeepsTheNewestBalance(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		balance int64
+		version int64
+		want    int64
+	}{
+		{"first write", 100, 10, 100},
+		{"newer write wins", 150, 20, 150},
+		{"older write arriving late is ignored", 120, 15, 150},
+		{"same version again is ignored", 999, 20, 150},
+		{"unversioned write is applied", 7, 0, 7},
+		{"a versioned write after it still compares with the last version", 130, 19, 7},
+		{"a newer versioned write", 140, 21, 140},
+	}
+	for _, test := range tests {
+		if err := client.AfterCommit(ctx, map[int64]int64{77: test.balance}, map[int64]int64{77: test.version}, nil, time.Minute); err != nil {
+			t.Fatalf("%s: %v", test.name, err)
+		}
+		balance, found, err := client.CachedBalance(ctx, 77)
+		if err != nil || !found || balance != test.want {
+			t.Fatalf("%s: cached %d (found %v, %v), want %d", test.name, balance, found, err, test.want)
+		}
 	}
 }

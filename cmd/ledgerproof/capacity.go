@@ -1,0 +1,849 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// capacityMode is one system configuration the capacity run measures.
+type capacityMode struct {
+	// Name is "batched" (the reference pipeline) or "naive" (gateway
+	// --apply-mode naive, no worker).
+	Name        string   `json:"name"`
+	Gateways    int      `json:"gateways"`
+	Workers     int      `json:"workers"`
+	GatewayArgs []string `json:"gateway_args"`
+	WorkerArgs  []string `json:"worker_args"`
+}
+
+// capacityStep is one step's figures: k6's view (capacity.json of the
+// step's k6 run) and the CPU each process used during the step's load.
+type capacityStep struct {
+	TargetTPS          int      `json:"target_tps"`
+	AchievedTPS        float64  `json:"achieved_tps"`
+	Iterations         float64  `json:"iterations"`
+	ExpectedIterations float64  `json:"expected_iterations"`
+	Dropped            float64  `json:"dropped"`
+	ErrorRate          *float64 `json:"error_rate"`
+	P50AcceptMs        *float64 `json:"p50_accept_ms"`
+	P95AcceptMs        *float64 `json:"p95_accept_ms"`
+	P99AcceptMs        *float64 `json:"p99_accept_ms"`
+	P50SettleMs        *float64 `json:"p50_settle_ms"`
+	P95SettleMs        *float64 `json:"p95_settle_ms"`
+	P99SettleMs        *float64 `json:"p99_settle_ms"`
+	Held               bool     `json:"held"`
+	Reasons            []string `json:"reasons"`
+	// WindowStart and WindowSeconds are the step's load (ramp and hold).
+	WindowStart   time.Time `json:"window_start"`
+	WindowSeconds float64   `json:"window_seconds"`
+	// CPUSeconds is the CPU each process tree used in the window
+	// ("postgres" counts every backend; "machine" is the whole machine,
+	// other people's work included); CPUPer1000 divides it by the
+	// iterations in thousands.
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_requests"`
+	// LoadAverage is /proc/loadavg's first figure when the step ended.
+	LoadAverage float64 `json:"load_average"`
+	// RecordsPerBatch is the workers' mean batch size during the step (from
+	// their metrics; 0 without workers).
+	RecordsPerBatch float64 `json:"records_per_batch"`
+	K6ExitCode      int     `json:"k6_exit_code"`
+}
+
+// capacityModeResult is what one mode measured.
+type capacityModeResult struct {
+	Mode  capacityMode   `json:"mode"`
+	Steps []capacityStep `json:"steps"`
+	// KneeTPS is the highest step held with every step below it held too;
+	// 0 when the first step failed.
+	KneeTPS int `json:"knee_tps"`
+	// StoppedEarly says why stepping stopped before the last step.
+	StoppedEarly string `json:"stopped_early,omitempty"`
+	AuditPassed  bool   `json:"audit_passed"`
+	AuditSummary string `json:"audit_summary"`
+	RunDir       string `json:"run_dir"`
+}
+
+// capacityResult is the whole run: capacity.json.
+type capacityResult struct {
+	StartedAt    time.Time            `json:"started_at"`
+	FinishedAt   time.Time            `json:"finished_at"`
+	Command      string               `json:"command"`
+	Machine      string               `json:"machine"`
+	Criteria     string               `json:"criteria"`
+	StepSeconds  float64              `json:"step_hold_seconds"`
+	RampSeconds  float64              `json:"ramp_seconds"`
+	Accounts     int                  `json:"accounts"`
+	Seed         int64                `json:"seed"`
+	Modes        []capacityModeResult `json:"modes"`
+	KneeRatio    *float64             `json:"knee_ratio"`
+	RequireTPS   int                  `json:"require_tps"`
+	RequireRatio float64              `json:"require_ratio"`
+	Verdict      string               `json:"verdict"`
+}
+
+type capacityOptions struct {
+	out, k6, scenario, stackRoot, docs string
+	modes                              []string
+	steps                              []int
+	hold, ramp                         time.Duration
+	accounts                           int
+	seed                               int64
+	gateways, workers, partitions      int
+	gatewayArgs, workerArgs            stackArgumentList
+	failuresToStop                     int
+	requireTPS                         int
+	requireRatio                       float64
+	profileAt                          int
+	profileSeconds                     int
+	portBase                           int
+}
+
+// capacityCommand is `make capacity`: for each mode a fresh local stack, the
+// capacity steps (one k6 run of scenarios/capacity.js per step, so stepping
+// can stop after two failed steps), CPU per process sampled from /proc, the
+// audit, and the report.
+func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	flags := flag.NewFlagSet("capacity", flag.ContinueOnError)
+	var o capacityOptions
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	flags.StringVar(&o.out, "out", filepath.Join("reports", "runs", "capacity-"+stamp), "run directory: capacity.json, capacity.md, one folder per mode (journals, k6 logs, audit)")
+	flags.StringVar(&o.k6, "k6", "bin/k6", "k6 binary with the ledger extension (make k6)")
+	flags.StringVar(&o.scenario, "scenario", "scenarios/capacity.js", "capacity scenario")
+	flags.StringVar(&o.stackRoot, "stack-dir", ".ledgerproof/capacity", "parent of the stacks' directories (one per mode, purged after)")
+	flags.StringVar(&o.docs, "docs", "", "markdown file whose capacity section (between the capacity-report markers) receives the summary; empty: none")
+	modes := flags.String("modes", "batched,naive", "modes measured, in order: batched (the pipeline), naive (one transaction per request)")
+	steps := flags.String("steps", "1000,2000,3600,5000,7500,10000", "arrival rates (TPS), ascending")
+	flags.DurationVar(&o.hold, "step-duration", 20*time.Second, "hold of each step")
+	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from the previous one's rate")
+	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's k6 run signs up and funds")
+	flags.Int64Var(&o.seed, "seed", 0, "seed of the load (0: drawn and printed); step i uses seed+i")
+	flags.IntVar(&o.partitions, "partitions", 4, "partitions of the commands topic: with one worker on two cores, 4 fill batches (13 records at ~1,700 TPS) where 16 leave them at 6, and Postgres pays per batch")
+	flags.IntVar(&o.gateways, "gateways", 1, "gateway processes of both modes")
+	flags.IntVar(&o.workers, "workers", 1, "worker processes of the batched mode (the naive mode has none)")
+	flags.Var(&o.gatewayArgs, "gateway-arg", "extra argument for every gateway (repeatable)")
+	flags.Var(&o.workerArgs, "worker-arg", "extra argument for every worker (repeatable)")
+	flags.IntVar(&o.failuresToStop, "stop-after-failures", 2, "stop a mode's stepping after this many consecutive failed steps")
+	flags.IntVar(&o.requireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
+	flags.Float64Var(&o.requireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
+	flags.IntVar(&o.profileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof); 0: none")
+	flags.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of each CPU profile")
+	flags.IntVar(&o.portBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		o.modes = capacityList(*modes)
+		for _, text := range capacityList(*steps) {
+			rate, err := strconv.Atoi(text)
+			if err != nil || rate < 1 {
+				return fmt.Errorf("--steps: %q is not a positive rate", text)
+			}
+			if len(o.steps) > 0 && rate <= o.steps[len(o.steps)-1] {
+				return fmt.Errorf("--steps must ascend (%d after %d)", rate, o.steps[len(o.steps)-1])
+			}
+			o.steps = append(o.steps, rate)
+		}
+		switch {
+		case len(o.steps) == 0:
+			return errors.New("--steps: none")
+		case o.hold < time.Second || o.ramp < 0:
+			return errors.New("--step-duration must be at least 1s and --ramp-duration not negative")
+		case o.failuresToStop < 1:
+			return errors.New("--stop-after-failures must be at least 1")
+		case o.gateways < 1 || o.workers < 1:
+			return errors.New("--gateways and --workers must be at least 1")
+		}
+		for _, mode := range o.modes {
+			if mode != "batched" && mode != "naive" {
+				return fmt.Errorf("--modes: unknown mode %q", mode)
+			}
+		}
+		if o.seed == 0 {
+			o.seed = time.Now().UnixNano() % 1_000_000_007
+		}
+		code, err := runCapacity(ctx, o, os.Stdout)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			os.Exit(code)
+		}
+		return nil
+	}
+}
+
+func capacityList(text string) []string {
+	var list []string
+	for _, item := range strings.Split(text, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			list = append(list, item)
+		}
+	}
+	return list
+}
+
+// capacityGatewayArgs are what every gateway of a capacity stack runs with:
+// a cheap password KDF (the setup signs up thousands of users; argon2id at
+// its production cost would take minutes of the machine's two cores, and no
+// money request hashes a password) and no per-user rate limit (the load's
+// accounts are few and busy by design; the limit would measure itself).
+var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations", "1", "--rate-limit", "-1"}
+
+func runCapacity(ctx context.Context, o capacityOptions, out io.Writer) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 2, err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return 2, err
+	}
+	result := capacityResult{StartedAt: time.Now().UTC(), Command: strings.Join(os.Args, " "), Machine: machineDescription(),
+		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.hold.Seconds(), RampSeconds: o.ramp.Seconds(),
+		Accounts: o.accounts, Seed: o.seed, RequireTPS: o.requireTPS, RequireRatio: o.requireRatio}
+	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.steps, o.hold, o.ramp, o.seed, o.out)
+	auditsPassed := true
+	for modeIndex, name := range o.modes {
+		mode := capacityMode{Name: name, Gateways: o.gateways, GatewayArgs: append(append([]string{}, capacityGatewayArgs...), o.gatewayArgs...)}
+		if name == "batched" {
+			mode.Workers, mode.WorkerArgs = o.workers, append([]string{}, o.workerArgs...)
+		} else {
+			mode.GatewayArgs = append(mode.GatewayArgs, "--apply-mode", "naive")
+		}
+		if o.profileAt > 0 {
+			mode.GatewayArgs = append(mode.GatewayArgs, "--pprof")
+			if mode.Workers > 0 {
+				mode.WorkerArgs = append(mode.WorkerArgs, "--pprof")
+			}
+		}
+		modeResult, err := runCapacityMode(ctx, o, self, modeIndex, mode, out)
+		if err != nil {
+			return 2, fmt.Errorf("mode %s: %w", name, err)
+		}
+		auditsPassed = auditsPassed && modeResult.AuditPassed
+		result.Modes = append(result.Modes, modeResult)
+		if ctx.Err() != nil {
+			return 2, ctx.Err()
+		}
+	}
+	result.FinishedAt = time.Now().UTC()
+	code := 0
+	var verdicts []string
+	batched, naive := result.mode("batched"), result.mode("naive")
+	if batched != nil && naive != nil && naive.KneeTPS > 0 {
+		ratio := float64(batched.KneeTPS) / float64(naive.KneeTPS)
+		result.KneeRatio = &ratio
+	}
+	if !auditsPassed {
+		code = 1
+		verdicts = append(verdicts, "AUDIT FAILED")
+	}
+	if o.requireTPS > 0 && (batched == nil || batched.KneeTPS < o.requireTPS) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("batched knee below the required %d TPS", o.requireTPS))
+	}
+	if o.requireRatio > 0 && (result.KneeRatio == nil || *result.KneeRatio < o.requireRatio) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("knee ratio below the required %gx", o.requireRatio))
+	}
+	if code == 0 {
+		verdicts = append(verdicts, "passed")
+	}
+	result.Verdict = strings.Join(verdicts, "; ")
+	content, err := json.MarshalIndent(result, "", "  ")
+	if err != nil {
+		return 2, err
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "capacity.json"), append(content, '\n'), 0o644); err != nil {
+		return 2, err
+	}
+	markdown := result.markdown(o.out)
+	if err := os.WriteFile(filepath.Join(o.out, "capacity.md"), []byte(markdown), 0o644); err != nil {
+		return 2, err
+	}
+	if o.docs != "" {
+		if err := replaceMarkedSection(o.docs, markdown); err != nil {
+			return 2, err
+		}
+	}
+	fmt.Fprintf(out, "\n%s\ncapacity: %s; report %s\n", markdown, result.Verdict, filepath.Join(o.out, "capacity.md"))
+	return code, nil
+}
+
+func (r *capacityResult) mode(name string) *capacityModeResult {
+	for i := range r.Modes {
+		if r.Modes[i].Mode.Name == name {
+			return &r.Modes[i]
+		}
+	}
+	return nil
+}
+
+func machineDescription() string {
+	model := "unknown CPU"
+	if content, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(content), "\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				model = strings.TrimSpace(value)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+}
+
+// capacityPorts shifts the stack's default ports so a capacity stack runs
+// beside `make up` and the demo.
+// Each mode gets its own ports (shifted by 20 per mode), so a mode's stack
+// never waits for the previous one's ports.
+func capacityPorts(config *stack.Config, base, modeIndex int) {
+	if base == 0 {
+		shift := 200 + 20*modeIndex
+		config.PostgresPort += shift
+		config.RedisPort += shift
+		config.BrokerPort += shift
+		config.GatewayPort += shift
+		config.WorkerMetricsPort += shift
+		return
+	}
+	base += 100 * modeIndex
+	config.PostgresPort, config.RedisPort, config.BrokerPort = base, base+1, base+2
+	config.GatewayPort, config.WorkerMetricsPort = base+10, base+50
+}
+
+func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIndex int, mode capacityMode, out io.Writer) (capacityModeResult, error) {
+	result := capacityModeResult{Mode: mode, RunDir: filepath.Join(o.out, mode.Name)}
+	stackDir := filepath.Join(o.stackRoot, mode.Name)
+	if err := os.MkdirAll(result.RunDir, 0o755); err != nil {
+		return result, err
+	}
+	// A stack left behind by an interrupted run is stopped and removed.
+	_ = stack.Down(ctx, stackDir, stack.DownOptions{Purge: true})
+	config := stack.DefaultConfig()
+	config.Dir, config.Binary = stackDir, self
+	capacityPorts(&config, o.portBase, modeIndex)
+	config.Gateways, config.Workers, config.Partitions = mode.Gateways, mode.Workers, o.partitions
+	config.GatewayArgs, config.WorkerArgs = mode.GatewayArgs, mode.WorkerArgs
+	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs)
+	up, err := stack.Up(ctx, config)
+	if err != nil {
+		return result, err
+	}
+	file := up.File
+	defer func() {
+		_ = copyTree(filepath.Join(file.Dir, "logs"), filepath.Join(result.RunDir, "stack-logs"))
+		_ = copyFile(filepath.Join(file.Dir, stack.FileName), filepath.Join(result.RunDir, "stack-logs", stack.FileName))
+		downContext, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if err := stack.Down(downContext, file.Dir, stack.DownOptions{Purge: true}); err != nil {
+			fmt.Fprintf(out, "%s: stack down: %v\n", mode.Name, err)
+		}
+	}()
+
+	sampler := newCPUSampler()
+	for _, component := range file.Components {
+		if component.PID > 0 {
+			sampler.watch(component.Name, component.PID)
+		}
+	}
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { sampler.run(time.Second, stop); close(sampled) }()
+	defer func() { close(stop); <-sampled }()
+
+	failures, previous := 0, 0
+	for index, rate := range o.steps {
+		if ctx.Err() != nil {
+			return result, ctx.Err()
+		}
+		step, err := runCapacityStep(ctx, o, mode, file, sampler, index, rate, previous, result.RunDir, out)
+		if err != nil {
+			return result, err
+		}
+		result.Steps = append(result.Steps, step)
+		previous = rate
+		if step.Held {
+			failures = 0
+			continue
+		}
+		failures++
+		if failures >= o.failuresToStop && index < len(o.steps)-1 {
+			result.StoppedEarly = fmt.Sprintf("stopped after %d consecutive failed steps (%d and %d TPS); steps above %d TPS were not run",
+				failures, o.steps[index-failures+1], rate, rate)
+			fmt.Fprintf(out, "%s: %s\n", mode.Name, result.StoppedEarly)
+			break
+		}
+	}
+	for _, step := range result.Steps {
+		if !step.Held {
+			break
+		}
+		result.KneeTPS = step.TargetTPS
+	}
+
+	// Audit everything the mode's steps journaled against the ledger.
+	auditLog, err := os.Create(filepath.Join(result.RunDir, "audit.log"))
+	if err != nil {
+		return result, err
+	}
+	defer auditLog.Close()
+	audit := exec.CommandContext(ctx, self, "audit", "--stack", file.Dir, "--run", result.RunDir)
+	audit.Stdout, audit.Stderr = auditLog, auditLog
+	auditError := audit.Run()
+	result.AuditPassed = auditError == nil
+	result.AuditSummary = auditSummary(result.RunDir, auditError)
+	fmt.Fprintf(out, "%s: knee %d TPS; audit %s\n", mode.Name, result.KneeTPS, result.AuditSummary)
+	return result, nil
+}
+
+// runCapacityStep runs one step as its own k6 run of the capacity scenario
+// (ramping from the previous step's rate), sampling CPU meanwhile.
+func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, sampler *cpuSampler,
+	index, rate, previous int, runDir string, out io.Writer) (capacityStep, error) {
+	step := capacityStep{TargetTPS: rate}
+	name := fmt.Sprintf("step-%02d-%d", index+1, rate)
+	stepDir, err := filepath.Abs(filepath.Join(runDir, "steps", name))
+	if err != nil {
+		return step, err
+	}
+	if err := os.MkdirAll(stepDir, 0o755); err != nil {
+		return step, err
+	}
+	logFile, err := os.Create(filepath.Join(stepDir, "k6.log"))
+	if err != nil {
+		return step, err
+	}
+	defer logFile.Close()
+	k6 := exec.CommandContext(ctx, o.k6, "run", "--no-usage-report", o.scenario)
+	k6.Stdout, k6.Stderr = logFile, logFile
+	k6.Env = append(os.Environ(),
+		// The load generator shares the machine: a k6 of thousands of VUs
+		// spends much of its CPU in garbage collection at Go's default
+		// GOGC=100 (measured: 0.40 -> 0.35 CPU-seconds per 1,000 requests
+		// with 400), memory it has plenty of. GOGC from the environment
+		// wins.
+		"GOGC="+envOr("GOGC", "400"),
+		"BASE_URL="+strings.Join(file.Endpoints.Gateways, ","),
+		"RUN_DIR="+stepDir,
+		"TARGET_TPS="+strconv.Itoa(rate),
+		"STEPS="+strconv.Itoa(rate),
+		"RAMP_FROM="+strconv.Itoa(previous),
+		"STEP_DURATION="+formatSeconds(o.hold),
+		"RAMP_DURATION="+formatSeconds(o.ramp),
+		"STEP_GAP=5s",
+		"ACCOUNTS="+strconv.Itoa(o.accounts),
+		"SEED="+strconv.FormatInt(o.seed+int64(index), 10),
+	)
+	batchesBefore := scrapeBatches(file)
+	started := time.Now()
+	if err := k6.Start(); err != nil {
+		return step, fmt.Errorf("start k6: %w", err)
+	}
+	sampler.watch("k6", k6.Process.Pid)
+	profiled := make(chan struct{})
+	if o.profileAt == rate {
+		go func() {
+			defer close(profiled)
+			takeProfiles(ctx, o, mode, file, stepDir, out)
+		}()
+	} else {
+		close(profiled)
+	}
+	waitError := k6.Wait()
+	// One more sample while k6's tree is still known, then forget it.
+	sampler.sample()
+	sampler.watch("k6", 0)
+	<-profiled
+	if after := scrapeBatches(file); after[1] > batchesBefore[1] {
+		step.RecordsPerBatch = round3((after[0] - batchesBefore[0]) / (after[1] - batchesBefore[1]))
+	}
+	step.K6ExitCode = 0
+	if waitError != nil {
+		var exitError *exec.ExitError
+		if !errors.As(waitError, &exitError) {
+			return step, fmt.Errorf("k6: %w", waitError)
+		}
+		step.K6ExitCode = exitError.ExitCode()
+	}
+	// The journal joins the mode's run directory, where the audit reads
+	// journal*.jsonl.
+	if err := os.Rename(filepath.Join(stepDir, "journal.jsonl"), filepath.Join(runDir, "journal-"+name+".jsonl")); err != nil {
+		return step, fmt.Errorf("%s: k6 left no journal (exit %d; see %s): %w", name, step.K6ExitCode, logFile.Name(), err)
+	}
+	var report struct {
+		LoadStartedAtMs *float64 `json:"loadStartedAtMs"`
+		Steps           []struct {
+			AchievedTPS        float64  `json:"achievedTps"`
+			Iterations         float64  `json:"iterations"`
+			ExpectedIterations float64  `json:"expectedIterations"`
+			Dropped            float64  `json:"dropped"`
+			ErrorRate          *float64 `json:"errorRate"`
+			P50AcceptMs        *float64 `json:"p50AcceptMs"`
+			P95AcceptMs        *float64 `json:"p95AcceptMs"`
+			P99AcceptMs        *float64 `json:"p99AcceptMs"`
+			P50SettleMs        *float64 `json:"p50SettleMs"`
+			P95SettleMs        *float64 `json:"p95SettleMs"`
+			P99SettleMs        *float64 `json:"p99SettleMs"`
+			Held               bool     `json:"held"`
+			Reasons            []string `json:"reasons"`
+			StartSeconds       float64  `json:"startSeconds"`
+			RampSeconds        float64  `json:"rampSeconds"`
+			HoldSeconds        float64  `json:"holdSeconds"`
+		} `json:"steps"`
+	}
+	content, err := os.ReadFile(filepath.Join(stepDir, "capacity.json"))
+	if err == nil {
+		err = json.Unmarshal(content, &report)
+	}
+	if err != nil || len(report.Steps) != 1 {
+		return step, fmt.Errorf("%s: no step report from k6 (exit %d; see %s): %v", name, step.K6ExitCode, logFile.Name(), err)
+	}
+	k := report.Steps[0]
+	step.AchievedTPS, step.Iterations, step.ExpectedIterations, step.Dropped = k.AchievedTPS, k.Iterations, k.ExpectedIterations, k.Dropped
+	step.ErrorRate, step.P50AcceptMs, step.P95AcceptMs, step.P99AcceptMs = k.ErrorRate, k.P50AcceptMs, k.P95AcceptMs, k.P99AcceptMs
+	step.P50SettleMs, step.P95SettleMs, step.P99SettleMs = k.P50SettleMs, k.P95SettleMs, k.P99SettleMs
+	step.Held, step.Reasons = k.Held, k.Reasons
+	loadStart := started
+	if report.LoadStartedAtMs != nil {
+		loadStart = time.UnixMilli(int64(*report.LoadStartedAtMs))
+	}
+	step.WindowStart = loadStart.Add(time.Duration(k.StartSeconds * float64(time.Second))).UTC()
+	step.WindowSeconds = k.RampSeconds + k.HoldSeconds
+	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
+	step.CPUSeconds, step.CPUPer1000 = map[string]float64{}, map[string]float64{}
+	names := []string{machineComponent, "k6"}
+	for _, component := range file.Components {
+		names = append(names, component.Name)
+	}
+	for _, component := range names {
+		used, ok := sampler.used(component, step.WindowStart, windowEnd)
+		if !ok {
+			continue
+		}
+		step.CPUSeconds[component] = round3(used)
+		if step.Iterations > 0 {
+			step.CPUPer1000[component] = round3(used / (step.Iterations / 1000))
+		}
+	}
+	if content, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fields := strings.Fields(string(content))
+		if len(fields) > 0 {
+			step.LoadAverage, _ = strconv.ParseFloat(fields[0], 64)
+		}
+	}
+	verdict := "held"
+	if !step.Held {
+		verdict = "NOT HELD (" + strings.Join(step.Reasons, ", ") + ")"
+	}
+	fmt.Fprintf(out, "%s %6d TPS: achieved %.0f/s, p95 accept %s ms, errors %s, dropped %.0f, records/batch %.1f, CPU/1k req: %s; %s\n",
+		mode.Name, rate, step.AchievedTPS, formatOptional(step.P95AcceptMs, 1), formatPercent(step.ErrorRate), step.Dropped,
+		step.RecordsPerBatch, formatCPU(step.CPUPer1000), verdict)
+	return step, nil
+}
+
+// takeProfiles fetches CPU profiles of gateway-0 and worker-0 (if any) while
+// the step holds: it waits for the ramp and a few seconds of setup first.
+func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, stepDir string, out io.Writer) {
+	// The k6 setup (sign-ups) takes a while: the profile starts once the
+	// scenario logs that the load starts, plus the ramp and a second, so
+	// it falls inside the hold (--profile-seconds must be below the hold).
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		content, _ := os.ReadFile(filepath.Join(stepDir, "k6.log"))
+		if strings.Contains(string(content), loadStartsLine) {
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(out, "%s: no profile: the load did not start\n", mode.Name)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(o.ramp + time.Second):
+	}
+	targets := map[string]string{"gateway-0": file.Endpoints.Gateways[0]}
+	if len(file.Endpoints.WorkerMetrics) > 0 {
+		targets["worker-0"] = strings.TrimSuffix(file.Endpoints.WorkerMetrics[0], "/metrics")
+	}
+	done := make(chan struct{}, len(targets))
+	for name, base := range targets {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(base, "/"), o.profileSeconds)
+			client := http.Client{Timeout: time.Duration(o.profileSeconds+30) * time.Second}
+			response, err := client.Get(url)
+			if err != nil {
+				fmt.Fprintf(out, "%s: profile %s: %v\n", mode.Name, name, err)
+				return
+			}
+			defer response.Body.Close()
+			path := filepath.Join(stepDir, name+".cpu.pprof")
+			target, err := os.Create(path)
+			if err != nil {
+				return
+			}
+			defer target.Close()
+			if _, err := io.Copy(target, response.Body); err != nil || response.StatusCode != http.StatusOK {
+				fmt.Fprintf(out, "%s: profile %s: status %d %v\n", mode.Name, name, response.StatusCode, err)
+				return
+			}
+			fmt.Fprintf(out, "%s: profile of %s in %s\n", mode.Name, name, path)
+		}()
+	}
+	for range targets {
+		<-done
+	}
+}
+
+// loadStartsLine is what capacity.js logs when setup() is done and the
+// steps' clock starts.
+const loadStartsLine = "capacity: load starts"
+
+// scrapeBatches sums the workers' batch-size metric: [records, batches].
+func scrapeBatches(file *stack.File) [2]float64 {
+	var total [2]float64
+	client := http.Client{Timeout: 2 * time.Second}
+	for _, url := range file.Endpoints.WorkerMetrics {
+		response, err := client.Get(url)
+		if err != nil {
+			continue
+		}
+		content, _ := io.ReadAll(response.Body)
+		response.Body.Close()
+		for _, line := range strings.Split(string(content), "\n") {
+			for i, name := range []string{"ledger_worker_batch_records_sum ", "ledger_worker_batch_records_count "} {
+				if value, ok := strings.CutPrefix(line, name); ok {
+					number, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+					total[i] += number
+				}
+			}
+		}
+	}
+	return total
+}
+
+// auditSummary is the audit's verdict line, from audit.txt when written.
+func auditSummary(runDir string, auditError error) string {
+	verdict := "passed"
+	if auditError != nil {
+		verdict = "FAILED (" + auditError.Error() + ")"
+	}
+	content, err := os.ReadFile(filepath.Join(runDir, "audit.txt"))
+	if err != nil {
+		return verdict
+	}
+	for _, line := range strings.Split(string(content), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(strings.ToLower(line), "audit") || strings.Contains(line, "PASSED") || strings.Contains(line, "FAILED") {
+			return verdict + ": " + line
+		}
+	}
+	return verdict
+}
+
+func envOr(name, fallback string) string {
+	if value := os.Getenv(name); value != "" {
+		return value
+	}
+	return fallback
+}
+
+func formatSeconds(duration time.Duration) string {
+	return strconv.FormatFloat(duration.Seconds(), 'f', -1, 64) + "s"
+}
+
+func round3(value float64) float64 { return math.Round(value*1000) / 1000 }
+
+func formatOptional(value *float64, decimals int) string {
+	if value == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*value, 'f', decimals, 64)
+}
+
+func formatPercent(value *float64) string {
+	if value == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*value*100, 'f', 3, 64) + "%"
+}
+
+// cpuColumns orders the components in tables: the stack's, then k6, then
+// the machine.
+func cpuColumns(values map[string]float64) []string {
+	var names []string
+	for name := range values {
+		if name != "k6" && name != machineComponent {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range []string{"k6", machineComponent} {
+		if _, ok := values[name]; ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func formatCPU(values map[string]float64) string {
+	var parts []string
+	for _, name := range cpuColumns(values) {
+		parts = append(parts, fmt.Sprintf("%s %.2fs", name, values[name]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// markdown renders the run as the report's tables.
+func (r *capacityResult) markdown(outDir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Capacity run %s\n\n", r.StartedAt.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Machine: %s. Each step: a ramp of %gs from the previous step's rate, a hold of %gs; %d accounts per step; seed %d. "+
+		"A step holds with %s (the knee is the highest step held with every step below it held). Run directory: `%s`.\n\n",
+		r.Machine, r.RampSeconds, r.StepSeconds, r.Accounts, r.Seed, r.Criteria, outDir)
+	for _, mode := range r.Modes {
+		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**; audit %s.", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS, mode.AuditSummary)
+		if mode.StoppedEarly != "" {
+			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(mode.StoppedEarly, "."))
+		}
+		b.WriteString("\n\n")
+		b.WriteString("| target TPS | sustained TPS | accept p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | dropped | errors | verdict |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, step := range mode.Steps {
+			verdict := "held"
+			if !step.Held {
+				verdict = "not held: " + strings.Join(step.Reasons, ", ")
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
+				formatOptional(step.P50AcceptMs, 1), formatOptional(step.P95AcceptMs, 1), formatOptional(step.P99AcceptMs, 1),
+				formatOptional(step.P50SettleMs, 1), formatOptional(step.P95SettleMs, 1), formatOptional(step.P99SettleMs, 1),
+				step.Dropped, formatPercent(step.ErrorRate), verdict)
+		}
+		b.WriteString("\n")
+		if len(mode.Steps) > 0 {
+			columns := cpuColumns(mode.Steps[0].CPUSeconds)
+			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's window in brackets; `machine` is every process on the machine, others' work included):\n\n")
+			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | records/batch | load avg |\n")
+			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|\n")
+			for _, step := range mode.Steps {
+				cells := []string{strconv.Itoa(step.TargetTPS)}
+				for _, column := range columns {
+					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
+				}
+				cells = append(cells, strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
+				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+			}
+			b.WriteString("\n")
+		}
+	}
+	batched, naive := r.mode("batched"), r.mode("naive")
+	if batched != nil && naive != nil {
+		b.WriteString("Side by side:\n\n| target TPS | batched sustained | batched p95 accept ms | batched verdict | naive sustained | naive p95 accept ms | naive verdict |\n|---:|---:|---:|---|---:|---:|---|\n")
+		for _, step := range batched.Steps {
+			cells := []string{strconv.Itoa(step.TargetTPS), fmt.Sprintf("%.0f", step.AchievedTPS), formatOptional(step.P95AcceptMs, 1), heldWord(step.Held)}
+			other := naive.step(step.TargetTPS)
+			if other == nil {
+				cells = append(cells, "–", "–", "not run")
+			} else {
+				cells = append(cells, fmt.Sprintf("%.0f", other.AchievedTPS), formatOptional(other.P95AcceptMs, 1), heldWord(other.Held))
+			}
+			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+		ratio := "n/a (the naive mode held no step)"
+		if r.KneeRatio != nil {
+			ratio = fmt.Sprintf("%.2f×", *r.KneeRatio)
+		}
+		fmt.Fprintf(&b, "\nKnees: batched %d TPS, naive %d TPS; ratio %s.", batched.KneeTPS, naive.KneeTPS, ratio)
+		if len(batched.Steps) > 0 {
+			last := batched.Steps[len(batched.Steps)-1]
+			fmt.Fprintf(&b, " Highest batched step run: %d TPS (sustained %.0f/s, %s).", last.TargetTPS, last.AchievedTPS, heldWord(last.Held))
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\nVerdict: %s.\n", r.Verdict)
+	return b.String()
+}
+
+func (m *capacityModeResult) step(rate int) *capacityStep {
+	for i := range m.Steps {
+		if m.Steps[i].TargetTPS == rate {
+			return &m.Steps[i]
+		}
+	}
+	return nil
+}
+
+func heldWord(held bool) string {
+	if held {
+		return "held"
+	}
+	return "not held"
+}
+
+// The markers of the section replaceMarkedSection rewrites.
+const (
+	capacityBeginMarker = "<!-- capacity-report:begin (written by `make capacity`) -->"
+	capacityEndMarker   = "<!-- capacity-report:end -->"
+)
+
+// replaceMarkedSection puts content between the capacity-report markers of
+// path, appending the markers first if the file has none.
+func replaceMarkedSection(path, content string) error {
+	existing, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := string(existing)
+	begin, end := strings.Index(text, capacityBeginMarker), strings.Index(text, capacityEndMarker)
+	section := capacityBeginMarker + "\n" + content + capacityEndMarker
+	if begin < 0 || end < begin {
+		text = strings.TrimRight(text, "\n") + "\n\n" + section + "\n"
+	} else {
+		text = text[:begin] + section + text[end+len(capacityEndMarker):]
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+func copyFile(from, to string) error {
+	content, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(to, content, 0o644)
+}
+
+func copyTree(from, to string) error {
+	return filepath.WalkDir(from, func(path string, entry os.DirEntry, err error) error {
+		if err != nil || entry.IsDir() {
+			return err
+		}
+		relative, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		return copyFile(path, filepath.Join(to, relative))
+	})
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestWithProfiling(t *testing.T) {
+	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	tests := []struct {
+		name    string
+		enabled bool
+		path    string
+		remote  string
+		want    int
+	}{
+		{"disabled: the route is the API's", false, "/debug/pprof/", "127.0.0.1:5000", http.StatusTeapot},
+		{"enabled, loopback v4", true, "/debug/pprof/", "127.0.0.1:5000", http.StatusOK},
+		{"enabled, loopback v6", true, "/debug/pprof/cmdline", "[::1]:5000", http.StatusOK},
+		{"enabled, remote peer refused", true, "/debug/pprof/", "10.1.2.3:5000", http.StatusForbidden},
+		{"enabled, other routes untouched", true, "/v1/deposits", "10.1.2.3:5000", http.StatusTeapot},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			request := httptest.NewRequest(http.MethodGet, test.path, nil)
+			request.RemoteAddr = test.remote
+			recorder := httptest.NewRecorder()
+			withProfiling(api, test.enabled).ServeHTTP(recorder, request)
+			if recorder.Code != test.want {
+				t.Fatalf("status %d, want %d", recorder.Code, test.want)
+			}
+		})
+	}
+}
