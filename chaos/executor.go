@@ -144,7 +144,7 @@ var ErrNotSupported = errors.New("not supported by this stack")
 var (
 	errLinksNotSupported       = fmt.Errorf("link faults are %w (start it with --proxies)", ErrNotSupported)
 	errFailoverNotSupported    = fmt.Errorf("failover is %w (start it with --postgres-standby)", ErrNotSupported)
-	errCrashPointsNotSupported = fmt.Errorf("crash points are %w (start it with --crash-points)", ErrNotSupported)
+	errCrashPointsNotSupported = fmt.Errorf("crash points are %w (start its gateways and workers with --enable-crash-points)", ErrNotSupported)
 )
 
 // LinkFaulter applies link faults for an executor; LocalExecutor.Links and

@@ -249,7 +249,7 @@ steps:
 		`steps[2] (at 3s, kill postgres-standby): target "postgres-standby" does not exist in this stack (start it with --postgres-standby)`,
 		"steps[3] (at 4s, link worker->broker): link faults are not supported by this stack (start it with --proxies)",
 		"steps[4] (at 5s, failover postgres): failover is not supported by this stack (start it with --postgres-standby)",
-		"steps[5] (at 6s, crash-point worker-0): crash points are not supported by this stack (start it with --crash-points)",
+		"steps[5] (at 6s, crash-point worker-0): crash points are not supported by this stack (start its gateways and workers with --enable-crash-points)",
 	}
 	if len(planError.Problems) != len(wants) {
 		t.Errorf("problems:\n%s", strings.Join(planError.Problems, "\n"))
