@@ -263,7 +263,7 @@ func TestUnsupportedActionsSayHowToGetThem(t *testing.T) {
 		executor.Failover(ctx),
 		executor.ArmCrashPoint(ctx, "worker-0", "mid-batch"),
 	} {
-		if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "(start it with --") {
+		if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "(start it") {
 			t.Errorf("error %v: want ErrNotSupported saying how to start a stack that can", err)
 		}
 	}
