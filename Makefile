@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build k6 test vet demo flow bench bench-k6 capacity mutation up down status clean
+.PHONY: all deps build k6 test vet demo flow bench bench-k6 capacity mutation up down status clean bench-k6-capacity
 
 all: build
 
@@ -78,6 +78,12 @@ bench: deps build
 # k6/http sending the same requests to one trivial endpoint.
 bench-k6: k6
 	$(GO) run ./xk6-ledger/cpubench --k6 bin/k6
+
+# k6 CPU per operation of scenarios/capacity.js itself (one 2,000/s step, GOGC
+# as `ledgerproof capacity` sets it) against a trivial in-process ledger; more
+# --variant flags compare scripts, k6 flags and environments side by side.
+bench-k6-capacity: k6
+	$(GO) run ./xk6-ledger/capbench --k6 bin/k6 --variant 'capacity=scenarios/capacity.js GOGC=400'
 
 # Capacity (docs/performance.md, "End-to-end capacity"): for each mode, a
 # fresh local stack on its own ports (batched: 1 gateway, 1 worker, 4

@@ -121,7 +121,9 @@ export function workloadFor(config, data, options = {}) {
 /**
  * mixedOperation is the body of one load iteration: pick, send, record. `tags` are added to the scenario metric
  * samples (spike adds the phase); it may also be a function (operation, workload) → tags, for tags that depend on
- * the operation picked (hot-accounts tags the heat of the source). Returns { operation, result }.
+ * the operation picked (hot-accounts tags the heat of the source). options.record(result, tags) and
+ * options.recordException(kind, tags) replace the scenario metrics' recordResult and recordException (capacity.js
+ * records less: see steps.js). Returns { operation, result }.
  */
 export function mixedOperation(client, config, data, options = {}, tags = {}) {
   const generator = workloadFor(config, data, options);
@@ -133,9 +135,9 @@ export function mixedOperation(client, config, data, options = {}, tags = {}) {
   try {
     result = generator.send(client, operation);
   } catch (error) {
-    recordException(operation.kind, tags);
+    (options.recordException || recordException)(operation.kind, tags);
     throw error;
   }
-  recordResult(result, tags);
+  (options.record || recordResult)(result, tags);
   return { operation, result };
 }
