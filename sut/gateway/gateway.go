@@ -40,8 +40,10 @@ type Config struct {
 	// WaitMax caps the bounded wait a client may ask for with
 	// "Prefer: wait=N". Default 30s.
 	WaitMax time.Duration
-	// WaitPollInterval is how often a waiting request also polls Postgres,
-	// in case the worker's announcement through Redis is lost. Default 200ms.
+	// WaitPollInterval is how often a waiting request also looks for its
+	// outcome itself, in case the worker's announcement through Redis is
+	// lost: the outcome record in Redis at every poll, the ledger in Postgres
+	// every ledgerPollEvery-th poll or when Redis fails. Default 200ms.
 	WaitPollInterval time.Duration
 	// ProduceTimeout bounds the wait for the broker's acknowledgement.
 	// Default 10s.

@@ -113,23 +113,34 @@ func InitPostgres(ctx context.Context, options PostgresOptions, logFile string) 
 		return fmt.Errorf("init postgres: %w", err)
 	}
 	defer log.Close()
-	command := exec.CommandContext(ctx, filepath.Join(options.BinDir, "initdb"), arguments...)
+	command, err := postgresTool(ctx, options, "initdb", arguments, log)
+	if err != nil {
+		return fmt.Errorf("init postgres: %w", err)
+	}
+	if err := command.Run(); err != nil {
+		return fmt.Errorf("initdb %s: %w; log %s:\n%s", options.DataDir, err, logFile, LogTail(logFile, 30))
+	}
+	return nil
+}
+
+// postgresTool prepares one of the cluster's command-line tools (initdb,
+// pg_basebackup) with its output appended to log, run as the cluster's OS
+// user when that is not the current one.
+func postgresTool(ctx context.Context, options PostgresOptions, tool string, arguments []string, log *os.File) (*exec.Cmd, error) {
+	command := exec.CommandContext(ctx, filepath.Join(options.BinDir, tool), arguments...)
 	command.Stdout, command.Stderr = log, log
 	command.Env = childEnvironment(nil)
 	command.Dir = filepath.Dir(options.DataDir)
 	if options.OSUser != "" {
 		credential, err := lookupCredential(options.OSUser)
 		if err != nil {
-			return fmt.Errorf("init postgres: %w", err)
+			return nil, err
 		}
 		if credential.Uid != uint32(os.Geteuid()) {
 			command.SysProcAttr = newCredentialAttributes(credential)
 		}
 	}
-	if err := command.Run(); err != nil {
-		return fmt.Errorf("initdb %s: %w; log %s:\n%s", options.DataDir, err, logFile, LogTail(logFile, 30))
-	}
-	return nil
+	return command, nil
 }
 
 // PostgresArgv is the command line of the cluster's postmaster.

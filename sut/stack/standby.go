@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -180,18 +179,9 @@ func InitStandby(ctx context.Context, options PostgresOptions, primaryPort int, 
 		"--wal-method=stream", "--write-recovery-conf", "--checkpoint=fast",
 		"--create-slot", "--slot=" + standbyApplicationName, "--no-password"}
 	fmt.Fprintf(log, "\n==== %s ledgerproof runs: pg_basebackup %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(arguments, " "))
-	command := exec.CommandContext(ctx, filepath.Join(options.BinDir, "pg_basebackup"), arguments...)
-	command.Stdout, command.Stderr = log, log
-	command.Env = childEnvironment(nil)
-	command.Dir = filepath.Dir(options.DataDir)
-	if options.OSUser != "" {
-		credential, err := lookupCredential(options.OSUser)
-		if err != nil {
-			return fmt.Errorf("init standby: %w", err)
-		}
-		if credential.Uid != uint32(os.Geteuid()) {
-			command.SysProcAttr = newCredentialAttributes(credential)
-		}
+	command, err := postgresTool(ctx, options, "pg_basebackup", arguments, log)
+	if err != nil {
+		return fmt.Errorf("init standby: %w", err)
 	}
 	if err := command.Run(); err != nil {
 		return fmt.Errorf("pg_basebackup into %s: %w; log %s:\n%s", options.DataDir, err, logFile, LogTail(logFile, 30))

@@ -42,6 +42,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
 func main() {
@@ -298,12 +300,10 @@ func runK6(k6 string, v variant, baseURL string, rate, seconds, accounts int, mo
 		err = waitErr
 	}
 	if err != nil {
-		tail, _ := os.ReadFile(log.Name())
-		return m, fmt.Errorf("k6: %w\n%s", err, lastLines(tail, 20))
+		return m, fmt.Errorf("k6: %w\n%s", err, stack.LogTail(log.Name(), 20))
 	}
 	if m.Operations < int64(rate*seconds)*9/10 {
-		tail, _ := os.ReadFile(log.Name())
-		return m, fmt.Errorf("only %d operations in the window, want about %d\n%s", m.Operations, rate*seconds, lastLines(tail, 20))
+		return m, fmt.Errorf("only %d operations in the window, want about %d\n%s", m.Operations, rate*seconds, stack.LogTail(log.Name(), 20))
 	}
 	state := command.ProcessState
 	m.WallSeconds = time.Since(started).Seconds()
@@ -314,17 +314,4 @@ func runK6(k6 string, v variant, baseURL string, rate, seconds, accounts int, mo
 		m.MaxRSSMB = float64(usage.Maxrss) / 1024
 	}
 	return m, nil
-}
-
-func lastLines(data []byte, n int) string {
-	lines := 0
-	for i := len(data) - 1; i >= 0; i-- {
-		if data[i] == '\n' {
-			lines++
-			if lines > n {
-				return string(data[i+1:])
-			}
-		}
-	}
-	return string(data)
 }

@@ -24,6 +24,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
 func main() {
@@ -148,8 +150,7 @@ func runK6(k6, script, baseURL string, iterations, vus int, journal string) (mea
 	command.Stdout, command.Stderr = log, log
 	started := time.Now()
 	if err := command.Run(); err != nil {
-		tail, _ := os.ReadFile(log.Name())
-		return measurement{}, fmt.Errorf("k6: %w\n%s", err, lastLines(tail, 20))
+		return measurement{}, fmt.Errorf("k6: %w\n%s", err, stack.LogTail(log.Name(), 20))
 	}
 	state := command.ProcessState
 	cpu := state.UserTime() + state.SystemTime()
@@ -164,17 +165,4 @@ func runK6(k6, script, baseURL string, iterations, vus int, journal string) (mea
 		journal.Close()
 	}
 	return m, nil
-}
-
-func lastLines(data []byte, n int) string {
-	lines := 0
-	for i := len(data) - 1; i >= 0; i-- {
-		if data[i] == '\n' {
-			lines++
-			if lines > n {
-				return string(data[i+1:])
-			}
-		}
-	}
-	return string(data)
 }
