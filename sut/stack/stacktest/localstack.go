@@ -58,8 +58,8 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 		config.ProxyPort = freeRangeBelowEphemeral(t, 1+len(stack.Links))
 	}
 	config.Gateways, config.Workers, config.Partitions = options.Gateways, options.Workers, 16
-	config.GatewayPort = freeRange(t, max(1, options.Gateways))
-	config.WorkerMetricsPort = freeRange(t, max(1, options.Workers))
+	config.GatewayPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
+	config.WorkerMetricsPort = freeRangeBelowEphemeral(t, max(1, options.Workers))
 	config.BrokerSync = false
 	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, options.GatewayArgs...)
 	config.WorkerArgs = options.WorkerArgs
@@ -95,28 +95,6 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 		t.Fatalf("up: %v", err)
 	}
 	return result.File
-}
-
-// freeRange finds n consecutive free ports.
-func freeRange(t testing.TB, n int) int {
-	t.Helper()
-	for attempt := 0; attempt < 50; attempt++ {
-		first := listenPort(t)
-		ok := true
-		for i := 1; i < n; i++ {
-			listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(first+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			listener.Close()
-		}
-		if ok {
-			return first
-		}
-	}
-	t.Fatal("no range of free ports")
-	return 0
 }
 
 // listenPort returns a port on 127.0.0.1 that is free now and lies below the
