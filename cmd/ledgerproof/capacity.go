@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -337,6 +338,10 @@ func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIn
 	capacityPorts(&config, o.portBase, modeIndex)
 	config.Gateways, config.Workers, config.Partitions = mode.Gateways, mode.Workers, o.partitions
 	config.GatewayArgs, config.WorkerArgs = mode.GatewayArgs, mode.WorkerArgs
+	if o.profileAt > 0 {
+		// The profiled step also records what Postgres spent its time on.
+		config.PostgresSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on"}
+	}
 	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs)
 	up, err := stack.Up(ctx, config)
 	if err != nil {
@@ -427,7 +432,19 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 		return step, err
 	}
 	defer logFile.Close()
-	k6 := exec.CommandContext(ctx, o.k6, "run", "--no-usage-report", o.scenario)
+	k6Args := []string{"run", "--no-usage-report"}
+	k6API := ""
+	if o.profileAt == rate {
+		// k6's own profile comes from its REST API (pprof behind
+		// --profiling-enabled), on a port free right now.
+		port, err := freeLoopbackPort()
+		if err != nil {
+			return step, err
+		}
+		k6API = fmt.Sprintf("127.0.0.1:%d", port)
+		k6Args = append(k6Args, "--profiling-enabled", "--address", k6API)
+	}
+	k6 := exec.CommandContext(ctx, o.k6, append(k6Args, o.scenario)...)
 	k6.Stdout, k6.Stderr = logFile, logFile
 	k6.Env = append(os.Environ(),
 		// The load generator shares the machine: a k6 of thousands of VUs
@@ -457,7 +474,7 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 	if o.profileAt == rate {
 		go func() {
 			defer close(profiled)
-			takeProfiles(ctx, o, mode, file, stepDir, out)
+			takeProfiles(ctx, o, mode, file, k6API, stepDir, out)
 		}()
 	} else {
 		close(profiled)
@@ -556,7 +573,7 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 
 // takeProfiles fetches CPU profiles of gateway-0 and worker-0 (if any) while
 // the step holds: it waits for the ramp and a few seconds of setup first.
-func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, stepDir string, out io.Writer) {
+func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, k6API, stepDir string, out io.Writer) {
 	// The k6 setup (sign-ups) takes a while: the profile starts once the
 	// scenario logs that the load starts, plus the ramp and a second, so
 	// it falls inside the hold (--profile-seconds must be below the hold).
@@ -582,8 +599,15 @@ func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, fil
 	case <-time.After(o.ramp + time.Second):
 	}
 	targets := map[string]string{"gateway-0": file.Endpoints.Gateways[0]}
+	if k6API != "" {
+		targets["k6"] = "http://" + k6API
+	}
 	if len(file.Endpoints.WorkerMetrics) > 0 {
 		targets["worker-0"] = strings.TrimSuffix(file.Endpoints.WorkerMetrics[0], "/metrics")
+	}
+	statements, statementsError := startStatements(ctx, file.Endpoints.PostgresURL)
+	if statementsError != nil {
+		fmt.Fprintf(out, "%s: no Postgres statement statistics: %v\n", mode.Name, statementsError)
 	}
 	done := make(chan struct{}, len(targets))
 	for name, base := range targets {
@@ -613,6 +637,24 @@ func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, fil
 	for range targets {
 		<-done
 	}
+	if statementsError == nil {
+		path := filepath.Join(stepDir, "postgres-statements.txt")
+		if err := statements.write(ctx, path); err != nil {
+			fmt.Fprintf(out, "%s: Postgres statement statistics: %v\n", mode.Name, err)
+		} else {
+			fmt.Fprintf(out, "%s: Postgres statement statistics in %s\n", mode.Name, path)
+		}
+	}
+}
+
+// freeLoopbackPort returns a loopback TCP port nobody listens on now.
+func freeLoopbackPort() (int, error) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port, nil
 }
 
 // loadStartsLine is what capacity.js logs when setup() is done and the

@@ -60,7 +60,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 			return err
 		}
 		config.Topic = connections.topic
-		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: bugs, BetweenCommits: betweenCommits})
+		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: bugs, BetweenCommits: betweenCommits, CustomPlans: true})
 		if err != nil {
 			return err
 		}

@@ -53,6 +53,9 @@ type Config struct {
 	// PostgresStandby. Default (0) DefaultPostgresStandbyPort, 55433, next
 	// to the primary.
 	PostgresStandbyPort int
+	// PostgresSettings are extra name=value server settings of the cluster
+	// (postgres -c), after the stack's own. Default none.
+	PostgresSettings []string
 	// RedisPort is redis-server's port on 127.0.0.1. Default 56379.
 	RedisPort int
 	// BrokerPort is the broker's port on 127.0.0.1. Default 59092.
@@ -477,6 +480,7 @@ func stackPostgresOptions(config Config, dir, binDir string) PostgresOptions {
 	if config.PostgresStandby {
 		options.Settings = append(options.Settings, primaryReplicationSettings()...)
 	}
+	options.Settings = append(options.Settings, config.PostgresSettings...)
 	return options
 }
 
