@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,4 +315,48 @@ func TestApplyOneMatchesBatchSemantics(t *testing.T) {
 		t.Errorf("balances %d/%d, want 0/100", a, b)
 	}
 	checkLedger(t, store)
+}
+
+// TestConcurrentTransactionLookups: lookups running at once share queries
+// (the store coalesces them); each gets its own transaction, or not found.
+func TestConcurrentTransactionLookups(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ctx := context.Background()
+	carol := newUser(t, store, "carol@example.com")
+	var commands []ledger.Command
+	for i := range 20 {
+		commands = append(commands, deposit(carol, fmt.Sprintf("lookup-%d", i), int64(i+1)))
+	}
+	if result, err := store.ApplyBatch(ctx, batchAt(5, 0, commands...)); err != nil || result.Settled != 20 {
+		t.Fatalf("apply: %+v, %v", result, err)
+	}
+	errs := make(chan error, 200)
+	for i := range 200 {
+		go func() {
+			key := fmt.Sprintf("lookup-%d", i%40) // half of them were never applied
+			stored, err := store.Transaction(ctx, ledger.TransactionIDFor(carol.ID, key))
+			switch {
+			case i%40 >= 20 && ledger.ErrorCode(err) == ledger.CodeNotFound:
+				err = nil
+			case i%40 >= 20:
+				err = fmt.Errorf("%s: got %+v, %v; want not found", key, stored, err)
+			case i%40 < 20 && err != nil:
+				err = fmt.Errorf("%s: %w", key, err)
+			case i%40 < 20 && (stored.IdempotencyKey != key || stored.AmountMinor != int64(i%40+1)):
+				err = fmt.Errorf("%s: got the transaction of %s, amount %d", key, stored.IdempotencyKey, stored.AmountMinor)
+			}
+			errs <- err
+		}()
+	}
+	for range 200 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An id that is not in canonical form is still read, alone.
+	upper := strings.ToUpper(ledger.TransactionIDFor(carol.ID, "lookup-3"))
+	if stored, err := store.Transaction(ctx, upper); err != nil || stored.AmountMinor != 4 {
+		t.Fatalf("upper-case id: %+v, %v", stored, err)
+	}
 }

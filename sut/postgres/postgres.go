@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 
+	"github.com/ledgerproof/ledgerproof/sut/coalesce"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
@@ -85,6 +86,9 @@ func (c *Config) applyDefaults() error {
 type Store struct {
 	pool         *pgxpool.Pool
 	queryTimeout time.Duration
+	// transactions coalesces concurrent Transaction lookups into one query
+	// per batch: a gateway asks for every money request's key.
+	transactions *coalesce.Batcher[string, transactionAnswer]
 	// plan is how ApplyBatch applies: the reference design, or the one the
 	// seeded bugs make of it.
 	plan           applyPlan
@@ -116,12 +120,17 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	return &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
-		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}, nil
+	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
+		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}
+	store.transactions = coalesce.New(store.transactionBatch, 2, 256)
+	return store, nil
 }
 
 // Close releases the pool.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.transactions.Close()
+	s.pool.Close()
+}
 
 // Pool exposes the pool to the audit and the tests of this repository.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -236,7 +245,24 @@ func scanTransaction(row pgx.Row) (ledger.Transaction, error) {
 }
 
 // Transaction reads a transaction by id; an unknown id is CodeNotFound.
+// Concurrent lookups of canonical ids (lowercase, hyphenated: the ids the
+// system derives) go to Postgres together, as one query per batch.
 func (s *Store) Transaction(ctx context.Context, id string) (ledger.Transaction, error) {
+	if !canonicalUUID(id) {
+		return s.transaction(ctx, id)
+	}
+	answer, err := s.transactions.Do(ctx, id)
+	if err != nil {
+		return ledger.Transaction{}, fmt.Errorf("read transaction %s: %w", id, err)
+	}
+	if !answer.found {
+		return ledger.Transaction{}, ledger.Errorf(ledger.CodeNotFound, "transaction %s does not exist", id)
+	}
+	return answer.transaction, nil
+}
+
+// transaction reads one transaction by id, alone.
+func (s *Store) transaction(ctx context.Context, id string) (ledger.Transaction, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	t, err := scanTransaction(s.pool.QueryRow(ctx, `SELECT `+transactionColumns+` FROM transactions WHERE id = $1::uuid`, id))
@@ -247,6 +273,65 @@ func (s *Store) Transaction(ctx context.Context, id string) (ledger.Transaction,
 		return ledger.Transaction{}, fmt.Errorf("read transaction %s: %w", id, err)
 	}
 	return t, nil
+}
+
+type transactionAnswer struct {
+	transaction ledger.Transaction
+	found       bool
+}
+
+// transactionBatch reads the transactions of many ids in one query. The
+// statement is planned with its values each time (an unnamed statement,
+// pgx.QueryExecModeCacheDescribe): a plan cached while the table was empty
+// would scan the whole table for ever after (see Config.CustomPlans).
+func (s *Store) transactionBatch(ctx context.Context, ids []string) ([]transactionAnswer, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT `+transactionColumns+` FROM transactions WHERE id = ANY($1::uuid[])`,
+		pgx.QueryExecModeCacheDescribe, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	found := make(map[string]ledger.Transaction, len(ids))
+	for rows.Next() {
+		t, err := scanTransaction(rows)
+		if err != nil {
+			return nil, err
+		}
+		found[t.ID] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	answers := make([]transactionAnswer, len(ids))
+	for i, id := range ids {
+		t, ok := found[id]
+		answers[i] = transactionAnswer{transaction: t, found: ok}
+	}
+	return answers, nil
+}
+
+// canonicalUUID reports whether id is a UUID in Postgres's output form, so
+// that the id a row comes back with is the id asked for.
+func canonicalUUID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // NextOffsets returns, for each partition, the next offset to apply: where a

@@ -17,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ledgerproof/ledgerproof/sut/coalesce"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
@@ -39,7 +40,22 @@ type Config struct {
 // Client talks to Redis.
 type Client struct {
 	client *goredis.Client
+	// The idempotency fast path runs on every money request: concurrent
+	// requests' reservations and stored responses go to Redis as one
+	// pipeline per batch (package coalesce) rather than one round trip
+	// each. Each command in a pipeline runs as it would alone, in arrival
+	// order, so two requests with one key still see each other.
+	reservations *coalesce.Batcher[reserveCall, reserveAnswer]
+	responses    *coalesce.Batcher[storeCall, error]
 }
+
+// batchLanes and batchMax shape the coalesced pipelines: two in flight keep
+// requests moving while one waits; a few hundred commands stay far below
+// what Redis answers within its timeout.
+const (
+	batchLanes = 2
+	batchMax   = 256
+)
 
 // New builds a client; it does not dial until first use.
 func New(config Config) (*Client, error) {
@@ -52,18 +68,25 @@ func New(config Config) (*Client, error) {
 	if config.PoolSize == 0 {
 		config.PoolSize = 64
 	}
-	return &Client{client: goredis.NewClient(&goredis.Options{
+	c := &Client{client: goredis.NewClient(&goredis.Options{
 		Addr:         config.Addr,
 		DialTimeout:  config.Timeout,
 		ReadTimeout:  config.Timeout,
 		WriteTimeout: config.Timeout,
 		PoolSize:     config.PoolSize,
 		MaxRetries:   1,
-	})}, nil
+	})}
+	c.reservations = coalesce.New(c.reserveBatch, batchLanes, batchMax)
+	c.responses = coalesce.New(c.storeResponseBatch, batchLanes, batchMax)
+	return c, nil
 }
 
 // Close closes the connections.
-func (c *Client) Close() error { return c.client.Close() }
+func (c *Client) Close() error {
+	c.reservations.Close()
+	c.responses.Close()
+	return c.client.Close()
+}
 
 // Ping checks Redis answers.
 func (c *Client) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
@@ -129,24 +152,63 @@ func idempotencyKey(userID int64, key string) string {
 func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (existing IdempotencyRecord, reserved bool, err error) {
 	value, _ := json.Marshal(record)
 	pendingValue, _ := json.Marshal(pending)
-	pipeline := c.client.Pipeline()
-	reservation := pipeline.SetArgs(ctx, idempotencyKey(userID, key), value, goredis.SetArgs{Mode: "NX", Get: true, TTL: ttl})
-	pipeline.SetNX(ctx, "pending:"+record.TransactionID, pendingValue, ttl)
-	_, err = pipeline.Exec(ctx)
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return IdempotencyRecord{}, false, fmt.Errorf("reserve idempotency key: %w", err)
-	}
-	old, err := reservation.Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return IdempotencyRecord{}, true, nil
+	answer, err := c.reservations.Do(ctx, reserveCall{key: idempotencyKey(userID, key), value: value,
+		pendingKey: "pending:" + record.TransactionID, pendingValue: pendingValue, ttl: ttl})
+	if err == nil {
+		err = answer.err
 	}
 	if err != nil {
 		return IdempotencyRecord{}, false, fmt.Errorf("reserve idempotency key: %w", err)
 	}
-	if err := json.Unmarshal(old, &existing); err != nil {
+	if answer.old == nil {
+		return IdempotencyRecord{}, true, nil
+	}
+	if err := json.Unmarshal(answer.old, &existing); err != nil {
 		return IdempotencyRecord{}, false, fmt.Errorf("decode idempotency record: %w", err)
 	}
 	return existing, false, nil
+}
+
+type reserveCall struct {
+	key, pendingKey     string
+	value, pendingValue []byte
+	ttl                 time.Duration
+}
+
+// reserveAnswer is the record a reservation found (nil: the key is now
+// reserved) or the error of this call alone.
+type reserveAnswer struct {
+	old []byte
+	err error
+}
+
+// reserveBatch reserves keys in one pipeline: per key, SET NX GET of the
+// record and SET NX of the pending transaction.
+func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reserveAnswer, error) {
+	pipeline := c.client.Pipeline()
+	reservations := make([]*goredis.StatusCmd, len(calls))
+	pendings := make([]*goredis.BoolCmd, len(calls))
+	for i, call := range calls {
+		reservations[i] = pipeline.SetArgs(ctx, call.key, call.value, goredis.SetArgs{Mode: "NX", Get: true, TTL: call.ttl})
+		pendings[i] = pipeline.SetNX(ctx, call.pendingKey, call.pendingValue, call.ttl)
+	}
+	// Exec's error is the first failed command's; each call reads its own.
+	_, _ = pipeline.Exec(ctx)
+	answers := make([]reserveAnswer, len(calls))
+	for i := range calls {
+		old, err := reservations[i].Bytes()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			err = nil
+		case err == nil && old == nil:
+			old = []byte{}
+		}
+		if err == nil {
+			err = pendings[i].Err()
+		}
+		answers[i] = reserveAnswer{old: old, err: err}
+	}
+	return answers, nil
 }
 
 // storeResponseScript writes the response into a record only if the record
@@ -166,11 +228,62 @@ return 1`)
 // StoreResponse records the response a key's first request got.
 func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) error {
 	value, _ := json.Marshal(record)
-	err := storeResponseScript.Run(ctx, c.client, []string{idempotencyKey(userID, key)}, value, record.Fingerprint, ttl.Milliseconds()).Err()
+	err, batchError := c.responses.Do(ctx, storeCall{key: idempotencyKey(userID, key), value: value, fingerprint: record.Fingerprint, ttl: ttl})
+	if batchError != nil {
+		err = batchError
+	}
 	if err != nil {
 		return fmt.Errorf("store idempotent response: %w", err)
 	}
 	return nil
+}
+
+type storeCall struct {
+	key, fingerprint string
+	value            []byte
+	ttl              time.Duration
+}
+
+// storeResponseBatch runs storeResponseScript for every call in one
+// pipeline, by its hash; when Redis does not know the script (it restarted)
+// the script is loaded and those calls are sent again.
+func (c *Client) storeResponseBatch(ctx context.Context, calls []storeCall) ([]error, error) {
+	answers := make([]error, len(calls))
+	send := func(indexes []int) []int {
+		pipeline := c.client.Pipeline()
+		commands := make([]*goredis.Cmd, len(indexes))
+		for j, i := range indexes {
+			call := calls[i]
+			commands[j] = pipeline.EvalSha(ctx, storeResponseScript.Hash(), []string{call.key}, call.value, call.fingerprint, call.ttl.Milliseconds())
+		}
+		_, _ = pipeline.Exec(ctx)
+		var unknown []int
+		for j, i := range indexes {
+			err := commands[j].Err()
+			if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+				unknown = append(unknown, i)
+				continue
+			}
+			answers[i] = err
+		}
+		return unknown
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	if unknown := send(all); len(unknown) > 0 {
+		if err := storeResponseScript.Load(ctx, c.client).Err(); err != nil {
+			for _, i := range unknown {
+				answers[i] = err
+			}
+			return answers, nil
+		}
+		for _, i := range send(unknown) {
+			answers[i] = errors.New("NOSCRIPT after loading the script")
+		}
+	}
+	return answers, nil
 }
 
 // Release forgets a reservation, and its pending transaction, whose request

@@ -2,8 +2,11 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/redis"
@@ -198,5 +201,65 @@ func TestAfterCommitKeepsTheNewestBalance(t *testing.T) {
 		if err != nil || !found || balance != test.want {
 			t.Fatalf("%s: cached %d (found %v, %v), want %d", test.name, balance, found, err, test.want)
 		}
+	}
+}
+
+// TestConcurrentReservationsOfOneKey sends many requests with one key at once:
+// they share pipelines (the client coalesces them) and exactly one reserves
+// the key; every other one sees its record.
+func TestConcurrentReservationsOfOneKey(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	const requests = 64
+	results := make(chan bool, requests)
+	errs := make(chan error, requests)
+	for i := range requests {
+		go func() {
+			record := redis.IdempotencyRecord{Fingerprint: "fp-concurrent", TransactionID: "tx-concurrent", ReservedAt: time.Now().UTC()}
+			existing, reserved, err := client.Reserve(ctx, 77, "concurrent", record, redis.PendingTransaction{UserID: int64(i)}, time.Minute)
+			if err == nil && !reserved && existing.Fingerprint != "fp-concurrent" {
+				err = fmt.Errorf("found record %+v", existing)
+			}
+			results <- reserved
+			errs <- err
+		}()
+	}
+	winners := 0
+	for range requests {
+		if <-results {
+			winners++
+		}
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%d requests reserved the key, want exactly 1", winners)
+	}
+}
+
+// TestStoreResponseAfterScriptFlush: a Redis that forgot the script (it
+// restarted) still stores responses: the client loads the script again.
+func TestStoreResponseAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	raw := goredis.NewClient(&goredis.Options{Addr: stacktest.RedisAddr(t)})
+	defer raw.Close()
+	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
+	if _, reserved, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reserved {
+		t.Fatalf("reserve: reserved=%v err=%v", reserved, err)
+	}
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	record.ResponseStatus, record.ResponseBody = 202, []byte(`{"flushed":true}`)
+	if err := client.StoreResponse(ctx, 78, "flush", record, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	existing, _, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
+	if err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
+		t.Fatalf("stored %d %q, %v; want the response stored after the flush", existing.ResponseStatus, existing.ResponseBody, err)
 	}
 }

@@ -1,0 +1,139 @@
+// Package coalesce sends many callers' small requests to a server as one
+// batch: while a batch is in flight, the calls that arrive wait, and they go
+// together as the next batch (the "group commit" or "smart batching"
+// pattern). There is no timer: an idle system sends each call at once, a busy
+// one sends fewer, bigger batches. A gateway uses it to turn thousands of
+// one-key Redis and Postgres round trips per second into a few hundred
+// pipelines, which is where a round trip's CPU goes: system calls and the
+// server's per-request work, on both sides.
+package coalesce
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// ErrClosed is returned by Do after Close.
+var ErrClosed = errors.New("coalesce: closed")
+
+// Func runs one batch: out[i] answers in[i]. An error fails every call of
+// the batch; a call that can fail alone carries its error in its Out.
+type Func[In, Out any] func(ctx context.Context, in []In) (out []Out, err error)
+
+// Batcher coalesces calls into batches of at most Max, with at most Lanes
+// batches in flight.
+type Batcher[In, Out any] struct {
+	run   Func[In, Out]
+	max   int
+	calls chan call[In, Out]
+
+	start    sync.Once
+	lanes    int
+	stop     chan struct{}
+	stopOnce sync.Once
+	running  sync.WaitGroup
+}
+
+type call[In, Out any] struct {
+	in   In
+	done chan result[Out]
+}
+
+type result[Out any] struct {
+	out Out
+	err error
+}
+
+// New returns a batcher running batches with run. lanes (at least 1) is how
+// many batches may be in flight at once: with one, a slow batch holds every
+// caller; two keep calls moving while one batch waits. max (at least 1)
+// bounds a batch.
+func New[In, Out any](run Func[In, Out], lanes, max int) *Batcher[In, Out] {
+	if lanes < 1 {
+		lanes = 1
+	}
+	if max < 1 {
+		max = 1
+	}
+	return &Batcher[In, Out]{run: run, max: max, lanes: lanes, calls: make(chan call[In, Out]), stop: make(chan struct{})}
+}
+
+// Do runs in as part of a batch and returns its answer. A caller whose ctx
+// ends stops waiting; its call may still be sent (the batch it joined is
+// not undone).
+func (b *Batcher[In, Out]) Do(ctx context.Context, in In) (Out, error) {
+	var zero Out
+	b.start.Do(b.startLanes)
+	c := call[In, Out]{in: in, done: make(chan result[Out], 1)}
+	select {
+	case b.calls <- c:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-b.stop:
+		return zero, ErrClosed
+	}
+	select {
+	case r := <-c.done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// Close stops the lanes once their batches in flight are answered; later
+// calls fail with ErrClosed.
+func (b *Batcher[In, Out]) Close() {
+	b.stopOnce.Do(func() { close(b.stop) })
+	b.running.Wait()
+}
+
+func (b *Batcher[In, Out]) startLanes() {
+	for range b.lanes {
+		b.running.Add(1)
+		go b.lane()
+	}
+}
+
+// lane takes a first call, adds every call already waiting (up to max), runs
+// the batch and answers each call. Calls that arrive meanwhile wait in the
+// channel for the next batch of this lane or another.
+func (b *Batcher[In, Out]) lane() {
+	defer b.running.Done()
+	batch := make([]call[In, Out], 0, b.max)
+	inputs := make([]In, 0, b.max)
+	for {
+		batch, inputs = batch[:0], inputs[:0]
+		select {
+		case c := <-b.calls:
+			batch = append(batch, c)
+		case <-b.stop:
+			return
+		}
+	gather:
+		for len(batch) < b.max {
+			select {
+			case c := <-b.calls:
+				batch = append(batch, c)
+			default:
+				break gather
+			}
+		}
+		for _, c := range batch {
+			inputs = append(inputs, c.in)
+		}
+		// The batch outlives any one caller: it runs without their
+		// contexts, and run bounds it with its own timeout.
+		outputs, err := b.run(context.Background(), inputs)
+		if err == nil && len(outputs) != len(batch) {
+			err = errors.New("coalesce: a batch answered a different number of calls")
+		}
+		for i, c := range batch {
+			if err != nil {
+				c.done <- result[Out]{err: err}
+				continue
+			}
+			c.done <- result[Out]{out: outputs[i]}
+		}
+	}
+}
