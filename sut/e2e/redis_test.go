@@ -2,9 +2,15 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 // TestRedisLossKeepsServing: with Redis killed, and again after it restarts
@@ -38,6 +44,65 @@ func TestRedisLossKeepsServing(t *testing.T) {
 	}
 	if a, b := s.balance(alice.accountID), s.balance(bob.accountID); a != 850 || b != 100 {
 		t.Fatalf("balances %d/%d, want 850/100", a, b)
+	}
+	s.checkLedger()
+}
+
+// TestKeysNewToACompleteRedisSkipTheLedger: a fresh stack marks Redis's keys
+// complete (the ledger was empty), so keys Redis reserves as new are queued
+// without asking the ledger. A key whose Redis record is gone (as after its
+// TTL) is then queued a second time: the ledger's unique key keeps one
+// effect, and the waiting replay gets the stored outcome, or 422 for a
+// different body.
+func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
+	s := startStack(t, 1, 1)
+	ctx := context.Background()
+	cache, err := redis.New(redis.Config{Addr: s.file.Endpoints.RedisAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for complete, _ := cache.KeysComplete(ctx); !complete; complete, _ = cache.KeysComplete(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not mark the fresh Redis's keys complete")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	alice, bob := s.newUser(0), s.newUser(0)
+	s.fund(alice, 1000)
+	first, err := alice.Transfer(ctx, "forgotten", alice.accountID, bob.accountID, 100, 10*time.Second)
+	if err := expectOutcome(first, err, "settled", ""); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: s.file.Endpoints.RedisAddr})
+	t.Cleanup(func() { _ = raw.Close() })
+	forget := func() {
+		t.Helper()
+		if n, err := raw.Del(ctx, fmt.Sprintf("idem:%d:forgotten", alice.userID)).Result(); err != nil || n != 1 {
+			t.Fatalf("forget the key's record: deleted %d, %v", n, err)
+		}
+	}
+
+	forget()
+	replay, err := alice.Transfer(ctx, "forgotten", alice.accountID, bob.accountID, 100, 10*time.Second)
+	if err := expectOutcome(replay, err, "settled", ""); err != nil {
+		t.Fatalf("replay of a forgotten key: %v", err)
+	}
+	if string(replay.Body) != string(first.Body) {
+		t.Fatalf("replay answered %s, the first request %s", replay.Body, first.Body)
+	}
+	forget()
+	reused, err := alice.Transfer(ctx, "forgotten", alice.accountID, bob.accountID, 999, 10*time.Second)
+	if err != nil || reused.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("forgotten key reused with another body: %v %d %s", err, reused.Status, reused.Body)
+	}
+	if a, b := s.balance(alice.accountID), s.balance(bob.accountID); a != 900 || b != 100 {
+		t.Fatalf("balances %d/%d, want 900/100", a, b)
+	}
+	metrics := scrape(t, s.file.Endpoints.Gateways[0]+"/metrics")
+	if !strings.Contains(metrics, `ledger_gateway_ledger_key_checks_total{result="skipped"}`) {
+		t.Fatal("no money request skipped the ledger check")
 	}
 	s.checkLedger()
 }

@@ -5,6 +5,8 @@
 package gateway
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"context"
 	"errors"
 	"fmt"
@@ -129,6 +131,8 @@ type Store interface {
 	UserByEmail(ctx context.Context, email string) (ledger.User, error)
 	Account(ctx context.Context, id int64) (ledger.Account, error)
 	Transaction(ctx context.Context, id string) (ledger.Transaction, error)
+	// LedgerEmpty reports whether the ledger has no transaction at all.
+	LedgerEmpty(ctx context.Context) (bool, error)
 	Ping(ctx context.Context) error
 }
 
@@ -136,7 +140,10 @@ type Store interface {
 type Cache interface {
 	CreateSession(ctx context.Context, token string, session redis.Session, ttl time.Duration) error
 	LookupSession(ctx context.Context, token string) (redis.Session, bool, error)
-	Reserve(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration) (redis.IdempotencyRecord, bool, error)
+	Reserve(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration) (redis.Reservation, error)
+	KeysComplete(ctx context.Context) (bool, error)
+	MarkKeysComplete(ctx context.Context, value string) (bool, error)
+	UnmarkKeysComplete(ctx context.Context, value string) error
 	StoreResponse(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, ttl time.Duration) error
 	Release(ctx context.Context, userID int64, key, transactionID string) error
 	LookupPending(ctx context.Context, transactionID string) (redis.PendingTransaction, bool, error)
@@ -284,9 +291,51 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 }
 
 // Run follows the outcomes workers announce until ctx ends, waking waiting
-// requests. Without it waits still end, by polling Postgres.
+// requests, and marks a fresh Redis's keys complete while the ledger is
+// empty (see markKeysComplete). Without it waits still end, by polling
+// Postgres, and every key is checked in the ledger.
 func (g *Gateway) Run(ctx context.Context) {
+	go g.markKeysComplete(ctx)
 	g.cache.SubscribeOutcomes(ctx, g.waiters.notify)
+}
+
+// keysCompleteInterval is how often a gateway looks whether Redis's keys
+// can be marked complete.
+const keysCompleteInterval = 5 * time.Second
+
+// markKeysComplete sets redis.KeysCompleteKey when it is missing and the
+// ledger has no transaction: no key the ledger accepted can then be missing
+// from Redis, and gateways stop asking the ledger about keys Redis reserves
+// as new. It checks again right after setting it and takes it back if a
+// transaction appeared meanwhile (a Redis that lost its data while this
+// gateway looked). A Redis that lost its data once the ledger has
+// transactions stays unmarked: every key is then checked in the ledger.
+func (g *Gateway) markKeysComplete(ctx context.Context) {
+	ticker := time.NewTicker(keysCompleteInterval)
+	defer ticker.Stop()
+	for {
+		if complete, err := g.cache.KeysComplete(ctx); err == nil && !complete {
+			if empty, err := g.store.LedgerEmpty(ctx); err == nil && empty {
+				var random [8]byte
+				_, _ = rand.Read(random[:])
+				value := hex.EncodeToString(random[:])
+				if set, err := g.cache.MarkKeysComplete(ctx, value); err == nil && set {
+					if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+						if err := g.cache.UnmarkKeysComplete(context.WithoutCancel(ctx), value); err != nil {
+							g.logger.Warn("could not take back the idempotency keys' complete mark", "error", err)
+						}
+					} else {
+						g.logger.Info("the ledger is empty: Redis holds every idempotency key from now on; new keys skip the ledger check")
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 }
 
 // Handler returns the HTTP handler of the whole API.

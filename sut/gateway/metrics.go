@@ -16,6 +16,7 @@ type metrics struct {
 	waitTimeouts   prometheus.Counter
 	cacheErrors    prometheus.Counter
 	localSessions  prometheus.Counter
+	ledgerChecks   *prometheus.CounterVec
 }
 
 func newMetrics(registerer prometheus.Registerer) *metrics {
@@ -32,8 +33,10 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		cacheErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_cache_errors_total", Help: "Failed Redis calls (the ledger answered instead)."}),
 		localSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_local_sessions_total",
 			Help: "Requests authenticated from the gateway's own memory of sessions, without asking Redis (which may be down or have lost them)."}),
+		ledgerChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_ledger_key_checks_total",
+			Help: "Money requests by whether the ledger was asked about their key: checked, or skipped (Redis reserved a new key in a dataset whose keys are complete)."}, []string{"result"}),
 	}
-	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions)
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerChecks)
 	return m
 }
 

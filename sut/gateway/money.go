@@ -245,7 +245,8 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 	record := redis.IdempotencyRecord{Fingerprint: command.Fingerprint, TransactionID: command.TransactionID, ReservedAt: command.AcceptedAt}
 	pending := redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
 		DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
-	existing, reserved, err := g.cache.Reserve(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL)
+	reservation, err := g.cache.Reserve(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL)
+	existing, reserved := reservation.Existing, reservation.Reserved
 	cacheUp := err == nil
 	if err != nil {
 		g.metrics.cacheErrors.Inc()
@@ -269,6 +270,17 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 		// worker's dedupe makes a second copy of the command harmless.
 	}
 
+	// A key new to a Redis that holds every key the ledger accepted within
+	// the key TTL (redis.KeysCompleteKey) is new to the ledger too, or
+	// older than the TTL: it is queued without asking the ledger. A copy of
+	// an old key is then refused by the ledger's unique key (the worker's
+	// dedupe) and announced with the stored outcome, which a waiting
+	// request receives (a different body: 422).
+	if cacheUp && reserved && reservation.KeysComplete {
+		g.metrics.ledgerChecks.WithLabelValues("skipped").Inc()
+		return keyClaim{record: record, cacheUp: true, reservedByUs: true}, nil
+	}
+	g.metrics.ledgerChecks.WithLabelValues("checked").Inc()
 	// The ledger is the last word: a key already applied (Redis lost its
 	// record, or it is down) answers from the ledger and queues nothing.
 	stored, err := g.store.Transaction(ctx, command.TransactionID)

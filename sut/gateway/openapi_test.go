@@ -66,7 +66,8 @@ func (routingStore) Account(context.Context, int64) (ledger.Account, error) {
 func (routingStore) Transaction(context.Context, string) (ledger.Transaction, error) {
 	return ledger.Transaction{}, errStandIn
 }
-func (routingStore) Ping(context.Context) error { return nil }
+func (routingStore) Ping(context.Context) error                { return nil }
+func (routingStore) LedgerEmpty(context.Context) (bool, error) { return false, errStandIn }
 
 type routingCache struct{}
 
@@ -76,9 +77,12 @@ func (routingCache) CreateSession(context.Context, string, redis.Session, time.D
 func (routingCache) LookupSession(context.Context, string) (redis.Session, bool, error) {
 	return redis.Session{}, false, nil
 }
-func (routingCache) Reserve(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration) (redis.IdempotencyRecord, bool, error) {
-	return redis.IdempotencyRecord{}, false, errStandIn
+func (routingCache) Reserve(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration) (redis.Reservation, error) {
+	return redis.Reservation{}, errStandIn
 }
+func (routingCache) MarkKeysComplete(context.Context, string) (bool, error) { return false, errStandIn }
+func (routingCache) UnmarkKeysComplete(context.Context, string) error       { return errStandIn }
+func (routingCache) KeysComplete(context.Context) (bool, error)             { return false, errStandIn }
 func (routingCache) StoreResponse(context.Context, int64, string, redis.IdempotencyRecord, time.Duration) error {
 	return errStandIn
 }

@@ -261,6 +261,15 @@ func (s *Store) Transaction(ctx context.Context, id string) (ledger.Transaction,
 	return answer.transaction, nil
 }
 
+// LedgerEmpty reports whether the ledger has no transaction at all.
+func (s *Store) LedgerEmpty(ctx context.Context) (bool, error) {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	var empty bool
+	err := s.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM transactions)`).Scan(&empty)
+	return empty, err
+}
+
 // transaction reads one transaction by id, alone.
 func (s *Store) transaction(ctx context.Context, id string) (ledger.Transaction, error) {
 	ctx, cancel := s.withTimeout(ctx)

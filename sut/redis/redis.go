@@ -145,11 +145,30 @@ func idempotencyKey(userID int64, key string) string {
 	return "idem:" + strconv.FormatInt(userID, 10) + ":" + key
 }
 
+// KeysCompleteKey marks a Redis dataset that holds the record of every
+// idempotency key the ledger accepted within the key TTL: it is set (by a
+// gateway, see MarkKeysComplete) only while the ledger has no transaction at
+// all, so a Redis that restarted empty, or was flushed, lacks it until the
+// operator clears the ledger. While it is present, a key Redis did not know
+// is new to the ledger too (or older than the TTL), and a gateway can skip
+// asking the ledger. It assumes Redis evicts nothing (maxmemory-policy
+// noeviction, the default): keys leave only by their TTL.
+const KeysCompleteKey = "ledger:idempotency-keys-complete"
+
+// Reservation is what Reserve found.
+type Reservation struct {
+	// Reserved is true when the key was new and is now claimed by the
+	// caller; otherwise Existing is the record already stored.
+	Reserved bool
+	Existing IdempotencyRecord
+	// KeysComplete reports KeysCompleteKey was present (see there).
+	KeysComplete bool
+}
+
 // Reserve claims a key for a request and remembers its transaction as
-// pending, in one pipelined round trip (SET NX GET, SET NX). When the key is
-// new it returns reserved=true; otherwise it returns the record already
-// stored and reserved=false.
-func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (existing IdempotencyRecord, reserved bool, err error) {
+// pending (SET NX GET, SET NX), and reads whether the dataset's keys are
+// complete; concurrent reservations share one pipelined round trip.
+func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (Reservation, error) {
 	value, _ := json.Marshal(record)
 	pendingValue, _ := json.Marshal(pending)
 	answer, err := c.reservations.Do(ctx, reserveCall{key: idempotencyKey(userID, key), value: value,
@@ -158,15 +177,41 @@ func (c *Client) Reserve(ctx context.Context, userID int64, key string, record I
 		err = answer.err
 	}
 	if err != nil {
-		return IdempotencyRecord{}, false, fmt.Errorf("reserve idempotency key: %w", err)
+		return Reservation{}, fmt.Errorf("reserve idempotency key: %w", err)
 	}
 	if answer.old == nil {
-		return IdempotencyRecord{}, true, nil
+		return Reservation{Reserved: true, KeysComplete: answer.keysComplete}, nil
 	}
+	var existing IdempotencyRecord
 	if err := json.Unmarshal(answer.old, &existing); err != nil {
-		return IdempotencyRecord{}, false, fmt.Errorf("decode idempotency record: %w", err)
+		return Reservation{}, fmt.Errorf("decode idempotency record: %w", err)
 	}
-	return existing, false, nil
+	return Reservation{Existing: existing, KeysComplete: answer.keysComplete}, nil
+}
+
+// MarkKeysComplete sets KeysCompleteKey. Call it only when the ledger has no
+// transaction (then no key can be missing from Redis); it reports whether
+// this call set it (false: it was there).
+func (c *Client) MarkKeysComplete(ctx context.Context, value string) (bool, error) {
+	return c.client.SetNX(ctx, KeysCompleteKey, value, 0).Result()
+}
+
+// UnmarkKeysComplete removes KeysCompleteKey if it still holds value: the
+// caller that set it found the ledger no longer empty right after.
+func (c *Client) UnmarkKeysComplete(ctx context.Context, value string) error {
+	return unmarkScript.Run(ctx, c.client, []string{KeysCompleteKey}, value).Err()
+}
+
+var unmarkScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+
+// KeysComplete reports whether KeysCompleteKey is present.
+func (c *Client) KeysComplete(ctx context.Context) (bool, error) {
+	n, err := c.client.Exists(ctx, KeysCompleteKey).Result()
+	return n == 1, err
 }
 
 type reserveCall struct {
@@ -178,14 +223,18 @@ type reserveCall struct {
 // reserveAnswer is the record a reservation found (nil: the key is now
 // reserved) or the error of this call alone.
 type reserveAnswer struct {
-	old []byte
-	err error
+	old          []byte
+	err          error
+	keysComplete bool
 }
 
 // reserveBatch reserves keys in one pipeline: per key, SET NX GET of the
 // record and SET NX of the pending transaction.
 func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reserveAnswer, error) {
 	pipeline := c.client.Pipeline()
+	// Read before the reservations: a key reserved after the marker was
+	// seen belongs to the dataset the marker speaks for.
+	complete := pipeline.Exists(ctx, KeysCompleteKey)
 	reservations := make([]*goredis.StatusCmd, len(calls))
 	pendings := make([]*goredis.BoolCmd, len(calls))
 	for i, call := range calls {
@@ -206,7 +255,7 @@ func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reser
 		if err == nil {
 			err = pendings[i].Err()
 		}
-		answers[i] = reserveAnswer{old: old, err: err}
+		answers[i] = reserveAnswer{old: old, err: err, keysComplete: complete.Val() == 1}
 	}
 	return answers, nil
 }

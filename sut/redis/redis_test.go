@@ -32,17 +32,17 @@ func TestIdempotencyRecord(t *testing.T) {
 	record := redis.IdempotencyRecord{Fingerprint: "fp1", TransactionID: "tx1", ReservedAt: time.Now().UTC()}
 	pending := redis.PendingTransaction{UserID: 7, Kind: ledger.KindDeposit, DestinationAccountID: 3, AmountMinor: 5}
 
-	_, reserved, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute)
-	if err != nil || !reserved {
-		t.Fatalf("first reserve: reserved=%v err=%v", reserved, err)
+	reservation, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	if err != nil || !reservation.Reserved {
+		t.Fatalf("first reserve: %+v err=%v", reservation, err)
 	}
-	existing, reserved, err := client.Reserve(ctx, 7, "key", redis.IdempotencyRecord{Fingerprint: "other"}, pending, time.Minute)
-	if err != nil || reserved || existing.Fingerprint != "fp1" || existing.ResponseStatus != 0 {
-		t.Fatalf("second reserve: %+v reserved=%v err=%v", existing, reserved, err)
+	reservation, err = client.Reserve(ctx, 7, "key", redis.IdempotencyRecord{Fingerprint: "other"}, pending, time.Minute)
+	if err != nil || reservation.Reserved || reservation.Existing.Fingerprint != "fp1" || reservation.Existing.ResponseStatus != 0 {
+		t.Fatalf("second reserve: %+v err=%v", reservation, err)
 	}
 	// Keys are scoped per user.
-	if _, reserved, err := client.Reserve(ctx, 8, "key", record, pending, time.Minute); err != nil || !reserved {
-		t.Fatalf("another user's key: reserved=%v err=%v", reserved, err)
+	if reservation, err := client.Reserve(ctx, 8, "key", record, pending, time.Minute); err != nil || !reservation.Reserved {
+		t.Fatalf("another user's key: %+v err=%v", reservation, err)
 	}
 
 	// The first response stored wins; a later one, or one for another
@@ -61,7 +61,8 @@ func TestIdempotencyRecord(t *testing.T) {
 	if err := client.StoreResponse(ctx, 7, "key", stranger, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	existing, _, err = client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	reservation, err = client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	existing := reservation.Existing
 	if err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"a":1}` {
 		t.Fatalf("stored response %d %q, %v; want the first, 202", existing.ResponseStatus, existing.ResponseBody, err)
 	}
@@ -76,8 +77,8 @@ func TestIdempotencyRecord(t *testing.T) {
 	if _, found, _ := client.LookupPending(ctx, "tx1"); found {
 		t.Fatal("release left the pending transaction")
 	}
-	if _, reserved, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute); err != nil || !reserved {
-		t.Fatalf("after release: reserved=%v err=%v", reserved, err)
+	if reservation, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute); err != nil || !reservation.Reserved {
+		t.Fatalf("after release: %+v err=%v", reservation, err)
 	}
 }
 
@@ -148,7 +149,7 @@ func TestRedisDownIsAnError(t *testing.T) {
 	if err := server.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = client.Reserve(context.Background(), 1, "k", redis.IdempotencyRecord{Fingerprint: "f", TransactionID: "t"}, redis.PendingTransaction{}, time.Minute)
+	_, err = client.Reserve(context.Background(), 1, "k", redis.IdempotencyRecord{Fingerprint: "f", TransactionID: "t"}, redis.PendingTransaction{}, time.Minute)
 	if err == nil {
 		t.Fatal("reserve against a dead Redis succeeded")
 	}
@@ -217,11 +218,11 @@ func TestConcurrentReservationsOfOneKey(t *testing.T) {
 	for i := range requests {
 		go func() {
 			record := redis.IdempotencyRecord{Fingerprint: "fp-concurrent", TransactionID: "tx-concurrent", ReservedAt: time.Now().UTC()}
-			existing, reserved, err := client.Reserve(ctx, 77, "concurrent", record, redis.PendingTransaction{UserID: int64(i)}, time.Minute)
-			if err == nil && !reserved && existing.Fingerprint != "fp-concurrent" {
-				err = fmt.Errorf("found record %+v", existing)
+			reservation, err := client.Reserve(ctx, 77, "concurrent", record, redis.PendingTransaction{UserID: int64(i)}, time.Minute)
+			if err == nil && !reservation.Reserved && reservation.Existing.Fingerprint != "fp-concurrent" {
+				err = fmt.Errorf("found record %+v", reservation.Existing)
 			}
-			results <- reserved
+			results <- reservation.Reserved
 			errs <- err
 		}()
 	}
@@ -248,8 +249,8 @@ func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	raw := goredis.NewClient(&goredis.Options{Addr: stacktest.RedisAddr(t)})
 	defer raw.Close()
 	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
-	if _, reserved, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reserved {
-		t.Fatalf("reserve: reserved=%v err=%v", reserved, err)
+	if reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reservation.Reserved {
+		t.Fatalf("reserve: %+v err=%v", reservation, err)
 	}
 	if err := raw.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -258,8 +259,8 @@ func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	if err := client.StoreResponse(ctx, 78, "flush", record, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	existing, _, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
-	if err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
-		t.Fatalf("stored %d %q, %v; want the response stored after the flush", existing.ResponseStatus, existing.ResponseBody, err)
+	reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
+	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
+		t.Fatalf("stored %+v, %v; want the response stored after the flush", reservation, err)
 	}
 }
