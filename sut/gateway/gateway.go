@@ -5,9 +5,9 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
