@@ -86,16 +86,17 @@ bench-k6-capacity: k6
 	$(GO) run ./xk6-ledger/capbench --k6 bin/k6 --variant 'capacity=scenarios/capacity.js GOGC=400'
 
 # Capacity (docs/performance.md, "End-to-end capacity"): for each mode, a
-# fresh local stack on its own ports (batched: 1 gateway, 1 worker, 4
-# partitions, broker without --sync, cheap KDF for the sign-ups; naive: 1
-# gateway with --apply-mode naive, no worker), the steps 1,000 to 10,000 TPS
+# fresh local stack on its own ports (batched: 1 gateway, 1 worker, 2
+# partitions, worker linger 30 ms, broker without --sync, cheap KDF for the
+# sign-ups; naive: 1 gateway with --apply-mode naive, no worker; both with
+# GOMAXPROCS=1 for the stack's Go processes), the steps 1,000 to 10,000 TPS
 # of scenarios/capacity.js (one k6 run per step, 5 s ramp + 20 s hold; a mode
 # stops after two consecutive failed steps), CPU per process sampled from
 # /proc, the audit (must pass), and the report: capacity.md and
 # capacity.json in reports/runs/capacity-<timestamp>/ and the summary in
 # docs/performance.md. Exit 1 if an audit failed, 3 if the batched knee is
 # below CAPACITY_REQUIRE_TPS or under CAPACITY_REQUIRE_RATIO x the naive one.
-CAPACITY_STEPS         ?= 1000,2000,3600,5000,7500,10000
+CAPACITY_STEPS         ?= 1000,1500,2000,2500,3000,3600,5000,7500,10000
 CAPACITY_HOLD          ?= 20s
 CAPACITY_REQUIRE_TPS   ?= 3600
 CAPACITY_REQUIRE_RATIO ?= 3

@@ -1,5 +1,5 @@
 // capacity.js — how many operations per second does the system sustain? Arrival-rate steps up to TARGET_TPS
-// (default 3600; run with TARGET_TPS=10000 for the high target): 1000, 2000, 3600, 5000, 7500, 10000 (STEPS),
+// (default 3600; run with TARGET_TPS=10000 for the high target): 1000, 1500, 2000, 2500, 3000, 3600, 5000, 7500, 10000 (STEPS),
 // cut at TARGET_TPS, each held STEP_DURATION (30s) after a RAMP_DURATION (5s) ramp. handleSummary prints, per
 // step, the achieved rate, p95 accept latency, error rate and dropped iterations, and the highest step held
 // (errors < ERROR_RATE_MAX = 0.1%, p95 accept < P95_MS = 250 ms, no dropped iterations); it writes the same as

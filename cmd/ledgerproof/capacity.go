@@ -131,7 +131,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.StringVar(&o.stackRoot, "stack-dir", ".ledgerproof/capacity", "parent of the stacks' directories (one per mode, purged after)")
 	flags.StringVar(&o.docs, "docs", "", "markdown file whose capacity section (between the capacity-report markers) receives the summary; empty: none")
 	modes := flags.String("modes", "batched,naive", "modes measured, in order: batched (the pipeline), naive (one transaction per request)")
-	steps := flags.String("steps", "1000,2000,3600,5000,7500,10000", "arrival rates (TPS), ascending")
+	steps := flags.String("steps", "1000,1500,2000,2500,3000,3600,5000,7500,10000", "arrival rates (TPS), ascending (500 apart up to 3,600: the knee to the nearest 500)")
 	flags.DurationVar(&o.hold, "step-duration", 20*time.Second, "hold of each step")
 	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from the previous one's rate")
 	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's k6 run signs up and funds")

@@ -42,7 +42,7 @@ export function recordStepException(kind) {
 }
 
 /** DEFAULT_STEPS are the capacity steps (TPS); those above TARGET_TPS are cut and TARGET_TPS is always the last. */
-export const DEFAULT_STEPS = '1000,2000,3600,5000,7500,10000';
+export const DEFAULT_STEPS = '1000,1500,2000,2500,3000,3600,5000,7500,10000';
 
 function pad(number) {
   return String(number).padStart(2, '0');
