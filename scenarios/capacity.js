@@ -22,8 +22,9 @@ import {
   recordStepResult,
   stepScenario,
   stepThresholds,
+  warmUpScenario,
 } from './lib/steps.js';
-import { mixedOperation } from './lib/workload.js';
+import { mixedOperation, workloadFor } from './lib/workload.js';
 
 const config = loadConfig();
 const requiredTps = envInt('REQUIRE_TPS', undefined, { min: 1 });
@@ -36,6 +37,10 @@ const ownerSlotsByStep = {};
 for (const step of plan) {
   scenarios[step.name] = Object.assign(stepScenario(step), { exec: 'step' });
   ownerSlotsByStep[step.name] = step.preAllocatedVUs;
+}
+const warmUpPlan = warmUpScenario(plan);
+if (warmUpPlan !== null) {
+  scenarios.warm_up = warmUpPlan;
 }
 
 export const options = {
@@ -59,6 +64,12 @@ const workloadOptions = {
   record: recordStepResult,
   recordException: recordStepException,
 };
+
+// warmUp is each VU's first iteration (WARM_UP): k6 decodes setup()'s data for the VU before calling it, and the
+// VU's workload generator is built; nothing is sent.
+export function warmUp(data) {
+  workloadFor(config, data, workloadOptions);
+}
 
 export function step(data) {
   // The step's scenario tags (scenario, step) are on every sample already, the extension's included.

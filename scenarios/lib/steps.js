@@ -69,7 +69,8 @@ export function buildStepPlan(config) {
     throw new Error(`${kept.length} steps planned, more than MAX_STEPS=${maxSteps}`);
   }
 
-  let startSeconds = 0;
+  // WARM_UP (default 10s, 0s: none) comes before the first step: see warmUpScenario.
+  let startSeconds = warmUpSeconds();
   // RAMP_FROM is the rate the first step ramps from (default 0). A driver that runs one step per k6 process
   // (`ledgerproof capacity`) passes the previous step's rate, so each step ramps as it would in one long run.
   let previousRate = envInt('RAMP_FROM', 0, { min: 0 });
@@ -92,6 +93,36 @@ export function buildStepPlan(config) {
     previousRate = rate;
     return step;
   });
+}
+
+/** warmUpSeconds is WARM_UP in seconds: how long before the first step the VUs are warmed (0: not at all). */
+export function warmUpSeconds() {
+  return parseDurationSeconds(envDuration('WARM_UP', '10s'), 'WARM_UP');
+}
+
+/**
+ * warmUpScenario runs one iteration (of the script's `warmUp` export) on each of the VUs the steps pre-allocate,
+ * before the first step (null when WARM_UP is 0s). A VU's first iteration is expensive for k6: it decodes
+ * setup()'s data (every account with its token) into the VU's own JS objects. Without the warm-up, the VUs of
+ * a step met that cost in their first iterations, hundreds of them within the step's first seconds: a burst of
+ * k6 CPU that the system under test paid for in latency, and dropped iterations at rates the system holds.
+ * k6 reuses the warm VUs for the steps (the scenarios do not overlap: gracefulStop 0s, the first step starts
+ * when the warm-up's maxDuration ends).
+ */
+export function warmUpScenario(plan) {
+  const seconds = warmUpSeconds();
+  if (seconds <= 0 || plan.length === 0) {
+    return null;
+  }
+  return {
+    executor: 'per-vu-iterations',
+    vus: Math.max(...plan.map((step) => step.preAllocatedVUs)),
+    iterations: 1,
+    maxDuration: formatDuration(seconds),
+    gracefulStop: '0s',
+    startTime: '0s',
+    exec: 'warmUp',
+  };
 }
 
 /** stepScenario is the k6 scenario of one step. */
