@@ -7,7 +7,7 @@
 //
 // CPU is the k6 process's utime+stime from /proc/<pid>/stat, read when the
 // script logs "capacity: load starts" (end of setup) and again when the load
-// window (RAMP_DURATION + STEP_DURATION) has passed, divided by the money
+// window (RAMP_DURATION + STEP_DURATION, after a 5 s WARM_UP) has passed, divided by the money
 // operations the endpoint answered meanwhile: the same window `ledgerproof
 // capacity` samples. The whole process (VU init, setup, summary) is reported
 // too, per operation of the window.
@@ -45,6 +45,10 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
+
+// capacityWarmUp is the WARM_UP given to the script: the step starts when it
+// ends, and so does the measured window.
+const capacityWarmUp = 5 * time.Second
 
 func main() {
 	if err := run(); err != nil {
@@ -249,7 +253,8 @@ func runK6(k6 string, v variant, baseURL string, rate, seconds, accounts int, mo
 	args := []string{"run", "--no-usage-report",
 		"-e", "BASE_URL=" + baseURL, "-e", "RUN_DIR=" + runDir, "-e", fmt.Sprintf("ACCOUNTS=%d", accounts),
 		"-e", fmt.Sprintf("TARGET_TPS=%d", rate), "-e", fmt.Sprintf("STEPS=%d", rate), "-e", "RAMP_DURATION=0s",
-		"-e", fmt.Sprintf("STEP_DURATION=%ds", seconds), "-e", "STEP_GAP=1s", "-e", "WAIT=5s", "-e", "SEED=7"}
+		"-e", fmt.Sprintf("STEP_DURATION=%ds", seconds), "-e", "STEP_GAP=1s", "-e", "WAIT=5s", "-e", "SEED=7",
+		"-e", fmt.Sprintf("WARM_UP=%ds", int(capacityWarmUp.Seconds()))}
 	args = append(append(args, v.args...), v.script)
 	command := exec.CommandContext(ctx, k6, args...)
 	command.Env = append(os.Environ(), v.env...)
@@ -285,6 +290,9 @@ func runK6(k6 string, v variant, baseURL string, rate, seconds, accounts int, mo
 	var opsBefore int64
 	select {
 	case <-loadStarts:
+		// The window is the step's, after the VUs' warm-up (as
+		// `ledgerproof capacity` samples it).
+		time.Sleep(capacityWarmUp)
 		before, err = cpuTicks(command.Process.Pid)
 		opsBefore = money.Load()
 		if err == nil {
