@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by Do after Close.
@@ -21,12 +22,28 @@ var ErrClosed = errors.New("coalesce: closed")
 // the batch; a call that can fail alone carries its error in its Out.
 type Func[In, Out any] func(ctx context.Context, in []In) (out []Out, err error)
 
-// Batcher coalesces calls into batches of at most Max, with at most Lanes
-// batches in flight.
+// Options shape a Batcher.
+type Options struct {
+	// Lanes is how many batches may be in flight at once (at least 1):
+	// with one, a slow batch holds every caller; two keep calls moving
+	// while one batch waits.
+	Lanes int
+	// Max bounds a batch (at least 1).
+	Max int
+	// Linger is how long a lane waits, after a batch's first call, for more
+	// (stopping early at Max). 0 sends what is already waiting at once.
+	// Calls that arrive spread out (one request's single round trip, a few
+	// thousand a second) rarely meet a batch in flight; a linger of a
+	// millisecond gathers them at the cost of that millisecond.
+	Linger time.Duration
+}
+
+// Batcher coalesces calls into batches.
 type Batcher[In, Out any] struct {
-	run   Func[In, Out]
-	max   int
-	calls chan call[In, Out]
+	run    Func[In, Out]
+	max    int
+	linger time.Duration
+	calls  chan call[In, Out]
 
 	start    sync.Once
 	lanes    int
@@ -45,18 +62,17 @@ type result[Out any] struct {
 	err error
 }
 
-// New returns a batcher running batches with run. lanes (at least 1) is how
-// many batches may be in flight at once: with one, a slow batch holds every
-// caller; two keep calls moving while one batch waits. max (at least 1)
-// bounds a batch.
-func New[In, Out any](run Func[In, Out], lanes, max int) *Batcher[In, Out] {
+// New returns a batcher running batches with run.
+func New[In, Out any](run Func[In, Out], options Options) *Batcher[In, Out] {
+	lanes, max := options.Lanes, options.Max
 	if lanes < 1 {
 		lanes = 1
 	}
 	if max < 1 {
 		max = 1
 	}
-	return &Batcher[In, Out]{run: run, max: max, lanes: lanes, calls: make(chan call[In, Out]), stop: make(chan struct{})}
+	return &Batcher[In, Out]{run: run, max: max, linger: options.Linger, lanes: lanes,
+		calls: make(chan call[In, Out]), stop: make(chan struct{})}
 }
 
 // Do runs in as part of a batch and returns its answer. A caller whose ctx
@@ -102,6 +118,11 @@ func (b *Batcher[In, Out]) lane() {
 	defer b.running.Done()
 	batch := make([]call[In, Out], 0, b.max)
 	inputs := make([]In, 0, b.max)
+	var lingering *time.Timer
+	if b.linger > 0 {
+		lingering = time.NewTimer(b.linger)
+		lingering.Stop()
+	}
 	for {
 		batch, inputs = batch[:0], inputs[:0]
 		select {
@@ -110,15 +131,7 @@ func (b *Batcher[In, Out]) lane() {
 		case <-b.stop:
 			return
 		}
-	gather:
-		for len(batch) < b.max {
-			select {
-			case c := <-b.calls:
-				batch = append(batch, c)
-			default:
-				break gather
-			}
-		}
+		b.gather(&batch, lingering)
 		for _, c := range batch {
 			inputs = append(inputs, c.in)
 		}
@@ -134,6 +147,34 @@ func (b *Batcher[In, Out]) lane() {
 				continue
 			}
 			c.done <- result[Out]{out: outputs[i]}
+		}
+	}
+}
+
+// gather adds the calls waiting now (no linger) or arriving within the linger
+// to batch, up to max.
+func (b *Batcher[In, Out]) gather(batch *[]call[In, Out], lingering *time.Timer) {
+	if lingering == nil {
+		for len(*batch) < b.max {
+			select {
+			case c := <-b.calls:
+				*batch = append(*batch, c)
+			default:
+				return
+			}
+		}
+		return
+	}
+	lingering.Reset(b.linger)
+	defer lingering.Stop()
+	for len(*batch) < b.max {
+		select {
+		case c := <-b.calls:
+			*batch = append(*batch, c)
+		case <-lingering.C:
+			return
+		case <-b.stop:
+			return
 		}
 	}
 }

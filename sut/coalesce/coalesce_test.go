@@ -26,7 +26,7 @@ func TestBatchesAnswerEachCall(t *testing.T) {
 			out[i] = v * 10
 		}
 		return out, nil
-	}, 2, 16)
+	}, Options{Lanes: 2, Max: 16})
 	defer b.Close()
 
 	const calls = 200
@@ -60,7 +60,7 @@ func TestBatchesAnswerEachCall(t *testing.T) {
 
 func TestBatchErrorFailsEveryCallOfTheBatch(t *testing.T) {
 	boom := errors.New("boom")
-	b := New(func(_ context.Context, in []string) ([]string, error) { return nil, boom }, 1, 8)
+	b := New(func(_ context.Context, in []string) ([]string, error) { return nil, boom }, Options{Lanes: 1, Max: 8})
 	defer b.Close()
 	if _, err := b.Do(context.Background(), "x"); !errors.Is(err, boom) {
 		t.Fatalf("got %v, want the batch's error", err)
@@ -68,7 +68,7 @@ func TestBatchErrorFailsEveryCallOfTheBatch(t *testing.T) {
 }
 
 func TestWrongAnswerCountIsAnError(t *testing.T) {
-	b := New(func(_ context.Context, in []string) ([]string, error) { return nil, nil }, 1, 8)
+	b := New(func(_ context.Context, in []string) ([]string, error) { return nil, nil }, Options{Lanes: 1, Max: 8})
 	defer b.Close()
 	if _, err := b.Do(context.Background(), "x"); err == nil {
 		t.Fatal("a batch that answered no call was taken as an answer")
@@ -80,7 +80,7 @@ func TestCallerContextAndClose(t *testing.T) {
 	b := New(func(_ context.Context, in []int) ([]int, error) {
 		<-block
 		return make([]int, len(in)), nil
-	}, 1, 8)
+	}, Options{Lanes: 1, Max: 8})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := b.Do(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
@@ -90,5 +90,31 @@ func TestCallerContextAndClose(t *testing.T) {
 	b.Close()
 	if _, err := b.Do(context.Background(), 2); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close got %v, want ErrClosed", err)
+	}
+}
+
+// TestLingerGathersSpreadCalls: calls arriving a little apart, each alone
+// when sent, go together when the lane lingers.
+func TestLingerGathersSpreadCalls(t *testing.T) {
+	var batches atomic.Int64
+	b := New(func(_ context.Context, in []int) ([]int, error) {
+		batches.Add(1)
+		return in, nil
+	}, Options{Lanes: 1, Max: 64, Linger: 50 * time.Millisecond})
+	defer b.Close()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := b.Do(context.Background(), i); err != nil || out != i {
+				t.Errorf("call %d: %d, %v", i, out, err)
+			}
+		}()
+		time.Sleep(2 * time.Millisecond)
+	}
+	wg.Wait()
+	if got := batches.Load(); got > 3 {
+		t.Fatalf("%d batches for 10 calls 2 ms apart with a 50 ms linger", got)
 	}
 }

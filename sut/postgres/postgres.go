@@ -122,7 +122,7 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	}
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
 		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}
-	store.transactions = coalesce.New(store.transactionBatch, 2, 256)
+	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
 	return store, nil
 }
 
