@@ -123,7 +123,7 @@ func TestReportOpensOfflineInChromium(t *testing.T) {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 		chromedp.WindowSize(1280, 1000),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -223,4 +223,32 @@ func TestReportOpensOfflineInChromium(t *testing.T) {
 	if check.Verdict != VerdictThresholdFailed {
 		t.Errorf("the page's verdict is %q, want %q", check.Verdict, VerdictThresholdFailed)
 	}
+}
+
+// profileDir is Chromium's user data directory. Chromium's helper processes
+// may still write into it for a moment after the browser is gone, so the
+// removal (which runs after the allocator's cancel: cleanups run last-in
+// first-out) retries for a few seconds instead of failing the test as
+// t.TempDir's would.
+func profileDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ledgerproof-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove Chromium's profile %s: %v", dir, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return dir
 }

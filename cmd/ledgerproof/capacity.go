@@ -216,8 +216,8 @@ var capacityWorkerArgs = []string{"--linger", "30ms"}
 // capacityStackEnv is the environment of the stack's Go processes (broker,
 // gateways, workers), before --stack-env. GOMAXPROCS=1: seven busy processes
 // share two cores; with GOMAXPROCS=2 every Go process wakes a second thread
-// for each goroutine hand-off and spins looking for work, and measured side
-// by side (2 partitions, linger 30 ms) the machine's CPU per request fell
+// for each goroutine hand-off and spins looking for work; in consecutive
+// runs (2 partitions, linger 30 ms) the machine's CPU per request fell
 // from 0.99 to 0.78 ms and the sustained rate at the 3,600 step rose from
 // 2,000 to 2,520 TPS with it. GOGC=400: their heaps are small and memory
 // plentiful; fewer collections (3,600 step: p95 accept 191-227 ms in three

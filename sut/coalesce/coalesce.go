@@ -1,11 +1,13 @@
 // Package coalesce sends many callers' small requests to a server as one
 // batch: while a batch is in flight, the calls that arrive wait, and they go
 // together as the next batch (the "group commit" or "smart batching"
-// pattern). There is no timer: an idle system sends each call at once, a busy
-// one sends fewer, bigger batches. A gateway uses it to turn thousands of
-// one-key Redis and Postgres round trips per second into a few hundred
-// pipelines, which is where a round trip's CPU goes: system calls and the
-// server's per-request work, on both sides.
+// pattern). Without a linger there is no timer: an idle system sends each
+// call at once, a busy one sends fewer, bigger batches; a linger
+// (Options.Linger) also gathers calls that arrive spread out, for a bounded
+// delay. A gateway uses it to turn thousands of one-key Redis and Postgres
+// round trips per second into far fewer pipelines, which is where a round
+// trip's CPU goes: system calls and the server's per-request work, on both
+// sides.
 package coalesce
 
 import (
@@ -111,8 +113,8 @@ func (b *Batcher[In, Out]) startLanes() {
 	}
 }
 
-// lane takes a first call, adds every call already waiting (up to max), runs
-// the batch and answers each call. Calls that arrive meanwhile wait in the
+// lane takes a first call, adds the calls already waiting or, with a linger,
+// arriving within it (up to max), runs the batch and answers each call. Calls that arrive meanwhile wait in the
 // channel for the next batch of this lane or another.
 func (b *Batcher[In, Out]) lane() {
 	defer b.running.Done()

@@ -104,5 +104,23 @@ func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
 	if !strings.Contains(metrics, `ledger_gateway_ledger_key_checks_total{result="skipped"}`) {
 		t.Fatal("no money request skipped the ledger check")
 	}
+
+	// Redis loses everything while the ledger has transactions: the mark is
+	// gone and stays gone (the gateway looks again every 5 s), so a reused
+	// key is refused by the ledger at once, even without waiting.
+	if err := raw.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	if complete, err := cache.KeysComplete(ctx); err != nil || complete {
+		t.Fatalf("after Redis lost its data: keys complete %v, %v", complete, err)
+	}
+	reused, err = alice.Transfer(ctx, "forgotten", alice.accountID, bob.accountID, 999, 0)
+	if err != nil || reused.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("after Redis lost its data, a reused key without waiting: %v %d %s", err, reused.Status, reused.Body)
+	}
+	if a, b := s.balance(alice.accountID), s.balance(bob.accountID); a != 900 || b != 100 {
+		t.Fatalf("balances %d/%d, want 900/100", a, b)
+	}
 	s.checkLedger()
 }

@@ -310,32 +310,42 @@ const keysCompleteInterval = 5 * time.Second
 // transaction appeared meanwhile (a Redis that lost its data while this
 // gateway looked). A Redis that lost its data once the ledger has
 // transactions stays unmarked: every key is then checked in the ledger.
+// A command queued but not yet applied when Redis lost its data, with the
+// ledger still empty, is then like a key older than the TTL: a copy of it is
+// deduplicated by the worker and answered with the stored outcome.
 func (g *Gateway) markKeysComplete(ctx context.Context) {
 	ticker := time.NewTicker(keysCompleteInterval)
 	defer ticker.Stop()
 	for {
-		if complete, err := g.cache.KeysComplete(ctx); err == nil && !complete {
-			if empty, err := g.store.LedgerEmpty(ctx); err == nil && empty {
-				var random [8]byte
-				_, _ = rand.Read(random[:])
-				value := hex.EncodeToString(random[:])
-				if set, err := g.cache.MarkKeysComplete(ctx, value); err == nil && set {
-					if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
-						if err := g.cache.UnmarkKeysComplete(context.WithoutCancel(ctx), value); err != nil {
-							g.logger.Warn("could not take back the idempotency keys' complete mark", "error", err)
-						}
-					} else {
-						g.logger.Info("the ledger is empty: Redis holds every idempotency key from now on; new keys skip the ledger check")
-					}
-				}
-			}
-		}
+		g.tryMarkKeysComplete(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
 	}
+}
+
+func (g *Gateway) tryMarkKeysComplete(ctx context.Context) {
+	if complete, err := g.cache.KeysComplete(ctx); err != nil || complete {
+		return
+	}
+	if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+		return
+	}
+	var random [8]byte
+	_, _ = rand.Read(random[:])
+	value := hex.EncodeToString(random[:])
+	if set, err := g.cache.MarkKeysComplete(ctx, value); err != nil || !set {
+		return
+	}
+	if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+		if err := g.cache.UnmarkKeysComplete(context.WithoutCancel(ctx), value); err != nil {
+			g.logger.Warn("could not take back the idempotency keys' complete mark", "error", err)
+		}
+		return
+	}
+	g.logger.Info("the ledger is empty: Redis holds every idempotency key from now on; new keys skip the ledger check")
 }
 
 // Handler returns the HTTP handler of the whole API.
