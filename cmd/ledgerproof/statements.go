@@ -55,7 +55,7 @@ func (w *statementWindow) write(ctx context.Context, path string) error {
 	seconds := time.Since(w.started).Seconds()
 	fmt.Fprintf(&b, "pg_stat_statements over %.1f s, by total time (execution + planning)\n\n", seconds)
 	table := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(table, "calls/s\trows/call\texec ms\tplan ms\tµs/call\t% window\tquery")
+	fmt.Fprintln(table, "calls/s\trows/call\texec ms\tplan ms\tµs/call\t% window\t query")
 	for rows.Next() {
 		var calls, rowCount int64
 		var exec, plan float64

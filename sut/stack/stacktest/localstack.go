@@ -123,7 +123,9 @@ func listenPort(t testing.TB) int {
 			continue
 		}
 		listener.Close()
-		return port
+		if claim(port, 1) {
+			return port
+		}
 	}
 	return FreePort(t)
 }

@@ -4,8 +4,38 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 )
+
+// handedOut holds every port this test process gave a stack: a port found
+// free is free only until someone listens on it, and the components of one
+// stack are probed one after the other before any of them starts, so two of
+// them could otherwise be given the same free port (seen: Redis and a
+// gateway).
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// claim reserves ports first..first+n-1 for this process unless one of them
+// was handed out already.
+func claim(first, n int) bool {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	for port := first; port < first+n; port++ {
+		if handedOut.ports[port] {
+			return false
+		}
+	}
+	for port := first; port < first+n; port++ {
+		handedOut.ports[port] = true
+	}
+	return true
+}
 
 // Ports below lowestEphemeralPort are never picked by the kernel as the
 // source port of an outgoing connection (Linux's default
@@ -35,7 +65,7 @@ func freeRangeBelowEphemeral(t testing.TB, n int) int {
 			}
 			listener.Close()
 		}
-		if free {
+		if free && claim(first, n) {
 			return first
 		}
 	}
