@@ -33,7 +33,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	metricsListen := flags.String("metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
 	var config worker.Config
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
-	flags.DurationVar(&config.Linger, "linger", 10*time.Millisecond, "keep collecting records this long when a poll returns a short batch (fills batches under load)")
+	flags.DurationVar(&config.Linger, "linger", 10*time.Millisecond, "when a poll returns a short batch, keep collecting records until this long after the previous batch was taken (fills batches under load; no linger after an apply that took this long)")
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
 	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener, to loopback clients only")
 	var seededBugs seededBugFlags
