@@ -136,7 +136,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from the previous one's rate")
 	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's k6 run signs up and funds")
 	flags.Int64Var(&o.seed, "seed", 0, "seed of the load (0: drawn and printed); step i uses seed+i")
-	flags.IntVar(&o.partitions, "partitions", 2, "partitions of the commands topic: with one worker on two cores, 2 fill batches (about 100 records at 3,600 TPS with the 30 ms linger) where 4 left 15-17 and 16 left 6, and Postgres pays per batch")
+	flags.IntVar(&o.partitions, "partitions", 2, "partitions of the commands topic: with one worker on two cores, 2 fill batches (about 70 records at 3,600 TPS with the 30 ms linger) where 4 left 15-17 and 16 left 6, and Postgres pays per batch")
 	flags.IntVar(&o.gateways, "gateways", 1, "gateway processes of both modes")
 	flags.IntVar(&o.workers, "workers", 1, "worker processes of the batched mode (the naive mode has none)")
 	flags.Var(&o.gatewayArgs, "gateway-arg", "extra argument for every gateway (repeatable)")
@@ -209,7 +209,7 @@ func capacityList(text string) []string {
 var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations", "1", "--rate-limit", "-1", "--producer-linger", "1ms"}
 
 // capacityWorkerArgs are what every worker of a capacity stack runs with: a
-// linger of 30 ms fills batches (about 100 records at 3,600 TPS on two
+// linger of 30 ms fills batches (about 70 records at 3,600 TPS on two
 // partitions, where 10 ms left 15), and Postgres pays per batch.
 var capacityWorkerArgs = []string{"--linger", "30ms"}
 
