@@ -38,7 +38,7 @@ type drill struct {
 
 // drillLoad is the load of every drill: light enough for two CPUs running
 // the whole stack, long enough to cover the faults and the recovery.
-var drillLoad = map[string]string{"RATE": "30", "DURATION": "22s", "ACCOUNTS": "20", "WAIT": "3s"}
+var drillLoad = []string{"schedule.rate=30", "schedule.duration=22s", "setup.accounts=20", "client.wait=3s"}
 
 var drills = []drill{
 	{name: "broker", workers: 1, outage: "broker", plan: `
@@ -99,15 +99,15 @@ steps:
 // stack is a dozen processes).
 func TestDrills(t *testing.T) {
 	if testing.Short() {
-		t.Skip("drills start a whole stack and k6 each")
+		t.Skip("drills start a whole stack and the load each")
 	}
-	k6 := stacktest.K6Binary(t)
+	binary := stacktest.Binary(t)
 	for _, d := range drills {
-		t.Run(d.name, func(t *testing.T) { runDrill(t, k6, d) })
+		t.Run(d.name, func(t *testing.T) { runDrill(t, binary, d) })
 	}
 }
 
-func runDrill(t *testing.T, k6 string, d drill) {
+func runDrill(t *testing.T, binary string, d drill) {
 	options := stacktest.StackOptions{Gateways: 1, Workers: d.workers, Proxies: d.proxies, PostgresStandby: d.standby}
 	if d.crashPoints {
 		options.GatewayArgs = []string{"--enable-crash-points", "--wait-max=4s", "--in-flight-lease=15s"}
@@ -139,18 +139,18 @@ func runDrill(t *testing.T, k6 string, d drill) {
 	}
 
 	// The load.
-	args := []string{"run", "--no-usage-report", "--no-color", "--summary-export", filepath.Join(runDir, "k6-summary.json"),
-		"-e", "BASE_URL=" + strings.Join(file.Endpoints.Gateways, ","), "-e", "RUN_DIR=" + runDir, "-e", "SEED=7"}
-	for key, value := range drillLoad {
-		args = append(args, "-e", key+"="+value)
+	args := []string{"load", "--scenario", "../scenarios/gate.yaml", "--base-url", strings.Join(file.Endpoints.Gateways, ","),
+		"--out", runDir, "--seed", "7"}
+	for _, set := range drillLoad {
+		args = append(args, "--set", set)
 	}
-	k6Log, err := os.Create(filepath.Join(runDir, "k6.log"))
+	loadLog, err := os.Create(filepath.Join(runDir, "load.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k6Log.Close()
-	load := exec.CommandContext(ctx, k6, append(args, "../scenarios/gate.js")...)
-	load.Stdout, load.Stderr = k6Log, k6Log
+	defer loadLog.Close()
+	load := exec.CommandContext(ctx, binary, args...)
+	load.Stdout, load.Stderr = loadLog, loadLog
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func runDrill(t *testing.T, k6 string, d drill) {
 	// and funds them first).
 	journal := filepath.Join(runDir, "journal.jsonl")
 	if err := waitFor(ctx, 90*time.Second, func() bool { return hasMoneyOperation(journal) }); err != nil {
-		t.Fatalf("the load never started: %v; k6 log:\n%s", err, stack.LogTail(k6Log.Name(), 30))
+		t.Fatalf("the load never started: %v; load log:\n%s", err, stack.LogTail(loadLog.Name(), 30))
 	}
 	logFile, err := OpenLog(runDir)
 	if err != nil {
@@ -176,13 +176,13 @@ func runDrill(t *testing.T, k6 string, d drill) {
 		t.Fatalf("plan: %v", runError)
 	}
 
-	// The load ends on its own; k6 exits 99 when thresholds are crossed,
-	// which faults are expected to do: the audit judges the money.
+	// The load ends on its own; it exits 99 when thresholds failed,
+	// which faults are expected to make them: the audit judges the money.
 	if err := <-loadDone; err != nil {
 		if exitError, ok := err.(*exec.ExitError); !ok || exitError.ExitCode() != 99 {
-			t.Fatalf("k6: %v; log:\n%s", err, stack.LogTail(k6Log.Name(), 40))
+			t.Fatalf("load: %v; log:\n%s", err, stack.LogTail(loadLog.Name(), 40))
 		}
-		t.Logf("k6 thresholds crossed (exit 99), as faults may make them")
+		t.Logf("load thresholds failed (exit 99), as faults may make them")
 	}
 	checkEveryComponentRuns(t, file.Dir)
 

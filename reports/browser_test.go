@@ -89,6 +89,11 @@ const checkScript = `(() => {
 })()`
 
 func TestReportOpensOfflineInChromium(t *testing.T) {
+	if testing.Short() {
+		// A browser is the integration tier's, like the servers: make test
+		// (no -short) runs this, and there a missing browser fails.
+		t.Skip("opens the report in headless Chromium: not a -short test")
+	}
 	chromium := chromiumPath(t)
 	base := t.TempDir()
 	if os.Getenv("LEDGERPROOF_KEEP_REPORT") != "" {

@@ -10,9 +10,12 @@ import (
 	"github.com/ledgerproof/ledgerproof/invariants"
 )
 
-// recordedRun is a real run directory (gate.js at 40/s for 45 s, the
-// broker, Postgres and worker-0 killed and restarted; k6 thresholds crossed;
-// the audit passed). Tests work on copies of it and never change it.
+// recordedRun is a real run directory (the gate scenario at 40/s for 45 s,
+// the broker, Postgres and worker-0 killed and restarted; four thresholds
+// crossed and one not exercised; the audit passed). It was recorded with
+// the earlier load generator: its load-summary.json, load.log and run.json
+// were rewritten in the load engine's formats with the recording's
+// figures. Tests work on copies of it and never change it.
 const recordedRun = "testdata/recorded-run"
 
 // recordedFaultWindows is how many fault windows its chaos log has: three

@@ -3,7 +3,6 @@ package reports
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"sort"
@@ -49,17 +48,21 @@ type page struct {
 	StatusRows   []statusRow
 	Reasons      []reasonRow
 	Config       [][2]string
-	ScenarioEnv  [][2]string
+	ScenarioSets [][2]string
 	Versions     [][2]string
-	K6Header     []string
-	K6Options    string
-	Thresholds   []Threshold
-	HasK6        bool
-	Inputs       [][2]string
-	UPlotJS      template.JS
-	UPlotCSS     template.CSS
-	ReportJS     template.JS
-	ReportCSS    template.CSS
+	// Replay is the command that runs the same load and chaos again.
+	Replay      string
+	LoadHeaders []loadHeader
+	// LoadFields are load-summary.json's top-level figures (scenario,
+	// seed, segment, times, aborted).
+	LoadFields [][2]string
+	Thresholds []Threshold
+	HasLoad    bool
+	Inputs     [][2]string
+	UPlotJS    template.JS
+	UPlotCSS   template.CSS
+	ReportJS   template.JS
+	ReportCSS  template.CSS
 }
 
 type kindCounts struct {
@@ -181,7 +184,7 @@ func (a *analysis) page() page {
 		Summary: s, RunID: nonEmpty(s.RunID, a.in.dir), Dir: a.in.dir,
 		VerdictTitle: nonEmpty(verdictTitles[s.Verdict], s.Verdict), VerdictClass: s.Verdict,
 		Audit: a.in.audit, HasJournal: len(a.journal.files) > 0, HasMetrics: a.metrics != nil,
-		Trends: a.in.k6.trends(), Thresholds: s.Thresholds, HasK6: a.in.k6 != nil, K6Header: a.in.k6Header,
+		Trends: a.in.load.trends(), Thresholds: s.Thresholds, HasLoad: a.in.load != nil, LoadHeaders: a.in.loadHeaders,
 	}
 	p.Title = fmt.Sprintf("Ledgerproof %s — %s", p.RunID, p.VerdictTitle)
 
@@ -299,7 +302,10 @@ func (a *analysis) page() page {
 			add("finished", run.FinishedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
 		}
 		add("scenario", run.Scenario)
-		add("load seed (k6 SEED)", fmt.Sprint(run.Seed))
+		add("load seed", fmt.Sprint(run.Seed))
+		if run.Generators > 0 {
+			add("load generators", fmt.Sprint(run.Generators))
+		}
 		add("chaos plan", run.Plan)
 		add("chaos plan name", run.PlanName)
 		add("chaos plan seed", fmt.Sprint(run.PlanSeed))
@@ -311,8 +317,8 @@ func (a *analysis) page() page {
 		if raw, ok := a.in.runRaw["stack"]; ok {
 			add("stack", compactJSON(raw))
 		}
-		if run.K6ExitCode != nil {
-			add("k6 exit code", fmt.Sprint(*run.K6ExitCode))
+		if run.LoadExitCode != nil {
+			add("load exit code", fmt.Sprint(*run.LoadExitCode))
 		}
 		add("audit verdict (run.json)", run.AuditVerdict)
 		add("verdict (run.json)", run.Verdict)
@@ -320,23 +326,70 @@ func (a *analysis) page() page {
 			add("exit code (run.json)", fmt.Sprint(*run.ExitCode))
 		}
 		add("note", run.Note)
-		for _, key := range sortedKeys(run.ScenarioEnv) {
-			p.ScenarioEnv = append(p.ScenarioEnv, [2]string{key, run.ScenarioEnv[key]})
+		for _, set := range run.ScenarioSets {
+			key, value, _ := strings.Cut(set, "=")
+			p.ScenarioSets = append(p.ScenarioSets, [2]string{key, value})
 		}
 		for _, key := range sortedKeys(run.Versions) {
 			p.Versions = append(p.Versions, [2]string{key, run.Versions[key]})
 		}
 	}
-	if a.in.k6 != nil && len(a.in.k6.Options) > 0 && string(a.in.k6.Options) != "null" {
-		var indented bytes.Buffer
-		if json.Indent(&indented, a.in.k6.Options, "", "  ") == nil {
-			p.K6Options = indented.String()
+	p.Replay = a.replayCommand()
+	for _, key := range sortedKeys(a.in.loadRaw) {
+		raw := bytes.TrimSpace(a.in.loadRaw[key])
+		if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+			// The metrics, the thresholds and the like have tables of
+			// their own, or none.
+			continue
+		}
+		if text := rawText(raw); text != "" {
+			p.LoadFields = append(p.LoadFields, [2]string{key, text})
 		}
 	}
 	for _, name := range sortedKeys(a.in.status) {
 		p.Inputs = append(p.Inputs, [2]string{name, a.in.status[name]})
 	}
 	return p
+}
+
+// replayCommand is the `ledgerproof run` command line that runs the same
+// scenario with the same seed, overrides, generators, chaos plan and seeded
+// bugs; the system's flags (--stack...) are the original run's to repeat.
+// It comes from run.json, else from load-summary.json's scenario and seed;
+// "" when neither says.
+func (a *analysis) replayCommand() string {
+	args := []string{"bin/ledgerproof", "run"}
+	if run := a.in.run; run != nil && run.Scenario != "" {
+		args = append(args, "--scenario", run.Scenario, "--seed", fmt.Sprint(run.Seed))
+		for _, set := range run.ScenarioSets {
+			args = append(args, "--set", set)
+		}
+		if run.Generators > 1 {
+			args = append(args, "--generators", fmt.Sprint(run.Generators))
+		}
+		if run.Plan != "" {
+			args = append(args, "--plan", run.Plan)
+		}
+		for _, bug := range run.SeededBugs {
+			args = append(args, "--seeded-bug", bug)
+		}
+	} else if scenario, seed := rawText(a.in.loadRaw["scenario_path"]), rawText(a.in.loadRaw["seed"]); scenario != "" && seed != "" {
+		args = append(args, "--scenario", scenario, "--seed", seed)
+	} else {
+		return ""
+	}
+	for i, arg := range args {
+		args[i] = shellQuote(arg)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes an argument for a POSIX shell when it needs it.
+func shellQuote(arg string) string {
+	if arg != "" && strings.Trim(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return arg
+	}
+	return "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
 }
 
 func countsByKind(operations map[string]map[string]int64) []kindCounts {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +20,14 @@ import (
 
 // The files of a run directory the report reads (docs/run-directory.md).
 const (
-	RunFile       = "run.json"
-	AuditFile     = invariants.ResultFile
-	K6SummaryFile = "k6-summary.json"
-	K6LogFile     = "k6.log"
-	ChaosLogFile  = "chaos-log.jsonl"
-	MetricsFile   = "metrics.jsonl"
+	RunFile         = "run.json"
+	AuditFile       = invariants.ResultFile
+	LoadSummaryFile = "load-summary.json"
+	// LoadLogFile is the load generator's log; with several generators each
+	// writes load-<i>.log instead.
+	LoadLogFile  = "load.log"
+	ChaosLogFile = "chaos-log.jsonl"
+	MetricsFile  = "metrics.jsonl"
 )
 
 // The files the report writes into the run directory.
@@ -46,12 +49,16 @@ const maxLineBytes = 4 << 20
 // kept as raw fields for the configuration table, so a field added later
 // still shows.
 type runInfo struct {
-	Version       int               `json:"version"`
-	ID            string            `json:"id"`
-	StartedAt     time.Time         `json:"started_at"`
-	FinishedAt    time.Time         `json:"finished_at"`
-	Scenario      string            `json:"scenario"`
-	ScenarioEnv   map[string]string `json:"scenario_env"`
+	Version    int       `json:"version"`
+	ID         string    `json:"id"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Scenario is the scenario file; ScenarioSets its overrides
+	// (key=value, as --set took them, in order).
+	Scenario     string   `json:"scenario"`
+	ScenarioSets []string `json:"scenario_sets"`
+	// Generators is how many load processes ran (0: not recorded).
+	Generators    int               `json:"generators"`
 	Plan          string            `json:"plan"`
 	PlanName      string            `json:"plan_name"`
 	PlanSeed      uint64            `json:"plan_seed"`
@@ -59,7 +66,8 @@ type runInfo struct {
 	Seed          int64             `json:"seed"`
 	Versions      map[string]string `json:"versions"`
 	LoadStartedAt *time.Time        `json:"load_started_at"`
-	K6ExitCode    *int              `json:"k6_exit_code"`
+	// LoadExitCode is a pointer: absent is not 0.
+	LoadExitCode *int `json:"load_exit_code"`
 	// ThresholdsPassed is a pointer: absent is not false.
 	ThresholdsPassed *bool  `json:"thresholds_passed"`
 	AuditVerdict     string `json:"audit_verdict"`
@@ -88,15 +96,19 @@ type chaosRecord struct {
 	Cleanup    bool              `json:"cleanup"`
 }
 
-// k6Summary is k6's --summary-export file: metrics by name, each with its
-// figures and, when the script set thresholds on it, a map from the
-// threshold's expression to true when the threshold was crossed (k6's
-// legacy export writes !ok).
-type k6Summary struct {
+// loadSummary is load-summary.json, written by `ledgerproof load`
+// (docs/load-summary.md): metrics by name (a submetric as
+// metric{tag:value}), each with its figures and, when the scenario set
+// thresholds on it, a map from the threshold's expression to true when the
+// threshold failed; and the thresholds again as a list, which alone says
+// which ones had no samples to judge.
+type loadSummary struct {
 	Metrics map[string]map[string]json.RawMessage `json:"metrics"`
-	// Options is not written by k6's export; a run that wraps k6 may add
-	// it, and the report shows it when present.
-	Options json.RawMessage `json:"options"`
+	// Thresholds is nil when the file has no list: the metrics' maps are
+	// read instead.
+	Thresholds []Threshold `json:"thresholds"`
+	// ThresholdsPassed is a pointer: absent is not false.
+	ThresholdsPassed *bool `json:"thresholds_passed"`
 }
 
 // inputs is everything read from a run directory except the streamed
@@ -106,21 +118,24 @@ type inputs struct {
 	// status says, per input file, "read", "not recorded", or the error.
 	status map[string]string
 	// runRaw is run.json as ordered fields for the configuration table.
-	run      *runInfo
-	runRaw   map[string]json.RawMessage
-	audit    *invariants.Result
-	k6       *k6Summary
-	k6Header []string
-	chaos    []chaosRecord
-	warnings []string
+	run    *runInfo
+	runRaw map[string]json.RawMessage
+	audit  *invariants.Result
+	load   *loadSummary
+	// loadRaw is load-summary.json's top-level fields, for the load's
+	// table (scenario, seed, segment, times, aborted...).
+	loadRaw     map[string]json.RawMessage
+	loadHeaders []loadHeader
+	chaos       []chaosRecord
+	warnings    []string
 }
 
 func (in *inputs) warn(format string, args ...any) {
 	in.warnings = append(in.warnings, fmt.Sprintf(format, args...))
 }
 
-// readInputs reads run.json, audit.json, k6-summary.json, the head of
-// k6.log and chaos-log.jsonl. A missing file is "not recorded"; a file that
+// readInputs reads run.json, audit.json, load-summary.json, the head of
+// each load log and chaos-log.jsonl. A missing file is "not recorded"; a file that
 // exists but cannot be parsed is a warning (the report still renders).
 func readInputs(dir string) (*inputs, error) {
 	info, err := os.Stat(dir)
@@ -159,18 +174,12 @@ func readInputs(dir string) (*inputs, error) {
 	if readJSON(AuditFile, &audit) {
 		in.audit = &audit
 	}
-	var summary k6Summary
-	if readJSON(K6SummaryFile, &summary) {
-		in.k6 = &summary
+	var summary loadSummary
+	if readJSON(LoadSummaryFile, &summary) {
+		in.load = &summary
+		_ = readJSON(LoadSummaryFile, &in.loadRaw) // the same bytes; parsed once as a struct already
 	}
-	in.k6Header = readK6Header(filepath.Join(dir, K6LogFile))
-	if len(in.k6Header) > 0 {
-		in.status[K6LogFile] = "read"
-	} else if _, err := os.Stat(filepath.Join(dir, K6LogFile)); err != nil {
-		in.status[K6LogFile] = notRecorded
-	} else {
-		in.status[K6LogFile] = "read (no execution header)"
-	}
+	in.readLoadLogs()
 
 	chaosPath := filepath.Join(dir, ChaosLogFile)
 	invalid, err := eachLine(chaosPath, func(line []byte) error {
@@ -256,58 +265,194 @@ func trimLine(line []byte) []byte {
 	return line
 }
 
-// readK6Header returns the execution lines k6 prints before the load
-// (execution, script, output, scenarios and the scenario lines under them):
-// the k6 options a replay needs, which the summary export does not keep.
-func readK6Header(path string) []string {
-	file, err := os.Open(path)
+// rawText is a JSON value as a table shows it: a string without its
+// quotes, null as "", anything else as compact JSON.
+func rawText(raw json.RawMessage) string {
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		return text
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	return compactJSON(raw)
+}
+
+// maxLoadLogs bounds how many generators' logs the report reads a header
+// from; maxHeaderLines bounds one header.
+const (
+	maxLoadLogs    = 64
+	maxHeaderLines = 32
+)
+
+// loadHeader is what one generator printed before its load started.
+type loadHeader struct {
+	File  string
+	Lines []string
+}
+
+// loadLogNames lists the run directory's load logs: load.log, and
+// load-<i>.log per generator in index order.
+func loadLogNames(dir string) []string {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
+	}
+	type indexed struct {
+		name  string
+		index int
+	}
+	var logs []indexed
+	for _, entry := range entries {
+		name := entry.Name()
+		if name == LoadLogFile {
+			logs = append(logs, indexed{name, -1})
+			continue
+		}
+		digits, ok := strings.CutPrefix(name, "load-")
+		if !ok {
+			continue
+		}
+		if digits, ok = strings.CutSuffix(digits, ".log"); !ok {
+			continue
+		}
+		if index, err := strconv.Atoi(digits); err == nil && index >= 0 && strconv.Itoa(index) == digits {
+			logs = append(logs, indexed{name, index})
+		}
+	}
+	sort.Slice(logs, func(i, j int) bool { return logs[i].index < logs[j].index })
+	names := make([]string, 0, len(logs))
+	for _, log := range logs {
+		names = append(names, log.name)
+	}
+	return names
+}
+
+// readLoadLogs reads the header of every load log into in.loadHeaders and
+// says in in.status[LoadLogFile] which logs were read.
+func (in *inputs) readLoadLogs() {
+	names := loadLogNames(in.dir)
+	if len(names) == 0 {
+		in.status[LoadLogFile] = notRecorded
+		return
+	}
+	if len(names) > maxLoadLogs {
+		in.warn("%d load logs; the report reads the headers of the first %d", len(names), maxLoadLogs)
+		names = names[:maxLoadLogs]
+	}
+	var withoutHeader []string
+	for _, name := range names {
+		lines, err := readLoadHeader(filepath.Join(in.dir, name))
+		if err != nil {
+			in.warn("%s: %v", name, err)
+		}
+		if len(lines) == 0 {
+			withoutHeader = append(withoutHeader, name)
+			continue
+		}
+		in.loadHeaders = append(in.loadHeaders, loadHeader{File: name, Lines: lines})
+	}
+	status := "read"
+	if len(names) > 1 || names[0] != LoadLogFile {
+		status = "read (" + strings.Join(names, ", ") + ")"
+	}
+	if len(withoutHeader) > 0 {
+		status += "; no load header in " + strings.Join(withoutHeader, ", ")
+	}
+	in.status[LoadLogFile] = status
+}
+
+// readLoadHeader returns the lines a load log starts with, up to the
+// schedule's start: the command line the run gave the generator
+// (`$ ledgerproof load --scenario ... --seed N --set ...`) and the load's
+// own lines (`load: scenario gate (scenarios/gate.yaml), seed 42 ...`, the
+// setup's outcome, then the schedule: `load: constant-arrival-rate, 12000
+// iterations over 1m0s, at most 2000 in flight`). They say how to replay
+// the load, which load-summary.json does not all keep. Setup progress
+// lines are skipped, indented lines continue the line before; any other
+// line (the progress of the running load, the final summary) ends the
+// header.
+func readLoadHeader(path string) ([]string, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
 	defer file.Close()
 	var header []string
 	scanner := bufio.NewScanner(io.LimitReader(file, 256<<10))
 	scanner.Buffer(make([]byte, 64<<10), 1<<20)
-	inScenarios := false
-	for scanner.Scan() {
-		line := strings.TrimRight(scanner.Text(), " ")
-		trimmed := strings.TrimSpace(line)
+	for scanner.Scan() && len(header) < maxHeaderLines {
+		line := strings.TrimRight(scanner.Text(), " \r")
 		switch {
-		case strings.HasPrefix(trimmed, "execution:"), strings.HasPrefix(trimmed, "script:"), strings.HasPrefix(trimmed, "output:"):
-			header = append(header, trimmed)
-			inScenarios = false
-		case strings.HasPrefix(trimmed, "scenarios:"):
-			header = append(header, trimmed)
-			inScenarios = true
-		case inScenarios && strings.HasPrefix(trimmed, "* "):
-			header = append(header, "  "+trimmed)
-		case inScenarios && trimmed != "":
-			return header
+		case strings.HasPrefix(line, "$ "), strings.HasPrefix(line, "load: "):
+			header = append(header, line)
+			if isScheduleLine(line) {
+				return header, nil
+			}
+		case strings.HasPrefix(line, "  ") && len(header) > 0:
+			// The rest of a message over several lines (the accounts
+			// setup could not prepare).
+			header = append(header, line)
+		case line == "", strings.HasPrefix(line, "[setup"):
+		default:
+			return header, nil
 		}
 	}
-	return header
+	if err := scanner.Err(); err != nil {
+		return header, fmt.Errorf("read %s: %w", path, err)
+	}
+	return header, nil
 }
 
-// Threshold is one k6 threshold and whether it held.
+// isScheduleLine recognises the line load/generator prints as its schedule
+// starts (an open model's "load: <executor>, N iterations over D, at most M
+// in flight", the closed model's "load: closed model, ..."): the last line
+// of the header.
+func isScheduleLine(line string) bool {
+	return strings.HasPrefix(line, "load: closed model,") ||
+		(strings.Contains(line, " iterations over ") && strings.HasSuffix(line, " in flight"))
+}
+
+// Threshold is one threshold of the load (k6's syntax: docs/scenarios.md)
+// and whether it held.
 type Threshold struct {
-	// Metric is the k6 metric (with its tags, as k6 names it), Expression
-	// the threshold on it (p(95)<250).
+	// Metric is the metric, a submetric with its tags
+	// (accept_duration{kind:transfer}); Expression the threshold on it
+	// (p(95)<250).
 	Metric     string `json:"metric"`
 	Expression string `json:"expression"`
-	Passed     bool   `json:"passed"`
+	// Passed is false when the threshold failed. A threshold that was not
+	// observed has Passed true: it did not fail, but it did not hold
+	// either.
+	Passed bool `json:"passed"`
 	// Observed is the metric's figure the expression tests, when the
 	// summary has it (p(95), rate, count, value...).
 	Observed *float64 `json:"observed,omitempty"`
+	// NotObserved is true when the metric had no samples (a kind the mix
+	// never drew, a step never reached): the threshold was not exercised.
+	NotObserved bool `json:"not_observed,omitempty"`
 }
 
 // Name is how JUnit and the page name the threshold.
 func (t Threshold) Name() string { return t.Metric + ": " + t.Expression }
 
-// thresholds lists the k6 thresholds by metric and expression, in name
-// order.
-func (s *k6Summary) thresholds() []Threshold {
+// thresholds lists the load's thresholds: the summary's list in its order
+// (the scenario's) when it has one, else those of the metrics' maps in
+// name order. A threshold whose figure the map lacks had nothing to judge
+// and is not observed.
+func (s *loadSummary) thresholds() []Threshold {
 	if s == nil {
 		return nil
+	}
+	if s.Thresholds != nil {
+		list := make([]Threshold, len(s.Thresholds))
+		copy(list, s.Thresholds)
+		for i := range list {
+			if list[i].NotObserved {
+				list[i].Observed = nil
+			}
+		}
+		return list
 	}
 	var list []Threshold
 	for metric, fields := range s.Metrics {
@@ -315,14 +460,16 @@ func (s *k6Summary) thresholds() []Threshold {
 		if !ok {
 			continue
 		}
-		var crossed map[string]bool
-		if json.Unmarshal(raw, &crossed) != nil {
+		var failedByExpression map[string]bool
+		if json.Unmarshal(raw, &failedByExpression) != nil {
 			continue
 		}
-		for expression, failed := range crossed {
+		for expression, failed := range failedByExpression {
 			threshold := Threshold{Metric: metric, Expression: expression, Passed: !failed}
 			if value, ok := s.figure(metric, observedField(expression)); ok {
 				threshold.Observed = &value
+			} else if !failed {
+				threshold.NotObserved = true
 			}
 			list = append(list, threshold)
 		}
@@ -332,8 +479,8 @@ func (s *k6Summary) thresholds() []Threshold {
 }
 
 // observedField is the summary field a threshold expression tests:
-// p(95)<250 → p(95), rate<0.01 → rate (the export calls it value), count==0
-// → count, avg/med/min/max likewise.
+// p(95)<250 → p(95), rate<0.01 → rate (or value), count==0 → count,
+// avg/med/min/max likewise.
 func observedField(expression string) string {
 	name := expression
 	if i := strings.IndexAny(name, "<>=!"); i >= 0 {
@@ -341,7 +488,7 @@ func observedField(expression string) string {
 	}
 	name = strings.TrimSpace(name)
 	if name == "rate" {
-		// Rate metrics keep their rate as "value"; counters keep it as
+		// A rate metric's fraction may be kept as "value" as well as
 		// "rate".
 		return "rate|value"
 	}
@@ -349,7 +496,7 @@ func observedField(expression string) string {
 }
 
 // figure returns a metric's number field; alternatives separated by |.
-func (s *k6Summary) figure(metric, field string) (float64, bool) {
+func (s *loadSummary) figure(metric, field string) (float64, bool) {
 	if s == nil {
 		return 0, false
 	}
@@ -367,7 +514,7 @@ func (s *k6Summary) figure(metric, field string) (float64, bool) {
 	return 0, false
 }
 
-// latencyTrend is one k6 trend metric's figures in milliseconds.
+// latencyTrend is one trend metric's figures in milliseconds.
 type latencyTrend struct {
 	Metric string   `json:"metric"`
 	Count  *float64 `json:"count,omitempty"`
@@ -378,25 +525,41 @@ type latencyTrend struct {
 	Max    *float64 `json:"max,omitempty"`
 }
 
-// trends lists the summary's latency trends that matter for a ledger:
-// accept (the gateway's answer), settle (the final outcome), and the raw
-// HTTP duration, when present.
-func (s *k6Summary) trends() []latencyTrend {
+// trendMetrics are the latency trends the page shows: accept (until the
+// system accepted the operation), settle (until its final outcome), and
+// one HTTP exchange.
+var trendMetrics = []string{"accept_duration", "settle_duration", "http_req_duration"}
+
+// trends lists the summary's latency trends, each followed by its
+// submetrics (accept_duration{kind:transfer}...) in name order, when
+// present.
+func (s *loadSummary) trends() []latencyTrend {
 	if s == nil {
 		return nil
 	}
 	var list []latencyTrend
-	for _, metric := range []string{"ledger_accept_duration", "ledger_settle_duration", "scenario_accept_duration", "scenario_settle_duration", "http_req_duration", "iteration_duration"} {
-		if _, ok := s.Metrics[metric]; !ok {
-			continue
+	for _, name := range trendMetrics {
+		var metrics []string
+		if _, ok := s.Metrics[name]; ok {
+			metrics = append(metrics, name)
 		}
-		pick := func(field string) *float64 {
-			if value, ok := s.figure(metric, field); ok {
-				return &value
+		var submetrics []string
+		for metric := range s.Metrics {
+			if strings.HasPrefix(metric, name+"{") {
+				submetrics = append(submetrics, metric)
 			}
-			return nil
 		}
-		list = append(list, latencyTrend{Metric: metric, Count: pick("count"), Median: pick("med"), P90: pick("p(90)"), P95: pick("p(95)"), P99: pick("p(99)"), Max: pick("max")})
+		sort.Strings(submetrics)
+		for _, metric := range append(metrics, submetrics...) {
+			pick := func(field string) *float64 {
+				if value, ok := s.figure(metric, field); ok {
+					return &value
+				}
+				return nil
+			}
+			list = append(list, latencyTrend{Metric: metric, Count: pick("count"), Median: pick("med"), P90: pick("p(90)"),
+				P95: pick("p(95)"), P99: pick("p(99)"), Max: pick("max")})
+		}
 	}
 	return list
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/ledgerproof/ledgerproof/invariants"
 )
 
-// journalLine is the part of a journal line (xk6-ledger/JOURNAL.md) the
-// report counts.
+// journalLine is the part of a journal line (load/JOURNAL.md) the report
+// counts.
 type journalLine struct {
 	Kind        string `json:"kind"`
 	Invoke      int64  `json:"invoke"`
@@ -86,7 +86,7 @@ type journalStats struct {
 }
 
 // readJournals streams journal.jsonl and every journal*.jsonl of the run
-// directory (several load processes each write one).
+// directory (with several generators each writes journal-<i>.jsonl).
 func readJournals(dir string) (*journalStats, error) {
 	stats := &journalStats{
 		seconds:      map[int64]*journalSecond{},

@@ -11,7 +11,7 @@ import (
 )
 
 // JUnit XML as CI systems read it (the Ant/Jenkins schema): one suite, one
-// test case per invariant and per k6 threshold.
+// test case per invariant and per threshold of the load.
 type junitSuites struct {
 	XMLName  xml.Name     `xml:"testsuites"`
 	Name     string       `xml:"name,attr"`
@@ -109,13 +109,17 @@ func (a *analysis) junit() ([]byte, error) {
 
 	for _, threshold := range summary.Thresholds {
 		test := junitCase{Name: threshold.Name(), Classname: junitThresholdClass, Time: "0"}
-		if !threshold.Passed {
+		switch {
+		case threshold.NotObserved:
+			// Not a pass: nothing was measured to hold the threshold to.
+			test.Skipped = &junitSkipped{Message: "not exercised: " + threshold.Metric + " had no samples"}
+		case !threshold.Passed:
 			message := "threshold crossed: " + threshold.Expression
 			if threshold.Observed != nil {
 				message += fmt.Sprintf(" (observed %s)", formatNumber(*threshold.Observed))
 			}
 			test.Failure = &junitProblem{Message: message, Type: "threshold-crossed",
-				Text: fmt.Sprintf("k6 metric %s: the threshold %s was crossed", threshold.Metric, threshold.Expression)}
+				Text: fmt.Sprintf("metric %s: the threshold %s was crossed", threshold.Metric, threshold.Expression)}
 		}
 		suite.Cases = append(suite.Cases, test)
 	}

@@ -3,7 +3,7 @@
 // self-contained page that opens offline: verdict, invariants with their
 // counterexamples, throughput and latency over time with the fault windows
 // shaded, errors, consumer lag, configuration and thresholds), junit.xml (a
-// test case per invariant and per k6 threshold) and summary.json. It is the
+// test case per invariant and per threshold of the load) and summary.json. It is the
 // rendering of the checker's result (invariants) and of the history
 // (journal, chaos log, metrics); it reads the run directory and nothing
 // else. Compare sets a run against a baseline for regression gates.

@@ -82,31 +82,33 @@ func parseJUnit(t *testing.T, runDir string) parsedSuites {
 	return suites
 }
 
-// k6Thresholds reads the thresholds of the run's k6 summary on their own:
-// (total, crossed).
-func k6Thresholds(t *testing.T, runDir string) (total, crossed int) {
+// recordedThresholds reads the thresholds list of the run's load summary on
+// its own: how many, how many failed, how many were not exercised.
+func recordedThresholds(t *testing.T, runDir string) (total, failed, notExercised int) {
 	t.Helper()
-	content, err := os.ReadFile(filepath.Join(runDir, K6SummaryFile))
+	content, err := os.ReadFile(filepath.Join(runDir, LoadSummaryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var summary struct {
-		Metrics map[string]struct {
-			Thresholds map[string]bool `json:"thresholds"`
-		} `json:"metrics"`
+		Thresholds []struct {
+			Passed      bool `json:"passed"`
+			NotObserved bool `json:"not_observed"`
+		} `json:"thresholds"`
 	}
 	if err := json.Unmarshal(content, &summary); err != nil {
 		t.Fatal(err)
 	}
-	for _, metric := range summary.Metrics {
-		for _, failed := range metric.Thresholds {
-			total++
-			if failed {
-				crossed++
-			}
+	for _, threshold := range summary.Thresholds {
+		total++
+		switch {
+		case threshold.NotObserved:
+			notExercised++
+		case !threshold.Passed:
+			failed++
 		}
 	}
-	return total, crossed
+	return total, failed, notExercised
 }
 
 func TestJUnitCountsMatchTheAuditAndThresholds(t *testing.T) {
@@ -116,9 +118,9 @@ func TestJUnitCountsMatchTheAuditAndThresholds(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := readAudit(t, runDir)
-	thresholds, crossed := k6Thresholds(t, runDir)
-	if crossed == 0 {
-		t.Fatal("the recorded run should have crossed k6 thresholds")
+	thresholds, crossed, notExercised := recordedThresholds(t, runDir)
+	if crossed == 0 || notExercised == 0 {
+		t.Fatalf("the recorded run should have failed and not exercised thresholds, has %d failed, %d not exercised", crossed, notExercised)
 	}
 	violated := countStatus(audit, invariants.StatusViolated)
 	if violated != 0 {
@@ -131,6 +133,10 @@ func TestJUnitCountsMatchTheAuditAndThresholds(t *testing.T) {
 	}
 	if suite.Failures != violated+crossed {
 		t.Errorf("failures = %d, want %d violated invariants + %d crossed thresholds", suite.Failures, violated, crossed)
+	}
+	if suite.Skipped != countStatus(audit, invariants.StatusSkipped)+notExercised {
+		t.Errorf("skipped = %d, want %d skipped invariants + %d thresholds not exercised", suite.Skipped,
+			countStatus(audit, invariants.StatusSkipped), notExercised)
 	}
 	names := map[string]bool{}
 	for _, test := range suite.Cases {
@@ -159,7 +165,7 @@ func TestJUnitExplainsAViolation(t *testing.T) {
 	if summary.Verdict != VerdictInvariantViolated || summary.ExitCode != 1 {
 		t.Errorf("verdict %s exit %d, want invariant-violated exit 1", summary.Verdict, summary.ExitCode)
 	}
-	_, crossed := k6Thresholds(t, runDir)
+	_, crossed, _ := recordedThresholds(t, runDir)
 	suite := parseJUnit(t, runDir).Suites[0]
 	if suite.Failures != 1+crossed {
 		t.Errorf("failures = %d, want 1 violated invariant + %d crossed thresholds", suite.Failures, crossed)
@@ -206,15 +212,16 @@ func TestJUnitSkippedInvariant(t *testing.T) {
 	if _, err := Generate(runDir); err != nil {
 		t.Fatal(err)
 	}
+	_, _, notExercised := recordedThresholds(t, runDir)
 	suite := parseJUnit(t, runDir).Suites[0]
-	if suite.Skipped != 1 {
-		t.Errorf("skipped = %d, want 1", suite.Skipped)
+	if suite.Skipped != 1+notExercised {
+		t.Errorf("skipped = %d, want 1 invariant + %d thresholds not exercised", suite.Skipped, notExercised)
 	}
 }
 
 func TestMissingInputsAreNotRecorded(t *testing.T) {
 	runDir := copyRun(t, t.TempDir())
-	for _, name := range []string{RunFile, MetricsFile, ChaosLogFile, AuditFile, K6SummaryFile, K6LogFile} {
+	for _, name := range []string{RunFile, MetricsFile, ChaosLogFile, AuditFile, LoadSummaryFile, LoadLogFile} {
 		if err := os.Remove(filepath.Join(runDir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +233,7 @@ func TestMissingInputsAreNotRecorded(t *testing.T) {
 	if summary.Verdict != VerdictCouldNotRun || summary.ExitCode != 2 {
 		t.Errorf("verdict %s exit %d, want could-not-run 2 without an audit", summary.Verdict, summary.ExitCode)
 	}
-	for _, name := range []string{RunFile, MetricsFile, ChaosLogFile, AuditFile, K6SummaryFile} {
+	for _, name := range []string{RunFile, MetricsFile, ChaosLogFile, AuditFile, LoadSummaryFile, LoadLogFile} {
 		if summary.Inputs[name] != notRecorded {
 			t.Errorf("inputs[%s] = %q, want %q", name, summary.Inputs[name], notRecorded)
 		}
@@ -235,7 +242,8 @@ func TestMissingInputsAreNotRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Metrics not recorded", "Chaos log not recorded", "run.json not recorded", "Audit not recorded", "k6 summary not recorded"} {
+	for _, want := range []string{"Metrics not recorded", "Chaos log not recorded", "run.json not recorded", "Audit not recorded", "Load summary not recorded",
+		"The load's command line and schedule not recorded", "cannot be replayed"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("index.html does not say %q", want)
 		}

@@ -66,7 +66,7 @@ type Summary struct {
 	// when the run has no audit.
 	AuditVerdict string            `json:"audit_verdict"`
 	Invariants   []InvariantStatus `json:"invariants"`
-	// ThresholdsRecorded is false when the run has no k6 summary.
+	// ThresholdsRecorded is false when the run has no load-summary.json.
 	ThresholdsRecorded bool        `json:"thresholds_recorded"`
 	Thresholds         []Threshold `json:"thresholds"`
 	// Operations counts journal lines by kind, then outcome.
@@ -209,19 +209,25 @@ func (a *analysis) chooseOrigin() time.Time {
 	return time.Time{}
 }
 
-// judge derives the verdict from the audit and k6, then lets run.json's
-// verdict raise it (ledgerproof run knows when the run could not run); the
-// more severe of the two is the verdict.
+// judge derives the verdict from the audit and the load's thresholds,
+// then lets run.json's verdict raise it (ledgerproof run knows when the run
+// could not run); the more severe of the two is the verdict.
 func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []string) {
 	audit := a.in.audit
-	crossed := 0
-	var crossedNames []string
+	var failedNames, notObservedNames []string
 	for _, threshold := range thresholds {
-		if !threshold.Passed {
-			crossed++
-			crossedNames = append(crossedNames, threshold.Name())
+		switch {
+		case threshold.NotObserved:
+			notObservedNames = append(notObservedNames, threshold.Name())
+			if !threshold.Passed {
+				a.in.warn("%s: threshold %s is marked both failed and not observed; the report shows it as not exercised",
+					LoadSummaryFile, threshold.Name())
+			}
+		case !threshold.Passed:
+			failedNames = append(failedNames, threshold.Name())
 		}
 	}
+	failed := len(failedNames)
 	switch {
 	case audit == nil:
 		verdict = VerdictCouldNotRun
@@ -246,22 +252,35 @@ func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []stri
 		verdict = VerdictPassed
 		reasons = append(reasons, fmt.Sprintf("the audit passed: %d invariants held", countStatus(audit, invariants.StatusPassed)))
 	}
+	exercised := len(thresholds) - len(notObservedNames)
 	switch {
-	case a.in.k6 == nil:
+	case a.in.load == nil:
 		if a.in.run != nil && a.in.run.ThresholdsPassed != nil && !*a.in.run.ThresholdsPassed {
-			crossed = 1
-			reasons = append(reasons, "run.json says k6 thresholds were crossed (k6-summary.json not recorded)")
+			failed = 1
+			reasons = append(reasons, "run.json says thresholds failed ("+LoadSummaryFile+" not recorded)")
 		} else {
-			reasons = append(reasons, "k6 thresholds not recorded (no k6-summary.json)")
+			reasons = append(reasons, "thresholds not recorded (no "+LoadSummaryFile+")")
 		}
-	case crossed > 0:
-		reasons = append(reasons, fmt.Sprintf("%d of %d k6 threshold(s) crossed: %s", crossed, len(thresholds), strings.Join(crossedNames, "; ")))
-	case len(thresholds) > 0:
-		reasons = append(reasons, fmt.Sprintf("all %d k6 threshold(s) held", len(thresholds)))
-	default:
-		reasons = append(reasons, "the scenario set no k6 thresholds")
+	case failed > 0:
+		reasons = append(reasons, fmt.Sprintf("%d of %d threshold(s) crossed: %s", failed, len(thresholds), strings.Join(failedNames, "; ")))
+	case exercised > 0:
+		reasons = append(reasons, fmt.Sprintf("all %d threshold(s) held", exercised))
+	case len(thresholds) == 0:
+		reasons = append(reasons, "the scenario set no thresholds")
 	}
-	if crossed > 0 && verdict == VerdictPassed {
+	if len(notObservedNames) > 0 {
+		reasons = append(reasons, fmt.Sprintf("%d threshold(s) not exercised (their metric had no samples): %s",
+			len(notObservedNames), strings.Join(notObservedNames, "; ")))
+	}
+	if load := a.in.load; load != nil {
+		if load.ThresholdsPassed != nil && !*load.ThresholdsPassed && failed == 0 {
+			a.in.warn("%s says thresholds_passed false but lists no failed threshold", LoadSummaryFile)
+		}
+		if aborted := rawText(a.in.loadRaw["aborted"]); aborted != "" && aborted != "false" {
+			reasons = append(reasons, "the load was aborted: "+aborted)
+		}
+	}
+	if failed > 0 && verdict == VerdictPassed {
 		verdict = VerdictThresholdFailed
 	}
 	if run := a.in.run; run != nil && run.Verdict != "" && run.Verdict != verdict {
@@ -273,7 +292,7 @@ func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []stri
 			reasons = append(reasons, reason)
 			verdict = run.Verdict
 		} else {
-			a.in.warn("run.json says %q but the audit and k6 say %q; the report shows the more severe", run.Verdict, verdict)
+			a.in.warn("run.json says %q but the audit and the load say %q; the report shows the more severe", run.Verdict, verdict)
 		}
 	}
 	return verdict, reasons
@@ -290,14 +309,14 @@ func countStatus(audit *invariants.Result, status string) int {
 }
 
 func (a *analysis) summarize() Summary {
-	thresholds := a.in.k6.thresholds()
+	thresholds := a.in.load.thresholds()
 	verdict, reasons := a.judge(thresholds)
 	summary := Summary{
 		Version:            SummaryVersion,
 		Verdict:            verdict,
 		ExitCode:           ExitCode(verdict),
 		Reasons:            reasons,
-		ThresholdsRecorded: a.in.k6 != nil,
+		ThresholdsRecorded: a.in.load != nil,
 		Thresholds:         thresholds,
 		Operations:         a.journal.operations,
 		HTTPStatuses:       map[string]int64{},

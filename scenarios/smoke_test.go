@@ -1,5 +1,5 @@
-// Package scenarios_test runs the k6 scenarios with the custom k6 against a
-// real local stack and checks the k6 summary and the journal against the
+// Package scenarios_test runs the scenarios with `ledgerproof load` against a
+// real local stack and checks the load's summary and the journal against the
 // ledger.
 package scenarios_test
 
@@ -15,44 +15,27 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ledgerproof/ledgerproof/load/history"
+	"github.com/ledgerproof/ledgerproof/load/metrics"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
-// journalEntry mirrors xk6-ledger/JOURNAL.md.
-type journalEntry struct {
-	Op       string `json:"op"`
-	Kind     string `json:"kind"`
-	Key      string `json:"key"`
-	User     int64  `json:"user"`
-	From     int64  `json:"from"`
-	To       int64  `json:"to"`
-	Amount   int64  `json:"amount"`
-	Outcome  string `json:"outcome"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason"`
-	Tx       string `json:"tx"`
-	MisuseOf string `json:"misuse_of"`
-	Invoke   int64  `json:"invoke"`
-	Complete int64  `json:"complete"`
-}
-
-func readJournal(t *testing.T, path string) []journalEntry {
+func readJournal(t *testing.T, path string) []history.Entry {
 	t.Helper()
 	file, err := os.Open(path)
 	if err != nil {
 		t.Fatalf("journal: %v", err)
 	}
 	defer file.Close()
-	var entries []journalEntry
+	var entries []history.Entry
 	scanner := bufio.NewScanner(file)
-	scanner.Buffer(make([]byte, 1<<20), 1<<20)
-	for line := 1; scanner.Scan(); line++ {
-		var entry journalEntry
+	for scanner.Scan() {
+		var entry history.Entry
 		if err := json.Unmarshal(scanner.Bytes(), &entry); err != nil {
-			t.Fatalf("journal line %d is not valid JSON: %v: %s", line, err, scanner.Text())
+			t.Fatalf("journal line %q: %v", scanner.Text(), err)
 		}
 		entries = append(entries, entry)
 	}
@@ -68,47 +51,43 @@ type ledgerRow struct {
 	source, destination, amount int64
 }
 
-// TestSmokeScenario runs scenarios/smoke.js for about 10 s with bin/k6
-// against a local stack, then checks: k6 passed its thresholds; every
+// TestSmokeScenario runs scenarios/smoke.yaml (the walk: every operation of
+// the API, each answer checked) with two walkers against a local stack, then
+// checks: the load passed its thresholds (every check held, no error); every
 // operation in the journal is there once; every ok operation settled in the
-// ledger as journaled; every fail operation is rejected or absent; no
-// ledger transaction lacks a journaled operation (no phantoms).
+// ledger as journaled; every fail operation is rejected or absent; no ledger
+// transaction lacks a journaled operation (no phantoms).
 func TestSmokeScenario(t *testing.T) {
-	k6 := stacktest.K6Binary(t)
+	binary := stacktest.Binary(t)
 	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 2, Workers: 2})
 	runDir := t.TempDir()
-	summaryPath := filepath.Join(runDir, "summary.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	command := exec.CommandContext(ctx, k6, "run", "--no-usage-report", "--summary-export", summaryPath,
-		"-e", "BASE_URL="+file.Endpoints.Gateways[0]+","+file.Endpoints.Gateways[1],
-		"-e", "RUN_DIR="+runDir, "-e", "DURATION=10s", "-e", "ACCOUNTS=10",
-		"smoke.js")
+	command := exec.CommandContext(ctx, binary, "load", "--scenario", "smoke.yaml",
+		"--base-url", file.Endpoints.Gateways[0]+","+file.Endpoints.Gateways[1], "--out", runDir,
+		"--set", "schedule.vus=2", "--set", "schedule.iterations=2", "--set", "setup.accounts=4")
 	command.Dir = "."
 	output, err := command.CombinedOutput()
 	if err != nil {
-		t.Fatalf("k6 run smoke.js: %v\n%s", err, output)
+		t.Fatalf("ledgerproof load smoke.yaml: %v\n%s", err, output)
 	}
 
-	var summary struct {
-		Metrics map[string]map[string]any `json:"metrics"`
-	}
-	data, err := os.ReadFile(summaryPath)
+	summary, err := metrics.ReadSummary(filepath.Join(runDir, "load-summary.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &summary); err != nil {
-		t.Fatal(err)
+	if !summary.ThresholdsPassed {
+		t.Fatalf("thresholds: %+v\n%s", summary.Thresholds, output)
 	}
-	checks := summary.Metrics["checks"]
-	if checks == nil || checks["fails"] != float64(0) || checks["passes"].(float64) < 10 {
-		t.Fatalf("k6 checks: %v\n%s", checks, output)
+	checks := 0
+	for name, check := range summary.Checks {
+		if check.Fails != 0 {
+			t.Errorf("check %q failed %d times", name, check.Fails)
+		}
+		checks += int(check.Passes)
 	}
-	if operations := summary.Metrics["ledger_operations"]; operations == nil || operations["count"].(float64) < 10 {
-		t.Fatalf("ledger_operations: %v", operations)
-	}
-	if summary.Metrics["http_req_duration"] == nil {
-		t.Fatal("no http_req_duration: requests did not go through k6's HTTP machinery")
+	if checks < 4*20 {
+		t.Fatalf("%d checks held; two walkers of two iterations each check over 20 answers each\n%s", checks, output)
 	}
 
 	entries := readJournal(t, filepath.Join(runDir, "journal.jsonl"))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/chaos"
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/reports"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
@@ -70,8 +71,8 @@ type runOptions struct {
 	seededBugs seededBugFlags
 
 	out          string
-	k6           string
-	env          stackArgumentList
+	sets         stackArgumentList
+	generators   int
 	seed         string
 	duration     string
 	rate         string
@@ -85,8 +86,8 @@ func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet)
 	flags := flag.NewFlagSet("run", flag.ContinueOnError)
 	defaults := stack.DefaultConfig()
 	var o runOptions
-	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.js", "the k6 scenario")
-	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup(); default none")
+	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.yaml", "the scenario file (docs/scenarios.md)")
+	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup; default none")
 	flags.StringVar(&o.stack, "stack", runStackLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
 	flags.StringVar(&o.stackDir, "stack-dir", defaults.Dir, "local stack directory; a stack the run starts there is stopped at the end")
 	flags.BoolVar(&o.keepStack, "keep-stack", false, "leave a stack the run started running at the end")
@@ -111,12 +112,12 @@ func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet)
 	flags.StringVar(&o.metricsURLs, "metrics-url", "", "external: comma-separated Prometheus /metrics URLs to scrape every second (compose and local: their gateways and workers)")
 	o.seededBugs.register(flags)
 	flags.StringVar(&o.out, "out", "", "run directory (default reports/runs/<UTC timestamp>-<scenario name>); must not exist or be empty")
-	flags.StringVar(&o.k6, "k6", "bin/k6", "the custom k6 binary (make k6)")
-	flags.Var(&o.env, "env", "KEY=VALUE passed to the scenario with -e (repeatable; docs/scenarios.md)")
-	flags.StringVar(&o.seed, "seed", "", "seed of the load (k6 SEED) and of a random plan without a seed of its own; default drawn and printed")
-	flags.StringVar(&o.duration, "duration", "", "the scenario's DURATION (shortcut for --env DURATION=...)")
-	flags.StringVar(&o.rate, "rate", "", "the scenario's RATE in operations per second (shortcut for --env RATE=...)")
-	flags.DurationVar(&o.setupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on k6's setup() (signups and funding) before the load's first operation")
+	flags.Var(&o.sets, "set", "override a scenario field, e.g. schedule.rate=500 or 'thresholds.errors=rate<0.01' (repeatable; docs/scenarios.md)")
+	flags.IntVar(&o.generators, "generators", 1, "load generator processes: each runs 1/N of the schedule with its own accounts and journal (journal-<i>.jsonl), from one shared start")
+	flags.StringVar(&o.seed, "seed", "", "seed of the load and of a random plan without a seed of its own; default the scenario's, else drawn and printed")
+	flags.StringVar(&o.duration, "duration", "", "the scenario's schedule.duration (shortcut for --set schedule.duration=...)")
+	flags.StringVar(&o.rate, "rate", "", "the scenario's schedule.rate in operations per second (shortcut for --set schedule.rate=...)")
+	flags.DurationVar(&o.setupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on the load's setup (signups and funding) before its first operation")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 60*time.Second, "how long the audit waits for the pipeline to drain")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		os.Exit(runMain(ctx, o, os.Stdout, os.Stderr))
@@ -138,7 +139,8 @@ func runMain(ctx context.Context, o runOptions, stdout, stderr io.Writer) int {
 type preparedRun struct {
 	options  runOptions
 	record   *runner.RunFile
-	env      map[string]string
+	scenario *scenario.Scenario
+	sets     []string
 	seed     int64
 	plan     *chaos.Plan
 	planSeed uint64
@@ -158,62 +160,44 @@ type preparedRun struct {
 }
 
 // prepareRun resolves and checks everything before anything starts: the
-// scenario, k6, the environment, the seeded bugs, the stack's state, the
+// scenario and its overrides, the seeded bugs, the stack's state, the
 // plan and its targets, the run directory.
 func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedRun, error) {
-	p := &preparedRun{options: o, env: map[string]string{}}
-	// The scenario and k6.
-	if info, err := os.Stat(o.scenario); err != nil || info.IsDir() {
-		return nil, fmt.Errorf("--scenario %s: not a file (the k6 scripts are in scenarios/, docs/scenarios.md)", o.scenario)
-	}
-	if _, err := os.Stat(o.k6); err != nil {
-		return nil, fmt.Errorf("--k6 %s: %v (build it with 'make k6')", o.k6, err)
-	}
-	k6Version, err := runner.K6Version(ctx, o.k6)
-	if err != nil {
-		return nil, fmt.Errorf("--k6 %s does not run: %w", o.k6, err)
-	}
-
-	// The scenario's environment, the seed and the load's duration.
-	for _, pair := range o.env {
-		key, value, ok := strings.Cut(pair, "=")
-		if !ok || key == "" {
-			return nil, fmt.Errorf("--env %q: want KEY=VALUE", pair)
-		}
-		if key == "BASE_URL" || key == "RUN_DIR" {
-			return nil, fmt.Errorf("--env %s: the run sets it (use --base-url, --out)", key)
-		}
-		p.env[key] = value
-	}
+	p := &preparedRun{options: o}
+	// The scenario, with its overrides: checked here, before anything starts.
+	p.sets = append([]string{}, o.sets...)
 	if o.duration != "" {
-		p.env["DURATION"] = o.duration
+		p.sets = append(p.sets, "schedule.duration="+o.duration)
 	}
 	if o.rate != "" {
 		if rate, err := strconv.Atoi(o.rate); err != nil || rate <= 0 {
 			return nil, fmt.Errorf("--rate %q: want a positive whole number of operations per second", o.rate)
 		}
-		p.env["RATE"] = o.rate
+		p.sets = append(p.sets, "schedule.rate="+o.rate)
 	}
-	if text, ok := p.env["DURATION"]; ok {
-		if p.loadTime, err = time.ParseDuration(text); err != nil || p.loadTime <= 0 {
-			return nil, fmt.Errorf("DURATION %q: want a positive duration such as 90s", text)
-		}
+	loaded, err := scenario.Load(o.scenario, p.sets)
+	if err != nil {
+		return nil, err
 	}
-	seedGiven := o.seed != "" || p.env["SEED"] != ""
+	p.scenario = loaded
+	if o.generators < 1 || o.generators > 64 {
+		return nil, fmt.Errorf("--generators %d: want 1 to 64", o.generators)
+	}
+	if loaded.Setup.Accounts < 2*o.generators {
+		return nil, fmt.Errorf("--generators %d: the scenario's %d accounts leave fewer than 2 per generator (raise setup.accounts)", o.generators, loaded.Setup.Accounts)
+	}
+	p.loadTime = scheduleLength(loaded.Schedule)
+	seedGiven := o.seed != "" || loaded.Seed != 0
 	switch {
 	case o.seed != "":
 		if p.seed, err = strconv.ParseInt(o.seed, 10, 64); err != nil || p.seed <= 0 {
 			return nil, fmt.Errorf("--seed %q: want a positive integer", o.seed)
 		}
-	case p.env["SEED"] != "":
-		if p.seed, err = strconv.ParseInt(p.env["SEED"], 10, 64); err != nil || p.seed <= 0 {
-			return nil, fmt.Errorf("SEED %q: want a positive integer", p.env["SEED"])
-		}
+	case loaded.Seed != 0:
+		p.seed = loaded.Seed
 	default:
-		// The scenarios' own range (prepareRun in scenarios/lib/client.js).
 		p.seed = 1 + rand.Int64N(2147483646)
 	}
-	p.env["SEED"] = strconv.FormatInt(p.seed, 10)
 
 	// Seeded bugs: only on a fresh local stack the run starts.
 	bugs, err := o.seededBugs.parse()
@@ -308,7 +292,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		if p.loadTime > 0 {
 			for _, step := range p.timeline {
 				if step.At > p.loadTime {
-					return nil, fmt.Errorf("plan %s: step %s at %s comes after the load ends (DURATION %s): lengthen the load or shorten the plan", p.plan.Name, step.Source, step.At, p.loadTime)
+					return nil, fmt.Errorf("plan %s: step %s at %s comes after the load ends (its schedule lasts %s): lengthen the load or shorten the plan", p.plan.Name, step.Source, step.At, p.loadTime)
 				}
 			}
 		}
@@ -327,14 +311,10 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		return nil, fmt.Errorf("--out %s is not empty: give a new run directory", o.out)
 	}
 
-	scenarioEnv := map[string]string{}
-	for key, value := range p.env {
-		scenarioEnv[key] = value
-	}
 	p.record = &runner.RunFile{
-		ID: id, Scenario: o.scenario, ScenarioEnv: scenarioEnv, Plan: o.plan, PlanSeed: p.planSeed,
-		Stack: info, SeededBugs: append([]string{}, bugNames...), Seed: p.seed,
-		Versions: map[string]string{"ledgerproof": ledgerproofVersion(), "k6": k6Version, "go": runtime.Version()},
+		ID: id, Scenario: o.scenario, ScenarioSets: append([]string{}, p.sets...), Plan: o.plan, PlanSeed: p.planSeed,
+		Stack: info, SeededBugs: append([]string{}, bugNames...), Seed: p.seed, Generators: o.generators,
+		Versions: map[string]string{"ledgerproof": ledgerproofVersion(), "go": runtime.Version()},
 	}
 	if p.plan != nil {
 		p.record.PlanName = p.plan.Name
@@ -486,8 +466,13 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		}
 	}()
 
+	binary, err := os.Executable()
+	if err != nil {
+		return p.failBeforeLoad(stderr, fmt.Errorf("the ledgerproof binary for the load: %w", err))
+	}
 	config := runner.Config{
-		RunDir: o.out, Scenario: o.scenario, K6: o.k6, Env: p.env, SetupTimeout: o.setupTimeout,
+		RunDir: o.out, Scenario: o.scenario, Binary: binary, Sets: p.sets, Seed: p.seed, Generators: o.generators,
+		Thresholds: p.scenario.Thresholds, SetupTimeout: o.setupTimeout,
 		Record: p.record, Output: stdout, HardStop: hardStop,
 	}
 	if p.loadTime > 0 {
@@ -632,7 +617,7 @@ func (p *preparedRun) upLocal(ctx context.Context, stdout io.Writer) (func(), er
 func (p *preparedRun) failBeforeLoad(stderr io.Writer, err error) *runner.RunFile {
 	fmt.Fprintf(stderr, "ledgerproof run: %v\n", err)
 	p.record.Version = runner.RunFileVersion
-	p.record.K6ExitCode = -1
+	p.record.LoadExitCode = -1
 	p.record.Verdict, p.record.ExitCode, p.record.Note = runner.VerdictCouldNotRun, runner.ExitCouldNotRun, err.Error()
 	p.record.FinishedAt = time.Now().UTC()
 	if writeErr := p.record.Write(p.options.out); writeErr != nil {
@@ -700,8 +685,8 @@ func generateReport(_ context.Context, runDir string) (string, error) {
 // printVerdict prints the run's last lines: verdict, exit code, report.
 func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "VERDICT %s (exit %d) — audit %s, k6 exit %d, faults applied %d", strings.ToUpper(record.Verdict), record.ExitCode,
-		firstNonEmpty(record.AuditVerdict, "not run"), record.K6ExitCode, record.FaultsApplied)
+	fmt.Fprintf(w, "VERDICT %s (exit %d) — audit %s, load exit %d, faults applied %d", strings.ToUpper(record.Verdict), record.ExitCode,
+		firstNonEmpty(record.AuditVerdict, "not run"), record.LoadExitCode, record.FaultsApplied)
 	if record.FaultsFailed > 0 {
 		fmt.Fprintf(w, " (%d failed)", record.FaultsFailed)
 	}

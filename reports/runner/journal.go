@@ -10,7 +10,7 @@ import (
 )
 
 // JournalFileName is the load's history inside a run directory
-// (xk6-ledger/JOURNAL.md).
+// (load/JOURNAL.md).
 const JournalFileName = "journal.jsonl"
 
 // journalEntry is the part of a journal line the run watches.
@@ -23,8 +23,8 @@ type journalEntry struct {
 	Reason  string `json:"reason"`
 }
 
-// isLoad says whether an operation belongs to the load rather than to k6's
-// setup(): setup's operations (signups, funding deposits) run in VU 0 at
+// isLoad says whether an operation belongs to the load rather than to its
+// setup: setup's operations (signups, funding deposits) run in VU 0 at
 // iteration -1 (JOURNAL.md).
 func (e journalEntry) isLoad() bool { return e.Iter >= 0 && e.VU > 0 }
 
@@ -45,7 +45,7 @@ type JournalCounts struct {
 	LoadStart time.Time
 }
 
-// JournalWatcher tails a journal as k6 writes it (the extension flushes
+// JournalWatcher tails a journal as the load writes it (the journal flushes
 // every 200 ms), counting operations and finding when the load began.
 // Only complete lines are read; a partial last line waits for the next poll.
 type JournalWatcher struct {
@@ -62,7 +62,7 @@ type JournalWatcher struct {
 const maxJournalReadBytes = 16 << 20
 
 // Poll reads what was appended since the last poll and returns the counts.
-// A missing journal (k6 has not opened it yet) is not an error.
+// A missing journal (the load has not opened it yet) is not an error.
 func (w *JournalWatcher) Poll() (JournalCounts, error) {
 	w.mutex.Lock()
 	defer w.mutex.Unlock()

@@ -18,16 +18,16 @@ import (
 )
 
 // The tests run the real command, `ledgerproof run`, as CI does: the
-// orchestration here, the wiring in cmd/ledgerproof/run.go, the stack, k6
-// and the auditor together, judged by exit code and run directory.
+// orchestration here, the wiring in cmd/ledgerproof/run.go, the stack, the load
+// engine and the auditor together, judged by exit code and run directory.
 
-// scenario is gate.js, from this package's directory.
-const scenario = "../../scenarios/gate.js"
+// scenario is gate.yaml, from this package's directory.
+const scenario = "../../scenarios/gate.yaml"
 
 // contractFiles are the files docs/run-directory.md promises in a run
 // directory of a local stack run with a plan.
 var contractFiles = []string{
-	"run.json", "journal.jsonl", "k6-summary.json", "k6.log", "chaos-log.jsonl", "metrics.jsonl",
+	"run.json", "journal.jsonl", "load-summary.json", "load.log", "load-timeseries.jsonl", "chaos-log.jsonl", "metrics.jsonl",
 	"audit.json", "audit.txt", "index.html", "junit.xml", "summary.json", "stack-logs",
 }
 
@@ -83,9 +83,8 @@ func readAudit(t *testing.T, dir string) *invariants.Result {
 // the load's start.
 func TestCleanRunPasses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a stack and k6")
+		t.Skip("starts a stack and the load")
 	}
-	k6 := stacktest.K6Binary(t)
 	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 1, Workers: 1})
 	plan := filepath.Join(t.TempDir(), "broker.yaml")
 	if err := os.WriteFile(plan, []byte("name: test-broker\nduration: 12s\nsteps:\n  - {at: 4s, action: kill, target: broker}\n  - {at: 7s, action: start, target: broker}\n"), 0o644); err != nil {
@@ -94,9 +93,9 @@ func TestCleanRunPasses(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
 	// The broker's outage holds requests up to its end: the latency bound
 	// allows for it, as docs/ci.md says a gate with faults must.
-	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--k6", k6, "--stack-dir", file.Dir,
+	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--stack-dir", file.Dir,
 		"--plan", plan, "--duration", "15s", "--rate", "20", "--seed", "11",
-		"--env", "ACCOUNTS=20", "--env", "P95_MS=10000", "--env", "ERROR_RATE_MAX=0.05", "--out", out)
+		"--set", "setup.accounts=20", "--set", "thresholds.accept_duration=p(95)<10000", "--set", "thresholds.errors=rate<0.05", "--out", out)
 	t.Logf("ledgerproof run:\n%s", output)
 	if code != runner.ExitPassed {
 		t.Fatalf("exit %d, want 0", code)
@@ -108,7 +107,7 @@ func TestCleanRunPasses(t *testing.T) {
 	}
 	record := readRun(t, out)
 	if record.Verdict != runner.VerdictPassed || record.ExitCode != 0 || record.AuditVerdict != invariants.VerdictPassed ||
-		record.K6ExitCode != 0 || !record.ThresholdsPassed || record.Seed != 11 || record.Stack.StartedByRun ||
+		record.LoadExitCode != 0 || !record.ThresholdsPassed || record.Seed != 11 || record.Stack.StartedByRun ||
 		record.FaultsApplied != 2 || record.LoadStartedAt == nil || record.Report == "" {
 		t.Errorf("run.json: %+v", record)
 	}
@@ -162,18 +161,85 @@ func TestCleanRunPasses(t *testing.T) {
 	}
 }
 
+// TestTwoGenerators: the load split over two generator processes from one
+// shared start: two journals with disjoint accounts and operation ids, one
+// merged summary, one audit that passes, one report.
+func TestTwoGenerators(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack and the load")
+	}
+	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 1, Workers: 1})
+	out := filepath.Join(t.TempDir(), "run")
+	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--stack-dir", file.Dir, "--generators", "2",
+		"--duration", "6s", "--rate", "40", "--seed", "5", "--set", "setup.accounts=20", "--out", out)
+	t.Logf("ledgerproof run:\n%s", output)
+	if code != runner.ExitPassed {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	for _, name := range []string{"journal-0.jsonl", "journal-1.jsonl", "load-0.log", "load-1.log", "load-summary-0.json",
+		"load-summary-1.json", "load-summary.json", "audit.json", "index.html"} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("run directory lacks %s: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "journal.jsonl")); !os.IsNotExist(err) {
+		t.Errorf("a run of two generators wrote journal.jsonl too: %v", err)
+	}
+	record := readRun(t, out)
+	if record.Verdict != runner.VerdictPassed || record.Generators != 2 || record.AuditVerdict != invariants.VerdictPassed {
+		t.Errorf("run.json: %+v", record)
+	}
+	// Operation ids unique across the journals; each journal's money
+	// operations on its own accounts.
+	ids := map[string]string{}
+	accounts := map[int64]string{}
+	loadOperations := map[string]int{}
+	for _, name := range []string{"journal-0.jsonl", "journal-1.jsonl"} {
+		content, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(content), []byte("\n")) {
+			var entry struct {
+				Op   string `json:"op"`
+				Kind string `json:"kind"`
+				To   int64  `json:"to"`
+				Iter int64  `json:"iter"`
+			}
+			if err := json.Unmarshal(line, &entry); err != nil {
+				t.Fatalf("%s: %s: %v", name, line, err)
+			}
+			if other, seen := ids[entry.Op]; seen {
+				t.Fatalf("operation id %s in %s and %s", entry.Op, other, name)
+			}
+			ids[entry.Op] = name
+			if entry.Kind == "signup" {
+				if other, seen := accounts[entry.To]; seen && other != name {
+					t.Fatalf("account %d signed up by both generators", entry.To)
+				}
+				accounts[entry.To] = name
+			}
+			if entry.Iter >= 0 && entry.Kind != "signup" {
+				loadOperations[name]++
+			}
+		}
+	}
+	if loadOperations["journal-0.jsonl"] == 0 || loadOperations["journal-1.jsonl"] == 0 {
+		t.Errorf("load operations per journal: %v, want both generators to have sent some", loadOperations)
+	}
+}
+
 // TestSeededBugIsCaught: no-idempotency with a third of the operations
 // sent twice with one key: the run starts a fresh stack with the bug, the
 // audit finds the duplicates, the run exits 1 and the report says why.
 func TestSeededBugIsCaught(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a stack and k6")
+		t.Skip("starts a stack and the load")
 	}
-	k6 := stacktest.K6Binary(t)
 	out := filepath.Join(t.TempDir(), "run")
-	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--k6", k6,
+	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario,
 		"--seeded-bug", "no-idempotency", "--unsafe-allow-seeded-bugs", "--gateways", "1", "--workers", "1",
-		"--duration", "8s", "--rate", "30", "--env", "ACCOUNTS=20", "--env", "DUPLICATE_RATE=0.3", "--out", out)
+		"--duration", "8s", "--rate", "30", "--set", "setup.accounts=20", "--set", "client.duplicates.rate=0.3", "--out", out)
 	t.Logf("ledgerproof run:\n%s", output)
 	if code != runner.ExitInvariantViolated {
 		t.Fatalf("exit %d, want 1 (invariant-violated)", code)
@@ -221,7 +287,6 @@ func TestSeededBugIsCaught(t *testing.T) {
 // TestValidationErrors: each configuration mistake exits 2 with a message
 // that names it, before anything starts: no stack, no run directory.
 func TestValidationErrors(t *testing.T) {
-	k6 := stacktest.K6Binary(t)
 	dir := t.TempDir()
 	malformed := filepath.Join(dir, "malformed.yaml")
 	if err := os.WriteFile(malformed, []byte("name: bad\nsteps: [{at: 5s, action: explode, target: broker}]\n"), 0o644); err != nil {
@@ -240,8 +305,11 @@ func TestValidationErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"missing scenario", []string{"--scenario", "scenarios/nope.js"}, "--scenario scenarios/nope.js: not a file"},
-		{"missing k6", []string{"--k6", filepath.Join(dir, "no-k6")}, "make k6"},
+		{"missing scenario", []string{"--scenario", "scenarios/nope.yaml"}, "scenarios/nope.yaml"},
+		{"unknown scenario field", []string{"--set", "schedule.rat=5"}, `"rat"`},
+		{"negative rate", []string{"--set", "schedule.rate=-5"}, "rate"},
+		{"threshold on an unknown metric", []string{"--set", "thresholds.no_such_metric=count==0"}, "no_such_metric"},
+		{"too many generators for the accounts", []string{"--generators", "3", "--set", "setup.accounts=4"}, "fewer than 2 per generator"},
 		{"malformed plan", []string{"--plan", malformed}, `action: "explode" unknown`},
 		{"plan target not in the stack", []string{"--plan", missingTarget}, `target "worker-7" does not exist in this stack`},
 		{"plan step after the load", []string{"--plan", late, "--duration", "3s"}, "comes after the load ends"},
@@ -250,14 +318,13 @@ func TestValidationErrors(t *testing.T) {
 		{"plan on an external system", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--plan", late}, "--plan needs a stack the run can apply faults to"},
 		{"external system not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x"}, "nothing answers at http://127.0.0.1:1"},
 		{"external without audit source", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1"}, "one audit source"},
-		{"bad env", []string{"--env", "RATE"}, "want KEY=VALUE"},
-		{"env that the run sets", []string{"--env", "RUN_DIR=/tmp/x"}, "the run sets it"},
+		{"bad set", []string{"--set", "schedule.rate"}, "schedule.rate"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			stackDir := filepath.Join(t.TempDir(), "stack")
 			out := filepath.Join(t.TempDir(), "run")
-			args := append([]string{"--scenario", scenario, "--k6", k6, "--stack-dir", stackDir, "--out", out}, c.args...)
+			args := append([]string{"--scenario", scenario, "--stack-dir", stackDir, "--out", out}, c.args...)
 			started := time.Now()
 			code, output := ledgerproofRun(t, 30*time.Second, args...)
 			if code != runner.ExitCouldNotRun {

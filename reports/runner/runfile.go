@@ -1,5 +1,5 @@
 // Package runner is the main job of Ledgerproof, `ledgerproof run`, as a
-// library: it drives the load (k6 and the k6/x/ledger journal), applies a
+// library: it drives the load (`ledgerproof load` processes and their journals), applies a
 // chaos plan in step with it, scrapes the system's metrics, waits for the
 // load to end, then recovers, drains and audits, renders the report, and
 // writes run.json with the verdict (docs/run-directory.md is the contract of
@@ -85,11 +85,11 @@ type RunFile struct {
 	ID         string    `json:"id"`
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
-	// Scenario is the k6 script; ScenarioEnv the -e variables given to it
-	// (without BASE_URL and RUN_DIR, which the stack and the run directory
-	// say).
-	Scenario    string            `json:"scenario"`
-	ScenarioEnv map[string]string `json:"scenario_env"`
+	// Scenario is the scenario file; ScenarioSets the overrides given to it (--set key=value, in order).
+	Scenario     string   `json:"scenario"`
+	ScenarioSets []string `json:"scenario_sets"`
+	// Generators is the number of load generator processes.
+	Generators int `json:"generators"`
 	// Plan is the chaos plan file ("" for none); PlanSeed the seed of its
 	// random section (0 when it has none).
 	Plan       string    `json:"plan"`
@@ -97,16 +97,16 @@ type RunFile struct {
 	PlanSeed   uint64    `json:"plan_seed"`
 	Stack      StackInfo `json:"stack"`
 	SeededBugs []string  `json:"seeded_bugs"`
-	// Seed is the load's seed (k6 SEED): replay with --seed.
+	// Seed is the load's seed: replay with --seed.
 	Seed     int64             `json:"seed"`
 	Versions map[string]string `json:"versions"`
 	Phases   []Phase           `json:"phases"`
 	// LoadStartedAt is when the load began (the first operation after
-	// k6's setup); the chaos plan's offsets count from it.
+	// the load's setup); the chaos plan's offsets count from it.
 	LoadStartedAt *time.Time `json:"load_started_at,omitempty"`
-	// K6ExitCode is k6's exit status (99: thresholds crossed; -1: k6 did
-	// not finish).
-	K6ExitCode       int  `json:"k6_exit_code"`
+	// LoadExitCode is the load's exit status over every generator (99: a threshold failed; 2: it could not
+	// run; -1: it did not finish).
+	LoadExitCode     int  `json:"load_exit_code"`
 	ThresholdsPassed bool `json:"thresholds_passed"`
 	// AuditVerdict is the auditor's: passed, violated, incomplete, or empty
 	// when the audit could not run.
@@ -161,22 +161,19 @@ func ReadRunFile(dir string) (*RunFile, error) {
 }
 
 // Judge returns the run's verdict from its parts: the audit's verdict
-// (invariants: passed, violated, incomplete; empty when it did not run), k6's
+// (invariants: passed, violated, incomplete; empty when it did not run), the load's
 // exit status, and whether anything else kept the run from doing what it
 // said (interrupted, a fault that could not be applied, no report).
-func Judge(auditVerdict string, k6ExitCode int, otherProblem bool) string {
+func Judge(auditVerdict string, loadExitCode int, otherProblem bool) string {
 	switch {
 	case auditVerdict == invariants.VerdictViolated:
 		return VerdictInvariantViolated
 	case auditVerdict != invariants.VerdictPassed, otherProblem:
 		return VerdictCouldNotRun
-	case k6ExitCode == k6ExitThresholds:
+	case loadExitCode == loadExitThresholds:
 		return VerdictThresholdFailed
-	case k6ExitCode != 0:
+	case loadExitCode != 0:
 		return VerdictCouldNotRun
 	}
 	return VerdictPassed
 }
-
-// k6ExitThresholds is k6's exit status when a threshold was crossed.
-const k6ExitThresholds = 99

@@ -6,12 +6,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/chaos"
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/metrics"
+	"github.com/ledgerproof/ledgerproof/load/threshold"
 )
 
 // PlanRun is the chaos plan of a run, expanded and checked against the stack.
@@ -43,16 +46,21 @@ type Hooks struct {
 	Report func(ctx context.Context, runDir string) (path string, err error)
 }
 
-// Config is one run. The caller has validated the scenario, the k6 binary
-// and the plan against the stack, and started or attached the stack.
+// Config is one run. The caller has validated the scenario and the plan against the stack, and started or
+// attached the stack.
 type Config struct {
 	// RunDir receives every file of the run; created if missing.
 	RunDir string
-	// Scenario is the k6 script; K6 the custom k6 binary.
-	Scenario, K6 string
-	// Env are the scenario's variables (-e); the run adds BASE_URL (the
-	// gateways, comma-separated) and RUN_DIR.
-	Env map[string]string
+	// Scenario is the scenario file; Binary the ledgerproof executable that runs `ledgerproof load`.
+	Scenario, Binary string
+	// Sets are the scenario overrides (--set key=value), in order; Seed the load's seed.
+	Sets []string
+	Seed int64
+	// Generators is the number of generator processes (default 1); each runs 1/N of the schedule with its own
+	// accounts and journal, from one shared start time.
+	Generators int
+	// Thresholds are the scenario's, to judge the merged summary of several generators.
+	Thresholds []threshold.Threshold
 	// Gateways are the system's base URLs.
 	Gateways []string
 	// Targets are the /metrics endpoints scraped every ScrapeInterval.
@@ -65,15 +73,15 @@ type Config struct {
 	// Run fills in the rest and writes it.
 	Record *RunFile
 
-	// SetupTimeout bounds k6's setup(): from k6's start to the first load
-	// operation in the journal. Default 5m, gate.js's setupTimeout.
+	// SetupTimeout bounds the load's setup: from the generators' start to the first load operation in the
+	// journal. Default 5m.
 	SetupTimeout time.Duration
-	// LoadTimeout bounds the whole k6 process. Default 2h; the caller sets
-	// it from the scenario's duration when known.
+	// LoadTimeout bounds the whole generator process. Default 2h; the caller sets it from the scenario's
+	// duration when known.
 	LoadTimeout time.Duration
-	// StopGrace is how long k6 gets to stop after SIGINT (it ends the
-	// iterations in flight, runs teardown, writes its summary) before it
-	// is killed. Default 45s: gate.js's gracefulStop is 30s.
+	// StopGrace is how long a generator gets to stop after SIGINT (it ends the schedule, lets the operations
+	// in flight finish, writes its summary) before it is killed. Default 45s: the scenarios' graceful stop
+	// is 30s.
 	StopGrace time.Duration
 	// AuditTimeout bounds recovery plus the audit (the drain included).
 	// Default 10m.
@@ -109,8 +117,11 @@ func (c *Config) validate() error {
 	if c.RunDir == "" {
 		problems = append(problems, "no run directory")
 	}
-	if c.Scenario == "" || c.K6 == "" {
-		problems = append(problems, "no scenario or no k6 binary")
+	if c.Scenario == "" || c.Binary == "" {
+		problems = append(problems, "no scenario or no ledgerproof binary for the load")
+	}
+	if c.Generators < 0 || c.Generators > 64 {
+		problems = append(problems, fmt.Sprintf("%d generators: want 1 to 64", c.Generators))
 	}
 	if c.Audit == nil {
 		problems = append(problems, "no audit")
@@ -126,6 +137,9 @@ func (c *Config) validate() error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("run config: %s", strings.Join(problems, "; "))
+	}
+	if c.Generators == 0 {
+		c.Generators = 1
 	}
 	if c.SetupTimeout <= 0 {
 		c.SetupTimeout = DefaultSetupTimeout
@@ -171,15 +185,15 @@ type run struct {
 // whose configuration is unusable (nothing was started); every other
 // failure is in the record's verdict and note.
 //
-// Steps: k6 starts with the run directory; the journal is watched for the
+// Steps: the generators start with the run directory; the journal is watched for the
 // first load operation (the end of setup()), whose invoke time is the
 // plan's zero; the chaos runner applies the plan from there while the
-// metrics are scraped every second; k6 ends; the plan ends; the Recover
+// metrics are scraped every second; the load ends; the plan ends; the Recover
 // hook restarts what is down; the Audit hook drains and audits; run.json is
 // written; the Report hook renders the report; run.json is written again
 // with the report's path.
 //
-// When ctx ends (Ctrl-C) k6 is stopped gracefully, the plan is cancelled
+// When ctx ends (Ctrl-C) the load is stopped gracefully, the plan is cancelled
 // (its runner resumes paused processes and heals links), and the run still
 // recovers, audits and reports, then says could-not-run (or
 // invariant-violated, which wins).
@@ -195,7 +209,8 @@ func Run(ctx context.Context, config Config) (*RunFile, error) {
 		r.record.StartedAt = r.started.UTC()
 	}
 	r.record.Version = RunFileVersion
-	r.record.K6ExitCode = -1
+	r.record.LoadExitCode = -1
+	r.record.Generators = config.Generators
 	r.load(ctx)
 	r.finish()
 	return r.record, nil
@@ -236,24 +251,10 @@ func (r *run) endPhase(now time.Time) {
 	}
 }
 
-// load runs k6, the plan and the scraper until the load and the plan end.
+// load runs the generators, the plan and the scraper until the load and the plan end.
 func (r *run) load(ctx context.Context) {
 	config := r.config
-	env := map[string]string{}
-	for key, value := range config.Env {
-		env[key] = value
-	}
-	env["BASE_URL"] = strings.Join(config.Gateways, ",")
-	env["RUN_DIR"] = config.RunDir
-	logFile, err := os.Create(filepath.Join(config.RunDir, K6LogFileName))
-	if err != nil {
-		r.note("could not create the k6 log: %v", err)
-		return
-	}
-	defer logFile.Close()
-
-	// The scraper runs from before k6 starts until the load and the plan
-	// are over.
+	// The scraper runs from before the load starts until the load and the plan are over.
 	metricsFile, err := os.Create(filepath.Join(config.RunDir, MetricsFileName))
 	if err != nil {
 		r.note("could not create %s: %v", MetricsFileName, err)
@@ -272,33 +273,57 @@ func (r *run) load(ctx context.Context) {
 	}()
 
 	r.beginPhase("setup")
-	r.say("load: %s %s (log %s)", config.K6, strings.Join(K6Args(config.RunDir, config.Scenario, env), " "), logFile.Name())
-	k6, err := startK6(config.K6, K6Args(config.RunDir, config.Scenario, env), logFile)
-	if err != nil {
-		r.note("%v", err)
-		return
+	generators := make([]*loadProcess, 0, config.Generators)
+	watchers := make([]*JournalWatcher, 0, config.Generators)
+	for segment := range config.Generators {
+		logFile, err := os.Create(filepath.Join(config.RunDir, loadLogName(segment, config.Generators)))
+		if err != nil {
+			r.note("could not create the load log: %v", err)
+			break
+		}
+		defer logFile.Close()
+		args := LoadArgs(config.RunDir, config.Scenario, config.Gateways, config.Sets, config.Seed, segment, config.Generators)
+		r.say("load: %s %s (log %s)", config.Binary, strings.Join(args, " "), logFile.Name())
+		generator, err := startLoad(config.Binary, args, logFile)
+		if err != nil {
+			r.note("%v", err)
+			break
+		}
+		generators = append(generators, generator)
+		watchers = append(watchers, &JournalWatcher{Path: filepath.Join(config.RunDir, journalName(segment, config.Generators))})
 	}
-	k6Started := config.Now()
+	loadStarted := time.Time{}
+	generatorsStarted := config.Now()
 	var stopOnce sync.Once
 	stoppedByRun := false
-	stopK6 := func() {
+	stopGenerators := func() {
 		stopOnce.Do(func() {
 			stoppedByRun = true
-			go k6.stop(config.StopGrace)
+			for _, generator := range generators {
+				go generator.stop(config.StopGrace)
+			}
 		})
 	}
-	watcher := &JournalWatcher{Path: filepath.Join(config.RunDir, JournalFileName)}
+	allDone := make(chan struct{})
+	go func() {
+		for _, generator := range generators {
+			<-generator.done
+		}
+		close(allDone)
+	}()
+	if len(generators) < config.Generators {
+		stopGenerators()
+	}
 
-	// The plan waits for the load's start, then runs with a context that
-	// ends on Ctrl-C or when k6 failed (not when k6 merely finished: the
-	// plan's restarts must still happen).
+	// The plan waits for the load's start, then runs with a context that ends on Ctrl-C or when a generator
+	// failed (not when the load merely finished: the plan's restarts must still happen).
 	planContext, cancelPlan := context.WithCancel(ctx)
 	defer cancelPlan()
-	loadStarted := make(chan time.Time, 1)
+	planStart := make(chan time.Time, 1)
 	planDone := make(chan struct{})
 	go func() {
 		defer close(planDone)
-		r.runPlan(planContext, loadStarted)
+		r.runPlan(planContext, planStart)
 	}()
 
 	progress := time.NewTicker(config.ProgressInterval)
@@ -309,76 +334,105 @@ func (r *run) load(ctx context.Context) {
 	defer setupDeadline.Stop()
 	loadDeadline := time.NewTimer(config.LoadTimeout)
 	defer loadDeadline.Stop()
-	var loadStart time.Time
+	startWritten := config.Generators == 1
 	var lastCounts JournalCounts
 	lastProgress := config.Now()
 	interrupted := false
+	pollAll := func() JournalCounts {
+		var total JournalCounts
+		for _, watcher := range watchers {
+			counts, err := watcher.Poll()
+			if err != nil {
+				r.note("reading the journal %s: %v", watcher.Path, err)
+			}
+			total.Lines += counts.Lines
+			total.Load += counts.Load
+			total.Errors += counts.Errors
+			if !counts.LoadStart.IsZero() && (total.LoadStart.IsZero() || counts.LoadStart.Before(total.LoadStart)) {
+				total.LoadStart = counts.LoadStart
+			}
+		}
+		return total
+	}
 	for waiting := true; waiting; {
 		select {
-		case <-k6.done:
+		case <-allDone:
 			waiting = false
 		case <-ctx.Done():
 			if !interrupted {
 				interrupted = true
-				r.note("interrupted: stopping k6 (up to %s), then the plan; the run still audits and reports what it has", config.StopGrace)
+				r.note("interrupted: stopping the load (up to %s), then the plan; the run still audits and reports what it has", config.StopGrace)
 				cancelPlan()
-				stopK6()
+				stopGenerators()
 			}
 		case <-setupDeadline.C:
-			if loadStart.IsZero() {
-				r.note("k6's setup did not end within %s (no load operation in the journal): stopping k6", config.SetupTimeout)
+			if loadStarted.IsZero() {
+				r.note("the load's setup did not end within %s (no load operation in the journal): stopping the load", config.SetupTimeout)
 				cancelPlan()
-				stopK6()
+				stopGenerators()
 			}
 		case <-loadDeadline.C:
-			r.note("k6 did not finish within %s: stopping it", config.LoadTimeout)
+			r.note("the load did not finish within %s: stopping it", config.LoadTimeout)
 			cancelPlan()
-			stopK6()
+			stopGenerators()
 		case <-poll.C:
-			counts, err := watcher.Poll()
-			if err != nil {
-				r.note("reading the journal: %v", err)
-				continue
+			if !startWritten && allReady(config.RunDir, config.Generators) {
+				// Every generator finished its setup: one start time for all, a moment ahead so that each
+				// reads it before it comes.
+				startWritten = true
+				at := config.Now().Add(500 * time.Millisecond).UTC()
+				if err := writeFileAtomically(startFile(config.RunDir), []byte(at.Format(time.RFC3339Nano)+"\n")); err != nil {
+					r.note("could not write the generators' start time: %v", err)
+					stopGenerators()
+				}
 			}
-			if loadStart.IsZero() && !counts.LoadStart.IsZero() {
-				loadStart = counts.LoadStart
-				started := loadStart.UTC()
+			counts := pollAll()
+			if loadStarted.IsZero() && !counts.LoadStart.IsZero() {
+				loadStarted = counts.LoadStart
+				started := loadStarted.UTC()
 				r.record.LoadStartedAt = &started
-				r.say("load started at %s, %.1fs after k6 (setup: %d operations)", started.Format("15:04:05.000"),
-					loadStart.Sub(k6Started).Seconds(), counts.Lines-counts.Load)
-				r.beginPhaseAt("load", loadStart)
-				loadStarted <- loadStart
+				r.say("load started at %s, %.1fs after the generators (setup: %d operations)", started.Format("15:04:05.000"),
+					loadStarted.Sub(generatorsStarted).Seconds(), counts.Lines-counts.Load)
+				r.beginPhaseAt("load", loadStarted)
+				planStart <- loadStarted
 			}
 		case <-progress.C:
-			counts, _ := watcher.Poll()
+			counts := pollAll()
 			now := config.Now()
 			r.printProgress(counts, lastCounts, now.Sub(lastProgress))
 			lastCounts, lastProgress = counts, now
 		}
 	}
-	close(loadStarted)
-	r.record.K6ExitCode = k6.exitCode
-	r.record.ThresholdsPassed = k6.exitCode == 0
-	counts, _ := watcher.Poll()
+	close(planStart)
+	counts := pollAll()
+	r.record.LoadExitCode = combinedExitCode(generators, config.Generators)
+	if config.Generators > 1 && len(generators) == config.Generators {
+		r.mergeSummaries()
+	}
+	r.record.ThresholdsPassed = r.record.LoadExitCode == 0
 	switch {
-	case k6.exitCode == 0:
-		r.say("k6 finished: thresholds passed; %d load operations, %d errors", counts.Load, counts.Errors)
-	case k6.exitCode == k6ExitThresholds:
-		r.say("k6 finished: thresholds crossed (exit 99, see %s); %d load operations, %d errors", K6SummaryFileName, counts.Load, counts.Errors)
+	case r.record.LoadExitCode == 0:
+		r.say("load finished: thresholds passed; %d load operations, %d errors", counts.Load, counts.Errors)
+	case r.record.LoadExitCode == loadExitThresholds:
+		r.say("load finished: thresholds failed (exit 99, see %s); %d load operations, %d errors", LoadSummaryFileName, counts.Load, counts.Errors)
 	case stoppedByRun:
 		// Why it was stopped is noted already.
-		r.say("k6 stopped (exit %d); %d load operations, %d errors", k6.exitCode, counts.Load, counts.Errors)
+		r.say("load stopped (exit %d); %d load operations, %d errors", r.record.LoadExitCode, counts.Load, counts.Errors)
 	default:
-		r.say("k6's last lines:\n%s", tail(logFile.Name(), 15))
-		r.note("k6 failed (exit %d: %v); see %s", k6.exitCode, k6.waitErr, logFile.Name())
+		for _, generator := range generators {
+			if generator.exitCode != 0 && generator.exitCode != loadExitThresholds {
+				r.say("the load's last lines (%s):\n%s", generator.log, tail(generator.log, 15))
+				r.note("the load failed (exit %d: %v); see %s", generator.exitCode, generator.waitErr, generator.log)
+			}
+		}
 		cancelPlan()
 	}
-	if loadStart.IsZero() && config.Plan != nil {
+	if loadStarted.IsZero() && config.Plan != nil {
 		r.note("the load never started, so the plan was not applied")
 	}
 	// The plan ends by itself (its last step is within its duration); the
 	// scraper keeps going meanwhile, so the recovery shows in the metrics.
-	if config.Plan != nil && !loadStart.IsZero() {
+	if config.Plan != nil && !loadStarted.IsZero() {
 		select {
 		case <-planDone:
 		default:
@@ -393,6 +447,85 @@ func (r *run) load(ctx context.Context) {
 	if ctx.Err() != nil {
 		r.record.Note = "interrupted"
 	}
+}
+
+// journalName is generator i's journal.
+func journalName(segment, segments int) string {
+	if segments > 1 {
+		return "journal-" + strconv.Itoa(segment) + ".jsonl"
+	}
+	return JournalFileName
+}
+
+// allReady reports whether every generator wrote its ready file.
+func allReady(runDir string, generators int) bool {
+	for segment := range generators {
+		if _, err := os.Stat(readyFile(runDir, segment)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// combinedExitCode is the load's exit code over every generator: a generator that failed (or did not start)
+// makes it that failure; else 99 when any threshold failed; else 0.
+func combinedExitCode(generators []*loadProcess, wanted int) int {
+	if len(generators) < wanted {
+		return -1
+	}
+	code := 0
+	for _, generator := range generators {
+		switch generator.exitCode {
+		case 0:
+		case loadExitThresholds:
+			if code == 0 {
+				code = loadExitThresholds
+			}
+		default:
+			return generator.exitCode
+		}
+	}
+	return code
+}
+
+// mergeSummaries merges the generators' summaries into load-summary.json, percentiles from the merged
+// histograms, and judges the thresholds on the whole load.
+func (r *run) mergeSummaries() {
+	summaries := make([]*metrics.Summary, 0, r.config.Generators)
+	for segment := range r.config.Generators {
+		path := filepath.Join(r.config.RunDir, "load-summary-"+strconv.Itoa(segment)+".json")
+		summary, err := metrics.ReadSummary(path)
+		if err != nil {
+			r.note("the load summary of generator %d: %v", segment, err)
+			return
+		}
+		summaries = append(summaries, summary)
+	}
+	merged, err := metrics.Merge(summaries, r.config.Thresholds)
+	if err != nil {
+		r.note("merging the load summaries: %v", err)
+		return
+	}
+	if err := metrics.WriteSummary(filepath.Join(r.config.RunDir, LoadSummaryFileName), merged); err != nil {
+		r.note("%v", err)
+		return
+	}
+	if r.record.LoadExitCode == 0 && !merged.ThresholdsPassed {
+		r.record.LoadExitCode = loadExitThresholds
+	}
+	if r.record.LoadExitCode == loadExitThresholds && merged.ThresholdsPassed {
+		// Each process judged its own share; the whole load is what counts.
+		r.record.LoadExitCode = 0
+	}
+}
+
+// writeFileAtomically writes content to path through a temporary file and a rename.
+func writeFileAtomically(path string, content []byte) error {
+	temporary := path + ".tmp"
+	if err := os.WriteFile(temporary, content, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(temporary, path)
 }
 
 // runPlan applies the plan from the load's start; it returns at once when
@@ -533,9 +666,9 @@ func (r *run) judge(problem bool) {
 	notes := strings.Join(r.notes, "; ")
 	r.mutex.Unlock()
 	if problem || r.record.Note != "" {
-		r.record.Verdict = Judge(r.record.AuditVerdict, r.record.K6ExitCode, true)
+		r.record.Verdict = Judge(r.record.AuditVerdict, r.record.LoadExitCode, true)
 	} else {
-		r.record.Verdict = Judge(r.record.AuditVerdict, r.record.K6ExitCode, false)
+		r.record.Verdict = Judge(r.record.AuditVerdict, r.record.LoadExitCode, false)
 	}
 	if notes != "" {
 		r.record.Note = notes

@@ -17,7 +17,7 @@ func TestJudge(t *testing.T) {
 	cases := []struct {
 		name         string
 		audit        string
-		k6Exit       int
+		loadExit     int
 		otherProblem bool
 		want         string
 	}{
@@ -27,14 +27,14 @@ func TestJudge(t *testing.T) {
 		{"violation wins over a broken run", invariants.VerdictViolated, -1, true, VerdictInvariantViolated},
 		{"audit incomplete", invariants.VerdictIncomplete, 0, false, VerdictCouldNotRun},
 		{"audit did not run", "", 0, false, VerdictCouldNotRun},
-		{"k6 crashed", invariants.VerdictPassed, 107, false, VerdictCouldNotRun},
+		{"load crashed", invariants.VerdictPassed, 107, false, VerdictCouldNotRun},
 		{"interrupted or a fault failed", invariants.VerdictPassed, 0, true, VerdictCouldNotRun},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := Judge(c.audit, c.k6Exit, c.otherProblem)
+			got := Judge(c.audit, c.loadExit, c.otherProblem)
 			if got != c.want {
-				t.Fatalf("Judge(%q, %d, %v) = %s, want %s", c.audit, c.k6Exit, c.otherProblem, got, c.want)
+				t.Fatalf("Judge(%q, %d, %v) = %s, want %s", c.audit, c.loadExit, c.otherProblem, got, c.want)
 			}
 		})
 	}
@@ -129,11 +129,22 @@ func TestJournalWatcher(t *testing.T) {
 	}
 }
 
-func TestK6Args(t *testing.T) {
-	args := K6Args("/runs/x", "scenarios/gate.js", map[string]string{"RATE": "10", "BASE_URL": "http://a", "SEED": "7"})
-	want := "run --no-usage-report --no-color --address= --summary-export /runs/x/k6-summary.json -e BASE_URL=http://a -e RATE=10 -e SEED=7 scenarios/gate.js"
-	if got := strings.Join(args, " "); got != want {
-		t.Fatalf("k6 args:\n got %s\nwant %s", got, want)
+func TestLoadArgs(t *testing.T) {
+	cases := []struct {
+		name              string
+		segment, segments int
+		want              string
+	}{
+		{"one generator", 0, 1, "load --scenario scenarios/gate.yaml --base-url http://a,http://b --out /runs/x --seed 7 --set schedule.rate=10 --set setup.accounts=4"},
+		{"second of two", 1, 2, "load --scenario scenarios/gate.yaml --base-url http://a,http://b --out /runs/x --seed 7 --set schedule.rate=10 --set setup.accounts=4 --segment 1/2 --ready-file /runs/x/.load-ready-1 --start-file /runs/x/.load-start"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := LoadArgs("/runs/x", "scenarios/gate.yaml", []string{"http://a", "http://b"}, []string{"schedule.rate=10", "setup.accounts=4"}, 7, c.segment, c.segments)
+			if got := strings.Join(args, " "); got != c.want {
+				t.Fatalf("load args:\n got %s\nwant %s", got, c.want)
+			}
+		})
 	}
 }
 
