@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build k6 test vet demo flow bench bench-k6 capacity mutation up down status clean bench-k6-capacity
+.PHONY: all deps build test vet demo flow bench bench-load capacity mutation up down status clean
 
 all: build
 
@@ -20,12 +20,8 @@ deps:
 build:
 	$(GO) build -o $(BIN) ./cmd/ledgerproof
 
-# The custom k6 with the xk6-ledger extension, built as xk6 would build it.
-k6:
-	$(GO) build -o bin/k6 ./cmd/k6
-
 vet:
-	@unformatted="$$(gofmt -l cmd sut invariants chaos reports xk6-ledger scenarios 2>/dev/null)"; \
+	@unformatted="$$(gofmt -l cmd sut load invariants chaos reports scenarios 2>/dev/null)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
@@ -35,7 +31,7 @@ test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
 
 # The main job, as CI runs it (docs/ci.md): a fresh local stack of the
-# demo's own (DEMO_DIR, DEMO_PORTS: beside `make up`), ~90 s of gate.js with
+# demo's own (DEMO_DIR, DEMO_PORTS: beside `make up`), ~90 s of gate.yaml with
 # the CI fault plan (broker, Postgres and a worker killed and restarted),
 # drain, audit, report; prints the verdict and the report's path and exits
 # with the run's code (0 passed, 1 invariant violated, 2 could not run, 3
@@ -43,23 +39,23 @@ test: deps vet
 # copied into the run directory).
 #
 # Thresholds for a faulted run (docs/ci.md): while the broker is down
-# requests wait for it (up to WAIT, 5 s), so the p95 bound is the outage's,
-# and the VU pool must hold RATE x ~10 s of blocked iterations, allocated
-# before the load (PRE_VUS: k6 starts only ~50 new VUs a second on 2 CPUs,
-# too slow to follow an outage);
-# while Postgres is down requests fail after their retries, ~6% of the
-# operations and ~16% of the HTTP attempts of a 90 s run: ERROR_RATE_MAX
-# bounds both. The money is judged by the audit, which must pass.
+# requests wait for it (up to client.wait, 5 s, then the client polls), so the
+# p95 bound is the outage's, and the in-flight bound must hold RATE x ~12 s of
+# blocked operations (schedule.max_in_flight);
+# while Postgres is down requests fail after their retries, a few % of the
+# operations of a 90 s run: the errors bound allows for it. The money is
+# judged by the audit, which must pass.
 DEMO_RUN      := reports/runs/demo-$(shell date -u +%Y%m%dT%H%M%SZ)
 DEMO_DURATION ?= 90s
 DEMO_RATE     ?= 100
 DEMO_PLAN     ?= chaos/plans/ci.yaml
-DEMO_ENV      ?= --env ACCOUNTS=100 --env PRE_VUS=1000 --env MAX_VUS=1200 --env P95_MS=8000 --env ERROR_RATE_MAX=0.25
-demo: deps build k6
+DEMO_SETS     ?= --set setup.accounts=100 --set schedule.max_in_flight=1200 \
+                 --set 'thresholds.accept_duration=p(95)<8000' --set 'thresholds.errors=rate<0.25'
+demo: deps build
 	@rm -rf $(DEMO_DIR)
-	$(BIN) run --scenario scenarios/gate.js --plan $(DEMO_PLAN) \
+	$(BIN) run --scenario scenarios/gate.yaml --plan $(DEMO_PLAN) \
 		--stack local --stack-dir $(DEMO_DIR) --purge-stack $(DEMO_PORTS) \
-		--duration $(DEMO_DURATION) --rate $(DEMO_RATE) $(DEMO_ENV) \
+		--duration $(DEMO_DURATION) --rate $(DEMO_RATE) $(DEMO_SETS) \
 		--out $(DEMO_RUN) $(if $(DEMO_SEED),--seed $(DEMO_SEED))
 
 # The scripted HTTP walk-through (signup, sign-in, money, replay, misuse,
@@ -74,23 +70,21 @@ flow: deps build
 bench: deps build
 	$(BIN) bench --require-ratio 5
 
-# k6 CPU per operation: the xk6-ledger client with its journal against plain
-# k6/http sending the same requests to one trivial endpoint.
-bench-k6: k6
-	$(GO) run ./xk6-ledger/cpubench --k6 bin/k6
-
-# k6 CPU per operation of scenarios/capacity.js itself (one 2,000/s step, GOGC
-# as `ledgerproof capacity` sets it) against a trivial in-process ledger; more
-# --variant flags compare scripts, k6 flags and environments side by side.
-bench-k6-capacity: k6
-	$(GO) run ./xk6-ledger/capbench --k6 bin/k6 --variant 'capacity=scenarios/capacity.js GOGC=400'
+# The load engine's own cost (docs/performance.md, "The load engine's own
+# cost"): the generator with its journal against a trivial endpoint process,
+# side by side with a bare net/http client loop sending the same requests;
+# CPU-ms per operation of each, their ratio, and whether one generator
+# process held the rate without dropped iterations.
+BENCH_LOAD_ARGS ?=
+bench-load: build
+	$(BIN) bench-load $(BENCH_LOAD_ARGS)
 
 # Capacity (docs/performance.md, "End-to-end capacity"): for each mode, a
 # fresh local stack on its own ports (batched: 1 gateway, 1 worker, 2
 # partitions, worker linger 30 ms, broker without --sync, cheap KDF for the
 # sign-ups; naive: 1 gateway with --apply-mode naive, no worker; both with
 # GOMAXPROCS=1 for the stack's Go processes), the steps 1,000 to 10,000 TPS
-# of scenarios/capacity.js (one k6 run per step, 5 s ramp + 20 s hold; a mode
+# of scenarios/capacity.yaml (one `ledgerproof load` run per step, 5 s ramp + 20 s hold; a mode
 # stops after two consecutive failed steps), CPU per process sampled from
 # /proc, the audit (must pass), and the report: capacity.md and
 # capacity.json in reports/runs/capacity-<timestamp>/ and the summary in
@@ -101,7 +95,7 @@ CAPACITY_HOLD          ?= 20s
 CAPACITY_REQUIRE_TPS   ?= 3600
 CAPACITY_REQUIRE_RATIO ?= 3
 CAPACITY_ARGS          ?=
-capacity: deps build k6
+capacity: deps build
 	$(BIN) capacity --steps $(CAPACITY_STEPS) --step-duration $(CAPACITY_HOLD) \
 		--require-tps $(CAPACITY_REQUIRE_TPS) --require-ratio $(CAPACITY_REQUIRE_RATIO) \
 		--docs docs/performance.md $(CAPACITY_ARGS)
@@ -111,7 +105,7 @@ capacity: deps build k6
 # after): prints the matrix bug -> invariants violated -> caught, writes it
 # into docs/mutation.md and reports/runs/mutation-*/matrix.json; fails unless
 # every bug is caught by an expected invariant and the clean system passes.
-mutation: deps build k6
+mutation: deps build
 	$(BIN) mutation
 
 up: deps build

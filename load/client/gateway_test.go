@@ -73,7 +73,7 @@ type gatewayCall struct {
 
 // recordedRequest is a request the fake gateway received.
 type recordedRequest struct {
-	Route, Path, Key, Body                                   string
+	Route, Path, Key, Body                                     string
 	IdempotencyKey, Authorization, ContentType, Prefer, Accept string
 	// AnswersBefore counts the answers already given to requests of this route and key when this one arrived.
 	AnswersBefore int

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,12 +450,20 @@ func mergeDuplicate(original, duplicate classification) classification {
 		return original
 	case duplicate.fromLedger:
 		merged := duplicate
-		if !original.acceptedAt.IsZero() && (merged.acceptedAt.IsZero() || original.acceptedAt.Before(merged.acceptedAt)) {
-			merged.acceptedAt = original.acceptedAt
-		}
+		merged.acceptedAt = earliest(original.acceptedAt, duplicate.acceptedAt)
 		return merged
 	case original.outcome == OutcomeInfo:
-		return original
+		// The duplicate may have been accepted where the original got no answer: keep its transaction (to poll)
+		// and its acceptance.
+		merged := original
+		if merged.tx == "" {
+			merged.tx = duplicate.tx
+		}
+		if merged.status == "" {
+			merged.status = duplicate.status
+		}
+		merged.acceptedAt = earliest(original.acceptedAt, duplicate.acceptedAt)
+		return merged
 	case duplicate.outcome == OutcomeInfo:
 		merged := original
 		merged.outcome, merged.finalAt = OutcomeInfo, time.Time{}
@@ -467,9 +476,18 @@ func mergeDuplicate(original, duplicate classification) classification {
 		if merged.status == "" {
 			merged.status = duplicate.status
 		}
+		merged.acceptedAt = earliest(original.acceptedAt, duplicate.acceptedAt)
 		return merged
 	}
 	return original
+}
+
+// earliest returns the earlier of two times, a zero time counting as none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // ---- money operations ----
@@ -665,7 +683,7 @@ func (c *HTTP) Signup(ctx context.Context, caller Caller, email, password string
 		} else {
 			outcome = OutcomeOK
 		}
-	case last.status == http.StatusConflict && last.code() == codeEmailTaken && len(exchanges) > 1 && exchanges[len(exchanges)-2].status == 0:
+	case last.status == http.StatusConflict && last.code() == codeEmailTaken && slices.ContainsFunc(exchanges[:len(exchanges)-1], unanswered):
 		outcome, reason = OutcomeInfo, codeEmailTaken
 	case last.status == 0 || last.status >= 500 || last.status == http.StatusTooManyRequests:
 		outcome, reason = OutcomeInfo, codeOr(last)
@@ -685,6 +703,9 @@ func (c *HTTP) Signup(ctx context.Context, caller Caller, email, password string
 	}
 	return user, failure
 }
+
+// unanswered reports whether an attempt got no answer, so may have been applied.
+func unanswered(e exchange) bool { return e.status == 0 }
 
 // Signin opens a session. Signing in twice only makes two sessions, so it is retried like a read.
 func (c *HTTP) Signin(ctx context.Context, email, password string) (Session, error) {

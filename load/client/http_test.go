@@ -281,8 +281,8 @@ func TestMoneyOutcomes(t *testing.T) {
 		timeout  time.Duration
 
 		wantOutcome, wantStatus, wantReason, wantTx string
-		wantStatuses                               []int
-		wantAccepted, wantFinal                    bool
+		wantStatuses                                []int
+		wantAccepted, wantFinal                     bool
 	}{
 		{name: "200 settled", answers: []fakeAnswer{answer(200, settled)},
 			wantOutcome: OutcomeOK, wantStatus: StatusSettled, wantTx: "t1", wantStatuses: []int{200}, wantAccepted: true, wantFinal: true},
@@ -317,7 +317,7 @@ func TestMoneyOutcomes(t *testing.T) {
 		{name: "401 after a timeout", answers: []fakeAnswer{hang, answer(401, `{"code":"unauthenticated","message":"x"}`)}, timeout: 200 * time.Millisecond,
 			wantOutcome: OutcomeInfo, wantReason: "unauthenticated", wantStatuses: []int{0, 401}},
 		{name: "429 after a 409 in flight", answers: []fakeAnswer{answerInFlight, answer(429, `{"code":"rate_limited","message":"x"}`)},
-			wantOutcome: OutcomeInfo, wantReason: "rate_limited", wantStatuses: []int{409, 429}},
+			wantOutcome: OutcomeInfo, wantReason: "rate_limited", wantStatuses: []int{409, 429, 429}},
 		{name: "unreadable body", answers: []fakeAnswer{answer(200, "not json")},
 			wantOutcome: OutcomeInfo, wantReason: "invalid_response", wantStatuses: []int{200}, wantAccepted: true},
 		{name: "body cut short", answers: []fakeAnswer{{truncate: true, status: 200, body: settled[:10]}},
@@ -489,7 +489,9 @@ func TestPollingStopsWhenTheContextEnds(t *testing.T) {
 	})
 	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, PollFor: time.Hour})
 	done := make(chan Result, 1)
-	go func() { done <- c.Money(ctx, MoneyRequest{Kind: KindDeposit, Session: testSession(), To: 11, Amount: 1}) }()
+	go func() {
+		done <- c.Money(ctx, MoneyRequest{Kind: KindDeposit, Session: testSession(), To: 11, Amount: 1})
+	}()
 	select {
 	case result := <-done:
 		if result.Outcome != OutcomeInfo || result.Polls < 3 || !result.FinalAt.IsZero() {
@@ -943,14 +945,14 @@ func TestSignup(t *testing.T) {
 		answers  []fakeAnswer
 		attempts int
 
-		wantUser                          User
-		wantErr                           bool
-		wantStatus                        int
-		wantCode                          string
-		wantDefinitive                    bool
-		wantOutcome, wantReason           string
-		wantStatuses                      []int
-		wantJournalUser, wantJournalTo    int64
+		wantUser                       User
+		wantErr                        bool
+		wantStatus                     int
+		wantCode                       string
+		wantDefinitive                 bool
+		wantOutcome, wantReason        string
+		wantStatuses                   []int
+		wantJournalUser, wantJournalTo int64
 	}{
 		{name: "created", answers: []fakeAnswer{{}}, attempts: 3,
 			wantUser: User{UserID: 1, AccountID: 1001}, wantOutcome: OutcomeOK, wantStatuses: []int{201}, wantJournalUser: 1, wantJournalTo: 1001},
@@ -1162,7 +1164,9 @@ func TestBalance(t *testing.T) {
 
 func TestObserver(t *testing.T) {
 	ok := func(route string, status int) observation { return observation{Route: route, Status: status} }
-	failed := func(route string, status int) observation { return observation{Route: route, Status: status, Failed: true} }
+	failed := func(route string, status int) observation {
+		return observation{Route: route, Status: status, Failed: true}
+	}
 	deposit := func(ctx context.Context, c *HTTP, change func(*MoneyRequest)) {
 		request := MoneyRequest{Kind: KindDeposit, Session: testSession(), To: 11, Amount: 1, Key: "k1"}
 		if change != nil {
@@ -1212,7 +1216,9 @@ func TestObserver(t *testing.T) {
 				}
 				return fakeAnswer{}
 			},
-			run:  func(ctx context.Context, c *HTTP) { deposit(ctx, c, func(r *MoneyRequest) { r.Duplicate = DuplicateDelayed }) },
+			run: func(ctx context.Context, c *HTTP) {
+				deposit(ctx, c, func(r *MoneyRequest) { r.Duplicate = DuplicateDelayed })
+			},
 			want: []observation{ok(routeDeposit, 200), ok(routeDeposit, 409), ok(routeDeposit, 200)}},
 		{name: "a delayed duplicate that gets a 503",
 			script: func(call gatewayCall) fakeAnswer {
@@ -1221,7 +1227,9 @@ func TestObserver(t *testing.T) {
 				}
 				return fakeAnswer{}
 			},
-			run:  func(ctx context.Context, c *HTTP) { deposit(ctx, c, func(r *MoneyRequest) { r.Duplicate = DuplicateDelayed }) },
+			run: func(ctx context.Context, c *HTTP) {
+				deposit(ctx, c, func(r *MoneyRequest) { r.Duplicate = DuplicateDelayed })
+			},
 			want: []observation{ok(routeDeposit, 200), failed(routeDeposit, 503), ok(routeDeposit, 200)}},
 		{name: "misuse refused", run: func(ctx context.Context, c *HTTP) { deposit(ctx, c, func(r *MoneyRequest) { r.Misuse = true }) },
 			want: []observation{ok(routeDeposit, 200), ok(routeDeposit, 422)}},

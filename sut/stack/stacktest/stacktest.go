@@ -58,9 +58,6 @@ var shared struct {
 	binary      string
 	binaryError error
 
-	k6      string
-	k6Error error
-
 	databaseCounter atomic.Int64
 }
 
@@ -311,22 +308,6 @@ func sharedBinary() (string, error) {
 	}
 	shared.binary, shared.binaryError = buildBinary(binaryPackage, "ledgerproof")
 	return shared.binary, shared.binaryError
-}
-
-// K6Binary builds the custom k6 (cmd/k6: k6 with the xk6-ledger extension)
-// once per test binary and returns the path of the executable. The first
-// build of k6 takes a minute or two; the Go build cache makes later ones fast.
-func K6Binary(t testing.TB) string {
-	t.Helper()
-	shared.mutex.Lock()
-	defer shared.mutex.Unlock()
-	if shared.k6 == "" && shared.k6Error == nil {
-		shared.k6, shared.k6Error = buildBinary("github.com/ledgerproof/ledgerproof/cmd/k6", "k6")
-	}
-	if shared.k6Error != nil {
-		t.Fatalf("%v", shared.k6Error)
-	}
-	return shared.k6
 }
 
 // buildBinary builds a main package into the binary's temporary directory;
