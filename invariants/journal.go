@@ -12,31 +12,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	loadhistory "github.com/ledgerproof/ledgerproof/load/history"
 )
 
-// JournalEntry is one line of the journal (xk6-ledger/JOURNAL.md). Only the
-// fields the auditor uses are decoded; the rest stay in the file and are
-// quoted verbatim in explanations.
-type JournalEntry struct {
-	Version  int    `json:"v"`
-	Op       string `json:"op"`
-	Kind     string `json:"kind"`
-	Key      string `json:"key"`
-	User     int64  `json:"user"`
-	From     int64  `json:"from"`
-	To       int64  `json:"to"`
-	Amount   int64  `json:"amount"`
-	Seq      int64  `json:"seq"`
-	Invoke   int64  `json:"invoke"`
-	Complete int64  `json:"complete"`
-	Attempts int    `json:"attempts"`
-	Outcome  string `json:"outcome"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason"`
-	Tx       string `json:"tx"`
-	Dup      string `json:"dup"`
-	MisuseOf string `json:"misuse_of"`
-}
+// JournalEntry is one line of the journal (load/JOURNAL.md): the one type the
+// load engine writes and every reader decodes.
+type JournalEntry = loadhistory.Entry
 
 // Journal outcomes.
 const (

@@ -11,20 +11,11 @@ import (
 	"strconv"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/history"
 )
 
-// journalLine is the part of a journal line (load/JOURNAL.md) the report
-// counts.
-type journalLine struct {
-	Kind        string `json:"kind"`
-	Invoke      int64  `json:"invoke"`
-	Complete    int64  `json:"complete"`
-	Attempts    int    `json:"attempts"`
-	Statuses    []int  `json:"statuses"`
-	DupStatuses []int  `json:"dup_statuses"`
-	Outcome     string `json:"outcome"`
-	Reason      string `json:"reason"`
-}
+// journalLine is a journal line (load/JOURNAL.md), as the load engine writes it.
+type journalLine = history.Entry
 
 // outcome indexes of journalSecond.outcomes.
 const (

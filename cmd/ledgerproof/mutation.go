@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,49 +414,6 @@ func mutationStackConfig(dir, binary string, run mutation.Run) (stack.Config, er
 	return config, nil
 }
 
-// freePorts returns n ports free a moment ago on 127.0.0.1; the port at
-// index i is the first of span[i] consecutive free ports.
-func freePorts(n int, span map[int]int) ([]int, error) {
-	taken := map[int]bool{}
-	var ports []int
-	for i := 0; i < n; i++ {
-		width := max(span[i], 1)
-		found := false
-		for attempt := 0; attempt < 50 && !found; attempt++ {
-			listener, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			first := listener.Addr().(*net.TCPAddr).Port
-			listener.Close()
-			found = first+width <= 65535
-			for p := first; found && p < first+width; p++ {
-				if taken[p] {
-					found = false
-					break
-				}
-				if p > first {
-					l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-					if err != nil {
-						found = false
-						break
-					}
-					l.Close()
-				}
-			}
-			if found {
-				for p := first; p < first+width; p++ {
-					taken[p] = true
-				}
-				ports = append(ports, first)
-			}
-		}
-		if !found {
-			return nil, errors.New("no free ports on 127.0.0.1")
-		}
-	}
-	return ports, nil
-}
 
 // runK6 runs the scenario against the stack's gateways; the journal and the
 // k6 summary go to dir. It returns k6's exit status; the error is for a k6

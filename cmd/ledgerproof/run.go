@@ -475,6 +475,13 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		Thresholds: p.scenario.Thresholds, SetupTimeout: o.setupTimeout,
 		Record: p.record, Output: stdout, HardStop: hardStop,
 	}
+	// The generators serve their metrics on free loopback ports, scraped beside the system's: the report
+	// shows what the load cost as well as what the system did.
+	if ports, err := freePorts(1, map[int]int{0: o.generators}); err == nil {
+		config.LoadMetricsPort = ports[0]
+	} else {
+		fmt.Fprintf(stdout, "no free ports for the load's metrics (%v): the load's own figures are in its summary only\n", err)
+	}
 	if p.loadTime > 0 {
 		config.LoadTimeout = o.setupTimeout + p.loadTime + 5*time.Minute
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ledgerproof/ledgerproof/load/threshold"
@@ -112,9 +113,10 @@ func labelValues(key seriesKey) []string {
 	return append([]string(nil), key.tags[:len(threshold.Known[key.metric])]...)
 }
 
-// newPrometheusHandler serves the recorder's collector from a registry of its own (no global state).
+// newPrometheusHandler serves the recorder's collector from a registry of its own (no global state), with the
+// process's CPU and memory (process_cpu_seconds_total: what the load generator itself costs) and Go's runtime.
 func newPrometheusHandler(recorder *Recorder) http.Handler {
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(newCollector(recorder))
+	registry.MustRegister(newCollector(recorder), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

@@ -7,31 +7,22 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/load/history"
 )
 
 // JournalFileName is the load's history inside a run directory
 // (load/JOURNAL.md).
 const JournalFileName = "journal.jsonl"
 
-// journalEntry is the part of a journal line the run watches.
-type journalEntry struct {
-	Kind    string `json:"kind"`
-	VU      int    `json:"vu"`
-	Iter    int64  `json:"iter"`
-	Invoke  int64  `json:"invoke"`
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason"`
-}
-
 // isLoad says whether an operation belongs to the load rather than to its
-// setup: setup's operations (signups, funding deposits) run in VU 0 at
-// iteration -1 (JOURNAL.md).
-func (e journalEntry) isLoad() bool { return e.Iter >= 0 && e.VU > 0 }
+// setup: setup's operations (signups, funding deposits) run in slot (vu) 0
+// at iteration -1 (load/JOURNAL.md).
+func isLoad(e *history.Entry) bool { return e.Iter >= 0 && e.VU > 0 }
 
-// isError is the scenarios' scenario_errors: an unknown outcome, or a
-// rejection for any reason but insufficient funds (a correct answer to a
-// random load).
-func (e journalEntry) isError() bool {
+// isError is the load's errors metric: an unknown outcome, or a rejection
+// for any reason but insufficient funds (a correct answer to a random load).
+func isError(e *history.Entry) bool {
 	return e.Outcome == "info" || (e.Outcome == "fail" && e.Reason != "insufficient_funds" && e.Kind != "misuse")
 }
 
@@ -94,12 +85,12 @@ func (w *JournalWatcher) Poll() (JournalCounts, error) {
 			continue
 		}
 		w.counts.Lines++
-		var entry journalEntry
-		if json.Unmarshal(line, &entry) != nil || !entry.isLoad() {
+		var entry history.Entry
+		if json.Unmarshal(line, &entry) != nil || !isLoad(&entry) {
 			continue
 		}
 		w.counts.Load++
-		if entry.isError() {
+		if isError(&entry) {
 			w.counts.Errors++
 		}
 		invoked := time.UnixMicro(entry.Invoke)

@@ -61,6 +61,9 @@ type Config struct {
 	Generators int
 	// Thresholds are the scenario's, to judge the merged summary of several generators.
 	Thresholds []threshold.Threshold
+	// LoadMetricsPort, when positive, is the first of Generators loopback ports where the generators serve
+	// their Prometheus /metrics (generator i on LoadMetricsPort+i), scraped with the targets as load-<i>.
+	LoadMetricsPort int
 	// Gateways are the system's base URLs.
 	Gateways []string
 	// Targets are the /metrics endpoints scraped every ScrapeInterval.
@@ -261,7 +264,14 @@ func (r *run) load(ctx context.Context) {
 		return
 	}
 	defer metricsFile.Close()
-	scraper := &Scraper{Targets: config.Targets, Interval: config.ScrapeInterval, Now: config.Now}
+	targets := append([]Target{}, config.Targets...)
+	if config.LoadMetricsPort > 0 {
+		for segment := range config.Generators {
+			targets = append(targets, Target{Name: "load-" + strconv.Itoa(segment),
+				URL: "http://" + loadMetricsAddress(config.LoadMetricsPort, segment) + "/metrics"})
+		}
+	}
+	scraper := &Scraper{Targets: targets, Interval: config.ScrapeInterval, Now: config.Now}
 	scrapeContext, stopScraping := context.WithCancel(context.Background())
 	scrapeDone := make(chan error, 1)
 	go func() { scrapeDone <- scraper.Run(scrapeContext, metricsFile) }()
@@ -283,6 +293,9 @@ func (r *run) load(ctx context.Context) {
 		}
 		defer logFile.Close()
 		args := LoadArgs(config.RunDir, config.Scenario, config.Gateways, config.Sets, config.Seed, segment, config.Generators)
+		if config.LoadMetricsPort > 0 {
+			args = append(args, "--metrics-address", loadMetricsAddress(config.LoadMetricsPort, segment))
+		}
 		r.say("load: %s %s (log %s)", config.Binary, strings.Join(args, " "), logFile.Name())
 		generator, err := startLoad(config.Binary, args, logFile)
 		if err != nil {
@@ -447,6 +460,11 @@ func (r *run) load(ctx context.Context) {
 	if ctx.Err() != nil {
 		r.record.Note = "interrupted"
 	}
+}
+
+// loadMetricsAddress is where generator i serves its /metrics.
+func loadMetricsAddress(firstPort, segment int) string {
+	return "127.0.0.1:" + strconv.Itoa(firstPort+segment)
 }
 
 // journalName is generator i's journal.
