@@ -19,7 +19,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
-// A drill: gate.js load against a fresh local stack, a chaos plan applied
+// A drill: gate.yaml load against a fresh local stack, a chaos plan applied
 // during it, every component up again, then the audit, which must pass with
 // zero lost and zero duplicated acknowledged operations.
 type drill struct {

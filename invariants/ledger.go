@@ -1,5 +1,5 @@
 // Package invariants is the auditor, the Jepsen checker of Ledgerproof: it
-// reads a run's operation journal (xk6-ledger/JOURNAL.md) and the system's
+// reads a run's operation journal (load/JOURNAL.md) and the system's
 // ledger, and checks every invariant of the catalogue (conservation, balance
 // equals postings, no overdraft, exactly-once, no phantoms, outcome
 // agreement, the idempotency-key contract, per-account order, durability and

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/load/metrics"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -33,8 +35,8 @@ type capacityMode struct {
 	WorkerArgs  []string `json:"worker_args"`
 }
 
-// capacityStep is one step's figures: k6's view (capacity.json of the
-// step's k6 run) and the CPU each process used during the step's load.
+// capacityStep is one step's figures: the load's view (load-summary.json of
+// the step's load run) and the CPU each process used during the step's hold.
 type capacityStep struct {
 	TargetTPS          int      `json:"target_tps"`
 	AchievedTPS        float64  `json:"achieved_tps"`
@@ -50,13 +52,15 @@ type capacityStep struct {
 	P99SettleMs        *float64 `json:"p99_settle_ms"`
 	Held               bool     `json:"held"`
 	Reasons            []string `json:"reasons"`
-	// WindowStart and WindowSeconds are the step's load (ramp and hold).
-	WindowStart   time.Time `json:"window_start"`
-	WindowSeconds float64   `json:"window_seconds"`
+	// WindowStart and WindowSeconds are the step's hold: AchievedTPS is
+	// CompletedInWindow (money operations completed in it) over its length.
+	WindowStart       time.Time `json:"window_start"`
+	WindowSeconds     float64   `json:"window_seconds"`
+	CompletedInWindow int64     `json:"completed_in_window"`
 	// CPUSeconds is the CPU each process tree used in the window
-	// ("postgres" counts every backend; "machine" is the whole machine,
-	// other people's work included); CPUPer1000 divides it by the
-	// iterations in thousands.
+	// ("postgres" counts every backend; "load" is the load generator;
+	// "machine" is the whole machine, other people's work included);
+	// CPUPer1000 divides it by CompletedInWindow in thousands.
 	CPUSeconds map[string]float64 `json:"cpu_seconds"`
 	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_requests"`
 	// LoadAverage is /proc/loadavg's first figure when the step ended.
@@ -64,7 +68,9 @@ type capacityStep struct {
 	// RecordsPerBatch is the workers' mean batch size during the step (from
 	// their metrics; 0 without workers).
 	RecordsPerBatch float64 `json:"records_per_batch"`
-	K6ExitCode      int     `json:"k6_exit_code"`
+	// LoadExitCode is the step's `ledgerproof load` exit status (0: it ran;
+	// the capacity scenario has no thresholds).
+	LoadExitCode int `json:"load_exit_code"`
 }
 
 // capacityModeResult is what one mode measured.
@@ -100,41 +106,40 @@ type capacityResult struct {
 }
 
 type capacityOptions struct {
-	out, k6, scenario, stackRoot, docs string
-	modes                              []string
-	steps                              []int
-	hold, ramp                         time.Duration
-	accounts                           int
-	seed                               int64
-	gateways, workers, partitions      int
-	gatewayArgs, workerArgs            stackArgumentList
-	stackEnv                           stackArgumentList
-	failuresToStop                     int
-	requireTPS                         int
-	requireRatio                       float64
-	profileAt                          int
-	profileSeconds                     int
-	portBase                           int
+	out, scenario, stackRoot, docs string
+	modes                          []string
+	steps                          []int
+	hold, ramp                     time.Duration
+	accounts                       int
+	seed                           int64
+	gateways, workers, partitions  int
+	gatewayArgs, workerArgs        stackArgumentList
+	stackEnv                       stackArgumentList
+	failuresToStop                 int
+	requireTPS                     int
+	requireRatio                   float64
+	profileAt                      int
+	profileSeconds                 int
+	portBase                       int
 }
 
 // capacityCommand is `make capacity`: for each mode a fresh local stack, the
-// capacity steps (one k6 run of scenarios/capacity.js per step, so stepping
-// can stop after two failed steps), CPU per process sampled from /proc, the
-// audit, and the report.
+// capacity steps (one `ledgerproof load` run of scenarios/capacity.yaml per
+// step, so stepping can stop after two failed steps), CPU per process (the
+// load generator's included) sampled from /proc, the audit, and the report.
 func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("capacity", flag.ContinueOnError)
 	var o capacityOptions
 	stamp := time.Now().UTC().Format("20060102T150405Z")
-	flags.StringVar(&o.out, "out", filepath.Join("reports", "runs", "capacity-"+stamp), "run directory: capacity.json, capacity.md, one folder per mode (journals, k6 logs, audit)")
-	flags.StringVar(&o.k6, "k6", "bin/k6", "k6 binary with the ledger extension (make k6)")
-	flags.StringVar(&o.scenario, "scenario", "scenarios/capacity.js", "capacity scenario")
+	flags.StringVar(&o.out, "out", filepath.Join("reports", "runs", "capacity-"+stamp), "run directory: capacity.json, capacity.md, one folder per mode (journals, each step's load log and summary, audit)")
+	flags.StringVar(&o.scenario, "scenario", "scenarios/capacity.yaml", "capacity scenario; each step is one ledgerproof load run of it with schedule.steps=[RATE], step_ramp, step_hold and setup.accounts set from the flags below")
 	flags.StringVar(&o.stackRoot, "stack-dir", ".ledgerproof/capacity", "parent of the stacks' directories (one per mode, purged after)")
 	flags.StringVar(&o.docs, "docs", "", "markdown file whose capacity section (between the capacity-report markers) receives the summary; empty: none")
 	modes := flags.String("modes", "batched,naive", "modes measured, in order: batched (the pipeline), naive (one transaction per request)")
 	steps := flags.String("steps", "1000,1500,2000,2500,3000,3600,5000,7500,10000", "arrival rates (TPS), ascending (500 apart up to 3,600: the knee to the nearest 500)")
 	flags.DurationVar(&o.hold, "step-duration", 20*time.Second, "hold of each step")
-	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from the previous one's rate")
-	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's k6 run signs up and funds")
+	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from 0 (each step is a load run of its own; the step is judged on its hold)")
+	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's load run signs up and funds (setup.accounts)")
 	flags.Int64Var(&o.seed, "seed", 0, "seed of the load (0: drawn and printed); step i uses seed+i")
 	flags.IntVar(&o.partitions, "partitions", 2, "partitions of the commands topic: with one worker on two cores, 2 fill batches (about 70 records at 3,600 TPS with the 30 ms linger) where 4 left 15-17 and 16 left 6, and Postgres pays per batch")
 	flags.IntVar(&o.gateways, "gateways", 1, "gateway processes of both modes")
@@ -145,7 +150,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.IntVar(&o.failuresToStop, "stop-after-failures", 2, "stop a mode's stepping after this many consecutive failed steps")
 	flags.IntVar(&o.requireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
 	flags.Float64Var(&o.requireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
-	flags.IntVar(&o.profileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof); 0: none")
+	flags.IntVar(&o.profileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics; the load generator serves no profile: its CPU, like every process's, is sampled from /proc; 0: none")
 	flags.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of each CPU profile")
 	flags.IntVar(&o.portBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
@@ -173,6 +178,12 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 		for _, mode := range o.modes {
 			if mode != "batched" && mode != "naive" {
 				return fmt.Errorf("--modes: unknown mode %q", mode)
+			}
+		}
+		// Every step's load is checked before any stack starts.
+		for _, rate := range o.steps {
+			if _, err := capacityPlan(o, rate); err != nil {
+				return err
 			}
 		}
 		if o.seed == 0 {
@@ -390,17 +401,16 @@ func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIn
 	go func() { sampler.run(time.Second, stop); close(sampled) }()
 	defer func() { close(stop); <-sampled }()
 
-	failures, previous := 0, 0
+	failures := 0
 	for index, rate := range o.steps {
 		if ctx.Err() != nil {
 			return result, ctx.Err()
 		}
-		step, err := runCapacityStep(ctx, o, mode, file, sampler, index, rate, previous, result.RunDir, out)
+		step, err := runCapacityStep(ctx, o, self, mode, file, sampler, index, rate, result.RunDir, out)
 		if err != nil {
 			return result, err
 		}
 		result.Steps = append(result.Steps, step)
-		previous = rate
 		if step.Held {
 			failures = 0
 			continue
@@ -435,11 +445,63 @@ func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIn
 	return result, nil
 }
 
-// runCapacityStep runs one step as its own k6 run of the capacity scenario
-// (ramping from the previous step's rate), sampling CPU meanwhile.
-func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, sampler *cpuSampler,
-	index, rate, previous int, runDir string, out io.Writer) (capacityStep, error) {
-	step := capacityStep{TargetTPS: rate}
+// loadComponent is the load generator's name in the CPU tables.
+const loadComponent = "load"
+
+// The step criteria: a step holds with every iteration started (none
+// dropped), errors below capacityErrorRateMax of its money operations and
+// p95 accept below capacityP95Milliseconds.
+const (
+	capacityErrorRateMax    = 0.001
+	capacityP95Milliseconds = 250
+)
+
+// capacitySets are the overrides of a step's load: the step's rate as the
+// scenario's only step, the ramp (from 0) and hold, the accounts.
+func capacitySets(o capacityOptions, rate int) []string {
+	return []string{
+		"schedule.steps=[" + strconv.Itoa(rate) + "]",
+		"schedule.step_ramp=" + o.ramp.String(),
+		"schedule.step_hold=" + o.hold.String(),
+		"setup.accounts=" + strconv.Itoa(o.accounts),
+	}
+}
+
+// capacityPlan reads the scenario with a step's overrides, as its load will,
+// and returns the step's arrival schedule.
+func capacityPlan(o capacityOptions, rate int) (*generator.Plan, error) {
+	s, err := scenario.Load(o.scenario, capacitySets(o, rate))
+	if err != nil {
+		return nil, fmt.Errorf("step %d: %w", rate, err)
+	}
+	if s.Schedule.Executor != scenario.ExecutorCapacitySteps {
+		return nil, fmt.Errorf("step %d: %s: executor %s, want %s", rate, o.scenario, s.Schedule.Executor, scenario.ExecutorCapacitySteps)
+	}
+	plan, err := generator.NewPlan(s.Schedule, 1)
+	if err != nil {
+		return nil, fmt.Errorf("step %d: %w", rate, err)
+	}
+	return plan, nil
+}
+
+// capacityLoadArgs is the command line of a step's load.
+func capacityLoadArgs(o capacityOptions, gateways []string, stepDir string, index, rate int) []string {
+	args := []string{"load", "--scenario", o.scenario, "--base-url", strings.Join(gateways, ","), "--out", stepDir,
+		"--seed", strconv.FormatInt(o.seed+int64(index), 10)}
+	for _, set := range capacitySets(o, rate) {
+		args = append(args, "--set", set)
+	}
+	return args
+}
+
+// runCapacityStep runs one step as a load run of its own (`ledgerproof load`
+// with the step's rate as the scenario's only step), sampling CPU meanwhile.
+// Setup (sign-ups, funding) comes first; the schedule starts when this
+// process says so, so the profiles are timed from it. The figures come from
+// the load's summary.
+func runCapacityStep(ctx context.Context, o capacityOptions, self string, mode capacityMode, file *stack.File, sampler *cpuSampler,
+	index, rate int, runDir string, out io.Writer) (capacityStep, error) {
+	step := capacityStep{TargetTPS: rate, LoadExitCode: -1}
 	name := fmt.Sprintf("step-%02d-%d", index+1, rate)
 	stepDir, err := filepath.Abs(filepath.Join(runDir, "steps", name))
 	if err != nil {
@@ -448,121 +510,73 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 	if err := os.MkdirAll(stepDir, 0o755); err != nil {
 		return step, err
 	}
-	logFile, err := os.Create(filepath.Join(stepDir, "k6.log"))
+	plan, err := capacityPlan(o, rate)
+	if err != nil {
+		return step, err
+	}
+	step.ExpectedIterations = float64(plan.Total())
+	logFile, err := os.Create(filepath.Join(stepDir, loadLogFileName))
 	if err != nil {
 		return step, err
 	}
 	defer logFile.Close()
-	k6Args := []string{"run", "--no-usage-report"}
-	k6API := ""
-	if o.profileAt == rate {
-		// k6's own profile comes from its REST API (pprof behind
-		// --profiling-enabled), on a port free right now.
-		port, err := freeLoopbackPort()
-		if err != nil {
-			return step, err
-		}
-		k6API = fmt.Sprintf("127.0.0.1:%d", port)
-		k6Args = append(k6Args, "--profiling-enabled", "--address", k6API)
+	// The load runs with Go's default settings (GOGC=100, every core), from
+	// this process's environment.
+	load, err := startGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
+	if err != nil {
+		return step, err
 	}
-	k6 := exec.CommandContext(ctx, o.k6, append(k6Args, o.scenario)...)
-	k6.Stdout, k6.Stderr = logFile, logFile
-	k6.Env = append(os.Environ(),
-		// The load generator shares the machine: a k6 of thousands of VUs
-		// spends much of its CPU in garbage collection at Go's default
-		// GOGC=100 (measured: 0.40 -> 0.35 CPU-seconds per 1,000 requests
-		// with 400), memory it has plenty of. GOGC from the environment
-		// wins.
-		"GOGC="+envOr("GOGC", "400"),
-		"BASE_URL="+strings.Join(file.Endpoints.Gateways, ","),
-		"RUN_DIR="+stepDir,
-		"TARGET_TPS="+strconv.Itoa(rate),
-		"STEPS="+strconv.Itoa(rate),
-		"RAMP_FROM="+strconv.Itoa(previous),
-		"STEP_DURATION="+formatSeconds(o.hold),
-		"RAMP_DURATION="+formatSeconds(o.ramp),
-		"STEP_GAP=5s",
-		"ACCOUNTS="+strconv.Itoa(o.accounts),
-		"SEED="+strconv.FormatInt(o.seed+int64(index), 10),
-	)
+	sampler.watch(loadComponent, load.pid())
+	defer sampler.watch(loadComponent, 0)
+	if err := load.waitReady(ctx); err != nil {
+		load.stop()
+		return step, fmt.Errorf("%s: the load's setup: %w (see %s)", name, err, logFile.Name())
+	}
+	// Batches from here on are the step's: setup's funding deposits are not.
 	batchesBefore := scrapeBatches(file)
-	started := time.Now()
-	if err := k6.Start(); err != nil {
-		return step, fmt.Errorf("start k6: %w", err)
+	scheduleStart := time.Now().Add(loadStartDelay)
+	if err := load.start(scheduleStart); err != nil {
+		load.stop()
+		return step, err
 	}
-	sampler.watch("k6", k6.Process.Pid)
 	profiled := make(chan struct{})
 	if o.profileAt == rate {
 		go func() {
 			defer close(profiled)
-			takeProfiles(ctx, o, mode, file, k6API, stepDir, out)
+			// A second into the hold, so the profiles fall inside it
+			// (--profile-seconds must be below the hold).
+			takeProfiles(ctx, o, mode, file, scheduleStart.Add(o.ramp+time.Second), stepDir, out)
 		}()
 	} else {
 		close(profiled)
 	}
-	waitError := k6.Wait()
-	// One more sample while k6's tree is still known, then forget it.
+	waitError := load.wait()
+	step.LoadExitCode = load.exitCode
+	// One more sample while the load's process is still known, then forget it.
 	sampler.sample()
-	sampler.watch("k6", 0)
+	sampler.watch(loadComponent, 0)
 	<-profiled
 	if after := scrapeBatches(file); after[1] > batchesBefore[1] {
 		step.RecordsPerBatch = round3((after[0] - batchesBefore[0]) / (after[1] - batchesBefore[1]))
 	}
-	step.K6ExitCode = 0
 	if waitError != nil {
-		var exitError *exec.ExitError
-		if !errors.As(waitError, &exitError) {
-			return step, fmt.Errorf("k6: %w", waitError)
-		}
-		step.K6ExitCode = exitError.ExitCode()
+		return step, fmt.Errorf("%s: %w (see %s)", name, waitError, logFile.Name())
 	}
 	// The journal joins the mode's run directory, where the audit reads
 	// journal*.jsonl.
 	if err := os.Rename(filepath.Join(stepDir, "journal.jsonl"), filepath.Join(runDir, "journal-"+name+".jsonl")); err != nil {
-		return step, fmt.Errorf("%s: k6 left no journal (exit %d; see %s): %w", name, step.K6ExitCode, logFile.Name(), err)
+		return step, fmt.Errorf("%s: the load left no journal (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
 	}
-	var report struct {
-		LoadStartedAtMs *float64 `json:"loadStartedAtMs"`
-		Steps           []struct {
-			AchievedTPS        float64  `json:"achievedTps"`
-			Iterations         float64  `json:"iterations"`
-			ExpectedIterations float64  `json:"expectedIterations"`
-			Dropped            float64  `json:"dropped"`
-			ErrorRate          *float64 `json:"errorRate"`
-			P50AcceptMs        *float64 `json:"p50AcceptMs"`
-			P95AcceptMs        *float64 `json:"p95AcceptMs"`
-			P99AcceptMs        *float64 `json:"p99AcceptMs"`
-			P50SettleMs        *float64 `json:"p50SettleMs"`
-			P95SettleMs        *float64 `json:"p95SettleMs"`
-			P99SettleMs        *float64 `json:"p99SettleMs"`
-			Held               bool     `json:"held"`
-			Reasons            []string `json:"reasons"`
-			StartSeconds       float64  `json:"startSeconds"`
-			RampSeconds        float64  `json:"rampSeconds"`
-			HoldSeconds        float64  `json:"holdSeconds"`
-		} `json:"steps"`
-	}
-	content, err := os.ReadFile(filepath.Join(stepDir, "capacity.json"))
+	summary, err := metrics.ReadSummary(filepath.Join(stepDir, metrics.SummaryFile))
 	if err == nil {
-		err = json.Unmarshal(content, &report)
+		err = step.setFigures(summary)
 	}
-	if err != nil || len(report.Steps) != 1 {
-		return step, fmt.Errorf("%s: no step report from k6 (exit %d; see %s): %v", name, step.K6ExitCode, logFile.Name(), err)
+	if err != nil {
+		return step, fmt.Errorf("%s: no step figures from the load (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
 	}
-	k := report.Steps[0]
-	step.AchievedTPS, step.Iterations, step.ExpectedIterations, step.Dropped = k.AchievedTPS, k.Iterations, k.ExpectedIterations, k.Dropped
-	step.ErrorRate, step.P50AcceptMs, step.P95AcceptMs, step.P99AcceptMs = k.ErrorRate, k.P50AcceptMs, k.P95AcceptMs, k.P99AcceptMs
-	step.P50SettleMs, step.P95SettleMs, step.P99SettleMs = k.P50SettleMs, k.P95SettleMs, k.P99SettleMs
-	step.Held, step.Reasons = k.Held, k.Reasons
-	loadStart := started
-	if report.LoadStartedAtMs != nil {
-		loadStart = time.UnixMilli(int64(*report.LoadStartedAtMs))
-	}
-	step.WindowStart = loadStart.Add(time.Duration(k.StartSeconds * float64(time.Second))).UTC()
-	step.WindowSeconds = k.RampSeconds + k.HoldSeconds
 	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
 	step.CPUSeconds, step.CPUPer1000 = map[string]float64{}, map[string]float64{}
-	names := []string{machineComponent, "k6"}
+	names := []string{machineComponent, loadComponent}
 	for _, component := range file.Components {
 		names = append(names, component.Name)
 	}
@@ -572,8 +586,8 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 			continue
 		}
 		step.CPUSeconds[component] = round3(used)
-		if step.Iterations > 0 {
-			step.CPUPer1000[component] = round3(used / (step.Iterations / 1000))
+		if step.CompletedInWindow > 0 {
+			step.CPUPer1000[component] = round3(used / (float64(step.CompletedInWindow) / 1000))
 		}
 	}
 	if content, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -592,37 +606,86 @@ func runCapacityStep(ctx context.Context, o capacityOptions, mode capacityMode, 
 	return step, nil
 }
 
-// takeProfiles fetches CPU profiles of gateway-0 and worker-0 (if any) while
-// the step holds: it waits for the ramp and a few seconds of setup first.
-func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, k6API, stepDir string, out io.Writer) {
-	// The k6 setup (sign-ups) takes a while: the profile starts once the
-	// scenario logs that the load starts, plus the ramp and a second, so
-	// it falls inside the hold (--profile-seconds must be below the hold).
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		content, _ := os.ReadFile(filepath.Join(stepDir, "k6.log"))
-		if strings.Contains(string(content), loadStartsLine) {
-			break
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(out, "%s: no profile: the load did not start\n", mode.Name)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(200 * time.Millisecond):
-		}
+// setFigures fills the step's figures from its load's summary, whose only
+// step is this one, and judges the step:
+//   - achieved TPS is the money operations completed in the hold over its
+//     length; iterations, dropped, errors and latencies are over the whole
+//     step (ramp and hold);
+//   - settle p50 and p99 are the run's settle_duration: every operation of a
+//     one-step load is the step's (a count that differs is a bug);
+//   - the step holds with at least one iteration, none dropped, errors below
+//     0.1% and p95 accept below 250 ms.
+func (step *capacityStep) setFigures(summary *metrics.Summary) error {
+	if len(summary.Steps) != 1 {
+		return fmt.Errorf("%d steps in the summary, want 1", len(summary.Steps))
 	}
+	figures := summary.Steps[0]
+	if figures.Step != strconv.Itoa(step.TargetTPS) {
+		return fmt.Errorf("the summary's step is %q, want %d", figures.Step, step.TargetTPS)
+	}
+	step.AchievedTPS = figures.OperationsPerSecond
+	step.Iterations = float64(figures.Started)
+	step.Dropped = float64(figures.Dropped)
+	step.WindowStart = figures.WindowStart
+	step.WindowSeconds = figures.WindowEnd.Sub(figures.WindowStart).Seconds()
+	step.CompletedInWindow = figures.CompletedInWindow
+	step.ErrorRate, step.P50AcceptMs, step.P95AcceptMs, step.P99AcceptMs = nil, nil, nil, nil
+	step.P50SettleMs, step.P95SettleMs, step.P99SettleMs = nil, nil, nil
+	if figures.Completed > 0 {
+		step.ErrorRate = optional(figures.ErrorRate)
+	}
+	if figures.AcceptSamples > 0 {
+		step.P50AcceptMs = optional(figures.AcceptP50Milliseconds)
+		step.P95AcceptMs = optional(figures.AcceptP95Milliseconds)
+		step.P99AcceptMs = optional(figures.AcceptP99Milliseconds)
+	}
+	if figures.SettleSamples > 0 {
+		settle := summary.Metrics["settle_duration"].Figures
+		if count := int64(settle["count"]); count != figures.SettleSamples {
+			return fmt.Errorf("the run has %d settle samples, its only step %d", count, figures.SettleSamples)
+		}
+		step.P50SettleMs = optional(settle["med"])
+		step.P95SettleMs = optional(figures.SettleP95Milliseconds)
+		step.P99SettleMs = optional(settle["p(99)"])
+	}
+	step.Reasons = []string{}
+	if figures.Started == 0 {
+		step.Reasons = append(step.Reasons, "no iterations")
+	}
+	if figures.Dropped > 0 {
+		step.Reasons = append(step.Reasons, fmt.Sprintf("%d dropped", figures.Dropped))
+	}
+	switch {
+	case step.ErrorRate == nil:
+		step.Reasons = append(step.Reasons, "no error data")
+	case *step.ErrorRate >= capacityErrorRateMax:
+		step.Reasons = append(step.Reasons, fmt.Sprintf("errors %.3f%%", *step.ErrorRate*100))
+	}
+	switch {
+	case step.P95AcceptMs == nil:
+		step.Reasons = append(step.Reasons, "no latency data")
+	case *step.P95AcceptMs >= capacityP95Milliseconds:
+		step.Reasons = append(step.Reasons, fmt.Sprintf("p95 %.1f ms", *step.P95AcceptMs))
+	}
+	step.Held = len(step.Reasons) == 0
+	return nil
+}
+
+func optional(value float64) *float64 { return &value }
+
+// takeProfiles fetches CPU profiles of gateway-0 and worker-0 (if any),
+// starting at at (inside the step's hold), and Postgres's statement
+// statistics over the same time. The load generator serves no profiles: its
+// CPU is sampled from /proc.
+func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, file *stack.File, at time.Time, stepDir string, out io.Writer) {
+	timer := time.NewTimer(time.Until(at))
 	select {
 	case <-ctx.Done():
+		timer.Stop()
 		return
-	case <-time.After(o.ramp + time.Second):
+	case <-timer.C:
 	}
 	targets := map[string]string{"gateway-0": file.Endpoints.Gateways[0]}
-	if k6API != "" {
-		targets["k6"] = "http://" + k6API
-	}
 	if len(file.Endpoints.WorkerMetrics) > 0 {
 		targets["worker-0"] = strings.TrimSuffix(file.Endpoints.WorkerMetrics[0], "/metrics")
 	}
@@ -668,20 +731,6 @@ func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, fil
 	}
 }
 
-// freeLoopbackPort returns a loopback TCP port nobody listens on now.
-func freeLoopbackPort() (int, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer listener.Close()
-	return listener.Addr().(*net.TCPAddr).Port, nil
-}
-
-// loadStartsLine is what capacity.js logs when setup() is done and the
-// steps' clock starts.
-const loadStartsLine = "capacity: load starts"
-
 // scrapeBatches sums the workers' batch-size metric: [records, batches].
 func scrapeBatches(file *stack.File) [2]float64 {
 	var total [2]float64
@@ -724,17 +773,6 @@ func auditSummary(runDir string, auditError error) string {
 	return verdict
 }
 
-func envOr(name, fallback string) string {
-	if value := os.Getenv(name); value != "" {
-		return value
-	}
-	return fallback
-}
-
-func formatSeconds(duration time.Duration) string {
-	return strconv.FormatFloat(duration.Seconds(), 'f', -1, 64) + "s"
-}
-
 func round3(value float64) float64 { return math.Round(value*1000) / 1000 }
 
 func formatOptional(value *float64, decimals int) string {
@@ -751,17 +789,17 @@ func formatPercent(value *float64) string {
 	return strconv.FormatFloat(*value*100, 'f', 3, 64) + "%"
 }
 
-// cpuColumns orders the components in tables: the stack's, then k6, then
-// the machine.
+// cpuColumns orders the components in tables: the stack's, then the load
+// generator, then the machine.
 func cpuColumns(values map[string]float64) []string {
 	var names []string
 	for name := range values {
-		if name != "k6" && name != machineComponent {
+		if name != loadComponent && name != machineComponent {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
-	for _, name := range []string{"k6", machineComponent} {
+	for _, name := range []string{loadComponent, machineComponent} {
 		if _, ok := values[name]; ok {
 			names = append(names, name)
 		}
@@ -781,7 +819,7 @@ func formatCPU(values map[string]float64) string {
 func (r *capacityResult) markdown(outDir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Capacity run %s\n\n", r.StartedAt.Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "Machine: %s. Each step: a ramp of %gs from the previous step's rate, a hold of %gs; %d accounts per step; seed %d. "+
+	fmt.Fprintf(&b, "Machine: %s. Each step: a load run of its own, a ramp of %gs from 0, a hold of %gs; %d accounts per step; seed %d. "+
 		"A step holds with %s (the knee is the highest step held with every step below it held). Run directory: `%s`.\n\n",
 		r.Machine, r.RampSeconds, r.StepSeconds, r.Accounts, r.Seed, r.Criteria, outDir)
 	for _, mode := range r.Modes {
@@ -805,7 +843,7 @@ func (r *capacityResult) markdown(outDir string) string {
 		b.WriteString("\n")
 		if len(mode.Steps) > 0 {
 			columns := cpuColumns(mode.Steps[0].CPUSeconds)
-			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's window in brackets; `machine` is every process on the machine, others' work included):\n\n")
+			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included):\n\n")
 			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | records/batch | load avg |\n")
 			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|\n")
 			for _, step := range mode.Steps {

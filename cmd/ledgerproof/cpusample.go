@@ -211,7 +211,7 @@ func (s *cpuSampler) at(name string, instant time.Time) (float64, bool) {
 		break
 	}
 	if before != nil && after == nil && instant.Sub(before.at) <= 3*time.Second {
-		// The process ended (k6 exits soon after its last step) or the
+		// The process ended (the load exits soon after its hold) or the
 		// next sample is not taken yet: its last value stands, which
 		// undercounts by at most what it used after that sample.
 		return before.seconds[name], true

@@ -45,6 +45,8 @@ func commands() map[string]command {
 
 		"load":     {"run a load scenario against a system: setup, schedule, journal, summary (exit 0 passed, 99 threshold failed, 2 could not run)", loadCommand},
 		"mutation": {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
+
+		"bench-load": {"measure the load engine's CPU per operation beside a bare net/http loop (make bench-load)", benchLoadCommand},
 	}
 }
 

@@ -12,14 +12,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
 	"github.com/ledgerproof/ledgerproof/invariants/mutation"
+	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -28,7 +30,6 @@ type mutationOptions struct {
 	out          string
 	doc          string
 	only         string
-	k6           string
 	scenario     string
 	binary       string
 	duration     time.Duration
@@ -48,12 +49,11 @@ func mutationCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.StringVar(&o.out, "out", "reports/runs", "parent of the run folder mutation-<timestamp>/ (matrix.json, one subfolder per run)")
 	flags.StringVar(&o.doc, "doc", "docs/mutation.md", "Markdown file whose generated section (between the markers) receives the matrix; written only for a full matrix (no --only); empty: none")
 	flags.StringVar(&o.only, "only", "", "comma-separated seeded bugs to run (with the clean system under their profiles); default every bug")
-	flags.StringVar(&o.k6, "k6", "bin/k6", "the custom k6 (make k6)")
-	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.js", "the k6 scenario every run drives")
-	flags.StringVar(&o.binary, "binary", "", "ledgerproof binary the stacks run (default: this binary)")
+	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.yaml", "the scenario every run's load drives, with each profile's overrides (docs/scenarios.md)")
+	flags.StringVar(&o.binary, "binary", "", "ledgerproof binary the stacks and the load run (default: this binary)")
 	flags.DurationVar(&o.duration, "duration", 0, "override every profile's load duration (0: the profile's, 30s; at most 60s)")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 90*time.Second, "bound of each audit's wait for the pipeline to drain")
-	flags.IntVar(&o.seed, "seed", 0, "k6 SEED of every run (0: each run draws one, printed in its k6.log)")
+	flags.IntVar(&o.seed, "seed", 0, "seed of every run's load (0: each run draws one, printed in its load.log)")
 	flags.BoolVar(&o.keepStacks, "keep-stacks", false, "stop but do not purge each run's stack directory (its path is printed)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		return runMutationMatrix(ctx, o, os.Stdout)
@@ -72,9 +72,11 @@ func runMutationMatrix(ctx context.Context, o mutationOptions, out io.Writer) er
 	if err != nil {
 		return err
 	}
-	for _, path := range []string{o.k6, o.scenario} {
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("%w (build the custom k6 with 'make k6'; run from the repository root)", err)
+	// Every profile's load is checked before any stack starts: a set the
+	// scenario refuses would otherwise fail each run in turn.
+	for _, profile := range mutation.Profiles() {
+		if _, err := scenario.Load(o.scenario, mutationSets(profile, o.duration)); err != nil {
+			return fmt.Errorf("profile %s: %w (run from the repository root)", profile.Name, err)
 		}
 	}
 	if o.binary == "" {
@@ -194,7 +196,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 	if o.duration > 0 {
 		profile.Duration = o.duration
 	}
-	result := mutation.Result{System: run.Label(), Profile: profile.Name, K6Exit: -1}
+	result := mutation.Result{System: run.Label(), Profile: profile.Name, LoadExit: -1}
 	if run.Case != nil {
 		result.Expected = run.Case.Expected
 	}
@@ -260,12 +262,15 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 		return fail(fmt.Errorf("stack up: %w", err))
 	}
 
-	// The load and the faults.
+	// The load and the faults. The load's setup (sign-ups, funding settled)
+	// runs first; the fault plan is timed from the schedule's start, which
+	// this process gives the load once setup is done.
 	loadContext, stopLoad := context.WithCancel(ctx)
 	var watchdog sync.WaitGroup
 	var restarts []string
 	var restartsMutex sync.Mutex
 	if profile.RestartExited {
+		// From before setup: a seeded crash may hit the funding deposits.
 		watchdog.Add(1)
 		go func() {
 			defer watchdog.Done()
@@ -277,7 +282,39 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 			})
 		}()
 	}
-	loadStart := time.Now()
+	stopAll := func() {
+		stopLoad()
+		watchdog.Wait()
+	}
+	loadLog, err := os.Create(filepath.Join(dir, loadLogFileName))
+	if err != nil {
+		stopAll()
+		return fail(err)
+	}
+	defer loadLog.Close()
+	say("load %s for %s (%s)", filepath.Base(o.scenario), profile.Duration, profileSetsText(profile, o.duration))
+	setupStarted := time.Now()
+	// Bounded: setup (setup.timeout), the schedule, the graceful stop.
+	boundedLoad, cancelBoundedLoad := context.WithTimeout(loadContext, profile.Duration+mutationSetupTimeout+2*time.Minute)
+	defer cancelBoundedLoad()
+	load, err := startGatedLoad(boundedLoad, o.binary, mutationLoadArgs(o, dir, up.File.Endpoints.Gateways, profile), dir, loadLog)
+	if err != nil {
+		stopAll()
+		return fail(err)
+	}
+	if err := load.waitReady(boundedLoad); err != nil {
+		load.stop()
+		result.LoadExit = load.exitCode
+		stopAll()
+		return fail(fmt.Errorf("load setup: %w (see %s)", err, loadLog.Name()))
+	}
+	loadStart := time.Now().Add(loadStartDelay)
+	if err := load.start(loadStart); err != nil {
+		load.stop()
+		stopAll()
+		return fail(err)
+	}
+	say("setup done in %.1fs; the schedule starts", time.Since(setupStarted).Seconds())
 	var plan sync.WaitGroup
 	var faults []string
 	var faultErr error
@@ -289,42 +326,44 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 			return err
 		}, func(line string) { say("fault %s", line) })
 	}()
-	say("load %s for %s (%s)", filepath.Base(o.scenario), profile.Duration, profileEnvText(profile))
-	k6Exit, k6Err := runK6(loadContext, o, dir, up.File, profile)
-	result.K6Exit = k6Exit
+	loadErr := load.wait()
+	result.LoadExit = load.exitCode
 	plan.Wait() // steps all fall inside the load; the plan ends with it or before
 	result.Faults = faults
-	if k6Err != nil {
-		stopLoad()
-		watchdog.Wait()
-		return fail(k6Err)
+	switch {
+	case ctx.Err() != nil:
+		loadErr = fmt.Errorf("load interrupted: %w", ctx.Err())
+	case boundedLoad.Err() != nil:
+		loadErr = fmt.Errorf("the load did not finish within %s (see %s)", profile.Duration+mutationSetupTimeout+2*time.Minute, loadLog.Name())
+	case loadErr == nil && load.exitCode != generator.ExitPassed && load.exitCode != generator.ExitThresholdsFailed:
+		loadErr = fmt.Errorf("the load exited %d (see %s)", load.exitCode, loadLog.Name())
 	}
-	say("k6 exited %d after %.0fs%s", k6Exit, time.Since(loadStart).Seconds(), k6ExitText(k6Exit))
+	if loadErr != nil {
+		stopAll()
+		return fail(loadErr)
+	}
+	say("load exited %d after %.0fs%s", load.exitCode, time.Since(loadStart).Seconds(), loadExitText(load.exitCode))
 	if faultErr != nil {
-		stopLoad()
-		watchdog.Wait()
+		stopAll()
 		return fail(fmt.Errorf("fault plan: %w", faultErr))
 	}
 
 	// Recovery: everything up again before the drain (a lost command must
 	// not be one still queued behind a dead component).
 	if err := recoverStack(ctx, stackDir, func(line string) { say("%s", line) }); err != nil {
-		stopLoad()
-		watchdog.Wait()
+		stopAll()
 		return fail(err)
 	}
 	summary, err := os.Create(filepath.Join(dir, "audit-summary.txt"))
 	if err != nil {
-		stopLoad()
-		watchdog.Wait()
+		stopAll()
 		return fail(err)
 	}
 	say("drain and audit")
 	code := runAudit(ctx, auditOptions{runDir: dir, stackDir: stackDir, topic: invariants.DefaultTopic,
 		drainTimeout: o.drainTimeout, quietPeriod: 2 * time.Second, maxViolations: 20}, summary, progress)
 	summary.Close()
-	stopLoad()
-	watchdog.Wait()
+	stopAll()
 	result.Faults = append(result.Faults, restarts...)
 	audit, err := readAuditResult(filepath.Join(dir, "audit.json"))
 	if err != nil {
@@ -364,27 +403,20 @@ func seededText(config stack.Config) string {
 	return text
 }
 
-func k6ExitText(code int) string {
+func loadExitText(code int) string {
 	switch code {
-	case 0:
+	case generator.ExitPassed:
 		return ""
-	case 99:
+	case generator.ExitThresholdsFailed:
 		return " (thresholds crossed: expected under faults; the audit judges the money)"
 	default:
-		return " (see k6.log)"
+		return " (see " + loadLogFileName + ")"
 	}
 }
 
-func profileEnvText(profile mutation.Profile) string {
-	keys := make([]string, 0, len(profile.Env))
-	for k := range profile.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+profile.Env[k])
-	}
+// profileSetsText is the profile's load as the progress line shows it.
+func profileSetsText(profile mutation.Profile, duration time.Duration) string {
+	parts := mutationSets(profile, duration)
 	if len(profile.Steps) > 0 {
 		parts = append(parts, fmt.Sprintf("%d fault step(s)", len(profile.Steps)))
 	}
@@ -414,59 +446,171 @@ func mutationStackConfig(dir, binary string, run mutation.Run) (stack.Config, er
 	return config, nil
 }
 
+// mutationSetupTimeout bounds each run's load setup (setup.timeout): 50
+// accounts signed up and funded take seconds; a setup still stuck after this
+// names the accounts it could not prepare in load.log.
+const mutationSetupTimeout = 2 * time.Minute
 
-// runK6 runs the scenario against the stack's gateways; the journal and the
-// k6 summary go to dir. It returns k6's exit status; the error is for a k6
-// that did not run (not for crossed thresholds, exit 99).
-func runK6(ctx context.Context, o mutationOptions, dir string, file *stack.File, profile mutation.Profile) (int, error) {
-	logFile, err := os.Create(filepath.Join(dir, "k6.log"))
-	if err != nil {
-		return -1, err
+// loadLogFileName is the load's output in a mutation run's folder.
+const loadLogFileName = "load.log"
+
+// loadStartDelay is how far ahead of now the schedule's start is written: the
+// load reads its start file every 20 ms.
+const loadStartDelay = 100 * time.Millisecond
+
+// mutationSets are the scenario overrides of a profile's load: the profile's,
+// then its duration (or the --duration override) and the setup bound.
+func mutationSets(profile mutation.Profile, override time.Duration) []string {
+	duration := profile.Duration
+	if override > 0 {
+		duration = override
 	}
-	defer logFile.Close()
-	env := map[string]string{
-		"BASE_URL": strings.Join(file.Endpoints.Gateways, ","),
-		"RUN_DIR":  dir,
-		"DURATION": profile.Duration.String(),
-	}
+	return append(append([]string(nil), profile.Sets...),
+		"schedule.duration="+duration.String(), "setup.timeout="+mutationSetupTimeout.String())
+}
+
+// mutationLoadArgs is the command line of a run's load (`ledgerproof load`):
+// the scenario with the profile's overrides against the stack's gateways, the
+// journal and summary into the run's folder.
+func mutationLoadArgs(o mutationOptions, dir string, gateways []string, profile mutation.Profile) []string {
+	args := []string{"load", "--scenario", o.scenario, "--base-url", strings.Join(gateways, ","), "--out", dir}
 	if o.seed != 0 {
-		env["SEED"] = strconv.Itoa(o.seed)
+		args = append(args, "--seed", strconv.Itoa(o.seed))
 	}
-	for k, v := range profile.Env {
-		env[k] = v
+	for _, set := range mutationSets(profile, o.duration) {
+		args = append(args, "--set", set)
 	}
-	args := []string{"run", "--no-usage-report", "--no-color", "--summary-export", filepath.Join(dir, "k6-summary.json")}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
+	return args
+}
+
+// gatedLoad is a `ledgerproof load` process whose schedule waits for a start
+// time (--ready-file, --start-file): its setup runs at once, and the caller
+// knows to the millisecond when the schedule starts, so what it times from
+// there (a fault plan, a CPU window) lines up with the load.
+type gatedLoad struct {
+	command              *exec.Cmd
+	readyFile, startFile string
+	done                 chan struct{}
+	// exitCode is the load's status once done is closed (-1: killed by a
+	// signal, or never waited for); waitErr is why it could not be waited for.
+	exitCode int
+	waitErr  error
+}
+
+// gatedLoadStopGrace bounds the load's graceful stop (the scenario's
+// graceful_stop, 30 s by default, and the summary) once asked to stop; then
+// it is killed.
+const gatedLoadStopGrace = 45 * time.Second
+
+// startGatedLoad starts `binary args...` with a ready file and a start file in
+// runDir; its output goes to log. When ctx ends the load is asked to stop
+// (SIGINT: it ends the schedule, lets the operations in flight finish and be
+// journaled, and writes its summary), and killed after gatedLoadStopGrace.
+// It runs in a process group of its own, so a Ctrl-C reaches it once, through
+// ctx, and it dies with this process.
+func startGatedLoad(ctx context.Context, binary string, args []string, runDir string, log *os.File) (*gatedLoad, error) {
+	load := &gatedLoad{readyFile: filepath.Join(runDir, ".load-ready"), startFile: filepath.Join(runDir, ".load-start"),
+		done: make(chan struct{}), exitCode: -1}
+	for _, path := range []string{load.readyFile, load.startFile} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "-e", k+"="+env[k])
+	args = append(append([]string(nil), args...), "--ready-file", load.readyFile, "--start-file", load.startFile)
+	command := exec.CommandContext(ctx, binary, args...)
+	command.Stdout, command.Stderr = log, log
+	command.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	command.Cancel = func() error { return command.Process.Signal(os.Interrupt) }
+	command.WaitDelay = gatedLoadStopGrace
+	fmt.Fprintf(log, "$ %s %s\n", binary, strings.Join(args, " "))
+	if err := command.Start(); err != nil {
+		return nil, fmt.Errorf("start the load: %w", err)
 	}
-	args = append(args, o.scenario)
-	// Bounded: setup, the load, the graceful stop and teardown.
-	k6Context, cancel := context.WithTimeout(ctx, profile.Duration+4*time.Minute)
-	defer cancel()
-	command := exec.CommandContext(k6Context, o.k6, args...)
-	command.Stdout, command.Stderr = logFile, logFile
-	command.Env = os.Environ()
-	fmt.Fprintf(logFile, "$ %s %s\n", o.k6, strings.Join(args, " "))
-	err = command.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, nil
-	case ctx.Err() != nil:
-		return -1, fmt.Errorf("k6 interrupted: %w", ctx.Err())
-	case k6Context.Err() != nil:
-		return -1, fmt.Errorf("k6 did not finish within %s (see %s)", profile.Duration+4*time.Minute, logFile.Name())
-	case errors.As(err, &exitErr) && exitErr.ExitCode() == 99:
-		return 99, nil
-	case errors.As(err, &exitErr):
-		return exitErr.ExitCode(), fmt.Errorf("k6 exited %d (see %s)", exitErr.ExitCode(), logFile.Name())
+	load.command = command
+	go func() {
+		defer close(load.done)
+		err := command.Wait()
+		var exitError *exec.ExitError
+		switch {
+		case err == nil:
+			load.exitCode = 0
+		case errors.As(err, &exitError) && exitError.ExitCode() >= 0:
+			load.exitCode = exitError.ExitCode()
+		default:
+			load.waitErr = err
+		}
+	}()
+	return load, nil
+}
+
+// pid is the load process's id.
+func (l *gatedLoad) pid() int { return l.command.Process.Pid }
+
+// waitReady waits until the load's setup is done. It fails when the load
+// exited first (setup could not prepare the accounts within setup.timeout:
+// exit 2, the log names them) or ctx ended.
+func (l *gatedLoad) waitReady(ctx context.Context) error {
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		if _, err := os.Stat(l.readyFile); err == nil {
+			return nil
+		}
+		select {
+		case <-l.done:
+			if l.waitErr != nil {
+				return fmt.Errorf("the load ended before its schedule: %w", l.waitErr)
+			}
+			return fmt.Errorf("the load exited %d before its schedule", l.exitCode)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+// start gives the load its schedule's start time. The file is written whole
+// (renamed into place): the load reads it as soon as it exists.
+func (l *gatedLoad) start(at time.Time) error {
+	temporary := l.startFile + ".tmp"
+	if err := os.WriteFile(temporary, []byte(at.UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("start the load's schedule: %w", err)
+	}
+	if err := os.Rename(temporary, l.startFile); err != nil {
+		return fmt.Errorf("start the load's schedule: %w", err)
+	}
+	return nil
+}
+
+// wait waits for the load to exit; the error is for a load that could not be
+// waited for or was killed (exitCode -1), not for its exit status.
+func (l *gatedLoad) wait() error {
+	<-l.done
+	if l.waitErr != nil {
+		return fmt.Errorf("the load: %w", l.waitErr)
+	}
+	if l.exitCode < 0 {
+		return errors.New("the load was killed")
+	}
+	return nil
+}
+
+// stop asks the load to stop (SIGINT), kills it if it has not exited within
+// gatedLoadStopGrace, and waits for it.
+func (l *gatedLoad) stop() {
+	select {
+	case <-l.done:
+		return
 	default:
-		return -1, fmt.Errorf("k6: %w", err)
+	}
+	_ = l.command.Process.Signal(os.Interrupt)
+	timer := time.NewTimer(gatedLoadStopGrace)
+	defer timer.Stop()
+	select {
+	case <-l.done:
+	case <-timer.C:
+		_ = l.command.Process.Kill()
+		<-l.done
 	}
 }
 

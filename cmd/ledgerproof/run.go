@@ -45,7 +45,7 @@ const (
 )
 
 // runKDFArgs make the gateways of a stack the run starts hash passwords
-// cheaply: setup() signs up every account of the load, and the production
+// cheaply: the load's setup signs up every account of the load, and the production
 // cost (tens of MiB per hash) would make a 200-account setup take most of a
 // CI minute on two CPUs. The load's money operations do not hash passwords.
 var runKDFArgs = []string{"--kdf-memory-kib=1024", "--kdf-iterations=1"}

@@ -8,7 +8,6 @@ package mutation
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -41,13 +40,15 @@ func (s Step) String() string {
 type Profile struct {
 	Name    string `json:"name"`
 	Summary string `json:"summary"`
-	// Duration is the k6 DURATION of the steady load (setup and drain come
-	// on top).
+	// Duration is the schedule's length (schedule.duration); setup before
+	// it and the drain after it come on top.
 	Duration time.Duration `json:"duration"`
-	// Env is given to k6 (scenarios/gate.js parameters) besides BASE_URL,
-	// RUN_DIR and DURATION.
-	Env map[string]string `json:"env"`
-	// Steps are the faults, in time order.
+	// Sets are the overrides of the scenario (`ledgerproof load --set`, in
+	// this order, on scenarios/gate.yaml by default: docs/scenarios.md),
+	// before schedule.duration=Duration, which the run adds.
+	Sets []string `json:"sets"`
+	// Steps are the faults, in time order, timed from the schedule's start
+	// (after setup).
 	Steps []Step `json:"steps,omitempty"`
 	// RestartExited restarts a gateway or worker that exited on its own
 	// (a seeded crash) a moment later, as a process supervisor would.
@@ -102,12 +103,8 @@ const (
 
 // Profiles returns the fault profiles, in the order the matrix runs them.
 func Profiles() []Profile {
-	gate := func(extra map[string]string) map[string]string {
-		env := map[string]string{"RATE": "150", "ACCOUNTS": "50"}
-		for k, v := range extra {
-			env[k] = v
-		}
-		return env
+	gate := func(extra ...string) []string {
+		return append([]string{"schedule.rate=150", "setup.accounts=50"}, extra...)
 	}
 	return []Profile{
 		{
@@ -115,14 +112,14 @@ func Profiles() []Profile {
 			Summary: "gate load 150/s, 50 accounts; 5% same-key duplicates (mixed concurrent/delayed), 1% key misuse; " +
 				"no process faults",
 			Duration: 30 * time.Second,
-			Env:      gate(map[string]string{"DUPLICATE_RATE": "0.05", "DUPLICATE_MODE": "mixed", "MISUSE_RATE": "0.01"}),
+			Sets:     gate("client.duplicates.rate=0.05", "client.duplicates.mode=mixed", "client.misuse.rate=0.01"),
 		},
 		{
 			Name: ProfileWorkerKills,
 			Summary: "gate load 150/s, 50 accounts; kill -9 worker-0 at 6s (restarted at 8s), worker-1 at 14s (restarted " +
 				"at 16s), both at 22s (restarted at 24s); a worker that exits on its own is restarted after 1s",
 			Duration: 30 * time.Second,
-			Env:      gate(nil),
+			Sets:     gate(),
 			Steps: []Step{
 				{6 * time.Second, ActionKill, []string{"worker-0"}},
 				{8 * time.Second, ActionStart, []string{"worker-0"}},
@@ -135,10 +132,10 @@ func Profiles() []Profile {
 		},
 		{
 			Name: ProfileBrokerOut,
-			Summary: "gate load 150/s, 50 accounts, WAIT=1s; kill -9 the broker at 8s, kill -9 both gateways at 13s " +
-				"(broker still down), broker restarted at 15s, gateways at 16s",
+			Summary: "gate load 150/s, 50 accounts, a 1s wait for the outcome; kill -9 the broker at 8s, kill -9 both " +
+				"gateways at 13s (broker still down), broker restarted at 15s, gateways at 16s",
 			Duration: 30 * time.Second,
-			Env:      gate(map[string]string{"WAIT": "1s"}),
+			Sets:     gate("client.wait=1s"),
 			Steps: []Step{
 				{8 * time.Second, ActionKill, []string{"broker"}},
 				{13 * time.Second, ActionKill, []string{"gateway-0", "gateway-1"}},
@@ -148,12 +145,16 @@ func Profiles() []Profile {
 		},
 		{
 			Name: ProfileBursts,
-			Summary: "150/s on 20 accounts, one VU per account (PRE_VUS=20), WAIT=0s (202 at once: each VU issues its " +
-				"account's next command before the last one is applied), funding 3000, amounts 1..1000; kill -9 both " +
-				"workers at 6s and 18s, restarted 6s later (a backlog, so batches of many commands per account)",
+			Summary: "150/s on 20 accounts, one owner slot per account (up to 200 iterations in flight), no wait and " +
+				"no polling (202 at once: each slot issues its account's next command before the last one is " +
+				"applied), funding 3000, amounts 1..1000; kill -9 both workers at 6s and 18s, restarted 6s later " +
+				"(a backlog, so batches of many commands per account)",
 			Duration: 30 * time.Second,
-			Env: map[string]string{"RATE": "150", "ACCOUNTS": "20", "PRE_VUS": "20", "MAX_VUS": "200",
-				"WAIT": "0s", "FUNDING": "3000"},
+			// client.poll_for=0s: after a 202 the client would otherwise ask
+			// for the outcome until it is final, and the slot would wait for
+			// the account's last command to be applied.
+			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
+				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=3000"},
 			Steps: []Step{
 				{6 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
 				{12 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
@@ -250,14 +251,15 @@ type Result struct {
 	Drained bool   `json:"drained"`
 	// Operations counts the money operations journaled, by outcome.
 	Operations map[string]int64 `json:"operations,omitempty"`
-	// K6Exit is k6's exit status (99: a threshold failed, expected under
-	// faults; the auditor judges the money).
-	K6Exit int `json:"k6_exit"`
+	// LoadExit is the load's exit status (`ledgerproof load`: 99 a threshold
+	// failed, expected under faults, the auditor judges the money; -1 it
+	// did not run or was stopped).
+	LoadExit int `json:"load_exit"`
 	// Faults lists what the fault plan did, with times.
 	Faults []string `json:"faults,omitempty"`
-	// Error says why the run could not be judged (stack, k6, audit failed).
+	// Error says why the run could not be judged (stack, load, audit failed).
 	Error string `json:"error,omitempty"`
-	// Dir is the run's folder (journal, audit, k6 summary, stack logs).
+	// Dir is the run's folder (journal, audit, load summary, stack logs).
 	Dir     string  `json:"dir"`
 	Seconds float64 `json:"seconds"`
 
@@ -526,7 +528,7 @@ func (m *Matrix) Markdown() string {
 		if !used[p.Name] {
 			continue
 		}
-		fmt.Fprintf(&b, "- **%s** (%s): %s. k6 env: %s.\n", p.Name, p.Duration, p.Summary, envText(p.Env))
+		fmt.Fprintf(&b, "- **%s** (%s): %s. Scenario sets: %s.\n", p.Name, p.Duration, p.Summary, SetsText(p.Sets))
 	}
 	var extra []string
 	for _, c := range m.Cases {
@@ -555,15 +557,11 @@ func bold(s string) string {
 	return s
 }
 
-func envText(env map[string]string) string {
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, "`"+k+"="+env[k]+"`")
+// SetsText lists scenario overrides as code spans, in the order they apply.
+func SetsText(sets []string) string {
+	parts := make([]string, 0, len(sets))
+	for _, set := range sets {
+		parts = append(parts, "`"+set+"`")
 	}
 	return strings.Join(parts, " ")
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
@@ -42,7 +43,7 @@ func TestJudge(t *testing.T) {
 		{"clean passed", clean(nil, true), false, true, ""},
 		{"clean violated", clean([]string{"cache-coherence"}, true), false, false, "violated cache-coherence"},
 		{"clean not drained", clean(nil, false), false, false, "did not drain"},
-		{"clean run failed", Result{System: "clean", Error: "k6 exited 107"}, false, false, "k6 exited 107"},
+		{"clean run failed", Result{System: "clean", Error: "the load exited 2"}, false, false, "the load exited 2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,8 +116,8 @@ func TestCasesCoverTheCatalogue(t *testing.T) {
 				t.Errorf("profile %s: step %s has an unknown action", p.Name, step)
 			}
 		}
-		if p.Summary == "" || p.Env["RATE"] == "" {
-			t.Errorf("profile %s: summary and RATE required", p.Name)
+		if p.Summary == "" || !slices.ContainsFunc(p.Sets, func(set string) bool { return strings.HasPrefix(set, "schedule.rate=") }) {
+			t.Errorf("profile %s: summary and schedule.rate required", p.Name)
 		}
 	}
 	known := map[string]bool{}
@@ -145,6 +146,37 @@ func TestCasesCoverTheCatalogue(t *testing.T) {
 	}
 	if len(byBug) != len(ledger.Catalogue()) {
 		t.Errorf("%d cases for %d catalogue bugs", len(byBug), len(ledger.Catalogue()))
+	}
+}
+
+// TestProfilesSetsAreAcceptedByTheGateScenario: every profile's overrides,
+// with the schedule.duration the run adds, are accepted by scenarios/gate.yaml
+// and give the load the profile describes, so a typo in a set is found here
+// rather than by a matrix run that could not start.
+func TestProfilesSetsAreAcceptedByTheGateScenario(t *testing.T) {
+	for _, p := range Profiles() {
+		t.Run(p.Name, func(t *testing.T) {
+			sets := append(append([]string(nil), p.Sets...), "schedule.duration="+p.Duration.String())
+			s, err := scenario.Load("../../scenarios/gate.yaml", sets)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Schedule.Rate != 150 || s.Schedule.Duration != p.Duration {
+				t.Errorf("rate %v for %s, want 150/s for %s", s.Schedule.Rate, s.Schedule.Duration, p.Duration)
+			}
+			if p.Name != ProfileBursts {
+				return
+			}
+			// Bursts: one owner slot per account, no wait and no polling after
+			// a 202, so each slot issues its account's next command before the
+			// last one is applied; low funding, so debits pile up against it.
+			if s.Setup.Accounts != 20 || s.Workload.OwnerSlots != 20 || s.Schedule.MaxInFlight != 200 ||
+				s.Client.Wait != 0 || s.Client.PollFor != 0 || s.Setup.FundingMinor != 3000 {
+				t.Errorf("bursts: accounts %d, owner slots %d, max in flight %d, wait %s, poll for %s, funding %d",
+					s.Setup.Accounts, s.Workload.OwnerSlots, s.Schedule.MaxInFlight, s.Client.Wait, s.Client.PollFor,
+					s.Setup.FundingMinor)
+			}
+		})
 	}
 }
 
@@ -256,7 +288,8 @@ func TestMatrixRendering(t *testing.T) {
 	}
 	markdown := m.Markdown()
 	for _, want := range []string{"| `trust-cache-balance` | bursts | no-overdraft (13) | no-overdraft | yes |",
-		"| clean | bursts | none | none | passed |", "| **NO** |", "FAILED: ", "**bursts** (30s)", "2 CPUs", "2026-01-02 03:04 UTC"} {
+		"| clean | bursts | none | none | passed |", "| **NO** |", "FAILED: ", "**bursts** (30s)",
+		"Scenario sets: `schedule.rate=150` `setup.accounts=20`", "2 CPUs", "2026-01-02 03:04 UTC"} {
 		if !strings.Contains(markdown, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, markdown)
 		}

@@ -133,6 +133,8 @@ func (o *Options) validate() error {
 type HTTP struct {
 	options Options
 	http    *http.Client
+	// prefer is the Prefer header of money requests ("wait=5"), from options.Wait.
+	prefer string
 
 	roundRobin atomic.Uint64
 	operations atomic.Int64
@@ -166,6 +168,7 @@ func NewHTTP(options Options) (*HTTP, error) {
 	return &HTTP{
 		options:   options,
 		http:      &http.Client{Transport: transport, Timeout: options.Timeout, CheckRedirect: noRedirects},
+		prefer:    "wait=" + strconv.FormatFloat(options.Wait.Seconds(), 'f', -1, 64),
 		sequences: make(map[int64]int64),
 		random:    mathrand.New(mathrand.NewPCG(uint64(options.Seed), 0x6c6f6164)),
 	}, nil
@@ -270,7 +273,7 @@ func (c *HTTP) send(ctx context.Context, spec request) exchange {
 		header["Idempotency-Key"] = []string{spec.key}
 	}
 	if spec.wait && c.options.Wait > 0 {
-		header["Prefer"] = []string{"wait=" + strconv.FormatFloat(c.options.Wait.Seconds(), 'f', -1, 64)}
+		header["Prefer"] = []string{c.prefer}
 	}
 	response, err := c.http.Do(httpRequest)
 	if err != nil {
@@ -287,8 +290,11 @@ func (c *HTTP) send(ctx context.Context, spec request) exchange {
 		// The status came but not the whole body: the answer is unreadable, as if none came.
 		answered = exchange{errorText: "reading the answer: " + readErr.Error(), at: answered.at}
 	}
-	if seconds, err := strconv.Atoi(response.Header.Get("Retry-After")); err == nil && seconds > 0 {
-		answered.retryAfter = time.Duration(seconds) * time.Second
+	// Most answers have no Retry-After: parsing "" would allocate an error per request.
+	if retryAfter := response.Header.Get("Retry-After"); retryAfter != "" {
+		if seconds, err := strconv.Atoi(retryAfter); err == nil && seconds > 0 {
+			answered.retryAfter = time.Duration(seconds) * time.Second
+		}
 	}
 	c.options.Observer.HTTP(spec.route, answered.status, answered.at.Sub(start), answered.status == 0 || !spec.expected(answered.status), answered.at)
 	return answered

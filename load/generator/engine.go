@@ -377,6 +377,10 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 		slots <- uint64(slot)
 	}
 	e.say("load: %s, %d iterations over %s, at most %d in flight", s.Schedule.Executor, plan.Total(), plan.Length(), s.Schedule.MaxInFlight)
+	// jobs hands iterations to idle workers; unbuffered, so a send succeeds only when one waits. Closed when
+	// the schedule is over: idle workers then exit, busy ones after their iteration.
+	jobs := make(chan openIteration)
+	defer close(jobs)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -398,14 +402,41 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 			e.recorder.IterationStarted(step, due)
 			inFlight.add(1)
 			iterations.Add(1)
-			go func(n int64, slot uint64, due time.Time, step string) {
-				defer iterations.Done()
-				defer inFlight.add(-1)
-				e.mixedIteration(iterationContext, n, slot, due, step)
-				slots <- slot
-			}(n, slot, due, step)
+			job := openIteration{n: n, slot: slot, due: due, step: step}
+			select {
+			case jobs <- job: // an idle worker takes it
+			default:
+				go e.openWorker(iterationContext, job, jobs, slots, iterations, inFlight)
+			}
 		default:
 			e.recorder.IterationDropped(step, due)
+		}
+	}
+}
+
+// openIteration is one iteration of the open model, handed to a worker.
+type openIteration struct {
+	n    int64
+	slot uint64
+	due  time.Time
+	step string
+}
+
+// openWorker runs job, then waits for the next until jobs is closed (the schedule is over). Workers are reused
+// rather than a goroutine started per iteration: a new goroutine grows its stack through the HTTP client's
+// calls on every iteration, which cost more CPU than the rest of the generator's own work. A worker is only
+// started when no idle one waits, so there are about as many as the most iterations ever in flight, never more
+// than max_in_flight plus the few that are finishing.
+func (e *engine) openWorker(iterationContext context.Context, job openIteration, jobs <-chan openIteration,
+	slots chan<- uint64, iterations *sync.WaitGroup, inFlight *inFlightCounter) {
+	for {
+		e.mixedIteration(iterationContext, job.n, job.slot, job.due, job.step)
+		slots <- job.slot
+		inFlight.add(-1)
+		iterations.Done()
+		var open bool
+		if job, open = <-jobs; !open {
+			return
 		}
 	}
 }

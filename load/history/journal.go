@@ -19,20 +19,28 @@ const JournalVersion = 1
 const (
 	// journalBufferEntriesDefault is the default capacity of the queue between Record and the writer goroutine.
 	// At ~300 bytes per queued Entry it bounds the queue to ~20 MiB, and it absorbs several seconds of a fast
-	// load while the disk stalls before any VU blocks.
+	// load while the disk stalls before any iteration blocks.
 	journalBufferEntriesDefault = 65536
 
 	// journalWriteBufferBytes is the size at which the writer hands its batch of lines to the file. Big enough
 	// that a write system call carries thousands of lines; small enough to stay in cache.
 	journalWriteBufferBytes = 256 << 10
 
-	// journalFlushInterval bounds how long a completed operation stays in memory: a killed k6 loses at most
-	// the lines of this last interval (plus those still queued).
+	// journalFlushInterval bounds how long a completed operation stays in memory: a killed load process loses at
+	// most the lines of this last interval (plus those still queued).
 	journalFlushInterval = 200 * time.Millisecond
+
+	// journalDrainInterval is how often the writer takes what was queued. The writer never waits on the queue
+	// itself: a goroutine parked on a channel is woken by every send, and at thousands of operations per
+	// second those wake-ups (a futex call each, often waking another thread) cost the load more CPU than
+	// encoding and writing the lines. Draining on a clock batches them: a hundred wake-ups a second, whatever
+	// the rate. A Record that leaves the queue more than half full wakes the writer at once, so a fast load or
+	// a small queue never waits for the clock.
+	journalDrainInterval = 10 * time.Millisecond
 )
 
 // Entry is one journal line: one logical operation the load issued and its outcome. The JSON field names are
-// those of xk6-ledger/JOURNAL.md. Times are Unix microseconds.
+// those of load/JOURNAL.md. Times are Unix microseconds.
 type Entry struct {
 	Version     int    `json:"v"`
 	Op          string `json:"op"`
@@ -71,19 +79,21 @@ type JournalStats struct {
 }
 
 // Journal appends Entries, one JSON line each, to a file. Record only enqueues; one background goroutine owns
-// the file, encodes, batches, writes at least every 200 ms, and fsyncs on Close. The queue is bounded: when it
-// is full Record blocks (and the time is counted) rather than drop an entry, because a journal with holes
-// would make the auditor report operations that were never lost.
+// the file, takes the queue every 10 ms, encodes, batches, writes at least every 200 ms, and fsyncs on Close.
+// The queue is bounded: when it is full Record blocks (and the time is counted) rather than drop an entry,
+// because a journal with holes would make the auditor report operations that were never lost.
 //
 // A Journal is safe for concurrent use.
 type Journal struct {
 	path string
 
 	// mu orders Record against Close: Record holds it shared while it enqueues, Close holds it exclusively
-	// while it closes the queue, so no entry is ever sent on a closed queue or left in a queue nobody drains.
+	// while it marks the journal closed, so no entry is ever queued after the writer's last drain.
 	mu      sync.RWMutex
 	closed  bool
 	entries chan Entry
+	closing chan struct{} // closed by Close: the writer drains the queue a last time and exits
+	wake    chan struct{} // one pending signal: the queue is more than half full, drain it now
 	done    chan struct{} // closed when the writer goroutine has exited
 
 	file *os.File
@@ -131,6 +141,8 @@ func openJournal(path string, bufferEntries int, wrap func(io.Writer) io.Writer)
 	j := &Journal{
 		path:    path,
 		entries: make(chan Entry, bufferEntries),
+		closing: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		file:    file,
 		out:     file,
@@ -193,12 +205,24 @@ func (j *Journal) Record(e Entry) {
 	}
 	select {
 	case j.entries <- e:
+		if len(j.entries) > cap(j.entries)/2 {
+			j.wakeWriter()
+		}
 	default:
 		start := time.Now()
+		j.wakeWriter()
 		j.entries <- e
 		j.blockedNs.Add(int64(time.Since(start)))
 	}
 	j.mu.RUnlock()
+}
+
+// wakeWriter asks the writer to drain now rather than at its next tick (a no-op when it was already asked).
+func (j *Journal) wakeWriter() {
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
 }
 
 // recordAfterClose appends one line to the closed journal's file.
@@ -237,7 +261,7 @@ func (j *Journal) Close() error {
 	j.mu.Lock()
 	if !j.closed {
 		j.closed = true
-		close(j.entries)
+		close(j.closing)
 	}
 	j.mu.Unlock()
 	<-j.done
@@ -267,19 +291,39 @@ func (j *Journal) fail(err error) {
 func (j *Journal) run() {
 	defer close(j.done)
 	w := journalWriter{j: j, batch: make([]byte, 0, journalWriteBufferBytes+4096)}
-	ticker := time.NewTicker(journalFlushInterval)
+	ticker := time.NewTicker(journalDrainInterval)
 	defer ticker.Stop()
+	lastFlush := time.Now()
 	for {
 		select {
-		case e, ok := <-j.entries:
-			if !ok {
-				w.flush()
-				w.close()
-				return
-			}
-			w.add(&e)
-		case <-ticker.C:
+		case <-j.closing:
+			// Close marked the journal closed under its lock: nothing is queued any more, and what is in the
+			// queue is the last of it.
+			w.drain()
 			w.flush()
+			w.close()
+			return
+		case <-j.wake:
+			w.drain()
+		case now := <-ticker.C:
+			w.drain()
+			if now.Sub(lastFlush) >= journalFlushInterval {
+				w.flush()
+				lastFlush = now
+			}
+		}
+	}
+}
+
+// drain takes every entry queued now, at most the queue's capacity (Records go on meanwhile: the rest waits
+// for the next drain).
+func (w *journalWriter) drain() {
+	for range cap(w.j.entries) {
+		select {
+		case e := <-w.j.entries:
+			w.add(&e)
+		default:
+			return
 		}
 	}
 }

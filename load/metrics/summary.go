@@ -40,7 +40,7 @@ type RunInfo struct {
 
 // Summary is the end-of-run summary, written to load-summary.json (docs/load-summary.md describes every field).
 //
-// Metrics has the outer shape of k6's --summary-export, so readers of k6-summary.json keep working: each
+// Metrics has the outer shape of k6's --summary-export, so readers of that export read it too: each
 // (sub)metric by name, with its figures and a "thresholds" map from expression to true when the threshold was
 // crossed (failed). The other fields are this engine's: the run's description, the threshold verdicts as a
 // list, capacity steps, checks, and the raw data (Histograms, Counts) from which Merge recomputes everything

@@ -29,7 +29,7 @@ func isError(e *history.Entry) bool {
 // JournalCounts are what the journal says so far.
 type JournalCounts struct {
 	// Lines are every operation completed, setup included; Load those of
-	// the load; Errors the load's errors (as scenario_errors counts them).
+	// the load; Errors the load's errors (as its errors metric counts them).
 	Lines, Load, Errors int64
 	// LoadStart is the invoke time of the earliest load operation seen;
 	// zero until one completed.

@@ -189,7 +189,7 @@ type run struct {
 // failure is in the record's verdict and note.
 //
 // Steps: the generators start with the run directory; the journal is watched for the
-// first load operation (the end of setup()), whose invoke time is the
+// first load operation (the end of setup), whose invoke time is the
 // plan's zero; the chaos runner applies the plan from there while the
 // metrics are scraped every second; the load ends; the plan ends; the Recover
 // hook restarts what is down; the Audit hook drains and audits; run.json is

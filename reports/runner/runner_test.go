@@ -108,7 +108,7 @@ func TestJournalWatcher(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// setup(): a signup and a funding deposit, VU 0, iteration -1.
+	// Setup: a signup and a funding deposit, vu 0, iteration -1.
 	write(`{"kind":"signup","vu":0,"iter":-1,"invoke":1699999999000000,"outcome":"ok"}` + "\n")
 	write(`{"kind":"deposit","vu":0,"iter":-1,"invoke":1699999999500000,"outcome":"ok"}` + "\n")
 	if counts, _ = watcher.Poll(); counts.Lines != 2 || counts.Load != 0 || !counts.LoadStart.IsZero() {

@@ -329,7 +329,7 @@ func TestBadInput(t *testing.T) {
 		{"fractional amount", alice.Client, "POST", "/v1/transfers", transfer("1.5"), "k3", 400, "invalid_amount"},
 		{"exponent amount", alice.Client, "POST", "/v1/transfers", transfer("1e3"), "k4", 400, "invalid_amount"},
 		{"string amount", alice.Client, "POST", "/v1/transfers", transfer(`"10"`), "k5", 400, "invalid_request"},
-		{"amount above maximum", alice.Client, "POST", "/v1/transfers", transfer("100000000001"), "k6", 400, "invalid_amount"},
+		{"amount above maximum", alice.Client, "POST", "/v1/transfers", transfer("100000000001"), "k-above-max", 400, "invalid_amount"},
 		{"amount overflows int64", alice.Client, "POST", "/v1/transfers", transfer("99999999999999999999"), "k7", 400, "invalid_amount"},
 		{"unknown field", alice.Client, "POST", "/v1/deposits", []byte(fmt.Sprintf(`{"account_id":%d,"amount":1,"currency":"EUR"}`, alice.accountID)), "k8", 400, "invalid_request"},
 		{"malformed JSON", alice.Client, "POST", "/v1/deposits", []byte(`{"account_id":`), "k9", 400, "invalid_request"},

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/load/metrics"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
+)
+
+// TestCapacitySetsMakeOneStep: a step's overrides, read by scenarios/capacity.yaml as its load reads them,
+// give one capacity step at the step's rate with the flags' ramp, hold and accounts.
+func TestCapacitySetsMakeOneStep(t *testing.T) {
+	o := capacityOptions{scenario: "../../scenarios/capacity.yaml", hold: 20 * time.Second, ramp: 5 * time.Second, accounts: 2000}
+	s, err := scenario.Load(o.scenario, capacitySets(o, 3600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Schedule.Executor != scenario.ExecutorCapacitySteps || !slices.Equal(s.Schedule.Steps, []float64{3600}) ||
+		s.Schedule.StepRamp != o.ramp || s.Schedule.StepHold != o.hold || s.Setup.Accounts != o.accounts {
+		t.Errorf("executor %s, steps %v, ramp %s, hold %s, accounts %d", s.Schedule.Executor, s.Schedule.Steps,
+			s.Schedule.StepRamp, s.Schedule.StepHold, s.Setup.Accounts)
+	}
+	if len(s.Thresholds) != 0 {
+		t.Errorf("the capacity scenario has thresholds %v: a step's load would exit 99 on them", s.Thresholds)
+	}
+	plan, err := capacityPlan(o, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 5 s ramp from 0 to 3600/s, then 20 s at 3600/s.
+	if want := int64(3600*5/2 + 3600*20); plan.Total() != want {
+		t.Errorf("plan of %d iterations, want %d", plan.Total(), want)
+	}
+	args := strings.Join(capacityLoadArgs(o, []string{"http://a", "http://b"}, "/run/step", 2, 3600), " ")
+	for _, want := range []string{"load --scenario ../../scenarios/capacity.yaml --base-url http://a,http://b --out /run/step",
+		"--set schedule.steps=[3600]", "--set schedule.step_ramp=5s", "--set schedule.step_hold=20s", "--set setup.accounts=2000"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("arguments %q lack %q", args, want)
+		}
+	}
+}
+
+// TestCapacityRefusesAStepTheScenarioRefuses: a step the scenario cannot run is refused before any stack starts.
+func TestCapacityRefusesAStepTheScenarioRefuses(t *testing.T) {
+	err := startError(t, "capacity", "--scenario", "../../scenarios/capacity.yaml", "--steps", "1000,2000000",
+		"--out", t.TempDir(), "--stack-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "step 2000000") || !strings.Contains(err.Error(), "schedule.steps") {
+		t.Errorf("error %v, want the step and the field refused", err)
+	}
+}
+
+func TestCapacityStepFigures(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	figures := func(change func(*metrics.StepFigures)) metrics.StepFigures {
+		f := metrics.StepFigures{Step: "2000", Started: 45000, Completed: 45000, Window: "hold", WindowStart: start,
+			WindowEnd: start.Add(20 * time.Second), CompletedInWindow: 39900, OperationsPerSecond: 1995,
+			AcceptSamples: 45000, AcceptP50Milliseconds: 30, AcceptP95Milliseconds: 48, AcceptP99Milliseconds: 60,
+			SettleSamples: 45000, SettleP95Milliseconds: 49}
+		if change != nil {
+			change(&f)
+		}
+		return f
+	}
+	summaryOf := func(steps ...metrics.StepFigures) *metrics.Summary {
+		settle := int64(0)
+		if len(steps) > 0 {
+			settle = steps[0].SettleSamples
+		}
+		return &metrics.Summary{Steps: steps, Metrics: map[string]metrics.MetricSummary{
+			"settle_duration": {Figures: map[string]float64{"count": float64(settle), "med": 31, "p(95)": 49, "p(99)": 61}}}}
+	}
+	cases := []struct {
+		name    string
+		summary *metrics.Summary
+		held    bool
+		reasons []string
+		err     string
+	}{
+		{"held", summaryOf(figures(nil)), true, []string{}, ""},
+		{"dropped iterations", summaryOf(figures(func(f *metrics.StepFigures) { f.Dropped = 12 })), false, []string{"12 dropped"}, ""},
+		{"errors at the bound", summaryOf(figures(func(f *metrics.StepFigures) { f.Errors, f.ErrorRate = 45, 0.001 })), false,
+			[]string{"errors 0.100%"}, ""},
+		{"errors under the bound", summaryOf(figures(func(f *metrics.StepFigures) { f.Errors, f.ErrorRate = 44, 44.0/45000 })), true,
+			[]string{}, ""},
+		{"p95 at the bound", summaryOf(figures(func(f *metrics.StepFigures) { f.AcceptP95Milliseconds = 250 })), false,
+			[]string{"p95 250.0 ms"}, ""},
+		{"nothing ran", summaryOf(figures(func(f *metrics.StepFigures) {
+			*f = metrics.StepFigures{Step: "2000", Window: "hold", WindowStart: start, WindowEnd: start.Add(20 * time.Second)}
+		})), false, []string{"no iterations", "no error data", "no latency data"}, ""},
+		{"two steps", summaryOf(figures(nil), figures(nil)), false, nil, "2 steps"},
+		{"another step", summaryOf(figures(func(f *metrics.StepFigures) { f.Step = "1500" })), false, nil, `"1500"`},
+		{"settle samples outside the step", func() *metrics.Summary {
+			s := summaryOf(figures(nil))
+			s.Metrics["settle_duration"].Figures["count"] = 45001
+			return s
+		}(), false, nil, "45001 settle samples"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			step := capacityStep{TargetTPS: 2000}
+			err := step.setFigures(c.summary)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one saying %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if step.Held != c.held || !slices.Equal(step.Reasons, c.reasons) {
+				t.Errorf("held %v reasons %q, want %v %q", step.Held, step.Reasons, c.held, c.reasons)
+			}
+		})
+	}
+
+	step := capacityStep{TargetTPS: 2000}
+	if err := step.setFigures(summaryOf(figures(nil))); err != nil {
+		t.Fatal(err)
+	}
+	if step.AchievedTPS != 1995 || step.Iterations != 45000 || step.CompletedInWindow != 39900 || step.WindowSeconds != 20 ||
+		!step.WindowStart.Equal(start) {
+		t.Errorf("achieved %v, iterations %v, completed in window %d, window %v from %s", step.AchievedTPS, step.Iterations,
+			step.CompletedInWindow, step.WindowSeconds, step.WindowStart)
+	}
+	for name, pair := range map[string][2]*float64{"p50 accept": {step.P50AcceptMs, optional(30)}, "p95 accept": {step.P95AcceptMs, optional(48)},
+		"p99 accept": {step.P99AcceptMs, optional(60)}, "p50 settle": {step.P50SettleMs, optional(31)},
+		"p95 settle": {step.P95SettleMs, optional(49)}, "p99 settle": {step.P99SettleMs, optional(61)}, "error rate": {step.ErrorRate, optional(0)}} {
+		if pair[0] == nil || *pair[0] != *pair[1] {
+			t.Errorf("%s %v, want %v", name, formatOptional(pair[0], 1), *pair[1])
+		}
+	}
+}
+
+func TestCPUColumns(t *testing.T) {
+	columns := cpuColumns(map[string]float64{machineComponent: 3, loadComponent: 1, "worker-0": 1, "gateway-0": 1, "postgres": 1})
+	if want := []string{"gateway-0", "postgres", "worker-0", loadComponent, machineComponent}; !slices.Equal(columns, want) {
+		t.Errorf("columns %v, want %v", columns, want)
+	}
+}
