@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ledgerproof/ledgerproof/load/metrics"
 	"github.com/ledgerproof/ledgerproof/reports"
 )
 
@@ -112,6 +113,15 @@ func runReport(o reportOptions, stdout, stderr io.Writer) int {
 		return reportExitCannotRun
 	}
 	if o.runDir != "" {
+		if metrics.SummaryMissing(o.runDir) {
+			// Generators run by hand or by a Kubernetes Job (--segment i/N) leave one summary each.
+			merged, err := metrics.MergeSegments(o.runDir, nil)
+			if err != nil {
+				fmt.Fprintf(stderr, "ledgerproof report: %v\n", err)
+				return reportExitCannotRun
+			}
+			fmt.Fprintf(stdout, "merged %d generator summaries into %s\n", len(merged.Segments), filepath.Join(o.runDir, metrics.SummaryFile))
+		}
 		summary, err := reports.Generate(o.runDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "ledgerproof report: %v\n", err)

@@ -509,23 +509,9 @@ func combinedExitCode(generators []*loadProcess, wanted int) int {
 // mergeSummaries merges the generators' summaries into load-summary.json, percentiles from the merged
 // histograms, and judges the thresholds on the whole load.
 func (r *run) mergeSummaries() {
-	summaries := make([]*metrics.Summary, 0, r.config.Generators)
-	for segment := range r.config.Generators {
-		path := filepath.Join(r.config.RunDir, "load-summary-"+strconv.Itoa(segment)+".json")
-		summary, err := metrics.ReadSummary(path)
-		if err != nil {
-			r.note("the load summary of generator %d: %v", segment, err)
-			return
-		}
-		summaries = append(summaries, summary)
-	}
-	merged, err := metrics.Merge(summaries, r.config.Thresholds)
+	merged, err := metrics.MergeSegments(r.config.RunDir, r.config.Thresholds)
 	if err != nil {
-		r.note("merging the load summaries: %v", err)
-		return
-	}
-	if err := metrics.WriteSummary(filepath.Join(r.config.RunDir, LoadSummaryFileName), merged); err != nil {
-		r.note("%v", err)
+		r.note("merging the generators' load summaries: %v", err)
 		return
 	}
 	if r.record.LoadExitCode == 0 && !merged.ThresholdsPassed {
