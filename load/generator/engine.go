@@ -244,8 +244,12 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 		result.ExitCode, result.Problem = ExitCouldNotRun, err.Error()
 		return result, nil
 	}
-	if !summary.ThresholdsPassed {
+	switch {
+	case !summary.ThresholdsPassed:
 		result.ExitCode = ExitThresholdsFailed
+	case aborted == "interrupted":
+		// The schedule did not run to its end: thresholds that held over part of it prove nothing.
+		result.ExitCode, result.Problem = ExitCouldNotRun, "interrupted before the schedule ended"
 	}
 	e.printSummary(summary, result)
 	return result, nil
@@ -430,7 +434,12 @@ type openIteration struct {
 func (e *engine) openWorker(iterationContext context.Context, job openIteration, jobs <-chan openIteration,
 	slots chan<- uint64, iterations *sync.WaitGroup, inFlight *inFlightCounter) {
 	for {
-		e.mixedIteration(iterationContext, job.n, job.slot, job.due, job.step)
+		// The walk is allowed under any executor (scenario files accept it): it has no mixed workload to draw from.
+		if e.scenario.Workload.Kind == scenario.WorkloadWalk {
+			e.walkIteration(iterationContext, job.n, job.slot)
+		} else {
+			e.mixedIteration(iterationContext, job.n, job.slot, job.due, job.step)
+		}
 		slots <- job.slot
 		inFlight.add(-1)
 		iterations.Done()

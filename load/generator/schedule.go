@@ -40,7 +40,9 @@ func (s segment) timeOf(n float64) time.Duration {
 	if math.Abs(a) < 1e-12 {
 		t = n / b
 	} else {
-		t = (-b + math.Sqrt(b*b+4*a*n)) / (2 * a)
+		// At the very end of a ramp down to 0 the discriminant is 0 in exact arithmetic and may round below it:
+		// its square root would be NaN, and the iteration due at a nonsense time.
+		t = (-b + math.Sqrt(math.Max(0, b*b+4*a*n))) / (2 * a)
 	}
 	t = math.Max(0, math.Min(t, d))
 	return time.Duration(t * float64(time.Second))

@@ -237,12 +237,12 @@ func TestWorkloadZipfPutsMostPicksOnTheHotAccounts(t *testing.T) {
 			if share := hottestShare(sources, hot); share < test.low || share > test.high {
 				t.Errorf("the %d most picked of %d accounts got %.3f of the picks, want %.2f to %.2f", hot, accounts, share, test.low, test.high)
 			}
-			zipf, ok := workload.picker.(*zipfPicker)
 			if test.distribution != scenario.DistributionZipf {
-				if ok {
-					t.Errorf("uniform accounts use a zipf picker")
-				}
 				return
+			}
+			zipf, ok := workload.picker.(*zipfPicker)
+			if !ok {
+				t.Fatalf("zipf accounts picked by a %T", workload.picker)
 			}
 			// The accounts reported hot are the ones picked most.
 			hotPicks := 0
