@@ -171,7 +171,9 @@ func TestTwoGenerators(t *testing.T) {
 	file := stacktest.Stack(t, stacktest.StackOptions{Gateways: 1, Workers: 1})
 	out := filepath.Join(t.TempDir(), "run")
 	code, output := ledgerproofRun(t, 2*time.Minute, "--scenario", scenario, "--stack-dir", file.Dir, "--generators", "2",
-		"--duration", "6s", "--rate", "40", "--seed", "5", "--set", "setup.accounts=20", "--out", out)
+		"--duration", "6s", "--rate", "40", "--seed", "5", "--set", "setup.accounts=20",
+		// The test is about splitting the load, not about latency on a busy machine: the p95 bound is loose.
+		"--set", "thresholds.accept_duration=p(95)<10000", "--out", out)
 	t.Logf("ledgerproof run:\n%s", output)
 	if code != runner.ExitPassed {
 		t.Fatalf("exit %d, want 0", code)
