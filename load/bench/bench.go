@@ -26,7 +26,7 @@ import (
 )
 
 // ErrTargetMissed is returned by Run when the measured figures miss the target (the result is complete).
-var ErrTargetMissed = errors.New("bench-load: target missed")
+var ErrTargetMissed = errors.New("target missed (figures above)")
 
 // generatorStartPrefix starts the line `ledgerproof load` prints as its schedule starts (load/generator).
 const generatorStartPrefix = "load: constant-arrival-rate, "
@@ -75,10 +75,10 @@ func DefaultConfig() Config {
 func (c *Config) validate() error {
 	defaults := DefaultConfig()
 	if c.Executable == "" || c.Address == "" {
-		return errors.New("bench-load: the executable and the endpoint's address are needed")
+		return errors.New("the executable and the endpoint's address are needed")
 	}
 	if host, _, err := net.SplitHostPort(c.Address); err != nil || host != "127.0.0.1" {
-		return fmt.Errorf("bench-load: endpoint address %q: want 127.0.0.1:port", c.Address)
+		return fmt.Errorf("endpoint address %q: want 127.0.0.1:port", c.Address)
 	}
 	if c.Rate == 0 {
 		c.Rate = defaults.Rate
@@ -106,17 +106,17 @@ func (c *Config) validate() error {
 	}
 	switch {
 	case c.Rate < 1 || c.Rate > 1_000_000:
-		return fmt.Errorf("bench-load: rate %v: want 1 to 1000000", c.Rate)
+		return fmt.Errorf("rate %v: want 1 to 1000000", c.Rate)
 	case c.Duration < time.Second || c.Duration > 10*time.Minute:
-		return fmt.Errorf("bench-load: duration %s: want 1s to 10m", c.Duration)
+		return fmt.Errorf("duration %s: want 1s to 10m", c.Duration)
 	case c.Rounds < 1 || c.Rounds > 20:
-		return fmt.Errorf("bench-load: %d rounds: want 1 to 20", c.Rounds)
+		return fmt.Errorf("%d rounds: want 1 to 20", c.Rounds)
 	case c.Accounts < 2 || c.Accounts > 100_000:
-		return fmt.Errorf("bench-load: %d accounts: want 2 to 100000", c.Accounts)
+		return fmt.Errorf("%d accounts: want 2 to 100000", c.Accounts)
 	case c.Workers < 1 || c.Workers > 10_000:
-		return fmt.Errorf("bench-load: %d workers: want 1 to 10000", c.Workers)
+		return fmt.Errorf("%d workers: want 1 to 10000", c.Workers)
 	case c.MaxRatio < 1 || c.MinAchieved <= 0 || c.MinAchieved > 1:
-		return fmt.Errorf("bench-load: target ratio %v, achieved %v: want a ratio of 1 or more and a fraction in (0, 1]", c.MaxRatio, c.MinAchieved)
+		return fmt.Errorf("target ratio %v, achieved %v: want a ratio of 1 or more and a fraction in (0, 1]", c.MaxRatio, c.MinAchieved)
 	}
 	return nil
 }
@@ -184,23 +184,23 @@ func Run(ctx context.Context, config Config, out io.Writer) (*Result, error) {
 	if workDir == "" {
 		created, err := os.MkdirTemp("", "ledgerproof-bench-load-")
 		if err != nil {
-			return nil, fmt.Errorf("bench-load: %w", err)
+			return nil, fmt.Errorf("work directory: %w", err)
 		}
 		workDir = created
 		if !config.KeepRuns {
 			defer os.RemoveAll(created)
 		}
 	} else if err := os.MkdirAll(workDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench-load: %w", err)
+		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	scenarioPath := filepath.Join(workDir, "bench-load.yaml")
 	if err := os.WriteFile(scenarioPath, []byte(scenarioText(config)), 0o644); err != nil {
-		return nil, fmt.Errorf("bench-load: %w", err)
+		return nil, fmt.Errorf("scenario: %w", err)
 	}
 
 	endpoint, err := startChild(ctx, childSpec{name: "endpoint", executable: config.Executable,
 		args:    []string{"bench-load", "--serve", config.Address},
-		timeout: time.Duration(config.Rounds)*(2*config.Duration+5*time.Minute) + time.Minute, verbose: config.Verbose})
+		timeout: time.Duration(2*config.Rounds)*childTimeout(config) + time.Minute, verbose: config.Verbose})
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func Run(ctx context.Context, config Config, out io.Writer) (*Result, error) {
 				round.Bare, err = runBare(ctx, config)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("bench-load: round %d, %s: %w", number, side, err)
+				return nil, fmt.Errorf("round %d, %s: %w", number, side, err)
 			}
 		}
 		if round.Bare.CPUMillisecondsPerOperation > 0 {
@@ -277,10 +277,11 @@ func setsText(sets []string) string {
 	return b.String()
 }
 
-// childTimeout bounds one side's process: its schedule, the generator's setup (bounded to 60s by the
-// scenario) and graceful stop (10s), with room to start and write its files.
+// childTimeout bounds one side's process: its schedule, which a generator that fell behind stretches (its
+// last iteration starts late), the generator's setup (bounded to 60s by the scenario) and graceful stop (10s),
+// with room to start and write its files.
 func childTimeout(config Config) time.Duration {
-	return config.Duration + 3*time.Minute
+	return 3*config.Duration + 3*time.Minute
 }
 
 // runGenerator runs `ledgerproof load` for one round and reads its summary and journal.

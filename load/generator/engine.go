@@ -145,7 +145,12 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 			PollInterval: s.Client.PollInterval, PollFor: s.Client.PollFor,
 			RetryAttempts: s.Client.RetryAttempts, RetryBackoff: s.Client.RetryBackoff, RetryMaxBackoff: s.Client.RetryMaxBackoff,
 			RetryJitter: s.Client.RetryJitter, DuplicateDelay: s.Client.DuplicateDelay,
-			MaxConnections:  max(64, s.Schedule.MaxInFlight*2),
+			// At most 1,024 connections per base URL, fewer when fewer can be in flight. Past the bound a request
+			// waits in the client for a connection (its latency still counts from when it was due). Without it,
+			// a generator whose own CPU falls behind (a cold start, a stall on a shared machine) dials one more
+			// connection per late request and collapses: at 10,000/s, 13,000-17,000 connections, 3x the CPU per
+			// operation and half the rate (docs/performance.md, "The load engine's own cost").
+			MaxConnections:  min(1024, max(64, s.Schedule.MaxInFlight*2)),
 			OperationPrefix: "s" + strconv.Itoa(config.Segment) + "p" + strconv.Itoa(os.Getpid()),
 			Seed:            config.Seed, Journal: journal, Observer: observer,
 		})
@@ -381,10 +386,10 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 		slots <- uint64(slot)
 	}
 	e.say("load: %s, %d iterations over %s, at most %d in flight", s.Schedule.Executor, plan.Total(), plan.Length(), s.Schedule.MaxInFlight)
-	// jobs hands iterations to idle workers; unbuffered, so a send succeeds only when one waits. Closed when
-	// the schedule is over: idle workers then exit, busy ones after their iteration.
-	jobs := make(chan openIteration)
-	defer close(jobs)
+	// Iterations run on reused workers (workers.go); when the schedule is over, idle workers exit, busy ones
+	// after their iteration.
+	pool := &workerPool{}
+	defer pool.close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -407,10 +412,10 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 			inFlight.add(1)
 			iterations.Add(1)
 			job := openIteration{n: n, slot: slot, due: due, step: step}
-			select {
-			case jobs <- job: // an idle worker takes it
-			default:
-				go e.openWorker(iterationContext, job, jobs, slots, iterations, inFlight)
+			if idle := pool.take(time.Now()); idle != nil {
+				idle.jobs <- job
+			} else {
+				go e.openWorker(iterationContext, newWorker(), job, pool, slots, iterations, inFlight)
 			}
 		default:
 			e.recorder.IterationDropped(step, due)
@@ -418,20 +423,10 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 	}
 }
 
-// openIteration is one iteration of the open model, handed to a worker.
-type openIteration struct {
-	n    int64
-	slot uint64
-	due  time.Time
-	step string
-}
-
-// openWorker runs job, then waits for the next until jobs is closed (the schedule is over). Workers are reused
-// rather than a goroutine started per iteration: a new goroutine grows its stack through the HTTP client's
-// calls on every iteration, which cost more CPU than the rest of the generator's own work. A worker is only
-// started when no idle one waits, so there are about as many as the most iterations ever in flight, never more
-// than max_in_flight plus the few that are finishing.
-func (e *engine) openWorker(iterationContext context.Context, job openIteration, jobs <-chan openIteration,
+// openWorker runs job, then parks in the pool and runs the iterations it is handed, until the pool retires it
+// or closes. A worker is only started when none is idle, so there are never many more than the iterations in
+// flight (at most max_in_flight).
+func (e *engine) openWorker(iterationContext context.Context, w *worker, job openIteration, pool *workerPool,
 	slots chan<- uint64, iterations *sync.WaitGroup, inFlight *inFlightCounter) {
 	for {
 		// The walk is allowed under any executor (scenario files accept it): it has no mixed workload to draw from.
@@ -443,8 +438,11 @@ func (e *engine) openWorker(iterationContext context.Context, job openIteration,
 		slots <- job.slot
 		inFlight.add(-1)
 		iterations.Done()
+		if !pool.park(w, time.Now()) {
+			return
+		}
 		var open bool
-		if job, open = <-jobs; !open {
+		if job, open = <-w.jobs; !open {
 			return
 		}
 	}
