@@ -169,20 +169,12 @@ func fileStartGate(readyFile, startFile string, timeout time.Duration) func(ctx 
 	}
 }
 
-// scheduleLength is how long a scenario's schedule lasts (0 when it is not known ahead: the closed model).
+// scheduleLength is how long a scenario's schedule lasts, from the generator's own plan (0 when it is not known
+// ahead: the closed model).
 func scheduleLength(s scenario.Schedule) time.Duration {
-	switch s.Executor {
-	case scenario.ExecutorConstantArrivalRate:
-		return s.Duration
-	case scenario.ExecutorRampingArrivalRate:
-		var total time.Duration
-		for _, stage := range s.Stages {
-			total += stage.Duration
-		}
-		return total
-	case scenario.ExecutorCapacitySteps:
-		steps := time.Duration(len(s.Steps))
-		return steps*(s.StepRamp+s.StepHold) + max(steps-1, 0)*s.StepGap
+	plan, err := generator.NewPlan(s, 1)
+	if err != nil {
+		return 0
 	}
-	return 0
+	return plan.Length()
 }
