@@ -305,47 +305,22 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 	if err := load.waitReady(boundedLoad); err != nil {
 		load.stop()
 		result.LoadExit = load.exitCode
-		stopAll()
-		return fail(fmt.Errorf("load setup: %w (see %s)", err, loadLog.Name()))
-	}
-	loadStart := time.Now().Add(loadStartDelay)
-	if err := load.start(loadStart); err != nil {
-		load.stop()
-		stopAll()
-		return fail(err)
-	}
-	say("setup done in %.1fs; the schedule starts", time.Since(setupStarted).Seconds())
-	var plan sync.WaitGroup
-	var faults []string
-	var faultErr error
-	plan.Add(1)
-	go func() {
-		defer plan.Done()
-		faults, faultErr = mutation.Execute(loadContext, loadStart, profile.Steps, func(ctx context.Context, component, action string) error {
-			_, err := stack.Operate(ctx, stackDir, component, action)
-			return err
-		}, func(line string) { say("fault %s", line) })
-	}()
-	loadErr := load.wait()
-	result.LoadExit = load.exitCode
-	plan.Wait() // steps all fall inside the load; the plan ends with it or before
-	result.Faults = faults
-	switch {
-	case ctx.Err() != nil:
-		loadErr = fmt.Errorf("load interrupted: %w", ctx.Err())
-	case boundedLoad.Err() != nil:
-		loadErr = fmt.Errorf("the load did not finish within %s (see %s)", profile.Duration+mutationSetupTimeout+2*time.Minute, loadLog.Name())
-	case loadErr == nil && load.exitCode != generator.ExitPassed && load.exitCode != generator.ExitThresholdsFailed:
-		loadErr = fmt.Errorf("the load exited %d (see %s)", load.exitCode, loadLog.Name())
-	}
-	if loadErr != nil {
-		stopAll()
-		return fail(loadErr)
-	}
-	say("load exited %d after %.0fs%s", load.exitCode, time.Since(loadStart).Seconds(), loadExitText(load.exitCode))
-	if faultErr != nil {
-		stopAll()
-		return fail(fmt.Errorf("fault plan: %w", faultErr))
+		if ctx.Err() != nil || load.exitCode != generator.ExitCouldNotRun {
+			stopAll()
+			return fail(fmt.Errorf("load setup: %w (see %s)", err, loadLog.Name()))
+		}
+		// Setup gave up (exit 2): a funding deposit or a sign-up never
+		// settled. Under a seeded bug that is often the bug itself (a 202
+		// whose command was lost), so the journal of the setup is drained
+		// and audited like any other: the money decides, not the load.
+		result.SetupProblem = fmt.Sprintf("the load's setup did not finish (exit %d, see %s)", load.exitCode, loadLog.Name())
+		say("%s; draining and auditing what it journaled", result.SetupProblem)
+	} else {
+		say("setup done in %.1fs; the schedule starts", time.Since(setupStarted).Seconds())
+		if err := runMutationSchedule(ctx, boundedLoad, load, loadLog, profile, stackDir, &result, say); err != nil {
+			stopAll()
+			return fail(err)
+		}
 	}
 
 	// Recovery: everything up again before the drain (a lost command must
@@ -728,4 +703,48 @@ func copyStackFiles(stackDir, dest string) {
 	for _, log := range logs {
 		copyFile(log, filepath.Join(dest, filepath.Base(log)))
 	}
+}
+
+// runMutationSchedule starts the load's schedule once its setup is done,
+// runs the fault plan beside it and waits for both. The error is for a run
+// that cannot be judged (interrupted, the load killed or unable to run, the
+// plan failed); a threshold the faults crossed (exit 99) is not one.
+func runMutationSchedule(ctx, boundedLoad context.Context, load *gatedLoad, loadLog *os.File, profile mutation.Profile,
+	stackDir string, result *mutation.Result, say func(string, ...any)) error {
+	loadStart := time.Now().Add(loadStartDelay)
+	if err := load.start(loadStart); err != nil {
+		load.stop()
+		return err
+	}
+	var plan sync.WaitGroup
+	var faults []string
+	var faultErr error
+	plan.Add(1)
+	go func() {
+		defer plan.Done()
+		faults, faultErr = mutation.Execute(boundedLoad, loadStart, profile.Steps, func(ctx context.Context, component, action string) error {
+			_, err := stack.Operate(ctx, stackDir, component, action)
+			return err
+		}, func(line string) { say("fault %s", line) })
+	}()
+	loadErr := load.wait()
+	result.LoadExit = load.exitCode
+	plan.Wait() // steps all fall inside the load; the plan ends with it or before
+	result.Faults = faults
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("load interrupted: %w", ctx.Err())
+	case boundedLoad.Err() != nil:
+		deadline, _ := boundedLoad.Deadline()
+		return fmt.Errorf("the load did not finish by %s (see %s)", deadline.Format(time.TimeOnly), loadLog.Name())
+	case loadErr != nil:
+		return loadErr
+	case load.exitCode != generator.ExitPassed && load.exitCode != generator.ExitThresholdsFailed:
+		return fmt.Errorf("the load exited %d (see %s)", load.exitCode, loadLog.Name())
+	}
+	say("load exited %d after %.0fs%s", load.exitCode, time.Since(loadStart).Seconds(), loadExitText(load.exitCode))
+	if faultErr != nil {
+		return fmt.Errorf("fault plan: %w", faultErr)
+	}
+	return nil
 }

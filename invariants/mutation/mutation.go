@@ -255,6 +255,11 @@ type Result struct {
 	// failed, expected under faults, the auditor judges the money; -1 it
 	// did not run or was stopped).
 	LoadExit int `json:"load_exit"`
+	// SetupProblem says that the load's setup gave up (a sign-up or funding
+	// deposit never settled): no schedule ran, the setup's own operations
+	// were drained and audited. A bug may be caught on them; the clean
+	// system fails.
+	SetupProblem string `json:"setup_problem,omitempty"`
 	// Faults lists what the fault plan did, with times.
 	Faults []string `json:"faults,omitempty"`
 	// Error says why the run could not be judged (stack, load, audit failed).
@@ -314,9 +319,11 @@ func (r *Result) Judge() {
 		return
 	}
 	if r.Clean() {
-		r.Pass = r.Verdict == invariants.VerdictPassed && len(r.Violated) == 0 && r.Drained
+		r.Pass = r.Verdict == invariants.VerdictPassed && len(r.Violated) == 0 && r.Drained && r.SetupProblem == ""
 		switch {
 		case r.Pass:
+		case len(r.Violated) == 0 && r.SetupProblem != "":
+			r.Note = r.SetupProblem
 		case !r.Drained && len(r.Violated) == 0:
 			r.Note = "the pipeline did not drain: the audit is incomplete"
 		default:
@@ -328,6 +335,8 @@ func (r *Result) Judge() {
 	switch {
 	case !r.Drained:
 		r.Note = "the pipeline did not drain: violations may be work still queued"
+	case len(hit) == 0 && len(r.Violated) == 0 && r.SetupProblem != "":
+		r.Note = r.SetupProblem + ", and no invariant was violated"
 	case len(hit) == 0 && len(r.Violated) == 0:
 		r.Note = "no invariant violated: the fault profile did not make the bug show itself, or the auditor missed it"
 	case len(hit) == 0:

@@ -40,7 +40,11 @@ func TestJudge(t *testing.T) {
 			false, false, "did not drain"},
 		{"bug run failed", Result{System: "b", Expected: []string{"durability"}, Error: "stack up: port in use"}, false, false, "port in use"},
 		{"bug run without verdict", Result{System: "b", Expected: []string{"durability"}}, false, false, "no audit verdict"},
+		{"bug caught on the setup's operations when setup gave up", withSetupProblem(bug([]string{"durability"}, []string{"durability"}, true)),
+			true, true, ""},
+		{"bug not shown and setup gave up", withSetupProblem(bug([]string{"durability"}, nil, true)), false, false, "setup did not finish"},
 		{"clean passed", clean(nil, true), false, true, ""},
+		{"clean audit passed but setup gave up", withSetupProblem(clean(nil, true)), false, false, "setup did not finish"},
 		{"clean violated", clean([]string{"cache-coherence"}, true), false, false, "violated cache-coherence"},
 		{"clean not drained", clean(nil, false), false, false, "did not drain"},
 		{"clean run failed", Result{System: "clean", Error: "the load exited 2"}, false, false, "the load exited 2"},
@@ -57,6 +61,11 @@ func TestJudge(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withSetupProblem(r Result) Result {
+	r.SetupProblem = "the load's setup did not finish (exit 2)"
+	return r
 }
 
 func verdictOf(violated []string, drained bool) string {
