@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build test vet demo flow bench bench-load capacity mutation up down status clean
+.PHONY: all deps build test vet fuzz demo flow bench bench-load capacity mutation up down status clean
 
 all: build
 
@@ -29,6 +29,16 @@ vet:
 # by the project's own code) and end-to-end (a whole local stack per test).
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
+
+# Fuzzing of the two decoders that take hostile bytes: the gateway's request
+# bodies and the worker's commands topic records (docs/request-rules.md,
+# docs/dead-letters.md). Bounded: FUZZ_TIME per target (go test runs one fuzz
+# target at a time). Their seed corpora run in `make test` like any test; a
+# failing input is saved under the package's testdata/fuzz and replayed there.
+FUZZ_TIME ?= 60s
+fuzz:
+	$(GO) test ./sut/gateway/ -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 5s
+	$(GO) test ./sut/worker/ -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZ_TIME) -fuzzminimizetime 5s
 
 # The main job, as CI runs it (docs/ci.md): a fresh local stack of the
 # demo's own (DEMO_DIR, DEMO_PORTS: beside `make up`), ~90 s of gate.yaml with

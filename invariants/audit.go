@@ -149,6 +149,8 @@ type auditor struct {
 
 	invariants map[string]*InvariantResult
 
+	deadLetters *deadLetterState
+
 	settledDeposits, settledWithdrawals int64
 	lastPostingID                       int64
 	postingsSeen                        int64
@@ -170,6 +172,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 		rowIndex:    map[[2]uint64]int32{},
 		phantomKeys: map[int32]string{},
 		invariants:  map[string]*InvariantResult{},
+		deadLetters: newDeadLetterState(),
 		result: &Result{
 			Version: 1, RunDir: config.RunDir, StartedAt: started.UTC(), Ledger: config.Ledger.Describe(),
 			LedgerCounts: map[string]int64{}, TimingsMs: map[string]int64{}, Warnings: []string{},
@@ -214,7 +217,8 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 
 	begin = config.Now()
 	fmt.Fprintf(config.Progress, "audit: reading the ledger (%s), %d operations journaled\n", config.Ledger.Describe(), len(a.history.operations))
-	if err := config.Ledger.Scan(ctx, Visitor{Account: a.visitAccount, Transaction: a.visitTransaction, Posting: a.visitPosting}); err != nil {
+	if err := config.Ledger.Scan(ctx, Visitor{Account: a.visitAccount, Transaction: a.visitTransaction, Posting: a.visitPosting,
+		DeadLetters: a.visitDeadLetters, DeadLetter: a.visitDeadLetter}); err != nil {
 		return nil, fmt.Errorf("%w: read ledger %s: %w", ErrCannotAudit, config.Ledger.Describe(), err)
 	}
 	a.result.LedgerCounts["accounts"] = int64(len(a.accounts))
@@ -228,6 +232,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkKeys()
 	a.checkOperations()
 	a.checkPerAccountOrder()
+	a.finishDeadLetters()
 	phase("checks", begin)
 
 	begin = config.Now()
@@ -523,19 +528,30 @@ func (a *auditor) checkAccounts() {
 type keyFlags struct {
 	ok, fail, info, acknowledged, dup bool
 	firstOK, firstFail, firstAck      int32
+	// deadLetter is the dead letter of the first transaction id the
+	// gateway answered for the key that the system set aside (-1: none),
+	// deadLetterOp the operation it was answered to.
+	deadLetter, deadLetterOp int32
 }
 
 func (a *auditor) gatherFlags() []keyFlags {
 	flags := make([]keyFlags, len(a.history.keys))
 	for i := range flags {
-		flags[i].firstOK, flags[i].firstFail, flags[i].firstAck = -1, -1, -1
+		flags[i].firstOK, flags[i].firstFail, flags[i].firstAck, flags[i].deadLetter = -1, -1, -1, -1
 	}
 	for index := range a.history.operations {
 		op := &a.history.operations[index]
+		deadLetter := a.deadLetterOf(op)
+		if deadLetter >= 0 {
+			a.deadLetters.rows[deadLetter].journaled = true
+		}
 		if op.kind == opMisuse {
 			continue
 		}
 		f := &flags[op.key]
+		if deadLetter >= 0 && f.deadLetter < 0 {
+			f.deadLetter, f.deadLetterOp = deadLetter, int32(index)
+		}
 		f.dup = f.dup || op.dup
 		switch op.outcome {
 		case outcomeOK:
@@ -632,9 +648,25 @@ func (a *auditor) checkKeys() {
 					a.keyName(index)), Keys: []string{a.keyString(index)}, Operations: a.operationsOfKey(index, 4)}
 			})
 		}
-		if f.acknowledged {
+		// A transaction id is answered only with 202 accepted or a final
+		// answer: a key whose answered transaction the system set aside as
+		// a dead letter was acknowledged, whatever the client was told
+		// after, and its command will never be applied.
+		if f.acknowledged || f.deadLetter >= 0 {
 			a.checked(Durability, "acknowledged keys", 1)
-			if row == nil {
+			if row == nil && f.deadLetter >= 0 {
+				dead := f.deadLetter
+				a.deadLetters.rows[dead].lost = true
+				a.report(Durability, func() Violation {
+					op := &a.history.operations[f.deadLetterOp]
+					letter := &a.deadLetters.rows[dead]
+					return Violation{Summary: fmt.Sprintf("%s of %d (key %s) was acknowledged to the client (%s, transaction %s) at %s, but the system set its command aside as a dead letter (partition %d, offset %d, reason %q) and the ledger has no transaction for it: its money effect is lost",
+						op.kind, op.amount, a.keyName(index), a.describeAck(op), a.deadLetterTransaction(letter), formatMicros(op.complete),
+						letter.partition, letter.offset, a.deadLetters.reasons[letter.reason]),
+						Keys: []string{a.keyString(index)}, Accounts: []int64{op.from, op.to}, Operations: a.operationsOfKey(index, 4),
+						Rows: []RowRef{a.deadLetterRef(dead)}}
+				})
+			} else if row == nil {
 				a.report(Durability, func() Violation {
 					op := &a.history.operations[f.firstAck]
 					return Violation{Summary: fmt.Sprintf("%s of %d (key %s) was acknowledged to the client (%s) at %s but is not in the ledger",
@@ -647,8 +679,11 @@ func (a *auditor) checkKeys() {
 }
 
 func (a *auditor) describeAck(op *operation) string {
-	if op.outcome == outcomeOK {
+	switch {
+	case op.outcome == outcomeOK:
 		return "ok"
+	case op.status == statusNone:
+		return "answered a transaction id"
 	}
 	return "status " + op.status.String()
 }

@@ -17,11 +17,16 @@ const (
 	AccountsFile     = "accounts.jsonl"
 	TransactionsFile = "transactions.jsonl"
 	PostingsFile     = "postings.jsonl"
+	// DeadLettersFile is optional: without it the export does not say
+	// which records the system set aside, and the audit says "not
+	// available" (never 0).
+	DeadLettersFile = "dead_letters.jsonl"
 )
 
 // ExportSource reads a ledger from the export format: a directory with
 // accounts.jsonl, transactions.jsonl and postings.jsonl (postings in
-// ascending id order), one JSON object per line.
+// ascending id order), and optionally dead_letters.jsonl, one JSON object
+// per line.
 type ExportSource struct {
 	Dir string
 }
@@ -55,12 +60,37 @@ func (e ExportSource) Scan(ctx context.Context, visitor Visitor) error {
 		return err
 	}
 	var posting Posting
-	return readLines(ctx, filepath.Join(e.Dir, PostingsFile), func(line []byte) error {
+	if err := readLines(ctx, filepath.Join(e.Dir, PostingsFile), func(line []byte) error {
 		posting = Posting{}
 		if err := json.Unmarshal(line, &posting); err != nil {
 			return err
 		}
 		return visitor.Posting(&posting)
+	}); err != nil {
+		return err
+	}
+	if visitor.DeadLetters == nil {
+		return nil
+	}
+	path := filepath.Join(e.Dir, DeadLettersFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return visitor.DeadLetters(false, "not available: the export has no "+DeadLettersFile+" (optional in the export format)")
+	} else if err != nil {
+		return fmt.Errorf("read export: %w", err)
+	}
+	if err := visitor.DeadLetters(true, ""); err != nil {
+		return err
+	}
+	if visitor.DeadLetter == nil {
+		return nil
+	}
+	var letter DeadLetter
+	return readLines(ctx, path, func(line []byte) error {
+		letter = DeadLetter{}
+		if err := json.Unmarshal(line, &letter); err != nil {
+			return err
+		}
+		return visitor.DeadLetter(&letter)
 	})
 }
 
@@ -98,19 +128,33 @@ func readLines(ctx context.Context, path string, each func(line []byte) error) e
 // ExportWriter writes a ledger in the export format. Use Visitor() as the
 // visitor of a Source's Scan, then Close.
 type ExportWriter struct {
-	files    [3]*os.File
-	writers  [3]*bufio.Writer
-	encoders [3]*json.Encoder
-	Counts   [3]int64
+	dir      string
+	files    [4]*os.File
+	writers  [4]*bufio.Writer
+	encoders [4]*json.Encoder
+	// Counts counts the accounts, transactions and postings written.
+	Counts [3]int64
+	// DeadLetters counts the dead letters written; DeadLettersWritten says
+	// whether dead_letters.jsonl was (the source knew its dead letters).
+	DeadLetters        int64
+	DeadLettersWritten bool
 }
 
+// deadLettersTable is the index of dead_letters.jsonl in an ExportWriter's
+// files, created only when the source has dead letters to tell.
+const deadLettersTable = 3
+
 // CreateExport creates dir (if needed) and the three export files in it,
-// truncating any that exist.
+// truncating any that exist, and removes a dead_letters.jsonl left by an
+// earlier export (the source may not know its dead letters).
 func CreateExport(dir string) (*ExportWriter, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create export: %w", err)
 	}
-	w := &ExportWriter{}
+	if err := os.Remove(filepath.Join(dir, DeadLettersFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("create export: %w", err)
+	}
+	w := &ExportWriter{dir: dir}
 	for i, name := range []string{AccountsFile, TransactionsFile, PostingsFile} {
 		file, err := os.Create(filepath.Join(dir, name))
 		if err != nil {
@@ -137,12 +181,41 @@ func (w *ExportWriter) write(table int, value any) error {
 	return w.encoders[table].Encode(value)
 }
 
-// Visitor writes every row it is given.
+// Visitor writes every row it is given, and dead_letters.jsonl when the
+// source knows its dead letters (each record cut to MaxDeadLetterRawBytes).
 func (w *ExportWriter) Visitor() Visitor {
 	return Visitor{
 		Account:     func(a *Account) error { return w.write(0, a) },
 		Transaction: func(t *Transaction) error { return w.write(1, t) },
 		Posting:     func(p *Posting) error { return w.write(2, p) },
+		DeadLetters: func(available bool, _ string) error {
+			if !available || w.files[deadLettersTable] != nil {
+				return nil
+			}
+			file, err := os.Create(filepath.Join(w.dir, DeadLettersFile))
+			if err != nil {
+				return fmt.Errorf("create export: %w", err)
+			}
+			w.files[deadLettersTable] = file
+			w.writers[deadLettersTable] = bufio.NewWriterSize(file, 1<<16)
+			w.encoders[deadLettersTable] = json.NewEncoder(w.writers[deadLettersTable])
+			w.DeadLettersWritten = true
+			return nil
+		},
+		DeadLetter: func(d *DeadLetter) error {
+			if w.files[deadLettersTable] == nil {
+				return errors.New("a dead letter before the source said it had any")
+			}
+			letter := *d
+			if letter.RawBytes < int64(len(letter.Raw)) {
+				letter.RawBytes = int64(len(letter.Raw))
+			}
+			if len(letter.Raw) > MaxDeadLetterRawBytes {
+				letter.Raw = letter.Raw[:MaxDeadLetterRawBytes]
+			}
+			w.DeadLetters++
+			return w.encoders[deadLettersTable].Encode(&letter)
+		},
 	}
 }
 
@@ -150,6 +223,9 @@ func (w *ExportWriter) Visitor() Visitor {
 func (w *ExportWriter) Close() error {
 	var errs []error
 	for i := range w.files {
+		if w.files[i] == nil {
+			continue
+		}
 		if err := w.writers[i].Flush(); err != nil {
 			errs = append(errs, err)
 		}

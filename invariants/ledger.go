@@ -12,7 +12,10 @@
 // compact per-key and per-row state, never whole result sets of strings.
 package invariants
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Account is one row of the ledger's accounts, as the export format's
 // accounts.jsonl holds it. Kind is "user" or "external"; the external
@@ -61,18 +64,58 @@ type Posting struct {
 	BalanceAfter *int64 `json:"balance_after,omitempty"`
 }
 
-// Visitor receives a ledger, table by table.
+// DeadLetter is one record the system set aside because it could not apply
+// it (the reference system's dead_letters table, migration 002; the export
+// format's optional dead_letters.jsonl): undecodable bytes, a command that
+// names no valid transaction, a transaction id colliding with another
+// request's, a command that fails to apply for a reason retrying cannot fix.
+type DeadLetter struct {
+	ID        int64  `json:"id"`
+	Topic     string `json:"topic,omitempty"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	// Raw is the record's value, or only its first bytes: sources bound
+	// what they read (the reference ledger's first MaxDeadLetterRawBytes).
+	Raw []byte `json:"raw"`
+	// RawBytes is the length of the whole record; 0 means len(Raw).
+	RawBytes int64 `json:"raw_bytes,omitempty"`
+	// Reason is free text saying why the record could not be applied.
+	Reason string `json:"reason"`
+	// TransactionID is the transaction the record named, when it decoded
+	// far enough to name one: the auditor matches it with the journal's tx.
+	TransactionID string     `json:"transaction_id,omitempty"`
+	DeadAt        *time.Time `json:"dead_at,omitempty"`
+}
+
+// MaxDeadLetterRawBytes bounds the bytes of a dead letter's record the
+// sources read and the exporter writes: enough for an excerpt that shows
+// what the record was, and a poison record of megabytes costs nothing.
+const MaxDeadLetterRawBytes = 256
+
+// Visitor receives a ledger, table by table. DeadLetters and DeadLetter are
+// optional: a visitor without them is not told about dead letters.
 type Visitor struct {
 	Account     func(*Account) error
 	Transaction func(*Transaction) error
 	Posting     func(*Posting) error
+	// DeadLetters is called once, after the postings: available says
+	// whether the source knows which records the system set aside (an
+	// export of another system usually does not), note says why not or
+	// anything else worth reporting (a reference ledger whose schema
+	// predates the dead_letters table has none, and says so).
+	DeadLetters func(available bool, note string) error
+	// DeadLetter is then called for every dead letter, in the order the
+	// system set them aside, when available.
+	DeadLetter func(*DeadLetter) error
 }
 
 // Source is a ledger the auditor can read. Scan calls visitor.Account for
 // every account, then visitor.Transaction for every transaction, then
-// visitor.Posting for every posting in ascending ID order, from one
-// consistent snapshot. The values passed may be reused after the call
-// returns. An error from a visitor function stops the scan and is returned.
+// visitor.Posting for every posting in ascending ID order, then (when the
+// visitor has them) visitor.DeadLetters once and visitor.DeadLetter for
+// every dead letter, from one consistent snapshot. The values passed may be
+// reused after the call returns. An error from a visitor function stops the
+// scan and is returned.
 type Source interface {
 	Scan(ctx context.Context, visitor Visitor) error
 	// Describe names the source for the report ("postgres …", "export DIR").

@@ -18,6 +18,9 @@ type fixture struct {
 	accounts     []Account
 	transactions []Transaction
 	postings     []Posting
+	// deadLetters, when not nil, is written as dead_letters.jsonl (even
+	// empty); nil leaves the file out: dead letters not available.
+	deadLetters []DeadLetter
 }
 
 // model is a pure model of a correct payment system and its client: every
@@ -169,6 +172,11 @@ func (f *fixture) writeIn(root string) (runDir, exportDir string, err error) {
 		writeJSONLines(filepath.Join(exportDir, PostingsFile), f.postings),
 	} {
 		if err != nil {
+			return "", "", err
+		}
+	}
+	if f.deadLetters != nil {
+		if err := writeJSONLines(filepath.Join(exportDir, DeadLettersFile), f.deadLetters); err != nil {
 			return "", "", err
 		}
 	}

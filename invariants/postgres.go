@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -87,8 +88,53 @@ func (s *PostgresSource) Scan(ctx context.Context, visitor Visitor) error {
 		}); err != nil {
 			return fmt.Errorf("read postings: %w", err)
 		}
-		return nil
+		if visitor.DeadLetters == nil {
+			return nil
+		}
+		return scanDeadLetters(ctx, tx, visitor)
 	})
+}
+
+// maxDeadLetterReasonCharacters bounds the reason read per dead letter: a
+// reason is a code and maybe an error message, never a document.
+const maxDeadLetterReasonCharacters = 1024
+
+// scanDeadLetters reads dead_letters (migration 002) in the scan's
+// snapshot, at most MaxDeadLetterRawBytes of each record. A ledger whose
+// schema predates the table never set a record aside: none, and it says so.
+func scanDeadLetters(ctx context.Context, tx pgx.Tx, visitor Visitor) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('dead_letters') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("look for dead_letters: %w", err)
+	}
+	if !exists {
+		return visitor.DeadLetters(true, "the ledger has no dead_letters table (a schema before migration 002): no record was set aside")
+	}
+	if err := visitor.DeadLetters(true, ""); err != nil {
+		return err
+	}
+	if visitor.DeadLetter == nil {
+		return nil
+	}
+	var letter DeadLetter
+	var transactionID *string
+	var deadAt time.Time
+	rows, err := tx.Query(ctx, `SELECT id, topic, kafka_partition, kafka_offset, substring(raw from 1 for $1), octet_length(raw),
+		left(reason, $2), transaction_id::text, dead_at FROM dead_letters ORDER BY id`, MaxDeadLetterRawBytes, maxDeadLetterReasonCharacters)
+	if err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	if _, err := pgx.ForEachRow(rows, []any{&letter.ID, &letter.Topic, &letter.Partition, &letter.Offset, &letter.Raw,
+		&letter.RawBytes, &letter.Reason, &transactionID, &deadAt}, func() error {
+		letter.TransactionID, letter.DeadAt = "", &deadAt
+		if transactionID != nil {
+			letter.TransactionID = *transactionID
+		}
+		return visitor.DeadLetter(&letter)
+	}); err != nil {
+		return fmt.Errorf("read dead letters: %w", err)
+	}
+	return nil
 }
 
 // StoredOffsets returns the next offset the ledger stored per partition of

@@ -233,3 +233,103 @@ func TestKafkaDrainProbe(t *testing.T) {
 		t.Fatalf("one record not applied: %+v %v", state, err)
 	}
 }
+
+// TestReferenceDeadLetters inserts rows into the reference ledger's
+// dead_letters and checks the audit reads them in its snapshot, through SQL
+// and through an export: the dead letter of a command the client was told
+// was accepted is a durability violation, garbage and a copy of an applied
+// command are only reported.
+func TestReferenceDeadLetters(t *testing.T) {
+	r := newReferenceLedger(t)
+	alice := r.signup("alice@example.com")
+	r.apply(referenceCommand(alice, ledger.KindDeposit, "a-1", 0, alice.AccountID, 100))
+	applied := ledger.TransactionIDFor(alice.ID, "a-1")
+	// a-2 was accepted (202) but its command was set aside: never applied.
+	lost := ledger.TransactionIDFor(alice.ID, "a-2")
+	r.clock += 10
+	r.journal = append(r.journal, JournalEntry{Version: 1, Op: "op-lost", Kind: KindWithdrawal, Key: "a-2", User: alice.ID,
+		From: alice.AccountID, Amount: 30, Invoke: r.clock, Complete: r.clock + 5, Attempts: 1, Statuses: []int{202},
+		Outcome: OutcomeInfo, Status: StatusAccepted, Tx: lost})
+	insert := func(partition int32, offset int64, raw []byte, reason string, transactionID any) {
+		t.Helper()
+		r.exec(`INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, raw, reason, transaction_id) VALUES ($1, $2, $3, $4, $5, $6)`,
+			DefaultTopic, partition, offset, raw, reason, transactionID)
+	}
+	insert(1, 7, append([]byte("\x00\xffgarbage\x1b"), make([]byte, 4000)...), "undecodable", nil)
+	insert(2, 11, []byte(`{"transaction_id":"`+lost+`","kind":"withdrawal"}`), "apply_error: account frozen", lost)
+	insert(2, 12, []byte(`{"transaction_id":"`+applied+`","kind":"deposit"}`), "key_collision", applied)
+
+	runDir := t.TempDir()
+	writeLines(t, runDir+"/journal.jsonl", r.journal)
+	source, err := OpenPostgres(context.Background(), r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { source.Close() })
+	exportDir := t.TempDir()
+	if _, err := Export(context.Background(), source, exportDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, audited := range []struct {
+		name   string
+		source Source
+	}{{"sql", source}, {"export", ExportSource{Dir: exportDir}}} {
+		t.Run(audited.name, func(t *testing.T) {
+			result := r.audit(runDir, audited.source, nil)
+			if violated := result.violated(); !slices.Equal(violated, []string{Durability}) {
+				t.Fatalf("violated %v, want only durability\n%s", violated, result.summary())
+			}
+			explanation := result.explanation(Durability)
+			for _, want := range []string{`\"a-2\"`, lost, "partition 2, offset 11", "apply_error: account frozen"} {
+				if !strings.Contains(explanation, want) {
+					t.Errorf("the explanation lacks %q: %s", want, explanation)
+				}
+			}
+			dead := result.DeadLetters
+			if dead == nil || !dead.Available || dead.Count == nil || *dead.Count != 3 || dead.WithoutTransaction != 1 ||
+				dead.Journaled != 2 || dead.Lost != 1 || len(dead.First) != 3 {
+				t.Fatalf("dead letters %+v", dead)
+			}
+			garbage := dead.First[0]
+			if garbage.Partition != 1 || garbage.Offset != 7 || garbage.RawBytes != 4010 || garbage.Reason != "undecodable" ||
+				garbage.DeadAt == nil || !strings.HasPrefix(garbage.RawExcerpt, `\x00\xffgarbage\x1b\x00`) ||
+				!strings.HasSuffix(garbage.RawExcerpt, "…") {
+				t.Errorf("garbage %+v", garbage)
+			}
+			if first := dead.First[1]; first.TransactionID != lost || !first.Lost || first.Reason != "apply_error: account frozen" {
+				t.Errorf("lost dead letter %+v", first)
+			}
+			if want := map[string]int64{"undecodable": 1, "apply_error: account frozen": 1, "key_collision": 1}; !equalCounts(dead.ByReason, want) {
+				t.Errorf("by reason %v", dead.ByReason)
+			}
+		})
+	}
+}
+
+// TestReferenceLedgerWithoutDeadLetterTable: a reference ledger whose
+// schema predates migration 002 has no dead_letters table: none were set
+// aside, and the audit says why it counts none.
+func TestReferenceLedgerWithoutDeadLetterTable(t *testing.T) {
+	r := newReferenceLedger(t)
+	alice := r.signup("alice@example.com")
+	r.apply(referenceCommand(alice, ledger.KindDeposit, "a-1", 0, alice.AccountID, 100))
+	r.exec(`DROP TABLE dead_letters`)
+	runDir := t.TempDir()
+	writeLines(t, runDir+"/journal.jsonl", r.journal)
+	source, err := OpenPostgres(context.Background(), r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { source.Close() })
+	result := r.audit(runDir, source, nil)
+	if result.Verdict != VerdictPassed {
+		t.Fatalf("verdict %s, violated %v\n%s", result.Verdict, result.violated(), result.summary())
+	}
+	dead := result.DeadLetters
+	if dead == nil || !dead.Available || dead.Count == nil || *dead.Count != 0 || !strings.Contains(dead.Note, "no dead_letters table") {
+		t.Fatalf("dead letters %+v", dead)
+	}
+	if summary := result.summary(); !strings.Contains(summary, "dead letters: none — the ledger has no dead_letters table") {
+		t.Errorf("summary:\n%s", summary)
+	}
+}

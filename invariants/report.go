@@ -42,8 +42,8 @@ func writeFileAtomically(path string, content []byte) error {
 }
 
 // WriteSummary writes the human summary: the verdict, what was read, the
-// operations by kind and outcome, every invariant with what it checked, and
-// each listed violation with its counterexample.
+// operations by kind and outcome, every invariant with what it checked,
+// each listed violation with its counterexample, and the dead letters.
 func (r *Result) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "AUDIT %s — %s\n", strings.ToUpper(r.Verdict), r.RunDir)
 	fmt.Fprintf(w, "journal: %s, %d line(s)", strings.Join(r.Journals, ", "), r.JournalLines)
@@ -123,6 +123,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 			}
 		}
 	}
+	r.writeDeadLetters(w)
 	if len(r.Warnings) > 0 {
 		fmt.Fprintln(w, "\nwarnings:")
 		for _, warning := range r.Warnings {
@@ -211,6 +212,9 @@ func describeRow(row RowRef) string {
 	if row.Partition != nil && row.AppliedOrder != nil {
 		parts = append(parts, fmt.Sprintf("applied=%d/%d", *row.Partition, *row.AppliedOrder))
 	}
+	if row.Partition != nil && row.Offset != nil {
+		parts = append(parts, fmt.Sprintf("partition=%d offset=%d", *row.Partition, *row.Offset))
+	}
 	if row.Balance != nil {
 		add("balance", *row.Balance)
 	}
@@ -224,4 +228,70 @@ func describeRow(row RowRef) string {
 		parts = append(parts, "("+row.Note+")")
 	}
 	return strings.Join(parts, " ")
+}
+
+// writeDeadLetters writes the dead letters when there are any (count, by
+// reason, the first ones), or one line when they are not available or the
+// ledger said something about them.
+func (r *Result) writeDeadLetters(w io.Writer) {
+	d := r.DeadLetters
+	switch {
+	case d == nil:
+		return
+	case !d.Available || d.Count == nil:
+		fmt.Fprintf(w, "\ndead letters: %s\n", d.Note)
+		return
+	case *d.Count == 0:
+		if d.Note != "" {
+			fmt.Fprintf(w, "\ndead letters: none — %s\n", d.Note)
+		}
+		return
+	}
+	fmt.Fprintf(w, "\ndead letters — %d record(s) set aside: %d named no transaction, %d a journaled operation's, %d lost (durability violations)\n",
+		*d.Count, d.WithoutTransaction, d.Journaled, d.Lost)
+	if d.Note != "" {
+		fmt.Fprintf(w, "  %s\n", d.Note)
+	}
+	fmt.Fprintf(w, "  by reason: %s\n", FormatDeadLetterReasons(d.ByReason))
+	if int64(len(d.First)) < *d.Count {
+		fmt.Fprintf(w, "  the first %d:\n", len(d.First))
+	}
+	for i, letter := range d.First {
+		fmt.Fprintf(w, "  %d. %s\n", i+1, DescribeDeadLetter(letter))
+	}
+}
+
+// FormatDeadLetterReasons renders counts by reason on one line, the most
+// frequent first.
+func FormatDeadLetterReasons(byReason map[string]int64) string {
+	reasons := make([]string, 0, len(byReason))
+	for reason := range byReason {
+		reasons = append(reasons, reason)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		if byReason[reasons[i]] != byReason[reasons[j]] {
+			return byReason[reasons[i]] > byReason[reasons[j]]
+		}
+		return reasons[i] < reasons[j]
+	})
+	parts := make([]string, 0, len(reasons))
+	for _, reason := range reasons {
+		parts = append(parts, fmt.Sprintf("%q %d", reason, byReason[reason]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// DescribeDeadLetter renders a quoted dead letter on one line for people.
+func DescribeDeadLetter(letter DeadLetterRef) string {
+	text := fmt.Sprintf("partition %d offset %d (id %d) reason %q", letter.Partition, letter.Offset, letter.ID, letter.Reason)
+	if letter.TransactionID != "" {
+		text += " tx=" + letter.TransactionID
+	}
+	switch {
+	case letter.Lost:
+		text += " [acknowledged to a client and lost: durability]"
+	case letter.Journaled:
+		text += " [journaled; the ledger holds its key's transaction]"
+	}
+	return text + fmt.Sprintf(" raw %d byte(s): %s", letter.RawBytes, letter.RawExcerpt)
 }

@@ -30,7 +30,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{OutcomeAgreement, "what the client was told (outcome, status, reason, transaction id) matches the ledger's row; replays of a key agree"},
 	{KeyContract, "a key reused with a different body is never applied; several requests sharing one key map to one row"},
 	{PerAccountOrder, "debits of one account that the client issued one after the other were applied in that order"},
-	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery"},
+	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery; a command answered with a transaction id and then set aside as a dead letter is lost"},
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
 }
 
@@ -77,7 +77,10 @@ type RowRef struct {
 	Balance        *int64 `json:"balance,omitempty"`
 	BalanceAfter   *int64 `json:"balance_after,omitempty"`
 	Cached         *int64 `json:"cached,omitempty"`
-	Note           string `json:"note,omitempty"`
+	// Offset is a dead letter's position in its partition (table
+	// dead_letters); Partition then names the partition.
+	Offset *int64 `json:"offset,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // Violation is one counterexample: which invariant, what is wrong in one
@@ -144,7 +147,60 @@ type Result struct {
 	LedgerCounts   map[string]int64            `json:"ledger_counts"`
 	Invariants     []InvariantResult           `json:"invariants"`
 	Staleness      Staleness                   `json:"cache_staleness"`
-	Warnings       []string                    `json:"warnings"`
+	// DeadLetters reports the records the system set aside; nil in an
+	// audit.json written before dead letters were audited.
+	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
+	Warnings    []string     `json:"warnings"`
 	// TimingsMs are the durations of the audit's phases in milliseconds.
 	TimingsMs map[string]int64 `json:"timings_ms"`
+}
+
+// DeadLetters reports the records the system set aside because it could not
+// apply them (its dead-letter table). One whose transaction a client was
+// told was accepted, and that the ledger does not hold, is also a
+// durability violation; the others (garbage nobody journaled, or a copy of
+// a command the ledger did apply) are reported here, not violations.
+type DeadLetters struct {
+	// Available is false when the ledger does not say which records it set
+	// aside (an export without dead_letters.jsonl, as other systems write
+	// it): Count is then null, never 0, and Note says so.
+	Available bool   `json:"available"`
+	Note      string `json:"note,omitempty"`
+	Count     *int64 `json:"count"`
+	// WithoutTransaction counts the dead letters that named no transaction
+	// (undecodable bytes, a command too broken to name one).
+	WithoutTransaction int64 `json:"without_transaction,omitempty"`
+	// Journaled counts those whose transaction id the gateway answered to a
+	// journaled operation: a client was told about them.
+	Journaled int64 `json:"journaled,omitempty"`
+	// Lost counts the journaled ones whose operation's key has no ledger
+	// transaction: each is a durability violation.
+	Lost int64 `json:"lost,omitempty"`
+	// ByReason counts them by reason (made printable and cut to
+	// maxDeadLetterReasonBytes; beyond maxDeadLetterReasons distinct
+	// reasons, the others count under "(other reasons)").
+	ByReason map[string]int64 `json:"by_reason,omitempty"`
+	// First lists the first ones (Config.MaxViolations) in the order the
+	// system set them aside.
+	First []DeadLetterRef `json:"first,omitempty"`
+}
+
+// DeadLetterRef is one dead letter as the audit quotes it.
+type DeadLetterRef struct {
+	ID            int64      `json:"id"`
+	Topic         string     `json:"topic,omitempty"`
+	Partition     int32      `json:"partition"`
+	Offset        int64      `json:"offset"`
+	Reason        string     `json:"reason"`
+	TransactionID string     `json:"transaction_id,omitempty"`
+	DeadAt        *time.Time `json:"dead_at,omitempty"`
+	// RawBytes is the record's length. RawExcerpt shows its first bytes as
+	// text that is safe to print: valid UTF-8 without control characters,
+	// every other byte escaped (\x00, \n, \u202e), a backslash doubled, cut
+	// after deadLetterExcerptBytes bytes of the record with "…".
+	RawBytes   int64  `json:"raw_bytes"`
+	RawExcerpt string `json:"raw_excerpt"`
+	// Journaled and Lost are DeadLetters' counts, for this record.
+	Journaled bool `json:"journaled,omitempty"`
+	Lost      bool `json:"lost,omitempty"`
 }

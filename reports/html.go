@@ -63,6 +63,10 @@ type page struct {
 	UPlotCSS   template.CSS
 	ReportJS   template.JS
 	ReportCSS  template.CSS
+	// DeadLetters is set when the audit read any; DeadLettersLine says in
+	// one line what the audit knows of them (count, not available...).
+	DeadLetters     *deadLettersView
+	DeadLettersLine string
 }
 
 type kindCounts struct {
@@ -86,6 +90,19 @@ type invariantView struct {
 	CheckedText string
 	Explanation string
 	Listed      int
+}
+
+// deadLettersView is the dead letters the page lists.
+type deadLettersView struct {
+	*invariants.DeadLetters
+	Count    int64
+	Listed   int
+	ByReason []reasonCount
+}
+
+type reasonCount struct {
+	Reason string
+	Count  int64
 }
 
 type faultView struct {
@@ -197,6 +214,7 @@ func (a *analysis) page() page {
 			}
 			p.Invariants = append(p.Invariants, view)
 		}
+		p.DeadLetters, p.DeadLettersLine = deadLettersOf(audit.DeadLetters)
 	}
 
 	// Faults: one colour per target.
@@ -350,6 +368,34 @@ func (a *analysis) page() page {
 		p.Inputs = append(p.Inputs, [2]string{name, a.in.status[name]})
 	}
 	return p
+}
+
+// deadLettersOf returns the view of the dead letters when there are any,
+// and one line saying what the audit knows of them ("" for an audit that
+// predates dead letters).
+func deadLettersOf(dead *invariants.DeadLetters) (*deadLettersView, string) {
+	switch {
+	case dead == nil:
+		return nil, ""
+	case !dead.Available || dead.Count == nil:
+		return nil, nonEmpty(dead.Note, "not available")
+	case *dead.Count == 0:
+		if dead.Note != "" {
+			return nil, "none — " + dead.Note
+		}
+		return nil, "none"
+	}
+	view := &deadLettersView{DeadLetters: dead, Count: *dead.Count, Listed: len(dead.First)}
+	for reason, n := range dead.ByReason {
+		view.ByReason = append(view.ByReason, reasonCount{Reason: reason, Count: n})
+	}
+	sort.Slice(view.ByReason, func(i, j int) bool {
+		if view.ByReason[i].Count != view.ByReason[j].Count {
+			return view.ByReason[i].Count > view.ByReason[j].Count
+		}
+		return view.ByReason[i].Reason < view.ByReason[j].Reason
+	})
+	return view, fmt.Sprintf("%d record(s) set aside, listed above", *dead.Count)
 }
 
 // replayCommand is the `ledgerproof run` command line that runs the same

@@ -83,9 +83,17 @@ func (a *analysis) junit() ([]byte, error) {
 	}
 
 	if audit := a.in.audit; audit != nil {
+		if audit.DeadLetters != nil {
+			suite.Properties = append(suite.Properties, junitProperty{"dead_letters", deadLetterCount(audit.DeadLetters)})
+		}
 		for _, invariant := range audit.Invariants {
 			test := junitCase{Name: invariant.Name, Classname: junitInvariantClass, Time: "0",
 				SystemOut: fmt.Sprintf("%s\nchecked: %s", invariant.Description, formatChecked(invariant.Checked))}
+			if invariant.Name == invariants.Durability {
+				// Dead letters are where acknowledged commands get lost:
+				// the durability case lists them, violated or not.
+				test.SystemOut += explainDeadLetters(audit.DeadLetters)
+			}
 			switch invariant.Status {
 			case invariants.StatusViolated:
 				test.Failure = &junitProblem{
@@ -142,6 +150,33 @@ func (a *analysis) junit() ([]byte, error) {
 		return nil, fmt.Errorf("junit: %w", err)
 	}
 	return append([]byte(xml.Header), append(content, '\n')...), nil
+}
+
+// deadLetterCount is the number of dead letters, or why there is none.
+func deadLetterCount(dead *invariants.DeadLetters) string {
+	if !dead.Available || dead.Count == nil {
+		return "not available"
+	}
+	return fmt.Sprint(*dead.Count)
+}
+
+// explainDeadLetters is the dead letters as text, when there are any: the
+// count, by reason, and the first ones listed; "" otherwise.
+func explainDeadLetters(dead *invariants.DeadLetters) string {
+	if dead == nil || !dead.Available || dead.Count == nil || *dead.Count == 0 {
+		return ""
+	}
+	var text strings.Builder
+	fmt.Fprintf(&text, "\ndead letters: %d record(s) set aside: %d named no transaction, %d a journaled operation's, %d lost (durability violations)\n",
+		*dead.Count, dead.WithoutTransaction, dead.Journaled, dead.Lost)
+	fmt.Fprintf(&text, "by reason: %s\n", invariants.FormatDeadLetterReasons(dead.ByReason))
+	if int64(len(dead.First)) < *dead.Count {
+		fmt.Fprintf(&text, "the first %d:\n", len(dead.First))
+	}
+	for i, letter := range dead.First {
+		fmt.Fprintf(&text, "%d. %s\n", i+1, invariants.DescribeDeadLetter(letter))
+	}
+	return text.String()
 }
 
 func firstSummary(invariant invariants.InvariantResult) string {

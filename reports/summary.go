@@ -87,6 +87,10 @@ type Summary struct {
 	// Origin is the report's time zero (the load's start when known):
 	// every offset in seconds counts from it.
 	Origin time.Time `json:"origin"`
+	// DeadLetters is audit.json's report of the records the system set
+	// aside (count, by reason, the first ones); absent when the run has no
+	// audit or its audit predates dead letters.
+	DeadLetters *invariants.DeadLetters `json:"dead_letters,omitempty"`
 	// Inputs says, per file of the run directory, whether it was read.
 	Inputs   map[string]string `json:"inputs"`
 	Warnings []string          `json:"warnings"`
@@ -341,6 +345,7 @@ func (a *analysis) summarize() Summary {
 	}
 	if audit := a.in.audit; audit != nil {
 		summary.AuditVerdict = audit.Verdict
+		summary.DeadLetters = audit.DeadLetters
 		for _, invariant := range audit.Invariants {
 			checked := invariant.Checked
 			if checked == nil {

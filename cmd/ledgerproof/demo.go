@@ -166,9 +166,9 @@ func (d *demoRun) walk(baseURL string) error {
 		return err
 	}
 
-	d.say("bob tries to read alice's account: forbidden")
+	d.say("bob tries to read alice's account: not found, as an account that does not exist")
 	response, err = bob.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/accounts/%d", aliceAccount), nil, "", 0)
-	if err := expect(response, err, http.StatusForbidden, ""); err != nil {
+	if err := expect(response, err, http.StatusNotFound, ""); err != nil {
 		return err
 	}
 

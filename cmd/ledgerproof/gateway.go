@@ -37,6 +37,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	applyMode := flags.String("apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
 	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the HTTP listener, to loopback clients only")
 	producerLinger := flags.Duration("producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
+	workersGroup := flags.String("workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	var crashPoints crashPointFlags
@@ -76,6 +77,13 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 			}
 			defer producer.Close()
 			dependencies.Queue, dependencies.Ready = producer, producer.Ping
+			if *workersGroup != "" {
+				workers, err := gateway.NewWorkersCheck(*workersGroup, producer.GroupMembers, gateway.DefaultWorkersCheckCache, nil)
+				if err != nil {
+					return err
+				}
+				dependencies.Workers = workers.Check
+			}
 		}
 		server, err := gateway.New(config, dependencies)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
 	flags.DurationVar(&config.Linger, "linger", 10*time.Millisecond, "when a poll returns a short batch, keep collecting records until this long after the previous batch was taken (fills batches under load; no linger after an apply that took this long)")
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
+	flags.DurationVar(&config.StalledAfter, "stalled-after", 30*time.Second, "a partition that lags (the broker holds records past the last one applied) without advancing for longer than this makes /readyz fail (503) and counts in ledger_worker_stalled_partitions; the worker keeps retrying")
 	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener, to loopback clients only")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
@@ -60,7 +62,14 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 			return err
 		}
 		config.Topic = connections.topic
-		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: bugs, BetweenCommits: betweenCommits, CustomPlans: true})
+		storeBugs, err := workerStoreBugs(bugs, &seededBugs)
+		if err != nil {
+			return err
+		}
+		if storeBugs.Has(ledger.BugNoIdempotency) {
+			logger.Warn("SEEDED BUG no-idempotency: the worker's key checks are off too (ids not derived from their key, key collisions), as in a system without idempotency by key")
+		}
+		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true})
 		if err != nil {
 			return err
 		}
@@ -91,7 +100,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
-			if err := errors.Join(store.Ping(ctx), consumer.Ping(ctx)); err != nil {
+			if err := errors.Join(store.Ping(ctx), consumer.Ping(ctx), applier.Ready()); err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
@@ -107,6 +116,24 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 		})
 		return group.Wait()
 	}
+}
+
+// workerStoreBugs are the seeded bugs the worker's store runs: the worker's
+// own, plus no-idempotency when the stack runs it. That bug lives in the
+// gateway (fresh transaction ids for every retry), but the system it seeds
+// has no idempotency by key anywhere: a worker that still set aside ids not
+// derived from their key would hide the duplicates the auditor must find.
+func workerStoreBugs(workerBugs ledger.Bugs, flags *seededBugFlags) (ledger.Bugs, error) {
+	all, err := flags.parse()
+	if err != nil {
+		return nil, err
+	}
+	if !all.Has(ledger.BugNoIdempotency) || workerBugs.Has(ledger.BugNoIdempotency) {
+		return workerBugs, nil
+	}
+	bugs := append(append(ledger.Bugs(nil), workerBugs...), ledger.BugNoIdempotency)
+	sort.Slice(bugs, func(i, j int) bool { return bugs[i] < bugs[j] })
+	return bugs, nil
 }
 
 // crashExitCode is the exit status of a seeded crash, distinct from a

@@ -25,6 +25,7 @@ var statusOf = map[ledger.Code]int{
 	ledger.CodeIdempotencyKeyInFlight: http.StatusConflict,
 	ledger.CodeIdempotencyKeyReused:   http.StatusUnprocessableEntity,
 	ledger.CodeInsufficientFunds:      http.StatusUnprocessableEntity,
+	ledger.CodeBalanceLimit:           http.StatusUnprocessableEntity,
 	ledger.CodeBodyTooLarge:           http.StatusRequestEntityTooLarge,
 	ledger.CodeRateLimited:            http.StatusTooManyRequests,
 	ledger.CodeInternal:               http.StatusInternalServerError,

@@ -187,6 +187,7 @@ type Gateway struct {
 	queue    Queue
 	applier  Applier
 	ready    func(ctx context.Context) error
+	workers  func(ctx context.Context) error
 	logger   *slog.Logger
 	metrics  *metrics
 	waiters  *waiters
@@ -222,6 +223,9 @@ type Dependencies struct {
 	Applier Applier
 	// Ready reports whether the broker is reachable, for /readyz; optional.
 	Ready func(ctx context.Context) error
+	// Workers reports whether a worker consumes the commands topic, for
+	// /readyz (WorkersCheck.Check); optional.
+	Workers func(ctx context.Context) error
 	// Registerer receives the gateway's metrics; nil uses a new registry.
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics; nil serves the Registerer if it is one.
@@ -269,6 +273,7 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		queue:    dependencies.Queue,
 		applier:  dependencies.Applier,
 		ready:    dependencies.Ready,
+		workers:  dependencies.Workers,
 		logger:   dependencies.Logger,
 		metrics:  newMetrics(dependencies.Registerer),
 		waiters:  newWaiters(),
@@ -373,7 +378,7 @@ func (g *Gateway) Handler() http.Handler {
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{"postgres": "ok", "broker": "ok", "redis": "ok"}
+	checks := map[string]string{"postgres": "ok", "broker": "ok", "workers": "ok", "redis": "ok"}
 	ready := true
 	if err := g.store.Ping(ctx); err != nil {
 		checks["postgres"], ready = err.Error(), false
@@ -381,6 +386,11 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if g.ready != nil {
 		if err := g.ready(ctx); err != nil {
 			checks["broker"], ready = err.Error(), false
+		}
+	}
+	if g.workers != nil {
+		if err := g.workers(ctx); err != nil {
+			checks["workers"], ready = err.Error(), false
 		}
 	}
 	// Redis is not needed for money to be right, but sessions live there,
@@ -503,7 +513,7 @@ func (g *Gateway) allow(userID int64) bool {
 func parseID(r *http.Request, name string) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
 	if err != nil || id <= 0 {
-		return 0, ledger.Errorf(ledger.CodeInvalidRequest, "%s %q is not a positive integer", name, r.PathValue(name))
+		return 0, ledger.Errorf(ledger.CodeInvalidRequest, "%s %s is not a positive integer", name, quoteForMessage(r.PathValue(name)))
 	}
 	return id, nil
 }

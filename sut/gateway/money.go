@@ -18,23 +18,92 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
-// The bodies of the money operations. Numbers are kept as text so that
+// The bodies of the money operations, decoded by decodeStrict; a
+// withdrawal's body is a deposit's. Numbers are kept as text so that
 // fractions, exponents and overflows get a precise error.
 type (
 	depositRequest struct {
-		AccountID number `json:"account_id"`
-		Amount    number `json:"amount"`
-	}
-	withdrawalRequest struct {
-		AccountID number `json:"account_id"`
-		Amount    number `json:"amount"`
+		AccountID jsonNumber    `json:"account_id"`
+		Amount    amountLiteral `json:"amount"`
 	}
 	transferRequest struct {
-		FromAccountID number `json:"from_account_id"`
-		ToAccountID   number `json:"to_account_id"`
-		Amount        number `json:"amount"`
+		FromAccountID jsonNumber    `json:"from_account_id"`
+		ToAccountID   jsonNumber    `json:"to_account_id"`
+		Amount        amountLiteral `json:"amount"`
 	}
 )
+
+// moneyRequest is a money body decoded and checked by the ledger's rules,
+// before authorisation: the accounts it names and its amount.
+type moneyRequest struct {
+	Kind ledger.Kind
+	// AccountID is the account of a deposit or a withdrawal.
+	AccountID int64
+	// FromAccountID and ToAccountID are the accounts of a transfer.
+	FromAccountID, ToAccountID int64
+	AmountMinor                int64
+}
+
+// decodeMoneyRequest decodes the body of a money operation of kind. Its
+// errors are invalid_request and invalid_amount.
+func decodeMoneyRequest(kind ledger.Kind, body []byte) (moneyRequest, error) {
+	request := moneyRequest{Kind: kind}
+	var err error
+	switch kind {
+	case ledger.KindDeposit, ledger.KindWithdrawal:
+		var fields depositRequest
+		if err := decodeStrict(body, &fields); err != nil {
+			return request, err
+		}
+		if request.AccountID, err = accountField("account_id", fields.AccountID); err != nil {
+			return request, err
+		}
+		request.AmountMinor, err = amountField(fields.Amount)
+	case ledger.KindTransfer:
+		var fields transferRequest
+		if err := decodeStrict(body, &fields); err != nil {
+			return request, err
+		}
+		if request.FromAccountID, err = accountField("from_account_id", fields.FromAccountID); err != nil {
+			return request, err
+		}
+		if request.ToAccountID, err = accountField("to_account_id", fields.ToAccountID); err != nil {
+			return request, err
+		}
+		request.AmountMinor, err = amountField(fields.Amount)
+	default:
+		panic(fmt.Sprintf("gateway: decode a money request of kind %q", kind))
+	}
+	return request, err
+}
+
+// canonicalJSON is the request in its canonical form, the input of its
+// fingerprint: the kind's members in a fixed order, numbers in decimal, no
+// whitespace. These bytes must not change between versions: the ledger and
+// Redis keep fingerprints made from them, and a replay compares with those.
+func (m moneyRequest) canonicalJSON() []byte {
+	var canonical any
+	switch m.Kind {
+	case ledger.KindDeposit, ledger.KindWithdrawal:
+		canonical = struct {
+			AccountID int64 `json:"account_id"`
+			Amount    int64 `json:"amount"`
+		}{m.AccountID, m.AmountMinor}
+	case ledger.KindTransfer:
+		canonical = struct {
+			From   int64 `json:"from_account_id"`
+			To     int64 `json:"to_account_id"`
+			Amount int64 `json:"amount"`
+		}{m.FromAccountID, m.ToAccountID, m.AmountMinor}
+	default:
+		panic(fmt.Sprintf("gateway: canonical form of a money request of kind %q", m.Kind))
+	}
+	body, err := json.Marshal(canonical)
+	if err != nil {
+		panic("gateway: marshal a canonical request: " + err.Error())
+	}
+	return body
+}
 
 // transactionResponse is the transaction resource. Its bytes depend only on
 // the transaction and its state, so a response rebuilt from the ledger is
@@ -55,6 +124,30 @@ const IdempotencyKeyMaximum = 255
 // ReplayedHeader marks a response that was replayed for a reused key.
 const ReplayedHeader = "Idempotent-Replayed"
 
+// IdempotencyKeyHeader is the header that names a money request.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// idempotencyKey returns the request's idempotency key: exactly one
+// Idempotency-Key header, valid by validKey. Two headers are refused rather
+// than one chosen, as a proxy or a log may read the other one; a client that
+// sends two does not know which request it names. Every refusal is
+// idempotency_key_missing ("missing or invalid", as sut/openapi.yaml says),
+// and its message never echoes the key, which may hold control bytes.
+// net/http itself refuses, before any handler, a header value with a
+// control byte other than tab (see docs/request-rules.md).
+func idempotencyKey(header http.Header) (string, error) {
+	values := header.Values(IdempotencyKeyHeader)
+	switch {
+	case len(values) > 1:
+		return "", ledger.Errorf(ledger.CodeIdempotencyKeyMissing,
+			"exactly one Idempotency-Key header is allowed; the request has %d", len(values))
+	case len(values) == 0 || !validKey(values[0]):
+		return "", ledger.Errorf(ledger.CodeIdempotencyKeyMissing,
+			"an Idempotency-Key header of 1 to %d printable ASCII characters (0x21-0x7E) is required", IdempotencyKeyMaximum)
+	}
+	return values[0], nil
+}
+
 func validKey(key string) bool {
 	if key == "" || len(key) > IdempotencyKeyMaximum {
 		return false
@@ -70,63 +163,35 @@ func validKey(key string) bool {
 // parseCommand decodes and checks a money request into a command.
 func (g *Gateway) parseCommand(w http.ResponseWriter, r *http.Request, kind ledger.Kind, session redis.Session) (ledger.Command, error) {
 	command := ledger.Command{Kind: kind, UserID: session.UserID}
-	var canonical any
-	switch kind {
-	case ledger.KindDeposit, ledger.KindWithdrawal:
-		var request depositRequest
-		if err := g.decodeBody(w, r, &request); err != nil {
-			return command, err
-		}
-		account, err := accountField("account_id", request.AccountID)
-		if err != nil {
-			return command, err
-		}
-		if command.AmountMinor, err = amountField(request.Amount); err != nil {
-			return command, err
-		}
-		if account != session.AccountID {
-			return command, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", account)
-		}
-		if kind == ledger.KindDeposit {
-			command.SourceAccountID, command.DestinationAccountID = ledger.ExternalAccountID, account
-		} else {
-			command.SourceAccountID, command.DestinationAccountID = account, ledger.ExternalAccountID
-		}
-		canonical = struct {
-			AccountID int64 `json:"account_id"`
-			Amount    int64 `json:"amount"`
-		}{account, command.AmountMinor}
-	case ledger.KindTransfer:
-		var request transferRequest
-		if err := g.decodeBody(w, r, &request); err != nil {
-			return command, err
-		}
-		from, err := accountField("from_account_id", request.FromAccountID)
-		if err != nil {
-			return command, err
-		}
-		to, err := accountField("to_account_id", request.ToAccountID)
-		if err != nil {
-			return command, err
-		}
-		if command.AmountMinor, err = amountField(request.Amount); err != nil {
-			return command, err
-		}
-		if from != session.AccountID {
-			return command, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", from)
-		}
-		if from == to {
-			return command, ledger.Errorf(ledger.CodeSameAccount, "a transfer needs two different accounts")
-		}
-		command.SourceAccountID, command.DestinationAccountID = from, to
-		canonical = struct {
-			From   int64 `json:"from_account_id"`
-			To     int64 `json:"to_account_id"`
-			Amount int64 `json:"amount"`
-		}{from, to, command.AmountMinor}
+	body, err := g.readBody(w, r)
+	if err != nil {
+		return command, err
 	}
-	canonicalBody, _ := json.Marshal(canonical)
-	command.Fingerprint = ledger.Fingerprint(kind, canonicalBody)
+	request, err := decodeMoneyRequest(kind, body)
+	if err != nil {
+		return command, err
+	}
+	command.AmountMinor = request.AmountMinor
+	switch kind {
+	case ledger.KindDeposit:
+		command.SourceAccountID, command.DestinationAccountID = ledger.ExternalAccountID, request.AccountID
+	case ledger.KindWithdrawal:
+		command.SourceAccountID, command.DestinationAccountID = request.AccountID, ledger.ExternalAccountID
+	case ledger.KindTransfer:
+		command.SourceAccountID, command.DestinationAccountID = request.FromAccountID, request.ToAccountID
+	}
+	// The caller's own account is the one debited, or credited by a deposit.
+	own := command.SourceAccountID
+	if kind == ledger.KindDeposit {
+		own = command.DestinationAccountID
+	}
+	if own != session.AccountID {
+		return command, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", own)
+	}
+	if command.SourceAccountID == command.DestinationAccountID {
+		return command, ledger.Errorf(ledger.CodeSameAccount, "a transfer needs two different accounts")
+	}
+	command.Fingerprint = ledger.Fingerprint(kind, request.canonicalJSON())
 	return command, nil
 }
 
@@ -153,10 +218,9 @@ func (g *Gateway) waitRequested(r *http.Request) (time.Duration, error) {
 func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 	return func(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
 		session := sessionOf(r)
-		key := r.Header.Get("Idempotency-Key")
-		if !validKey(key) {
-			return 0, nil, ledger.Errorf(ledger.CodeIdempotencyKeyMissing,
-				"an Idempotency-Key header of 1 to %d printable ASCII characters is required", IdempotencyKeyMaximum)
+		key, err := idempotencyKey(r.Header)
+		if err != nil {
+			return 0, nil, err
 		}
 		wait, err := g.waitRequested(r)
 		if err != nil {
@@ -489,13 +553,26 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) (int, []byt
 	if err != nil {
 		return 0, nil, err
 	}
+	// Another user's account and an account that does not exist get the
+	// same answer, without asking the ledger, so this route does not tell
+	// which accounts exist (as GET /v1/transactions/{id} does not).
+	notFound := ledger.Errorf(ledger.CodeAccountNotFound, "you have no account %d", id)
 	session := sessionOf(r)
 	if id != session.AccountID {
-		return 0, nil, ledger.Errorf(ledger.CodeForbidden, "account %d is not yours", id)
+		return 0, nil, notFound
 	}
 	account, err := g.store.Account(r.Context(), id)
+	if ledger.ErrorCode(err) == ledger.CodeAccountNotFound {
+		return 0, nil, notFound
+	}
 	if err != nil {
 		return 0, nil, err
+	}
+	if account.UserID != session.UserID {
+		// A session names its user's own account; the ledger disagreeing
+		// is a broken invariant, answered as not found rather than shown.
+		g.logger.Error("a session's account belongs to another user", "account_id", id, "session_user_id", session.UserID, "account_user_id", account.UserID)
+		return 0, nil, notFound
 	}
 	return http.StatusOK, marshal(accountResponse{AccountID: account.ID, UserID: account.UserID, BalanceMinor: account.BalanceMinor}), nil
 }

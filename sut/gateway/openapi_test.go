@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -132,7 +133,7 @@ type openAPIResponse struct {
 
 var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
-func loadOpenAPI(t *testing.T) (openAPIDocument, []byte) {
+func loadOpenAPI(t testing.TB) (openAPIDocument, []byte) {
 	t.Helper()
 	raw, err := os.ReadFile(openAPIPath)
 	if err != nil {
@@ -524,4 +525,191 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 	if len(problems) != 2 || !strings.Contains(strings.Join(problems, "\n"), "idempotency_key_reused: 409") {
 		t.Errorf("mutated spec: problems %q, want the enum and the idempotency_key_reused status reported", problems)
 	}
+}
+
+// documentedCodes returns the error codes sut/openapi.yaml lists for one
+// response (x-error-codes, through a $ref to components.responses), and
+// whether the document has that response at all.
+func documentedCodes(document openAPIDocument, method, path string, status int) ([]string, bool) {
+	node, ok := document.Paths[path][strings.ToLower(method)]
+	if !ok {
+		return nil, false
+	}
+	var operation openAPIOperation
+	if err := node.Decode(&operation); err != nil {
+		return nil, false
+	}
+	response, ok := operation.Responses[strconv.Itoa(status)]
+	if !ok {
+		return nil, false
+	}
+	if name, isRef := strings.CutPrefix(response.Ref, "#/components/responses/"); isRef {
+		if response, ok = document.Components.Responses[name]; !ok {
+			return nil, false
+		}
+	}
+	return response.ErrorCodes, true
+}
+
+// undocumentedAnswer says what sut/openapi.yaml lacks for the gateway to
+// answer status with code on the operation (method, path), or "".
+func undocumentedAnswer(document openAPIDocument, method, path string, status int, code string) string {
+	codes, found := documentedCodes(document, method, path, status)
+	switch {
+	case !found:
+		return fmt.Sprintf("%s %s documents no %d response", method, path, status)
+	case !slices.Contains(codes, code):
+		return fmt.Sprintf("%s %s %d documents the codes %v, not %s", method, path, status, codes, code)
+	}
+	return ""
+}
+
+// sessionCache is routingCache with one valid session: the token
+// standInToken names user 7, whose account is 70.
+type sessionCache struct{ routingCache }
+
+const (
+	standInToken     = "token-of-user-7"
+	standInUserID    = 7
+	standInAccountID = 70
+)
+
+func (sessionCache) LookupSession(_ context.Context, token string) (redis.Session, bool, error) {
+	if token != standInToken {
+		return redis.Session{}, false, nil
+	}
+	return redis.Session{UserID: standInUserID, AccountID: standInAccountID, ExpiresAt: time.Now().Add(time.Hour)}, true, nil
+}
+
+// TestOpenAPIDocumentsRefusals sends the refusals of hostile or malformed
+// requests (duplicate and case-folded JSON members, trailing data, wrong
+// types, bad Idempotency-Key headers, another user's or an unknown account)
+// through the gateway's handler and checks each answer: the expected status
+// and code, our {code,message} body with a printable ASCII message, and a
+// response sut/openapi.yaml documents with that code. Every refusal here
+// happens before the stand-ins are asked anything that matters.
+// Requests are built in memory, so header bytes that net/http's server
+// refuses on the wire reach the handler here; sut/e2e sends those on a real
+// connection.
+func TestOpenAPIDocumentsRefusals(t *testing.T) {
+	document, _ := loadOpenAPI(t)
+	g, err := New(Config{}, Dependencies{Store: routingStore{}, Cache: sessionCache{}, Queue: routingQueue{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := g.Handler()
+	cases := []struct {
+		name, method, path string
+		// keys are the Idempotency-Key header values sent, in order.
+		keys       []string
+		body       string
+		wantStatus int
+		wantCode   ledger.Code
+	}{
+		{"unknown account", "GET", "/v1/accounts/999", nil, "", 404, ledger.CodeAccountNotFound},
+		{"account id not a number", "GET", "/v1/accounts/abc", nil, "", 400, ledger.CodeInvalidRequest},
+		{"account id in Arabic-Indic digits", "GET", "/v1/accounts/%D9%A1%D9%A2", nil, "", 400, ledger.CodeInvalidRequest},
+		{"duplicate amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1,"amount":1000000}`, 400, ledger.CodeInvalidRequest},
+		{"duplicate amount, same value", "POST", "/v1/withdrawals", []string{"k"}, `{"account_id":70,"amount":1,"amount":1}`, 400, ledger.CodeInvalidRequest},
+		{"duplicate account", "POST", "/v1/transfers", []string{"k"}, `{"from_account_id":70,"from_account_id":71,"to_account_id":72,"amount":1}`, 400, ledger.CodeInvalidRequest},
+		{"case-folded duplicate", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":2,"AMOUNT":7}`, 400, ledger.CodeInvalidRequest},
+		{"capitalised name", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"Amount":1}`, 400, ledger.CodeInvalidRequest},
+		{"unknown member", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1,"currency":"EUR"}`, 400, ledger.CodeInvalidRequest},
+		{"stray closing brace", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1}}`, 400, ledger.CodeInvalidRequest},
+		{"two objects", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1} {}`, 400, ledger.CodeInvalidRequest},
+		{"not an object", "POST", "/v1/deposits", []string{"k"}, `[70,1]`, 400, ledger.CodeInvalidRequest},
+		{"invalid UTF-8", "POST", "/v1/deposits", []string{"k"}, "{\"account_id\":70,\"amount\":1,\"\xff\":1}", 400, ledger.CodeInvalidRequest},
+		{"string amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":"10"}`, 400, ledger.CodeInvalidAmount},
+		{"Arabic-Indic digits amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":"١٢"}`, 400, ledger.CodeInvalidAmount},
+		{"float amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1.5}`, 400, ledger.CodeInvalidAmount},
+		{"null amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":null}`, 400, ledger.CodeInvalidAmount},
+		{"object amount", "POST", "/v1/transfers", []string{"k"}, `{"from_account_id":70,"to_account_id":71,"amount":{"value":1}}`, 400, ledger.CodeInvalidAmount},
+		{"huge amount", "POST", "/v1/deposits", []string{"k"}, `{"account_id":70,"amount":1` + strings.Repeat("0", 400) + `}`, 400, ledger.CodeInvalidAmount},
+		{"string account", "POST", "/v1/deposits", []string{"k"}, `{"account_id":"70","amount":1}`, 400, ledger.CodeInvalidRequest},
+		{"boolean account", "POST", "/v1/transfers", []string{"k"}, `{"from_account_id":70,"to_account_id":true,"amount":1}`, 400, ledger.CodeInvalidRequest},
+		{"two Idempotency-Key headers", "POST", "/v1/deposits", []string{"a", "b"}, `{"account_id":70,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"two equal Idempotency-Key headers", "POST", "/v1/deposits", []string{"a", "a"}, `{"account_id":70,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"control byte in the key", "POST", "/v1/deposits", []string{"a\x01b"}, `{"account_id":70,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"tab in the key", "POST", "/v1/deposits", []string{"a\tb"}, `{"account_id":70,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"non-ASCII byte in the key", "POST", "/v1/transfers", []string{"a\xffb"}, `{"from_account_id":70,"to_account_id":71,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"empty key", "POST", "/v1/withdrawals", []string{""}, `{"account_id":70,"amount":1}`, 400, ledger.CodeIdempotencyKeyMissing},
+		{"another user's account", "POST", "/v1/deposits", []string{"k"}, `{"account_id":71,"amount":1}`, 403, ledger.CodeForbidden},
+		{"signup with a duplicate email", "POST", "/v1/users", nil, `{"email":"a@example.com","password":"long enough","email":"b@example.com"}`, 400, ledger.CodeInvalidRequest},
+		{"signup with a capitalised name", "POST", "/v1/users", nil, `{"Email":"a@example.com","password":"long enough"}`, 400, ledger.CodeInvalidRequest},
+		{"signup with a right-to-left invalid email", "POST", "/v1/users", nil, `{"email":"١٢ \u202e not an email","password":"long enough"}`, 400, ledger.CodeInvalidEmail},
+		{"signup with a null password", "POST", "/v1/users", nil, `{"email":"a@example.com","password":null}`, 400, ledger.CodeInvalidRequest},
+		{"signup with trailing data", "POST", "/v1/users", nil, `{"email":"a@example.com","password":"long enough"}x`, 400, ledger.CodeInvalidRequest},
+		{"sign-in with a duplicate password", "POST", "/v1/sessions", nil, `{"email":"a@example.com","password":"x","password":"long enough"}`, 400, ledger.CodeInvalidRequest},
+		{"sign-in with a numeric email", "POST", "/v1/sessions", nil, `{"email":1,"password":"long enough"}`, 400, ledger.CodeInvalidRequest},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			request := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+			if strings.HasPrefix(c.path, "/v1/accounts/") || c.keys != nil {
+				request.Header.Set("Authorization", "Bearer "+standInToken)
+			}
+			for _, key := range c.keys {
+				request.Header.Add(IdempotencyKeyHeader, key)
+			}
+			recorder := httptest.NewRecorder()
+			handler.ServeHTTP(recorder, request)
+			checkErrorAnswer(t, recorder, c.wantStatus, c.wantCode)
+			_, pattern := handler.(*http.ServeMux).Handler(request)
+			method, path, _ := strings.Cut(pattern, " ")
+			if problem := undocumentedAnswer(document, method, path, c.wantStatus, string(c.wantCode)); problem != "" {
+				t.Errorf("sut/openapi.yaml: %s", problem)
+			}
+		})
+	}
+
+	// Negative: an answer the document lacks is reported, whether the
+	// status or only the code is missing.
+	if undocumentedAnswer(document, "GET", "/v1/accounts/{id}", http.StatusForbidden, string(ledger.CodeForbidden)) == "" {
+		t.Error("GET /v1/accounts/{id} 403 forbidden is reported as documented; the route never answers it")
+	}
+	if undocumentedAnswer(document, "POST", "/v1/users", http.StatusBadRequest, string(ledger.CodeInvalidAmount)) == "" {
+		t.Error("POST /v1/users 400 invalid_amount is reported as documented")
+	}
+}
+
+// checkErrorAnswer asserts an error answer: status, JSON content type, a
+// body of exactly {code, message} with the code wanted, and a message of
+// printable ASCII (no client byte echoed raw).
+func checkErrorAnswer(t *testing.T, recorder *httptest.ResponseRecorder, wantStatus int, wantCode ledger.Code) {
+	t.Helper()
+	body := recorder.Body.Bytes()
+	if recorder.Code != wantStatus {
+		t.Fatalf("status %d, want %d: %s", recorder.Code, wantStatus, body)
+	}
+	if contentType := recorder.Header().Get("Content-Type"); contentType != "application/json" {
+		t.Errorf("Content-Type %q, want application/json", contentType)
+	}
+	var answer struct {
+		Code    jsonString `json:"code"`
+		Message jsonString `json:"message"`
+	}
+	if err := decodeStrict(body, &answer); err != nil {
+		t.Fatalf("the body %q is not our error body: %v", body, err)
+	}
+	if ledger.Code(answer.Code) != wantCode {
+		t.Errorf("code %q, want %q: %s", answer.Code, wantCode, body)
+	}
+	if problem := messageProblem(string(answer.Message)); problem != "" {
+		t.Errorf("message %q: %s", answer.Message, problem)
+	}
+}
+
+// messageProblem says what is wrong with an error message, or "": it must
+// be non-empty printable ASCII, so a client's control, invisible or
+// right-to-left characters never reach it unescaped.
+func messageProblem(message string) string {
+	if message == "" {
+		return "empty"
+	}
+	for i := 0; i < len(message); i++ {
+		if message[i] < 0x20 || message[i] > 0x7e {
+			return fmt.Sprintf("byte %d is 0x%02x, not printable ASCII", i, message[i])
+		}
+	}
+	return ""
 }

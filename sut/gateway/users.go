@@ -13,9 +13,21 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
+// credentialsRequest is the body of signup and sign-in, decoded by
+// decodeStrict: both members are JSON strings; a missing one is empty.
 type credentialsRequest struct {
-	Email    string `json:"email"`
-	Password string `json:"password"`
+	Email    jsonString `json:"email"`
+	Password jsonString `json:"password"`
+}
+
+// decodeCredentials decodes the body of signup or sign-in. Its errors are
+// invalid_request.
+func decodeCredentials(body []byte) (email, password string, err error) {
+	var request credentialsRequest
+	if err := decodeStrict(body, &request); err != nil {
+		return "", "", err
+	}
+	return string(request.Email), string(request.Password), nil
 }
 
 type userResponse struct {
@@ -42,25 +54,29 @@ func normaliseEmail(email string) (string, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	address, err := mail.ParseAddress(email)
 	if err != nil || address.Address != email || len(email) > 254 {
-		return "", ledger.Errorf(ledger.CodeInvalidEmail, "%q is not a valid email address", email)
+		return "", ledger.Errorf(ledger.CodeInvalidEmail, "%s is not a valid email address", quoteForMessage(email))
 	}
 	return email, nil
 }
 
 func (g *Gateway) signup(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
-	var request credentialsRequest
-	if err := g.decodeBody(w, r, &request); err != nil {
-		return 0, nil, err
-	}
-	email, err := normaliseEmail(request.Email)
+	body, err := g.readBody(w, r)
 	if err != nil {
 		return 0, nil, err
 	}
-	length := utf8.RuneCountInString(request.Password)
+	requestEmail, password, err := decodeCredentials(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	email, err := normaliseEmail(requestEmail)
+	if err != nil {
+		return 0, nil, err
+	}
+	length := utf8.RuneCountInString(password)
 	if length < passwordMinimum || length > passwordMaximum {
 		return 0, nil, ledger.Errorf(ledger.CodeWeakPassword, "the password must have %d to %d characters", passwordMinimum, passwordMaximum)
 	}
-	hash, err := g.config.PasswordHashing.hash(request.Password)
+	hash, err := g.config.PasswordHashing.hash(password)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -76,24 +92,28 @@ func (g *Gateway) signup(w http.ResponseWriter, r *http.Request) (int, []byte, e
 var dummyHash = "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
-	var request credentialsRequest
-	if err := g.decodeBody(w, r, &request); err != nil {
+	body, err := g.readBody(w, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	requestEmail, password, err := decodeCredentials(body)
+	if err != nil {
 		return 0, nil, err
 	}
 	invalid := ledger.Errorf(ledger.CodeInvalidCredentials, "the email or the password is wrong")
-	email, err := normaliseEmail(request.Email)
+	email, err := normaliseEmail(requestEmail)
 	if err != nil {
 		return 0, nil, invalid
 	}
 	user, err := g.store.UserByEmail(r.Context(), email)
 	if ledger.ErrorCode(err) == ledger.CodeNotFound {
-		_, _ = verifyPassword(request.Password, dummyHash)
+		_, _ = verifyPassword(password, dummyHash)
 		return 0, nil, invalid
 	}
 	if err != nil {
 		return 0, nil, err
 	}
-	ok, err := verifyPassword(request.Password, user.PasswordHash)
+	ok, err := verifyPassword(password, user.PasswordHash)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,13 +44,25 @@ type ConsumerConfig struct {
 }
 
 // Consumer reads the commands topic as a member of a consumer group. Between
-// Poll and Done no rebalance can take a partition away, so a batch is always
-// applied by the worker that owns its partition (and the offset row in
-// Postgres fences a worker that lost it anyway).
+// Poll and Done no rebalance can take a partition away. A caller that goes on
+// applying a partition's records after Done registers a release handler
+// (SetReleaseHandler): a rebalance then waits until it stopped applying the
+// partitions it loses, so a batch is always applied by the worker that owns
+// its partition (and the offset row in Postgres fences a worker that lost it
+// anyway).
 type Consumer struct {
 	client *kgo.Client
 	topic  string
+	// release is the handler SetReleaseHandler registered, or nil.
+	release atomic.Pointer[func(partitions []int32)]
+	// committedAt is when Done last committed offsets to Kafka (Done's
+	// caller's goroutine only).
+	committedAt time.Time
 }
+
+// commitInterval is the least time between two commits of offsets to Kafka:
+// they only inform lag tools, and the worker calls Done after every poll.
+const commitInterval = time.Second
 
 // Record is one consumed record.
 type Record struct {
@@ -92,6 +105,7 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 		config.RebalanceTimeout = 20 * time.Second
 	}
 	topic := config.Topic
+	consumer := &Consumer{topic: topic}
 	adjust := func(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 		partitions := make([]int32, 0, len(assigned[topic]))
 		for partition := range assigned[topic] {
@@ -137,6 +151,8 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RebalanceTimeout(config.RebalanceTimeout),
 		kgo.MetadataMinAge(250 * time.Millisecond),
+		kgo.OnPartitionsRevoked(consumer.released),
+		kgo.OnPartitionsLost(consumer.released),
 	}
 	if config.InstanceID != "" {
 		options = append(options, kgo.InstanceID(config.InstanceID))
@@ -145,7 +161,42 @@ func NewConsumer(config ConsumerConfig) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
-	return &Consumer{client: client, topic: topic}, nil
+	consumer.client = client
+	return consumer, nil
+}
+
+// SetReleaseHandler registers release, called with the partitions of the
+// topic this consumer stops owning (revoked by a rebalance, or lost when its
+// membership expired) before the rebalance may give them to another
+// consumer: release must return only once nothing applies them any more.
+func (c *Consumer) SetReleaseHandler(release func(partitions []int32)) {
+	c.release.Store(&release)
+}
+
+// released is the client's revoke and lost callback. A released partition
+// is resumed too: paused partitions stay paused across rebalances, and one
+// assigned again must be fetched.
+func (c *Consumer) released(_ context.Context, client *kgo.Client, partitions map[string][]int32) {
+	owned := partitions[c.topic]
+	if len(owned) == 0 {
+		return
+	}
+	if release := c.release.Load(); release != nil {
+		(*release)(owned)
+	}
+	client.ResumeFetchPartitions(map[string][]int32{c.topic: owned})
+}
+
+// Pause stops fetching partition (records already polled stay with the
+// caller); a paused partition's buffered records are dropped, not skipped:
+// fetching resumes after the last record Poll returned.
+func (c *Consumer) Pause(partition int32) {
+	c.client.PauseFetchPartitions(map[string][]int32{c.topic: {partition}})
+}
+
+// Resume fetches partition again after Pause.
+func (c *Consumer) Resume(partition int32) {
+	c.client.ResumeFetchPartitions(map[string][]int32{c.topic: {partition}})
 }
 
 // Poll waits for records (at most maxRecords) until ctx ends and returns
@@ -175,12 +226,17 @@ func (c *Consumer) Poll(ctx context.Context, maxRecords int) ([]PartitionRecords
 	return result, fetchError
 }
 
-// Done lets a pending rebalance proceed and, best effort, commits the polled
-// offsets to Kafka so lag tools see progress. Postgres holds the real offset.
+// Done lets a pending rebalance proceed and, best effort and at most every
+// commitInterval, commits the polled offsets to Kafka so lag tools see
+// progress. Postgres holds the real offset (the records polled may still be
+// waiting to be applied); Kafka's committed offsets are never read back.
 func (c *Consumer) Done(ctx context.Context) {
-	commitContext, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = c.client.CommitUncommittedOffsets(commitContext)
-	cancel()
+	if time.Since(c.committedAt) >= commitInterval {
+		commitContext, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = c.client.CommitUncommittedOffsets(commitContext)
+		cancel()
+		c.committedAt = time.Now()
+	}
 	c.client.AllowRebalance()
 }
 

@@ -24,6 +24,7 @@ const (
 	CodeAccountNotFound        Code = "account_not_found"
 	CodeSameAccount            Code = "same_account"
 	CodeInsufficientFunds      Code = "insufficient_funds"
+	CodeBalanceLimit           Code = "balance_limit"
 	CodeIdempotencyKeyMissing  Code = "idempotency_key_missing"
 	CodeIdempotencyKeyReused   Code = "idempotency_key_reused"
 	CodeIdempotencyKeyInFlight Code = "idempotency_key_in_flight"

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,47 @@ import (
 // (1,000,000,000.00 in a two-decimal currency). It keeps every sum of a batch
 // far from int64 overflow: a batch of 100,000 maximal transfers still fits.
 const MaxAmountMinor int64 = 100_000_000_000
+
+// MaxBalanceMinor is the largest balance a user account may hold, in minor
+// units (10,000,000,000.00 in a two-decimal currency, ten maximal
+// operations). A deposit or a transfer that would credit an account beyond it
+// is rejected with CodeBalanceLimit, so a balance never overflows int64.
+const MaxBalanceMinor int64 = 1_000_000_000_000
+
+// MaxUserAccounts is the most user accounts the ledger holds (account ids
+// above it are refused at signup). With every balance at most
+// MaxBalanceMinor, the sum of all user balances, which is the external
+// account's balance (the negated sum of its postings), stays below
+// math.MaxInt64: no sum of balances can overflow either. The bound is checked
+// by the compiler below.
+const MaxUserAccounts int64 = 9_000_000
+
+// The product of two typed int64 constants must itself be an int64
+// constant: this line does not compile if the maximal balances of the
+// maximal number of accounts could overflow.
+const _ = MaxBalanceMinor * MaxUserAccounts
+
+// Credit returns balance+amountMinor when the result is at most
+// MaxBalanceMinor; ok is false otherwise (and for a negative amount), so the
+// caller rejects the command with CodeBalanceLimit instead of overflowing.
+func Credit(balance, amountMinor int64) (after int64, ok bool) {
+	if amountMinor < 0 || amountMinor > MaxBalanceMinor || balance > MaxBalanceMinor-amountMinor {
+		return balance, false
+	}
+	return balance + amountMinor, true
+}
+
+// Debit returns balance-amountMinor; ok is false when the result would
+// overflow int64 (only a balance already driven far below zero, which the
+// overdraft check prevents, comes near) or the amount is negative. Whether
+// the balance covers the amount is the overdraft check's business, not
+// Debit's.
+func Debit(balance, amountMinor int64) (after int64, ok bool) {
+	if amountMinor < 0 || balance < math.MinInt64+amountMinor {
+		return balance, false
+	}
+	return balance - amountMinor, true
+}
 
 // ExternalAccountID is the account that stands for the world outside the
 // ledger. Deposits debit it and withdrawals credit it, so every transaction's

@@ -2,13 +2,16 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/crash"
@@ -20,6 +23,28 @@ type Record struct {
 	Partition int32
 	Offset    int64
 	Command   ledger.Command
+	// Raw is the record's value as read from the topic, kept with the
+	// record if it is set aside as a dead letter. Nil: the JSON encoding of
+	// Command is kept instead (a caller that built the command itself).
+	Raw []byte
+	// DeadLetter, when set, is why the record could not be decoded into a
+	// command (the worker's decoder decides): the record is set aside
+	// whatever Command holds, naming Command.TransactionID if that is a
+	// valid id. DeadLetterDetail says more, for logs.
+	DeadLetter       ledger.DeadLetterReason
+	DeadLetterDetail string
+}
+
+// DeadLetter is a record a batch set aside in the dead_letters table, in
+// the transaction that moved the partition's offset past it.
+type DeadLetter struct {
+	Offset int64
+	Reason ledger.DeadLetterReason
+	// TransactionID is the transaction the record named, "" when it named
+	// no valid one.
+	TransactionID string
+	// Detail says more about the reason, for logs; it is not stored.
+	Detail string
 }
 
 // Batch is a run of records from one partition, in offset order.
@@ -36,8 +61,17 @@ type BatchResult struct {
 	// so a waiting gateway can be woken whichever copy it sent.
 	Outcomes []ledger.OutcomeNotice
 	// Applied counts commands that produced a new transaction row (settled
-	// or rejected); Duplicates counts commands whose key already had one.
+	// or rejected); Duplicates counts commands whose key already had one
+	// (the same transaction id, or a key collision).
 	Applied, Duplicates int
+	// DeadLettered counts the records set aside in dead_letters that no
+	// other counter counts (a key collision is set aside too, but counted
+	// as a duplicate). Every record of a batch is counted once, in Applied,
+	// Duplicates, AlreadyApplied or DeadLettered.
+	DeadLettered int
+	// DeadLetters lists every record the batch set aside, key collisions
+	// included, in offset order.
+	DeadLetters []DeadLetter
 	// Settled counts the applied commands that settled (the rest were
 	// rejected).
 	Settled int
@@ -77,13 +111,23 @@ func (a *accountState) available() int64 {
 
 // ApplyBatch applies a batch of one partition in ONE Postgres transaction:
 // it locks the partition's offset row, skips records below the stored offset,
-// drops commands whose transaction already exists (exactly-once by key),
-// locks every touched account in id order (no deadlocks between workers),
-// checks overdrafts sequentially in offset order, writes double-entry
-// postings and balances, and stores the partition's next offset. Either all
-// of it commits or none of it does, so a worker killed at any instant leaves
-// the partition at a consistent offset. A store opened with seeded bugs
-// applies as its applyPlan says instead (seeded.go).
+// sets aside in dead_letters the records that cannot name a storable
+// transaction (ledger.DeadLetterReason), drops commands whose transaction
+// already exists (exactly-once by key), locks every touched account in id
+// order (no deadlocks between workers), checks overdrafts and balance limits
+// sequentially in offset order, writes double-entry postings and balances,
+// and stores the partition's next offset. Either all of it commits or none
+// of it does, so a worker killed at any instant leaves the partition at a
+// consistent offset. A store opened with seeded bugs applies as its
+// applyPlan says instead (seeded.go).
+//
+// When Postgres refuses the batch with an error a record's data causes
+// (SQLSTATE classes 22 and 23: see isolatable), ApplyBatch finds the record
+// by bisection and sets it aside with reason "apply_error: <SQLSTATE>", so
+// the partition moves on; the halves then commit one after the other, each
+// with its offset. Any other error (connection, timeout, a server shutting
+// down, a missing table) is returned: retrying may fix it, and a command is
+// never set aside for a fault that is not its own.
 func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error) {
 	if len(batch.Records) == 0 {
 		return BatchResult{}, errors.New("apply batch: empty batch")
@@ -96,6 +140,94 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 			return BatchResult{}, fmt.Errorf("apply batch: offsets out of order at %d (%d after %d)", i, record.Offset, batch.Records[i-1].Offset)
 		}
 	}
+	result, err := s.applyIsolating(ctx, batch)
+	if err != nil {
+		return BatchResult{}, fmt.Errorf("apply batch of partition %d at offset %d: %w", batch.Partition, batch.Records[0].Offset, err)
+	}
+	return result, nil
+}
+
+// applyIsolating applies batch; when Postgres refuses it with an isolatable
+// error, it applies each half in turn (recursively), and a single record
+// that is still refused is set aside as a dead letter. Each half commits with
+// its own offset, in offset order, so a failure midway leaves a consistent
+// prefix applied that the retry skips. A poison record costs about
+// 2·log2(batch size) transactions.
+func (s *Store) applyIsolating(ctx context.Context, batch Batch) (BatchResult, error) {
+	result, err := s.applyOnce(ctx, batch)
+	state, ok := isolatable(err)
+	if !ok {
+		return result, err
+	}
+	if len(batch.Records) == 1 {
+		record := batch.Records[0]
+		record.DeadLetter, record.DeadLetterDetail = ledger.ApplyErrorReason(state), err.Error()
+		result, asideError := s.applyOnce(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: []Record{record}})
+		if asideError != nil {
+			return BatchResult{}, fmt.Errorf("set offset %d aside after %w: %w", record.Offset, err, asideError)
+		}
+		return result, nil
+	}
+	half := len(batch.Records) / 2
+	first, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[:half]})
+	if err != nil {
+		return BatchResult{}, err
+	}
+	second, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[half:]})
+	if err != nil {
+		return BatchResult{}, err
+	}
+	return mergeResults(first, second), nil
+}
+
+// isolatable reports whether err is Postgres refusing data: a data exception
+// (SQLSTATE class 22: a value out of range, a string Postgres cannot store)
+// or an integrity constraint violation (class 23: a unique key, a check).
+// Such an error comes back on every retry, and bisection can pin it on one
+// record. Every other error is treated as transient and retried for ever:
+// connection failures and timeouts are, and an error of another class (an
+// undefined table after a bad deployment, a permission, a read-only server
+// during a failover) is no record's fault: setting records aside for it
+// would take commands out of the ledger that a fixed system would apply.
+func isolatable(err error) (sqlState string, ok bool) {
+	var pgError *pgconn.PgError
+	if !errors.As(err, &pgError) {
+		return "", false
+	}
+	if strings.HasPrefix(pgError.Code, "22") || strings.HasPrefix(pgError.Code, "23") {
+		return pgError.Code, true
+	}
+	return "", false
+}
+
+// mergeResults combines the results of two consecutive parts of a batch.
+func mergeResults(first, second BatchResult) BatchResult {
+	merged := first
+	merged.Outcomes = append(merged.Outcomes, second.Outcomes...)
+	merged.Applied += second.Applied
+	merged.Duplicates += second.Duplicates
+	merged.Settled += second.Settled
+	merged.AlreadyApplied += second.AlreadyApplied
+	merged.DeadLettered += second.DeadLettered
+	merged.DeadLetters = append(merged.DeadLetters, second.DeadLetters...)
+	if merged.Balances == nil {
+		merged.Balances = map[int64]int64{}
+	}
+	for id, balance := range second.Balances {
+		merged.Balances[id] = balance
+	}
+	if len(second.BalanceVersions) > 0 && merged.BalanceVersions == nil {
+		merged.BalanceVersions = map[int64]int64{}
+	}
+	for id, version := range second.BalanceVersions {
+		merged.BalanceVersions[id] = max(merged.BalanceVersions[id], version)
+	}
+	merged.NextOffset = max(first.NextOffset, second.NextOffset)
+	return merged
+}
+
+// applyOnce applies batch as the store's plan says, with one attempt.
+func (s *Store) applyOnce(ctx context.Context, batch Batch) (BatchResult, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var result BatchResult
@@ -112,10 +244,7 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 	default:
 		panic(fmt.Sprintf("apply batch: unknown offset commit %d", s.plan.offsetCommit))
 	}
-	if err != nil {
-		return BatchResult{}, fmt.Errorf("apply batch of partition %d at offset %d: %w", batch.Partition, batch.Records[0].Offset, err)
-	}
-	return result, nil
+	return result, err
 }
 
 // applyWithOffset is the reference design: offset, postings and balances in
@@ -132,7 +261,7 @@ func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, 
 		if len(records) == 0 {
 			return nil
 		}
-		writes, err := s.applyRecords(ctx, tx, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
 		if err != nil {
 			return err
 		}
@@ -174,7 +303,7 @@ func (s *Store) applyOffsetFirst(ctx context.Context, batch Batch) (BatchResult,
 	}
 	s.between(batch.Partition)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		writes, err := s.applyRecords(ctx, tx, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
 		if err != nil {
 			return err
 		}
@@ -199,7 +328,7 @@ func (s *Store) applyOffsetLast(ctx context.Context, batch Batch) (BatchResult, 
 		if len(records) == 0 {
 			return nil
 		}
-		writes, err := s.applyRecords(ctx, tx, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
 		if err != nil {
 			return err
 		}
@@ -243,7 +372,7 @@ func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (Batch
 		group.Go(func() error {
 			result := BatchResult{Balances: map[int64]int64{}, NextOffset: chunk[len(chunk)-1].Offset + 1}
 			err := pgx.BeginFunc(groupContext, s.pool, func(tx pgx.Tx) error {
-				writes, err := s.applyRecords(groupContext, tx, chunk, &result)
+				writes, err := s.applyRecords(groupContext, tx, batch.Topic, chunk, &result)
 				if err != nil {
 					return err
 				}
@@ -262,6 +391,8 @@ func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (Batch
 			merged.Applied += result.Applied
 			merged.Duplicates += result.Duplicates
 			merged.Settled += result.Settled
+			merged.DeadLettered += result.DeadLettered
+			merged.DeadLetters = append(merged.DeadLetters, result.DeadLetters...)
 			for id, balance := range result.Balances {
 				merged.Balances[id] = balance
 			}
@@ -314,27 +445,84 @@ func unapplied(batch Batch, nextOffset int64) (BatchResult, []Record) {
 	return result, records
 }
 
-// applyRecords applies records in offset order inside tx: it drops commands
-// whose transaction exists, locks the touched accounts, decides each command
-// against the in-memory balances, and returns the rows to write. It fills
-// result's outcomes, counters and balances.
-func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, result *BatchResult) (*batchWrites, error) {
-	// Exactly-once by key: look up every transaction id of the batch.
-	existing := map[string]ledger.OutcomeNotice{}
-	if s.plan.dedupeByKey {
-		ids := make([]string, 0, len(records))
-		for _, record := range records {
-			ids = append(ids, record.Command.TransactionID)
+// userKey is a user's idempotency key: what names one logical request.
+type userKey struct {
+	userID int64
+	key    string
+}
+
+// lookUpByID reads the stored transactions of a batch's ids;
+// lookUpByIDOrKey also those of its (user, key) pairs, to find key
+// collisions (both by index: the primary key, and the unique key).
+const (
+	lookUpByID = `SELECT id::text, user_id, idempotency_key, status, reason, fingerprint
+		FROM transactions WHERE id = ANY($1::uuid[])`
+	lookUpByIDOrKey = lookUpByID + `
+		UNION ALL
+		SELECT t.id::text, t.user_id, t.idempotency_key, t.status, t.reason, t.fingerprint
+		FROM unnest($2::bigint[], $3::text[]) AS k(user_id, idempotency_key)
+		JOIN transactions t ON t.user_id = k.user_id AND t.idempotency_key = k.idempotency_key`
+)
+
+// applyRecords applies records in offset order inside tx: it sets aside the
+// records that cannot name a storable transaction, drops commands whose
+// transaction exists, sets aside those whose key names another transaction
+// or whose id is not derived from their key, locks the touched accounts,
+// decides each command against the in-memory balances, and returns the rows
+// to write. It fills result's outcomes, counters, dead letters and balances.
+func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, topic string, records []Record, result *BatchResult) (*batchWrites, error) {
+	writes := &batchWrites{deadLetterTopic: topic}
+	// Records that cannot name a transaction the ledger can store are set
+	// aside before anything reads their fields.
+	setAside := make([]DeadLetter, len(records))
+	live := make([]Record, 0, len(records))
+	for i, record := range records {
+		reason, detail := record.DeadLetter, record.DeadLetterDetail
+		if reason == "" {
+			var err error
+			if reason, err = record.Command.CheckStorable(); err != nil {
+				detail = err.Error()
+			}
 		}
-		rows, err := tx.Query(ctx, `SELECT id::text, status, reason, fingerprint FROM transactions WHERE id = ANY($1::uuid[])`, ids)
+		if reason != "" {
+			setAside[i] = DeadLetter{Offset: record.Offset, Reason: reason, TransactionID: namedTransaction(record.Command), Detail: detail}
+			continue
+		}
+		live = append(live, record)
+	}
+
+	// Exactly-once by key: look up every transaction id of the batch, and
+	// every (user, key) when key collisions are checked.
+	existing := map[string]ledger.OutcomeNotice{}
+	keys := map[userKey]string{}
+	if len(live) > 0 && (s.plan.dedupeByKey || s.plan.keyCollisions) {
+		ids := make([]string, 0, len(live))
+		userIDs := make([]int64, 0, len(live))
+		idempotencyKeys := make([]string, 0, len(live))
+		for _, record := range live {
+			ids = append(ids, record.Command.TransactionID)
+			userIDs = append(userIDs, record.Command.UserID)
+			idempotencyKeys = append(idempotencyKeys, record.Command.IdempotencyKey)
+		}
+		query, arguments := lookUpByID, []any{ids}
+		if s.plan.keyCollisions {
+			query, arguments = lookUpByIDOrKey, []any{ids, userIDs, idempotencyKeys}
+		}
+		rows, err := tx.Query(ctx, query, arguments...)
 		if err != nil {
 			return nil, fmt.Errorf("look up keys: %w", err)
 		}
 		var notice ledger.OutcomeNotice
+		var stored userKey
 		var status, reason string
-		if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &status, &reason, &notice.Fingerprint}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &stored.userID, &stored.key, &status, &reason, &notice.Fingerprint}, func() error {
 			notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
-			existing[notice.TransactionID] = notice
+			if s.plan.dedupeByKey {
+				existing[notice.TransactionID] = notice
+			}
+			if s.plan.keyCollisions {
+				keys[stored] = notice.TransactionID
+			}
 			return nil
 		}); err != nil {
 			return nil, fmt.Errorf("look up keys: %w", err)
@@ -342,9 +530,9 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, r
 	}
 
 	// Lock every touched user account in id order.
-	accountIDs := make([]int64, 0, 2*len(records))
+	accountIDs := make([]int64, 0, 2*len(live))
 	seen := map[int64]bool{}
-	for _, record := range records {
+	for _, record := range live {
 		for _, id := range []int64{record.Command.SourceAccountID, record.Command.DestinationAccountID} {
 			if id != ledger.ExternalAccountID && !seen[id] {
 				seen[id] = true
@@ -354,34 +542,60 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, r
 	}
 	sort.Slice(accountIDs, func(i, j int) bool { return accountIDs[i] < accountIDs[j] })
 	accounts := make(map[int64]*accountState, len(accountIDs))
-	query := `SELECT id, user_id, balance FROM accounts WHERE id = ANY($1::bigint[]) AND kind = 'user' ORDER BY id`
-	if s.plan.lockAccounts {
-		query += ` FOR UPDATE`
-	}
-	rows, err := tx.Query(ctx, query, accountIDs)
-	if err != nil {
-		return nil, fmt.Errorf("lock accounts: %w", err)
-	}
-	var accountID int64
-	var state accountState
-	if _, err := pgx.ForEachRow(rows, []any{&accountID, &state.userID, &state.balance}, func() error {
-		copied := state
-		accounts[accountID] = &copied
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("lock accounts: %w", err)
-	}
-	if s.plan.trustCachedBalance {
-		s.loadCachedBalances(ctx, accounts, accountIDs)
+	if len(accountIDs) > 0 {
+		query := `SELECT id, user_id, balance FROM accounts WHERE id = ANY($1::bigint[]) AND kind = 'user' ORDER BY id`
+		if s.plan.lockAccounts {
+			query += ` FOR UPDATE`
+		}
+		rows, err := tx.Query(ctx, query, accountIDs)
+		if err != nil {
+			return nil, fmt.Errorf("lock accounts: %w", err)
+		}
+		var accountID int64
+		var state accountState
+		if _, err := pgx.ForEachRow(rows, []any{&accountID, &state.userID, &state.balance}, func() error {
+			copied := state
+			accounts[accountID] = &copied
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("lock accounts: %w", err)
+		}
+		if s.plan.trustCachedBalance {
+			s.loadCachedBalances(ctx, accounts, accountIDs)
+		}
 	}
 
 	// Apply sequentially in offset order, in memory.
-	writes := &batchWrites{}
-	for _, record := range records {
+	setAsideRecord := func(record Record, letter DeadLetter) {
+		writes.addDeadLetter(record, letter)
+		result.DeadLetters = append(result.DeadLetters, letter)
+	}
+	for i, record := range records {
+		if setAside[i].Reason != "" {
+			setAsideRecord(record, setAside[i])
+			result.DeadLettered++
+			continue
+		}
 		command := record.Command
 		if stored, ok := existing[command.TransactionID]; ok {
 			result.Duplicates++
 			result.Outcomes = append(result.Outcomes, stored)
+			continue
+		}
+		key := userKey{userID: command.UserID, key: command.IdempotencyKey}
+		if other, ok := keys[key]; ok && other != command.TransactionID {
+			// Another transaction has the key: this record is a duplicate
+			// of it and has no effect. Stored, it would break the unique
+			// key; retried, it would block the partition.
+			setAsideRecord(record, DeadLetter{Offset: record.Offset, Reason: ledger.DeadLetterKeyCollision, TransactionID: command.TransactionID,
+				Detail: fmt.Sprintf("user %d's key %q already names transaction %s", command.UserID, command.IdempotencyKey, other)})
+			result.Duplicates++
+			continue
+		}
+		if s.plan.derivedIDs && !command.DerivedTransactionID() {
+			setAsideRecord(record, DeadLetter{Offset: record.Offset, Reason: ledger.DeadLetterTransactionIDMismatch, TransactionID: command.TransactionID,
+				Detail: fmt.Sprintf("user %d's key %q derives transaction %s", command.UserID, command.IdempotencyKey, ledger.TransactionIDFor(command.UserID, command.IdempotencyKey))})
+			result.DeadLettered++
 			continue
 		}
 		outcome := decide(command, accounts)
@@ -389,12 +603,12 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, r
 			source, destination := accounts[command.SourceAccountID], accounts[command.DestinationAccountID]
 			var sourceAfter, destinationAfter *int64
 			if source != nil {
-				source.balance -= command.AmountMinor
+				source.balance = mustMove(ledger.Debit(source.balance, command.AmountMinor))
 				source.touched = true
 				sourceAfter = &source.balance
 			}
 			if destination != nil {
-				destination.balance += command.AmountMinor
+				destination.balance = mustMove(ledger.Credit(destination.balance, command.AmountMinor))
 				destination.touched = true
 				destinationAfter = &destination.balance
 			}
@@ -406,6 +620,9 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, r
 		notice := ledger.OutcomeNotice{Outcome: outcome, Fingerprint: command.Fingerprint}
 		if s.plan.dedupeByKey {
 			existing[command.TransactionID] = notice
+		}
+		if s.plan.keyCollisions {
+			keys[key] = command.TransactionID
 		}
 		result.Outcomes = append(result.Outcomes, notice)
 		result.Applied++
@@ -429,6 +646,24 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, records []Record, r
 	return writes, nil
 }
 
+// mustMove returns a balance Credit or Debit computed; decide() has checked
+// that it fits, so a refusal here is a bug and the batch must not commit.
+func mustMove(balance int64, ok bool) int64 {
+	if !ok {
+		panic(fmt.Sprintf("apply: decide() settled a command that takes a balance (%d) beyond its limits", balance))
+	}
+	return balance
+}
+
+// namedTransaction is the transaction id a command names, "" when it is not
+// a valid one (the dead_letters column is a uuid).
+func namedTransaction(command ledger.Command) string {
+	if ledger.ValidTransactionID(command.TransactionID) {
+		return command.TransactionID
+	}
+	return ""
+}
+
 // loadCachedBalances is ledger.BugTrustCacheBalance: the overdraft check
 // will read each account's cached balance, as it was when the batch began,
 // instead of the locked row. An account the cache does not hold, or a cache
@@ -446,7 +681,8 @@ func (s *Store) loadCachedBalances(ctx context.Context, accounts map[int64]*acco
 }
 
 // decide returns the outcome of one command against the current in-memory
-// balances: the overdraft and ownership checks happen here, in offset order.
+// balances: the ownership, overdraft and balance-limit checks happen here, in
+// offset order.
 func decide(command ledger.Command, accounts map[int64]*accountState) ledger.Outcome {
 	reject := func(code ledger.Code) ledger.Outcome {
 		return ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusRejected, Reason: code}
@@ -477,6 +713,19 @@ func decide(command ledger.Command, accounts map[int64]*accountState) ledger.Out
 			return reject(ledger.CodeInsufficientFunds)
 		}
 	}
+	// Checked arithmetic: no balance may pass ledger.MaxBalanceMinor nor
+	// overflow. A debit can only overflow from a balance already far below
+	// zero, which only a seeded bug lets happen.
+	if source != nil {
+		if _, ok := ledger.Debit(source.balance, command.AmountMinor); !ok {
+			return reject(ledger.CodeBalanceLimit)
+		}
+	}
+	if destination != nil {
+		if _, ok := ledger.Credit(destination.balance, command.AmountMinor); !ok {
+			return reject(ledger.CodeBalanceLimit)
+		}
+	}
 	return ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusSettled}
 }
 
@@ -495,6 +744,13 @@ type batchWrites struct {
 	balanceIDs, balances []int64
 	// versions is the last posting id written per account, after send.
 	versions map[int64]int64
+
+	// Dead letters, written to deadLetterTopic's rows of dead_letters.
+	deadLetterTopic    string
+	deadOffsets        []int64
+	deadRaws           [][]byte
+	deadReasons        []string
+	deadTransactionIDs []*string
 
 	// The partition's next offset, written when offsetTopic is set.
 	offsetTopic string
@@ -526,6 +782,25 @@ func (w *batchWrites) addTransaction(record Record, outcome ledger.Outcome) {
 		acceptedAt = time.Unix(0, 0).UTC()
 	}
 	w.acceptedAts = append(w.acceptedAts, acceptedAt)
+}
+
+// addDeadLetter sets record aside. Its raw value is kept as read (the JSON
+// encoding of its command when the caller gave none).
+func (w *batchWrites) addDeadLetter(record Record, letter DeadLetter) {
+	raw := record.Raw
+	if raw == nil {
+		// A ledger.Command always encodes.
+		raw, _ = json.Marshal(record.Command)
+	}
+	var transactionID *string
+	if letter.TransactionID != "" {
+		id := letter.TransactionID
+		transactionID = &id
+	}
+	w.deadOffsets = append(w.deadOffsets, record.Offset)
+	w.deadRaws = append(w.deadRaws, raw)
+	w.deadReasons = append(w.deadReasons, string(letter.Reason))
+	w.deadTransactionIDs = append(w.deadTransactionIDs, transactionID)
 }
 
 func (w *batchWrites) addPosting(transactionID string, accountID, amount int64, balanceAfter *int64) {
@@ -621,6 +896,15 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
 			RETURNING account_id, id`,
 			w.postingTransactions, w.postingAccounts, w.postingAmounts, w.postingBalances)
+	}
+	if len(w.deadOffsets) > 0 {
+		// A batch delivered again (the split commits of the seeded bugs)
+		// finds its dead letters there already.
+		pipeline.Queue(`INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, raw, reason, transaction_id)
+			SELECT $1, $2, kafka_offset, raw, reason, transaction_id
+			FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::uuid[]) AS d(kafka_offset, raw, reason, transaction_id)
+			ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`,
+			w.deadLetterTopic, partition, w.deadOffsets, w.deadRaws, w.deadReasons, w.deadTransactionIDs)
 	}
 	if len(w.balanceIDs) > 0 {
 		pipeline.Queue(`UPDATE accounts SET balance = v.balance

@@ -72,7 +72,13 @@ func (s *Store) ApplyOne(ctx context.Context, command ledger.Command) (ledger.Ou
 			}{{command.SourceAccountID, -command.AmountMinor}, {command.DestinationAccountID, command.AmountMinor}} {
 				var after *int64
 				if account := accounts[leg.account]; account != nil {
-					account.balance += leg.amount
+					// decide() checked the limits; the arithmetic is checked
+					// again.
+					if leg.amount < 0 {
+						account.balance = mustMove(ledger.Debit(account.balance, -leg.amount))
+					} else {
+						account.balance = mustMove(ledger.Credit(account.balance, leg.amount))
+					}
 					after = &account.balance
 					writes.balanceIDs = append(writes.balanceIDs, leg.account)
 					writes.balances = append(writes.balances, account.balance)

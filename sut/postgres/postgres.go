@@ -175,8 +175,12 @@ func Migrate(ctx context.Context, url string) error {
 	return nil
 }
 
+// errAccountLimit rolls back a signup beyond ledger.MaxUserAccounts.
+var errAccountLimit = errors.New("account limit")
+
 // CreateUser stores a new user and its account (balance 0) in one
-// transaction. A taken email is CodeEmailTaken.
+// transaction. A taken email is CodeEmailTaken; an account id above
+// ledger.MaxUserAccounts is refused with CodeUnavailable (nothing is stored).
 func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (ledger.User, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
@@ -186,9 +190,20 @@ func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (led
 			email, passwordHash).Scan(&user.ID); err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `INSERT INTO accounts (user_id, kind) VALUES ($1, 'user') RETURNING id`,
-			user.ID).Scan(&user.AccountID)
+		if err := tx.QueryRow(ctx, `INSERT INTO accounts (user_id, kind) VALUES ($1, 'user') RETURNING id`,
+			user.ID).Scan(&user.AccountID); err != nil {
+			return err
+		}
+		// Account ids count the accounts from 1 (with gaps, never fewer):
+		// beyond the bound, the sum of maximal balances could overflow.
+		if user.AccountID > ledger.MaxUserAccounts {
+			return errAccountLimit
+		}
+		return nil
 	})
+	if errors.Is(err, errAccountLimit) {
+		return ledger.User{}, ledger.Errorf(ledger.CodeUnavailable, "the ledger holds its maximum of %d accounts", ledger.MaxUserAccounts)
+	}
 	var pgError *pgconn.PgError
 	if errors.As(err, &pgError) && pgError.Code == "23505" {
 		return ledger.User{}, ledger.Errorf(ledger.CodeEmailTaken, "a user with this email already exists")
@@ -323,25 +338,7 @@ func (s *Store) transactionBatch(ctx context.Context, ids []string) ([]transacti
 
 // canonicalUUID reports whether id is a UUID in Postgres's output form, so
 // that the id a row comes back with is the id asked for.
-func canonicalUUID(id string) bool {
-	if len(id) != 36 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-				return false
-			}
-		}
-	}
-	return true
-}
+func canonicalUUID(id string) bool { return ledger.ValidTransactionID(id) }
 
 // NextOffsets returns, for each partition, the next offset to apply: where a
 // worker must seek when it is assigned the partition. It creates missing rows

@@ -45,6 +45,15 @@ type applyPlan struct {
 	offsetCommit offsetCommit
 	// dedupeByKey drops commands whose transaction already exists.
 	dedupeByKey bool
+	// keyCollisions looks each command's (user, key) up too and sets aside
+	// a command whose key names another transaction. It needs the unique
+	// index on (user_id, idempotency_key), which skip-dedupe and
+	// no-idempotency drop.
+	keyCollisions bool
+	// derivedIDs sets aside a command whose transaction id is not derived
+	// from its user and key. A system without idempotency by key
+	// (no-idempotency) draws fresh ids and has no such check.
+	derivedIDs bool
 	// lockAccounts reads the touched accounts FOR UPDATE.
 	lockAccounts bool
 	// chunks is how many parallel transactions apply one batch.
@@ -58,12 +67,19 @@ type applyPlan struct {
 }
 
 func newApplyPlan(bugs ledger.Bugs) applyPlan {
-	plan := applyPlan{offsetCommit: offsetWithPostings, dedupeByKey: true, lockAccounts: true, chunks: 1, assertNoOverdraft: true}
+	plan := applyPlan{offsetCommit: offsetWithPostings, dedupeByKey: true, keyCollisions: true, derivedIDs: true,
+		lockAccounts: true, chunks: 1, assertNoOverdraft: true}
 	for _, bug := range bugs {
 		switch bug {
 		case ledger.BugSkipDedupe:
 			plan.dedupeByKey = false
+			plan.keyCollisions = false
 			plan.offsetCommit = offsetAfterPostings
+		case ledger.BugNoIdempotency:
+			// A gateway bug; the worker's store is told of it too, since
+			// the system it belongs to has no idempotency by key at all.
+			plan.keyCollisions = false
+			plan.derivedIDs = false
 		case ledger.BugReadModifyWriteWithoutLock:
 			plan.lockAccounts = false
 		case ledger.BugOffsetBeforePostings:
@@ -81,8 +97,9 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 
 // seededSchemaChanges are the constraints a bug's system would not have.
 // The reference schema's constraints are its last line of defence: with them
-// a seeded duplicate or overdraft would only make the batch fail and be
-// retried for ever (a stuck partition, not a wrong ledger). A system that
+// a seeded duplicate or overdraft would only be refused by Postgres, and
+// ApplyBatch would set the command aside as an apply_error dead letter (a
+// lost command, not a wrong ledger). A system that
 // relies on the mechanism the bug breaks has no such constraint, and the
 // auditor must see what it would store: two settled transactions for one
 // client key, or a negative balance.

@@ -530,31 +530,8 @@ func plan(config Config, dir string, file *File) []*Component {
 		Gateways:      []string{},
 		WorkerMetrics: []string{},
 	}
-	for i := 0; i < config.Gateways; i++ {
-		name := KindGateway + "-" + strconv.Itoa(i)
-		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
-		argv := []string{config.Binary, "gateway",
-			"--listen", address,
-			"--postgres-url", postgresURL,
-			"--redis-addr", redis.Endpoint,
-			"--brokers", brokerAddress,
-			"--partitions", strconv.Itoa(config.Partitions),
-			"--name", name,
-		}
-		argv = append(argv, seededBugArgs(config)...)
-		components = append(components, &Component{
-			Name:       name,
-			Kind:       KindGateway,
-			Endpoint:   "http://" + address,
-			Argv:       append(argv, config.GatewayArgs...),
-			Env:        config.Env,
-			WorkDir:    dir,
-			LogFile:    filepath.Join(logs, name+".log"),
-			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + address + "/readyz"},
-			StopSignal: "SIGTERM",
-		})
-		file.Endpoints.Gateways = append(file.Endpoints.Gateways, "http://"+address)
-	}
+	// Workers start before the gateways: a gateway is ready only once the
+	// workers' consumer group has a member (gateway --workers-group).
 	for i := 0; i < config.Workers; i++ {
 		name := KindWorker + "-" + strconv.Itoa(i)
 		metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+i)
@@ -580,6 +557,36 @@ func plan(config Config, dir string, file *File) []*Component {
 			StopSignal: "SIGTERM",
 		})
 		file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
+	}
+	for i := 0; i < config.Gateways; i++ {
+		name := KindGateway + "-" + strconv.Itoa(i)
+		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
+		argv := []string{config.Binary, "gateway",
+			"--listen", address,
+			"--postgres-url", postgresURL,
+			"--redis-addr", redis.Endpoint,
+			"--brokers", brokerAddress,
+			"--partitions", strconv.Itoa(config.Partitions),
+			"--name", name,
+		}
+		if config.Workers == 0 {
+			// No worker of the stack will join the group (the naive apply
+			// mode, or workers run elsewhere): readiness cannot wait for one.
+			argv = append(argv, "--workers-group", "")
+		}
+		argv = append(argv, seededBugArgs(config)...)
+		components = append(components, &Component{
+			Name:       name,
+			Kind:       KindGateway,
+			Endpoint:   "http://" + address,
+			Argv:       append(argv, config.GatewayArgs...),
+			Env:        config.Env,
+			WorkDir:    dir,
+			LogFile:    filepath.Join(logs, name+".log"),
+			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + address + "/readyz"},
+			StopSignal: "SIGTERM",
+		})
+		file.Endpoints.Gateways = append(file.Endpoints.Gateways, "http://"+address)
 	}
 	components = routeThroughProxies(config, dir, components)
 	for _, component := range components {

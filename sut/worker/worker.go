@@ -2,18 +2,27 @@
 // member of a consumer group, applies each partition's records strictly in
 // order in batches (one Postgres transaction per batch), then refreshes the
 // Redis cache and wakes the gateways waiting on the outcomes.
+//
+// Each partition the worker owns has an applier of its own (a goroutine and
+// a bounded queue), so a partition whose batch keeps failing (Postgres
+// refusing it, a lock held for long) holds only itself: the others go on
+// being applied, and the stuck partition's fetching pauses once its queue is
+// full. Records that can never be applied are set aside as dead letters by
+// the ledger (postgres.Store.ApplyBatch), in the transaction that moves the
+// offset past them. A partition that lags without advancing for longer than
+// Config.StalledAfter makes the worker unready (Ready).
 package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
@@ -51,6 +60,14 @@ type Config struct {
 	// failed (Postgres down): the worker never skips a batch, it waits.
 	// Default 1s.
 	RetryBackoffMax time.Duration
+	// StalledAfter is how long a partition may lag (the broker holds records
+	// past the last one applied) without advancing before the worker calls
+	// it stalled: Ready fails and ledger_worker_stalled_partitions counts
+	// it. Default 30s: far above a healthy batch (milliseconds) and the
+	// pauses the chaos drills inject (a few seconds of Postgres or broker
+	// down), short enough for an orchestrator to notice a worker that will
+	// not recover by itself.
+	StalledAfter time.Duration
 }
 
 func (c *Config) applyDefaults() error {
@@ -72,6 +89,9 @@ func (c *Config) applyDefaults() error {
 	if c.RetryBackoffMax == 0 {
 		c.RetryBackoffMax = time.Second
 	}
+	if c.StalledAfter == 0 {
+		c.StalledAfter = 30 * time.Second
+	}
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100_000:
 		return fmt.Errorf("worker: batch size %d must be between 1 and 100000", c.BatchSize)
@@ -79,6 +99,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("worker: linger %s must be between 0 and 10s", c.Linger)
 	case c.MaxConcurrentBatches < 1 || c.MaxConcurrentBatches > 1024:
 		return fmt.Errorf("worker: max concurrent batches %d must be between 1 and 1024", c.MaxConcurrentBatches)
+	case c.StalledAfter < 0:
+		return fmt.Errorf("worker: stalled-after %s must be positive", c.StalledAfter)
 	}
 	return nil
 }
@@ -93,10 +115,18 @@ type Cache interface {
 	AfterCommit(ctx context.Context, balances, versions map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error
 }
 
-// Source is what the worker needs of the commands topic.
+// Source is what the worker needs of the commands topic (kafka.Consumer).
 type Source interface {
+	// Poll returns records; no rebalance happens until Done.
 	Poll(ctx context.Context, maxRecords int) ([]kafka.PartitionRecords, error)
 	Done(ctx context.Context)
+	// Pause stops fetching a partition, Resume fetches it again.
+	Pause(partition int32)
+	Resume(partition int32)
+	// SetReleaseHandler registers the function the source calls with the
+	// partitions the worker stops owning, before another worker may get
+	// them; it returns once nothing applies them any more.
+	SetReleaseHandler(release func(partitions []int32))
 }
 
 // Worker applies commands.
@@ -118,6 +148,16 @@ type Worker struct {
 	// lastTaken is when poll last returned records (the run loop's
 	// goroutine only): the linger counts from it.
 	lastTaken time.Time
+
+	// slots bounds the batches being applied at once (MaxConcurrentBatches).
+	slots chan struct{}
+	// appliers holds the applier of each partition the worker owns.
+	appliersMutex sync.Mutex
+	appliers      map[int32]*partitionApplier
+	// running counts the appliers' goroutines; Run waits for them.
+	running sync.WaitGroup
+	// now is the clock of the stall checks.
+	now func() time.Time
 }
 
 // versionedBalance is a balance and its version (postgres.BatchResult).
@@ -138,12 +178,18 @@ func New(config Config, ledgerStore Ledger, cache Cache, source Source, logger *
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	return &Worker{config: config, ledger: ledgerStore, cache: cache, source: source, logger: logger, metrics: metrics,
-		unsaved: map[int64]versionedBalance{}}, nil
+	w := &Worker{config: config, ledger: ledgerStore, cache: cache, source: source, logger: logger, metrics: metrics,
+		unsaved: map[int64]versionedBalance{}, slots: make(chan struct{}, config.MaxConcurrentBatches),
+		appliers: map[int32]*partitionApplier{}, now: time.Now}
+	metrics.progress.Store(&progressSource{partitions: w.progress, stalledAfter: config.StalledAfter})
+	return w, nil
 }
 
-// Run consumes until ctx ends. It returns nil on a clean stop.
+// Run consumes until ctx ends. It returns nil on a clean stop, once every
+// partition's applier has stopped.
 func (w *Worker) Run(ctx context.Context) error {
+	w.source.SetReleaseHandler(w.release)
+	defer w.running.Wait()
 	for ctx.Err() == nil {
 		partitions, err := w.poll(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -161,11 +207,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.afterCommit(ctx, postgres.BatchResult{})
 			continue
 		}
-		if err := w.applyAll(ctx, partitions); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		for _, partition := range partitions {
+			w.dispatch(ctx, partition)
 		}
 		w.source.Done(ctx)
 	}
@@ -235,51 +278,190 @@ func mergePartitions(first, second []kafka.PartitionRecords) []kafka.PartitionRe
 	return first
 }
 
-// applyAll applies every partition's records, partitions concurrently (up to
-// MaxConcurrentBatches), each partition's batches strictly in order.
-func (w *Worker) applyAll(ctx context.Context, partitions []kafka.PartitionRecords) error {
-	group, groupContext := errgroup.WithContext(ctx)
-	group.SetLimit(w.config.MaxConcurrentBatches)
-	for _, partition := range partitions {
-		group.Go(func() error {
-			records := partition.Records
-			for start := 0; start < len(records); start += w.config.BatchSize {
-				end := min(start+w.config.BatchSize, len(records))
-				if err := w.applyWithRetry(groupContext, partition.Partition, records[start:end], partition.HighWatermark); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	return group.Wait()
+// releaseGrace is how long a released partition's batch in flight may take
+// to commit before it is cancelled: a rebalance waits for it, within the
+// group's rebalance timeout (20s by default).
+const releaseGrace = 5 * time.Second
+
+// partitionApplier applies one partition's records, strictly in order, in
+// batches taken from its queue. The run loop fills the queue; the applier's
+// goroutine empties it.
+type partitionApplier struct {
+	partition int32
+	// cancel ends the applier's context; stop (closed by release) makes it
+	// take no new batch; done is closed when its goroutine has returned.
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan struct{}
+	// wake tells the goroutine records were queued (capacity 1).
+	wake chan struct{}
+
+	mutex sync.Mutex
+	// queue holds the records polled and not yet taken into a batch.
+	queue []kafka.Record
+	// paused is true while the partition's fetching is paused because the
+	// queue is full.
+	paused bool
+	// highWatermark is the highest high watermark polled for the partition.
+	highWatermark int64
+	// nextOffset is the partition's position: the offset after the last
+	// record applied, or before any batch committed the first record
+	// polled. waitingSince is when it last advanced or, if later, when it
+	// started lagging (an idle partition does not stall).
+	nextOffset   int64
+	waitingSince time.Time
 }
 
-// applyWithRetry applies one batch, retrying until it commits or ctx ends: a
-// batch is never skipped, since that would lose or reorder money.
-func (w *Worker) applyWithRetry(ctx context.Context, partition int32, records []kafka.Record, highWatermark int64) error {
+// queueLimit is how many polled records may wait for one partition's applier
+// before the partition's fetching pauses: two batches, so a full batch waits
+// while one is applied.
+func (w *Worker) queueLimit() int { return 2 * w.config.BatchSize }
+
+// dispatch hands a poll's records of one partition to its applier, starting
+// it when the partition has none. It runs on the run loop's goroutine,
+// between Poll and Done, so no rebalance (and no release) runs meanwhile.
+func (w *Worker) dispatch(ctx context.Context, polled kafka.PartitionRecords) {
+	if len(polled.Records) == 0 {
+		return
+	}
+	w.appliersMutex.Lock()
+	applier, ok := w.appliers[polled.Partition]
+	if !ok {
+		applierContext, cancel := context.WithCancel(ctx)
+		applier = &partitionApplier{partition: polled.Partition, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
+			wake: make(chan struct{}, 1), nextOffset: polled.Records[0].Offset, waitingSince: w.now()}
+		w.appliers[polled.Partition] = applier
+		w.running.Add(1)
+		go w.runApplier(applierContext, applier)
+	}
+	w.appliersMutex.Unlock()
+
+	applier.mutex.Lock()
+	applier.queue = append(applier.queue, polled.Records...)
+	if applier.highWatermark <= applier.nextOffset && polled.HighWatermark > applier.nextOffset {
+		// It starts lagging now: the stall clock starts now too.
+		applier.waitingSince = w.now()
+	}
+	applier.highWatermark = max(applier.highWatermark, polled.HighWatermark)
+	if len(applier.queue) >= w.queueLimit() && !applier.paused {
+		// The applier is behind (or stuck retrying): fetch no more of this
+		// partition until it catches up, so memory stays bounded.
+		applier.paused = true
+		w.source.Pause(applier.partition)
+	}
+	applier.mutex.Unlock()
+	select {
+	case applier.wake <- struct{}{}:
+	default:
+	}
+}
+
+// release stops the appliers of partitions the worker no longer owns and
+// forgets them (the source resumes their fetching). A batch in flight gets
+// releaseGrace to commit, then is cancelled; its transaction then commits
+// or not as a whole, and the partition's next owner starts at the offset
+// stored in Postgres either way.
+func (w *Worker) release(partitions []int32) {
+	w.appliersMutex.Lock()
+	var released []*partitionApplier
+	for _, partition := range partitions {
+		if applier, ok := w.appliers[partition]; ok {
+			released = append(released, applier)
+			delete(w.appliers, partition)
+		}
+	}
+	w.appliersMutex.Unlock()
+	for _, applier := range released {
+		close(applier.stop)
+	}
+	for _, applier := range released {
+		timer := time.AfterFunc(releaseGrace, applier.cancel)
+		<-applier.done
+		timer.Stop()
+		applier.cancel()
+		w.metrics.lag.DeleteLabelValues(strconv.Itoa(int(applier.partition)))
+	}
+	if len(released) > 0 {
+		w.logger.Info("partitions released", "partitions", partitions)
+	}
+}
+
+// runApplier applies the partition's queue until ctx ends or the partition
+// is released.
+func (w *Worker) runApplier(ctx context.Context, applier *partitionApplier) {
+	defer w.running.Done()
+	defer close(applier.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-applier.stop:
+			return
+		case <-applier.wake:
+		}
+		for {
+			records := w.take(applier)
+			if len(records) == 0 {
+				break
+			}
+			if err := w.applyWithRetry(ctx, applier, records); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// take removes up to BatchSize records from the applier's queue, and
+// resumes the partition's fetching once the queue has room again.
+func (w *Worker) take(applier *partitionApplier) []kafka.Record {
+	applier.mutex.Lock()
+	defer applier.mutex.Unlock()
+	count := min(len(applier.queue), w.config.BatchSize)
+	records := append([]kafka.Record(nil), applier.queue[:count]...)
+	applier.queue = applier.queue[count:]
+	if len(applier.queue) == 0 {
+		applier.queue = nil
+	}
+	if applier.paused && len(applier.queue) < w.config.BatchSize {
+		applier.paused = false
+		w.source.Resume(applier.partition)
+	}
+	return records
+}
+
+// errReleased ends an applier whose partition was released.
+var errReleased = errors.New("partition released")
+
+// applyWithRetry applies one batch, retrying until it commits, ctx ends or
+// the partition is released: a batch is never skipped, since that would lose
+// or reorder money. Records that can never be applied do not block it: the
+// ledger sets them aside as dead letters. While it waits between attempts
+// it holds no slot, so other partitions go on being applied.
+func (w *Worker) applyWithRetry(ctx context.Context, applier *partitionApplier, records []kafka.Record) error {
+	partition := applier.partition
 	batch := postgres.Batch{Topic: w.config.Topic, Partition: partition, Records: make([]postgres.Record, 0, len(records))}
 	for _, record := range records {
-		var command ledger.Command
-		if err := json.Unmarshal(record.Value, &command); err != nil {
-			// A record that is not a command cannot be applied or
-			// answered; it is counted and logged, and the offset moves
-			// past it with the rest of the batch.
-			w.metrics.poison.Inc()
-			w.logger.Error("undecodable record", "partition", partition, "offset", record.Offset, "error", err)
-			command = ledger.Command{}
-		}
-		batch.Records = append(batch.Records, postgres.Record{Partition: partition, Offset: record.Offset, Command: command})
+		batch.Records = append(batch.Records, decodeRecord(partition, record.Offset, record.Value))
 	}
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		select {
+		case w.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-applier.stop:
+			return errReleased
+		}
 		started := time.Now()
 		result, err := w.ledger.ApplyBatch(ctx, batch)
+		<-w.slots
 		if err == nil {
 			w.metrics.observeBatch(result, time.Since(started))
+			w.reportDeadLetters(partition, result.DeadLetters)
 			// Before the outcomes are announced, so whoever is told a
 			// command settled also finds the lag it left.
-			w.metrics.lag.WithLabelValues(fmt.Sprint(partition)).Set(float64(max(0, highWatermark-records[len(records)-1].Offset-1)))
+			lag := applier.advanced(result.NextOffset, w.now())
+			w.metrics.lag.WithLabelValues(strconv.Itoa(int(partition))).Set(float64(lag))
 			w.afterCommit(ctx, result)
 			return nil
 		}
@@ -292,10 +474,86 @@ func (w *Worker) applyWithRetry(ctx context.Context, partition int32, records []
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-applier.stop:
+			return errReleased
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, w.config.RetryBackoffMax)
 	}
+}
+
+// advanced records that the partition's offset moved to nextOffset and
+// returns the records still behind the high watermark.
+func (a *partitionApplier) advanced(nextOffset int64, now time.Time) int64 {
+	a.mutex.Lock()
+	defer a.mutex.Unlock()
+	if nextOffset > a.nextOffset {
+		a.nextOffset, a.waitingSince = nextOffset, now
+	}
+	return max(0, a.highWatermark-a.nextOffset)
+}
+
+// reportDeadLetters logs and counts the records a committed batch set aside.
+func (w *Worker) reportDeadLetters(partition int32, letters []postgres.DeadLetter) {
+	for _, letter := range letters {
+		w.metrics.deadLetters.WithLabelValues(string(letter.Reason)).Inc()
+		w.logger.Warn("record set aside in dead_letters", "partition", partition, "offset", letter.Offset,
+			"reason", letter.Reason, "transaction_id", letter.TransactionID, "detail", letter.Detail)
+	}
+}
+
+// PartitionProgress is where a partition the worker owns stands.
+type PartitionProgress struct {
+	Partition int32
+	// NextOffset is the offset after the last record applied; HighWatermark
+	// the highest high watermark polled.
+	NextOffset, HighWatermark int64
+	// StalledFor is how long the partition has lagged (HighWatermark >
+	// NextOffset) without advancing; 0 when it does not lag.
+	StalledFor time.Duration
+}
+
+// progress returns where each partition the worker owns stands, in
+// partition order.
+func (w *Worker) progress() []PartitionProgress {
+	now := w.now()
+	w.appliersMutex.Lock()
+	appliers := make([]*partitionApplier, 0, len(w.appliers))
+	for _, applier := range w.appliers {
+		appliers = append(appliers, applier)
+	}
+	w.appliersMutex.Unlock()
+	progress := make([]PartitionProgress, 0, len(appliers))
+	for _, applier := range appliers {
+		applier.mutex.Lock()
+		entry := PartitionProgress{Partition: applier.partition, NextOffset: applier.nextOffset, HighWatermark: applier.highWatermark}
+		if applier.highWatermark > applier.nextOffset {
+			entry.StalledFor = max(0, now.Sub(applier.waitingSince))
+		}
+		applier.mutex.Unlock()
+		progress = append(progress, entry)
+	}
+	sort.Slice(progress, func(i, j int) bool { return progress[i].Partition < progress[j].Partition })
+	return progress
+}
+
+// Ready reports whether every partition the worker owns advances: an error
+// names each partition that has lagged without advancing for longer than
+// Config.StalledAfter (a batch Postgres keeps failing, a lock held for long,
+// Postgres down). The worker goes on retrying; readiness only tells the
+// truth about it.
+func (w *Worker) Ready() error {
+	var stalled []string
+	for _, entry := range w.progress() {
+		if entry.StalledFor > w.config.StalledAfter {
+			stalled = append(stalled, fmt.Sprintf("partition %d has lagged without advancing for %s (next offset %d, high watermark %d)",
+				entry.Partition, entry.StalledFor.Round(time.Second), entry.NextOffset, entry.HighWatermark))
+		}
+	}
+	if len(stalled) > 0 {
+		return fmt.Errorf("stalled: %s", strings.Join(stalled, "; "))
+	}
+	return nil
 }
 
 func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
