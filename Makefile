@@ -61,12 +61,25 @@ DEMO_RATE     ?= 100
 DEMO_PLAN     ?= chaos/plans/ci.yaml
 DEMO_SETS     ?= --set setup.accounts=100 --set schedule.max_in_flight=1200 \
                  --set 'thresholds.accept_duration=p(95)<8000' --set 'thresholds.errors=rate<0.25'
+#
+# GNU make itself exits 2 whenever a recipe fails, whatever the recipe's
+# status: the run's own code is therefore also written to DEMO_EXIT, and
+# .ci/run exits with it (docs/ci.md, "Exit codes"). DEMO_BUGS runs the same
+# gate on a system with seeded bugs (docs/seeded-bugs.md), e.g.
+# `make demo DEMO_BUGS=trust-cache-balance`: the run then exits 1.
+DEMO_EXIT     := .ledgerproof/demo-exit-code
+DEMO_BUGS     ?=
 demo: deps build
-	@rm -rf $(DEMO_DIR)
-	$(BIN) run --scenario scenarios/gate.yaml --plan $(DEMO_PLAN) \
+	@rm -rf $(DEMO_DIR) $(DEMO_EXIT)
+	@mkdir -p $(dir $(DEMO_EXIT))
+	@status=0; set -x; $(BIN) run --scenario scenarios/gate.yaml --plan $(DEMO_PLAN) \
 		--stack local --stack-dir $(DEMO_DIR) --purge-stack $(DEMO_PORTS) \
 		--duration $(DEMO_DURATION) --rate $(DEMO_RATE) $(DEMO_SETS) \
-		--out $(DEMO_RUN) $(if $(DEMO_SEED),--seed $(DEMO_SEED))
+		--out $(DEMO_RUN) $(if $(DEMO_SEED),--seed $(DEMO_SEED)) \
+		$(if $(DEMO_BUGS),--unsafe-allow-seeded-bugs --seeded-bug $(DEMO_BUGS)) || status=$$?; \
+	{ set +x; } 2>/dev/null; echo $$status > $(DEMO_EXIT); \
+	if [ $$status -ne 0 ]; then echo "make demo: the run exited $$status (make reports its own 2; the run's code is in $(DEMO_EXIT))" >&2; fi; \
+	exit $$status
 
 # The scripted HTTP walk-through (signup, sign-in, money, replay, misuse,
 # overdraft, balances) against a fresh stack.
@@ -115,8 +128,14 @@ capacity: deps build
 # after): prints the matrix bug -> invariants violated -> caught, writes it
 # into docs/mutation.md and reports/runs/mutation-*/matrix.json; fails unless
 # every bug is caught by an expected invariant and the clean system passes.
+# Like the demo's, the matrix's own code (0 every bug caught and the clean
+# system passed, 1 not) is written to MUTATION_EXIT: make reports 2.
+MUTATION_EXIT := .ledgerproof/mutation-exit-code
 mutation: deps build
-	$(BIN) mutation
+	@rm -f $(MUTATION_EXIT); mkdir -p $(dir $(MUTATION_EXIT))
+	@status=0; set -x; $(BIN) mutation || status=$$?; { set +x; } 2>/dev/null; echo $$status > $(MUTATION_EXIT); \
+	if [ $$status -ne 0 ]; then echo "make mutation: the matrix exited $$status (make reports its own 2; the code is in $(MUTATION_EXIT))" >&2; fi; \
+	exit $$status
 
 up: deps build
 	$(BIN) up --dir $(STACK_DIR)

@@ -1,10 +1,15 @@
 package stacktest
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -31,10 +36,63 @@ func claim(first, n int) bool {
 			return false
 		}
 	}
+	// Other test processes pick from the same range at the same time (go
+	// test runs packages in parallel): a port one of them found free and
+	// has not bound yet (its Postgres still starting) must not be taken
+	// here. Each claim is a file naming the claiming process; a dead
+	// process's claims are taken over.
+	var claimed []int
+	for port := first; port < first+n; port++ {
+		if !claimAcrossProcesses(port) {
+			for _, taken := range claimed {
+				_ = os.Remove(portClaimFile(taken))
+			}
+			return false
+		}
+		claimed = append(claimed, port)
+	}
 	for port := first; port < first+n; port++ {
 		handedOut.ports[port] = true
 	}
 	return true
+}
+
+// portClaimDirectory holds one file per port claimed by a live test
+// process, named after the port, holding the process id.
+func portClaimDirectory() string { return filepath.Join(os.TempDir(), "ledgerproof-test-ports") }
+
+func portClaimFile(port int) string { return filepath.Join(portClaimDirectory(), strconv.Itoa(port)) }
+
+// claimAcrossProcesses creates the port's claim file, or takes it over from
+// a process that is gone. It fails when a live process holds it.
+func claimAcrossProcesses(port int) bool {
+	if err := os.MkdirAll(portClaimDirectory(), 0o777); err != nil {
+		return true // no shared directory: the in-process claim only
+	}
+	path := portClaimFile(port)
+	for attempt := 0; attempt < 2; attempt++ {
+		file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, _ = file.WriteString(strconv.Itoa(os.Getpid()))
+			_ = file.Close()
+			return true
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return true
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			continue // removed meanwhile: try again
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(content)))
+		if err == nil && pid > 0 && pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			_ = os.Remove(path) // its process is gone
+			continue
+		}
+		// A live process's, or one being written (no PID in yet): held.
+		return false
+	}
+	return false
 }
 
 // Ports below lowestEphemeralPort are never picked by the kernel as the

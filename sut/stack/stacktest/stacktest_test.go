@@ -3,7 +3,9 @@ package stacktest
 import (
 	"context"
 	"net/url"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,37 @@ func TestBinaryBuildsOnce(t *testing.T) {
 	}
 	if !strings.Contains(string(output), "usage: ledgerproof") {
 		t.Fatalf("%s help printed:\n%s", first, output)
+	}
+}
+
+// TestPortClaimsAcrossProcesses: a port another live process claimed is not
+// handed out here; a dead process's claim is taken over.
+func TestPortClaimsAcrossProcesses(t *testing.T) {
+	if err := os.MkdirAll(portClaimDirectory(), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// Ports outside every range the helpers pick from, so no real claim is
+	// disturbed.
+	const live, dead = 9001, 9002
+	for port, pid := range map[int]int{live: os.Getppid(), dead: 1 << 22} {
+		if err := os.WriteFile(portClaimFile(port), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(portClaimFile(port)) })
+	}
+	if claim(live, 1) {
+		t.Errorf("port %d, claimed by the live process %d, was handed out", live, os.Getppid())
+	}
+	if !claim(dead, 1) {
+		t.Errorf("port %d, claimed by a process that is gone, was not taken over", dead)
+	}
+	if content, _ := os.ReadFile(portClaimFile(dead)); string(content) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("claim file of %d holds %q, want this process's id", dead, content)
+	}
+	if claim(live-1, 2) {
+		t.Errorf("a range overlapping a live claim was handed out")
+	}
+	if _, err := os.Stat(portClaimFile(live - 1)); !os.IsNotExist(err) {
+		t.Errorf("a range that failed left its first port claimed: %v", err)
 	}
 }
