@@ -42,10 +42,11 @@ fuzz:
 
 # The main job, as CI runs it (docs/ci.md): a fresh local stack of the
 # demo's own (DEMO_DIR, DEMO_PORTS: beside `make up`), ~90 s of gate.yaml with
-# the CI fault plan (broker, Postgres and a worker killed and restarted),
+# the CI fault plan (broker and Postgres killed, a gateway and workers
+# crashed at named crash points, workers killed at seeded moments),
 # drain, audit, report; prints the verdict and the report's path and exits
 # with the run's code (0 passed, 1 invariant violated, 2 could not run, 3
-# threshold failed). The stack is stopped and removed after (its logs are
+# threshold failed, 4 weak: a required class of operation never happened). The stack is stopped and removed after (its logs are
 # copied into the run directory).
 #
 # Thresholds for a faulted run (docs/ci.md): while the broker is down
@@ -59,8 +60,13 @@ DEMO_RUN      := reports/runs/demo-$(shell date -u +%Y%m%dT%H%M%SZ)
 DEMO_DURATION ?= 90s
 DEMO_RATE     ?= 100
 DEMO_PLAN     ?= chaos/plans/ci.yaml
+# The gateways forget an answered key after 10 s (--idempotency-ttl) so that
+# gate.yaml's replays, re-sent 15 s after their answer as a client's outbox
+# would, reach the workers' dedupe, not only the gateway's cache (docs/ci.md,
+# "What the gate's workload exercises").
 DEMO_SETS     ?= --set setup.accounts=100 --set schedule.max_in_flight=1200 \
-                 --set 'thresholds.accept_duration=p(95)<8000' --set 'thresholds.errors=rate<0.25'
+                 --set 'thresholds.accept_duration=p(95)<8000' --set 'thresholds.errors=rate<0.25' \
+                 --gateway-arg=--idempotency-ttl=10s
 #
 # GNU make itself exits 2 whenever a recipe fails, whatever the recipe's
 # status: the run's own code is therefore also written to DEMO_EXIT, and

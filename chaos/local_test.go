@@ -63,10 +63,19 @@ func TestLocalStackPlan(t *testing.T) {
 
 	// Dry run: the timeline, checked against the stack; a plan naming a
 	// component the stack lacks is rejected before anything runs.
-	output, err := exec.CommandContext(ctx, binary, "chaos", "--plan", "plans/ci.yaml", "--stack", file.Dir, "--dry-run").CombinedOutput()
+	dryPlan := filepath.Join(t.TempDir(), "dry.yaml")
+	if err := os.WriteFile(dryPlan, []byte("duration: 10s\nsteps: [{at: 1s, action: kill, target: \"worker:partition=0\", params: {duration: 2s}}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	output, err := exec.CommandContext(ctx, binary, "chaos", "--plan", dryPlan, "--stack", file.Dir, "--dry-run").CombinedOutput()
 	if err != nil || !strings.Contains(string(output), "dry run: every target exists in local stack") ||
 		!strings.Contains(string(output), "kill        worker:partition=0") {
-		t.Errorf("dry run of ci.yaml: %v\n%s", err, output)
+		t.Errorf("dry run: %v\n%s", err, output)
+	}
+	// The CI plan arms crash points: a stack started without them refuses it, saying how to get them.
+	output, err = exec.CommandContext(ctx, binary, "chaos", "--plan", "plans/ci.yaml", "--stack", file.Dir, "--dry-run").CombinedOutput()
+	if err == nil || !strings.Contains(string(output), "--enable-crash-points") {
+		t.Errorf("dry run of ci.yaml on a stack without crash points: %v\n%s", err, output)
 	}
 	badPlan := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(badPlan, []byte("duration: 10s\nsteps: [{at: 1s, action: kill, target: worker-3}]\n"), 0o644); err != nil {

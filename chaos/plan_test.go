@@ -17,14 +17,19 @@ var localInventory = Inventory{
 	Partitions: 16,
 }
 
-// fullInventory also has links, a standby and crash points.
+// fullInventory also has links, a standby and crash points, named as a stack names them (crash.Armer).
 var fullInventory = Inventory{
 	Processes:   append(append([]string(nil), localInventory.Processes...), "postgres-standby"),
 	Partitions:  16,
 	Links:       Links,
 	Failover:    true,
-	CrashPoints: []string{"after-commit-before-cache", "after-ack-before-response", "mid-batch"},
+	CrashPoints: []string{"worker.after-commit-before-cache", "gateway.after-ack-before-response", "worker.mid-batch"},
 }
+
+// crashPointsInventory is the default local stack with crash points: what `ledgerproof run` starts for a plan
+// that arms them.
+var crashPointsInventory = Inventory{Processes: localInventory.Processes, Partitions: localInventory.Partitions,
+	CrashPoints: fullInventory.CrashPoints}
 
 func TestParsePlan(t *testing.T) {
 	tests := []struct {
@@ -383,19 +388,54 @@ func TestReadyPlans(t *testing.T) {
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("plans: %v, want %v", names, want)
 	}
-	// The plans that need no optional feature run on the default local stack.
-	for _, name := range []string{"ci", "broker", "redis", "random"} {
+	// The plans that need no optional feature run on the default local stack; ci needs crash points only,
+	// which `ledgerproof run` enables on the stack it starts for it.
+	for name, inventory := range map[string]Inventory{"ci": crashPointsInventory, "broker": localInventory,
+		"redis": localInventory, "random": localInventory} {
 		plan, err := LoadPlan(filepath.Join("plans", name+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		timeline, err := plan.Timeline(1, localInventory)
+		timeline, err := plan.Timeline(1, inventory)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ValidateTargets(plan.Name, timeline, localInventory); err != nil {
+		if err := ValidateTargets(plan.Name, timeline, inventory); err != nil {
 			t.Errorf("%s on the default local stack: %v", name, err)
 		}
+	}
+	// The CI plan crashes both workers and a gateway at their crash points, kills the broker and Postgres, and
+	// SIGKILLs workers at moments drawn from the seed: different seeds, different moments.
+	ci, err := LoadPlan("plans/ci.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := map[string]bool{}
+	killedWorkers := map[uint64]string{}
+	for _, seed := range []uint64{1, 2, 3} {
+		timeline, err := ci.Timeline(seed, crashPointsInventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kills []string
+		for _, step := range timeline {
+			if step.Action == ActionCrashPoint {
+				points[step.Params.Point] = true
+			}
+			if step.Action == ActionKill && strings.HasPrefix(step.Target, "worker-") {
+				kills = append(kills, step.At.String()+" "+step.Target)
+			}
+		}
+		if len(kills) == 0 {
+			t.Errorf("ci with seed %d kills no worker", seed)
+		}
+		killedWorkers[seed] = strings.Join(kills, ", ")
+	}
+	if len(points) != 3 {
+		t.Errorf("ci arms crash points %v, want every one", points)
+	}
+	if killedWorkers[1] == killedWorkers[2] && killedWorkers[2] == killedWorkers[3] {
+		t.Errorf("ci kills workers at %q whatever the seed", killedWorkers[1])
 	}
 	if _, err := os.Stat("plans/ci.yaml"); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	// for it to reach zero before reading the ledger. Nil: nothing to wait
 	// for (an export is a finished ledger).
 	Drain DrainProbe
+	// Stalls, when the pipeline did not drain, names the components that
+	// stopped making progress and why (the liveness invariant); nil: the
+	// lagging partitions are reported without an owner.
+	Stalls StallProbe
 	// DrainTimeout bounds the wait. Default 60s: a healthy pipeline drains
 	// a gate run's backlog in seconds; a stuck one must not hang CI.
 	DrainTimeout time.Duration
@@ -46,6 +51,24 @@ type Config struct {
 	// MaxViolations is how many violations each invariant lists (all are
 	// counted). Default 20: enough to see a pattern, small enough to read.
 	MaxViolations int
+	// Require lists the coverage classes (ClassDuplicates, ClassKeyReuse,
+	// ClassInsufficientFunds...) the run must have exercised, each with who
+	// required it; ClassMoneyOperations is always required. A class that
+	// did not happen makes the verdict weak. Default none: nothing but money
+	// operations is required. RequireNote says where they came from (the
+	// run's scenario), for the report.
+	Require     []Requirement
+	RequireNote string
+	// MaxBalanceMinor is the largest balance the system lets an account
+	// hold, to judge balance_limit rejections; 0 (the default) means not
+	// known, and those rejections are not decidable. The reference system's
+	// is ledger.MaxBalanceMinor.
+	MaxBalanceMinor int64
+	// MaxAmountMinor is the largest amount the system accepts in one
+	// operation, to judge invalid_amount rejections of positive amounts; 0
+	// (the default) means not known. The reference system's is
+	// ledger.MaxAmountMinor.
+	MaxAmountMinor int64
 	// Progress receives progress lines (drain, phases). Nil discards them.
 	Progress io.Writer
 	// Now is the clock. Default time.Now.
@@ -74,6 +97,14 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxViolations <= 0 {
 		c.MaxViolations = 20
+	}
+	for _, requirement := range c.Require {
+		if _, known := classDescription(requirement.Class); !known {
+			return fmt.Errorf("audit: unknown coverage class %q (known: %s)", requirement.Class, strings.Join(ClassNames(), ", "))
+		}
+	}
+	if c.MaxBalanceMinor < 0 || c.MaxAmountMinor < 0 {
+		return errors.New("audit: MaxBalanceMinor and MaxAmountMinor must not be negative")
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -129,7 +160,12 @@ type txRow struct {
 }
 
 type auditor struct {
-	config  Config
+	config Config
+	// lastLag is the lag per partition the last drain probe saw; stalled
+	// counts acknowledged operations not in the ledger of a pipeline that
+	// stalled: liveness reports them, durability does not judge them lost.
+	lastLag map[int32]int64
+	stalled int64
 	hash    *hasher
 	history *history
 	journal *journalReader
@@ -150,6 +186,13 @@ type auditor struct {
 	invariants map[string]*InvariantResult
 
 	deadLetters *deadLetterState
+
+	// rejections is justified-rejection's state (rejections.go); coverage
+	// the coverage being built and duplicates its duplicate counts
+	// (coverage.go).
+	rejections rejectionState
+	coverage   *Coverage
+	duplicates DuplicateCoverage
 
 	settledDeposits, settledWithdrawals int64
 	lastPostingID                       int64
@@ -173,6 +216,8 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 		phantomKeys: map[int32]string{},
 		invariants:  map[string]*InvariantResult{},
 		deadLetters: newDeadLetterState(),
+		coverage: &Coverage{Rejections: RejectionCoverage{Ledger: map[string]int64{}, BeforeLedger: map[string]int64{},
+			NotDecidable: map[string]int64{}, NotJudged: map[string]int64{}}},
 		result: &Result{
 			Version: 1, RunDir: config.RunDir, StartedAt: started.UTC(), Ledger: config.Ledger.Describe(),
 			LedgerCounts: map[string]int64{}, TimingsMs: map[string]int64{}, Warnings: []string{},
@@ -196,6 +241,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	// would report them lost.
 	begin := config.Now()
 	a.drain(ctx)
+	*a.invariants[Liveness] = a.checkLiveness(ctx, a.lastLag)
 	phase("drain", begin)
 
 	begin = config.Now()
@@ -221,6 +267,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 		DeadLetters: a.visitDeadLetters, DeadLetter: a.visitDeadLetter}); err != nil {
 		return nil, fmt.Errorf("%w: read ledger %s: %w", ErrCannotAudit, config.Ledger.Describe(), err)
 	}
+	a.finishProbes()
 	a.result.LedgerCounts["accounts"] = int64(len(a.accounts))
 	a.result.LedgerCounts["transactions"] = int64(len(a.rows))
 	a.result.LedgerCounts["postings"] = a.postingsSeen
@@ -232,6 +279,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkKeys()
 	a.checkOperations()
 	a.checkPerAccountOrder()
+	a.checkRejections()
 	a.finishDeadLetters()
 	phase("checks", begin)
 
@@ -372,6 +420,11 @@ func (a *auditor) visitTransaction(t *Transaction) error {
 }
 
 func (a *auditor) visitPosting(p *Posting) error {
+	if !a.rejections.prepared {
+		// The transactions are all read: place the rejections to judge
+		// before the first posting streams by.
+		a.prepareProbes()
+	}
 	if p.ID <= a.lastPostingID && a.postingsSeen > 0 {
 		return fmt.Errorf("postings are not in ascending id order (%d after %d)", p.ID, a.lastPostingID)
 	}
@@ -381,8 +434,9 @@ func (a *auditor) visitPosting(p *Posting) error {
 	account.postingSum += p.Amount
 	account.postings++
 	rowIndex, found := a.rowIndex[a.hash.id(p.TransactionID)]
+	var row *txRow
 	if found {
-		row := &a.rows[rowIndex]
+		row = &a.rows[rowIndex]
 		if row.postings < 255 {
 			row.postings++
 		}
@@ -435,6 +489,14 @@ func (a *auditor) visitPosting(p *Posting) error {
 		})
 	}
 	account.overdrawn = negative
+	// A settled debit that leaves less than its amount came near the
+	// limit: the same debit again would overdraw.
+	if row != nil && p.AccountID == row.source && p.Amount < 0 && row.kind != opDeposit && account.replay < -p.Amount {
+		a.checked(NoOverdraft, unitNearLimit, 1)
+	}
+	if groups := a.rejections.groupsByAccount[p.AccountID]; groups != nil {
+		a.advanceProbes(groups, p, row, account.replay)
+	}
 	return nil
 }
 
@@ -623,6 +685,27 @@ func (a *auditor) checkKeys() {
 		if key.operations > 1 || f.dup {
 			a.checked(KeyContract, "shared keys", 1)
 		}
+		if key.resent != 0 && key.rows > 0 {
+			a.checked(ExactlyOnce, unitKeysSentTwice, 1)
+			a.duplicates.KeysSentMoreThanOnce++
+			if key.resent&resentReplay != 0 {
+				a.duplicates.ReplayedKeys++
+			}
+			if key.resent&resentRetry != 0 {
+				a.duplicates.RetriedKeys++
+			}
+		}
+		if f.dup {
+			a.duplicates.Keys++
+			switch {
+			case key.rows == 0:
+				a.duplicates.WithoutTransaction++
+			case key.rows == 1:
+				a.duplicates.AppliedOnce++
+			default:
+				a.duplicates.AppliedMoreThanOnce++
+			}
+		}
 		switch {
 		case f.ok && row == nil:
 			a.report(ExactlyOnce, func() Violation {
@@ -666,6 +749,10 @@ func (a *auditor) checkKeys() {
 						Keys: []string{a.keyString(index)}, Accounts: []int64{op.from, op.to}, Operations: a.operationsOfKey(index, 4),
 						Rows: []RowRef{a.deadLetterRef(dead)}}
 				})
+			} else if row == nil && a.invariants[Liveness].Status == StatusViolated {
+				// The pipeline stalled: the command may be queued behind
+				// the stall, not lost. Liveness says so, once.
+				a.stalled++
 			} else if row == nil {
 				a.report(Durability, func() Violation {
 					op := &a.history.operations[f.firstAck]
@@ -702,7 +789,6 @@ func (a *auditor) checkOperations() {
 			a.checkMisuse(opIndex, op, key, row)
 			continue
 		}
-		a.checked(OutcomeAgreement, "operations", 1)
 		if op.outcome == outcomeInfo {
 			info.Operations++
 			switch {
@@ -717,6 +803,7 @@ func (a *auditor) checkOperations() {
 		if row == nil {
 			continue
 		}
+		a.checked(OutcomeAgreement, "operations", 1)
 		var problem string
 		reason := a.history.reasons[op.reason]
 		rowReason := a.history.reasons[row.reason]
@@ -910,6 +997,9 @@ func (a *auditor) checkPerAccountOrder() {
 				}
 				if pass == 0 {
 					a.checked(PerAccountOrder, "debits", 1)
+					if latest >= 0 && group[latest].row != later.row {
+						a.checked(PerAccountOrder, unitDebitsCompared, 1)
+					}
 				}
 				if latest >= 0 && latestRank > laterRank && group[latest].row != later.row &&
 					!reported[[2]int32{group[latest].row, later.row}] {
@@ -940,6 +1030,15 @@ func (a *auditor) checkPerAccountOrder() {
 
 func (a *auditor) finish() {
 	result := a.result
+	a.markNotExercised()
+	duplicates := a.duplicates
+	duplicates.Sent, duplicates.Answers = a.history.duplicates.Sent, a.history.duplicates.Answers
+	covered := a.finishCoverage(duplicates)
+	if a.stalled > 0 {
+		liveness := a.invariants[Liveness]
+		liveness.Checked["acknowledged operations not applied"] = a.stalled
+		liveness.Note = joinNotes(liveness.Note, fmt.Sprintf("%d acknowledged operation(s) are not in the ledger: not judged lost by durability, since the pipeline stalled before applying what it had queued", a.stalled))
+	}
 	violated := false
 	for _, entry := range Catalogue {
 		invariant := a.invariants[entry.Name]
@@ -954,6 +1053,10 @@ func (a *auditor) finish() {
 	case !result.Drained:
 		result.Verdict = VerdictIncomplete
 		a.warn("not drained: the pipeline still had work when the ledger was read, so the audit could not fully check it")
+	case !covered:
+		// Nothing failed, but what was required to happen did not: a pass
+		// would claim more than the run tested.
+		result.Verdict = VerdictWeak
 	default:
 		result.Verdict = VerdictPassed
 	}

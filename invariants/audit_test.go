@@ -89,6 +89,13 @@ func TestScenarioPasses(t *testing.T) {
 		t.Fatalf("verdict %s, violated %v\n%s", result.Verdict, result.violated(), result.summary())
 	}
 	for _, invariant := range result.Invariants {
+		if invariant.Name == Liveness {
+			// An export is no live pipeline: nothing drains.
+			if invariant.Status != StatusSkipped || invariant.Note == "" {
+				t.Errorf("liveness of an export: %s (%q), want skipped with a reason", invariant.Status, invariant.Note)
+			}
+			continue
+		}
 		if invariant.Status != StatusPassed {
 			t.Errorf("%s: %s", invariant.Name, invariant.Status)
 		}
@@ -107,7 +114,7 @@ func TestScenarioPasses(t *testing.T) {
 	}
 	summary := result.summary()
 	for _, want := range []string{"AUDIT PASSED", "operations seen", "withdrawal", "resolved by key: 2 operation(s): 1 settled, 0 rejected, 1 absent",
-		"PASSED    per-account-order", "cache staleness during the run: not recorded"} {
+		"PASSED        per-account-order", "cache staleness during the run: not recorded"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
 		}
@@ -324,8 +331,13 @@ func TestCannotAudit(t *testing.T) {
 	})
 }
 
-func TestNotDrainedIsIncomplete(t *testing.T) {
+// TestNotDrainedIsALivenessViolation: a pipeline that does not drain is a
+// liveness violation naming the stalled component, its partitions and its
+// last error, and an acknowledged operation missing from its ledger is not
+// judged lost by durability (it may be queued behind the stall).
+func TestNotDrainedIsALivenessViolation(t *testing.T) {
 	s := newScenario()
+	s.dropRow(s.row(s.lastWithdrawal))
 	runDir, exportDir := s.write(t)
 	var progress strings.Builder
 	probes := 0
@@ -333,16 +345,48 @@ func TestNotDrainedIsIncomplete(t *testing.T) {
 		DrainTimeout: 50 * time.Millisecond, DrainPoll: 5 * time.Millisecond, Progress: &progress,
 		Drain: func(context.Context) (DrainState, error) {
 			probes++
-			return DrainState{Progress: "lag 3 record(s) on 1 of 16 partition(s)"}, nil
+			return DrainState{Progress: "lag 8 record(s) on 2 of 16 partition(s)", Lag: map[int32]int64{3: 5, 9: 3}}, nil
+		},
+		Stalls: func(context.Context) ([]Stall, error) {
+			return []Stall{{Component: "worker-1", State: "running", Partitions: map[int32]int64{3: 5}, StalledSeconds: 42,
+				LastError: `level=WARN msg="apply batch failed; retrying" error=boom`}}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if result.Drained || result.Verdict != VerdictIncomplete || probes < 2 {
+	if result.Drained || result.Verdict != VerdictViolated || probes < 2 {
 		t.Fatalf("drained %v, verdict %s, probes %d", result.Drained, result.Verdict, probes)
 	}
-	if !strings.Contains(progress.String(), "lag 3 record(s)") || !strings.Contains(result.DrainNote, "not drained") {
+	if !strings.Contains(progress.String(), "lag 8 record(s)") || !strings.Contains(result.DrainNote, "not drained") {
 		t.Errorf("progress %q, note %q", progress.String(), result.DrainNote)
+	}
+	liveness := result.invariant(Liveness)
+	if liveness.Status != StatusViolated || len(liveness.Violations) != 2 {
+		t.Fatalf("liveness %s with %d violations: %+v", liveness.Status, len(liveness.Violations), liveness.Violations)
+	}
+	for _, want := range []string{"worker-1 stalled", "partitions 3 (lag 5) not advancing", "for 42s", "error=boom"} {
+		if !strings.Contains(liveness.Violations[0].Summary, want) {
+			t.Errorf("first liveness violation %q lacks %q", liveness.Violations[0].Summary, want)
+		}
+	}
+	if !strings.Contains(liveness.Violations[1].Summary, "partitions 9 (lag 3) still lag") {
+		t.Errorf("second liveness violation %q, want the partition no component claimed", liveness.Violations[1].Summary)
+	}
+	if durability := result.invariant(Durability); durability.ViolationCount != 0 {
+		t.Errorf("durability judged %d operation(s) lost on a stalled pipeline: %+v", durability.ViolationCount, durability.Violations)
+	}
+	if got := liveness.Checked["acknowledged operations not applied"]; got != 1 {
+		t.Errorf("liveness counts %d acknowledged operations not applied, want 1 (note %q)", got, liveness.Note)
+	}
+
+	// Drained, the same ledger is a durability violation, and liveness passes.
+	result, err = Audit(context.Background(), Config{RunDir: runDir, Ledger: ExportSource{Dir: exportDir},
+		Drain: func(context.Context) (DrainState, error) { return DrainState{Done: true, Progress: "lag 0"}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.invariant(Liveness).Status != StatusPassed || result.invariant(Durability).Status != StatusViolated {
+		t.Errorf("drained: liveness %s, durability %s", result.invariant(Liveness).Status, result.invariant(Durability).Status)
 	}
 }
 

@@ -14,6 +14,9 @@ type DrainState struct {
 	// Progress says how far it is, for people ("lag 120 records on 3 of
 	// 16 partitions").
 	Progress string
+	// Lag is the lag in records of each partition still behind, when the
+	// probe knows it (a liveness violation names them).
+	Lag map[int32]int64
 }
 
 // DrainProbe observes the pipeline once. An error is reported and the
@@ -41,6 +44,9 @@ func (a *auditor) drain(ctx context.Context) {
 		if progress != last || attempt%20 == 0 {
 			fmt.Fprintf(a.config.Progress, "audit: drain: %s\n", progress)
 			last = progress
+		}
+		if err == nil {
+			a.lastLag = state.Lag
 		}
 		if err == nil && state.Done {
 			a.result.Drained = true
@@ -98,13 +104,15 @@ func LagProbe(positions func(ctx context.Context) (ends, stored map[int32]int64,
 		}
 		var lag int64
 		behind := 0
+		lagging := map[int32]int64{}
 		for partition, end := range ends {
 			if next := stored[partition]; next < end {
 				lag += end - next
 				behind++
+				lagging[partition] = end - next
 			}
 		}
-		return DrainState{Done: lag == 0,
+		return DrainState{Done: lag == 0, Lag: lagging,
 			Progress: fmt.Sprintf("lag %d record(s) on %d of %d partition(s)", lag, behind, len(ends))}, nil
 	}
 }

@@ -148,6 +148,27 @@ type keyState struct {
 	// counts them all (more than one is a duplicate effect).
 	row  int32
 	rows int32
+	// resent says how the key was sent more than once with its body
+	// (resentDuplicate, resentReplay, resentRetry); 0: once.
+	resent uint8
+}
+
+// Ways a key was sent more than once with its body.
+const (
+	// resentDuplicate: the harness sent a duplicate (journal field dup).
+	resentDuplicate uint8 = 1 << iota
+	// resentReplay: another journal line used the key (a replay).
+	resentReplay
+	// resentRetry: an operation of the key was retried (attempts > 1).
+	resentRetry
+)
+
+// signupRef is a journaled signup that created an account: when the
+// client learned the account existed, and where its line is.
+type signupRef struct {
+	complete int64
+	offset   int64
+	file     uint16
 }
 
 // hash128 is a 128-bit hash built from two seeded 64-bit hashes: wide enough
@@ -203,8 +224,15 @@ type history struct {
 	signups        int64
 	// owners maps the accounts created by signups to their users.
 	owners map[int64]int64
+	// created maps the accounts created by signups to the earliest signup
+	// that reported them: the account existed from its completion on.
+	created map[int64]signupRef
 	// users holds every user id the journal mentions: the run's scope.
 	users map[int64]struct{}
+	// kinds and duplicates are the coverage counted while reading
+	// (coverage.go).
+	kinds      map[string]*KindCoverage
+	duplicates DuplicateCoverage
 }
 
 // journalFiles lists the run's journals: journal.jsonl and journal*.jsonl,
@@ -248,7 +276,10 @@ func readHistory(files []string, hash *hasher) (*history, error) {
 		reasonCode: map[string]uint16{"": 0, "(other)": 1},
 		counts:     map[string]map[string]int64{},
 		owners:     map[int64]int64{},
+		created:    map[int64]signupRef{},
 		users:      map[int64]struct{}{},
+		kinds:      map[string]*KindCoverage{},
+		duplicates: DuplicateCoverage{Sent: map[string]int64{}, Answers: map[string]int64{}},
 	}
 	for index, path := range files {
 		if err := h.readFile(uint16(index), path, hash); err != nil {
@@ -323,6 +354,9 @@ func (h *history) add(entry *JournalEntry, file uint16, offset int64, hash *hash
 		h.signups++
 		if entry.Outcome == OutcomeOK && entry.To != 0 {
 			h.owners[entry.To] = entry.User
+			if earlier, ok := h.created[entry.To]; !ok || entry.Complete < earlier.complete {
+				h.created[entry.To] = signupRef{complete: entry.Complete, offset: offset, file: file}
+			}
 		}
 		return
 	}
@@ -351,6 +385,7 @@ func (h *history) add(entry *JournalEntry, file uint16, offset int64, hash *hash
 	}
 	key := &h.keys[keyIndex]
 	operationIndex := int32(len(h.operations))
+	replay := false
 	if kind == opMisuse {
 		key.misuses++
 	} else {
@@ -358,7 +393,18 @@ func (h *history) add(entry *JournalEntry, file uint16, offset int64, hash *hash
 		if key.first < 0 {
 			key.first = operationIndex
 		}
+		replay = key.operations > 1 || entry.ReplayOf != ""
+		if replay {
+			key.resent |= resentReplay
+		}
+		if entry.Dup != "" {
+			key.resent |= resentDuplicate
+		}
+		if entry.Attempts > 1 {
+			key.resent |= resentRetry
+		}
 	}
+	h.count(entry, replay)
 	var txHash uint64
 	if entry.Tx != "" {
 		txHash = hash.id(entry.Tx)[0]

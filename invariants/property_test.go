@@ -145,6 +145,24 @@ var mutations = []mutation{
 		m.transactions[m.row(entry)].Amount += rapid.Int64Range(1, 5).Draw(t, "delta")
 		return fmt.Sprintf("%q", m.journal[entry].Key)
 	}},
+	{"reject a debit the balance covers", JustifiedRejection, func(t *rapid.T, m *model) string {
+		// A deposit in the account's own stream right before: the balance
+		// the rejection was decided against is exactly the one after it
+		// (a credit from another stream before the deposit may otherwise
+		// have come after the rejection, which would explain it).
+		account := int64(rapid.IntRange(1, len(m.accounts)-1).Draw(t, "account"))
+		m.operate(KindDeposit, 0, account, rapid.Int64Range(1, 300).Draw(t, "deposit"), plain)
+		amount := rapid.Int64Range(1, m.balances[account]).Draw(t, "amount")
+		index := m.reject(KindWithdrawal, account, 0, amount, ReasonInsufficientFunds)
+		return fmt.Sprintf("%q", m.journal[index].Key)
+	}},
+	{"reject a transfer between existing accounts as not found", JustifiedRejection, func(t *rapid.T, m *model) string {
+		users := int64(len(m.accounts) - 1)
+		from := int64(rapid.IntRange(1, int(users)).Draw(t, "from"))
+		to := from%users + 1
+		index := m.reject(KindTransfer, from, to, 1, ReasonAccountNotFound)
+		return fmt.Sprintf("%q", m.journal[index].Key)
+	}},
 	{"flip an outcome", OutcomeAgreement, func(t *rapid.T, m *model) string {
 		entry := rapid.SampledFrom(m.entriesWithRows(func(e JournalEntry) bool { return e.Outcome != OutcomeInfo })).Draw(t, "entry")
 		flipped := &m.journal[entry]

@@ -46,6 +46,9 @@ func writeFileAtomically(path string, content []byte) error {
 // each listed violation with its counterexample, and the dead letters.
 func (r *Result) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "AUDIT %s — %s\n", strings.ToUpper(r.Verdict), r.RunDir)
+	for _, missing := range r.Coverage.Missing() {
+		fmt.Fprintf(w, "weak:    %s\n", missing)
+	}
 	fmt.Fprintf(w, "journal: %s, %d line(s)", strings.Join(r.Journals, ", "), r.JournalLines)
 	if r.InvalidJournalLines > 0 {
 		fmt.Fprintf(w, ", %d invalid", r.InvalidJournalLines)
@@ -87,7 +90,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 
 	fmt.Fprintf(w, "\ninvariants:\n")
 	for _, invariant := range r.Invariants {
-		fmt.Fprintf(w, "  %-9s %-24s checked %s", strings.ToUpper(invariant.Status), invariant.Name, formatChecked(invariant.Checked))
+		fmt.Fprintf(w, "  %-13s %-24s checked %s", StatusText(invariant.Status), invariant.Name, formatChecked(invariant.Checked))
 		if invariant.ViolationCount > 0 {
 			fmt.Fprintf(w, "; %d violation(s)", invariant.ViolationCount)
 		}
@@ -96,6 +99,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	r.writeCoverage(w)
 	staleness := r.Staleness
 	if staleness.Recorded {
 		fmt.Fprintf(w, "cache staleness during the run: %d sample(s), %d stale, lag max %d ms, p99 ≤ %d ms %s\n",
@@ -132,6 +136,74 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\ntimings (ms): drain %d, journal %d, ledger %d, checks %d, cache %d, total %d\n",
 		r.TimingsMs["drain"], r.TimingsMs["journal"], r.TimingsMs["ledger"], r.TimingsMs["checks"], r.TimingsMs["cache"], r.TimingsMs["total"])
+}
+
+// StatusText is an invariant's status for people: "PASSED", "NOT EXERCISED".
+func StatusText(status string) string {
+	return strings.ToUpper(strings.ReplaceAll(status, "-", " "))
+}
+
+// writeCoverage writes what the run exercised: outcome classes per kind,
+// duplicates, rejections, and the required classes.
+func (r *Result) writeCoverage(w io.Writer) {
+	c := r.Coverage
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(w, "\ncoverage (kind: settled / rejected / conflict / in flight / unknown; replayed, retried, duplicates sent):\n")
+	kinds := make([]string, 0, len(c.Kinds))
+	for kind := range c.Kinds {
+		kinds = append(kinds, kind)
+	}
+	sort.Strings(kinds)
+	for _, kind := range kinds {
+		k := c.Kinds[kind]
+		var rejected int64
+		for _, n := range k.Rejected {
+			rejected += n
+		}
+		fmt.Fprintf(w, "  %-10s %8d / %8d / %8d / %8d / %8d; replayed %d, retried %d, duplicates sent %d",
+			kind, k.Settled, rejected, k.Conflict, k.InFlight, k.Unknown, k.Replayed, k.Retried, k.DuplicatesSent)
+		if k.Setup > 0 {
+			fmt.Fprintf(w, " (%d of them setup's)", k.Setup)
+		}
+		fmt.Fprintln(w)
+		if rejected > 0 {
+			fmt.Fprintf(w, "             rejected by reason: %s\n", FormatCounts(k.Rejected))
+		}
+	}
+	d := c.Duplicates
+	fmt.Fprintf(w, "duplicates: %s sent; answered %s; %d key(s): %d applied once, %d more than once, %d without a transaction; %d key(s) with a transaction sent more than once in any way (%d replayed, %d retried)\n",
+		FormatCounts(d.Sent), FormatCounts(d.Answers), d.Keys, d.AppliedOnce, d.AppliedMoreThanOnce, d.WithoutTransaction,
+		d.KeysSentMoreThanOnce, d.ReplayedKeys, d.RetriedKeys)
+	rejections := c.Rejections
+	fmt.Fprintf(w, "rejections: ledger %s; before the ledger %s; %d judged", FormatCounts(rejections.Ledger),
+		FormatCounts(rejections.BeforeLedger), rejections.Judged)
+	if len(rejections.NotDecidable) > 0 {
+		fmt.Fprintf(w, "; not decidable: %s", FormatCounts(rejections.NotDecidable))
+	}
+	if len(rejections.NotJudged) > 0 {
+		fmt.Fprintf(w, "; not judged (no decision about money): %s", FormatCounts(rejections.NotJudged))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "required classes:\n")
+	for _, class := range c.Required {
+		state := "met"
+		switch {
+		case class.Waived != "" && class.Observed == 0:
+			state = "waived: " + class.Waived
+		case !class.Met:
+			state = "NOT MET: " + strings.Join(class.Invariants, ", ") + " not exercised"
+		}
+		expected := ""
+		if class.Expected != nil {
+			expected = fmt.Sprintf(" (%.1f expected)", *class.Expected)
+		}
+		fmt.Fprintf(w, "  %-20s %8d%s  %s — %s\n", class.Class, class.Observed, expected, state, class.Why)
+	}
+	if c.Note != "" {
+		fmt.Fprintf(w, "  (%s)\n", c.Note)
+	}
 }
 
 func formatChecked(checked map[string]int64) string {

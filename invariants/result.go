@@ -11,6 +11,7 @@ const (
 	Conservation          = "conservation"
 	BalanceEqualsPostings = "balance-equals-postings"
 	NoOverdraft           = "no-overdraft"
+	JustifiedRejection    = "justified-rejection"
 	ExactlyOnce           = "exactly-once"
 	NoPhantoms            = "no-phantoms"
 	OutcomeAgreement      = "outcome-agreement"
@@ -25,6 +26,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{Conservation, "Σ user balances = Σ settled deposits − Σ settled withdrawals; every transaction's postings sum to zero; settled transactions have exactly two postings, rejected ones none"},
 	{BalanceEqualsPostings, "each stored balance = opening (0) + Σ its postings"},
 	{NoOverdraft, "replaying each user account's postings in applied order, balance_after chains and never goes below zero"},
+	{JustifiedRejection, "every rejection is explained by the ledger at the moment it was decided: insufficient_funds only if the account's balance at that point of its order could not cover the debit, account_not_found only for an account that did not exist, forbidden only for an account that is not the user's, balance_limit, same_account, invalid_amount as far as decidable"},
 	{ExactlyOnce, "every key has at most one effect; ok operations exactly one settled row; fail operations none; info operations at most one (resolved and reported)"},
 	{NoPhantoms, "every ledger transaction maps to a journaled operation by (user, idempotency key)"},
 	{OutcomeAgreement, "what the client was told (outcome, status, reason, transaction id) matches the ledger's row; replays of a key agree"},
@@ -32,20 +34,31 @@ var Catalogue = []struct{ Name, Description string }{
 	{PerAccountOrder, "debits of one account that the client issued one after the other were applied in that order"},
 	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery; a command answered with a transaction id and then set aside as a dead letter is lost"},
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
+	{Liveness, livenessDescription},
 }
 
-// Invariant statuses.
+// Invariant statuses. Skipped means the invariant cannot be checked here
+// (no cache to read, a ledger that does not say what it needs); not
+// exercised means it could have been checked but the run never produced
+// what it is about (no key reused with another body, no debit near the
+// limit...): it neither passed nor failed. A violation is reported whatever
+// else is true.
 const (
-	StatusPassed   = "passed"
-	StatusViolated = "violated"
-	StatusSkipped  = "skipped"
+	StatusPassed       = "passed"
+	StatusViolated     = "violated"
+	StatusSkipped      = "skipped"
+	StatusNotExercised = "not-exercised"
 )
 
-// Verdicts of a whole audit.
+// Verdicts of a whole audit. Weak: no violation, but the run did not
+// exercise what it was required to (no money operation at all, or a class
+// of outcome its scenario promised, such as duplicates, never happened), so
+// passing would claim more than was tested.
 const (
 	VerdictPassed     = "passed"
 	VerdictViolated   = "violated"
 	VerdictIncomplete = "incomplete"
+	VerdictWeak       = "weak"
 )
 
 // OperationRef is a journal line quoted in an explanation.
@@ -150,7 +163,11 @@ type Result struct {
 	// DeadLetters reports the records the system set aside; nil in an
 	// audit.json written before dead letters were audited.
 	DeadLetters *DeadLetters `json:"dead_letters,omitempty"`
-	Warnings    []string     `json:"warnings"`
+	// Coverage says what the run exercised (outcome classes per kind,
+	// duplicates) and whether the required classes were met; nil in an
+	// audit.json written before coverage was audited.
+	Coverage *Coverage `json:"coverage,omitempty"`
+	Warnings []string  `json:"warnings"`
 	// TimingsMs are the durations of the audit's phases in milliseconds.
 	TimingsMs map[string]int64 `json:"timings_ms"`
 }

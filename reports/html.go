@@ -67,6 +67,31 @@ type page struct {
 	// one line what the audit knows of them (count, not available...).
 	DeadLetters     *deadLettersView
 	DeadLettersLine string
+	// Coverage is what the run exercised, when the audit says.
+	Coverage *coverageView
+}
+
+// coverageView is the page's view of the audit's coverage.
+type coverageView struct {
+	*invariants.Coverage
+	Kinds []kindCoverageRow
+	// Duplicate answers, duplicate sends, rejections, on one line each.
+	DuplicatesSent, DuplicateAnswers  string
+	RejectedLedger, RejectedBefore    string
+	NotDecidable, NotJudged           string
+	HasNotDecidable, HasNotJudgedText bool
+	// WorkerDuplicates is the workers' own count, when scraped.
+	WorkerDuplicates    int64
+	HasWorkerDuplicates bool
+	// MinExpected is invariants.MinExpectedToRequire.
+	MinExpected int
+}
+
+type kindCoverageRow struct {
+	Kind string
+	*invariants.KindCoverage
+	RejectedTotal int64
+	RejectedText  string
 }
 
 type kindCounts struct {
@@ -88,6 +113,8 @@ type reasonRow struct {
 type invariantView struct {
 	invariants.InvariantResult
 	CheckedText string
+	// StatusText is the status for people ("not exercised").
+	StatusText  string
 	Explanation string
 	Listed      int
 }
@@ -169,6 +196,7 @@ func (a *analysis) html() ([]byte, error) {
 			return formatNumber(*v)
 		},
 		"upper":     strings.ToUpper,
+		"deref":     func(v *float64) float64 { return *v },
 		"rowFields": rowFields,
 		"compact":   compactJSON,
 	}
@@ -193,6 +221,7 @@ var verdictTitles = map[string]string{
 	VerdictInvariantViolated: "Invariant violated",
 	VerdictThresholdFailed:   "Thresholds failed",
 	VerdictCouldNotRun:       "Could not run",
+	VerdictWeak:              "Weak: not exercised",
 }
 
 func (a *analysis) page() page {
@@ -208,13 +237,15 @@ func (a *analysis) page() page {
 	if audit := a.in.audit; audit != nil {
 		p.AuditOps = countsByKind(audit.Operations)
 		for _, invariant := range audit.Invariants {
-			view := invariantView{InvariantResult: invariant, CheckedText: formatChecked(invariant.Checked), Listed: len(invariant.Violations)}
+			view := invariantView{InvariantResult: invariant, CheckedText: formatChecked(invariant.Checked), Listed: len(invariant.Violations),
+				StatusText: strings.ReplaceAll(invariant.Status, "-", " ")}
 			if invariant.Status == invariants.StatusViolated {
 				view.Explanation = explainInvariant(invariant)
 			}
 			p.Invariants = append(p.Invariants, view)
 		}
 		p.DeadLetters, p.DeadLettersLine = deadLettersOf(audit.DeadLetters)
+		p.Coverage = coverageOf(audit.Coverage, s.WorkerDuplicates)
 	}
 
 	// Faults: one colour per target.
@@ -368,6 +399,34 @@ func (a *analysis) page() page {
 		p.Inputs = append(p.Inputs, [2]string{name, a.in.status[name]})
 	}
 	return p
+}
+
+// coverageOf returns the page's view of the audit's coverage, nil when the
+// audit predates coverage.
+func coverageOf(coverage *invariants.Coverage, workerDuplicates *int64) *coverageView {
+	if coverage == nil {
+		return nil
+	}
+	view := &coverageView{Coverage: coverage, MinExpected: invariants.MinExpectedToRequire,
+		DuplicatesSent: invariants.FormatCounts(coverage.Duplicates.Sent), DuplicateAnswers: invariants.FormatCounts(coverage.Duplicates.Answers),
+		RejectedLedger: invariants.FormatCounts(coverage.Rejections.Ledger), RejectedBefore: invariants.FormatCounts(coverage.Rejections.BeforeLedger),
+		NotDecidable: invariants.FormatCounts(coverage.Rejections.NotDecidable), NotJudged: invariants.FormatCounts(coverage.Rejections.NotJudged)}
+	view.HasNotDecidable, view.HasNotJudgedText = len(coverage.Rejections.NotDecidable) > 0, len(coverage.Rejections.NotJudged) > 0
+	if workerDuplicates != nil {
+		view.WorkerDuplicates, view.HasWorkerDuplicates = *workerDuplicates, true
+	}
+	for _, kind := range sortedKeys(coverage.Kinds) {
+		counts := coverage.Kinds[kind]
+		if counts == nil {
+			continue
+		}
+		row := kindCoverageRow{Kind: kind, KindCoverage: counts, RejectedText: invariants.FormatCounts(counts.Rejected)}
+		for _, n := range counts.Rejected {
+			row.RejectedTotal += n
+		}
+		view.Kinds = append(view.Kinds, row)
+	}
+	return view
 }
 
 // deadLettersOf returns the view of the dead letters when there are any,

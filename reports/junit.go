@@ -63,6 +63,7 @@ const (
 	junitInvariantClass = "ledgerproof.invariants"
 	junitThresholdClass = "ledgerproof.thresholds"
 	junitRunClass       = "ledgerproof.run"
+	junitCoverageClass  = "ledgerproof.coverage"
 )
 
 func (a *analysis) junit() ([]byte, error) {
@@ -103,8 +104,28 @@ func (a *analysis) junit() ([]byte, error) {
 				}
 			case invariants.StatusSkipped:
 				test.Skipped = &junitSkipped{Message: nonEmpty(invariant.Note, "skipped by the audit")}
+			case invariants.StatusNotExercised:
+				// Not a pass: the run never produced what it is about.
+				test.Skipped = &junitSkipped{Message: nonEmpty(invariant.Note, "not exercised")}
 			}
 			suite.Cases = append(suite.Cases, test)
+		}
+		if coverage := audit.Coverage; coverage != nil {
+			// One case per required class: a class the run was required
+			// to exercise and did not fails it (verdict weak).
+			for _, class := range coverage.Required {
+				test := junitCase{Name: class.Class, Classname: junitCoverageClass, Time: "0",
+					SystemOut: fmt.Sprintf("required: %s\nobserved: %d\ninvariants not exercised without it: %s",
+						class.Why, class.Observed, strings.Join(class.Invariants, ", "))}
+				switch {
+				case !class.Met:
+					test.Failure = &junitProblem{Message: fmt.Sprintf("%s required (%s) but none happened", class.Class, class.Why),
+						Type: VerdictWeak, Text: strings.Join(coverage.Missing(), "\n")}
+				case class.Waived != "" && class.Observed == 0:
+					test.Skipped = &junitSkipped{Message: "waived: " + class.Waived}
+				}
+				suite.Cases = append(suite.Cases, test)
+			}
 		}
 		if audit.Verdict == invariants.VerdictIncomplete {
 			suite.Cases = append(suite.Cases, junitCase{Name: "audit complete", Classname: junitRunClass, Time: "0",

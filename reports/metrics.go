@@ -16,6 +16,11 @@ const (
 	consumerLagFamily = "ledger_worker_consumer_lag_records"
 	batchRecordsSum   = "ledger_worker_batch_records_sum"
 	batchRecordsCount = "ledger_worker_batch_records_count"
+	// workerCommandsFamily counts a worker's records by result; its
+	// result="duplicate" series the records whose key already had an
+	// effect (dropped, or set aside as a key collision).
+	workerCommandsFamily = "ledger_worker_commands_total"
+	duplicateLabel       = `result="duplicate"`
 )
 
 // metricsLine is one scrape of one target (docs/run-directory.md).
@@ -48,11 +53,19 @@ type metricsStats struct {
 	previous         map[string]batchCounters
 	targets          map[string]bool
 	hasLag, hasBatch bool
+	// duplicates is the increase of the workers' duplicate counters over
+	// the scrapes (a restarted worker's counter restarts from zero: its
+	// increase is then its value); previousDuplicates each target's last
+	// value; hasDuplicates says a worker reported the counter.
+	duplicates         int64
+	previousDuplicates map[string]float64
+	hasDuplicates      bool
 }
 
 // readMetrics streams metrics.jsonl; nil when the run did not record it.
 func readMetrics(dir string) (*metricsStats, error) {
-	stats := &metricsStats{seconds: map[int64]*metricsSecond{}, previous: map[string]batchCounters{}, targets: map[string]bool{}}
+	stats := &metricsStats{seconds: map[int64]*metricsSecond{}, previous: map[string]batchCounters{}, targets: map[string]bool{},
+		previousDuplicates: map[string]float64{}}
 	invalid, err := eachLine(filepath.Join(dir, MetricsFile), stats.add)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -89,8 +102,8 @@ func (s *metricsStats) add(raw []byte) error {
 	}
 
 	lag, hasLag := 0.0, false
-	var sum, count float64
-	hasSum, hasCount := false, false
+	var sum, count, duplicates float64
+	hasSum, hasCount, hasDuplicates := false, false, false
 	for name, value := range line.Values {
 		if math.IsNaN(value) || math.IsInf(value, 0) {
 			continue
@@ -106,7 +119,26 @@ func (s *metricsStats) add(raw []byte) error {
 		case batchRecordsCount:
 			count += value
 			hasCount = true
+		case workerCommandsFamily:
+			if strings.Contains(name, duplicateLabel) {
+				duplicates += value
+				hasDuplicates = true
+			}
 		}
+	}
+	if hasDuplicates {
+		// The increase since the target's previous scrape; its first
+		// scrape is the baseline (duplicates before the run are not the
+		// run's).
+		s.hasDuplicates = true
+		if previous, ok := s.previousDuplicates[line.Target]; ok {
+			delta := duplicates - previous
+			if delta < 0 {
+				delta = duplicates
+			}
+			s.duplicates += int64(math.Round(delta))
+		}
+		s.previousDuplicates[line.Target] = duplicates
 	}
 	if hasLag {
 		s.hasLag = true

@@ -16,10 +16,14 @@ const (
 	VerdictInvariantViolated = "invariant-violated"
 	VerdictCouldNotRun       = "could-not-run"
 	VerdictThresholdFailed   = "threshold-failed"
+	// VerdictWeak: no invariant failed, but the run did not exercise what
+	// it was required to (no money operation, or a class its scenario
+	// promised never happened): the audit's verdict weak.
+	VerdictWeak = "weak"
 )
 
 // ExitCode is the exit code of `ledgerproof run` for a verdict: passed 0,
-// invariant-violated 1, could-not-run 2, threshold-failed 3.
+// invariant-violated 1, could-not-run 2, threshold-failed 3, weak 4.
 func ExitCode(verdict string) int {
 	switch verdict {
 	case VerdictPassed:
@@ -28,24 +32,30 @@ func ExitCode(verdict string) int {
 		return 1
 	case VerdictThresholdFailed:
 		return 3
+	case VerdictWeak:
+		return 4
 	}
 	return 2
 }
 
 // verdictSeverity orders verdicts: an invariant violation wins over
-// everything, then a run that could not run, then crossed thresholds.
+// everything, then a run that could not run, then a weak audit (the money
+// was not tested as the run claims, whatever the latency did), then
+// crossed thresholds.
 func verdictSeverity(verdict string) int {
 	switch verdict {
 	case VerdictPassed:
 		return 0
 	case VerdictThresholdFailed:
 		return 1
-	case VerdictCouldNotRun:
+	case VerdictWeak:
 		return 2
-	case VerdictInvariantViolated:
+	case VerdictCouldNotRun:
 		return 3
+	case VerdictInvariantViolated:
+		return 4
 	}
-	return 2
+	return 3
 }
 
 // SummaryVersion is the version of summary.json's format.
@@ -56,16 +66,27 @@ const SummaryVersion = 1
 type Summary struct {
 	Version int    `json:"version"`
 	RunID   string `json:"run_id"`
-	// Verdict is passed, invariant-violated, threshold-failed or
+	// Verdict is passed, invariant-violated, threshold-failed, weak or
 	// could-not-run; ExitCode is `ledgerproof run`'s exit code for it.
 	Verdict  string `json:"verdict"`
 	ExitCode int    `json:"exit_code"`
 	// Reasons say why, one sentence each.
 	Reasons []string `json:"reasons"`
-	// AuditVerdict is audit.json's (passed, violated, incomplete), empty
-	// when the run has no audit.
+	// AuditVerdict is audit.json's (passed, violated, incomplete, weak),
+	// empty when the run has no audit.
 	AuditVerdict string            `json:"audit_verdict"`
 	Invariants   []InvariantStatus `json:"invariants"`
+	// Coverage is audit.json's: the operations by kind and outcome class,
+	// the duplicates, the rejections, and the required classes with whether
+	// each was met; absent when the run has no audit or its audit predates
+	// coverage.
+	Coverage *invariants.Coverage `json:"coverage,omitempty"`
+	// WorkerDuplicates is how many records reached a worker whose key
+	// already had an effect (the reference workers'
+	// ledger_worker_commands_total{result="duplicate"}, its increase over
+	// the run's scrapes in metrics.jsonl): what the ledger cannot show.
+	// Absent when the run scraped no such metric.
+	WorkerDuplicates *int64 `json:"worker_duplicates,omitempty"`
 	// ThresholdsRecorded is false when the run has no load-summary.json.
 	ThresholdsRecorded bool        `json:"thresholds_recorded"`
 	Thresholds         []Threshold `json:"thresholds"`
@@ -96,12 +117,15 @@ type Summary struct {
 	Warnings []string          `json:"warnings"`
 }
 
-// InvariantStatus is one invariant's verdict and counts.
+// InvariantStatus is one invariant's verdict and counts: Status is passed,
+// violated, skipped (cannot be checked here) or not-exercised (the run never
+// produced what it is about); Note says why when it is not passed.
 type InvariantStatus struct {
 	Name           string           `json:"name"`
 	Status         string           `json:"status"`
 	ViolationCount int64            `json:"violation_count"`
 	Checked        map[string]int64 `json:"checked"`
+	Note           string           `json:"note,omitempty"`
 }
 
 // Throughput is the rate of money operations completed (signups
@@ -245,6 +269,13 @@ func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []stri
 			}
 		}
 		reasons = append(reasons, "the audit found violated invariants: "+strings.Join(names, ", "))
+	case audit.Verdict == invariants.VerdictWeak:
+		verdict = VerdictWeak
+		missing := audit.Coverage.Missing()
+		if len(missing) == 0 {
+			missing = []string{"a required class was not exercised (see audit.txt)"}
+		}
+		reasons = append(reasons, "the audit is weak: no invariant failed, but "+strings.Join(missing, "; "))
 	case audit.Verdict != invariants.VerdictPassed:
 		verdict = VerdictCouldNotRun
 		note := audit.DrainNote
@@ -255,6 +286,17 @@ func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []stri
 	default:
 		verdict = VerdictPassed
 		reasons = append(reasons, fmt.Sprintf("the audit passed: %d invariants held", countStatus(audit, invariants.StatusPassed)))
+	}
+	if audit != nil && audit.Verdict != invariants.VerdictViolated {
+		var names []string
+		for _, invariant := range audit.Invariants {
+			if invariant.Status == invariants.StatusNotExercised {
+				names = append(names, invariant.Name)
+			}
+		}
+		if len(names) > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d invariant(s) not exercised, neither passed nor failed: %s", len(names), strings.Join(names, ", ")))
+		}
 	}
 	exercised := len(thresholds) - len(notObservedNames)
 	switch {
@@ -284,6 +326,8 @@ func (a *analysis) judge(thresholds []Threshold) (verdict string, reasons []stri
 			reasons = append(reasons, "the load was aborted: "+aborted)
 		}
 	}
+	// A weak audit stays weak with crossed thresholds too: a job that
+	// tolerates threshold-failed must not take an untested run for a pass.
 	if failed > 0 && verdict == VerdictPassed {
 		verdict = VerdictThresholdFailed
 	}
@@ -351,8 +395,13 @@ func (a *analysis) summarize() Summary {
 			if checked == nil {
 				checked = map[string]int64{}
 			}
-			summary.Invariants = append(summary.Invariants, InvariantStatus{Name: invariant.Name, Status: invariant.Status, ViolationCount: invariant.ViolationCount, Checked: checked})
+			summary.Invariants = append(summary.Invariants, InvariantStatus{Name: invariant.Name, Status: invariant.Status,
+				ViolationCount: invariant.ViolationCount, Checked: checked, Note: invariant.Note})
 		}
+		summary.Coverage = audit.Coverage
+	}
+	if a.metrics != nil && a.metrics.hasDuplicates {
+		summary.WorkerDuplicates = &a.metrics.duplicates
 	}
 	if summary.Invariants == nil {
 		summary.Invariants = []InvariantStatus{}

@@ -6,20 +6,28 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
 // Exit codes of `ledgerproof audit`, distinct so CI can tell a broken system
-// from a broken audit.
+// from a broken audit, and both from a run that tested less than it claims.
+// 3 is `ledgerproof run`'s threshold-failed; the audit has no thresholds.
 const (
 	auditExitPassed    = 0
 	auditExitViolated  = 1
 	auditExitCannotRun = 2
+	auditExitWeak      = 4
 )
 
 // auditOptions are the audit command's flags, validated together.
@@ -36,6 +44,17 @@ type auditOptions struct {
 	quietPeriod   time.Duration
 	maxViolations int
 	scope         string
+	// require lists coverage classes the run must have exercised, beyond
+	// what its scenario promised (comma-separated).
+	require string
+	// scenario and scenarioSets are the scenario the load ran and its
+	// overrides; empty: run.json's.
+	scenario     string
+	scenarioSets []string
+	// maxBalance and maxAmount are the system's limits, to judge
+	// balance_limit and invalid_amount rejections; 0: the reference
+	// system's for its Postgres ledger, not known for an export.
+	maxBalance, maxAmount int64
 }
 
 func (o *auditOptions) validate() error {
@@ -68,8 +87,75 @@ func (o *auditOptions) validate() error {
 		return errors.New("--quiet-period must be positive")
 	case o.maxViolations <= 0:
 		return errors.New("--max-violations must be positive")
+	case o.maxBalance < 0 || o.maxAmount < 0:
+		return errors.New("--max-balance and --max-amount must not be negative")
+	}
+	for _, class := range splitList(o.require) {
+		if !slices.Contains(invariants.ClassNames(), class) {
+			return fmt.Errorf("--require: unknown class %q (known: %s)", class, strings.Join(invariants.ClassNames(), ", "))
+		}
 	}
 	return nil
+}
+
+// auditRequirements returns the coverage classes the audit requires beyond
+// money operations: those of --require, and those the run's scenario
+// promised (--scenario, else run.json's scenario with its overrides): a
+// duplicate, misuse, replay or early-timeout rate above 0, an overdraft
+// rate above 0. note says where they came from, or why the scenario's
+// promises are not known (then only --require's are required).
+func auditRequirements(o auditOptions) (requirements []invariants.Requirement, note string) {
+	for _, class := range splitList(o.require) {
+		requirements = append(requirements, invariants.Requirement{Class: class, Why: "--require"})
+	}
+	path, sets, from := o.scenario, o.scenarioSets, "--scenario"
+	if path == "" {
+		record, err := runner.ReadRunFile(o.runDir)
+		switch {
+		case err == nil && record.Scenario != "":
+			path, sets, from = record.Scenario, record.ScenarioSets, runner.RunFileName
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			return requirements, "the run's scenario is not known (no run.json naming one, no --scenario): nothing it promised is required"
+		default:
+			return requirements, fmt.Sprintf("the run's scenario is not known (%v): nothing it promised is required", err)
+		}
+	}
+	loaded, err := scenario.Load(path, sets)
+	if err != nil {
+		return requirements, fmt.Sprintf("the scenario %s (from %s) could not be read, so what it promised is not required: %s",
+			path, from, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	// A promise is a rate: the audit requires the class when the run's
+	// operations make enough of it expected (invariants.MinExpectedToRequire).
+	promise := func(class, field string, rate, effective float64) {
+		if rate > 0 {
+			why := fmt.Sprintf("scenario %s: %s %s", path, field, strconv.FormatFloat(rate, 'g', -1, 64))
+			if effective != rate {
+				why += fmt.Sprintf(" (%s of the operations complete early enough for theirs to fall due)", strconv.FormatFloat(effective/rate, 'f', 2, 64))
+			}
+			requirements = append(requirements, invariants.Requirement{Class: class, Why: why, Rate: effective})
+		}
+	}
+	promise(invariants.ClassDuplicates, "client.duplicates.rate", loaded.Client.DuplicateRate, loaded.Client.DuplicateRate)
+	// A replay falls due client.replays.after its operation completed: only
+	// the operations of the schedule's first (length − after) can have one.
+	replays := loaded.Client.ReplayRate
+	if length := scheduleLength(loaded.Schedule); replays > 0 && length > 0 {
+		replays *= max(0, 1-loaded.Client.ReplayAfter.Seconds()/length.Seconds())
+	}
+	if loaded.Client.ReplayRate > 0 && replays <= 0 {
+		note = fmt.Sprintf("client.replays.after %s is not shorter than the schedule: no replay falls due, none is required; ", loaded.Client.ReplayAfter)
+	} else {
+		promise(invariants.ClassReplays, "client.replays.rate", loaded.Client.ReplayRate, replays)
+	}
+	promise(invariants.ClassRetries, "client.early_timeouts.rate", loaded.Client.EarlyTimeoutRate, loaded.Client.EarlyTimeoutRate)
+	promise(invariants.ClassKeyReuse, "client.misuse.rate", loaded.Client.MisuseRate, loaded.Client.MisuseRate)
+	promise(invariants.ClassInsufficientFunds, "workload.overdraft_rate", loaded.Workload.OverdraftRate, loaded.Workload.OverdraftRate)
+	note += fmt.Sprintf("requirements from the scenario %s", path)
+	if len(sets) > 0 {
+		note += fmt.Sprintf(" with its %d override(s)", len(sets))
+	}
+	return requirements, note + " (" + from + ")"
 }
 
 func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
@@ -87,6 +173,10 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.DurationVar(&o.quietPeriod, "quiet-period", 2*time.Second, "without brokers, the ledger is drained when unchanged for this long")
 	flags.IntVar(&o.maxViolations, "max-violations", 20, "violations listed per invariant (all are counted)")
 	flags.StringVar(&o.scope, "scope", invariants.ScopeRun, "no-phantoms scope: run (transactions of the users this journal mentions; others, from earlier runs on the same ledger, are counted and reported) or ledger (every transaction)")
+	flags.StringVar(&o.require, "require", "", "coverage classes the run must have exercised, comma-separated ("+strings.Join(invariants.ClassNames(), ", ")+"), beyond what its scenario promised; one that did not happen makes the verdict weak (exit 4)")
+	flags.StringVar(&o.scenario, "scenario", "", "the scenario the load ran, whose promises (duplicates, misuse, replays, early timeouts, overdrafts) the audit requires; default: run.json's, with its overrides")
+	flags.Int64Var(&o.maxBalance, "max-balance", 0, "the system's largest balance in minor units, to judge balance_limit rejections; 0: the reference system's with its Postgres, not known for an export")
+	flags.Int64Var(&o.maxAmount, "max-amount", 0, "the system's largest amount in minor units, to judge invalid_amount rejections; 0: the reference system's with its Postgres, not known for an export")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		code := runAudit(ctx, o, os.Stdout, os.Stderr)
 		if code != auditExitPassed {
@@ -126,10 +216,19 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 		}
 	}
 
-	config := invariants.Config{RunDir: o.runDir, DrainTimeout: o.drainTimeout, MaxViolations: o.maxViolations, Progress: stderr, Scope: o.scope}
+	config := invariants.Config{RunDir: o.runDir, DrainTimeout: o.drainTimeout, MaxViolations: o.maxViolations, Progress: stderr, Scope: o.scope,
+		MaxBalanceMinor: o.maxBalance, MaxAmountMinor: o.maxAmount}
+	config.Require, config.RequireNote = auditRequirements(o)
 	if o.ledgerExport != "" {
 		config.Ledger = invariants.ExportSource{Dir: o.ledgerExport}
 	} else {
+		// The reference ledger's limits, unless told otherwise.
+		if config.MaxBalanceMinor == 0 {
+			config.MaxBalanceMinor = ledger.MaxBalanceMinor
+		}
+		if config.MaxAmountMinor == 0 {
+			config.MaxAmountMinor = ledger.MaxAmountMinor
+		}
 		connectContext, cancel := context.WithTimeout(ctx, 10*time.Second)
 		source, err := invariants.OpenPostgres(connectContext, o.postgresURL)
 		cancel()
@@ -156,6 +255,9 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 			}
 			defer broker.Close()
 			config.Drain = fallbackProbe(invariants.KafkaDrainProbe(broker, source), quiet)
+		}
+		if o.stackDir != "" {
+			config.Stalls = stackStallProbe(o.stackDir)
 		}
 	}
 	if o.redisAddr != "" {
@@ -186,6 +288,9 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 		return auditExitPassed
 	case invariants.VerdictViolated:
 		return auditExitViolated
+	case invariants.VerdictWeak:
+		fmt.Fprintf(stderr, "ledgerproof audit: weak: %s\n", strings.Join(result.Coverage.Missing(), "; "))
+		return auditExitWeak
 	default:
 		fmt.Fprintf(stderr, "ledgerproof audit: could not fully audit (%s)\n", result.DrainNote)
 		return auditExitCannotRun

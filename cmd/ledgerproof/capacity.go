@@ -213,11 +213,12 @@ func capacityList(text string) []string {
 // capacityGatewayArgs are what every gateway of a capacity stack runs with:
 // a cheap password KDF (the setup signs up thousands of users; argon2id at
 // its production cost would take minutes of the machine's two cores, and no
-// money request hashes a password) and no per-user rate limit (the load's
-// accounts are few and busy by design; the limit would measure itself), and
+// money request hashes a password) and no per-user rate limits, of all
+// requests and of money requests (the load's accounts are few and busy by
+// design; the limits would measure themselves), and
 // a producer linger of 1 ms (the broker's CPU per request halves, 0.04 ->
 // 0.02 ms at 3,600 TPS, for a millisecond of accept latency).
-var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations", "1", "--rate-limit", "-1", "--producer-linger", "1ms"}
+var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations", "1", "--rate-limit", "-1", "--money-rate-limit", "-1", "--producer-linger", "1ms"}
 
 // capacityWorkerArgs are what every worker of a capacity stack runs with: a
 // linger of 30 ms fills batches (about 70 records at 3,600 TPS on two
@@ -353,7 +354,7 @@ func capacityPorts(config *stack.Config, base, modeIndex int) {
 	}
 	base += 100 * modeIndex
 	config.PostgresPort, config.RedisPort, config.BrokerPort = base, base+1, base+2
-	config.GatewayPort, config.WorkerMetricsPort = base+10, base+50
+	config.GatewayPort, config.GatewayInternalPort, config.WorkerMetricsPort = base+10, base+30, base+50
 }
 
 func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIndex int, mode capacityMode, out io.Writer) (capacityModeResult, error) {
@@ -685,7 +686,8 @@ func takeProfiles(ctx context.Context, o capacityOptions, mode capacityMode, fil
 		return
 	case <-timer.C:
 	}
-	targets := map[string]string{"gateway-0": file.Endpoints.Gateways[0]}
+	// Profiles are served on a gateway's internal listener.
+	targets := map[string]string{"gateway-0": file.Endpoints.GatewayInternal[0]}
 	if len(file.Endpoints.WorkerMetrics) > 0 {
 		targets["worker-0"] = strings.TrimSuffix(file.Endpoints.WorkerMetrics[0], "/metrics")
 	}

@@ -783,12 +783,12 @@ services:
     depends_on: {postgres: {condition: service_healthy}}
   gateway-1:
     <<: *image
-    command: [ledgerproof, gateway, --name, gateway-1, --listen=0.0.0.0:8080]
+    command: [ledgerproof, gateway, --name, gateway-1, --internal-listen=0.0.0.0:9180, --listen=0.0.0.0:8080]
     environment: *environment
     depends_on: *depends
   gateway-2:
     image: ledgerproof:test
-    command: gateway -name=gateway-2 -listen 0.0.0.0:8080
+    command: gateway -name=gateway-2 -internal-listen 0.0.0.0:9180 -listen 0.0.0.0:8080
     environment: *environment
     depends_on: *depends
   worker-1:
@@ -903,7 +903,7 @@ func TestComposeCheckerReportsMistakes(t *testing.T) {
 		},
 		{
 			name:  "gateway not waiting for the migration",
-			edits: []string{"command: gateway -name=gateway-2 -listen 0.0.0.0:8080\n    environment: *environment\n    depends_on: *depends", "command: gateway -name=gateway-2 -listen 0.0.0.0:8080\n    environment: *environment"},
+			edits: []string{"-listen 0.0.0.0:8080\n    environment: *environment\n    depends_on: *depends", "-listen 0.0.0.0:8080\n    environment: *environment"},
 			want:  []string{`service "gateway-2" does not depend on a migrate service`},
 		},
 		{

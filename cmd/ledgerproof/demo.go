@@ -97,7 +97,7 @@ func (d *demoRun) walk(baseURL string) error {
 	}
 	fmt.Printf("    → alice: account %d, bob: account %d\n", aliceAccount, bobAccount)
 
-	d.say("sign in both (bearer tokens, sessions in Redis)")
+	d.say("sign in both (bearer tokens; sessions in Postgres, cached in Redis and in each gateway)")
 	if err := errors.Join(alice.Signin(ctx, aliceEmail, password), bob.Signin(ctx, bobEmail, password)); err != nil {
 		return err
 	}
@@ -184,6 +184,17 @@ func (d *demoRun) walk(baseURL string) error {
 	fmt.Printf("    → alice %d, bob %d (minor units)\n", aliceBalance, bobBalance)
 	if aliceBalance != 6_500 || bobBalance != 2_500 {
 		return fmt.Errorf("expected alice 6500 and bob 2500")
+	}
+
+	d.say("bob signs out: his token is refused from then on")
+	token := bob.Token
+	if err := bob.Signout(ctx); err != nil {
+		return err
+	}
+	bob.Token = token
+	response, err = bob.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/accounts/%d", bobAccount), nil, "", 0)
+	if err := expect(response, err, http.StatusUnauthorized, ""); err != nil {
+		return err
 	}
 	fmt.Fprintln(os.Stdout, "\ndemo passed: every answer was the expected one")
 	return nil

@@ -4,11 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ledgerproof/ledgerproof/sut/gateway"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
@@ -20,7 +25,8 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var connections connectionFlags
 	connections.register(flags, "gateway", "postgres", "redis", "kafka")
-	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address")
+	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address of the public API")
+	internalListen := flags.String("internal-listen", "127.0.0.1:58380", "HTTP listen address of /readyz, /metrics, and the crash points and profiles when enabled: for the orchestrator and the scraper only, never the public")
 	var config gateway.Config
 	var kdfMemory, kdfIterations uint
 	flags.UintVar(&kdfMemory, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
@@ -32,10 +38,34 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.SessionTTL, "session-ttl", 24*time.Hour, "lifetime of a sign-in token")
 	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
-	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests before refusing with 503")
+	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests (their bodies read) before refusing with 503")
+	flags.Float64Var(&config.MoneyRateLimit.PerSecond, "money-rate-limit", 100, "money requests per second per user, per gateway, on top of --rate-limit (negative: no limit)")
+	flags.IntVar(&config.MoneyRateLimit.Burst, "money-rate-burst", 0, "money burst per user (0: twice the rate)")
+	flags.Float64Var(&config.SigninPerAddress.PerSecond, "signin-address-rate", 1, "sign-ins per second per client address (an IPv6 /64), per gateway (negative: no limit)")
+	flags.IntVar(&config.SigninPerAddress.Burst, "signin-address-burst", 20, "sign-in burst per client address")
+	flags.Float64Var(&config.SigninPerEmail.PerSecond, "signin-email-rate", 0.1, "sign-ins per second per normalised email, per gateway (negative: no limit)")
+	flags.IntVar(&config.SigninPerEmail.Burst, "signin-email-burst", 10, "sign-in burst per normalised email")
+	flags.Float64Var(&config.SignupPerAddress.PerSecond, "signup-address-rate", 0.1, "signups per second per client address, per gateway (negative: no limit)")
+	flags.IntVar(&config.SignupPerAddress.Burst, "signup-address-burst", 10, "signup burst per client address")
+	flags.Float64Var(&config.SignupPerEmail.PerSecond, "signup-email-rate", 0.1, "signups per second per normalised email, per gateway (negative: no limit)")
+	flags.IntVar(&config.SignupPerEmail.Burst, "signup-email-burst", 5, "signup burst per normalised email")
+	flags.IntVar(&config.SigninLock.FailuresBeforeLock, "signin-failures-before-lock", 5, "failed sign-ins of one email (on every gateway together) before it is locked")
+	flags.DurationVar(&config.SigninLock.Lock, "signin-lock", time.Minute, "first lock of an email after its failures; doubled by each further failure")
+	flags.DurationVar(&config.SigninLock.LockMaximum, "signin-lock-max", time.Hour, "longest lock of an email")
+	flags.DurationVar(&config.SigninLock.Memory, "signin-failure-memory", 24*time.Hour, "how long an email's failures are remembered after the last one")
+	flags.IntVar(&config.ConnectionsPerAddress, "connections-per-address", 256, "open connections per client address; more are closed at once (trusted proxies exempt; negative: no cap)")
+	flags.IntVar(&config.InFlightPerAddress, "in-flight-per-address", 64, "requests per client address served at once, body reads included; more get 429 (negative: no cap)")
+	flags.DurationVar(&config.BodyReadTimeout, "body-read-timeout", 5*time.Second, "longest time a request body may take to arrive, before the request takes an in-flight slot")
+	flags.IntVar(&config.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request line and headers accepted")
+	flags.Var((*prefixList)(&config.TrustedProxies), "trusted-proxies", "`networks` (CIDR or address, comma-separated) of the proxies in front of the gateway: their X-Forwarded-For names the client and their X-Request-Id is kept (default none)")
+	flags.DurationVar(&config.SessionCheckInterval, "session-check-interval", time.Second, "how often the gateway reads the sessions that were ended (sign-out): an ended token is refused by every gateway within about this")
+	var hashConcurrency int
+	var hashWait time.Duration
+	flags.IntVar(&hashConcurrency, "kdf-concurrency", 0, "password hashes running at once (0: the cores Go uses, within a 128 MiB memory budget)")
+	flags.DurationVar(&hashWait, "kdf-queue-wait", 2*time.Second, "longest wait for a password hashing slot before 503")
 	flags.DurationVar(&config.InFlightLease, "in-flight-lease", 60*time.Second, "how long a replay of a key whose first request has not answered gets 409 before taking over (must exceed --produce-timeout plus --wait-max)")
 	applyMode := flags.String("apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
-	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the HTTP listener, to loopback clients only")
+	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
 	producerLinger := flags.Duration("producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
 	workersGroup := flags.String("workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
 	var seededBugs seededBugFlags
@@ -54,7 +84,8 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		if err != nil {
 			return err
 		}
-		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations)}
+		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations),
+			Concurrency: hashConcurrency, QueueWait: hashWait}
 		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: config.SeededBugs})
 		if err != nil {
 			return err
@@ -90,11 +121,60 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 			return err
 		}
 		go server.Run(ctx)
-		if err := serveHTTP(ctx, *listen, withProfiling(withCrashPoints(server.Handler(), crashRegistry), *profiling), logger); err != nil {
+		public, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("gateway: listen on %s: %w", *listen, err)
+		}
+		internal, err := net.Listen("tcp", *internalListen)
+		if err != nil {
+			public.Close()
+			return fmt.Errorf("gateway: listen on %s: %w", *internalListen, err)
+		}
+		group, groupContext := errgroup.WithContext(ctx)
+		group.Go(func() error {
+			return serveListener(groupContext, server.Listener(public), server.Server(server.Handler()), logger)
+		})
+		group.Go(func() error {
+			internalServer := &http.Server{Handler: withProfiling(withCrashPoints(server.InternalHandler(), crashRegistry), *profiling),
+				ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+			return serveListener(groupContext, internal, internalServer, logger)
+		})
+		if err := group.Wait(); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		return nil
 	}
+}
+
+// prefixList is the --trusted-proxies flag: networks in CIDR form, or
+// single addresses, comma-separated.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	var parts []string
+	for _, prefix := range *l {
+		parts = append(parts, prefix.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *prefixList) Set(value string) error {
+	*l = nil
+	for _, part := range strings.Split(value, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(part)
+		if err != nil {
+			address, addressErr := netip.ParseAddr(part)
+			if addressErr != nil {
+				return fmt.Errorf("%q is neither a network (CIDR) nor an address", part)
+			}
+			prefix = netip.PrefixFrom(address.Unmap(), address.Unmap().BitLen())
+		}
+		*l = append(*l, prefix.Masked())
+	}
+	return nil
 }
 
 // replicationFactor is the --replication-factor flag of gateway and worker:

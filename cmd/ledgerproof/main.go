@@ -38,7 +38,7 @@ func commands() map[string]command {
 		"demo":     {"walk a scripted flow over HTTP against a running stack", demoCommand},
 		"bench":    {"measure batched apply against the naive design on Postgres", benchCommand},
 		"capacity": {"step the load up on a fresh stack per mode (batched, naive), sample CPU, audit, report (make capacity)", capacityCommand},
-		"audit":    {"check a run's journal against the ledger (exit 0 passed, 1 violated, 2 could not audit)", auditCommand},
+		"audit":    {"check a run's journal against the ledger (exit 0 passed, 1 violated, 2 could not audit, 4 weak)", auditCommand},
 		"chaos":    {"apply a chaos plan (timeline of faults) to a running stack; writes the run's chaos log", chaosCommand},
 		"report":   {"render a run directory's report (index.html, junit.xml, summary.json), or --compare two runs", reportCommand},
 		"run":      {"the main job: load + chaos + drain + audit + report (exit 0 passed, 1 invariant violated, 2 could not run, 3 threshold failed)", runCommand},

@@ -412,12 +412,12 @@ func mutationStackConfig(dir, binary string, run mutation.Run) (stack.Config, er
 		config.UnsafeAllowSeededBugs = true
 		config.WorkerArgs = append(config.WorkerArgs, run.Case.WorkerArgs...)
 	}
-	ports, err := freePorts(5, map[int]int{3: mutation.Gateways, 4: mutation.Workers})
+	ports, err := freePorts(6, map[int]int{3: mutation.Gateways, 4: mutation.Workers, 5: mutation.Gateways})
 	if err != nil {
 		return config, err
 	}
-	config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort =
-		ports[0], ports[1], ports[2], ports[3], ports[4]
+	config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
+		ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	return config, nil
 }
 

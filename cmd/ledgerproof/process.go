@@ -199,6 +199,12 @@ func serveHTTP(ctx context.Context, address string, handler http.Handler, logger
 	}
 	server := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	return serveListener(ctx, listener, server, logger)
+}
+
+// serveListener serves server on listener until ctx ends, then shuts down
+// gracefully within a bound.
+func serveListener(ctx context.Context, listener net.Listener, server *http.Server, logger *slog.Logger) error {
 	logger.Info("listening", "address", listener.Addr().String())
 	failed := make(chan error, 1)
 	go func() { failed <- server.Serve(listener) }()

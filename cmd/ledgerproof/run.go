@@ -280,6 +280,9 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		if p.timeline, err = p.plan.Timeline(seed, inventory); err != nil {
 			return nil, err
 		}
+		if p.startStack != nil {
+			enableCrashPointsForPlan(p.timeline, p.startStack, &inventory)
+		}
 		if err := chaos.ValidateTargets(p.plan.Name, p.timeline, inventory); err != nil {
 			if p.startStack != nil && needsStackFeatures(p.timeline) {
 				return nil, fmt.Errorf("%w (the stack the run starts has no fault proxies, standby or crash points: for plans that need them, start it yourself with 'ledgerproof up --dir %s --proxies ...' and run again)", err, p.stackDir)
@@ -345,13 +348,13 @@ func (p *preparedRun) resolveLocal(ctx context.Context, o runOptions, bugs []str
 			return chaos.Inventory{}, nil, err
 		}
 		_ = os.Remove(dir) // created by the run when it starts the stack
-		ports, err := freePorts(5, map[int]int{3: config.Gateways, 4: config.Workers})
+		ports, err := freePorts(6, map[int]int{3: config.Gateways, 4: config.Workers, 5: config.Gateways})
 		if err != nil {
 			return chaos.Inventory{}, nil, err
 		}
 		config.Dir = dir
-		config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort =
-			ports[0], ports[1], ports[2], ports[3], ports[4]
+		config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
+			ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 		config.SeededBugs, config.UnsafeAllowSeededBugs = bugs, true
 	}
 	p.stackDir = config.Dir

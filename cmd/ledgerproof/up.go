@@ -26,6 +26,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	redisPort := flags.Int("redis-port", defaults.RedisPort, "redis-server port on 127.0.0.1")
 	brokerPort := flags.Int("broker-port", defaults.BrokerPort, "broker port on 127.0.0.1")
 	gatewayPort := flags.Int("gateway-port", defaults.GatewayPort, "first gateway's port on 127.0.0.1; gateway i uses gateway-port+i")
+	gatewayInternalPort := flags.Int("gateway-internal-port", defaults.GatewayInternalPort, "first gateway's internal port on 127.0.0.1 (/readyz, /metrics, crash points); gateway i uses gateway-internal-port+i (0: gateway-port+300)")
 	workerMetricsPort := flags.Int("worker-metrics-port", defaults.WorkerMetricsPort, "first worker's metrics port on 127.0.0.1; worker i uses worker-metrics-port+i")
 	gateways := flags.Int("gateways", defaults.Gateways, "number of gateway processes (0 allowed)")
 	workers := flags.Int("workers", defaults.Workers, "number of worker processes (0 allowed)")
@@ -60,6 +61,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 		config.RedisPort = *redisPort
 		config.BrokerPort = *brokerPort
 		config.GatewayPort = *gatewayPort
+		config.GatewayInternalPort = *gatewayInternalPort
 		config.WorkerMetricsPort = *workerMetricsPort
 		config.Gateways = *gateways
 		config.Workers = *workers
@@ -95,6 +97,9 @@ func printStackEndpoints(file *stack.File) {
 	fmt.Printf("  redis:          %s\n", endpoints.RedisAddr)
 	fmt.Printf("  brokers:        %s\n", strings.Join(endpoints.Brokers, ","))
 	fmt.Printf("  gateways:       %s\n", strings.Join(endpoints.Gateways, " "))
+	if len(endpoints.GatewayInternal) > 0 {
+		fmt.Printf("  gateway internal (readiness, metrics): %s\n", strings.Join(endpoints.GatewayInternal, " "))
+	}
 	fmt.Printf("  worker metrics: %s\n", strings.Join(endpoints.WorkerMetrics, " "))
 	fmt.Printf("  stack file:     %s\n", file.Dir+"/"+stack.FileName)
 }

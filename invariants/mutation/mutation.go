@@ -245,10 +245,13 @@ type Result struct {
 	// Violated are the invariants the audit found violated, with counts.
 	Violated   []string         `json:"violated"`
 	Violations map[string]int64 `json:"violations,omitempty"`
-	// Verdict is the audit's (passed, violated, incomplete); empty when the
-	// audit did not run.
+	// Verdict is the audit's (passed, violated, incomplete, weak); empty
+	// when the audit did not run.
 	Verdict string `json:"verdict"`
 	Drained bool   `json:"drained"`
+	// Weak lists the required coverage classes the run did not exercise
+	// (the audit's verdict weak), as sentences.
+	Weak []string `json:"weak,omitempty"`
 	// Operations counts the money operations journaled, by outcome.
 	Operations map[string]int64 `json:"operations,omitempty"`
 	// LoadExit is the load's exit status (`ledgerproof load`: 99 a threshold
@@ -282,6 +285,7 @@ func (r *Result) Clean() bool { return r.System == "clean" }
 // counts from an audit result.
 func (r *Result) FromAudit(audit *invariants.Result) {
 	r.Verdict, r.Drained = audit.Verdict, audit.Drained
+	r.Weak = audit.Coverage.Missing()
 	r.Violated, r.Violations = nil, map[string]int64{}
 	for _, inv := range audit.Invariants {
 		if inv.Status == invariants.StatusViolated {
@@ -302,8 +306,9 @@ func (r *Result) FromAudit(audit *invariants.Result) {
 
 // Judge decides Caught, Pass and Note from the run's fields:
 //   - a run that could not be judged (Error, no verdict) passes nothing;
-//   - the clean system passes only with verdict "passed" (every invariant
-//     passed or skipped, pipeline drained);
+//   - the clean system passes only with verdict "passed" (no invariant
+//     violated, pipeline drained, every required coverage class exercised:
+//     a weak audit is no pass);
 //   - a bug is caught when at least one of its expected invariants is
 //     violated and the pipeline was drained (otherwise a "lost" operation may
 //     be one still queued). Other violated invariants are reported, not
@@ -326,6 +331,8 @@ func (r *Result) Judge() {
 			r.Note = r.SetupProblem
 		case !r.Drained && len(r.Violated) == 0:
 			r.Note = "the pipeline did not drain: the audit is incomplete"
+		case r.Verdict == invariants.VerdictWeak && len(r.Violated) == 0:
+			r.Note = "the audit is weak: " + list(r.Weak, "a required class was not exercised")
 		default:
 			r.Note = "the clean system violated " + strings.Join(r.Violated, ", ")
 		}

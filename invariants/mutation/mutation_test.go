@@ -48,6 +48,8 @@ func TestJudge(t *testing.T) {
 		{"clean violated", clean([]string{"cache-coherence"}, true), false, false, "violated cache-coherence"},
 		{"clean not drained", clean(nil, false), false, false, "did not drain"},
 		{"clean run failed", Result{System: "clean", Error: "the load exited 2"}, false, false, "the load exited 2"},
+		{"clean audit weak", Result{System: "clean", Verdict: invariants.VerdictWeak, Drained: true,
+			Weak: []string{"duplicates required (scenario) but none happened, so exactly-once not exercised"}}, false, false, "the audit is weak: duplicates required"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -77,6 +77,15 @@ type MoneyRequest struct {
 	Duplicate string
 	// Misuse sends, after the operation, the same key with another amount.
 	Misuse bool
+	// FirstAttemptTimeout, when positive, bounds the first HTTP attempt instead of the client's timeout: the
+	// client gives up on it (an early timeout), then retries with the same key as after any timeout. The
+	// system may have received the first copy, be working on it, or have answered it.
+	FirstAttemptTimeout time.Duration
+	// ReplayOf, with Key, makes this a replay: the op of an earlier operation that is sent again, same kind,
+	// key and body, as an operation of its own (journaled with replay_of).
+	ReplayOf string
+	// Intent is journaled as the operation's intent (what the generator aimed the amount at); "" for none.
+	Intent string
 	// PollFor overrides the client's polling bound when positive (setup waits longer for its funding).
 	PollFor time.Duration
 	Caller  Caller
@@ -194,6 +203,7 @@ func journalEntry(r Result, request MoneyRequest, userID int64, sequence int64, 
 		From: request.From, To: request.To, Amount: request.Amount, VU: request.Caller.Slot, Iter: request.Caller.Iteration,
 		Seq: sequence, Invoke: r.Invoke.UnixMicro(), Complete: r.Complete.UnixMicro(), Attempts: len(r.Statuses),
 		Statuses: statuses, Outcome: r.Outcome, Status: r.Status, Reason: r.Reason, Tx: r.TransactionID,
-		Dup: request.Duplicate, DupStatuses: r.DuplicateStatuses, MisuseOf: misuseOf,
+		Dup: request.Duplicate, DupStatuses: r.DuplicateStatuses, MisuseOf: misuseOf, ReplayOf: request.ReplayOf,
+		Intent: request.Intent,
 	}
 }

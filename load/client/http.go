@@ -204,6 +204,8 @@ type request struct {
 	token string
 	key   string
 	wait  bool
+	// firstAttemptTimeout, when positive, bounds the first attempt (MoneyRequest.FirstAttemptTimeout).
+	firstAttemptTimeout time.Duration
 	// expected marks the statuses that are not failures for http_req_failed.
 	expected func(status int) bool
 }
@@ -316,7 +318,14 @@ func retryable(e exchange) bool {
 func (c *HTTP) sendWithRetries(ctx context.Context, spec request, attempts int) []exchange {
 	exchanges := make([]exchange, 0, 1)
 	for attempt := 1; ; attempt++ {
-		answer := c.send(ctx, spec)
+		var answer exchange
+		if attempt == 1 && spec.firstAttemptTimeout > 0 {
+			attemptContext, cancel := context.WithTimeout(ctx, spec.firstAttemptTimeout)
+			answer = c.send(attemptContext, spec)
+			cancel()
+		} else {
+			answer = c.send(ctx, spec)
+		}
 		exchanges = append(exchanges, answer)
 		if attempt >= attempts || !retryable(answer) || ctx.Err() != nil {
 			return exchanges
@@ -570,6 +579,8 @@ func (c *HTTP) Money(ctx context.Context, m MoneyRequest) Result {
 			duplicateExchanges = c.sendWithRetries(ctx, duplicateSpec, c.options.RetryAttempts)
 		}()
 	}
+	// Only the original's first attempt may time out early; its duplicates are sent as usual.
+	spec.firstAttemptTimeout = m.FirstAttemptTimeout
 	exchanges := c.sendWithRetries(ctx, spec, c.options.RetryAttempts)
 	if duplicateDone != nil {
 		<-duplicateDone
@@ -578,6 +589,7 @@ func (c *HTTP) Money(ctx context.Context, m MoneyRequest) Result {
 		// Again after the answer, like a load balancer replaying a request: the stored response must come back.
 		duplicateSpec := spec
 		duplicateSpec.expected = expectedDuplicate
+		duplicateSpec.firstAttemptTimeout = 0
 		duplicateExchanges = c.sendWithRetries(ctx, duplicateSpec, c.options.RetryAttempts)
 	}
 	classified := classifyMoney(exchanges)
@@ -617,7 +629,7 @@ func (c *HTTP) misuse(ctx context.Context, original MoneyRequest, originalOp str
 	if m.Amount > amountMaximumMinor {
 		m.Amount = original.Amount - 1
 	}
-	m.Duplicate, m.Misuse = "", false
+	m.Duplicate, m.Misuse, m.ReplayOf, m.Intent, m.FirstAttemptTimeout = "", false, "", "", 0
 	result := Result{Op: c.nextOperationID(), Key: m.Key, Kind: KindMisuse}
 	sequence := c.nextSequence(orderingAccount(original.Kind, m.From, m.To))
 	result.Invoke = c.options.Clock()

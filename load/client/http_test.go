@@ -1460,3 +1460,61 @@ func TestFakeTransactionBodyDecodes(t *testing.T) {
 		t.Errorf("decoded %+v", got)
 	}
 }
+
+func TestEarlyTimeoutGivesUpTheFirstAttemptAndRetriesWithTheKey(t *testing.T) {
+	gateway, server := newFakeGateway(t, func(g *fakeGateway) {
+		g.script = func(call gatewayCall) fakeAnswer {
+			if call.Attempt == 1 {
+				return fakeAnswer{hang: true}
+			}
+			return fakeAnswer{}
+		}
+	})
+	journal := newJournal(t)
+	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, Journal: journal, Timeout: 5 * time.Second})
+	started := time.Now()
+	result := c.Money(t.Context(), MoneyRequest{Kind: KindWithdrawal, Session: testSession(), From: 11, Amount: 5,
+		FirstAttemptTimeout: 20 * time.Millisecond, Duplicate: DuplicateDelayed})
+	if elapsed := time.Since(started); elapsed > 3*time.Second {
+		t.Errorf("the money operation took %s: the first attempt should have been given up after 20ms", elapsed)
+	}
+	requests := gateway.requestsOf(routeWithdrawal)
+	if len(requests) != 3 || requests[0].IdempotencyKey != result.Key || requests[1].IdempotencyKey != result.Key {
+		t.Fatalf("requests %+v: want the abandoned first attempt, its retry and the delayed duplicate, all with key %s", requests, result.Key)
+	}
+	if result.Outcome != OutcomeOK || !slices.Equal(result.Statuses, []int{0, 200}) || !slices.Equal(result.DuplicateStatuses, []int{200}) {
+		t.Errorf("result %+v: want ok after [0 200], the duplicate [200] (its first attempt is not cut short)", result)
+	}
+	lines, _ := readJournal(t, journal)
+	if len(lines) != 1 || lines[0].Attempts != 2 || !slices.Equal(lines[0].Statuses, []int{0, 200}) {
+		t.Fatalf("journal %+v: want one line with attempts [0 200]", lines)
+	}
+}
+
+func TestReplayIsJournaledAsItsOwnOperation(t *testing.T) {
+	gateway, server := newFakeGateway(t, nil)
+	journal := newJournal(t)
+	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, Journal: journal, OperationPrefix: "g5"})
+	first := c.Money(t.Context(), MoneyRequest{Kind: KindTransfer, Session: testSession(), From: 11, To: 12, Amount: 70,
+		Intent: "whole-balance"})
+	replay := c.Money(t.Context(), MoneyRequest{Kind: KindTransfer, Session: testSession(), From: 11, To: 12, Amount: 70,
+		Key: first.Key, ReplayOf: first.Op, Intent: "whole-balance"})
+	if replay.Op == first.Op || replay.Key != first.Key || replay.Outcome != OutcomeOK || replay.TransactionID != first.TransactionID {
+		t.Errorf("replay %+v: want its own op, the first's key %s and transaction %s, ok", replay, first.Key, first.TransactionID)
+	}
+	requests := gateway.requestsOf(routeTransfer)
+	if len(requests) != 2 || requests[1].Body != requests[0].Body || requests[1].IdempotencyKey != first.Key {
+		t.Fatalf("requests %+v: want the same body twice with one key", requests)
+	}
+	lines, _ := readJournal(t, journal)
+	if len(lines) != 2 {
+		t.Fatalf("%d journal lines, want 2", len(lines))
+	}
+	if lines[0].ReplayOf != "" || lines[0].Intent != "whole-balance" || lines[0].Seq != 1 {
+		t.Errorf("first line %+v: want no replay_of, intent whole-balance, seq 1", lines[0])
+	}
+	if lines[1].ReplayOf != first.Op || lines[1].Op != replay.Op || lines[1].Key != first.Key || lines[1].Amount != 70 ||
+		lines[1].From != 11 || lines[1].To != 12 || lines[1].Kind != KindTransfer || lines[1].Seq != 2 || lines[1].Intent != "whole-balance" {
+		t.Errorf("replay line %+v: want replay_of %s, the same kind, key and body, seq 2", lines[1], first.Op)
+	}
+}

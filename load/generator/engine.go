@@ -95,8 +95,10 @@ type engine struct {
 	recorder *metrics.Recorder
 	accounts []Account
 	workload *Workload
-	output   *lockedWriter
-	started  time.Time
+	// replays holds the money operations to send again later (client.replays).
+	replays replayQueue
+	output  *lockedWriter
+	started time.Time
 }
 
 // Run prepares the accounts, runs the schedule, and writes the summary. The error is for a configuration that
@@ -203,6 +205,13 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 		if e.workload, err = NewWorkload(s.Workload, len(accounts), config.Seed); err != nil {
 			return nil, fmt.Errorf("load: %w", err)
 		}
+		opening := make([]int64, len(accounts))
+		for i, account := range accounts {
+			opening[i] = account.FundingMinor
+		}
+		if err := e.workload.TrackBalances(opening, s.Setup.FundingMinor); err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
 	}
 	start := time.Now()
 	if config.StartGate != nil {
@@ -238,6 +247,10 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 	}
 	defer timeSeries.Close()
 	aborted := e.runSchedule(ctx, timeSeries)
+	if s.Workload.Kind == scenario.WorkloadMixed && s.Client.ReplayRate > 0 {
+		waiting, refused := e.replays.pending()
+		e.say("load: replays: %d not yet due when the schedule ended, %d not queued (more than %d waiting)", waiting, refused, maxPendingReplays)
+	}
 
 	now := time.Now()
 	summary := e.recorder.Summary(metrics.RunInfo{
@@ -478,14 +491,22 @@ func (e *engine) runClosed(scheduleContext, iterationContext context.Context, it
 	loops.Wait()
 }
 
-// mixedIteration is one iteration of the mixed workload: one money operation.
+// mixedIteration is one iteration of the mixed workload: one money operation, or the replay of an earlier one
+// that is due.
 func (e *engine) mixedIteration(ctx context.Context, n int64, slot uint64, intended time.Time, step string) {
 	s := e.scenario
+	caller := client.Caller{Slot: slot, Iteration: n - 1}
+	// Due by the iteration's intended start, which is its journaled invoke: a replay is never invoked early.
+	if due, ok := e.replays.take(intended); ok {
+		e.replayIteration(ctx, due, caller, intended, step)
+		return
+	}
 	// A generator per iteration, from the seed and the iteration's number: the same seed replays the same
 	// choices for the same iteration whatever the timing.
 	random := rand.New(rand.NewPCG(uint64(e.config.Seed), uint64(n)<<8|uint64(e.config.Segment)))
 	operation := e.workload.Next(random, slot)
-	request := client.MoneyRequest{Kind: operation.Kind, Amount: operation.Amount, Caller: client.Caller{Slot: slot, Iteration: n - 1}, Intended: intended}
+	request := client.MoneyRequest{Kind: operation.Kind, Amount: operation.Amount, Caller: caller, Intended: intended,
+		Intent: operation.Intent}
 	source := e.accounts[operation.Source].Session
 	request.Session = source
 	switch operation.Kind {
@@ -508,13 +529,58 @@ func (e *engine) mixedIteration(ctx context.Context, n int64, slot uint64, inten
 	if s.Client.MisuseRate > 0 && random.Float64() < s.Client.MisuseRate {
 		request.Misuse = true
 	}
+	if s.Client.EarlyTimeoutRate > 0 && random.Float64() < s.Client.EarlyTimeoutRate {
+		request.FirstAttemptTimeout = time.Duration(1 + random.Int64N(int64(s.Client.EarlyTimeoutMax)))
+	}
+	replayLater := s.Client.ReplayRate > 0 && random.Float64() < s.Client.ReplayRate
 	result := e.ledger.Money(ctx, request)
-	e.record(result, step, request.Duplicate != "")
+	e.workload.Finish(operation, result.Outcome, time.Now())
+	e.record(result, step, request.Duplicate != "" && len(result.DuplicateStatuses) > 0)
+	// Only an operation the ledger decided is replayed: its replay must find it there, never apply anything.
+	if replayLater && ctx.Err() == nil && decidedByTheLedger(result) {
+		again := request
+		again.Key, again.ReplayOf = result.Key, result.Op
+		// The replay repeats the body; the aim of its amount was the first operation's, not the replay's.
+		again.Duplicate, again.Misuse, again.FirstAttemptTimeout, again.Intended, again.Intent = "", false, 0, time.Time{}, ""
+		e.replays.add(replay{due: result.Complete.Add(s.Client.ReplayAfter), request: again, of: result.Op})
+	}
+	e.resync(ctx, operation.Source)
 }
 
-// record hands a money operation's result (and its misuse's) to the metrics.
+// decidedByTheLedger reports whether the client was told the ledger's final decision: settled, or rejected by
+// the ledger (not refused by the gateway).
+func decidedByTheLedger(result client.Result) bool {
+	return result.Outcome == client.OutcomeOK || (result.Outcome == client.OutcomeFail && result.Status == client.StatusRejected)
+}
+
+// replayIteration sends a replay that is due: the same kind, key and body as the operation it replays, journaled
+// as an operation of its own (replay_of). It moves no money, so the balance beliefs do not take it.
+func (e *engine) replayIteration(ctx context.Context, due replay, caller client.Caller, intended time.Time, step string) {
+	request := due.request
+	request.Caller, request.Intended = caller, intended
+	result := e.ledger.Money(ctx, request)
+	e.record(result, step, true)
+}
+
+// resync reads an account's balance again when the workload's beliefs of it hold unknown effects that are old
+// enough (Workload.ResyncDue), so that its edge debits are sized from the ledger's balance again.
+func (e *engine) resync(ctx context.Context, index int) {
+	version, due := e.workload.ResyncDue(index, time.Now())
+	if !due || ctx.Err() != nil {
+		return
+	}
+	session := e.accounts[index].Session
+	balance, err := e.ledger.Balance(ctx, session, session.AccountID)
+	if err != nil {
+		return // read again after a later operation of the account
+	}
+	e.workload.Resync(index, version, balance)
+}
+
+// record hands a money operation's result (and its misuse's) to the metrics; duplicate says a duplicate of it
+// was sent, or that it is itself a replay.
 func (e *engine) record(result client.Result, step string, duplicate bool) {
-	e.recorder.Operation(operationMetrics(result, step, duplicate && len(result.DuplicateStatuses) > 0, false))
+	e.recorder.Operation(operationMetrics(result, step, duplicate, false))
 	if result.Misuse != nil {
 		e.recorder.Operation(operationMetrics(*result.Misuse, step, false, true))
 	}

@@ -669,3 +669,79 @@ schedule: {executor: capacity-steps, steps: [10, 20], step_ramp: 400ms, step_hol
 		}
 	}
 }
+
+// TestRunEdgesReplaysAndEarlyTimeouts runs the gate's kinds of operations against the fake system, which
+// rejects debits above the balance: the journal says what was aimed at (intent) and what was replayed
+// (replay_of), and the system's answers agree with the aims. Twenty accounts at 100/s: each account's
+// operations are 200 ms apart, so none overlaps the next (a deposit that starts while an edge debit of its
+// account is in flight may land first: an aim is not a promise, docs/scenarios.md).
+func TestRunEdgesReplaysAndEarlyTimeouts(t *testing.T) {
+	t.Parallel()
+	fake, server := newFakeSystem(t, nil)
+	s := parseScenario(t, `
+name: engine-test
+setup: {accounts: 20, funding: 3000, concurrency: 4, timeout: 20s}
+schedule: {executor: constant-arrival-rate, rate: 100, duration: 2s, graceful_stop: 2s}
+workload: {overdraft_rate: 0.3, drain_rate: 0.1, minimum_rate: 0.1, pair_rate: 0.5}
+client:
+  wait: 0s
+  timeout: 5s
+  poll_interval: 5ms
+  poll_for: 2s
+  retry: {attempts: 3, backoff: 1ms, max_backoff: 5ms}
+  early_timeouts: {rate: 0.3, max: 1ms}
+  replays: {rate: 0.3, after: 300ms}
+`)
+	result, _ := runLoad(t, context.Background(), server, s, nil)
+	if result.ExitCode != ExitPassed {
+		t.Fatalf("exit %d (%s)", result.ExitCode, result.Problem)
+	}
+	_, load := splitJournal(t, readJournal(t, result.JournalPath))
+	byOp := map[string]int{}
+	for i, entry := range load {
+		byOp[entry.Op] = i
+	}
+	intents := map[string]int{}
+	replays, early := 0, 0
+	for _, entry := range load {
+		if entry.ReplayOf != "" {
+			replays++
+			first, found := byOp[entry.ReplayOf]
+			if !found {
+				t.Errorf("replay %+v of an op the journal does not have", entry)
+				continue
+			}
+			original := load[first]
+			if entry.Key != original.Key || entry.Kind != original.Kind || entry.Amount != original.Amount || entry.From != original.From ||
+				entry.To != original.To || entry.Outcome != original.Outcome || entry.Reason != original.Reason || entry.Intent != "" {
+				t.Errorf("replay %+v of %+v: want the same key, kind and body, the same outcome, no intent", entry, original)
+			}
+			if entry.Invoke < original.Complete+300_000 {
+				t.Errorf("replay %+v invoked %d µs after its original completed, want at least 300 ms", entry, entry.Invoke-original.Complete)
+			}
+			continue
+		}
+		intents[entry.Intent]++
+		if len(entry.Statuses) > 1 && entry.Statuses[0] == 0 {
+			early++
+		}
+		switch {
+		case entry.Intent == IntentOverBalance && (entry.Outcome != client.OutcomeFail || entry.Reason != "insufficient_funds"):
+			t.Errorf("over-balance %+v: want fail, insufficient_funds", entry)
+		case entry.Intent != IntentOverBalance && entry.Outcome != client.OutcomeOK:
+			t.Errorf("%+v: want ok, only over-balance debits may be refused", entry)
+		}
+	}
+	if intents[IntentOverBalance] == 0 || intents[IntentMinimum] == 0 || replays == 0 || early == 0 {
+		t.Errorf("intents %v, %d replays, %d first attempts given up: want every kind", intents, replays, early)
+	}
+	// The beliefs never let the generator debit more than an account held, except on purpose: the fake's
+	// balances are never negative, and the system holds what was funded and deposited, less what was withdrawn.
+	for _, entry := range load {
+		for _, account := range []int64{entry.From, entry.To} {
+			if account != 0 && fake.balanceOf(account) < 0 {
+				t.Errorf("account %d ends at %d", account, fake.balanceOf(account))
+			}
+		}
+	}
+}

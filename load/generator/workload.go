@@ -5,9 +5,27 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/client"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+)
+
+// Intents: what the workload aimed an amount at (the journal's intent). They are aims, from what the generator
+// believed of the balance when it decided; the auditor judges the operation by the ledger alone.
+const (
+	// IntentOverBalance is a debit of one minor unit more than the most the generator believed the source could
+	// hold: the source is one minor unit short of what the debit needs, so it must be rejected for insufficient
+	// funds (if the belief was right).
+	IntentOverBalance = "over-balance"
+	// IntentWholeBalance is a debit of exactly the balance the generator knew the source had: it must settle and
+	// leave the account at zero.
+	IntentWholeBalance = "whole-balance"
+	// IntentMinimum is an amount of amount_min, the smallest the scenario allows (1 by default).
+	IntentMinimum = "minimum"
+	// IntentTopUp is a deposit of setup.funding that replaced a debit the source surely could not cover even
+	// with amount_min.
+	IntentTopUp = "top-up"
 )
 
 // Operation is one money operation the workload decided on, before it is sent: indexes into the prepared
@@ -19,6 +37,10 @@ type Operation struct {
 	// Destination is the credited account of a transfer (-1 otherwise).
 	Destination int
 	Amount      int64
+	// Intent is what the amount was aimed at (the Intent constants), "" for an ordinary amount.
+	Intent string
+	// tracked says the operation is registered in the workload's balance beliefs: Finish must be called.
+	tracked bool
 }
 
 // weightedKinds picks an operation kind with the mix's weights (zero weights never).
@@ -107,6 +129,12 @@ func (z *zipfPicker) hot(index, n int) bool {
 // account index i is owned by slot i % slots, a generator slot s (from 1) acts for owner slot (s-1) % slots,
 // and one generator slot runs one iteration at a time. Whatever the overlap, the journal's seq and invoke and
 // complete times carry the issue order to the auditor; ownership only makes it strict for most pairs.
+//
+// Amounts at the edges (TrackBalances): the workload believes each account holds what it was funded with plus
+// the effects the client was told of, within bounds for what is in flight or unknown, and aims a share of
+// debits one minor unit over the most the source can hold (overdraft_rate), a share at exactly its balance
+// when it knows it exactly (drain_rate), and never lets an ordinary debit ask for more than the source surely
+// holds, so that the rejections for insufficient funds are the ones asked for.
 type Workload struct {
 	accounts  int
 	kinds     weightedKinds
@@ -115,6 +143,10 @@ type Workload struct {
 	picker    picker
 	ownership bool
 	slots     int
+
+	overdraftRate, drainRate, minimumRate, pairRate float64
+	// balances is nil until TrackBalances: then amounts are sized from the beliefs.
+	balances *balanceBook
 }
 
 // NewWorkload builds the mixed workload over accounts prepared accounts.
@@ -129,8 +161,17 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	if w.AmountMin < 1 || w.AmountMax < w.AmountMin {
 		return nil, fmt.Errorf("workload: amounts %d..%d: need 1 <= min <= max", w.AmountMin, w.AmountMax)
 	}
+	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate} {
+		if rate < 0 || rate > 1 {
+			return nil, fmt.Errorf("workload: rate %v: want a fraction between 0 and 1", rate)
+		}
+	}
+	if w.OverdraftRate+w.DrainRate > 1 {
+		return nil, fmt.Errorf("workload: overdraft rate %v and drain rate %v add up to more than every debit", w.OverdraftRate, w.DrainRate)
+	}
 	workload := &Workload{accounts: accounts, kinds: kinds, amountMin: w.AmountMin, amountMax: w.AmountMax,
-		picker: uniformPicker{count: accounts}, ownership: w.Ownership, slots: max(1, min(accounts, w.OwnerSlots))}
+		picker: uniformPicker{count: accounts}, ownership: w.Ownership, slots: max(1, min(accounts, w.OwnerSlots)),
+		overdraftRate: w.OverdraftRate, drainRate: w.DrainRate, minimumRate: w.MinimumRate, pairRate: w.PairRate}
 	if w.OwnerSlots <= 0 {
 		workload.slots = accounts
 	}
@@ -140,15 +181,85 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	return workload, nil
 }
 
-// Next describes the next operation of generator slot (from 1), drawing from random.
+// TrackBalances makes the workload size amounts from what it believes of each account's balance, starting
+// from openingMinor[i] for account i; topUpMinor is the deposit that replaces a debit an account surely cannot
+// cover. Every operation Next returns from then on must be handed back to Finish with its outcome.
+func (w *Workload) TrackBalances(openingMinor []int64, topUpMinor int64) error {
+	if len(openingMinor) != w.accounts {
+		return fmt.Errorf("workload: %d opening balances for %d accounts", len(openingMinor), w.accounts)
+	}
+	if topUpMinor < 1 {
+		return fmt.Errorf("workload: top-up of %d: want at least 1", topUpMinor)
+	}
+	w.balances = newBalanceBook(openingMinor, topUpMinor)
+	return nil
+}
+
+// Next describes the next operation of generator slot (from 1), drawing from random. The draws are the same
+// whatever the balances; with TrackBalances, the amount (and a debit turned into a top-up) also depends on
+// what the workload believes of the source's balance at this moment, and the operation is registered as in
+// flight until Finish.
 func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 	kind := w.kinds.pick(random)
 	operation := Operation{Kind: kind, Source: w.pickSource(random, slot), Destination: -1}
-	operation.Amount = w.amountMin + random.Int64N(w.amountMax-w.amountMin+1)
-	if kind == client.KindTransfer {
-		operation.Destination = w.pickOther(random, operation.Source)
+	uniform := w.amountMin + random.Int64N(w.amountMax-w.amountMin+1)
+	minimum := random.Float64() < w.minimumRate
+	edge := random.Float64()
+	toPartner := random.Float64() < w.pairRate
+	destination := w.pickOther(random, operation.Source)
+	operation.Amount = uniform
+	if minimum {
+		operation.Amount, operation.Intent = w.amountMin, IntentMinimum
 	}
-	return operation
+	if kind == client.KindTransfer {
+		operation.Destination = destination
+		if toPartner {
+			operation.Destination = w.partner(operation.Source)
+		}
+	}
+	if w.balances == nil {
+		return operation
+	}
+	var class debitClass
+	switch {
+	case edge < w.overdraftRate:
+		class = debitOverBalance
+	case edge < w.overdraftRate+w.drainRate:
+		class = debitWholeBalance
+	}
+	return w.balances.decide(operation, class, w.amountMin)
+}
+
+// Finish hands back an operation Next returned, with its outcome (client.OutcomeOK, OutcomeFail, OutcomeInfo)
+// and when it was known: the beliefs take its effect, none, or an unknown one.
+func (w *Workload) Finish(operation Operation, outcome string, now time.Time) {
+	if operation.tracked {
+		w.balances.finish(operation, outcome, now)
+	}
+}
+
+// ResyncDue reports whether the account's balance should be read again to replace the beliefs: some of its
+// operations ended unknown at least resyncAfter ago and none is in flight. version goes to Resync.
+func (w *Workload) ResyncDue(index int, now time.Time) (version uint64, due bool) {
+	if w.balances == nil {
+		return 0, false
+	}
+	return w.balances.resyncDue(index, now)
+}
+
+// Resync replaces the beliefs of an account with the balance the system reported, unless an operation of the
+// account started since ResyncDue returned version.
+func (w *Workload) Resync(index int, version uint64, balanceMinor int64) bool {
+	return w.balances != nil && w.balances.resync(index, version, balanceMinor)
+}
+
+// partner is the account a pair transfer goes to: accounts 0 and 1, 2 and 3, ... are pairs; with an odd count
+// the last account's partner is the one before it.
+func (w *Workload) partner(index int) int {
+	if other := index ^ 1; other < w.accounts {
+		return other
+	}
+	return index - 1
 }
 
 // pickSource picks among the accounts the slot owns (indexes ownerSlot, ownerSlot+slots, ...), or from the

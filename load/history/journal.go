@@ -64,6 +64,13 @@ type Entry struct {
 	Dup         string `json:"dup,omitempty"`
 	DupStatuses []int  `json:"dup_statuses,omitempty"`
 	MisuseOf    string `json:"misuse_of,omitempty"`
+	// ReplayOf is, for an operation the client sent again later as an operation of its own (same kind, key and
+	// body), the op of the first; empty otherwise.
+	ReplayOf string `json:"replay_of,omitempty"`
+	// Intent says what the generator aimed the amount at (JOURNAL.md: over-balance, whole-balance, minimum,
+	// top-up), from what it believed of the balance when it decided; empty for an ordinary amount. It is the
+	// generator's aim, not a fact: the auditor judges the operation by the ledger alone.
+	Intent string `json:"intent,omitempty"`
 }
 
 // JournalStats are counters of a Journal.
@@ -448,6 +455,14 @@ func appendEntry(dst []byte, e *Entry) []byte {
 	if e.MisuseOf != "" {
 		dst = append(dst, `,"misuse_of":`...)
 		dst = appendJSONString(dst, e.MisuseOf)
+	}
+	if e.ReplayOf != "" {
+		dst = append(dst, `,"replay_of":`...)
+		dst = appendJSONString(dst, e.ReplayOf)
+	}
+	if e.Intent != "" {
+		dst = append(dst, `,"intent":`...)
+		dst = appendJSONString(dst, e.Intent)
 	}
 	return append(dst, "}\n"...)
 }

@@ -26,7 +26,7 @@ func sampleEntry(op string) Entry {
 		Invoke: 1_700_000_000_000_000, Complete: 1_700_000_000_123_456,
 		Attempts: 2, Statuses: []int{503, 201},
 		Outcome: "ok", Status: "settled", Reason: "", Tx: "tx-1",
-		Dup: "concurrent", DupStatuses: []int{409, 201}, MisuseOf: "",
+		Dup: "concurrent", DupStatuses: []int{409, 201}, MisuseOf: "", ReplayOf: "op-0\n", Intent: "over-balance",
 	}
 }
 
@@ -170,6 +170,7 @@ func TestJournalEncodeRoundTrip(t *testing.T) {
 		{"extreme integers", Entry{User: -1 << 63, From: 1<<63 - 1, VU: 1<<64 - 1, Attempts: -5, Statuses: []int{0, -1, 1 << 40}}},
 		{"empty statuses", Entry{Statuses: []int{}, DupStatuses: []int{}}},
 		{"misuse", Entry{Kind: "misuse", MisuseOf: "op-7", Outcome: "fail", Reason: "idempotency_key_reused"}},
+		{"replay", Entry{Kind: "withdrawal", ReplayOf: "op-8", Outcome: "fail", Reason: "insufficient_funds", Intent: "over-balance"}},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -207,7 +208,8 @@ func FuzzJournalEncode(f *testing.F) {
 	f.Add("op", `k"\`, "reason\n", int64(1), 503)
 	f.Add("\xff\u2028", "日本", "", int64(-1), 0)
 	f.Fuzz(func(t *testing.T, op, key, reason string, amount int64, status int) {
-		checkEncoding(t, Entry{Op: op, Key: key, Reason: reason, Amount: amount, Statuses: []int{status}, MisuseOf: key + op})
+		checkEncoding(t, Entry{Op: op, Key: key, Reason: reason, Amount: amount, Statuses: []int{status}, MisuseOf: key + op,
+			ReplayOf: op + key, Intent: reason})
 	})
 }
 

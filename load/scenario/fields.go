@@ -190,6 +190,18 @@ var fields = []field{
 	{Path: "workload.owner_slots", Only: []requirement{mixedWorkload, withOwnership},
 		Rule: "min(`setup.accounts`, `schedule.max_in_flight`)", derive: deriveOwnerSlots,
 		Allowed: "1 to `setup.accounts`", Meaning: "Number of owner slots."},
+	{Path: "workload.overdraft_rate", Default: "0", Only: []requirement{mixedWorkload},
+		Allowed: "0 to 1; with `drain_rate` at most 1",
+		Meaning: "Fraction of debits (withdrawals, transfers) sized one minor unit above the most the generator " +
+			"believes the source can hold: each must be rejected for insufficient funds (Balance edges, below)."},
+	{Path: "workload.drain_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of debits that take exactly the source's balance when the generator knows it exactly " +
+			"(nothing of the account in flight or unknown), leaving it at 0; otherwise an ordinary debit."},
+	{Path: "workload.minimum_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of operations whose amount is `amount_min`, the smallest edge."},
+	{Path: "workload.pair_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of transfers sent to the source's partner account (accounts 0 and 1, 2 and 3, ... of " +
+			"setup's order), so that each pair sees transfers both ways."},
 
 	{Path: "client.wait", Default: "5s", Allowed: "0 or more, below `client.timeout`",
 		Meaning: "Sent as `Prefer: wait=N`: the system may hold its answer until the outcome. 0 sends none."},
@@ -213,6 +225,19 @@ var fields = []field{
 		Meaning: "Delay of a delayed duplicate after the original's answer."},
 	{Path: "client.misuse.rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
 		Meaning: "Fraction of money operations followed by a request that reuses the key with another amount (must be refused)."},
+	{Path: "client.early_timeouts.rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of money operations whose first attempt the client gives up early, after a random time " +
+			"up to `max`, then retries with the same key: the system may have the first copy, be working on it, or " +
+			"have answered it."},
+	{Path: "client.early_timeouts.max", Default: "50ms", Only: []requirement{mixedWorkload},
+		Allowed: "above 0, below `client.timeout`", Meaning: "The longest such a first attempt is given."},
+	{Path: "client.replays.rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of money operations with a final answer sent again later, same key and body, as an " +
+			"operation of their own (a client replaying its outbox); past the system's idempotency cache, the copy " +
+			"reaches its ledger's own dedupe (Replays, below)."},
+	{Path: "client.replays.after", Default: "30s", Only: []requirement{mixedWorkload}, Allowed: "above 0",
+		Meaning: "How long after the first operation completed its replay is due; the first iteration that starts " +
+			"after that sends it, in place of a new operation."},
 
 	{Path: "thresholds", Allowed: "metric → list of expressions",
 		Meaning: "What the run must meet (Thresholds, below); none by default."},

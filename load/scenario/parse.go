@@ -380,6 +380,14 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.boolean(node, path, &s.Workload.Ownership)
 	case "workload.owner_slots":
 		d.count(node, path, &s.Workload.OwnerSlots)
+	case "workload.overdraft_rate":
+		d.number(node, path, &s.Workload.OverdraftRate)
+	case "workload.drain_rate":
+		d.number(node, path, &s.Workload.DrainRate)
+	case "workload.minimum_rate":
+		d.number(node, path, &s.Workload.MinimumRate)
+	case "workload.pair_rate":
+		d.number(node, path, &s.Workload.PairRate)
 
 	case "client.wait":
 		d.duration(node, path, &s.Client.Wait)
@@ -405,6 +413,14 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.duration(node, path, &s.Client.DuplicateDelay)
 	case "client.misuse.rate":
 		d.number(node, path, &s.Client.MisuseRate)
+	case "client.early_timeouts.rate":
+		d.number(node, path, &s.Client.EarlyTimeoutRate)
+	case "client.early_timeouts.max":
+		d.duration(node, path, &s.Client.EarlyTimeoutMax)
+	case "client.replays.rate":
+		d.number(node, path, &s.Client.ReplayRate)
+	case "client.replays.after":
+		d.duration(node, path, &s.Client.ReplayAfter)
 
 	case "thresholds":
 		d.thresholds(node, path)

@@ -138,6 +138,17 @@ type Workload struct {
 	Ownership bool
 	// OwnerSlots is the number of owner slots. Default min(accounts, max_in_flight).
 	OwnerSlots int
+	// OverdraftRate is the fraction of debits sized one minor unit above the most the generator believes the
+	// source can hold, each to be rejected for insufficient funds. Default 0.
+	OverdraftRate float64
+	// DrainRate is the fraction of debits that take exactly the source's balance when the generator knows it
+	// exactly, leaving the account at zero. Default 0. OverdraftRate + DrainRate is at most 1.
+	DrainRate float64
+	// MinimumRate is the fraction of operations whose amount is AmountMin. Default 0.
+	MinimumRate float64
+	// PairRate is the fraction of transfers sent to the source's partner account (0 and 1, 2 and 3, ...), so
+	// that each pair sees transfers both ways. Default 0.
+	PairRate float64
 }
 
 // Mix weights deposits, withdrawals and transfers; at least one is positive.
@@ -170,4 +181,13 @@ type Client struct {
 	// MisuseRate is the fraction of money operations followed by a request that reuses the key with another
 	// amount (default 0).
 	MisuseRate float64
+	// EarlyTimeoutRate is the fraction of money operations whose first attempt the client gives up after a
+	// random time up to EarlyTimeoutMax (default 50ms, below Timeout), then retries with the same key (default
+	// 0).
+	EarlyTimeoutRate float64
+	EarlyTimeoutMax  time.Duration
+	// ReplayRate is the fraction of money operations with a final answer that are sent again, same key and
+	// body, as operations of their own, at least ReplayAfter (default 30s) after they completed (default 0).
+	ReplayRate  float64
+	ReplayAfter time.Duration
 }

@@ -64,8 +64,20 @@ func TestShippedScenarios(t *testing.T) {
 				if s.Schedule.Executor != ExecutorConstantArrivalRate || s.Schedule.Rate != 200 || s.Schedule.Duration != time.Minute {
 					t.Errorf("gate: %+v", s.Schedule)
 				}
+				// Every branch of the money path: rejections for insufficient funds, zero balances, the smallest
+				// amount, pairs both ways, hot accounts, duplicates, key misuse, retries after early timeouts and
+				// replays late enough to pass a short idempotency cache.
+				w, c := s.Workload, s.Client
+				if s.Setup.FundingMinor != 10000 || w.AmountMax != 1000 || w.OverdraftRate < 0.10 || w.OverdraftRate > 0.20 ||
+					w.DrainRate <= 0 || w.MinimumRate <= 0 || w.PairRate <= 0 || w.Accounts != DistributionZipf {
+					t.Errorf("gate workload: %+v, funding %d", w, s.Setup.FundingMinor)
+				}
+				if c.DuplicateRate <= 0 || c.DuplicateMode != DuplicateMixed || c.MisuseRate <= 0 || c.EarlyTimeoutRate <= 0 ||
+					c.ReplayRate <= 0 || c.ReplayAfter != 15*time.Second {
+					t.Errorf("gate client: %+v", c)
+				}
 			},
-			thresholds: []string{"errors: rate<0.001", "accept_duration: p(95)<250", "dropped_iterations: count==0"},
+			thresholds: []string{"errors: rate<0.01", "accept_duration: p(95)<250", "dropped_iterations: count==0"},
 		},
 		{
 			file: "capacity.yaml",
@@ -110,7 +122,8 @@ func TestShippedScenarios(t *testing.T) {
 				want := Client{Wait: time.Second, Timeout: 2 * time.Second, PollInterval: 100 * time.Millisecond,
 					PollFor: 10 * time.Second, RetryAttempts: 8, RetryBackoff: 10 * time.Millisecond,
 					RetryMaxBackoff: 200 * time.Millisecond, RetryJitter: 0.9, DuplicateRate: 0.03,
-					DuplicateMode: DuplicateMixed, DuplicateDelay: 100 * time.Millisecond, MisuseRate: 0.01}
+					DuplicateMode: DuplicateMixed, DuplicateDelay: 100 * time.Millisecond, MisuseRate: 0.01,
+					EarlyTimeoutMax: 50 * time.Millisecond, ReplayAfter: 30 * time.Second}
 				if s.Client != want {
 					t.Errorf("retry-storm client\n got %+v\nwant %+v", s.Client, want)
 				}
@@ -171,7 +184,8 @@ func TestShippedScenarios(t *testing.T) {
 // defaultClient is the client section of a scenario that leaves it out.
 var defaultClient = Client{Wait: 5 * time.Second, Timeout: 10 * time.Second, PollInterval: 100 * time.Millisecond,
 	PollFor: 10 * time.Second, RetryAttempts: 3, RetryBackoff: 50 * time.Millisecond, RetryMaxBackoff: time.Second,
-	RetryJitter: 0.5, DuplicateMode: DuplicateConcurrent, DuplicateDelay: 100 * time.Millisecond}
+	RetryJitter: 0.5, DuplicateMode: DuplicateConcurrent, DuplicateDelay: 100 * time.Millisecond,
+	EarlyTimeoutMax: 50 * time.Millisecond, ReplayAfter: 30 * time.Second}
 
 func TestDefaults(t *testing.T) {
 	got := mustParse(t, "description: all defaults\n")
@@ -280,6 +294,10 @@ workload:
   hot_accounts: 7
   ownership: true
   owner_slots: 9
+  overdraft_rate: 0.15
+  drain_rate: 0.85
+  minimum_rate: 0.02
+  pair_rate: 1
 client:
   wait: 0s
   timeout: 3s
@@ -288,6 +306,8 @@ client:
   retry: {attempts: 4, backoff: 1ms, max_backoff: 2ms, jitter: 0}
   duplicates: {rate: 0.5, mode: delayed, delay: 1s}
   misuse: {rate: 1}
+  early_timeouts: {rate: 0.25, max: 2999ms}
+  replays: {rate: 0.5, after: 1m}
 thresholds:
   errors: ["rate<0.001"]
   "accept_duration{kind:transfer}": ["p(99.9) <= 250"]
@@ -302,10 +322,12 @@ thresholds:
 		Setup:    Setup{Accounts: 500, FundingMinor: 2000, Concurrency: 8, Timeout: time.Minute, Password: "a-long-password", EmailPrefix: "everything."},
 		Schedule: Schedule{Executor: ExecutorConstantArrivalRate, Rate: 12.5, Duration: 90 * time.Second, MaxInFlight: 64},
 		Workload: Workload{Kind: WorkloadMixed, Mix: Mix{Deposit: 1, Transfer: 2.5}, AmountMin: 10, AmountMax: 20,
-			Accounts: DistributionZipf, ZipfExponent: 2, HotAccounts: 7, Ownership: true, OwnerSlots: 9},
+			Accounts: DistributionZipf, ZipfExponent: 2, HotAccounts: 7, Ownership: true, OwnerSlots: 9,
+			OverdraftRate: 0.15, DrainRate: 0.85, MinimumRate: 0.02, PairRate: 1},
 		Client: Client{Timeout: 3 * time.Second, PollInterval: 20 * time.Millisecond, RetryAttempts: 4,
 			RetryBackoff: time.Millisecond, RetryMaxBackoff: 2 * time.Millisecond, DuplicateRate: 0.5,
-			DuplicateMode: DuplicateDelayed, DuplicateDelay: time.Second, MisuseRate: 1},
+			DuplicateMode: DuplicateDelayed, DuplicateDelay: time.Second, MisuseRate: 1,
+			EarlyTimeoutRate: 0.25, EarlyTimeoutMax: 2999 * time.Millisecond, ReplayRate: 0.5, ReplayAfter: time.Minute},
 		Thresholds: []threshold.Threshold{
 			{Source: "errors", Expression: "rate<0.001", Metric: threshold.Errors, Aggregate: "rate", Operator: threshold.Less, Value: 0.001},
 			{Source: "accept_duration{kind:transfer}", Expression: "p(99.9) <= 250", Metric: threshold.AcceptDuration,
@@ -415,6 +437,23 @@ func TestRefuses(t *testing.T) {
 		{name: "timeout below the default wait", content: "client:\n  timeout: 2s", want: []string{"test.yaml:2: client.wait: wait 5s must be below timeout 2s"}},
 		{name: "duplicate rate above 1", content: "client:\n  duplicates: {rate: 1.5}", want: []string{"test.yaml:2: client.duplicates.rate: 1.5 is not a fraction between 0 and 1"}},
 		{name: "negative misuse rate", content: "client:\n  misuse: {rate: -0.1}", want: []string{"test.yaml:2: client.misuse.rate: -0.1 is not a fraction"}},
+		{name: "overdraft rate above 1", content: "workload:\n  overdraft_rate: 1.2", want: []string{"test.yaml:2: workload.overdraft_rate: 1.2 is not a fraction between 0 and 1"}},
+		{name: "negative drain rate", content: "workload:\n  drain_rate: -0.5", want: []string{"test.yaml:2: workload.drain_rate: -0.5 is not a fraction"}},
+		{name: "overdraft and drain above every debit", content: "workload:\n  overdraft_rate: 0.6\n  drain_rate: 0.5",
+			want: []string{"test.yaml:2: workload.overdraft_rate: 0.6 with drain_rate 0.5 is above 1"}},
+		{name: "minimum rate above 1", content: "workload:\n  minimum_rate: 2", want: []string{"test.yaml:2: workload.minimum_rate: 2 is not a fraction"}},
+		{name: "pair rate as text", content: "workload:\n  pair_rate: half", want: []string{`test.yaml:2: workload.pair_rate: want a number, got the text "half"`}},
+		{name: "pair rate with the walk", content: "workload:\n  kind: walk\n  pair_rate: 0.5",
+			want: []string{"test.yaml:3: workload.pair_rate: only with workload kind mixed"}},
+		{name: "early timeout rate above 1", content: "client:\n  early_timeouts: {rate: 1.01}", want: []string{"test.yaml:2: client.early_timeouts.rate: 1.01 is not a fraction"}},
+		{name: "early timeout of zero", content: "client:\n  early_timeouts: {max: 0s}", want: []string{"test.yaml:2: client.early_timeouts.max: must be above 0"}},
+		{name: "early timeout not below the timeout", content: "client:\n  timeout: 6s\n  early_timeouts: {max: 6s}",
+			want: []string{"test.yaml:3: client.early_timeouts.max: 6s must be below client.timeout 6s"}},
+		{name: "early timeouts with the walk", content: "workload: {kind: walk}\nclient:\n  early_timeouts: {rate: 0.1}",
+			want: []string{"test.yaml:3: client.early_timeouts.rate: only with workload kind mixed"}},
+		{name: "negative replay rate", content: "client:\n  replays: {rate: -1}", want: []string{"test.yaml:2: client.replays.rate: -1 is not a fraction"}},
+		{name: "replays due at once", content: "client:\n  replays: {after: 0s}", want: []string{"test.yaml:2: client.replays.after: must be above 0"}},
+		{name: "unknown field in replays", content: "client:\n  replays: {delay: 1s}", want: []string{`test.yaml:2: no field "delay" in client.replays (fields: rate, after)`}},
 		{name: "unknown duplicate mode", content: "client:\n  duplicates: {mode: twice}", want: []string{`test.yaml:2: client.duplicates.mode: "twice" is not one of concurrent, delayed, mixed`}},
 		{name: "jitter above 1", content: "client:\n  retry: {jitter: 2}", want: []string{"test.yaml:2: client.retry.jitter: 2 is not between 0 and 1"}},
 		{name: "no attempts", content: "client:\n  retry: {attempts: 0}", want: []string{"test.yaml:2: client.retry.attempts: 0 is not between 1 and 100"}},

@@ -72,10 +72,30 @@ func (d *decoder) validate() {
 		if s.Workload.Ownership && d.given("workload.owner_slots") && validAccounts {
 			between(int64(s.Workload.OwnerSlots), 1, int64(s.Setup.Accounts), "workload.owner_slots")
 		}
-		check(s.Client.DuplicateRate >= 0 && s.Client.DuplicateRate <= 1, "client.duplicates.rate",
-			"%s is not a fraction between 0 and 1", decimal(s.Client.DuplicateRate))
-		check(s.Client.MisuseRate >= 0 && s.Client.MisuseRate <= 1, "client.misuse.rate",
-			"%s is not a fraction between 0 and 1", decimal(s.Client.MisuseRate))
+		fraction := func(value float64, path string) {
+			check(value >= 0 && value <= 1, path, "%s is not a fraction between 0 and 1", decimal(value))
+		}
+		fraction(s.Workload.OverdraftRate, "workload.overdraft_rate")
+		fraction(s.Workload.DrainRate, "workload.drain_rate")
+		if s.Workload.OverdraftRate >= 0 && s.Workload.DrainRate >= 0 && s.Workload.OverdraftRate+s.Workload.DrainRate > 1 {
+			// Each debit is one or the other (or ordinary): together they cannot exceed every debit.
+			d.problemOf([]string{"workload.overdraft_rate", "workload.drain_rate"},
+				"%s with drain_rate %s is above 1: a debit is aimed over the balance or at it, not both",
+				decimal(s.Workload.OverdraftRate), decimal(s.Workload.DrainRate))
+		}
+		fraction(s.Workload.MinimumRate, "workload.minimum_rate")
+		fraction(s.Workload.PairRate, "workload.pair_rate")
+		fraction(s.Client.DuplicateRate, "client.duplicates.rate")
+		fraction(s.Client.MisuseRate, "client.misuse.rate")
+		fraction(s.Client.EarlyTimeoutRate, "client.early_timeouts.rate")
+		check(s.Client.EarlyTimeoutMax > 0, "client.early_timeouts.max", "must be above 0")
+		if s.Client.Timeout > 0 && s.Client.EarlyTimeoutMax >= s.Client.Timeout {
+			// An early timeout later than the request's own timeout would never be early.
+			d.problemOf([]string{"client.early_timeouts.max", "client.timeout"}, "%s must be below client.timeout %s",
+				s.Client.EarlyTimeoutMax, s.Client.Timeout)
+		}
+		fraction(s.Client.ReplayRate, "client.replays.rate")
+		check(s.Client.ReplayAfter > 0, "client.replays.after", "must be above 0")
 	}
 
 	check(s.Client.Timeout > 0, "client.timeout", "must be above 0")

@@ -35,6 +35,10 @@ const (
 	VerdictInvariantViolated = "invariant-violated"
 	VerdictCouldNotRun       = "could-not-run"
 	VerdictThresholdFailed   = "threshold-failed"
+	// VerdictWeak: the audit found no violation but is weak: the run did
+	// not exercise what it had to (no money operation, or a class of
+	// outcome its scenario promised never happened).
+	VerdictWeak = "weak"
 )
 
 // Exit codes of `ledgerproof run`, one per verdict.
@@ -43,6 +47,7 @@ const (
 	ExitInvariantViolated = 1
 	ExitCouldNotRun       = 2
 	ExitThresholdFailed   = 3
+	ExitWeak              = 4
 )
 
 // ExitCode returns the exit code of a verdict.
@@ -54,6 +59,8 @@ func ExitCode(verdict string) int {
 		return ExitInvariantViolated
 	case VerdictThresholdFailed:
 		return ExitThresholdFailed
+	case VerdictWeak:
+		return ExitWeak
 	}
 	return ExitCouldNotRun
 }
@@ -161,19 +168,24 @@ func ReadRunFile(dir string) (*RunFile, error) {
 }
 
 // Judge returns the run's verdict from its parts: the audit's verdict
-// (invariants: passed, violated, incomplete; empty when it did not run), the load's
-// exit status, and whether anything else kept the run from doing what it
-// said (interrupted, a fault that could not be applied, no report).
+// (invariants: passed, violated, incomplete, weak; empty when it did not
+// run), the load's exit status, and whether anything else kept the run from
+// doing what it said (interrupted, a fault that could not be applied, no
+// report). Severity: invariant-violated, could-not-run, weak,
+// threshold-failed, passed. Weak wins over crossed thresholds, so a job that
+// tolerates threshold-failed never takes an untested run for a pass.
 func Judge(auditVerdict string, loadExitCode int, otherProblem bool) string {
 	switch {
 	case auditVerdict == invariants.VerdictViolated:
 		return VerdictInvariantViolated
-	case auditVerdict != invariants.VerdictPassed, otherProblem:
+	case auditVerdict != invariants.VerdictPassed && auditVerdict != invariants.VerdictWeak, otherProblem:
 		return VerdictCouldNotRun
+	case loadExitCode != 0 && loadExitCode != loadExitThresholds:
+		return VerdictCouldNotRun
+	case auditVerdict == invariants.VerdictWeak:
+		return VerdictWeak
 	case loadExitCode == loadExitThresholds:
 		return VerdictThresholdFailed
-	case loadExitCode != 0:
-		return VerdictCouldNotRun
 	}
 	return VerdictPassed
 }

@@ -632,6 +632,16 @@ func (r *run) finish() {
 		}
 	}
 	r.beginPhase("audit")
+	// run.json before the audit: the audit reads the run's scenario and its
+	// overrides from it (what the scenario promised is what the audit
+	// requires), and a run killed during the audit leaves a record that
+	// says it has no verdict.
+	early := *r.record
+	early.Verdict, early.ExitCode = VerdictCouldNotRun, ExitCouldNotRun
+	early.Note = joinNote(early.Note, "the run ended before its verdict (this record was written before the audit)")
+	if err := early.Write(config.RunDir); err != nil {
+		r.say("ERROR: %v", err)
+	}
 	r.say("drain and audit")
 	verdict, err := config.Audit(ctx, config.RunDir, r.output)
 	if err != nil {
@@ -678,6 +688,13 @@ func (r *run) judge(problem bool) {
 		r.record.Note = notes
 	}
 	r.record.ExitCode = ExitCode(r.record.Verdict)
+}
+
+func joinNote(note, more string) string {
+	if note == "" {
+		return more
+	}
+	return note + "; " + more
 }
 
 func (r *run) writeRecord() {

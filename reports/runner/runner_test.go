@@ -29,6 +29,11 @@ func TestJudge(t *testing.T) {
 		{"audit did not run", "", 0, false, VerdictCouldNotRun},
 		{"load crashed", invariants.VerdictPassed, 107, false, VerdictCouldNotRun},
 		{"interrupted or a fault failed", invariants.VerdictPassed, 0, true, VerdictCouldNotRun},
+		{"weak audit", invariants.VerdictWeak, 0, false, VerdictWeak},
+		{"weak wins over thresholds", invariants.VerdictWeak, 99, false, VerdictWeak},
+		{"a broken run wins over weak", invariants.VerdictWeak, 0, true, VerdictCouldNotRun},
+		{"a crashed load wins over weak", invariants.VerdictWeak, 2, false, VerdictCouldNotRun},
+		{"violation wins over weak", invariants.VerdictViolated, 0, false, VerdictInvariantViolated},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -38,7 +43,7 @@ func TestJudge(t *testing.T) {
 			}
 		})
 	}
-	for verdict, code := range map[string]int{VerdictPassed: 0, VerdictInvariantViolated: 1, VerdictCouldNotRun: 2, VerdictThresholdFailed: 3} {
+	for verdict, code := range map[string]int{VerdictPassed: 0, VerdictInvariantViolated: 1, VerdictCouldNotRun: 2, VerdictThresholdFailed: 3, VerdictWeak: 4} {
 		if ExitCode(verdict) != code {
 			t.Errorf("ExitCode(%s) = %d, want %d (docs/run-directory.md)", verdict, ExitCode(verdict), code)
 		}

@@ -31,6 +31,7 @@ type Response struct {
 	Status   int
 	Body     []byte
 	Replayed bool
+	Header   http.Header
 }
 
 // Decode decodes the body into value.
@@ -104,7 +105,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, key stri
 	if err != nil {
 		return Response{}, err
 	}
-	return Response{Status: response.StatusCode, Body: data, Replayed: response.Header.Get("Idempotent-Replayed") == "true"}, nil
+	return Response{Status: response.StatusCode, Body: data, Replayed: response.Header.Get("Idempotent-Replayed") == "true",
+		Header: response.Header}, nil
 }
 
 // Signup creates a user; it returns the user's account id.
@@ -140,6 +142,21 @@ func (c *Client) Signin(ctx context.Context, email, password string) error {
 		return err
 	}
 	c.Token = session.Token
+	return nil
+}
+
+// Signout ends every session of the signed-in user (DELETE /v1/sessions):
+// the token, and every other token of the user, is refused from then on by
+// every gateway (within a second or so on the others). It forgets the token.
+func (c *Client) Signout(ctx context.Context) error {
+	response, err := c.Do(ctx, http.MethodDelete, "/v1/sessions", nil, "", 0)
+	if err != nil {
+		return err
+	}
+	if response.Status != http.StatusNoContent {
+		return fmt.Errorf("signout: %d %s", response.Status, response.Body)
+	}
+	c.Token = ""
 	return nil
 }
 

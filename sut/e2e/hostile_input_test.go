@@ -21,7 +21,7 @@ import (
 // parser may read one way and another parser another way (duplicate and
 // case-folded JSON members, trailing data, wrong types, repeated or
 // malformed Idempotency-Key headers) and reads unknown and other users'
-// accounts. Each is refused with our {code,message} body, except the header
+// accounts. Each is refused with our {code,message,request_id} body, except the header
 // bytes Go's net/http refuses itself (documented in sut/openapi.yaml), and
 // nothing changes: no user, no transaction, no balance.
 func TestHostileInput(t *testing.T) {
@@ -160,21 +160,22 @@ func (s *testStack) snapshot(alice, bob user) ledgerState {
 }
 
 // checkErrorBody asserts an error answer: the status, a JSON body of
-// exactly {code, message} with the code wanted, and a message of printable
-// ASCII (nothing of the client's echoed raw).
+// exactly {code, message, request_id} with the code wanted, and a message of
+// printable ASCII (nothing of the client's echoed raw).
 func checkErrorBody(t *testing.T, status int, contentType string, body []byte, wantStatus int, wantCode string) {
 	t.Helper()
 	if status != wantStatus || contentType != "application/json" {
 		t.Fatalf("%d %q %q, want %d application/json", status, contentType, body, wantStatus)
 	}
 	var answer struct {
-		Code    *string `json:"code"`
-		Message *string `json:"message"`
+		Code      *string `json:"code"`
+		Message   *string `json:"message"`
+		RequestID *string `json:"request_id"`
 	}
 	decoder := json.NewDecoder(bytes.NewReader(body))
 	decoder.DisallowUnknownFields()
-	if err := decoder.Decode(&answer); err != nil || answer.Code == nil || answer.Message == nil {
-		t.Fatalf("%q is not a {code,message} body: %v", body, err)
+	if err := decoder.Decode(&answer); err != nil || answer.Code == nil || answer.Message == nil || answer.RequestID == nil || *answer.RequestID == "" {
+		t.Fatalf("%q is not a {code,message,request_id} body: %v", body, err)
 	}
 	if *answer.Code != wantCode {
 		t.Errorf("code %q, want %q: %s", *answer.Code, wantCode, body)

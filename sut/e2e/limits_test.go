@@ -36,7 +36,7 @@ func TestRateLimitAndMetrics(t *testing.T) {
 		t.Fatalf("another user was limited too: %v", err)
 	}
 
-	gatewayMetrics := scrape(t, s.file.Endpoints.Gateways[0]+"/metrics")
+	gatewayMetrics := scrape(t, s.file.Endpoints.GatewayInternal[0]+"/metrics")
 	for _, want := range []string{`ledger_gateway_requests_total{route="account",status="429"}`, "ledger_gateway_request_seconds_bucket", "go_goroutines"} {
 		if !strings.Contains(gatewayMetrics, want) {
 			t.Errorf("gateway metrics lack %s", want)

@@ -353,7 +353,7 @@ func TestStuckPartitionHoldsOnlyItself(t *testing.T) {
 // check.
 func TestGatewayReadyOnlyWithWorkers(t *testing.T) {
 	s := startStack(t, 1, 1)
-	readyz := s.file.Endpoints.Gateways[0] + "/readyz"
+	readyz := s.file.Endpoints.GatewayInternal[0] + "/readyz"
 	var body struct {
 		Ready  bool              `json:"ready"`
 		Checks map[string]string `json:"checks"`

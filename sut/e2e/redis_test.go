@@ -100,7 +100,7 @@ func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
 	if a, b := s.balance(alice.accountID), s.balance(bob.accountID); a != 900 || b != 100 {
 		t.Fatalf("balances %d/%d, want 900/100", a, b)
 	}
-	metrics := scrape(t, s.file.Endpoints.Gateways[0]+"/metrics")
+	metrics := scrape(t, s.file.Endpoints.GatewayInternal[0]+"/metrics")
 	if !strings.Contains(metrics, `ledger_gateway_ledger_key_checks_total{result="skipped"}`) {
 		t.Fatal("no money request skipped the ledger check")
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"unicode/utf8"
 
@@ -39,21 +38,6 @@ import (
 // case-sensitively, where encoding/json keeps the last duplicate and folds
 // case. Moving to encoding/json/v2 once it needs no experiment is a change
 // of import path.
-
-// readBody reads a request body, bounded by MaxBodyBytes.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.config.MaxBodyBytes))
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, ledger.Errorf(ledger.CodeBodyTooLarge, "the body is larger than %d bytes", g.config.MaxBodyBytes)
-	}
-	if err != nil {
-		// The connection failed mid-body; its error says nothing the client
-		// needs (and may name internals), so it is not echoed.
-		return nil, ledger.Errorf(ledger.CodeInvalidRequest, "the body could not be read to its end")
-	}
-	return body, nil
-}
 
 // decodeStrict decodes body into into, a pointer to a request struct of this
 // package whose fields are jsonNumber, amountLiteral or jsonString, under

@@ -1,7 +1,11 @@
-// Package gateway is the reference system's HTTP API: signup, sign-in, and
-// the money operations, which it validates, authorises, guards with the
-// idempotency contract, and queues on the commands topic, answering 202 or,
-// when asked, the final outcome within a bounded wait. See sut/openapi.yaml.
+// Package gateway is the reference system's HTTP API: signup, sign-in,
+// sign-out, and the money operations, which it validates, authorises,
+// guards with the idempotency contract, and queues on the commands topic,
+// answering 202 or, when asked, the final outcome within a bounded wait.
+// See sut/openapi.yaml. It defends itself against hostile clients (limits
+// per address, per email and per user, a sign-in lock, bounded password
+// hashing, body deadlines, revocable sessions, look-alike emails, generic
+// errors, an internal listener): docs/security.md.
 package gateway
 
 import (
@@ -12,8 +16,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,8 +61,60 @@ type Config struct {
 	// RateLimitBurst is each user's burst. Default 2×RateLimitPerSecond.
 	RateLimitBurst int
 	// MaxInFlightRequests bounds concurrent requests; beyond it requests are
-	// refused with 503 at once rather than queued. Default 8192.
+	// refused with 503 at once rather than queued. A request takes its slot
+	// once its body has arrived (BodyReadTimeout), so clients that stall
+	// their bodies hold none. Default 8192.
 	MaxInFlightRequests int
+	// MoneyRateLimit is each user's rate of money requests (deposits,
+	// withdrawals, transfers), per gateway process, on top of
+	// RateLimitPerSecond. Default 100/s, burst 200: a person moves money a
+	// few times a minute, and a stolen token empties an account no faster
+	// than this; a negative PerSecond turns it off.
+	MoneyRateLimit RateLimit
+	// SigninPerAddress limits sign-in attempts per client address (an IPv6
+	// address by its /64), per gateway process. Default 1/s, burst 20.
+	SigninPerAddress RateLimit
+	// SigninPerEmail limits sign-in attempts per normalised email (its
+	// look-alikes included), per gateway process. Default 0.1/s (6 a
+	// minute), burst 10.
+	SigninPerEmail RateLimit
+	// SignupPerAddress limits signups per client address. Default 0.1/s,
+	// burst 10: it also bounds how fast one address learns which emails
+	// have accounts (signup answers 409 email_taken).
+	SignupPerAddress RateLimit
+	// SignupPerEmail limits signups per normalised email. Default 0.1/s,
+	// burst 5.
+	SignupPerEmail RateLimit
+	// SigninLock locks an email after repeated sign-in failures, shared by
+	// every gateway through Redis and kept by each gateway too. Default: 5
+	// failures, then 1 minute from the last, doubled with each further
+	// failure, at most 1 hour; failures forgotten 24 hours after the last.
+	SigninLock redis.SigninLock
+	// ConnectionsPerAddress caps the open connections of one client address
+	// (Listener); beyond it a new connection is closed at once. Trusted
+	// proxies are not capped. Default 256; negative: no cap.
+	ConnectionsPerAddress int
+	// InFlightPerAddress caps the requests of one client address being
+	// served at once, body reads included: 429 beyond it. Default 64;
+	// negative: no cap.
+	InFlightPerAddress int
+	// BodyReadTimeout bounds the reading of a request body, before the
+	// request takes an in-flight slot. Default 5s: a body is at most
+	// MaxBodyBytes.
+	BodyReadTimeout time.Duration
+	// MaxHeaderBytes caps the request line and headers (Server). Default
+	// 16 KiB.
+	MaxHeaderBytes int
+	// TrustedProxies are the networks of the proxies in front of the
+	// gateway (nginx): for a request from one of them, the client address
+	// is the last X-Forwarded-For entry that is not a trusted proxy, and an
+	// X-Request-Id is kept. Default none: the peer is the client.
+	TrustedProxies []netip.Prefix
+	// SessionCheckInterval is how often the gateway reads the users whose
+	// sessions were ended (sign-out, an operator's revocation time), so an
+	// ended session is refused by every gateway within about this. Default
+	// 1s: one small query a second per gateway, whatever the load.
+	SessionCheckInterval time.Duration
 	// PasswordHashing sets the KDF cost.
 	PasswordHashing PasswordHashing
 	// ApplyMode is how a money command reaches the ledger: ApplyModeQueue
@@ -97,6 +153,28 @@ func (c *Config) applyDefaults() error {
 	if c.MaxInFlightRequests == 0 {
 		c.MaxInFlightRequests = 8192
 	}
+	c.MoneyRateLimit.applyDefaults(RateLimit{PerSecond: 100, Burst: 200})
+	c.SigninPerAddress.applyDefaults(RateLimit{PerSecond: 1, Burst: 20})
+	c.SigninPerEmail.applyDefaults(RateLimit{PerSecond: 0.1, Burst: 10})
+	c.SignupPerAddress.applyDefaults(RateLimit{PerSecond: 0.1, Burst: 10})
+	c.SignupPerEmail.applyDefaults(RateLimit{PerSecond: 0.1, Burst: 5})
+	if c.SigninLock.FailuresBeforeLock == 0 {
+		c.SigninLock.FailuresBeforeLock = 5
+	}
+	setDuration(&c.SigninLock.Lock, time.Minute)
+	setDuration(&c.SigninLock.LockMaximum, time.Hour)
+	setDuration(&c.SigninLock.Memory, 24*time.Hour)
+	if c.ConnectionsPerAddress == 0 {
+		c.ConnectionsPerAddress = 256
+	}
+	if c.InFlightPerAddress == 0 {
+		c.InFlightPerAddress = 64
+	}
+	setDuration(&c.BodyReadTimeout, 5*time.Second)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	setDuration(&c.SessionCheckInterval, time.Second)
 	if c.ApplyMode == "" {
 		c.ApplyMode = ApplyModeQueue
 	}
@@ -121,14 +199,43 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("gateway: max in-flight requests %d must be positive", c.MaxInFlightRequests)
 	case c.RateLimitPerSecond > 0 && c.RateLimitBurst < 1:
 		return fmt.Errorf("gateway: rate limit burst %d must be positive", c.RateLimitBurst)
+	case c.SigninLock.FailuresBeforeLock < 1:
+		return fmt.Errorf("gateway: sign-in failures before a lock %d must be positive", c.SigninLock.FailuresBeforeLock)
+	case c.SigninLock.Lock <= 0 || c.SigninLock.LockMaximum < c.SigninLock.Lock:
+		return fmt.Errorf("gateway: sign-in lock %s must be positive and at most its maximum %s", c.SigninLock.Lock, c.SigninLock.LockMaximum)
+	case c.SigninLock.Memory < c.SigninLock.LockMaximum:
+		return fmt.Errorf("gateway: sign-in failures must be remembered (%s) at least as long as the longest lock (%s)", c.SigninLock.Memory, c.SigninLock.LockMaximum)
+	case c.BodyReadTimeout < 0 || c.SessionCheckInterval < 0:
+		return fmt.Errorf("gateway: body read timeout %s and session check interval %s must be positive", c.BodyReadTimeout, c.SessionCheckInterval)
+	case c.SessionCheckInterval > time.Minute:
+		return fmt.Errorf("gateway: session check interval %s is above a minute: an ended session would stay valid that long", c.SessionCheckInterval)
+	case c.MaxHeaderBytes < 1024:
+		return fmt.Errorf("gateway: max header bytes %d is below 1024", c.MaxHeaderBytes)
+	}
+	for name, limit := range map[string]RateLimit{"money rate limit": c.MoneyRateLimit, "sign-in per address": c.SigninPerAddress,
+		"sign-in per email": c.SigninPerEmail, "signup per address": c.SignupPerAddress, "signup per email": c.SignupPerEmail} {
+		if err := limit.validate(); err != nil {
+			return fmt.Errorf("gateway: %s: %w", name, err)
+		}
 	}
 	return nil
 }
 
 // Store is what the gateway needs of the ledger in Postgres.
 type Store interface {
-	CreateUser(ctx context.Context, email, passwordHash string) (ledger.User, error)
-	UserByEmail(ctx context.Context, email string) (ledger.User, error)
+	CreateUserWithKey(ctx context.Context, email, emailKey, passwordHash string) (ledger.User, error)
+	UserByEmailKey(ctx context.Context, emailKey, email string) (ledger.User, error)
+	// UsersWithoutEmailKey and SetEmailKey give users created before email
+	// keys existed theirs (BackfillEmailKeys).
+	UsersWithoutEmailKey(ctx context.Context, afterID int64, limit int) ([]ledger.User, error)
+	SetEmailKey(ctx context.Context, userID int64, emailKey string) error
+	// CreateSession, LookupSession, EndSessions, SessionsEndedSince and
+	// DeleteExpiredSessions are the sessions of record (postgres/sessions.go).
+	CreateSession(ctx context.Context, tokenHash []byte, userID, accountID int64, ttl time.Duration) (ledger.Session, error)
+	LookupSession(ctx context.Context, tokenHash []byte) (ledger.Session, bool, error)
+	EndSessions(ctx context.Context, userID int64) (ledger.SessionsValidAfter, error)
+	SessionsEndedSince(ctx context.Context, changedAfter time.Time, recentWithin time.Duration, recentOnly bool, limit int) ([]ledger.SessionsValidAfter, time.Time, error)
+	DeleteExpiredSessions(ctx context.Context, limit int) (int64, error)
 	Account(ctx context.Context, id int64) (ledger.Account, error)
 	Transaction(ctx context.Context, id string) (ledger.Transaction, error)
 	// LedgerEmpty reports whether the ledger has no transaction at all.
@@ -140,6 +247,10 @@ type Store interface {
 type Cache interface {
 	CreateSession(ctx context.Context, token string, session redis.Session, ttl time.Duration) error
 	LookupSession(ctx context.Context, token string) (redis.Session, bool, error)
+	DeleteSession(ctx context.Context, token string) error
+	SigninAttempt(ctx context.Context, emailKey string, now time.Time, policy redis.SigninLock) (redis.SigninAttemptAnswer, error)
+	SigninSucceeded(ctx context.Context, emailKey string) error
+	SigninUndecided(ctx context.Context, emailKey string) error
 	Reserve(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration) (redis.Reservation, error)
 	KeysComplete(ctx context.Context) (bool, error)
 	MarkKeysComplete(ctx context.Context, value string) (bool, error)
@@ -206,11 +317,25 @@ type Gateway struct {
 	// ledger.BugAcknowledgeBeforeCommit.
 	backgroundProduces chan struct{}
 
-	// sessions is the gateway's own memory of sessions (see localSessions).
-	sessions *localSessions
+	// sessions is the gateway's own memory of sessions (see localSessions);
+	// endedSessions the users' revocation times it checks them against.
+	sessions      *localSessions
+	endedSessions *endedSessions
 
-	limitersMutex sync.Mutex
-	limiters      map[int64]*rate.Limiter
+	// The limits on clients (limits.go, signin.go).
+	userLimits       *keyedLimiter[int64]
+	moneyLimits      *keyedLimiter[int64]
+	signinPerAddress *keyedLimiter[string]
+	signinPerEmail   *keyedLimiter[string]
+	signupPerAddress *keyedLimiter[string]
+	signupPerEmail   *keyedLimiter[string]
+	signinFailures   *signinFailures
+	addressInFlight  *addressCounter
+	hashing          *hashSlots
+	decoyHash        string
+	// detailLogs bounds the lines logged about refused and failed requests,
+	// so a flood of them does not become a flood of log lines.
+	detailLogs *rate.Limiter
 }
 
 // Dependencies are the gateway's adapters and hooks.
@@ -266,22 +391,37 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 			dependencies.Gatherer = prometheus.DefaultGatherer
 		}
 	}
-	g := &Gateway{
-		config:   config,
-		store:    dependencies.Store,
-		cache:    dependencies.Cache,
-		queue:    dependencies.Queue,
-		applier:  dependencies.Applier,
-		ready:    dependencies.Ready,
-		workers:  dependencies.Workers,
-		logger:   dependencies.Logger,
-		metrics:  newMetrics(dependencies.Registerer),
-		waiters:  newWaiters(),
-		clock:    dependencies.Clock,
-		inFlight: make(chan struct{}, config.MaxInFlightRequests),
-		limiters: map[int64]*rate.Limiter{},
-		sessions: newLocalSessions(),
+	decoyHash, err := config.PasswordHashing.decoyHash()
+	if err != nil {
+		return nil, err
 	}
+	g := &Gateway{
+		config:           config,
+		store:            dependencies.Store,
+		cache:            dependencies.Cache,
+		queue:            dependencies.Queue,
+		applier:          dependencies.Applier,
+		ready:            dependencies.Ready,
+		workers:          dependencies.Workers,
+		logger:           dependencies.Logger,
+		metrics:          newMetrics(dependencies.Registerer),
+		waiters:          newWaiters(),
+		clock:            dependencies.Clock,
+		inFlight:         make(chan struct{}, config.MaxInFlightRequests),
+		sessions:         newLocalSessions(),
+		userLimits:       newKeyedLimiter[int64](RateLimit{PerSecond: config.RateLimitPerSecond, Burst: config.RateLimitBurst}),
+		moneyLimits:      newKeyedLimiter[int64](config.MoneyRateLimit),
+		signinPerAddress: newKeyedLimiter[string](config.SigninPerAddress),
+		signinPerEmail:   newKeyedLimiter[string](config.SigninPerEmail),
+		signupPerAddress: newKeyedLimiter[string](config.SignupPerAddress),
+		signupPerEmail:   newKeyedLimiter[string](config.SignupPerEmail),
+		signinFailures:   newSigninFailures(config.SigninLock),
+		addressInFlight:  newAddressCounter(config.InFlightPerAddress),
+		hashing:          newHashSlots(config.PasswordHashing),
+		decoyHash:        decoyHash,
+		detailLogs:       rate.NewLimiter(20, 100),
+	}
+	g.endedSessions = newEndedSessions(g.store, g.clock, config.SessionCheckInterval, config.SessionTTL, g.logger)
 	g.metricsHandler = promhttp.HandlerFor(dependencies.Gatherer, promhttp.HandlerOpts{})
 	// The one place each gateway bug is switched on by name.
 	g.claim, g.produce = g.claimKey, g.produceAcknowledged
@@ -301,6 +441,9 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 // Postgres, and every key is checked in the ledger.
 func (g *Gateway) Run(ctx context.Context) {
 	go g.markKeysComplete(ctx)
+	go g.endedSessions.follow(ctx)
+	go g.tidySessions(ctx)
+	go g.backfillEmailKeys(ctx)
 	g.cache.SubscribeOutcomes(ctx, g.waiters.notify)
 }
 
@@ -353,26 +496,49 @@ func (g *Gateway) tryMarkKeysComplete(ctx context.Context) {
 	g.logger.Info("the ledger is empty: Redis holds every idempotency key from now on; new keys skip the ledger check")
 }
 
-// Handler returns the HTTP handler of the whole API.
-func (g *Gateway) Handler() http.Handler {
+// Handler returns the handler of the public API (sut/openapi.yaml): the
+// routes, each behind the request guard (protect, instrument). Serve it with
+// Server on a listener wrapped by Listener.
+func (g *Gateway) Handler() http.Handler { return g.protect(g.routes()) }
+
+// routes registers the public API's routes.
+func (g *Gateway) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/users", g.instrument("signup", g.signup))
-	mux.HandleFunc("POST /v1/sessions", g.instrument("signin", g.signin))
-	mux.HandleFunc("POST /v1/deposits", g.instrument("deposit", g.authenticated(g.moneyHandler(ledger.KindDeposit))))
-	mux.HandleFunc("POST /v1/withdrawals", g.instrument("withdrawal", g.authenticated(g.moneyHandler(ledger.KindWithdrawal))))
-	mux.HandleFunc("POST /v1/transfers", g.instrument("transfer", g.authenticated(g.moneyHandler(ledger.KindTransfer))))
-	mux.HandleFunc("GET /v1/transactions/{id}", g.instrument("transaction", g.authenticated(g.getTransaction)))
-	mux.HandleFunc("GET /v1/accounts/{id}", g.instrument("account", g.authenticated(g.getAccount)))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
-	})
+	mux.HandleFunc("POST /v1/users", g.instrument("signup", takesBody, g.signup))
+	mux.HandleFunc("POST /v1/sessions", g.instrument("signin", takesBody, g.signin))
+	mux.HandleFunc("DELETE /v1/sessions", g.instrument("signout", noBody, g.authenticated(g.signout)))
+	mux.HandleFunc("POST /v1/deposits", g.instrument("deposit", takesBody, g.authenticated(g.moneyHandler(ledger.KindDeposit))))
+	mux.HandleFunc("POST /v1/withdrawals", g.instrument("withdrawal", takesBody, g.authenticated(g.moneyHandler(ledger.KindWithdrawal))))
+	mux.HandleFunc("POST /v1/transfers", g.instrument("transfer", takesBody, g.authenticated(g.moneyHandler(ledger.KindTransfer))))
+	mux.HandleFunc("GET /v1/transactions/{id}", g.instrument("transaction", noBody, g.authenticated(g.getTransaction)))
+	mux.HandleFunc("GET /v1/accounts/{id}", g.instrument("account", noBody, g.authenticated(g.getAccount)))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("/", g.notFound)
+	return mux
+}
+
+// InternalHandler returns the operators' handler: readiness and metrics.
+// They say which databases and brokers the gateway uses and how it fares,
+// so they are served on a listener of their own (--internal-listen) that
+// only the orchestrator and the metrics scraper reach, never on the public
+// one.
+func (g *Gateway) InternalHandler() http.Handler { return g.protect(g.internalRoutes()) }
+
+// internalRoutes registers the internal listener's routes.
+func (g *Gateway) internalRoutes() *http.ServeMux {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.Handle("GET /metrics", g.metricsHandler)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		status, body := errorResponse(ledger.Errorf(ledger.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
-		writeJSON(w, status, body)
-	})
+	mux.HandleFunc("/", g.notFound)
 	return mux
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+}
+
+func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
+	g.writeError(w, r, "none", ledger.Errorf(ledger.CodeNotFound, "no route for %s %s", r.Method, quoteForMessage(r.URL.Path)))
 }
 
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
@@ -407,107 +573,64 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 
 type handler func(w http.ResponseWriter, r *http.Request) (status int, body []byte, err error)
 
-// instrument bounds concurrency, turns a handler's result into a response
-// and counts it.
-func (g *Gateway) instrument(route string, next handler) http.HandlerFunc {
+// Whether a route takes a request body (instrument).
+const (
+	takesBody = true
+	noBody    = false
+)
+
+// instrument guards a route and turns its handler's result into an answer:
+// it caps the requests in flight of the client's address, reads a route's
+// body (application/json, a Content-Length, within BodyReadTimeout) before
+// the request takes one of the gateway's in-flight slots, so a client that
+// stalls its body holds none, then runs the handler and counts the answer.
+func (g *Gateway) instrument(route string, withBody bool, next handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		started := g.clock()
+		state := stateOf(r)
+		if !g.addressInFlight.acquire(state.clientKey) {
+			g.metrics.refusals.WithLabelValues("in_flight_per_address").Inc()
+			// The body, if any, is not read: the connection cannot be reused.
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "1")
+			g.answer(w, r, route, started, 0, nil, ledger.Errorf(ledger.CodeRateLimited,
+				"more than %d requests at once from your address", g.config.InFlightPerAddress))
+			return
+		}
+		defer g.addressInFlight.release(state.clientKey)
+		if withBody {
+			body, err := g.readRequestBody(w, r)
+			if err != nil {
+				w.Header().Set("Connection", "close")
+				g.answer(w, r, route, started, 0, nil, err)
+				return
+			}
+			state.body = body
+		}
 		select {
 		case g.inFlight <- struct{}{}:
 			defer func() { <-g.inFlight }()
 		default:
-			status, body := errorResponse(ledger.Errorf(ledger.CodeUnavailable, "gateway is at its limit of %d requests in flight", g.config.MaxInFlightRequests))
+			g.metrics.refusals.WithLabelValues("in_flight").Inc()
 			w.Header().Set("Retry-After", "1")
-			writeJSON(w, status, body)
-			g.metrics.observe(route, status, g.clock().Sub(started))
+			g.answer(w, r, route, started, 0, nil, ledger.Errorf(ledger.CodeUnavailable,
+				"gateway is at its limit of %d requests in flight", g.config.MaxInFlightRequests))
 			return
 		}
 		status, body, err := next(w, r)
-		if err != nil {
-			if ledger.ErrorCode(err) == ledger.CodeInternal {
-				g.logger.Error("request failed", "route", route, "error", err)
-			}
-			status, body = errorResponse(err)
-		}
+		g.answer(w, r, route, started, status, body, err)
+	}
+}
+
+// answer writes a handler's result, or its error as the error body, and
+// counts it.
+func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, route string, started time.Time, status int, body []byte, err error) {
+	if err != nil {
+		status = g.writeError(w, r, route, err)
+	} else {
 		writeJSON(w, status, body)
-		g.metrics.observe(route, status, g.clock().Sub(started))
 	}
-}
-
-type sessionKey struct{}
-
-// authenticated resolves the bearer token to a session and applies the
-// per-user rate limit.
-func (g *Gateway) authenticated(next handler) handler {
-	return func(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
-		const prefix = "Bearer "
-		header := r.Header.Get("Authorization")
-		if len(header) <= len(prefix) || header[:len(prefix)] != prefix {
-			return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "an Authorization: Bearer <token> header is required")
-		}
-		token := header[len(prefix):]
-		now := g.clock()
-		// The gateway's own memory first: a session cannot be revoked in
-		// this system (there is no sign-out; a token lives until its
-		// expiry, in Redis as here), so a remembered, unexpired session is
-		// exactly what Redis would say, without a round trip per request.
-		// Redis is asked for tokens this gateway has not seen (issued by
-		// another gateway, or before a restart). If sessions ever become
-		// revocable, revocation must reach every gateway's memory (a
-		// pub/sub message) or this shortcut must go.
-		session, remembered := g.sessions.lookup(token, now)
-		if remembered {
-			g.metrics.localSessions.Inc()
-		} else {
-			cached, found, err := g.cache.LookupSession(r.Context(), token)
-			switch {
-			case err != nil:
-				return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "sessions are unavailable: %v", err)
-			case !found:
-				return 0, nil, ledger.Errorf(ledger.CodeUnauthenticated, "the token is unknown or expired; sign in again")
-			}
-			session = cached
-			g.sessions.remember(token, session, now, sessionFallbackLifetime)
-		}
-		if !g.allow(session.UserID) {
-			w.Header().Set("Retry-After", "1")
-			return 0, nil, ledger.Errorf(ledger.CodeRateLimited, "more than %g requests per second for this user", g.config.RateLimitPerSecond)
-		}
-		return next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, session)))
-	}
-}
-
-// sessionFallbackLifetime is how long a session read from Redis without an
-// expiry is remembered locally.
-const sessionFallbackLifetime = 10 * time.Minute
-
-func sessionOf(r *http.Request) redis.Session {
-	session, ok := r.Context().Value(sessionKey{}).(redis.Session)
-	if !ok {
-		panic("gateway: handler reached without a session")
-	}
-	return session
-}
-
-// maxLimiters bounds the per-user limiter map; when full it is reset, which
-// only forgives users a little burst.
-const maxLimiters = 100_000
-
-func (g *Gateway) allow(userID int64) bool {
-	if g.config.RateLimitPerSecond < 0 {
-		return true
-	}
-	g.limitersMutex.Lock()
-	defer g.limitersMutex.Unlock()
-	limiter, ok := g.limiters[userID]
-	if !ok {
-		if len(g.limiters) >= maxLimiters {
-			g.limiters = map[int64]*rate.Limiter{}
-		}
-		limiter = rate.NewLimiter(rate.Limit(g.config.RateLimitPerSecond), g.config.RateLimitBurst)
-		g.limiters[userID] = limiter
-	}
-	return limiter.AllowN(g.clock(), 1)
+	g.metrics.observe(route, status, g.clock().Sub(started))
 }
 
 func parseID(r *http.Request, name string) (int64, error) {

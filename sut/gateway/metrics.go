@@ -16,7 +16,10 @@ type metrics struct {
 	waitTimeouts   prometheus.Counter
 	cacheErrors    prometheus.Counter
 	localSessions  prometheus.Counter
+	ledgerSessions prometheus.Counter
 	ledgerChecks   *prometheus.CounterVec
+	refusals       *prometheus.CounterVec
+	signinFailures prometheus.Counter
 }
 
 func newMetrics(registerer prometheus.Registerer) *metrics {
@@ -33,10 +36,16 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		cacheErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_cache_errors_total", Help: "Failed Redis calls (the ledger answered instead)."}),
 		localSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_local_sessions_total",
 			Help: "Requests authenticated from the gateway's own memory of sessions, without asking Redis (which may be down or have lost them)."}),
+		ledgerSessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_ledger_sessions_total",
+			Help: "Sessions found in the ledger database because neither this gateway's memory nor Redis had them."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_refusals_total",
+			Help: "Requests and connections refused by a limit on clients, by reason (docs/security.md)."}, []string{"reason"}),
+		signinFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_signin_failures_total",
+			Help: "Sign-ins refused for a wrong password or an unknown email."}),
 		ledgerChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_ledger_key_checks_total",
 			Help: "Money requests by whether the ledger was asked about their key: checked, or skipped (Redis reserved a new key in a dataset whose keys are complete)."}, []string{"result"}),
 	}
-	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerChecks)
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures)
 	return m
 }
 

@@ -163,11 +163,7 @@ func validKey(key string) bool {
 // parseCommand decodes and checks a money request into a command.
 func (g *Gateway) parseCommand(w http.ResponseWriter, r *http.Request, kind ledger.Kind, session redis.Session) (ledger.Command, error) {
 	command := ledger.Command{Kind: kind, UserID: session.UserID}
-	body, err := g.readBody(w, r)
-	if err != nil {
-		return command, err
-	}
-	request, err := decodeMoneyRequest(kind, body)
+	request, err := decodeMoneyRequest(kind, requestBodyOf(r))
 	if err != nil {
 		return command, err
 	}
@@ -218,6 +214,11 @@ func (g *Gateway) waitRequested(r *http.Request) (time.Duration, error) {
 func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 	return func(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
 		session := sessionOf(r)
+		if allowed, wait := g.moneyLimits.allow(session.UserID, g.clock()); !allowed {
+			g.metrics.refusals.WithLabelValues("money_rate").Inc()
+			w.Header().Set("Retry-After", retryAfterSeconds(wait))
+			return 0, nil, ledger.Errorf(ledger.CodeRateLimited, "more than %g money requests per second for this user", g.config.MoneyRateLimit.PerSecond)
+		}
 		key, err := idempotencyKey(r.Header)
 		if err != nil {
 			return 0, nil, err

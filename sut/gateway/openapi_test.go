@@ -31,21 +31,27 @@ import (
 const openAPIPath = "../openapi.yaml"
 
 // documentedGatewayRoutes is the table of mux patterns registered in
-// (*Gateway).Handler(), without the catch-all "/". The test also derives the
-// patterns from gateway.go's source and asks the mux itself, so this table
-// cannot silently drift from the code.
-var documentedGatewayRoutes = []string{
-	"POST /v1/users",
-	"POST /v1/sessions",
-	"POST /v1/deposits",
-	"POST /v1/withdrawals",
-	"POST /v1/transfers",
-	"GET /v1/transactions/{id}",
-	"GET /v1/accounts/{id}",
-	"GET /healthz",
-	"GET /readyz",
-	"GET /metrics",
-}
+// (*Gateway).routes(), the public API, without the catch-all "/";
+// documentedInternalRoutes those of (*Gateway).InternalHandler(). The test
+// also derives the patterns from gateway.go's source and asks the muxes
+// themselves, so these tables cannot silently drift from the code.
+var (
+	documentedGatewayRoutes = []string{
+		"POST /v1/users",
+		"POST /v1/sessions",
+		"DELETE /v1/sessions",
+		"POST /v1/deposits",
+		"POST /v1/withdrawals",
+		"POST /v1/transfers",
+		"GET /v1/transactions/{id}",
+		"GET /v1/accounts/{id}",
+		"GET /healthz",
+	}
+	documentedInternalRoutes = []string{
+		"GET /readyz",
+		"GET /metrics",
+	}
+)
 
 // Stand-ins for Store, Cache and Queue. They do nothing useful: these tests
 // check routing and documentation only, never behaviour, so no real Postgres,
@@ -55,12 +61,31 @@ type routingStore struct{}
 
 var errStandIn = errors.New("stand-in: not implemented")
 
-func (routingStore) CreateUser(context.Context, string, string) (ledger.User, error) {
+func (routingStore) CreateUserWithKey(context.Context, string, string, string) (ledger.User, error) {
 	return ledger.User{}, errStandIn
 }
-func (routingStore) UserByEmail(context.Context, string) (ledger.User, error) {
+func (routingStore) UserByEmailKey(context.Context, string, string) (ledger.User, error) {
 	return ledger.User{}, ledger.Errorf(ledger.CodeNotFound, "stand-in")
 }
+func (routingStore) UsersWithoutEmailKey(context.Context, int64, int) ([]ledger.User, error) {
+	return nil, errStandIn
+}
+func (routingStore) SetEmailKey(context.Context, int64, string) error { return errStandIn }
+func (routingStore) CreateSession(context.Context, []byte, int64, int64, time.Duration) (ledger.Session, error) {
+	return ledger.Session{}, errStandIn
+}
+func (routingStore) LookupSession(context.Context, []byte) (ledger.Session, bool, error) {
+	return ledger.Session{}, false, nil
+}
+func (routingStore) EndSessions(context.Context, int64) (ledger.SessionsValidAfter, error) {
+	return ledger.SessionsValidAfter{}, errStandIn
+}
+
+// SessionsEndedSince answers that no session was ended.
+func (routingStore) SessionsEndedSince(context.Context, time.Time, time.Duration, bool, int) ([]ledger.SessionsValidAfter, time.Time, error) {
+	return nil, time.Now(), nil
+}
+func (routingStore) DeleteExpiredSessions(context.Context, int) (int64, error) { return 0, errStandIn }
 func (routingStore) Account(context.Context, int64) (ledger.Account, error) {
 	return ledger.Account{}, errStandIn
 }
@@ -78,6 +103,12 @@ func (routingCache) CreateSession(context.Context, string, redis.Session, time.D
 func (routingCache) LookupSession(context.Context, string) (redis.Session, bool, error) {
 	return redis.Session{}, false, nil
 }
+func (routingCache) DeleteSession(context.Context, string) error { return errStandIn }
+func (routingCache) SigninAttempt(context.Context, string, time.Time, redis.SigninLock) (redis.SigninAttemptAnswer, error) {
+	return redis.SigninAttemptAnswer{}, errStandIn
+}
+func (routingCache) SigninSucceeded(context.Context, string) error { return errStandIn }
+func (routingCache) SigninUndecided(context.Context, string) error { return errStandIn }
 func (routingCache) Reserve(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration) (redis.Reservation, error) {
 	return redis.Reservation{}, errStandIn
 }
@@ -146,12 +177,26 @@ func loadOpenAPI(t testing.TB) (openAPIDocument, []byte) {
 	return document, raw
 }
 
-// specRoutes lists the documented operations as Go mux patterns
-// ("METHOD /path/{param}"); OpenAPI path templates and Go 1.22 patterns share
-// the {name} syntax.
+// specRoutes lists the documented operations of the public API as Go mux
+// patterns ("METHOD /path/{param}"); OpenAPI path templates and Go 1.22
+// patterns share the {name} syntax. Paths with a servers list of their own
+// are on the internal listener: specInternalRoutes lists those.
 func specRoutes(document openAPIDocument) []string {
+	return specRoutesWhere(document, false)
+}
+
+// specInternalRoutes lists the documented operations of the internal
+// listener: the paths whose path item names its own servers.
+func specInternalRoutes(document openAPIDocument) []string {
+	return specRoutesWhere(document, true)
+}
+
+func specRoutesWhere(document openAPIDocument, internal bool) []string {
 	var routes []string
 	for path, item := range document.Paths {
+		if _, own := item["servers"]; own != internal {
+			continue
+		}
 		for key := range item {
 			if slices.Contains(httpMethods, key) {
 				routes = append(routes, strings.ToUpper(key)+" "+path)
@@ -179,10 +224,16 @@ func compareRoutes(documented, served []string) (notServed, undocumented []strin
 }
 
 // registeredPatterns reads the patterns passed to mux.Handle and
-// mux.HandleFunc in (*Gateway).Handler from gateway.go's source: the routes as
-// the code registers them, found without changing the code. The catch-all
-// "/" is left out.
+// mux.HandleFunc in (*Gateway).routes from gateway.go's source: the routes
+// as the code registers them, found without changing the code. The
+// catch-all "/" is left out.
 func registeredPatterns(t *testing.T) []string {
+	t.Helper()
+	return registeredPatternsIn(t, "routes")
+}
+
+// registeredPatternsIn is registeredPatterns of the method called method.
+func registeredPatternsIn(t *testing.T, method string) []string {
 	t.Helper()
 	fileSet := token.NewFileSet()
 	file, err := parser.ParseFile(fileSet, "gateway.go", nil, 0)
@@ -193,7 +244,7 @@ func registeredPatterns(t *testing.T) []string {
 	found := false
 	for _, declaration := range file.Decls {
 		function, ok := declaration.(*ast.FuncDecl)
-		if !ok || function.Name.Name != "Handler" || function.Recv == nil {
+		if !ok || function.Name.Name != method || function.Recv == nil {
 			continue
 		}
 		found = true
@@ -222,7 +273,7 @@ func registeredPatterns(t *testing.T) []string {
 		})
 	}
 	if !found {
-		t.Fatal("gateway.go: no Handler method found")
+		t.Fatalf("gateway.go: no %s method found", method)
 	}
 	slices.Sort(patterns)
 	return patterns
@@ -270,17 +321,16 @@ func samplePath(path string) string {
 	).Replace(path)
 }
 
-func newRoutingGateway(t *testing.T) *http.ServeMux {
+// routingTestHashing is the cheapest KDF, so New's decoy hash is instant.
+var routingTestHashing = PasswordHashing{MemoryKiB: 64, Iterations: 1}
+
+func newRoutingGateway(t *testing.T) *Gateway {
 	t.Helper()
-	g, err := New(Config{}, Dependencies{Store: routingStore{}, Cache: routingCache{}, Queue: routingQueue{}})
+	g, err := New(Config{PasswordHashing: routingTestHashing}, Dependencies{Store: routingStore{}, Cache: routingCache{}, Queue: routingQueue{}})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	mux, ok := g.Handler().(*http.ServeMux)
-	if !ok {
-		t.Fatalf("Handler() is a %T, not an *http.ServeMux; adapt this test", g.Handler())
-	}
-	return mux
+	return g
 }
 
 func TestOpenAPIDocument(t *testing.T) {
@@ -361,40 +411,70 @@ func TestOpenAPIRoutesMatchGateway(t *testing.T) {
 		t.Errorf("the gateway registers %s, which openapi.yaml does not document", route)
 	}
 
-	mux := newRoutingGateway(t)
-	// Every route, documented or registered, must be served by exactly its
-	// own pattern and must not reach the catch-all.
-	for _, route := range append(slices.Clone(documented), table...) {
-		method, path, _ := strings.Cut(route, " ")
-		request := httptest.NewRequest(method, samplePath(path), nil)
-		if _, pattern := mux.Handler(request); pattern != route {
-			t.Errorf("%s %s is served by pattern %q, want %q", method, request.URL.Path, pattern, route)
-		}
-		recorder := httptest.NewRecorder()
-		mux.ServeHTTP(recorder, request)
-		body, _ := io.ReadAll(recorder.Body)
-		if strings.Contains(string(body), "no route for") {
-			t.Errorf("%s %s reached the catch-all: %d %s", method, request.URL.Path, recorder.Code, body)
-		}
+	// The internal listener's routes likewise.
+	internalDocumented, internalRegistered := specInternalRoutes(document), registeredPatternsIn(t, "internalRoutes")
+	internalTable := slices.Sorted(slices.Values(documentedInternalRoutes))
+	if !slices.Equal(internalTable, internalRegistered) {
+		t.Errorf("the test's internal route table %v differs from the patterns internalRoutes registers %v", internalTable, internalRegistered)
+	}
+	notServed, undocumented = compareRoutes(internalDocumented, internalRegistered)
+	for _, route := range notServed {
+		t.Errorf("openapi.yaml documents %s on the internal listener, which internalRoutes does not register", route)
+	}
+	for _, route := range undocumented {
+		t.Errorf("internalRoutes registers %s, which openapi.yaml does not document on the internal listener", route)
 	}
 
-	// The catch-all itself answers what the document says: 404 not_found,
-	// also for a documented path with another method.
-	for _, request := range []*http.Request{
-		httptest.NewRequest(http.MethodGet, "/v1/unknown", nil),
-		httptest.NewRequest(http.MethodDelete, "/v1/users", nil),
+	g := newRoutingGateway(t)
+	for _, listener := range []struct {
+		name    string
+		mux     *http.ServeMux
+		handler http.Handler
+		routes  []string
+		other   []string
+	}{
+		{"public", g.routes(), g.Handler(), append(slices.Clone(documented), table...), internalTable},
+		{"internal", g.internalRoutes(), g.InternalHandler(), append(slices.Clone(internalDocumented), internalTable...), table},
 	} {
-		recorder := httptest.NewRecorder()
-		mux.ServeHTTP(recorder, request)
-		body := recorder.Body.String()
-		if recorder.Code != http.StatusNotFound || !strings.Contains(body, `"code":"not_found"`) || !strings.Contains(body, "no route for") {
-			t.Errorf("%s %s: %d %s, want the catch-all 404", request.Method, request.URL.Path, recorder.Code, body)
+		// Every route, documented or registered, must be served by exactly
+		// its own pattern and must not reach the catch-all.
+		for _, route := range listener.routes {
+			method, path, _ := strings.Cut(route, " ")
+			request := httptest.NewRequest(method, samplePath(path), nil)
+			if _, pattern := listener.mux.Handler(request); pattern != route {
+				t.Errorf("%s: %s %s is served by pattern %q, want %q", listener.name, method, request.URL.Path, pattern, route)
+			}
+			recorder := httptest.NewRecorder()
+			listener.handler.ServeHTTP(recorder, request)
+			body, _ := io.ReadAll(recorder.Body)
+			if strings.Contains(string(body), "no route for") {
+				t.Errorf("%s: %s %s reached the catch-all: %d %s", listener.name, method, request.URL.Path, recorder.Code, body)
+			}
+		}
+		// The other listener's routes are not served here: the catch-all
+		// answers them, as it answers what the document says: 404
+		// not_found, also for a documented path with another method.
+		requests := []*http.Request{
+			httptest.NewRequest(http.MethodGet, "/v1/unknown", nil),
+			httptest.NewRequest(http.MethodDelete, "/v1/users", nil),
+		}
+		for _, route := range listener.other {
+			method, path, _ := strings.Cut(route, " ")
+			if !slices.Contains(listener.routes, route) {
+				requests = append(requests, httptest.NewRequest(method, samplePath(path), nil))
+			}
+		}
+		for _, request := range requests {
+			recorder := httptest.NewRecorder()
+			listener.handler.ServeHTTP(recorder, request)
+			body := recorder.Body.String()
+			if recorder.Code != http.StatusNotFound || !strings.Contains(body, `"code":"not_found"`) || !strings.Contains(body, "no route for") {
+				t.Errorf("%s: %s %s: %d %s, want the catch-all 404", listener.name, request.Method, request.URL.Path, recorder.Code, body)
+			}
 		}
 	}
 }
 
-// TestOpenAPIRouteComparisonNegative makes sure the comparison is not
-// vacuous: a copy of the spec missing one route must be reported.
 func TestOpenAPIRouteComparisonNegative(t *testing.T) {
 	_, raw := loadOpenAPI(t)
 	var mutated openAPIDocument
@@ -593,11 +673,11 @@ func (sessionCache) LookupSession(_ context.Context, token string) (redis.Sessio
 // connection.
 func TestOpenAPIDocumentsRefusals(t *testing.T) {
 	document, _ := loadOpenAPI(t)
-	g, err := New(Config{}, Dependencies{Store: routingStore{}, Cache: sessionCache{}, Queue: routingQueue{}})
+	g, err := New(Config{PasswordHashing: routingTestHashing}, Dependencies{Store: routingStore{}, Cache: sessionCache{}, Queue: routingQueue{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := g.Handler()
+	handler, routes := g.Handler(), g.routes()
 	cases := []struct {
 		name, method, path string
 		// keys are the Idempotency-Key header values sent, in order.
@@ -645,6 +725,9 @@ func TestOpenAPIDocumentsRefusals(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			request := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+			if c.method == http.MethodPost {
+				request.Header.Set("Content-Type", "application/json")
+			}
 			if strings.HasPrefix(c.path, "/v1/accounts/") || c.keys != nil {
 				request.Header.Set("Authorization", "Bearer "+standInToken)
 			}
@@ -654,7 +737,7 @@ func TestOpenAPIDocumentsRefusals(t *testing.T) {
 			recorder := httptest.NewRecorder()
 			handler.ServeHTTP(recorder, request)
 			checkErrorAnswer(t, recorder, c.wantStatus, c.wantCode)
-			_, pattern := handler.(*http.ServeMux).Handler(request)
+			_, pattern := routes.Handler(request)
 			method, path, _ := strings.Cut(pattern, " ")
 			if problem := undocumentedAnswer(document, method, path, c.wantStatus, string(c.wantCode)); problem != "" {
 				t.Errorf("sut/openapi.yaml: %s", problem)
@@ -672,9 +755,10 @@ func TestOpenAPIDocumentsRefusals(t *testing.T) {
 	}
 }
 
-// checkErrorAnswer asserts an error answer: status, JSON content type, a
-// body of exactly {code, message} with the code wanted, and a message of
-// printable ASCII (no client byte echoed raw).
+// checkErrorAnswer asserts an error answer: status, JSON content type, the
+// headers every answer carries, a body of exactly {code, message,
+// request_id} with the code wanted and the request id of the X-Request-Id
+// header, and a message of printable ASCII (no client byte echoed raw).
 func checkErrorAnswer(t *testing.T, recorder *httptest.ResponseRecorder, wantStatus int, wantCode ledger.Code) {
 	t.Helper()
 	body := recorder.Body.Bytes()
@@ -684,12 +768,21 @@ func checkErrorAnswer(t *testing.T, recorder *httptest.ResponseRecorder, wantSta
 	if contentType := recorder.Header().Get("Content-Type"); contentType != "application/json" {
 		t.Errorf("Content-Type %q, want application/json", contentType)
 	}
+	for name, want := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+		if got := recorder.Header().Get(name); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
 	var answer struct {
-		Code    jsonString `json:"code"`
-		Message jsonString `json:"message"`
+		Code      jsonString `json:"code"`
+		Message   jsonString `json:"message"`
+		RequestID jsonString `json:"request_id"`
 	}
 	if err := decodeStrict(body, &answer); err != nil {
 		t.Fatalf("the body %q is not our error body: %v", body, err)
+	}
+	if id := recorder.Header().Get("X-Request-Id"); answer.RequestID == "" || string(answer.RequestID) != id {
+		t.Errorf("request_id %q, X-Request-Id %q: want the same, not empty", answer.RequestID, id)
 	}
 	if ledger.Code(answer.Code) != wantCode {
 		t.Errorf("code %q, want %q: %s", answer.Code, wantCode, body)

@@ -1,17 +1,34 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
-// PasswordHashing sets the cost of argon2id, the password KDF.
+// PasswordHashing sets the cost of argon2id, the password KDF, and how many
+// hashes run at once. Each hash holds MemoryKiB of memory and a core for its
+// whole time, so an unbounded number of concurrent sign-ins is an unbounded
+// amount of memory (19 MiB each by default): hashes wait for one of
+// Concurrency slots, at most QueueWait, and beyond that, or with
+// QueueLength requests already waiting, the request is refused with 503 and
+// Retry-After.
 type PasswordHashing struct {
 	// MemoryKiB is argon2id's memory cost. Default 19456 (19 MiB) with 2
 	// iterations, the OWASP minimum for argon2id. Load tests that sign up
@@ -20,6 +37,20 @@ type PasswordHashing struct {
 	MemoryKiB uint32
 	// Iterations is argon2id's time cost. Default 2.
 	Iterations uint32
+	// MemoryBudgetKiB is the memory all concurrent hashes may hold
+	// together. Default 131072 (128 MiB): six hashes at the default cost.
+	MemoryBudgetKiB uint32
+	// Concurrency is how many hashes run at once. Default: as many as the
+	// cores Go uses (GOMAXPROCS), at most MemoryBudgetKiB / MemoryKiB, at
+	// least 1: more would only share the cores and hold more memory.
+	Concurrency int
+	// QueueWait is how long a request waits for a slot before it is
+	// refused with 503. Default 2s: a sign-in that waits longer is better
+	// retried than queued.
+	QueueWait time.Duration
+	// QueueLength bounds the requests waiting for a slot. Default 64 per
+	// slot.
+	QueueLength int
 }
 
 func (p *PasswordHashing) applyDefaults() error {
@@ -34,6 +65,124 @@ func (p *PasswordHashing) applyDefaults() error {
 	}
 	if p.Iterations > 100 {
 		return fmt.Errorf("kdf iterations %d must be at most 100", p.Iterations)
+	}
+	if p.MemoryBudgetKiB == 0 {
+		p.MemoryBudgetKiB = 128 << 10
+	}
+	if p.Concurrency == 0 {
+		p.Concurrency = max(1, min(runtime.GOMAXPROCS(0), int(p.MemoryBudgetKiB/p.MemoryKiB)))
+	}
+	if p.Concurrency < 1 || p.Concurrency > 1024 {
+		return fmt.Errorf("password hash concurrency %d must be between 1 and 1024", p.Concurrency)
+	}
+	if p.QueueWait == 0 {
+		p.QueueWait = 2 * time.Second
+	}
+	if p.QueueWait < 0 {
+		return fmt.Errorf("password hash queue wait %s must not be negative", p.QueueWait)
+	}
+	if p.QueueLength == 0 {
+		p.QueueLength = 64 * p.Concurrency
+	}
+	if p.QueueLength < 0 {
+		return fmt.Errorf("password hash queue length %d must not be negative", p.QueueLength)
+	}
+	return nil
+}
+
+// hashSlots bounds the hashes running at once (PasswordHashing).
+type hashSlots struct {
+	slots   chan struct{}
+	waiting atomic.Int64
+	limit   int64
+	wait    time.Duration
+}
+
+func newHashSlots(p PasswordHashing) *hashSlots {
+	return &hashSlots{slots: make(chan struct{}, p.Concurrency), limit: int64(p.QueueLength), wait: p.QueueWait}
+}
+
+// errHashingBusy is the refusal when no slot came in time.
+var errHashingBusy = ledger.Errorf(ledger.CodeUnavailable, "every password hashing slot is busy")
+
+// acquire takes a slot, waiting at most the queue wait; release gives it
+// back. It fails with errHashingBusy (503) when the wait ends or too many
+// requests wait already, and with the context's error when it ends.
+func (h *hashSlots) acquire(ctx context.Context) (release func(), err error) {
+	release = func() { <-h.slots }
+	select {
+	case h.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	if h.waiting.Add(1) > h.limit {
+		h.waiting.Add(-1)
+		return nil, errHashingBusy
+	}
+	defer h.waiting.Add(-1)
+	timer := time.NewTimer(h.wait)
+	defer timer.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return release, nil
+	case <-timer.C:
+		return nil, errHashingBusy
+	case <-ctx.Done():
+		return nil, ledger.Errorf(ledger.CodeUnavailable, "the request ended while waiting to hash a password: %v", ctx.Err())
+	}
+}
+
+// decoyHash is a hash of a random password with the configured cost, made
+// at start: a sign-in for an unknown email verifies the password against it,
+// so it costs what a wrong password for a known email costs.
+func (p PasswordHashing) decoyHash() (string, error) {
+	var random [32]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return "", fmt.Errorf("decoy password: %w", err)
+	}
+	return p.hash(hex.EncodeToString(random[:]))
+}
+
+//go:embed common-passwords.txt
+var commonPasswordList string
+
+// commonPasswords is the set of refused passwords, NFKC and case folded.
+var commonPasswords = func() map[string]bool {
+	set := map[string]bool{}
+	scanner := bufio.NewScanner(strings.NewReader(commonPasswordList))
+	for scanner.Scan() {
+		line := strings.TrimSpace(scanner.Text())
+		if line != "" && !strings.HasPrefix(line, "#") {
+			set[passwordComparable(line)] = true
+		}
+	}
+	return set
+}()
+
+// passwordComparable is a password as compared with the list: NFKC and
+// case folded, so "PASSWORD1" and a fullwidth "password1" are refused too.
+func passwordComparable(password string) string {
+	return norm.NFKC.String(caseFold(norm.NFKC.String(password)))
+}
+
+// checkPassword refuses a password a guesser tries first: too short or
+// long, on the list of common passwords, one character repeated, or the
+// email itself or its part before the @. Its errors are weak_password.
+func checkPassword(password string, email normalisedEmail) error {
+	length := utf8.RuneCountInString(password)
+	if length < passwordMinimum || length > passwordMaximum {
+		return ledger.Errorf(ledger.CodeWeakPassword, "the password must have %d to %d characters", passwordMinimum, passwordMaximum)
+	}
+	comparable := passwordComparable(password)
+	local, _, _ := strings.Cut(email.address, "@")
+	first, _ := utf8.DecodeRuneInString(comparable)
+	switch {
+	case commonPasswords[comparable]:
+		return ledger.Errorf(ledger.CodeWeakPassword, "the password is one of the most common passwords; choose another")
+	case strings.Trim(comparable, string(first)) == "":
+		return ledger.Errorf(ledger.CodeWeakPassword, "the password is one character repeated; choose another")
+	case comparable == email.address || comparable == local:
+		return ledger.Errorf(ledger.CodeWeakPassword, "the password is the email; choose another")
 	}
 	return nil
 }

@@ -1,6 +1,13 @@
 package gateway
 
-import "testing"
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+)
 
 func TestPasswordHashing(t *testing.T) {
 	hashing := PasswordHashing{MemoryKiB: 64, Iterations: 1}
@@ -27,8 +34,15 @@ func TestPasswordHashing(t *testing.T) {
 	if _, err := verifyPassword("x", "$2a$10$bcrypt-hash"); err == nil {
 		t.Error("a non-argon2id hash must be an error")
 	}
-	if ok, err := verifyPassword("x", dummyHash); ok || err != nil {
-		t.Errorf("the dummy hash must parse and never match: %v %v", ok, err)
+	decoy, err := hashing.decoyHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := verifyPassword("x", decoy); ok || err != nil {
+		t.Errorf("the decoy hash must parse and never match: %v %v", ok, err)
+	}
+	if !strings.Contains(decoy, "$m=64,t=1,p=1$") {
+		t.Errorf("the decoy hash %q does not have the configured cost", decoy)
 	}
 }
 
@@ -48,6 +62,14 @@ func TestConfigValidation(t *testing.T) {
 		{MaxBodyBytes: 10},
 		{InFlightLease: 1, ProduceTimeout: 10},
 		{MaxInFlightRequests: -1},
+		{SigninLock: redis.SigninLock{Lock: time.Hour, LockMaximum: time.Minute}},
+		{SigninLock: redis.SigninLock{FailuresBeforeLock: -1}},
+		{SigninLock: redis.SigninLock{LockMaximum: 48 * time.Hour}},
+		{BodyReadTimeout: -time.Second},
+		{SessionCheckInterval: 2 * time.Minute},
+		{MaxHeaderBytes: 100},
+		{SigninPerEmail: RateLimit{PerSecond: math.NaN()}},
+		{PasswordHashing: PasswordHashing{Concurrency: -1}},
 	}
 	for _, config := range bad {
 		if err := config.applyDefaults(); err == nil {

@@ -30,6 +30,7 @@ const (
 	CodeIdempotencyKeyInFlight Code = "idempotency_key_in_flight"
 	CodeRateLimited            Code = "rate_limited"
 	CodeBodyTooLarge           Code = "body_too_large"
+	CodeUnsupportedMediaType   Code = "unsupported_media_type"
 	CodeUnavailable            Code = "unavailable"
 	CodeInternal               Code = "internal"
 )

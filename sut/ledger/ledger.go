@@ -269,6 +269,29 @@ type User struct {
 	AccountID    int64
 }
 
+// Session is what a bearer token stands for: a signed-in user and its
+// account, from IssuedAt to ExpiresAt. IssuedAt is the ledger database's
+// clock, the clock a user's SessionsValidAfter is set by.
+type Session struct {
+	UserID    int64
+	AccountID int64
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// SessionsValidAfter is a user's revocation time: every session of the user
+// issued at or before ValidAfter is ended (sign-out, or an operator's
+// decision). ChangedAt is when it was set, by the database's clock.
+type SessionsValidAfter struct {
+	UserID     int64
+	ValidAfter time.Time
+	ChangedAt  time.Time
+}
+
+// Ended reports whether a session issued at issuedAt is ended by this
+// revocation time: issued at or before it.
+func (v SessionsValidAfter) Ended(issuedAt time.Time) bool { return !issuedAt.After(v.ValidAfter) }
+
 // String renders a command for logs.
 func (c Command) String() string {
 	return fmt.Sprintf("%s %s %d→%d amount=%d key=%q user=%d", c.TransactionID, c.Kind, c.SourceAccountID, c.DestinationAccountID, c.AmountMinor, c.IdempotencyKey, c.UserID)

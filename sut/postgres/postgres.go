@@ -179,15 +179,29 @@ func Migrate(ctx context.Context, url string) error {
 var errAccountLimit = errors.New("account limit")
 
 // CreateUser stores a new user and its account (balance 0) in one
-// transaction. A taken email is CodeEmailTaken; an account id above
-// ledger.MaxUserAccounts is refused with CodeUnavailable (nothing is stored).
+// transaction, without an email key (as users created before migration 003;
+// a gateway computes the key later, BackfillEmailKeys). A taken email is
+// CodeEmailTaken; an account id above ledger.MaxUserAccounts is refused with
+// CodeUnavailable (nothing is stored). Tests and the benchmark use it; the
+// gateway calls CreateUserWithKey.
 func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (ledger.User, error) {
+	return s.createUser(ctx, email, nil, passwordHash)
+}
+
+// CreateUserWithKey is CreateUser with the email's uniqueness key (the
+// gateway's skeleton of the address): an email or a key already taken is
+// CodeEmailTaken, whichever user holds it.
+func (s *Store) CreateUserWithKey(ctx context.Context, email, emailKey, passwordHash string) (ledger.User, error) {
+	return s.createUser(ctx, email, &emailKey, passwordHash)
+}
+
+func (s *Store) createUser(ctx context.Context, email string, emailKey *string, passwordHash string) (ledger.User, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	user := ledger.User{Email: email, PasswordHash: passwordHash}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id`,
-			email, passwordHash).Scan(&user.ID); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO users (email, email_key, password_hash) VALUES ($1, $2, $3) RETURNING id`,
+			email, emailKey, passwordHash).Scan(&user.ID); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO accounts (user_id, kind) VALUES ($1, 'user') RETURNING id`,
@@ -204,8 +218,7 @@ func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (led
 	if errors.Is(err, errAccountLimit) {
 		return ledger.User{}, ledger.Errorf(ledger.CodeUnavailable, "the ledger holds its maximum of %d accounts", ledger.MaxUserAccounts)
 	}
-	var pgError *pgconn.PgError
-	if errors.As(err, &pgError) && pgError.Code == "23505" {
+	if uniqueViolation(err) {
 		return ledger.User{}, ledger.Errorf(ledger.CodeEmailTaken, "a user with this email already exists")
 	}
 	if err != nil {
@@ -214,13 +227,32 @@ func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (led
 	return user, nil
 }
 
-// UserByEmail finds a user and its account; an unknown email is CodeNotFound.
+// uniqueViolation reports whether err is Postgres's unique_violation.
+func uniqueViolation(err error) bool {
+	var pgError *pgconn.PgError
+	return errors.As(err, &pgError) && pgError.Code == "23505"
+}
+
+// UserByEmail finds a user and its account by its stored email; an unknown
+// email is CodeNotFound.
 func (s *Store) UserByEmail(ctx context.Context, email string) (ledger.User, error) {
+	return s.findUser(ctx, `WHERE u.email = $1`, email)
+}
+
+// UserByEmailKey finds a user by its email key, or, for a user created
+// without one (before migration 003, not yet backfilled), by its stored
+// email; an unknown user is CodeNotFound.
+func (s *Store) UserByEmailKey(ctx context.Context, emailKey, email string) (ledger.User, error) {
+	return s.findUser(ctx, `WHERE u.email_key = $1 OR (u.email_key IS NULL AND u.email = $2)
+		ORDER BY u.email_key IS NULL LIMIT 1`, emailKey, email)
+}
+
+func (s *Store) findUser(ctx context.Context, where string, arguments ...any) (ledger.User, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var user ledger.User
 	err := s.pool.QueryRow(ctx, `SELECT u.id, u.email, u.password_hash, a.id
-		FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'user' WHERE u.email = $1`, email).
+		FROM users u JOIN accounts a ON a.user_id = u.id AND a.kind = 'user' `+where, arguments...).
 		Scan(&user.ID, &user.Email, &user.PasswordHash, &user.AccountID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ledger.User{}, ledger.Errorf(ledger.CodeNotFound, "no such user")

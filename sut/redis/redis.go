@@ -95,10 +95,13 @@ func (c *Client) Close() error {
 // Ping checks Redis answers.
 func (c *Client) Ping(ctx context.Context) error { return c.client.Ping(ctx).Err() }
 
-// Session is what a bearer token stands for.
+// Session is what a bearer token stands for. IssuedAt is the ledger
+// database's clock at sign-in (zero for a session stored before it was
+// recorded): the gateway compares it with the user's revocation time.
 type Session struct {
 	UserID    int64     `json:"user_id"`
 	AccountID int64     `json:"account_id"`
+	IssuedAt  time.Time `json:"issued_at,omitzero"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
@@ -131,6 +134,15 @@ func (c *Client) LookupSession(ctx context.Context, token string) (session Sessi
 		return Session{}, false, fmt.Errorf("decode session: %w", err)
 	}
 	return session, true, nil
+}
+
+// DeleteSession forgets a token's session (sign-out). Redis is only the
+// fast path: the ledger database's revocation time is what ends a session.
+func (c *Client) DeleteSession(ctx context.Context, token string) error {
+	if err := c.client.Del(ctx, sessionKey(token)).Err(); err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
 }
 
 // IdempotencyRecord is what Redis remembers of a key: the request's

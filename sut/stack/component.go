@@ -51,7 +51,9 @@ type Component struct {
 	Name string `json:"name"`
 	// Kind is one of the Kind* constants.
 	Kind string `json:"kind"`
-	// Endpoint is what clients connect to (URL or host:port).
+	// Endpoint is what clients connect to (URL or host:port); for a gateway
+	// its internal listener's base URL (metrics, readiness, crash points),
+	// its API being in Endpoints.Gateways.
 	Endpoint string `json:"endpoint"`
 	// PID and StartTime (clock ticks since boot, from /proc/PID/stat) identify
 	// the running process; PID 0 means never started.

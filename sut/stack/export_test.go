@@ -5,3 +5,11 @@ package stack
 func PlanForTest(config Config, dir string) []*Component {
 	return plan(config, dir, &File{})
 }
+
+// PlanWithFileForTest is PlanForTest that also fills file's endpoints.
+func PlanWithFileForTest(config Config, dir string, file *File) []*Component {
+	return plan(config, dir, file)
+}
+
+// ValidateForTest exposes Config.validate.
+func ValidateForTest(config Config) error { return config.validate() }

@@ -63,6 +63,12 @@ type Config struct {
 	// GatewayPort is the first gateway's port; gateway i listens on
 	// GatewayPort+i. Default 58080.
 	GatewayPort int
+	// GatewayInternalPort is the first gateway's internal listener port
+	// (its /readyz and /metrics, the crash points and profiles when
+	// enabled: --internal-listen); gateway i listens on
+	// GatewayInternalPort+i. Default (0): GatewayPort+300, 58380 for the
+	// default GatewayPort, so a caller that moves the gateways moves these.
+	GatewayInternalPort int
 	// WorkerMetricsPort is the first worker's metrics port; worker i listens
 	// on WorkerMetricsPort+i. Default 58180.
 	WorkerMetricsPort int
@@ -90,7 +96,8 @@ type Config struct {
 	// listens on ProxyPort+1+i. Default (0) DefaultProxyPort, 58290.
 	ProxyPort int
 	// GatewayArgs and WorkerArgs are appended to every gateway's and worker's
-	// command line (knobs such as KDF cost, seeded bugs). Default none.
+	// command line (knobs such as KDF cost, seeded bugs), after
+	// TestRigGatewayArgs, so they override those. Default none.
 	GatewayArgs []string
 	WorkerArgs  []string
 	// SeededBugs are passed to every gateway and worker as --seeded-bug;
@@ -104,6 +111,26 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Output receives progress lines. Default io.Discard.
 	Output io.Writer
+}
+
+// TestRigGatewayArgs are given to every gateway of the local stack before
+// GatewayArgs: the stack is a test rig, not a deployment. Every client of
+// the rig is 127.0.0.1 — the load engine signs up and signs in thousands
+// of accounts from it at setup, and a load of thousands of requests a
+// second holds hundreds of connections — so the limits per client address
+// (sign-in, signup, connections, requests in flight) and per email (a
+// setup retries a signup or a sign-in through faults) are off, and the
+// money limit per user is the per-user limit (the hot-account scenarios
+// send hundreds of money requests a second for one user). The sign-in
+// lock after failures, the password hashing slots, the body read deadline
+// and the other defenses stay as they are. A test of those limits passes
+// them again in GatewayArgs (sut/e2e/security_test.go); docs/security.md
+// lists them.
+var TestRigGatewayArgs = []string{
+	"--signin-address-rate=-1", "--signin-email-rate=-1",
+	"--signup-address-rate=-1", "--signup-email-rate=-1",
+	"--connections-per-address=-1", "--in-flight-per-address=-1",
+	"--money-rate-limit=1000",
 }
 
 // DefaultConfig returns the documented defaults.
@@ -160,6 +187,7 @@ func (c Config) validate() error {
 	c.claimProxyPorts(claim)
 	for i := 0; i < c.Gateways; i++ {
 		claim(c.GatewayPort+i, "gateway-"+strconv.Itoa(i))
+		claim(c.gatewayInternalPort()+i, "gateway-"+strconv.Itoa(i)+" internal")
 	}
 	for i := 0; i < c.Workers; i++ {
 		claim(c.WorkerMetricsPort+i, "worker-"+strconv.Itoa(i)+" metrics")
@@ -173,10 +201,22 @@ func (c Config) validate() error {
 	return nil
 }
 
+// gatewayInternalPort is GatewayInternalPort, defaulted.
+func (c Config) gatewayInternalPort() int {
+	if c.GatewayInternalPort == 0 {
+		return c.GatewayPort + 300
+	}
+	return c.GatewayInternalPort
+}
+
 // Endpoints are the addresses clients of the stack use.
 type Endpoints struct {
-	// Gateways are base URLs, e.g. http://127.0.0.1:58080.
+	// Gateways are base URLs of the public API, e.g. http://127.0.0.1:58080.
 	Gateways []string `json:"gateways"`
+	// GatewayInternal are the gateways' internal base URLs (their /readyz,
+	// /metrics, crash points), e.g. http://127.0.0.1:58380; also each
+	// gateway component's Endpoint.
+	GatewayInternal []string `json:"gateway_internal,omitempty"`
 	// PostgresURL is the ledger database.
 	PostgresURL string `json:"postgres_url"`
 	// RedisAddr is host:port.
@@ -561,8 +601,10 @@ func plan(config Config, dir string, file *File) []*Component {
 	for i := 0; i < config.Gateways; i++ {
 		name := KindGateway + "-" + strconv.Itoa(i)
 		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
+		internalAddress := "127.0.0.1:" + strconv.Itoa(config.gatewayInternalPort()+i)
 		argv := []string{config.Binary, "gateway",
 			"--listen", address,
+			"--internal-listen", internalAddress,
 			"--postgres-url", postgresURL,
 			"--redis-addr", redis.Endpoint,
 			"--brokers", brokerAddress,
@@ -574,19 +616,24 @@ func plan(config Config, dir string, file *File) []*Component {
 			// mode, or workers run elsewhere): readiness cannot wait for one.
 			argv = append(argv, "--workers-group", "")
 		}
+		argv = append(argv, TestRigGatewayArgs...)
 		argv = append(argv, seededBugArgs(config)...)
 		components = append(components, &Component{
-			Name:       name,
-			Kind:       KindGateway,
-			Endpoint:   "http://" + address,
+			Name: name,
+			Kind: KindGateway,
+			// The internal listener: what the harness itself reaches (the
+			// metrics scraper, the crash points); clients use the public
+			// API, Endpoints.Gateways.
+			Endpoint:   "http://" + internalAddress,
 			Argv:       append(argv, config.GatewayArgs...),
 			Env:        config.Env,
 			WorkDir:    dir,
 			LogFile:    filepath.Join(logs, name+".log"),
-			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + address + "/readyz"},
+			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + internalAddress + "/readyz"},
 			StopSignal: "SIGTERM",
 		})
 		file.Endpoints.Gateways = append(file.Endpoints.Gateways, "http://"+address)
+		file.Endpoints.GatewayInternal = append(file.Endpoints.GatewayInternal, "http://"+internalAddress)
 	}
 	components = routeThroughProxies(config, dir, components)
 	for _, component := range components {
@@ -648,18 +695,31 @@ func componentPort(component *Component) int {
 	return number
 }
 
-// checkPortFree fails clearly when the component's port is taken, so a
-// probe never mistakes another server for ours.
+// checkPortFree fails clearly when a port the component listens on is
+// taken (its probe's, and a gateway's public --listen), so a probe never
+// mistakes another server for ours.
 func checkPortFree(component *Component) error {
-	port := componentPort(component)
-	if port == 0 {
-		return nil
+	ports := []int{componentPort(component)}
+	if component.Kind == KindGateway {
+		for i := 0; i+1 < len(component.Argv); i++ {
+			if component.Argv[i] == "--listen" {
+				ports = append(ports, componentPort(&Component{Ready: Probe{Target: component.Argv[i+1]}}))
+			}
+		}
 	}
-	listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return fmt.Errorf("%s: port %d on 127.0.0.1 is in use (another stack? pick other ports with the --*-port flags): %w", component.Name, port, err)
+	for _, port := range ports {
+		if port == 0 {
+			continue
+		}
+		listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return fmt.Errorf("%s: port %d on 127.0.0.1 is in use (another stack? pick other ports with the --*-port flags): %w", component.Name, port, err)
+		}
+		if err := listener.Close(); err != nil {
+			return err
+		}
 	}
-	return listener.Close()
+	return nil
 }
 
 // DownOptions tune Down.

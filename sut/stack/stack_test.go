@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -362,5 +363,45 @@ func TestPlanPassesSeededBugsToGatewaysAndWorkers(t *testing.T) {
 	}
 	if seen != config.Gateways+config.Workers {
 		t.Errorf("%d gateways and workers, want %d", seen, config.Gateways+config.Workers)
+	}
+}
+
+// TestPlanGivesGatewaysTheTestRigLimitsAndAnInternalListener: every gateway
+// gets the test rig's limits before the caller's arguments (which may set
+// them again), listens on its internal port (GatewayPort+300 unless set),
+// is probed there, and records it as its endpoint; the public API stays in
+// Endpoints.Gateways.
+func TestPlanGivesGatewaysTheTestRigLimitsAndAnInternalListener(t *testing.T) {
+	t.Parallel()
+	config := stack.DefaultConfig()
+	config.Binary = "/bin/ledgerproof"
+	config.GatewayArgs = []string{"--signin-address-rate=0"}
+	file := &stack.File{}
+	components := stack.PlanWithFileForTest(config, t.TempDir(), file)
+	gateways := 0
+	for _, component := range components {
+		if component.Kind != stack.KindGateway {
+			continue
+		}
+		argv := strings.Join(component.Argv, " ")
+		internal := fmt.Sprintf("127.0.0.1:%d", 58380+gateways)
+		if !strings.Contains(argv, "--internal-listen "+internal) || component.Endpoint != "http://"+internal ||
+			component.Ready.Target != "http://"+internal+"/readyz" {
+			t.Errorf("%s: argv %q, endpoint %s, probe %s; want the internal listener %s", component.Name, argv, component.Endpoint, component.Ready.Target, internal)
+		}
+		rig := strings.Index(argv, strings.Join(stack.TestRigGatewayArgs, " "))
+		if rig < 0 || rig > strings.Index(argv, "--signin-address-rate=0") {
+			t.Errorf("%s: the test rig's limits are missing or after the caller's arguments: %q", component.Name, argv)
+		}
+		gateways++
+	}
+	if gateways != config.Gateways || len(file.Endpoints.Gateways) != gateways || file.Endpoints.Gateways[0] != "http://127.0.0.1:58080" ||
+		len(file.Endpoints.GatewayInternal) != gateways || file.Endpoints.GatewayInternal[1] != "http://127.0.0.1:58381" {
+		t.Fatalf("%d gateways, endpoints %+v", gateways, file.Endpoints)
+	}
+
+	config.GatewayInternalPort = config.WorkerMetricsPort
+	if err := stack.ValidateForTest(config); err == nil || !strings.Contains(err.Error(), "internal") {
+		t.Fatalf("an internal port on the workers' metrics port: %v", err)
 	}
 }

@@ -59,6 +59,7 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 	}
 	config.Gateways, config.Workers, config.Partitions = options.Gateways, options.Workers, 16
 	config.GatewayPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
+	config.GatewayInternalPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
 	config.WorkerMetricsPort = freeRangeBelowEphemeral(t, max(1, options.Workers))
 	config.BrokerSync = false
 	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, options.GatewayArgs...)
