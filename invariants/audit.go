@@ -749,9 +749,11 @@ func (a *auditor) checkKeys() {
 						Keys: []string{a.keyString(index)}, Accounts: []int64{op.from, op.to}, Operations: a.operationsOfKey(index, 4),
 						Rows: []RowRef{a.deadLetterRef(dead)}}
 				})
-			} else if row == nil && a.invariants[Liveness].Status == StatusViolated {
-				// The pipeline stalled: the command may be queued behind
-				// the stall, not lost. Liveness says so, once.
+			} else if row == nil && a.invariants[Liveness].Status == StatusViolated && a.stalled < a.queued() {
+				// The pipeline stalled: the command may be one of the
+				// records still queued behind the stall, not lost.
+				// Liveness says so, once; beyond what is queued, a missing
+				// command is lost whatever else happened.
 				a.stalled++
 			} else if row == nil {
 				a.report(Durability, func() Violation {
@@ -1037,7 +1039,12 @@ func (a *auditor) finish() {
 	if a.stalled > 0 {
 		liveness := a.invariants[Liveness]
 		liveness.Checked["acknowledged operations not applied"] = a.stalled
-		liveness.Note = joinNotes(liveness.Note, fmt.Sprintf("%d acknowledged operation(s) are not in the ledger: not judged lost by durability, since the pipeline stalled before applying what it had queued", a.stalled))
+		liveness.Note = joinNotes(liveness.Note, fmt.Sprintf("%d acknowledged operation(s) are not in the ledger: not judged lost by durability, since the pipeline stalled with %d record(s) still queued", a.stalled, a.queued()))
+		if durability := a.invariants[Durability]; durability.Status == StatusPassed {
+			// Not all of it could be judged: it did not pass.
+			durability.Status = StatusSkipped
+			durability.Note = joinNotes(durability.Note, fmt.Sprintf("%d acknowledged operation(s) not judged: the pipeline stalled before applying what it had queued (liveness)", a.stalled))
+		}
 	}
 	violated := false
 	for _, entry := range Catalogue {
@@ -1063,6 +1070,16 @@ func (a *auditor) finish() {
 	if violated && !result.Drained {
 		a.warn("not drained: some violations (lost operations in particular) may be work still queued")
 	}
+}
+
+// queued is how many records the last drain probe saw still queued (0
+// when it could not say).
+func (a *auditor) queued() int64 {
+	var total int64
+	for _, lag := range a.lastLag {
+		total += lag
+	}
+	return total
 }
 
 // --- explanations ---

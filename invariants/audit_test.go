@@ -372,11 +372,24 @@ func TestNotDrainedIsALivenessViolation(t *testing.T) {
 	if !strings.Contains(liveness.Violations[1].Summary, "partitions 9 (lag 3) still lag") {
 		t.Errorf("second liveness violation %q, want the partition no component claimed", liveness.Violations[1].Summary)
 	}
-	if durability := result.invariant(Durability); durability.ViolationCount != 0 {
-		t.Errorf("durability judged %d operation(s) lost on a stalled pipeline: %+v", durability.ViolationCount, durability.Violations)
+	if durability := result.invariant(Durability); durability.ViolationCount != 0 || durability.Status == StatusPassed {
+		t.Errorf("durability %s, judged %d operation(s) lost on a stalled pipeline: %+v", durability.Status, durability.ViolationCount, durability.Violations)
 	}
 	if got := liveness.Checked["acknowledged operations not applied"]; got != 1 {
 		t.Errorf("liveness counts %d acknowledged operations not applied, want 1 (note %q)", got, liveness.Note)
+	}
+
+	// More missing than queued: the excess is lost whatever the stall.
+	result, err = Audit(context.Background(), Config{RunDir: runDir, Ledger: ExportSource{Dir: exportDir},
+		DrainTimeout: 20 * time.Millisecond, DrainPoll: 5 * time.Millisecond,
+		Drain: func(context.Context) (DrainState, error) {
+			return DrainState{Progress: "lag 0 record(s) known", Lag: map[int32]int64{}}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.invariant(Durability).Status != StatusViolated || result.invariant(Liveness).Status != StatusViolated {
+		t.Errorf("nothing queued: durability %s, liveness %s", result.invariant(Durability).Status, result.invariant(Liveness).Status)
 	}
 
 	// Drained, the same ledger is a durability violation, and liveness passes.

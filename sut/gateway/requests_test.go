@@ -258,6 +258,18 @@ func TestSigninFailuresLock(t *testing.T) {
 	if allowed, _, count := failures.attempt("e", now.Add(2*time.Second)); !allowed || count != 3 {
 		t.Fatalf("after taking an attempt back: %v %d", allowed, count)
 	}
+	// A taken-back attempt does not restart the lock either: after the
+	// lock ended, an attempt made and taken back leaves the email free.
+	taken := newSigninFailures(redis.SigninLock{FailuresBeforeLock: 2, Lock: time.Second, LockMaximum: 3 * time.Second, Memory: time.Hour})
+	taken.attempt("f", now)
+	taken.attempt("f", now)
+	if allowed, _, _ := taken.attempt("f", now.Add(time.Second)); !allowed {
+		t.Fatal("the attempt after the lock was refused")
+	}
+	taken.undecided("f")
+	if allowed, until, count := taken.attempt("f", now.Add(1500*time.Millisecond)); !allowed || count != 3 {
+		t.Fatalf("after an attempt taken back, the email is locked until %s (%d failures): the undecided attempt restarted the lock", until, count)
+	}
 	failures.succeeded("e")
 	if allowed, _, count := failures.attempt("e", now.Add(2*time.Second)); !allowed || count != 1 {
 		t.Fatalf("after a success: %v %d", allowed, count)

@@ -35,6 +35,9 @@ type signinFailures struct {
 type failureRecord struct {
 	failures int
 	last     time.Time
+	// previous is last before the latest attempt: an attempt taken back
+	// (undecided) restores it, so it neither counts nor restarts a lock.
+	previous time.Time
 }
 
 func newSigninFailures(policy redis.SigninLock) *signinFailures {
@@ -67,7 +70,7 @@ func (s *signinFailures) attempt(key string, now time.Time) (allowed bool, locke
 			return true, time.Time{}, 1
 		}
 	}
-	record = failureRecord{failures: record.failures + 1, last: now}
+	record = failureRecord{failures: record.failures + 1, last: now, previous: record.last}
 	s.records[key] = record
 	return true, time.Time{}, record.failures
 }
@@ -105,6 +108,7 @@ func (s *signinFailures) undecided(key string) {
 		return
 	}
 	record.failures--
+	record.last = record.previous
 	if record.failures <= 0 {
 		delete(s.records, key)
 		return

@@ -100,10 +100,11 @@ func (g *Gateway) signup(w http.ResponseWriter, r *http.Request) (int, []byte, e
 	return http.StatusCreated, marshal(userResponse{UserID: user.ID, AccountID: user.AccountID, Email: user.Email}), nil
 }
 
-// signin verifies credentials and creates a session. An unknown email, a
-// malformed one and a wrong password get the same 401 after the same work:
-// one lookup and one hash with the configured cost (the decoy hash for an
-// unknown email). Limits come first: per address, the email's lock, per
+// signin verifies credentials and creates a session. An unknown email and a
+// wrong password get the same 401 after the same work: one lookup and one
+// hash with the configured cost (the decoy hash for an unknown email). A
+// malformed email gets the same 401 at once: its shape is public, no
+// account can have it, so answering it fast tells nothing. Limits come first: per address, the email's lock, per
 // email; then a hashing slot.
 func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, error) {
 	ctx := r.Context()

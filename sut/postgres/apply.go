@@ -122,7 +122,8 @@ func (a *accountState) available() int64 {
 // applyPlan says instead (seeded.go).
 //
 // When Postgres refuses the batch with an error a record's data causes
-// (SQLSTATE classes 22 and 23: see isolatable), ApplyBatch finds the record
+// (SQLSTATE class 22, a check or NOT NULL constraint: see isolatable), at
+// most MaxApplyErrorsPerBatch times per call, ApplyBatch finds the record
 // by bisection and sets it aside with reason "apply_error: <SQLSTATE>", so
 // the partition moves on; the halves then commit one after the other, each
 // with its offset. Any other error (connection, timeout, a server shutting
@@ -140,7 +141,8 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 			return BatchResult{}, fmt.Errorf("apply batch: offsets out of order at %d (%d after %d)", i, record.Offset, batch.Records[i-1].Offset)
 		}
 	}
-	result, err := s.applyIsolating(ctx, batch)
+	setAside := 0
+	result, err := s.applyIsolating(ctx, batch, &setAside)
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("apply batch of partition %d at offset %d: %w", batch.Partition, batch.Records[0].Offset, err)
 	}
@@ -153,13 +155,23 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 // its own offset, in offset order, so a failure midway leaves a consistent
 // prefix applied that the retry skips. A poison record costs about
 // 2·log2(batch size) transactions.
-func (s *Store) applyIsolating(ctx context.Context, batch Batch) (BatchResult, error) {
+//
+// setAside counts the records set aside so far in this ApplyBatch: beyond
+// MaxApplyErrorsPerBatch the error is returned instead (the partition then
+// stalls, visibly: readiness and the audit's liveness name it), because
+// many records refused in a row point at the system (a sequence behind, a
+// constraint changed), not at each record.
+func (s *Store) applyIsolating(ctx context.Context, batch Batch, setAside *int) (BatchResult, error) {
 	result, err := s.applyOnce(ctx, batch)
 	state, ok := isolatable(err)
 	if !ok {
 		return result, err
 	}
 	if len(batch.Records) == 1 {
+		if *setAside >= MaxApplyErrorsPerBatch {
+			return BatchResult{}, fmt.Errorf("%d records of one batch refused by Postgres already, not setting more aside: %w", *setAside, err)
+		}
+		*setAside++
 		record := batch.Records[0]
 		record.DeadLetter, record.DeadLetterDetail = ledger.ApplyErrorReason(state), err.Error()
 		result, asideError := s.applyOnce(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: []Record{record}})
@@ -169,22 +181,31 @@ func (s *Store) applyIsolating(ctx context.Context, batch Batch) (BatchResult, e
 		return result, nil
 	}
 	half := len(batch.Records) / 2
-	first, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[:half]})
+	first, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[:half]}, setAside)
 	if err != nil {
 		return BatchResult{}, err
 	}
-	second, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[half:]})
+	second, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[half:]}, setAside)
 	if err != nil {
 		return BatchResult{}, err
 	}
 	return mergeResults(first, second), nil
 }
 
-// isolatable reports whether err is Postgres refusing data: a data exception
-// (SQLSTATE class 22: a value out of range, a string Postgres cannot store)
-// or an integrity constraint violation (class 23: a unique key, a check).
+// MaxApplyErrorsPerBatch bounds the records one ApplyBatch sets aside as
+// apply errors.
+const MaxApplyErrorsPerBatch = 3
+
+// isolatable reports whether err is Postgres refusing a record's data: a
+// data exception (SQLSTATE class 22: a value out of range, a string Postgres
+// cannot store), a check constraint (23514) or a NOT NULL column (23502).
 // Such an error comes back on every retry, and bisection can pin it on one
-// record. Every other error is treated as transient and retried for ever:
+// record. A unique key (23505) or a foreign key (23503) is refused for the
+// system's reasons, not the record's: the transaction keys are deduplicated
+// before the insert, so a duplicate key means a sequence behind after a
+// restore, and a missing referenced row means a damaged schema; those are
+// retried (the partition stalls, visibly) rather than costing every record
+// its effect. Every other error is treated as transient and retried for ever:
 // connection failures and timeouts are, and an error of another class (an
 // undefined table after a bad deployment, a permission, a read-only server
 // during a failover) is no record's fault: setting records aside for it
@@ -194,7 +215,7 @@ func isolatable(err error) (sqlState string, ok bool) {
 	if !errors.As(err, &pgError) {
 		return "", false
 	}
-	if strings.HasPrefix(pgError.Code, "22") || strings.HasPrefix(pgError.Code, "23") {
+	if strings.HasPrefix(pgError.Code, "22") || pgError.Code == "23514" || pgError.Code == "23502" {
 		return pgError.Code, true
 	}
 	return "", false

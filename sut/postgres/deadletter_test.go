@@ -227,6 +227,33 @@ func TestApplyBatchIsolatesRecordsPostgresRefuses(t *testing.T) {
 	checkLedger(t, store)
 }
 
+// TestApplyBatchStopsSettingAsideWhenManyAreRefused: when more records of
+// one batch are refused than postgres.MaxApplyErrorsPerBatch, the system is at fault,
+// not each record: ApplyBatch returns the error (the partition stalls) and
+// sets no more aside.
+func TestApplyBatchStopsSettingAsideWhenManyAreRefused(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ctx := context.Background()
+	alice := newUser(t, store, "alice@example.com")
+	if _, err := store.Pool().Exec(ctx, `ALTER TABLE transactions ADD CONSTRAINT test_no_poison CHECK (idempotency_key NOT LIKE 'poison%')`); err != nil {
+		t.Fatal(err)
+	}
+	var commands []ledger.Command
+	for i := range 8 {
+		commands = append(commands, deposit(alice, fmt.Sprintf("poison%d", i), 1))
+	}
+	if _, err := store.ApplyBatch(ctx, batchAt(4, 0, commands...)); err == nil || !strings.Contains(err.Error(), "not setting more aside") {
+		t.Fatalf("error %v, want the batch refused once %d records were set aside", err, postgres.MaxApplyErrorsPerBatch)
+	}
+	if stored := deadLetters(t, store, 4); len(stored) != postgres.MaxApplyErrorsPerBatch {
+		t.Errorf("%d dead letters, want %d", len(stored), postgres.MaxApplyErrorsPerBatch)
+	}
+	if got := storedOffset(t, store, 4); got >= 8 {
+		t.Errorf("stored offset %d: the partition moved past records it never applied nor set aside", got)
+	}
+}
+
 // TestApplyBatchDoesNotSetAsideForTransientErrors: an error retrying may fix
 // (a timeout behind a lock; a table missing after a bad deployment) fails
 // the batch and sets nothing aside: the partition waits, nothing is lost.

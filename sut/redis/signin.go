@@ -75,15 +75,17 @@ if failures >= limit then
     return {0, last + lock, failures}
   end
 end
-redis.call('HSET', KEYS[1], 'f', failures + 1, 't', now)
+redis.call('HSET', KEYS[1], 'f', failures + 1, 't', now, 'p', last)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {1, 0, failures + 1}`)
 
-// undecidedScript takes back one counted attempt, never below zero.
+// undecidedScript takes back one counted attempt, never below zero, and
+// the time it stamped (a taken-back attempt must not restart a lock).
 var undecidedScript = goredis.NewScript(`
 local failures = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
 if failures > 0 then
-  redis.call('HSET', KEYS[1], 'f', failures - 1)
+  local previous = redis.call('HGET', KEYS[1], 'p') or '0'
+  redis.call('HSET', KEYS[1], 'f', failures - 1, 't', previous)
 end
 return 0`)
 

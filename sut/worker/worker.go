@@ -374,13 +374,19 @@ func (w *Worker) release(partitions []int32) {
 	for _, applier := range released {
 		close(applier.stop)
 	}
+	// One grace for all of them, not one after the other: the rebalance
+	// waits for this, within the group's rebalance timeout.
+	deadline := time.AfterFunc(releaseGrace, func() {
+		for _, applier := range released {
+			applier.cancel()
+		}
+	})
 	for _, applier := range released {
-		timer := time.AfterFunc(releaseGrace, applier.cancel)
 		<-applier.done
-		timer.Stop()
 		applier.cancel()
 		w.metrics.lag.DeleteLabelValues(strconv.Itoa(int(applier.partition)))
 	}
+	deadline.Stop()
 	if len(released) > 0 {
 		w.logger.Info("partitions released", "partitions", partitions)
 	}
