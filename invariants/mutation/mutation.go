@@ -153,8 +153,18 @@ func Profiles() []Profile {
 			// client.poll_for=0s: after a 202 the client would otherwise ask
 			// for the outcome until it is final, and the slot would wait for
 			// the account's last command to be applied.
+			//
+			// The gate's edge debits, replays, duplicates and early timeouts
+			// are turned off: with every outcome unknown (no wait, no
+			// polling) the generator could not size debits from what the
+			// accounts hold, and plain amounts of 1..1000 against a funding
+			// of 3,000 race each other into overdrafts by themselves, on
+			// accounts chosen uniformly.
 			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
-				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=3000"},
+				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=3000",
+				"workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0", "workload.minimum_rate=0",
+				"workload.pair_rate=0", "client.duplicates.rate=0", "client.misuse.rate=0", "client.replays.rate=0",
+				"client.early_timeouts.rate=0"},
 			Steps: []Step{
 				{6 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
 				{12 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},

@@ -205,12 +205,17 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 		if e.workload, err = NewWorkload(s.Workload, len(accounts), config.Seed); err != nil {
 			return nil, fmt.Errorf("load: %w", err)
 		}
-		opening := make([]int64, len(accounts))
-		for i, account := range accounts {
-			opening[i] = account.FundingMinor
-		}
-		if err := e.workload.TrackBalances(opening, s.Setup.FundingMinor); err != nil {
-			return nil, fmt.Errorf("load: %w", err)
+		// Beliefs of the balances size the edge debits (overdraft_rate,
+		// drain_rate). Without edge debits amounts are drawn as they fall,
+		// and debits exceeding what an account holds happen by themselves.
+		if s.Workload.OverdraftRate > 0 || s.Workload.DrainRate > 0 {
+			opening := make([]int64, len(accounts))
+			for i, account := range accounts {
+				opening[i] = account.FundingMinor
+			}
+			if err := e.workload.TrackBalances(opening, s.Setup.FundingMinor); err != nil {
+				return nil, fmt.Errorf("load: %w", err)
+			}
 		}
 	}
 	start := time.Now()
