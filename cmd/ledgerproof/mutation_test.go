@@ -24,7 +24,8 @@ func TestMutationLoadArgs(t *testing.T) {
 		"load --scenario scenarios/gate.yaml --base-url http://a,http://b --out /runs/04-bursts-clean --seed 42",
 		"--set client.wait=0s --set client.poll_for=0s",
 		// The run's duration comes after the profile's sets, so it wins; --duration overrides the profile's.
-		"--set setup.funding=3000 --set schedule.duration=45s --set setup.timeout=2m0s",
+		"--set setup.funding=3000 --set workload.accounts=uniform",
+		"--set client.early_timeouts.rate=0 --set schedule.duration=45s --set setup.timeout=2m0s",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("arguments %q lack %q", args, want)
