@@ -779,6 +779,17 @@ func (a *auditor) describeAck(op *operation) string {
 
 func (a *auditor) checkOperations() {
 	info := &a.result.InfoResolution
+	// answered: some request of the key other than a misuse got an answer
+	// from the system (ok, failed, or accepted). When none did, the system
+	// may never have received the key before a misuse reused it: the misuse
+	// is then the key's first use, and applying its body is no breach.
+	answered := make([]bool, len(a.history.keys))
+	for index := range a.history.operations {
+		op := &a.history.operations[index]
+		if op.kind != opMisuse && (op.outcome != outcomeInfo || op.acknowledged()) {
+			answered[op.key] = true
+		}
+	}
 	for index := range a.history.operations {
 		op := &a.history.operations[index]
 		key := &a.history.keys[op.key]
@@ -788,7 +799,7 @@ func (a *auditor) checkOperations() {
 			row = &a.rows[key.row]
 		}
 		if op.kind == opMisuse {
-			a.checkMisuse(opIndex, op, key, row)
+			a.checkMisuse(opIndex, op, key, row, answered[op.key])
 			continue
 		}
 		if op.outcome == outcomeInfo {
@@ -818,7 +829,9 @@ func (a *auditor) checkOperations() {
 			problem = fmt.Sprintf("the client was told the reason %q, the ledger rejected it for %q", reason, rowReason)
 		case op.status == statusSettled && row.status != statusSettled, op.status == statusRejected && row.status != statusRejected:
 			problem = fmt.Sprintf("the client was last told status %s, the ledger's is %s", op.status, row.status)
-		case !sameBody(op, row):
+		case !sameBody(op, row) && !(op.outcome == outcomeInfo && !answered[op.key] && a.misuseBodyOf(op.key, row)):
+			// (An unknown request whose key's row carries a misuse's body
+			// may never have reached the system: the misuse came first.)
 			problem = fmt.Sprintf("the ledger's transaction is %s %d from %d to %d, the request was %s %d from %d to %d",
 				row.kind, row.amount, row.source, row.destination, op.kind, op.amount, op.from, op.to)
 		case op.txHash != 0 && op.txHash != row.idHash:
@@ -835,21 +848,42 @@ func (a *auditor) checkOperations() {
 	}
 }
 
+// misuseBodyOf reports whether row carries the body of a misuse of key.
+func (a *auditor) misuseBodyOf(key int32, row *txRow) bool {
+	for index := range a.history.operations {
+		op := &a.history.operations[index]
+		if op.key == key && op.kind == opMisuse && misuseBody(op, row) {
+			return true
+		}
+	}
+	return false
+}
+
+// misuseBody reports whether the row carries a misuse's body (a misuse is
+// journaled with kind "misuse": its amount and accounts say what it asked).
+func misuseBody(op *operation, row *txRow) bool {
+	return op.amount == row.amount && op.from == row.source && op.to == row.destination
+}
+
 // sameBody reports whether the row carries the operation's request.
 func sameBody(op *operation, row *txRow) bool {
 	return op.kind == row.kind && op.amount == row.amount && op.from == row.source && op.to == row.destination
 }
 
-func (a *auditor) checkMisuse(opIndex int32, op *operation, key *keyState, row *txRow) {
+func (a *auditor) checkMisuse(opIndex int32, op *operation, key *keyState, row *txRow, answered bool) {
 	a.checked(KeyContract, "misuses", 1)
 	reason := a.history.reasons[op.reason]
 	var problem string
 	switch {
+	case !answered && row != nil && misuseBody(op, row) && op.outcome != outcomeFail:
+		// No other request of the key got an answer: the system may never
+		// have received it, and this "misuse" was the key's first use.
+		// Applying its body keeps the contract.
 	case op.outcome == outcomeOK:
 		problem = "the request reusing the key with a different body was told settled"
 	case op.outcome == outcomeFail && reason != "idempotency_key_reused":
 		problem = fmt.Sprintf("the request reusing the key with a different body failed with %q, not idempotency_key_reused", reason)
-	case row != nil && row.amount == op.amount && row.source == op.from && row.destination == op.to &&
+	case row != nil && misuseBody(op, row) &&
 		(key.first < 0 || !sameBody(&a.history.operations[key.first], row)):
 		problem = fmt.Sprintf("the ledger applied the reused key's new body (%d from %d to %d) instead of the original request's",
 			op.amount, op.from, op.to)

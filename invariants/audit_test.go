@@ -286,6 +286,40 @@ func TestMisuseAppliedBreaksKeyContract(t *testing.T) {
 	}
 }
 
+// TestMisuseFirstToArriveKeepsTheContract: when the original request of a
+// key got no answer (it may never have reached the system, e.g. gateways
+// down), a "misuse" sent after it is the key's first use: the system
+// applying its body and telling it settled breaks nothing. Had the original
+// been answered, the same ledger breaks the key contract.
+func TestMisuseFirstToArriveKeepsTheContract(t *testing.T) {
+	build := func(originalAnswered bool) *model {
+		m := newModel(2)
+		deposit := m.operate(KindDeposit, 0, 2, 40, misused)
+		row := m.row(deposit)
+		m.transactions[row].Amount = 41
+		for i := range m.postings {
+			m.postings[i].Amount += map[bool]int64{true: 1, false: -1}[m.postings[i].Amount > 0]
+			if m.postings[i].BalanceAfter != nil {
+				*m.postings[i].BalanceAfter = 41
+			}
+		}
+		m.account(2).Balance = 41
+		if !originalAnswered {
+			original := &m.journal[deposit]
+			original.Outcome, original.Status, original.Reason, original.Tx = OutcomeInfo, "", "", ""
+		}
+		misuse := &m.journal[deposit+1]
+		misuse.Outcome, misuse.Status, misuse.Reason, misuse.Tx = OutcomeOK, StatusSettled, "", m.transactions[row].ID
+		return m
+	}
+	if violated := build(false).audit(t, nil).violated(); slices.Contains(violated, KeyContract) || slices.Contains(violated, OutcomeAgreement) {
+		t.Errorf("the misuse arrived first (its original unanswered), yet violated %v\n%s", violated, build(false).audit(t, nil).summary())
+	}
+	if violated := build(true).audit(t, nil).violated(); !slices.Contains(violated, KeyContract) {
+		t.Errorf("the original was answered settled and the misuse's body applied, yet violated %v, want key-contract", violated)
+	}
+}
+
 func TestViolationsAreCappedButCounted(t *testing.T) {
 	m := newModel(1)
 	for i := 0; i < 30; i++ {
