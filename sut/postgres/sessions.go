@@ -25,8 +25,11 @@ func (s *Store) CreateSession(ctx context.Context, tokenHash []byte, userID, acc
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	session := ledger.Session{UserID: userID, AccountID: accountID}
+	// One reading of the clock for both ends: two calls of
+	// clock_timestamp() differ by the microseconds between them.
 	err := s.pool.QueryRow(ctx, `INSERT INTO sessions (token_hash, user_id, account_id, issued_at, expires_at)
-		VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp() + $4::interval) RETURNING issued_at, expires_at`,
+		SELECT $1, $2, $3, now.t, now.t + $4::interval FROM (SELECT clock_timestamp() AS t) AS now
+		RETURNING issued_at, expires_at`,
 		tokenHash, userID, accountID, ttl).Scan(&session.IssuedAt, &session.ExpiresAt)
 	if err != nil {
 		return ledger.Session{}, fmt.Errorf("create session: %w", err)
