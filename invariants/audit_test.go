@@ -260,10 +260,10 @@ func TestNoOverdraftInAppliedOrder(t *testing.T) {
 	}
 }
 
-func TestMisuseAppliedBreaksKeyContract(t *testing.T) {
-	m := newModel(2)
-	deposit := m.operate(KindDeposit, 0, 2, 40, misused)
-	// The system applied the misuse's body (41) instead of the original.
+// applyMisuseBody makes the ledger hold the body of the misuse made of the
+// 40-unit deposit at journal entry deposit (41 to account 2) instead of the
+// original's. It returns the deposit's row.
+func (m *model) applyMisuseBody(deposit int) int {
 	row := m.row(deposit)
 	m.transactions[row].Amount = 41
 	for i := range m.postings {
@@ -273,6 +273,14 @@ func TestMisuseAppliedBreaksKeyContract(t *testing.T) {
 		}
 	}
 	m.account(2).Balance = 41
+	return row
+}
+
+func TestMisuseAppliedBreaksKeyContract(t *testing.T) {
+	m := newModel(2)
+	deposit := m.operate(KindDeposit, 0, 2, 40, misused)
+	// The system applied the misuse's body (41) instead of the original.
+	m.applyMisuseBody(deposit)
 	result := m.audit(t, nil)
 	violated := result.violated()
 	if !slices.Contains(violated, KeyContract) {
@@ -295,15 +303,7 @@ func TestMisuseFirstToArriveKeepsTheContract(t *testing.T) {
 	build := func(originalAnswered bool) *model {
 		m := newModel(2)
 		deposit := m.operate(KindDeposit, 0, 2, 40, misused)
-		row := m.row(deposit)
-		m.transactions[row].Amount = 41
-		for i := range m.postings {
-			m.postings[i].Amount += map[bool]int64{true: 1, false: -1}[m.postings[i].Amount > 0]
-			if m.postings[i].BalanceAfter != nil {
-				*m.postings[i].BalanceAfter = 41
-			}
-		}
-		m.account(2).Balance = 41
+		row := m.applyMisuseBody(deposit)
 		if !originalAnswered {
 			original := &m.journal[deposit]
 			original.Outcome, original.Status, original.Reason, original.Tx = OutcomeInfo, "", "", ""
