@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,12 +102,21 @@ func (r *Registry) Handler() http.Handler {
 				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 				return
 			}
-			status, err := r.Arm(Arming{Point: point, After: body.After, Probability: body.Probability})
+			arming, err := r.check(Arming{Point: point, After: body.After, Probability: body.Probability})
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 				return
 			}
-			writeJSON(w, http.StatusOK, armedPoint(status))
+			// The answer goes out whole before the point is armed: a point
+			// that fires at once (a busy worker commits within
+			// milliseconds) would otherwise end the process before it
+			// answered, and the caller would see EOF instead of "armed".
+			writeJSON(w, http.StatusOK, armedPoint(Status{Point: arming.Point, After: arming.After, Probability: arming.Probability}))
+			_ = http.NewResponseController(w).Flush()
+			if _, err := r.Arm(arming); err != nil {
+				// check accepted it; Arm checks the same things.
+				panic(fmt.Sprintf("crash points: arming %s refused after its check: %v", arming, err))
+			}
 		case http.MethodDelete:
 			disarmed := Disarmed{Disarmed: []string{}}
 			if name := request.URL.Query().Get("point"); name != "" {
@@ -151,6 +161,8 @@ func writeJSON(w http.ResponseWriter, status int, value any) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	// A length, not chunks: a flushed answer is then complete on the wire.
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
 }
@@ -180,7 +192,8 @@ func AdminURL(endpoint string) (string, error) {
 type Client struct {
 	// URL is the admin endpoint (AdminURL).
 	URL string
-	// HTTP sends the requests; NewClient sets a 10s timeout.
+	// HTTP sends the requests; NewClient sets a 10s timeout and no
+	// connection reuse.
 	HTTP *http.Client
 }
 
@@ -191,7 +204,14 @@ func NewClient(endpoint string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{URL: adminURL, HTTP: &http.Client{Timeout: 10 * time.Second}}, nil
+	return &Client{URL: adminURL, HTTP: newHTTPClient()}, nil
+}
+
+// newHTTPClient is a client that opens a connection per request: the
+// processes it talks to die on purpose, and a pooled connection to one that
+// was restarted on the same port would fail a POST with EOF.
+func newHTTPClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 }
 
 // Arm arms a point of the process.
@@ -237,7 +257,7 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, int
 	}
 	httpClient := c.HTTP
 	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 10 * time.Second}
+		httpClient = newHTTPClient()
 	}
 	response, err := httpClient.Do(request)
 	if err != nil {

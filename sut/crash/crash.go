@@ -276,17 +276,27 @@ func (r *Registry) Seed() uint64 { return r.seed }
 // Arm arms a point of the registry's process, replacing any earlier arming
 // of it (the hit count starts again from zero).
 func (r *Registry) Arm(arming Arming) (Status, error) {
-	if err := arming.validate(); err != nil {
+	arming, err := r.check(arming)
+	if err != nil {
 		return Status{}, err
-	}
-	if process := arming.Point.Process(); process != r.process {
-		return Status{}, fmt.Errorf("crash point %s lives in the %s, and this process is a %s", arming.Point, process, r.process)
 	}
 	entry := &armed{Arming: arming}
 	r.table[arming.Point].Store(entry)
 	r.logger.Warn("CRASH POINT ARMED: this process will exit on purpose", "point", arming.Point.String(),
 		"after", arming.After, "probability", arming.Probability, "crash_point_seed", r.seed, "exit_status", ExitStatus)
 	return entry.status(), nil
+}
+
+// check validates an arming for this registry's process and returns it
+// completed (a bare point fires on its first hit).
+func (r *Registry) check(arming Arming) (Arming, error) {
+	if err := arming.validate(); err != nil {
+		return Arming{}, err
+	}
+	if process := arming.Point.Process(); process != r.process {
+		return Arming{}, fmt.Errorf("crash point %s lives in the %s, and this process is a %s", arming.Point, process, r.process)
+	}
+	return arming, nil
 }
 
 // Disarm disarms a point; it reports whether it was armed.

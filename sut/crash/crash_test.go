@@ -488,3 +488,49 @@ func TestCrashArmer(t *testing.T) {
 		}
 	}
 }
+
+// armingHook is a log handler that calls a function on the line that
+// announces an arming: the moment a busy process may hit the point.
+type armingHook struct{ onArmed func() }
+
+func (h armingHook) Enabled(context.Context, slog.Level) bool { return true }
+func (h armingHook) Handle(_ context.Context, record slog.Record) error {
+	if strings.Contains(record.Message, "ARMED") {
+		h.onArmed()
+	}
+	return nil
+}
+func (h armingHook) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h armingHook) WithGroup(string) slog.Handler      { return h }
+
+// A point that fires the moment it is armed (a worker commits within
+// milliseconds) ends the process; the caller must still have had its "armed"
+// answer, not an EOF: the answer is sent whole before the point is armed.
+// The demo's CI plan failed on exactly that EOF.
+func TestCrashArmAnswersBeforeAnImmediateHit(t *testing.T) {
+	var server *httptest.Server
+	var registry *crash.Registry
+	var exits atomic.Int64
+	logger := slog.New(armingHook{onArmed: func() { registry.Hit(crash.AfterCommitBeforeCache) }})
+	registry, err := crash.NewRegistry(crash.Options{Process: ledger.ProcessWorker, Seed: 3, Logger: logger, Exit: func(int) {
+		exits.Add(1)
+		// The process is gone: every connection drops, whatever it had not sent.
+		server.CloseClientConnections()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = httptest.NewServer(registry.Handler())
+	t.Cleanup(server.Close)
+	client, err := crash.NewClient(server.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed, err := client.Arm(context.Background(), crash.ArmRequest{Point: "worker.after-commit-before-cache"})
+	if err != nil || armed.Point != "worker.after-commit-before-cache" || armed.After != 1 {
+		t.Fatalf("arm: %+v, %v (want the armed point, then the crash)", armed, err)
+	}
+	if exits.Load() != 1 {
+		t.Fatalf("%d exits, want the armed point to fire once", exits.Load())
+	}
+}
