@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build test vet fuzz bench-security demo flow bench bench-load capacity mutation up down status clean
+.PHONY: all deps build test vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs up down status clean
 
 all: build
 
@@ -150,6 +150,24 @@ mutation: deps build
 	@status=0; set -x; $(BIN) mutation || status=$$?; { set +x; } 2>/dev/null; echo $$status > $(MUTATION_EXIT); \
 	if [ $$status -ne 0 ]; then echo "make mutation: the matrix exited $$status (make reports its own 2; the code is in $(MUTATION_EXIT))" >&2; fi; \
 	exit $$status
+
+# The default gate itself (make demo, unchanged: gate.yaml, the CI plan, no
+# bug-only flag) once per seeded bug, then on the clean system; each run goes
+# to GATE_BUGS_DIR/<system>/ with its exit code. Fails unless every bug is
+# caught by an expected invariant with the run exiting 1, and the clean run
+# passes with 0; the matrix goes into docs/ci.md ("The default gate against
+# every seeded bug"). About 1.5-2 minutes per system, 8 systems.
+GATE_BUGS_DIR := reports/runs/gate-bugs-$(shell date -u +%Y%m%dT%H%M%SZ)
+gate-bugs: deps build
+	@mkdir -p $(GATE_BUGS_DIR); date -u +%Y-%m-%dT%H:%M:%SZ > $(GATE_BUGS_DIR)/started-at; \
+	for system in $$($(BIN) gate-bugs --list); do \
+		bug=$$system; if [ $$system = clean ]; then bug=; fi; \
+		echo "make gate-bugs: $$system (log $(GATE_BUGS_DIR)/$$system.log)"; \
+		$(MAKE) --no-print-directory demo DEMO_BUGS=$$bug DEMO_RUN=$(GATE_BUGS_DIR)/$$system > $(GATE_BUGS_DIR)/$$system.log 2>&1; \
+		mkdir -p $(GATE_BUGS_DIR)/$$system; cp $(DEMO_EXIT) $(GATE_BUGS_DIR)/$$system/exit-code 2>/dev/null; \
+		grep -h '^VERDICT' $(GATE_BUGS_DIR)/$$system.log || tail -n 3 $(GATE_BUGS_DIR)/$$system.log; \
+	done; \
+	$(BIN) gate-bugs --dir $(GATE_BUGS_DIR)
 
 up: deps build
 	$(BIN) up --dir $(STACK_DIR)

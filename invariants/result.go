@@ -2,6 +2,8 @@ package invariants
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"time"
 )
 
@@ -220,4 +222,17 @@ type DeadLetterRef struct {
 	// Journaled and Lost are DeadLetters' counts, for this record.
 	Journaled bool `json:"journaled,omitempty"`
 	Lost      bool `json:"lost,omitempty"`
+}
+
+// ReadResult reads an audit result written by WriteFiles (audit.json).
+func ReadResult(path string) (*Result, error) {
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var result Result
+	if err := json.Unmarshal(content, &result); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &result, nil
 }

@@ -43,8 +43,9 @@ func commands() map[string]command {
 		"report":   {"render a run directory's report (index.html, junit.xml, summary.json), or --compare two runs", reportCommand},
 		"run":      {"the main job: load + chaos + drain + audit + report (exit 0 passed, 1 invariant violated, 2 could not run, 3 threshold failed)", runCommand},
 
-		"load":     {"run a load scenario against a system: setup, schedule, journal, summary (exit 0 passed, 99 threshold failed, 2 could not run)", loadCommand},
-		"mutation": {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
+		"load":      {"run a load scenario against a system: setup, schedule, journal, summary (exit 0 passed, 99 threshold failed, 2 could not run)", loadCommand},
+		"gate-bugs": {"judge make gate-bugs' runs: the default gate against every seeded bug, then clean (docs/ci.md)", gateBugsCommand},
+		"mutation":  {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
 
 		"bench-load": {"measure the load engine's CPU per operation beside a bare net/http loop (make bench-load)", benchLoadCommand},
 	}

@@ -340,7 +340,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 	summary.Close()
 	stopAll()
 	result.Faults = append(result.Faults, restarts...)
-	audit, err := readAuditResult(filepath.Join(dir, "audit.json"))
+	audit, err := invariants.ReadResult(filepath.Join(dir, "audit.json"))
 	if err != nil {
 		return fail(fmt.Errorf("audit exited %d without a result: %w (see %s)", code, err, filepath.Join(dir, "progress.log")))
 	}
@@ -675,18 +675,6 @@ func recoverStack(ctx context.Context, dir string, log func(string)) error {
 		}
 		time.Sleep(2 * time.Second)
 	}
-}
-
-func readAuditResult(path string) (*invariants.Result, error) {
-	content, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var result invariants.Result
-	if err := json.Unmarshal(content, &result); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &result, nil
 }
 
 // copyStackFiles copies the stack file and the components' logs into dest.

@@ -671,7 +671,7 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 		}
 	}
 	code := runAudit(ctx, options, output, output)
-	result, err := readAuditResult(filepath.Join(runDir, "audit.json"))
+	result, err := invariants.ReadResult(filepath.Join(runDir, "audit.json"))
 	if err != nil {
 		return "", fmt.Errorf("the audit exited %d without a result: %w", code, err)
 	}

@@ -48,6 +48,11 @@ func TestJudge(t *testing.T) {
 		{"clean violated", clean([]string{"cache-coherence"}, true), false, false, "violated cache-coherence"},
 		{"clean not drained", clean(nil, false), false, false, "did not drain"},
 		{"clean run failed", Result{System: "clean", Error: "the load exited 2"}, false, false, "the load exited 2"},
+		{"bug caught, the whole run exited 1", withRunExit(bug([]string{"no-overdraft"}, []string{"no-overdraft"}, true), 1), true, true, ""},
+		{"bug caught, but the whole run exited 2", withRunExit(bug([]string{"no-overdraft"}, []string{"no-overdraft"}, true), 2),
+			false, false, "the run exited 2, want 1"},
+		{"clean passed, the whole run exited 0", withRunExit(clean(nil, true), 0), false, true, ""},
+		{"clean audit passed, but the whole run exited 2", withRunExit(clean(nil, true), 2), false, false, "the run exited 2, want 0"},
 		{"clean audit weak", Result{System: "clean", Verdict: invariants.VerdictWeak, Drained: true,
 			Weak: []string{"duplicates required (scenario) but none happened, so exactly-once not exercised"}}, false, false, "the audit is weak: duplicates required"},
 	}
@@ -67,6 +72,11 @@ func TestJudge(t *testing.T) {
 
 func withSetupProblem(r Result) Result {
 	r.SetupProblem = "the load's setup did not finish (exit 2)"
+	return r
+}
+
+func withRunExit(r Result, code int) Result {
+	r.RunExit = &code
 	return r
 }
 
