@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build test vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs up down status clean
+.PHONY: all deps build test vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs soak-gate up down status clean
 
 all: build
 
@@ -168,6 +168,24 @@ gate-bugs: deps build
 		grep -h '^VERDICT' $(GATE_BUGS_DIR)/$$system.log || tail -n 3 $(GATE_BUGS_DIR)/$$system.log; \
 	done; \
 	$(BIN) gate-bugs --dir $(GATE_BUGS_DIR)
+
+# The clean chaos gate (make demo, unchanged) RUNS times in a row, each on a
+# fresh stack with its own seeds, into SOAK_DIR/run-<i>/: every run that does
+# not exit 0 is a false alarm, printed with its verdict and notes. Fails when
+# there is one (docs/ci.md, "False alarms"). About 1.5-2 minutes per run.
+RUNS     ?= 10
+SOAK_DIR := reports/runs/soak-gate-$(shell date -u +%Y%m%dT%H%M%SZ)
+soak-gate: deps build
+	@mkdir -p $(SOAK_DIR); alarms=0; \
+	for i in $$(seq 1 $(RUNS)); do \
+		$(MAKE) --no-print-directory demo DEMO_RUN=$(SOAK_DIR)/run-$$i > $(SOAK_DIR)/run-$$i.log 2>&1; \
+		code=$$(cat $(DEMO_EXIT) 2>/dev/null || echo 2); \
+		echo "make soak-gate: run $$i of $(RUNS): exit $$code: $$(grep -h '^VERDICT' $(SOAK_DIR)/run-$$i.log | head -n 1)" | tee -a $(SOAK_DIR)/summary.txt; \
+		if [ "$$code" != 0 ]; then alarms=$$((alarms+1)); \
+			grep -h -E '^(note|ERROR|.*ERROR after)' $(SOAK_DIR)/run-$$i.log | sed 's/^/    /' | tee -a $(SOAK_DIR)/summary.txt; fi; \
+	done; \
+	echo "make soak-gate: $$alarms false alarm(s) in $(RUNS) clean runs of the gate ($(SOAK_DIR), logs run-<i>.log)" | tee -a $(SOAK_DIR)/summary.txt; \
+	[ $$alarms -eq 0 ]
 
 up: deps build
 	$(BIN) up --dir $(STACK_DIR)

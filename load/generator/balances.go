@@ -89,7 +89,8 @@ func (b *balanceBook) decide(operation Operation, class debitClass, amountMin in
 	}
 	if operation.Kind != client.KindDeposit {
 		switch {
-		case class == debitOverBalance && source.upper() < maxEdgeAmountMinor:
+		case class == debitOverBalance && source.upper() < maxEdgeAmountMinor && source.upper() >= 0:
+			// (An upper bound below zero is an account the system overdrew: no amount is one unit over it.)
 			operation.Amount, operation.Intent = source.upper()+1, IntentOverBalance
 		case class == debitWholeBalance && source.exact() && source.settled >= 1:
 			operation.Amount, operation.Intent = source.settled, IntentWholeBalance
@@ -104,13 +105,25 @@ func (b *balanceBook) decide(operation Operation, class debitClass, amountMin in
 			}
 		}
 	}
+	return b.registerLocked(operation)
+}
+
+// register registers an operation sized elsewhere (a rival) as in flight.
+func (b *balanceBook) register(operation Operation) Operation {
+	b.mutex.Lock()
+	defer b.mutex.Unlock()
+	return b.registerLocked(operation)
+}
+
+// registerLocked registers an operation as in flight; the caller holds the mutex.
+func (b *balanceBook) registerLocked(operation Operation) Operation {
 	operation.tracked = true
 	debited, credited := b.sides(operation)
 	if debited != nil {
 		debited.pendingDebits += operation.Amount
 		debited.inFlight++
 		debited.version++
-		if operation.Intent == IntentOverBalance || operation.Intent == IntentWholeBalance {
+		if probes(operation) {
 			debited.probing++
 		}
 	}
@@ -120,6 +133,12 @@ func (b *balanceBook) decide(operation Operation, class debitClass, amountMin in
 		credited.version++
 	}
 	return operation
+}
+
+// probes reports whether a debit is aimed at an edge of the balance (over it, at it, or racing for it): while
+// one is in flight, no transfer credits its account.
+func probes(operation Operation) bool {
+	return operation.Intent == IntentOverBalance || operation.Intent == IntentWholeBalance || operation.Intent == IntentRival
 }
 
 // notProbing returns candidate, or the next account after it that has no edge debit in flight and is not
@@ -159,7 +178,7 @@ func (b *balanceBook) finish(operation Operation, outcome string, now time.Time)
 		debited.pendingDebits -= amount
 		debited.inFlight--
 		debited.version++
-		if operation.Intent == IntentOverBalance || operation.Intent == IntentWholeBalance {
+		if probes(operation) {
 			debited.probing--
 		}
 		switch outcome {

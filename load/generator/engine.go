@@ -538,9 +538,23 @@ func (e *engine) mixedIteration(ctx context.Context, n int64, slot uint64, inten
 		request.FirstAttemptTimeout = time.Duration(1 + random.Int64N(int64(s.Client.EarlyTimeoutMax)))
 	}
 	replayLater := s.Client.ReplayRate > 0 && random.Float64() < s.Client.ReplayRate
+	// A whole-balance debit that drew a rival races it: both are sent at once, each with its own key.
+	var rivalResult chan client.Result
+	rival, raced := e.workload.Rival(operation)
+	if raced {
+		rivalRequest := client.MoneyRequest{Kind: rival.Kind, Amount: rival.Amount, Caller: caller, Intended: intended,
+			Intent: rival.Intent, Session: source, From: source.AccountID}
+		rivalResult = make(chan client.Result, 1)
+		go func() { rivalResult <- e.ledger.Money(ctx, rivalRequest) }()
+	}
 	result := e.ledger.Money(ctx, request)
 	e.workload.Finish(operation, result.Outcome, time.Now())
 	e.record(result, step, request.Duplicate != "" && len(result.DuplicateStatuses) > 0)
+	if raced {
+		other := <-rivalResult
+		e.workload.Finish(rival, other.Outcome, time.Now())
+		e.record(other, step, false)
+	}
 	// Only an operation the ledger decided is replayed: its replay must find it there, never apply anything.
 	if replayLater && ctx.Err() == nil && decidedByTheLedger(result) {
 		again := request

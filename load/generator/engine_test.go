@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/client"
+	"github.com/ledgerproof/ledgerproof/load/history"
 	"github.com/ledgerproof/ledgerproof/load/metrics"
 )
 
@@ -682,7 +684,7 @@ func TestRunEdgesReplaysAndEarlyTimeouts(t *testing.T) {
 name: engine-test
 setup: {accounts: 20, funding: 3000, concurrency: 4, timeout: 20s}
 schedule: {executor: constant-arrival-rate, rate: 100, duration: 2s, graceful_stop: 2s}
-workload: {overdraft_rate: 0.3, drain_rate: 0.1, minimum_rate: 0.1, pair_rate: 0.5}
+workload: {overdraft_rate: 0.3, drain_rate: 0.1, minimum_rate: 0.1, pair_rate: 0.5, race_rate: 0.5}
 client:
   wait: 0s
   timeout: 5s
@@ -703,6 +705,14 @@ client:
 	}
 	intents := map[string]int{}
 	replays, early := 0, 0
+	type race struct{ entries []history.Entry }
+	races := map[string]race{}
+	rivalIterations := map[string]bool{}
+	for _, entry := range load {
+		if entry.Intent == IntentRival {
+			rivalIterations[fmt.Sprintf("%d/%d", entry.VU, entry.Iter)] = true
+		}
+	}
 	for _, entry := range load {
 		if entry.ReplayOf != "" {
 			replays++
@@ -725,15 +735,32 @@ client:
 		if len(entry.Statuses) > 1 && entry.Statuses[0] == 0 {
 			early++
 		}
+		iteration := fmt.Sprintf("%d/%d", entry.VU, entry.Iter)
 		switch {
 		case entry.Intent == IntentOverBalance && (entry.Outcome != client.OutcomeFail || entry.Reason != "insufficient_funds"):
 			t.Errorf("over-balance %+v: want fail, insufficient_funds", entry)
+		case entry.Intent == IntentRival || entry.Intent == IntentWholeBalance && rivalIterations[iteration]:
+			// Of a whole-balance debit and its rival, one settles and the other is rejected: checked below.
+			race := races[iteration]
+			race.entries = append(race.entries, entry)
+			races[iteration] = race
 		case entry.Intent != IntentOverBalance && entry.Outcome != client.OutcomeOK:
 			t.Errorf("%+v: want ok, only over-balance debits may be refused", entry)
 		}
 	}
-	if intents[IntentOverBalance] == 0 || intents[IntentMinimum] == 0 || replays == 0 || early == 0 {
+	if intents[IntentOverBalance] == 0 || intents[IntentMinimum] == 0 || intents[IntentRival] == 0 || replays == 0 || early == 0 {
 		t.Errorf("intents %v, %d replays, %d first attempts given up: want every kind", intents, replays, early)
+	}
+	for iteration, race := range races {
+		outcomes := map[string]int{}
+		for _, entry := range race.entries {
+			outcomes[entry.Outcome+" "+entry.Reason]++
+		}
+		if len(race.entries) != 2 || race.entries[0].From != race.entries[1].From || race.entries[0].Amount != race.entries[1].Amount ||
+			outcomes["ok "] != 1 || outcomes["fail insufficient_funds"] != 1 {
+			t.Errorf("race of iteration %s: %+v; want a whole-balance debit and its rival of the same account and amount, one settled, one rejected",
+				iteration, race.entries)
+		}
 	}
 	// The beliefs never let the generator debit more than an account held, except on purpose: the fake's
 	// balances are never negative, and the system holds what was funded and deposited, less what was withdrawn.

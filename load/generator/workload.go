@@ -21,6 +21,9 @@ const (
 	// IntentWholeBalance is a debit of exactly the balance the generator knew the source had: it must settle and
 	// leave the account at zero.
 	IntentWholeBalance = "whole-balance"
+	// IntentRival is a withdrawal of the same amount from the same account as a whole-balance debit, sent at the
+	// same moment with a key of its own (race_rate): of the two, one must be rejected for insufficient funds.
+	IntentRival = "rival"
 	// IntentMinimum is an amount of amount_min, the smallest the scenario allows (1 by default).
 	IntentMinimum = "minimum"
 	// IntentTopUp is a deposit of setup.funding that replaced a debit the source surely could not cover even
@@ -41,6 +44,8 @@ type Operation struct {
 	Intent string
 	// tracked says the operation is registered in the workload's balance beliefs: Finish must be called.
 	tracked bool
+	// raced says the operation drew a rival (race_rate); Rival makes it when the debit is a whole-balance one.
+	raced bool
 }
 
 // weightedKinds picks an operation kind with the mix's weights (zero weights never).
@@ -144,7 +149,7 @@ type Workload struct {
 	ownership bool
 	slots     int
 
-	overdraftRate, drainRate, minimumRate, pairRate float64
+	overdraftRate, drainRate, minimumRate, pairRate, raceRate float64
 	// balances is nil until TrackBalances: then amounts are sized from the beliefs.
 	balances *balanceBook
 }
@@ -161,7 +166,7 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	if w.AmountMin < 1 || w.AmountMax < w.AmountMin {
 		return nil, fmt.Errorf("workload: amounts %d..%d: need 1 <= min <= max", w.AmountMin, w.AmountMax)
 	}
-	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate} {
+	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate, w.RaceRate} {
 		if rate < 0 || rate > 1 {
 			return nil, fmt.Errorf("workload: rate %v: want a fraction between 0 and 1", rate)
 		}
@@ -171,7 +176,8 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	}
 	workload := &Workload{accounts: accounts, kinds: kinds, amountMin: w.AmountMin, amountMax: w.AmountMax,
 		picker: uniformPicker{count: accounts}, ownership: w.Ownership, slots: max(1, min(accounts, w.OwnerSlots)),
-		overdraftRate: w.OverdraftRate, drainRate: w.DrainRate, minimumRate: w.MinimumRate, pairRate: w.PairRate}
+		overdraftRate: w.OverdraftRate, drainRate: w.DrainRate, minimumRate: w.MinimumRate, pairRate: w.PairRate,
+		raceRate: w.RaceRate}
 	if w.OwnerSlots <= 0 {
 		workload.slots = accounts
 	}
@@ -206,6 +212,8 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 	minimum := random.Float64() < w.minimumRate
 	edge := random.Float64()
 	toPartner := random.Float64() < w.pairRate
+	// Drawn only when races are asked for, so that scenarios without them keep their seeds' sequences.
+	raced := w.raceRate > 0 && random.Float64() < w.raceRate
 	destination := w.pickOther(random, operation.Source)
 	operation.Amount = uniform
 	if minimum {
@@ -227,7 +235,23 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 	case edge < w.overdraftRate+w.drainRate:
 		class = debitWholeBalance
 	}
-	return w.balances.decide(operation, class, w.amountMin)
+	operation = w.balances.decide(operation, class, w.amountMin)
+	operation.raced = raced && operation.Intent == IntentWholeBalance
+	return operation
+}
+
+// Rival returns the rival of an operation Next returned, when it drew one (race_rate) and is a whole-balance
+// debit: a withdrawal of the same amount from the same account, registered in flight like any operation (hand
+// it to Finish too). Sent at the same moment, the two debits ask for twice what the account holds: a correct
+// system settles one and rejects the other for insufficient funds; one that checks both against the same
+// balance (a cache, a read without a lock) settles both and overdraws the account.
+func (w *Workload) Rival(operation Operation) (Operation, bool) {
+	if !operation.raced || w.balances == nil {
+		return Operation{}, false
+	}
+	rival := Operation{Kind: client.KindWithdrawal, Source: operation.Source, Destination: -1, Amount: operation.Amount,
+		Intent: IntentRival}
+	return w.balances.register(rival), true
 }
 
 // Finish hands back an operation Next returned, with its outcome (client.OutcomeOK, OutcomeFail, OutcomeInfo)

@@ -197,6 +197,10 @@ var fields = []field{
 	{Path: "workload.drain_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
 		Meaning: "Fraction of debits that take exactly the source's balance when the generator knows it exactly " +
 			"(nothing of the account in flight or unknown), leaving it at 0; otherwise an ordinary debit."},
+	{Path: "workload.race_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1; above 0 only with `drain_rate`",
+		Meaning: "Fraction of whole-balance debits (`drain_rate`) sent with a rival: a withdrawal of the same amount from " +
+			"the same account, with a key of its own, at the same moment (two devices paying at once); one of the two " +
+			"must be rejected for insufficient funds (Balance edges, below)."},
 	{Path: "workload.minimum_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
 		Meaning: "Fraction of operations whose amount is `amount_min`, the smallest edge."},
 	{Path: "workload.pair_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",

@@ -386,6 +386,8 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.number(node, path, &s.Workload.DrainRate)
 	case "workload.minimum_rate":
 		d.number(node, path, &s.Workload.MinimumRate)
+	case "workload.race_rate":
+		d.number(node, path, &s.Workload.RaceRate)
 	case "workload.pair_rate":
 		d.number(node, path, &s.Workload.PairRate)
 

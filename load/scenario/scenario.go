@@ -144,6 +144,9 @@ type Workload struct {
 	// DrainRate is the fraction of debits that take exactly the source's balance when the generator knows it
 	// exactly, leaving the account at zero. Default 0. OverdraftRate + DrainRate is at most 1.
 	DrainRate float64
+	// RaceRate is the fraction of whole-balance debits sent with a rival: a withdrawal of the same amount from
+	// the same account, with its own key, at the same moment; one of the two must be rejected. Default 0.
+	RaceRate float64
 	// MinimumRate is the fraction of operations whose amount is AmountMin. Default 0.
 	MinimumRate float64
 	// PairRate is the fraction of transfers sent to the source's partner account (0 and 1, 2 and 3, ...), so

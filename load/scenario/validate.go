@@ -83,6 +83,12 @@ func (d *decoder) validate() {
 				"%s with drain_rate %s is above 1: a debit is aimed over the balance or at it, not both",
 				decimal(s.Workload.OverdraftRate), decimal(s.Workload.DrainRate))
 		}
+		fraction(s.Workload.RaceRate, "workload.race_rate")
+		if s.Workload.RaceRate > 0 && s.Workload.DrainRate == 0 {
+			// A race is two debits of a whole balance: without drain_rate there is none to race.
+			d.problemOf([]string{"workload.race_rate", "workload.drain_rate"},
+				"race_rate %s needs drain_rate above 0: the rival doubles a whole-balance debit", decimal(s.Workload.RaceRate))
+		}
 		fraction(s.Workload.MinimumRate, "workload.minimum_rate")
 		fraction(s.Workload.PairRate, "workload.pair_rate")
 		fraction(s.Client.DuplicateRate, "client.duplicates.rate")
