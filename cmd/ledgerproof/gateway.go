@@ -37,6 +37,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.WaitMax, "wait-max", 30*time.Second, "longest bounded wait a client may ask with Prefer: wait=N")
 	flags.DurationVar(&config.SessionTTL, "session-ttl", 24*time.Hour, "lifetime of a sign-in token")
 	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response")
+	flags.DurationVar(&config.KeysCompleteInterval, "keys-complete-interval", 5*time.Second, "how often to look whether Redis's idempotency keys can be marked complete (the ledger is empty: new keys then skip the ledger check)")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests (their bodies read) before refusing with 503")
 	flags.Float64Var(&config.MoneyRateLimit.PerSecond, "money-rate-limit", 100, "money requests per second per user, per gateway, on top of --rate-limit (negative: no limit)")

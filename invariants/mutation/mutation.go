@@ -193,7 +193,7 @@ func Cases() []Case {
 			WorkerArgs: []string{"--crash-between-commits-probability=0.005"},
 			Why:        "a worker dying after the offset's commit and before the postings' loses the batch"},
 		{Bug: ledger.BugConcurrentPartition, Profile: ProfileBursts,
-			Expected: []string{invariants.PerAccountOrder, invariants.OutcomeAgreement},
+			Expected: []string{invariants.PerAccountOrder, invariants.OutcomeAgreement, invariants.Durability},
 			Why:      "a backlog gives batches with several commands per account, whose parallel chunks commit in any order"},
 		{Bug: ledger.BugTrustCacheBalance, Profile: ProfileBursts, Expected: []string{invariants.NoOverdraft},
 			Why: "several debits of one low account in one batch all pass against the same cached balance"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,9 @@ func TestRedisLossKeepsServing(t *testing.T) {
 // effect, and the waiting replay gets the stored outcome, or 422 for a
 // different body.
 func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
-	s := startStack(t, 1, 1)
+	// The gateway looks at the mark every 200 ms instead of 5 s, so the test
+	// waits for a look after Redis lost its data rather than sleeping.
+	s := startStackWith(t, 1, 1, []string{"--keys-complete-interval=200ms"}, nil)
 	ctx := context.Background()
 	cache, err := redis.New(redis.Config{Addr: s.file.Endpoints.RedisAddr})
 	if err != nil {
@@ -106,12 +109,22 @@ func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
 	}
 
 	// Redis loses everything while the ledger has transactions: the mark is
-	// gone and stays gone (the gateway looks again every 5 s), so a reused
-	// key is refused by the ledger at once, even without waiting.
+	// gone and stays gone (the gateway looks again, finds the ledger not
+	// empty, and leaves it unmarked), so a reused key is refused by the
+	// ledger at once, even without waiting.
+	internal := s.file.Endpoints.GatewayInternal[0] + "/metrics"
+	const notEmpty = `ledger_gateway_keys_complete_checks_total{result="ledger-not-empty"}`
+	looksBefore := metricValue(t, scrape(t, internal), notEmpty)
 	if err := raw.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(6 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
+	for metricValue(t, scrape(t, internal), notEmpty) <= looksBefore {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not look at the mark again within 30 s of Redis losing its data")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if complete, err := cache.KeysComplete(ctx); err != nil || complete {
 		t.Fatalf("after Redis lost its data: keys complete %v, %v", complete, err)
 	}
@@ -123,4 +136,20 @@ func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
 		t.Fatalf("balances %d/%d, want 900/100", a, b)
 	}
 	s.checkLedger()
+}
+
+// metricValue returns the value of one sample line of a /metrics text (name
+// with its labels, as printed), 0 when the line is absent.
+func metricValue(t *testing.T, text, sample string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if value, found := strings.CutPrefix(line, sample+" "); found {
+			number, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return number
+		}
+	}
+	return 0
 }

@@ -35,6 +35,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// SessionTTL is how long a bearer token lives. Default 24h.
 	SessionTTL time.Duration
+	// KeysCompleteInterval is how often the gateway looks whether Redis's
+	// idempotency keys can be marked complete (the ledger is empty). Default 5s.
+	KeysCompleteInterval time.Duration
 	// IdempotencyTTL is how long Redis remembers a key and its response.
 	// Default 24h, as Stripe does; Postgres remembers keys forever.
 	IdempotencyTTL time.Duration
@@ -140,6 +143,7 @@ func (c *Config) applyDefaults() error {
 	}
 	setDuration(&c.SessionTTL, 24*time.Hour)
 	setDuration(&c.IdempotencyTTL, 24*time.Hour)
+	setDuration(&c.KeysCompleteInterval, 5*time.Second)
 	setDuration(&c.InFlightLease, 60*time.Second)
 	setDuration(&c.WaitMax, 30*time.Second)
 	setDuration(&c.WaitPollInterval, 200*time.Millisecond)
@@ -447,10 +451,6 @@ func (g *Gateway) Run(ctx context.Context) {
 	g.cache.SubscribeOutcomes(ctx, g.waiters.notify)
 }
 
-// keysCompleteInterval is how often a gateway looks whether Redis's keys
-// can be marked complete.
-const keysCompleteInterval = 5 * time.Second
-
 // markKeysComplete sets redis.KeysCompleteKey when it is missing and the
 // ledger has no transaction: no key the ledger accepted can then be missing
 // from Redis, and gateways stop asking the ledger about keys Redis reserves
@@ -462,7 +462,7 @@ const keysCompleteInterval = 5 * time.Second
 // ledger still empty, is then like a key older than the TTL: a copy of it is
 // deduplicated by the worker and answered with the stored outcome.
 func (g *Gateway) markKeysComplete(ctx context.Context) {
-	ticker := time.NewTicker(keysCompleteInterval)
+	ticker := time.NewTicker(g.config.KeysCompleteInterval)
 	defer ticker.Stop()
 	for {
 		g.tryMarkKeysComplete(ctx)
@@ -475,24 +475,41 @@ func (g *Gateway) markKeysComplete(ctx context.Context) {
 }
 
 func (g *Gateway) tryMarkKeysComplete(ctx context.Context) {
-	if complete, err := g.cache.KeysComplete(ctx); err != nil || complete {
+	result := "error"
+	defer func() { g.metrics.keysComplete.WithLabelValues(result).Inc() }()
+	complete, err := g.cache.KeysComplete(ctx)
+	if err != nil {
 		return
 	}
-	if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+	if complete {
+		result = "complete"
+		return
+	}
+	empty, err := g.store.LedgerEmpty(ctx)
+	if err != nil {
+		return
+	}
+	if !empty {
+		result = "ledger-not-empty"
 		return
 	}
 	var random [8]byte
 	_, _ = rand.Read(random[:])
 	value := hex.EncodeToString(random[:])
 	if set, err := g.cache.MarkKeysComplete(ctx, value); err != nil || !set {
+		if err == nil {
+			result = "complete" // another gateway marked it meanwhile
+		}
 		return
 	}
 	if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+		result = "ledger-not-empty"
 		if err := g.cache.UnmarkKeysComplete(context.WithoutCancel(ctx), value); err != nil {
 			g.logger.Warn("could not take back the idempotency keys' complete mark", "error", err)
 		}
 		return
 	}
+	result = "marked"
 	g.logger.Info("the ledger is empty: Redis holds every idempotency key from now on; new keys skip the ledger check")
 }
 

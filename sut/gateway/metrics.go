@@ -20,6 +20,7 @@ type metrics struct {
 	ledgerChecks   *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	signinFailures prometheus.Counter
+	keysComplete   *prometheus.CounterVec
 }
 
 func newMetrics(registerer prometheus.Registerer) *metrics {
@@ -44,8 +45,10 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 			Help: "Sign-ins refused for a wrong password or an unknown email."}),
 		ledgerChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_ledger_key_checks_total",
 			Help: "Money requests by whether the ledger was asked about their key: checked, or skipped (Redis reserved a new key in a dataset whose keys are complete)."}, []string{"result"}),
+		keysComplete: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_keys_complete_checks_total",
+			Help: "Looks at whether Redis's idempotency keys are complete (--keys-complete-interval), by result: complete, marked (the ledger was empty), ledger-not-empty, error."}, []string{"result"}),
 	}
-	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures)
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures, m.keysComplete)
 	return m
 }
 
