@@ -52,6 +52,15 @@ type Batch struct {
 	Topic     string
 	Partition int32
 	Records   []Record
+	// checkKeys makes the apply look every command's (user, key) up in the
+	// ledger beside its transaction id. Off at first: with every stored id
+	// derived from its user and key, the id lookup finds any stored
+	// transaction of the key, and the unique (user_id, idempotency_key)
+	// index refuses the rare other (a row stored under another id, such as
+	// legacy data); applyIsolating then applies the batch again with it on,
+	// and the colliding command is set aside. The second lookup cost every
+	// batch an index probe per command (docs/performance.md).
+	checkKeys bool
 }
 
 // BatchResult says what applying a batch did.
@@ -163,6 +172,11 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 // constraint changed), not at each record.
 func (s *Store) applyIsolating(ctx context.Context, batch Batch, setAside *int) (BatchResult, error) {
 	result, err := s.applyOnce(ctx, batch)
+	if s.plan.keyCollisions && !batch.checkKeys && keyConflict(err) {
+		// A key stored under another transaction id: again, looking keys up.
+		batch.checkKeys = true
+		result, err = s.applyOnce(ctx, batch)
+	}
 	state, ok := isolatable(err)
 	if !ok {
 		return result, err
@@ -174,18 +188,18 @@ func (s *Store) applyIsolating(ctx context.Context, batch Batch, setAside *int) 
 		*setAside++
 		record := batch.Records[0]
 		record.DeadLetter, record.DeadLetterDetail = ledger.ApplyErrorReason(state), err.Error()
-		result, asideError := s.applyOnce(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: []Record{record}})
+		result, asideError := s.applyOnce(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: []Record{record}, checkKeys: batch.checkKeys})
 		if asideError != nil {
 			return BatchResult{}, fmt.Errorf("set offset %d aside after %w: %w", record.Offset, err, asideError)
 		}
 		return result, nil
 	}
 	half := len(batch.Records) / 2
-	first, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[:half]}, setAside)
+	first, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[:half], checkKeys: batch.checkKeys}, setAside)
 	if err != nil {
 		return BatchResult{}, err
 	}
-	second, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[half:]}, setAside)
+	second, err := s.applyIsolating(ctx, Batch{Topic: batch.Topic, Partition: batch.Partition, Records: batch.Records[half:], checkKeys: batch.checkKeys}, setAside)
 	if err != nil {
 		return BatchResult{}, err
 	}
@@ -210,6 +224,17 @@ const MaxApplyErrorsPerBatch = 3
 // undefined table after a bad deployment, a permission, a read-only server
 // during a failover) is no record's fault: setting records aside for it
 // would take commands out of the ledger that a fixed system would apply.
+// keyConstraint is the unique constraint on (user_id, idempotency_key) of
+// transactions (migrations/001_init.sql).
+const keyConstraint = "transactions_user_id_idempotency_key_key"
+
+// keyConflict reports whether err is the unique (user_id, idempotency_key)
+// constraint refusing a transaction: a key stored under another id.
+func keyConflict(err error) bool {
+	var pgError *pgconn.PgError
+	return errors.As(err, &pgError) && pgError.Code == "23505" && pgError.ConstraintName == keyConstraint
+}
+
 func isolatable(err error) (sqlState string, ok bool) {
 	var pgError *pgconn.PgError
 	if !errors.As(err, &pgError) {
@@ -282,7 +307,7 @@ func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, 
 		if len(records) == 0 {
 			return nil
 		}
-		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch, records, &result)
 		if err != nil {
 			return err
 		}
@@ -324,7 +349,7 @@ func (s *Store) applyOffsetFirst(ctx context.Context, batch Batch) (BatchResult,
 	}
 	s.between(batch.Partition)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch, records, &result)
 		if err != nil {
 			return err
 		}
@@ -349,7 +374,7 @@ func (s *Store) applyOffsetLast(ctx context.Context, batch Batch) (BatchResult, 
 		if len(records) == 0 {
 			return nil
 		}
-		writes, err := s.applyRecords(ctx, tx, batch.Topic, records, &result)
+		writes, err := s.applyRecords(ctx, tx, batch, records, &result)
 		if err != nil {
 			return err
 		}
@@ -393,7 +418,7 @@ func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (Batch
 		group.Go(func() error {
 			result := BatchResult{Balances: map[int64]int64{}, NextOffset: chunk[len(chunk)-1].Offset + 1}
 			err := pgx.BeginFunc(groupContext, s.pool, func(tx pgx.Tx) error {
-				writes, err := s.applyRecords(groupContext, tx, batch.Topic, chunk, &result)
+				writes, err := s.applyRecords(groupContext, tx, batch, chunk, &result)
 				if err != nil {
 					return err
 				}
@@ -491,7 +516,9 @@ const (
 // or whose id is not derived from their key, locks the touched accounts,
 // decides each command against the in-memory balances, and returns the rows
 // to write. It fills result's outcomes, counters, dead letters and balances.
-func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, topic string, records []Record, result *BatchResult) (*batchWrites, error) {
+func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, records []Record, result *BatchResult) (*batchWrites, error) {
+	topic := batch.Topic
+	lookUpKeys := s.plan.keyCollisions && batch.checkKeys
 	writes := &batchWrites{deadLetterTopic: topic}
 	// Records that cannot name a transaction the ledger can store are set
 	// aside before anything reads their fields.
@@ -516,7 +543,7 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, topic string, recor
 	// every (user, key) when key collisions are checked.
 	existing := map[string]ledger.OutcomeNotice{}
 	keys := map[userKey]string{}
-	if len(live) > 0 && (s.plan.dedupeByKey || s.plan.keyCollisions) {
+	if len(live) > 0 && (s.plan.dedupeByKey || lookUpKeys) {
 		ids := make([]string, 0, len(live))
 		userIDs := make([]int64, 0, len(live))
 		idempotencyKeys := make([]string, 0, len(live))
@@ -526,7 +553,7 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, topic string, recor
 			idempotencyKeys = append(idempotencyKeys, record.Command.IdempotencyKey)
 		}
 		query, arguments := lookUpByID, []any{ids}
-		if s.plan.keyCollisions {
+		if lookUpKeys {
 			query, arguments = lookUpByIDOrKey, []any{ids, userIDs, idempotencyKeys}
 		}
 		rows, err := tx.Query(ctx, query, arguments...)
