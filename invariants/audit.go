@@ -848,6 +848,19 @@ func (a *auditor) checkOperations() {
 	}
 }
 
+// toldAsRecorded reports whether what the client was told of an operation
+// agrees with the ledger's row: nothing final (unknown), settled for a
+// settled row, or rejected for the row's reason.
+func (a *auditor) toldAsRecorded(op *operation, row *txRow) bool {
+	switch op.outcome {
+	case outcomeOK:
+		return row.status == statusSettled
+	case outcomeFail:
+		return row.status == statusRejected && a.history.reasons[op.reason] == a.history.reasons[row.reason]
+	}
+	return true
+}
+
 // misuseBodyOf reports whether row carries the body of a misuse of key.
 func (a *auditor) misuseBodyOf(key int32, row *txRow) bool {
 	for index := range a.history.operations {
@@ -875,10 +888,12 @@ func (a *auditor) checkMisuse(opIndex int32, op *operation, key *keyState, row *
 	reason := a.history.reasons[op.reason]
 	var problem string
 	switch {
-	case !answered && row != nil && misuseBody(op, row) && op.outcome != outcomeFail:
+	case !answered && row != nil && misuseBody(op, row) && a.toldAsRecorded(op, row):
 		// No other request of the key got an answer: the system may never
 		// have received it, and this "misuse" was the key's first use.
-		// Applying its body keeps the contract.
+		// Applying its body keeps the contract, and so does deciding it as
+		// any first use is decided (rejected for insufficient funds, say),
+		// as long as the client was told what the ledger holds.
 	case op.outcome == outcomeOK:
 		problem = "the request reusing the key with a different body was told settled"
 	case op.outcome == outcomeFail && reason != "idempotency_key_reused":

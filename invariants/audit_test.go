@@ -320,6 +320,44 @@ func TestMisuseFirstToArriveKeepsTheContract(t *testing.T) {
 	}
 }
 
+// TestMisuseFirstToArriveMayBeRejected: the same first use, decided as any
+// first use may be: rejected for insufficient funds, and told so. Found by
+// make soak-gate: the original transfer met a killed gateway three times
+// (unknown), its misuse reached the other gateway and was rejected. Told
+// another reason than the ledger's, or told rejected for a settled row, it
+// breaks the contract.
+func TestMisuseFirstToArriveMayBeRejected(t *testing.T) {
+	build := func(toldReason string, rowStatus, rowReason string) *model {
+		m := newModel(2)
+		deposit := m.operate(KindDeposit, 0, 2, 40, misused)
+		row := m.applyMisuseBody(deposit)
+		m.transactions[row].Status, m.transactions[row].Reason = rowStatus, rowReason
+		original := &m.journal[deposit]
+		original.Outcome, original.Status, original.Reason, original.Tx = OutcomeInfo, "", "", ""
+		misuse := &m.journal[deposit+1]
+		misuse.Outcome, misuse.Status, misuse.Reason, misuse.Tx = OutcomeFail, StatusRejected, toldReason, m.transactions[row].ID
+		return m
+	}
+	cases := []struct {
+		name                  string
+		told, status, reason  string
+		wantKeyContractBreach bool
+	}{
+		{"rejected, told so", "insufficient_funds", StatusRejected, "insufficient_funds", false},
+		{"rejected, told another reason", "account_not_found", StatusRejected, "insufficient_funds", true},
+		{"settled, told rejected", "insufficient_funds", StatusSettled, "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := build(c.told, c.status, c.reason)
+			result := m.audit(t, nil)
+			if got := slices.Contains(result.violated(), KeyContract); got != c.wantKeyContractBreach {
+				t.Errorf("key-contract violated %v, want %v\n%s", got, c.wantKeyContractBreach, result.summary())
+			}
+		})
+	}
+}
+
 func TestViolationsAreCappedButCounted(t *testing.T) {
 	m := newModel(1)
 	for i := 0; i < 30; i++ {
