@@ -162,9 +162,9 @@ func waitFor(t *testing.T, within time.Duration, what string, condition func() b
 	}
 }
 
-// TestPoisonRecordsDoNotBlock: an undecodable record and a record whose key
-// already names another transaction are produced into a partition (as kcat
-// -P would); a deposit queued behind them on that partition, and one on
+// TestPoisonRecordsDoNotBlock: an undecodable record and a forged one (its
+// key names alice's funding, its transaction id derives from another key)
+// are produced into a partition (as kcat -P would); a deposit queued behind them on that partition, and one on
 // another partition of the same worker, both settle within the liveness
 // bound; the two records are in dead_letters and had no effect.
 func TestPoisonRecordsDoNotBlock(t *testing.T) {
@@ -192,7 +192,10 @@ func TestPoisonRecordsDoNotBlock(t *testing.T) {
 	}
 	want := []deadLetterRow{
 		{partition: poisoned, raw: string(garbage), reason: string(ledger.DeadLetterUndecodable)},
-		{partition: poisoned, raw: string(colliding), reason: string(ledger.DeadLetterKeyCollision), transactionID: collidingID},
+		// Set aside for its id, before any lookup of its key: a key stored under
+		// another id is looked up only after the unique index refuses a batch
+		// (sut/postgres TestApplyBatchSetsPoisonAside has that key collision).
+		{partition: poisoned, raw: string(colliding), reason: string(ledger.DeadLetterTransactionIDMismatch), transactionID: collidingID},
 	}
 	for i, letter := range letters {
 		letter.offset = 0
@@ -203,7 +206,7 @@ func TestPoisonRecordsDoNotBlock(t *testing.T) {
 	if letters[1].offset != letters[0].offset+1 {
 		t.Errorf("dead letters at offsets %d and %d, want consecutive", letters[0].offset, letters[1].offset)
 	}
-	// The collision had no effect: alice has her funding and her deposit.
+	// The forgery had no effect: alice has her funding and her deposit.
 	if got := s.balance(alice.accountID); got != 1010 {
 		t.Errorf("alice has %d, want 1010", got)
 	}
@@ -212,7 +215,7 @@ func TestPoisonRecordsDoNotBlock(t *testing.T) {
 		t.Fatalf("the funding transaction: %v %d", err, stored.Status)
 	}
 	metrics := scrape(t, s.file.Endpoints.WorkerMetrics[0])
-	for _, line := range []string{`ledger_worker_dead_letters_total{reason="undecodable"} 1`, `ledger_worker_dead_letters_total{reason="key_collision"} 1`} {
+	for _, line := range []string{`ledger_worker_dead_letters_total{reason="undecodable"} 1`, `ledger_worker_dead_letters_total{reason="transaction_id_mismatch"} 1`} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("worker metrics lack %s", line)
 		}
@@ -238,7 +241,7 @@ func TestPoisonRecordsDoNotBlock(t *testing.T) {
 	}
 	audited := result.DeadLetters
 	if audited == nil || !audited.Available || audited.Count == nil || *audited.Count != 2 ||
-		audited.ByReason[string(ledger.DeadLetterUndecodable)] != 1 || audited.ByReason[string(ledger.DeadLetterKeyCollision)] != 1 {
+		audited.ByReason[string(ledger.DeadLetterUndecodable)] != 1 || audited.ByReason[string(ledger.DeadLetterTransactionIDMismatch)] != 1 {
 		t.Errorf("the audit's dead letters: %+v, want the two records by reason", audited)
 	}
 }
