@@ -50,7 +50,7 @@ bench-security: deps
 
 # The main job, as CI runs it (docs/ci.md): a fresh local stack of the
 # demo's own (DEMO_DIR, DEMO_PORTS: beside `make up`), ~90 s of gate.yaml with
-# the CI fault plan (broker and Postgres killed, a gateway and workers
+# the CI fault plan (broker, Postgres and a gateway killed, a gateway and workers
 # crashed at named crash points, workers killed at seeded moments),
 # drain, audit, report; prints the verdict and the report's path and exits
 # with the run's code (0 passed, 1 invariant violated, 2 could not run, 3

@@ -48,7 +48,6 @@ func TestLivenessNamesAWorkerThatDiesOnEveryBatch(t *testing.T) {
 		t.Fatalf("load: %v (want exit 2: the setup cannot settle its deposits)\n%s", err, output)
 	}
 
-	worker := file.Components[indexOf(t, file, "worker-0")]
 	waitDead := func(what string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -74,7 +73,7 @@ func TestLivenessNamesAWorkerThatDiesOnEveryBatch(t *testing.T) {
 	// The run's recovery starts every component that is not running: the
 	// worker comes back, takes the same batch, and dies again. Its start may
 	// or may not see it ready first; either is this worker.
-	_, _ = stack.Start(ctx, file.Dir, worker.Name)
+	_, _ = stack.Start(ctx, file.Dir, "worker-0")
 	waitDead("after its restart")
 
 	var stdout, stderr strings.Builder
@@ -109,15 +108,4 @@ func TestLivenessNamesAWorkerThatDiesOnEveryBatch(t *testing.T) {
 			t.Errorf("liveness violation %q lacks %q", summary, want)
 		}
 	}
-}
-
-func indexOf(t *testing.T, file *stack.File, name string) int {
-	t.Helper()
-	for index, component := range file.Components {
-		if component.Name == name {
-			return index
-		}
-	}
-	t.Fatalf("no component %s in the stack", name)
-	return -1
 }
