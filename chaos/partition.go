@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -14,12 +15,24 @@ import (
 // context has no deadline: a dead broker must not stall the plan.
 const partitionOwnerTimeout = 10 * time.Second
 
+// partitionOwnerPoll is how often the lookup asks again while nobody owns
+// the partition: after a broker restart or a worker's death the group
+// rebalances for a few seconds, and a step at that moment must wait for
+// the new owner, not fail.
+const partitionOwnerPoll = 250 * time.Millisecond
+
+// partitionOwnerWait bounds that waiting: longer than a rebalance, shorter
+// than a plan's patience.
+const partitionOwnerWait = 20 * time.Second
+
 // partitionOwner asks the brokers which member of the workers' consumer
 // group owns partition of topic (DescribeGroups, the classic protocol the
 // workers use) and returns the member's static instance id, which the stacks
 // set to the worker's name (local: worker-N; compose: the service name),
 // else its client id (also the worker's --name). The owner is asked when
-// the step runs, since ownership moves with every rebalance.
+// the step runs, since ownership moves with every rebalance; while nobody
+// owns it (a rebalance, or members still joining) it asks again until the
+// deadline, then says what the group looked like.
 func partitionOwner(ctx context.Context, brokers []string, group, topic string, partition int) (string, error) {
 	if len(brokers) == 0 {
 		return "", fmt.Errorf("owner of partition %d: the stack lists no brokers", partition)
@@ -34,7 +47,36 @@ func partitionOwner(ctx context.Context, brokers []string, group, topic string, 
 		return "", fmt.Errorf("owner of partition %d: %w", partition, err)
 	}
 	defer client.Close()
-	described, err := kadm.NewClient(client).DescribeGroups(ctx, group)
+	admin := kadm.NewClient(client)
+	giveUp := time.Now().Add(partitionOwnerWait)
+	for {
+		owner, err := describeOwner(ctx, admin, group, topic, partition)
+		var nobody noOwnerError
+		if err == nil || !errors.As(err, &nobody) {
+			return owner, err
+		}
+		if time.Now().After(giveUp) {
+			return "", fmt.Errorf("%w; asked for %s", err, partitionOwnerWait)
+		}
+		timer := time.NewTimer(partitionOwnerPoll)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return "", fmt.Errorf("%w (waited until %v)", err, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
+}
+
+// noOwnerError is a group that answered but in which nobody owns the
+// partition yet: worth asking again.
+type noOwnerError struct{ message string }
+
+func (e noOwnerError) Error() string { return e.message }
+
+// describeOwner is one DescribeGroups round of partitionOwner.
+func describeOwner(ctx context.Context, admin *kadm.Client, group, topic string, partition int) (string, error) {
+	described, err := admin.DescribeGroups(ctx, group)
 	if err != nil {
 		return "", fmt.Errorf("owner of partition %d: describe group %s: %w", partition, group, err)
 	}
@@ -68,6 +110,6 @@ func partitionOwner(ctx context.Context, brokers []string, group, topic string, 
 		}
 	}
 	sort.Strings(members)
-	return "", fmt.Errorf("owner of partition %d: no member of group %s (state %q, members %v) owns %s/%d now (a rebalance in progress?)",
-		partition, group, description.State, members, topic, partition)
+	return "", noOwnerError{fmt.Sprintf("owner of partition %d: no member of group %s (state %q, members %v) owns %s/%d (a rebalance in progress, or no worker alive?)",
+		partition, group, description.State, members, topic, partition)}
 }

@@ -102,21 +102,19 @@ func (r *Registry) Handler() http.Handler {
 				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 				return
 			}
-			arming, err := r.check(Arming{Point: point, After: body.After, Probability: body.Probability})
+			// Armed before the answer (a caller that has "armed" sees it in
+			// the listing), but it cannot fire before the answer is out: a
+			// busy worker commits within milliseconds, and a point firing
+			// at once would end the process before it answered, leaving
+			// the caller an EOF instead of "armed".
+			status, answered, err := r.armAnswering(Arming{Point: point, After: body.After, Probability: body.Probability})
+			defer answered()
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 				return
 			}
-			// The answer goes out whole before the point is armed: a point
-			// that fires at once (a busy worker commits within
-			// milliseconds) would otherwise end the process before it
-			// answered, and the caller would see EOF instead of "armed".
-			writeJSON(w, http.StatusOK, armedPoint(Status{Point: arming.Point, After: arming.After, Probability: arming.Probability}))
+			writeJSON(w, http.StatusOK, armedPoint(status))
 			_ = http.NewResponseController(w).Flush()
-			if _, err := r.Arm(arming); err != nil {
-				// check accepted it; Arm checks the same things.
-				panic(fmt.Sprintf("crash points: arming %s refused after its check: %v", arming, err))
-			}
 		case http.MethodDelete:
 			disarmed := Disarmed{Disarmed: []string{}}
 			if name := request.URL.Query().Get("point"); name != "" {

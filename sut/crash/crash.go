@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
@@ -216,9 +217,17 @@ type Status struct {
 }
 
 // armed is an entry of a registry's table.
+// answerWait bounds how long a firing point waits for the answer to the
+// request that armed it.
+const answerWait = 5 * time.Second
+
 type armed struct {
 	Arming
 	hits atomic.Int64
+	// answered is closed once whoever armed the point has had its answer:
+	// a hit that fires waits for it, so a point armed over the admin API
+	// and hit at once does not end the process before the answer left.
+	answered chan struct{}
 }
 
 // Registry holds a process's armed crash points.
@@ -276,15 +285,25 @@ func (r *Registry) Seed() uint64 { return r.seed }
 // Arm arms a point of the registry's process, replacing any earlier arming
 // of it (the hit count starts again from zero).
 func (r *Registry) Arm(arming Arming) (Status, error) {
+	status, answered, err := r.armAnswering(arming)
+	answered()
+	return status, err
+}
+
+// armAnswering arms like Arm, but the point cannot fire before answered is
+// called (the admin handler calls it once its answer is flushed).
+func (r *Registry) armAnswering(arming Arming) (Status, func(), error) {
 	arming, err := r.check(arming)
 	if err != nil {
-		return Status{}, err
+		return Status{}, func() {}, err
 	}
-	entry := &armed{Arming: arming}
+	entry := &armed{Arming: arming, answered: make(chan struct{})}
+	var once sync.Once
+	answered := func() { once.Do(func() { close(entry.answered) }) }
 	r.table[arming.Point].Store(entry)
 	r.logger.Warn("CRASH POINT ARMED: this process will exit on purpose", "point", arming.Point.String(),
 		"after", arming.After, "probability", arming.Probability, "crash_point_seed", r.seed, "exit_status", ExitStatus)
-	return entry.status(), nil
+	return entry.status(), answered, nil
 }
 
 // check validates an arming for this registry's process and returns it
@@ -356,6 +375,12 @@ func (r *Registry) Hit(point Point) {
 		}
 		// One shot: a test's Exit returns, and the point must not fire again.
 		r.table[point].CompareAndSwap(entry, nil)
+	}
+	// The caller that armed it has its answer first (bounded: a caller that
+	// went away must not keep the process alive).
+	select {
+	case <-entry.answered:
+	case <-time.After(answerWait):
 	}
 	r.logger.Error(fmt.Sprintf("CRASH POINT %s HIT: exiting with status %d, like a kill", point, ExitStatus),
 		"point", point.String(), "hit", hit, "after", entry.After, "probability", entry.Probability,

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
@@ -511,9 +512,25 @@ func TestCrashArmAnswersBeforeAnImmediateHit(t *testing.T) {
 	var server *httptest.Server
 	var registry *crash.Registry
 	var exits atomic.Int64
-	logger := slog.New(armingHook{onArmed: func() { registry.Hit(crash.AfterCommitBeforeCache) }})
+	exited := make(chan struct{})
+	// A busy worker's goroutine hits the point the moment it is armed; the
+	// arming waits a moment for that hit, long enough for a point that may
+	// fire at once to end the process before the answer is written.
+	logger := slog.New(armingHook{onArmed: func() {
+		hit := make(chan struct{})
+		go func() {
+			registry.Hit(crash.AfterCommitBeforeCache)
+			close(hit)
+		}()
+		select {
+		case <-hit:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}})
 	registry, err := crash.NewRegistry(crash.Options{Process: ledger.ProcessWorker, Seed: 3, Logger: logger, Exit: func(int) {
-		exits.Add(1)
+		if exits.Add(1) == 1 {
+			close(exited)
+		}
 		// The process is gone: every connection drops, whatever it had not sent.
 		server.CloseClientConnections()
 	}})
@@ -529,6 +546,13 @@ func TestCrashArmAnswersBeforeAnImmediateHit(t *testing.T) {
 	armed, err := client.Arm(context.Background(), crash.ArmRequest{Point: "worker.after-commit-before-cache"})
 	if err != nil || armed.Point != "worker.after-commit-before-cache" || armed.After != 1 {
 		t.Fatalf("arm: %+v, %v (want the armed point, then the crash)", armed, err)
+	}
+	// The answer left before the arming, so the exit may still be on its
+	// way when the caller has it (CI once looked too early).
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the armed point never fired")
 	}
 	if exits.Load() != 1 {
 		t.Fatalf("%d exits, want the armed point to fire once", exits.Load())
