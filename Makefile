@@ -10,7 +10,7 @@ DEMO_DIR  := .ledgerproof/demo
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
               --gateway-port 28280 --worker-metrics-port 28380
 
-.PHONY: all deps build test vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs soak-gate up down status clean
+.PHONY: all deps build test test-unit vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs soak-gate up down status clean
 
 all: build
 
@@ -29,6 +29,12 @@ vet:
 # by the project's own code) and end-to-end (a whole local stack per test).
 test: deps vet
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The fast tier: the tests that start no server and build no binary (-short:
+# stacktest's helpers skip the others), with the race detector; no deps
+# needed. Under a minute on this machine once the packages are compiled.
+test-unit: vet
+	$(GO) test -short -race -count=1 -timeout 5m ./...
 
 # Fuzzing of the two decoders that take hostile bytes: the gateway's request
 # bodies and the worker's commands topic records (docs/request-rules.md,

@@ -28,6 +28,8 @@ type FaultWindow struct {
 	// undid before the log ended (it is drawn to the end of the run).
 	Marker    bool `json:"marker,omitempty"`
 	OpenEnded bool `json:"open_ended,omitempty"`
+	// Effect is what the fault was seen to do (nil: no journal to tell).
+	Effect *FaultEffect `json:"effect,omitempty"`
 }
 
 // faultActions describe how an action of the chaos log opens or closes a

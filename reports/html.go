@@ -133,7 +133,11 @@ type reasonCount struct {
 }
 
 type faultView struct {
-	Number   int
+	Number int
+	// Observed is what the fault was seen to do; NoEffect flags a fault
+	// that did not bite.
+	Observed string
+	NoEffect bool
 	Label    string
 	Target   string
 	Action   string
@@ -271,6 +275,11 @@ func (a *analysis) page() page {
 		p.Charts.FaultWindows = append(p.Charts.FaultWindows, chartWindow{FaultWindow: window, Number: i + 1, Color: color})
 		view := faultView{Number: i + 1, Label: window.Label, Target: window.Target, Action: window.Action,
 			Recovery: nonEmpty(window.Recovery, "—"), From: fmt.Sprintf("%.1f s", window.StartSeconds), Color: color}
+		if window.Effect != nil {
+			view.Observed, view.NoEffect = window.Effect.Observed, !window.Effect.Bit
+		} else {
+			view.Observed = "not recorded (no journal)"
+		}
 		switch {
 		case window.Marker:
 			view.To, view.Duration = "—", "instant (no start followed)"
@@ -464,7 +473,11 @@ func deadLettersOf(dead *invariants.DeadLetters) (*deadLettersView, string) {
 // "" when neither says.
 func (a *analysis) replayCommand() string {
 	args := []string{"bin/ledgerproof", "run"}
-	if run := a.in.run; run != nil && run.Scenario != "" {
+	if run := a.in.run; run != nil && run.Replay != nil && len(run.Replay.Args) > 0 {
+		// The run's own flags and seed (`ledgerproof run --replay DIR` runs
+		// them with the run directory's copies of the scenario and plan).
+		args = append(args, run.Replay.Args...)
+	} else if run := a.in.run; run != nil && run.Scenario != "" {
 		args = append(args, "--scenario", run.Scenario, "--seed", fmt.Sprint(run.Seed))
 		for _, set := range run.ScenarioSets {
 			args = append(args, "--set", set)
@@ -484,13 +497,13 @@ func (a *analysis) replayCommand() string {
 		return ""
 	}
 	for i, arg := range args {
-		args[i] = shellQuote(arg)
+		args[i] = ShellQuote(arg)
 	}
 	return strings.Join(args, " ")
 }
 
-// shellQuote quotes an argument for a POSIX shell when it needs it.
-func shellQuote(arg string) string {
+// ShellQuote quotes an argument for a POSIX shell when it needs it.
+func ShellQuote(arg string) string {
 	if arg != "" && strings.Trim(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
 		return arg
 	}

@@ -74,6 +74,10 @@ type runInfo struct {
 	ExitCode         *int   `json:"exit_code"`
 	Verdict          string `json:"verdict"`
 	Note             string `json:"note"`
+	// Replay holds the run's own flags with its seed (runner.Replay).
+	Replay *struct {
+		Args []string `json:"args"`
+	} `json:"replay"`
 }
 
 // chaosRecord is one line of chaos-log.jsonl (chaos.Record, docs/chaos.md):

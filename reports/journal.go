@@ -44,6 +44,8 @@ type journalSecond struct {
 	outcomes   [outcomeCount]int64
 	latency    histogram
 	httpErrors int64
+	// retried counts the operations sent more than once.
+	retried int64
 }
 
 // reasonKey groups operations that did not settle.
@@ -152,6 +154,9 @@ func (s *journalStats) add(raw []byte) error {
 	}
 	bucket.outcomes[outcome]++
 	bucket.httpErrors += httpErrors
+	if len(line.Statuses) > 1 {
+		bucket.retried++
+	}
 	latency := line.Complete - line.Invoke
 	bucket.latency.add(latency)
 	s.overall.add(latency)

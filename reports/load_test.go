@@ -248,8 +248,32 @@ func TestReplayCommand(t *testing.T) {
 		t.Error("index.html does not show the load's schedule from load.log")
 	}
 
-	// Without run.json the load summary still says the scenario and seed.
+	// A run.json with its replay section: the run's own flags and seed.
 	runDir := copyRun(t, t.TempDir())
+	var record map[string]any
+	content, err := os.ReadFile(filepath.Join(runDir, RunFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(content, &record); err != nil {
+		t.Fatal(err)
+	}
+	record["replay"] = map[string]any{"args": []string{"--scenario=scenarios/gate.yaml", "--seeded-bug=no-idempotency", "--unsafe-allow-seeded-bugs=true", "--set=thresholds.errors=rate<0.1", "--seed=7"}}
+	if content, err = json.Marshal(record); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, RunFile), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = analyze(runDir); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := a.replayCommand(), "bin/ledgerproof run --scenario=scenarios/gate.yaml --seeded-bug=no-idempotency --unsafe-allow-seeded-bugs=true '--set=thresholds.errors=rate<0.1' --seed=7"; got != want {
+		t.Errorf("replay from run.json's replay section:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Without run.json the load summary still says the scenario and seed.
+	runDir = copyRun(t, t.TempDir())
 	if err := os.Remove(filepath.Join(runDir, RunFile)); err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,9 @@ type Summary struct {
 	Faults       int           `json:"faults"`
 	FaultsFailed int           `json:"faults_failed"`
 	FaultWindows []FaultWindow `json:"fault_windows"`
+	// FaultsWithoutEffect counts the windows whose Effect shows nothing:
+	// faults that did not bite (each also has a warning).
+	FaultsWithoutEffect int `json:"faults_without_effect"`
 	// Origin is the report's time zero (the load's start when known):
 	// every offset in seconds counts from it.
 	Origin time.Time `json:"origin"`
@@ -435,6 +438,12 @@ func (a *analysis) summarize() Summary {
 		}
 	}
 	summary.Warnings = append([]string{}, a.in.warnings...)
+	for i, window := range summary.FaultWindows {
+		if window.Effect != nil && !window.Effect.Bit {
+			summary.FaultsWithoutEffect++
+			summary.Warnings = append(summary.Warnings, fmt.Sprintf("fault %d (%s, %.1f s): %s", i+1, window.Label, window.StartSeconds, window.Effect.Observed))
+		}
+	}
 	return summary
 }
 

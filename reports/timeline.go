@@ -115,6 +115,7 @@ func buildTimeline(a *analysis) timeline {
 		end = 0
 	}
 	t.faults = faultWindows(a.in.chaos, origin, end)
+	faultEffects(a, t.faults)
 	for _, window := range t.faults {
 		extend(window.StartSeconds)
 		extend(window.EndSeconds)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,14 +79,43 @@ type runOptions struct {
 	rate         string
 	setupTimeout time.Duration
 	drainTimeout time.Duration
+
+	// replay is --replay DIR: run that run again.
+	replay string
+	// givenArgs are the flags set on the command line (--name=value, one
+	// per value), without --out, --seed and --replay: the run records them
+	// with its seed so it can be replayed.
+	givenArgs []string
+	// planSeed, when not 0, is the seed of the plan's random section (a
+	// replay's: the seed the replayed run used, whatever the plan says).
+	planSeed uint64
 }
 
 // runCommand is the main job: load + chaos + drain + audit + report, with an
 // exit code a CI pipeline can gate on (docs/ci.md, docs/run-directory.md).
 func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
+	var o runOptions
+	flags := newRunFlags(&o)
+	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		if o.replay != "" {
+			replayed, err := replayOptions(flags, o)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "ledgerproof run: %v\nnothing was started (exit %d, could-not-run)\n", err, runner.ExitCouldNotRun)
+				os.Exit(runner.ExitCouldNotRun)
+			}
+			fmt.Fprintf(os.Stdout, "replaying the run in %s\n", o.replay)
+			os.Exit(runMain(ctx, replayed, os.Stdout, os.Stderr))
+		}
+		o.givenArgs = givenArguments(flags)
+		os.Exit(runMain(ctx, o, os.Stdout, os.Stderr))
+		return nil
+	}
+}
+
+// newRunFlags declares the run command's flags into o.
+func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags := flag.NewFlagSet("run", flag.ContinueOnError)
 	defaults := stack.DefaultConfig()
-	var o runOptions
 	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.yaml", "the scenario file (docs/scenarios.md)")
 	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup; default none")
 	flags.StringVar(&o.stack, "stack", runStackLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
@@ -119,10 +149,8 @@ func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet)
 	flags.StringVar(&o.rate, "rate", "", "the scenario's schedule.rate in operations per second (shortcut for --set schedule.rate=...)")
 	flags.DurationVar(&o.setupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on the load's setup (signups and funding) before its first operation")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 60*time.Second, "how long the audit waits for the pipeline to drain")
-	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		os.Exit(runMain(ctx, o, os.Stdout, os.Stderr))
-		return nil
-	}
+	flags.StringVar(&o.replay, "replay", "", "run the run in this run directory again: its flags, seed, plan seed, seeded bugs and its own copies of the scenario and plan (run.json's replay); only --out may be given with it")
+	return flags
 }
 
 // runMain runs the command and returns its exit code.
@@ -276,6 +304,9 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 			seed := uint64(p.seed)
 			override = &seed
 		}
+		if p.plan.Random != nil && o.planSeed != 0 {
+			override = &o.planSeed
+		}
 		seed, _ := p.plan.ResolveSeed(override, time.Now)
 		if p.timeline, err = p.plan.Timeline(seed, inventory); err != nil {
 			return nil, err
@@ -322,6 +353,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	if p.plan != nil {
 		p.record.PlanName = p.plan.Name
 	}
+	p.record.Replay = &runner.Replay{Args: append(append([]string{}, o.givenArgs...), fmt.Sprintf("--seed=%d", p.seed))}
 	return p, nil
 }
 
@@ -448,6 +480,11 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		return p.failBeforeLoad(stderr, fmt.Errorf("run directory: %w", err))
 	}
 	fmt.Fprintf(stdout, "run directory %s\n", o.out)
+	if err := p.keepReplayFiles(); err != nil {
+		return p.failBeforeLoad(stderr, err)
+	}
+	fmt.Fprintf(stdout, "replay: ledgerproof run --replay %s\n    (the same as: ledgerproof run %s, with the scenario and plan as they are now)\n",
+		reports.ShellQuote(o.out), shellJoin(p.record.Replay.Args))
 
 	// A second Ctrl-C cuts the audit and report short too.
 	hardStop, hardCancel := context.WithCancel(context.Background())
@@ -703,6 +740,18 @@ func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
 	fmt.Fprintln(w)
 	if record.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", record.Note)
+	}
+	// Faults that did not bite: the drill did not test what it claims.
+	if content, err := os.ReadFile(filepath.Join(runDir, reports.SummaryFile)); err == nil {
+		var summary reports.Summary
+		if json.Unmarshal(content, &summary) == nil && summary.FaultsWithoutEffect > 0 {
+			fmt.Fprintf(w, "WARNING: %d of %d faults had no observable effect (the report's fault windows say what each did):\n", summary.FaultsWithoutEffect, summary.Faults)
+			for _, window := range summary.FaultWindows {
+				if window.Effect != nil && !window.Effect.Bit {
+					fmt.Fprintf(w, "  %s at %.1f s: %s\n", window.Label, window.StartSeconds, window.Effect.Observed)
+				}
+			}
+		}
 	}
 	if record.Report != "" {
 		fmt.Fprintf(w, "report: %s\n", record.Report)

@@ -127,6 +127,20 @@ type RunFile struct {
 	Verdict  string `json:"verdict"`
 	// Note says why a run could not run, or was interrupted.
 	Note string `json:"note,omitempty"`
+	// Replay is how to run it again (`ledgerproof run --replay DIR`).
+	Replay *Replay `json:"replay,omitempty"`
+}
+
+// Replay is what `ledgerproof run --replay DIR` needs to run a run again:
+// its command-line flags with the seed it drew, and copies of the scenario
+// and plan files as they were (ScenarioFile, PlanFile: names in the run
+// directory), so a later edit of either does not change the replay.
+type Replay struct {
+	// Args are the run's flags, one per element (--name=value), with
+	// --seed set to the seed the run used and without --out.
+	Args         []string `json:"args"`
+	ScenarioFile string   `json:"scenario_file,omitempty"`
+	PlanFile     string   `json:"plan_file,omitempty"`
 }
 
 // Write writes run.json into dir atomically (temporary file, rename), so a

@@ -36,6 +36,7 @@ type StackOptions struct {
 // test ends, printing the components' last log lines if the test failed.
 func Stack(t testing.TB, options StackOptions) *stack.File {
 	t.Helper()
+	SkipIfShort(t)
 	config := stack.DefaultConfig()
 	config.Dir = t.TempDir()
 	// Postgres runs as the postgres OS user when the tests run as root: it

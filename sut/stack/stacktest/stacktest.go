@@ -136,6 +136,16 @@ func removeAbandonedRoots() {
 	}
 }
 
+// SkipIfShort skips a test that starts servers or builds the binary when
+// go test runs with -short: `make test-unit` runs the tests that need none,
+// `make test` runs them all.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts servers or builds the binary: `make test` runs it, `make test-unit` (-short) does not")
+	}
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -162,6 +172,7 @@ func freePort() (int, error) {
 // The URL has the form postgres://ledger@127.0.0.1:PORT/DBNAME?sslmode=disable.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
+	SkipIfShort(t)
 	port, err := sharedPostgres()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -265,6 +276,7 @@ func RedisAddr(t testing.TB) string {
 // ends, whatever its state.
 func StartRedis(t testing.TB) *stack.Component {
 	t.Helper()
+	SkipIfShort(t)
 	directory := t.TempDir()
 	var lastError error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -293,6 +305,7 @@ func StartRedis(t testing.TB) *stack.Component {
 // path of the executable.
 func Binary(t testing.TB) string {
 	t.Helper()
+	SkipIfShort(t)
 	path, err := sharedBinary()
 	if err != nil {
 		t.Fatalf("%v", err)

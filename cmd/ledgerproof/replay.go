@@ -1,0 +1,134 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/reports"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+)
+
+// Replay files: the scenario and plan as the run read them, kept in its
+// run directory.
+const (
+	replayScenarioFile = "scenario.yaml"
+	replayPlanFile     = "plan.yaml"
+)
+
+// givenArguments returns the flags set on flags' command line as
+// --name=value, one per value of a repeatable flag, in name order, without
+// those a replay sets itself (--out, --seed, --replay).
+func givenArguments(flags *flag.FlagSet) []string {
+	var arguments []string
+	flags.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "out", "seed", "replay":
+			return
+		}
+		switch value := f.Value.(type) {
+		case *stackArgumentList:
+			for _, element := range *value {
+				arguments = append(arguments, "--"+f.Name+"="+element)
+			}
+		case *bugNameList:
+			for _, element := range *value {
+				arguments = append(arguments, "--"+f.Name+"="+element)
+			}
+		default:
+			arguments = append(arguments, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return arguments
+}
+
+// replayOptions turns `ledgerproof run --replay DIR [--out OUT]` into the
+// options of the run in DIR: its recorded flags and seed, its plan seed, and
+// its own copies of the scenario and plan.
+func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
+	var others []string
+	flags.Visit(func(f *flag.Flag) {
+		if f.Name != "replay" && f.Name != "out" {
+			others = append(others, "--"+f.Name)
+		}
+	})
+	if len(others) > 0 {
+		sort.Strings(others)
+		return runOptions{}, fmt.Errorf("--replay takes every setting from the run it replays; only --out may be given with it (got %s)", strings.Join(others, ", "))
+	}
+	dir := given.replay
+	record, err := runner.ReadRunFile(dir)
+	if err != nil {
+		return runOptions{}, fmt.Errorf("--replay %s: %w (want a run directory with its run.json)", dir, err)
+	}
+	if record.Replay == nil {
+		return runOptions{}, fmt.Errorf("--replay %s: its run.json has no replay section (an older ledgerproof wrote it): run it again with its flags and --seed %d", dir, record.Seed)
+	}
+	var o runOptions
+	replayFlags := newRunFlags(&o)
+	replayFlags.SetOutput(io.Discard)
+	if err := replayFlags.Parse(record.Replay.Args); err != nil {
+		return runOptions{}, fmt.Errorf("--replay %s: its recorded flags %q: %w", dir, record.Replay.Args, err)
+	}
+	if o.replay != "" || replayFlags.NArg() > 0 {
+		return runOptions{}, fmt.Errorf("--replay %s: its recorded flags %q are not a run's", dir, record.Replay.Args)
+	}
+	o.givenArgs = givenArguments(replayFlags)
+	if record.Replay.ScenarioFile != "" {
+		o.scenario = filepath.Join(dir, record.Replay.ScenarioFile)
+	}
+	if record.Replay.PlanFile != "" {
+		o.plan = filepath.Join(dir, record.Replay.PlanFile)
+	}
+	o.planSeed = record.PlanSeed
+	o.out = given.out
+	if o.out == "" {
+		o.out = filepath.Join("reports", "runs", time.Now().UTC().Format("20060102T150405Z")+"-replay-"+record.ID)
+	}
+	return o, nil
+}
+
+// keepReplayFiles copies the scenario and plan into the run directory and
+// names them in the run's replay section.
+func (p *preparedRun) keepReplayFiles() error {
+	o := p.options
+	copyInto := func(from, name string) error {
+		content, err := os.ReadFile(from)
+		if err != nil {
+			return fmt.Errorf("keeping %s for replays: %w", from, err)
+		}
+		if err := os.WriteFile(filepath.Join(o.out, name), content, 0o644); err != nil {
+			return fmt.Errorf("keeping %s for replays: %w", from, err)
+		}
+		return nil
+	}
+	if p.record.Replay == nil {
+		return errors.New("the run has no replay section (a bug)")
+	}
+	if err := copyInto(o.scenario, replayScenarioFile); err != nil {
+		return err
+	}
+	p.record.Replay.ScenarioFile = replayScenarioFile
+	if o.plan != "" {
+		if err := copyInto(o.plan, replayPlanFile); err != nil {
+			return err
+		}
+		p.record.Replay.PlanFile = replayPlanFile
+	}
+	return nil
+}
+
+// shellJoin quotes each word for a shell and joins them with spaces.
+func shellJoin(words []string) string {
+	quoted := make([]string, len(words))
+	for i, word := range words {
+		quoted[i] = reports.ShellQuote(word)
+	}
+	return strings.Join(quoted, " ")
+}
