@@ -85,6 +85,9 @@ type capacityModeResult struct {
 	AuditPassed  bool   `json:"audit_passed"`
 	AuditSummary string `json:"audit_summary"`
 	RunDir       string `json:"run_dir"`
+	// CeilingFraction is KneeTPS over the calibration's ceiling (nil
+	// without a calibration).
+	CeilingFraction *float64 `json:"ceiling_fraction,omitempty"`
 }
 
 // capacityResult is the whole run: capacity.json.
@@ -102,7 +105,12 @@ type capacityResult struct {
 	KneeRatio    *float64             `json:"knee_ratio"`
 	RequireTPS   int                  `json:"require_tps"`
 	RequireRatio float64              `json:"require_ratio"`
-	Verdict      string               `json:"verdict"`
+	// Calibration is this machine's own limits, measured before the steps
+	// (nil with --calibrate=false); RequireCeilingFraction the batched
+	// knee's required fraction of its ceiling.
+	Calibration            *capacityCalibration `json:"calibration,omitempty"`
+	RequireCeilingFraction float64              `json:"require_ceiling_fraction"`
+	Verdict                string               `json:"verdict"`
 }
 
 type capacityOptions struct {
@@ -121,6 +129,8 @@ type capacityOptions struct {
 	profileAt                      int
 	profileSeconds                 int
 	portBase                       int
+	calibrate                      bool
+	requireCeilingFraction         float64
 }
 
 // capacityCommand is `make capacity`: for each mode a fresh local stack, the
@@ -136,7 +146,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.StringVar(&o.stackRoot, "stack-dir", ".ledgerproof/capacity", "parent of the stacks' directories (one per mode, purged after)")
 	flags.StringVar(&o.docs, "docs", "", "markdown file whose capacity section (between the capacity-report markers) receives the summary; empty: none")
 	modes := flags.String("modes", "batched,naive", "modes measured, in order: batched (the pipeline), naive (one transaction per request)")
-	steps := flags.String("steps", "1000,1500,2000,2500,3000,3600,5000,7500,10000", "arrival rates (TPS), ascending (500 apart up to 3,600: the knee to the nearest 500)")
+	steps := flags.String("steps", "250,500,1000,1500,2000,2500,3000,3600,5000,7500,10000", "arrival rates (TPS), ascending (from 250, so a slow machine's knees are measured too; 500 apart up to 3,600: the knee to the nearest 500)")
 	flags.DurationVar(&o.hold, "step-duration", 20*time.Second, "hold of each step")
 	flags.DurationVar(&o.ramp, "ramp-duration", 5*time.Second, "ramp into each step from 0 (each step is a load run of its own; the step is judged on its hold)")
 	flags.IntVar(&o.accounts, "accounts", 2000, "accounts each step's load run signs up and funds (setup.accounts)")
@@ -150,6 +160,8 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.IntVar(&o.failuresToStop, "stop-after-failures", 2, "stop a mode's stepping after this many consecutive failed steps")
 	flags.IntVar(&o.requireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
 	flags.Float64Var(&o.requireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
+	flags.BoolVar(&o.calibrate, "calibrate", true, "before the steps, measure this machine's own limits with bare programs (HTTP, a batched Postgres apply, a Redis round trip, a produce) and state each knee as a fraction of the ceiling they give")
+	flags.Float64Var(&o.requireCeilingFraction, "require-ceiling-fraction", 0, "exit 3 unless the batched knee reaches this fraction of the calibrated ceiling (0: no requirement; needs --calibrate)")
 	flags.IntVar(&o.profileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics; the load generator serves no profile: its CPU, like every process's, is sampled from /proc; 0: none")
 	flags.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of each CPU profile")
 	flags.IntVar(&o.portBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
@@ -174,6 +186,10 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 			return errors.New("--stop-after-failures must be at least 1")
 		case o.gateways < 1 || o.workers < 1:
 			return errors.New("--gateways and --workers must be at least 1")
+		case o.requireCeilingFraction < 0 || o.requireCeilingFraction > 1:
+			return errors.New("--require-ceiling-fraction must be between 0 and 1")
+		case o.requireCeilingFraction > 0 && !o.calibrate:
+			return errors.New("--require-ceiling-fraction needs the calibration (--calibrate)")
 		}
 		for _, mode := range o.modes {
 			if mode != "batched" && mode != "naive" {
@@ -246,8 +262,15 @@ func runCapacity(ctx context.Context, o capacityOptions, out io.Writer) (int, er
 	}
 	result := capacityResult{StartedAt: time.Now().UTC(), Command: strings.Join(os.Args, " "), Machine: machineDescription(),
 		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.hold.Seconds(), RampSeconds: o.ramp.Seconds(),
-		Accounts: o.accounts, Seed: o.seed, RequireTPS: o.requireTPS, RequireRatio: o.requireRatio}
+		Accounts: o.accounts, Seed: o.seed, RequireTPS: o.requireTPS, RequireRatio: o.requireRatio, RequireCeilingFraction: o.requireCeilingFraction}
 	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.steps, o.hold, o.ramp, o.seed, o.out)
+	if o.calibrate {
+		calibration, err := calibrate(ctx, o, self, out)
+		if err != nil {
+			return 2, err
+		}
+		result.Calibration = &calibration
+	}
 	auditsPassed := true
 	for modeIndex, name := range o.modes {
 		mode := capacityMode{Name: name, Gateways: o.gateways, GatewayArgs: append(append([]string{}, capacityGatewayArgs...), o.gatewayArgs...)}
@@ -267,35 +290,17 @@ func runCapacity(ctx context.Context, o capacityOptions, out io.Writer) (int, er
 			return 2, fmt.Errorf("mode %s: %w", name, err)
 		}
 		auditsPassed = auditsPassed && modeResult.AuditPassed
+		if result.Calibration != nil && result.Calibration.CeilingTPS > 0 {
+			fraction := math.Round(float64(modeResult.KneeTPS)/result.Calibration.CeilingTPS*1000) / 1000
+			modeResult.CeilingFraction = &fraction
+		}
 		result.Modes = append(result.Modes, modeResult)
 		if ctx.Err() != nil {
 			return 2, ctx.Err()
 		}
 	}
 	result.FinishedAt = time.Now().UTC()
-	code := 0
-	var verdicts []string
-	batched, naive := result.mode("batched"), result.mode("naive")
-	if batched != nil && naive != nil && naive.KneeTPS > 0 {
-		ratio := float64(batched.KneeTPS) / float64(naive.KneeTPS)
-		result.KneeRatio = &ratio
-	}
-	if !auditsPassed {
-		code = 1
-		verdicts = append(verdicts, "AUDIT FAILED")
-	}
-	if o.requireTPS > 0 && (batched == nil || batched.KneeTPS < o.requireTPS) {
-		code = max(code, 3)
-		verdicts = append(verdicts, fmt.Sprintf("batched knee below the required %d TPS", o.requireTPS))
-	}
-	if o.requireRatio > 0 && (result.KneeRatio == nil || *result.KneeRatio < o.requireRatio) {
-		code = max(code, 3)
-		verdicts = append(verdicts, fmt.Sprintf("knee ratio below the required %gx", o.requireRatio))
-	}
-	if code == 0 {
-		verdicts = append(verdicts, "passed")
-	}
-	result.Verdict = strings.Join(verdicts, "; ")
+	code := result.judge(o, auditsPassed)
 	content, err := json.MarshalIndent(result, "", "  ")
 	if err != nil {
 		return 2, err
@@ -314,6 +319,39 @@ func runCapacity(ctx context.Context, o capacityOptions, out io.Writer) (int, er
 	}
 	fmt.Fprintf(out, "\n%s\ncapacity: %s; report %s\n", markdown, result.Verdict, filepath.Join(o.out, "capacity.md"))
 	return code, nil
+}
+
+// judge sets the knee ratio and the verdict, and returns the exit code: 1
+// when an audit failed, 3 when a requirement was missed, else 0.
+func (r *capacityResult) judge(o capacityOptions, auditsPassed bool) int {
+	code := 0
+	var verdicts []string
+	batched, naive := r.mode("batched"), r.mode("naive")
+	if batched != nil && naive != nil && naive.KneeTPS > 0 {
+		ratio := float64(batched.KneeTPS) / float64(naive.KneeTPS)
+		r.KneeRatio = &ratio
+	}
+	if !auditsPassed {
+		code = 1
+		verdicts = append(verdicts, "AUDIT FAILED")
+	}
+	if o.requireTPS > 0 && (batched == nil || batched.KneeTPS < o.requireTPS) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("batched knee below the required %d TPS", o.requireTPS))
+	}
+	if o.requireRatio > 0 && (r.KneeRatio == nil || *r.KneeRatio < o.requireRatio) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("knee ratio below the required %gx", o.requireRatio))
+	}
+	if o.requireCeilingFraction > 0 && (batched == nil || batched.CeilingFraction == nil || *batched.CeilingFraction < o.requireCeilingFraction) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("batched knee below %.0f%% of the calibrated ceiling", o.requireCeilingFraction*100))
+	}
+	if code == 0 {
+		verdicts = append(verdicts, "passed")
+	}
+	r.Verdict = strings.Join(verdicts, "; ")
+	return code
 }
 
 func (r *capacityResult) mode(name string) *capacityModeResult {
@@ -824,8 +862,20 @@ func (r *capacityResult) markdown(outDir string) string {
 	fmt.Fprintf(&b, "Machine: %s. Each step: a load run of its own, a ramp of %gs from 0, a hold of %gs; %d accounts per step; seed %d. "+
 		"A step holds with %s (the knee is the highest step held with every step below it held). Run directory: `%s`.\n\n",
 		r.Machine, r.RampSeconds, r.StepSeconds, r.Accounts, r.Seed, r.Criteria, outDir)
+	if c := r.Calibration; c != nil {
+		b.WriteString("**Calibration** (this machine, this run, bare programs; CPU of every process involved):\n\n")
+		b.WriteString("| part | what | operations | CPU-ms per operation | CPU seconds by process |\n|---|---|---:|---:|---|\n")
+		for _, part := range c.Parts {
+			fmt.Fprintf(&b, "| %s | %s | %d | %.3f | %s |\n", part.Name, part.What, part.Operations, part.CPUMsPerOperation, formatProcessSeconds(part.ByProcess))
+		}
+		fmt.Fprintf(&b, "\nBare cost of one request: %.3f CPU-ms; ceiling: %d cores / %.3f ms = **%.0f TPS**.\n\n", c.CPUMsPerOperation, c.Cores, c.CPUMsPerOperation, c.CeilingTPS)
+	}
 	for _, mode := range r.Modes {
-		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**; audit %s.", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS, mode.AuditSummary)
+		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS)
+		if mode.CeilingFraction != nil {
+			fmt.Fprintf(&b, " (%.1f%% of the ceiling)", *mode.CeilingFraction*100)
+		}
+		fmt.Fprintf(&b, "; audit %s.", mode.AuditSummary)
 		if mode.StoppedEarly != "" {
 			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(mode.StoppedEarly, "."))
 		}
@@ -876,10 +926,19 @@ func (r *capacityResult) markdown(outDir string) string {
 		if r.KneeRatio != nil {
 			ratio = fmt.Sprintf("%.2f×", *r.KneeRatio)
 		}
-		fmt.Fprintf(&b, "\nKnees: batched %d TPS, naive %d TPS; ratio %s.", batched.KneeTPS, naive.KneeTPS, ratio)
+		fmt.Fprintf(&b, "\nKnees: batched %d TPS, naive %d TPS; ratio batched ÷ naive %s.", batched.KneeTPS, naive.KneeTPS, ratio)
 		if len(batched.Steps) > 0 {
 			last := batched.Steps[len(batched.Steps)-1]
 			fmt.Fprintf(&b, " Highest batched step run: %d TPS (sustained %.0f/s, %s).", last.TargetTPS, last.AchievedTPS, heldWord(last.Held))
+		}
+		b.WriteString("\n")
+	}
+	if r.Calibration != nil {
+		b.WriteString("\nKnees as a fraction of the calibrated ceiling (" + fmt.Sprintf("%.0f TPS", r.Calibration.CeilingTPS) + "):")
+		for _, mode := range r.Modes {
+			if mode.CeilingFraction != nil {
+				fmt.Fprintf(&b, " %s %d ÷ %.0f = %.3f;", mode.Mode.Name, mode.KneeTPS, r.Calibration.CeilingTPS, *mode.CeilingFraction)
+			}
 		}
 		b.WriteString("\n")
 	}

@@ -141,3 +141,39 @@ func TestCPUColumns(t *testing.T) {
 		t.Errorf("columns %v, want %v", columns, want)
 	}
 }
+
+// TestCapacityCeilingFraction: the knees are stated as fractions of the calibrated ceiling, the report prints the
+// calibration, the ceiling, both knees and both ratios, and a batched knee under the required fraction of the
+// ceiling fails the run (exit 3) whatever its TPS.
+func TestCapacityCeilingFraction(t *testing.T) {
+	fraction := func(knee int, ceiling float64) *float64 { f := float64(knee) / ceiling; return &f }
+	calibration := &capacityCalibration{Cores: 2, CPUMsPerOperation: 0.5, CeilingTPS: 4000, Parts: []calibrationPart{
+		{Name: "http", What: "a JSON POST", Operations: 10000, CPUMsPerOperation: 0.2, ByProcess: map[string]float64{"endpoint": 1, "load": 1}},
+		{Name: "postgres", What: "one transfer", Operations: 20000, CPUMsPerOperation: 0.15, ByProcess: map[string]float64{"postgres": 2, "client": 1}},
+		{Name: "redis", What: "one round trip", Operations: 30000, CPUMsPerOperation: 0.1, ByProcess: map[string]float64{"redis": 1.5, "client": 1.5}},
+		{Name: "produce", What: "one record", Operations: 30000, CPUMsPerOperation: 0.05, ByProcess: map[string]float64{"broker": 1, "client": 0.5}},
+	}}
+	result := func(batchedKnee, naiveKnee int) *capacityResult {
+		return &capacityResult{Calibration: calibration, Modes: []capacityModeResult{
+			{Mode: capacityMode{Name: "batched"}, KneeTPS: batchedKnee, CeilingFraction: fraction(batchedKnee, 4000), AuditPassed: true},
+			{Mode: capacityMode{Name: "naive"}, KneeTPS: naiveKnee, CeilingFraction: fraction(naiveKnee, 4000), AuditPassed: true},
+		}}
+	}
+	o := capacityOptions{requireRatio: 3, requireCeilingFraction: 0.5}
+	low := result(1500, 250)
+	if code := low.judge(o, true); code != 3 || !strings.Contains(low.Verdict, "below 50% of the calibrated ceiling") {
+		t.Errorf("knee 1500 of a 4000 ceiling: exit %d, verdict %q; want 3 saying the ceiling fraction was missed", code, low.Verdict)
+	}
+	high := result(2500, 500)
+	if code := high.judge(o, true); code != 0 || high.Verdict != "passed" {
+		t.Errorf("knee 2500 of a 4000 ceiling, 5x naive: exit %d, verdict %q; want 0, passed", code, high.Verdict)
+	}
+	page := high.markdown("/run")
+	for _, want := range []string{"**Calibration**", "| postgres | one transfer | 20000 | 0.150 |", "ceiling: 2 cores / 0.500 ms = **4000 TPS**",
+		"knee **2500 TPS** (62.5% of the ceiling)", "knee **500 TPS** (12.5% of the ceiling)", "ratio batched ÷ naive 5.00×",
+		"batched 2500 ÷ 4000 = 0.625;", "naive 500 ÷ 4000 = 0.125;"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("capacity.md lacks %q:\n%s", want, page)
+		}
+	}
+}

@@ -141,6 +141,13 @@ type Config struct {
 	RequireRatio float64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// BatchedOnly skips the naive mode (ledgerproof capacity's calibration
+	// measures one batched apply of a fixed size).
+	BatchedOnly bool
+	// Timed, when set, is called just before (true) and just after (false)
+	// each mode run's timed section, so a caller can measure what the
+	// section cost (the calibration samples CPU there).
+	Timed func(begin bool)
 }
 
 // DefaultConfig returns the documented defaults.
@@ -357,6 +364,9 @@ func Run(ctx context.Context, config Config, output io.Writer) (Result, error) {
 	}
 
 	modes := []mode{{name: ModeNaive}}
+	if config.BatchedOnly {
+		modes = nil
+	}
 	for _, size := range config.BatchSizes {
 		modes = append(modes, mode{name: ModeBatched, batchSize: size})
 	}
@@ -425,7 +435,10 @@ func summarize(modes []mode, runs []RunResult) []ModeSummary {
 		}
 		summaries = append(summaries, summary)
 	}
-	naive := summaries[0].MedianTransfersPerSecond
+	naive := 0.0
+	if len(summaries) > 0 && summaries[0].Mode == ModeNaive {
+		naive = summaries[0].MedianTransfersPerSecond
+	}
 	for i := range summaries {
 		if naive > 0 {
 			summaries[i].RatioToNaive = summaries[i].MedianTransfersPerSecond / naive
@@ -547,9 +560,15 @@ func runMode(ctx context.Context, config Config, adminURL, database string, work
 	if _, err := applier.apply(ctx, warmup, time.Time{}, config.Now, expected.outcomes); err != nil {
 		return run, fmt.Errorf("warm-up: %w", err)
 	}
+	if config.Timed != nil {
+		config.Timed(true)
+	}
 	startedAt := config.Now()
 	counts, err := applier.apply(ctx, timed, startedAt.Add(config.ModeTimeCap), config.Now, expected.outcomes)
 	elapsed := config.Now().Sub(startedAt)
+	if config.Timed != nil {
+		config.Timed(false)
+	}
 	if err != nil {
 		return run, fmt.Errorf("timed section: %w", err)
 	}

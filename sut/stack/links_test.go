@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/ledgerproof/ledgerproof/sut/client"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
@@ -202,6 +204,63 @@ func (s *linkStack) waitApplied(ids []string, within time.Duration) {
 	}
 }
 
+// workerMetric is the sum of a counter's samples on worker-0's /metrics.
+func (s *linkStack) workerMetric(name string) float64 {
+	s.t.Helper()
+	client := http.Client{Timeout: 5 * time.Second}
+	response, err := client.Get(s.file.Endpoints.WorkerMetrics[0])
+	if err != nil {
+		s.t.Fatalf("worker metrics: %v", err)
+	}
+	defer response.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(response.Body)
+	if err != nil {
+		s.t.Fatalf("worker metrics: %v", err)
+	}
+	total := 0.0
+	if family, ok := families[name]; ok {
+		for _, metric := range family.GetMetric() {
+			total += metric.GetCounter().GetValue()
+		}
+	}
+	return total
+}
+
+// waitForEvidence waits, within a bound, until the fault has shown: a
+// window that only sleeps proves nothing on a slow machine (the worker
+// may not even have tried yet) and wastes time on a fast one.
+func (s *linkStack) waitForEvidence(what string, within time.Duration, shown func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for !shown() {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no sign within %s that %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// workerLogSays reports whether worker-0's log has a line containing text
+// after its first offset bytes.
+func (s *linkStack) workerLogSays(offset int64, text string) bool {
+	s.t.Helper()
+	content, err := os.ReadFile(filepath.Join(s.file.Dir, "logs", "worker-0.log"))
+	if err != nil || int64(len(content)) < offset {
+		return false
+	}
+	return strings.Contains(string(content[offset:]), text)
+}
+
+// workerLogSize is the length of worker-0's log now.
+func (s *linkStack) workerLogSize() int64 {
+	info, err := os.Stat(filepath.Join(s.file.Dir, "logs", "worker-0.log"))
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
 // acceptDeposits sends n deposits that must each be accepted (202).
 func (s *linkStack) acceptDeposits(c *client.Client, accountID int64, n int, label string) []string {
 	s.t.Helper()
@@ -323,8 +382,13 @@ func TestLinkFaults(t *testing.T) {
 
 	t.Run("cut worker->postgres: accepted, not settled until healed", func(t *testing.T) {
 		s.link(stack.LinkWorkerPostgres, stack.LinkFault{Kind: stack.FaultCut})
+		failedBefore := s.workerMetric("ledger_worker_apply_errors_total")
 		ids := s.acceptDeposits(user, accountID, 10, "postgres-cut")
-		time.Sleep(3 * time.Second) // the fault's window: nothing may settle in it
+		// The fault's window lasts until the worker has tried to apply
+		// them and failed: nothing may settle in it.
+		s.waitForEvidence("the worker failed to apply a batch through the cut", 60*time.Second, func() bool {
+			return s.workerMetric("ledger_worker_apply_errors_total") > failedBefore
+		})
 		if n := s.applied(ids); n != 0 {
 			t.Fatalf("%d of %d deposits settled while worker->postgres was cut", n, len(ids))
 		}
@@ -335,9 +399,14 @@ func TestLinkFaults(t *testing.T) {
 	})
 
 	t.Run("cut worker->broker: accepted, not settled until healed", func(t *testing.T) {
+		logOffset := s.workerLogSize()
 		s.link(stack.LinkWorkerBroker, stack.LinkFault{Kind: stack.FaultCut})
 		ids := s.acceptDeposits(user, accountID, 10, "worker-broker-cut")
-		time.Sleep(3 * time.Second)
+		// Until the worker has said it cannot reach the broker: its polls
+		// fail (logged as msg=poll).
+		s.waitForEvidence("the worker's polls failed through the cut", 60*time.Second, func() bool {
+			return s.workerLogSays(logOffset, "msg=poll")
+		})
 		if n := s.applied(ids); n != 0 {
 			t.Fatalf("%d of %d deposits settled while worker->broker was cut", n, len(ids))
 		}
@@ -499,11 +568,28 @@ func TestCutLinkHealedDrill(t *testing.T) {
 		before, after int
 	}
 	var windows []window
+	failed := func() int {
+		mutex.Lock()
+		defer mutex.Unlock()
+		return failures
+	}
+	// Each cut lasts until it has shown: requests failing through the
+	// gateway's cut, the worker's applies failing through its own.
+	evidence := map[string]func() func() bool{
+		stack.LinkGatewayBroker: func() func() bool {
+			before := failed()
+			return func() bool { return failed() >= before+loadGoroutines }
+		},
+		stack.LinkWorkerPostgres: func() func() bool {
+			before := s.workerMetric("ledger_worker_apply_errors_total")
+			return func() bool { return s.workerMetric("ledger_worker_apply_errors_total") > before }
+		},
+	}
 	for _, link := range []string{stack.LinkGatewayBroker, stack.LinkWorkerPostgres} {
 		waitFor(count() + 200)
 		s.link(link, stack.LinkFault{Kind: stack.FaultCut})
 		before := count()
-		time.Sleep(3 * time.Second)
+		s.waitForEvidence(link+" was cut", 60*time.Second, evidence[link]())
 		s.heal(link)
 		windows = append(windows, window{link: link, before: before, after: count()})
 	}
@@ -518,7 +604,7 @@ func TestCutLinkHealedDrill(t *testing.T) {
 	}
 	mutex.Unlock()
 	for _, w := range windows {
-		t.Logf("%s cut for 3s: %d acknowledgements before the cut, %d by the heal", w.link, w.before, w.after)
+		t.Logf("%s cut until it showed: %d acknowledgements before the cut, %d by the heal", w.link, w.before, w.after)
 	}
 	// Only requests produced before the cut may be acknowledged in its
 	// window: at most one per load goroutine, plus as many finishing in the

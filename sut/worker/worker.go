@@ -310,9 +310,6 @@ type partitionApplier struct {
 	// started lagging (an idle partition does not stall).
 	nextOffset   int64
 	waitingSince time.Time
-	// lastTaken is when the applier last took a batch (its linger counts
-	// from it).
-	lastTaken time.Time
 }
 
 // queueLimit is how many polled records may wait for one partition's applier
@@ -409,9 +406,6 @@ func (w *Worker) runApplier(ctx context.Context, applier *partitionApplier) {
 		case <-applier.wake:
 		}
 		for {
-			if !w.linger(ctx, applier) {
-				return
-			}
 			records := w.take(applier)
 			if len(records) == 0 {
 				break
@@ -423,46 +417,12 @@ func (w *Worker) runApplier(ctx context.Context, applier *partitionApplier) {
 	}
 }
 
-// linger holds a partition's next batch until Linger has passed since its
-// previous one was taken, unless a whole batch is already queued: without
-// it each partition's applier took whatever the last poll brought, and
-// batches shrank (the ABBA A/B of 2026-12-04 21:23, docs/performance.md: 28
-// records per batch against 37 when one loop applied every partition,
-// Postgres and the worker paying 5-25 % more per request). After an idle
-// spell the first record goes at once. It returns false when the applier
-// must stop.
-func (w *Worker) linger(ctx context.Context, applier *partitionApplier) bool {
-	if w.config.Linger <= 0 {
-		return true
-	}
-	applier.mutex.Lock()
-	queued, due := len(applier.queue), applier.lastTaken.Add(w.config.Linger)
-	applier.mutex.Unlock()
-	wait := due.Sub(w.now())
-	if queued == 0 || queued >= w.config.BatchSize || wait <= 0 {
-		return true
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-applier.stop:
-		return false
-	case <-timer.C:
-		return true
-	}
-}
-
 // take removes up to BatchSize records from the applier's queue, and
 // resumes the partition's fetching once the queue has room again.
 func (w *Worker) take(applier *partitionApplier) []kafka.Record {
 	applier.mutex.Lock()
 	defer applier.mutex.Unlock()
 	count := min(len(applier.queue), w.config.BatchSize)
-	if count > 0 {
-		applier.lastTaken = w.now()
-	}
 	records := append([]kafka.Record(nil), applier.queue[:count]...)
 	applier.queue = applier.queue[count:]
 	if len(applier.queue) == 0 {
