@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,12 +25,19 @@ const (
 
 // givenArguments returns the flags set on flags' command line as
 // --name=value, one per value of a repeatable flag, in name order, without
-// those a replay sets itself (--out, --seed, --replay).
-func givenArguments(flags *flag.FlagSet) []string {
-	var arguments []string
+// those a replay sets itself (--out, --seed, --replay). A flag whose value is
+// a URL with a password is withheld (its name is returned apart): run.json is
+// an artifact, and the replay takes it from LEDGERPROOF_<FLAG> instead.
+// Flags set through LEDGERPROOF_* variables are not on the command line and
+// are not recorded either.
+func givenArguments(flags *flag.FlagSet) (arguments, withheld []string) {
 	flags.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "out", "seed", "replay":
+			return
+		}
+		if holdsPassword(f.Value.String()) {
+			withheld = append(withheld, "--"+f.Name)
 			return
 		}
 		switch value := f.Value.(type) {
@@ -45,7 +53,20 @@ func givenArguments(flags *flag.FlagSet) []string {
 			arguments = append(arguments, "--"+f.Name+"="+f.Value.String())
 		}
 	})
-	return arguments
+	return arguments, withheld
+}
+
+// holdsPassword reports whether value, or one of its comma-separated parts,
+// is a URL with a password in it.
+func holdsPassword(value string) bool {
+	for _, part := range strings.Split(value, ",") {
+		if parsed, err := url.Parse(strings.TrimSpace(part)); err == nil && parsed.User != nil {
+			if _, set := parsed.User.Password(); set {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // replayOptions turns `ledgerproof run --replay DIR [--out OUT]` into the
@@ -73,13 +94,20 @@ func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
 	var o runOptions
 	replayFlags := newRunFlags(&o)
 	replayFlags.SetOutput(io.Discard)
-	if err := replayFlags.Parse(record.Replay.Args); err != nil {
+	// The recorded flags, then LEDGERPROOF_* for the others: the withheld
+	// ones (a URL with a password) come from there.
+	if err := parseFlags(replayFlags, record.Replay.Args); err != nil {
 		return runOptions{}, fmt.Errorf("--replay %s: its recorded flags %q: %w", dir, record.Replay.Args, err)
 	}
-	if o.replay != "" || replayFlags.NArg() > 0 {
-		return runOptions{}, fmt.Errorf("--replay %s: its recorded flags %q are not a run's", dir, record.Replay.Args)
+	o.replay = "" // from LEDGERPROOF_REPLAY, not from the record (which never holds it)
+	for _, name := range record.Replay.Withheld {
+		if _, set := os.LookupEnv(envName(strings.TrimPrefix(name, "--"))); !set {
+			return runOptions{}, fmt.Errorf("--replay %s: the run's %s held a password and was not recorded: set %s for the replay",
+				dir, name, envName(strings.TrimPrefix(name, "--")))
+		}
 	}
-	o.givenArgs = givenArguments(replayFlags)
+	o.givenArgs, o.withheldArgs = givenArguments(replayFlags)
+	o.withheldArgs = append(o.withheldArgs, record.Replay.Withheld...)
 	if record.Replay.ScenarioFile != "" {
 		o.scenario = filepath.Join(dir, record.Replay.ScenarioFile)
 	}

@@ -86,6 +86,9 @@ type runOptions struct {
 	// per value), without --out, --seed and --replay: the run records them
 	// with its seed so it can be replayed.
 	givenArgs []string
+	// withheldArgs name the flags givenArgs leaves out: their values held a
+	// password; a replay takes them from LEDGERPROOF_<FLAG>.
+	withheldArgs []string
 	// planSeed, when not 0, is the seed of the plan's random section (a
 	// replay's: the seed the replayed run used, whatever the plan says).
 	planSeed uint64
@@ -106,7 +109,7 @@ func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet)
 			fmt.Fprintf(os.Stdout, "replaying the run in %s\n", o.replay)
 			os.Exit(runMain(ctx, replayed, os.Stdout, os.Stderr))
 		}
-		o.givenArgs = givenArguments(flags)
+		o.givenArgs, o.withheldArgs = givenArguments(flags)
 		os.Exit(runMain(ctx, o, os.Stdout, os.Stderr))
 		return nil
 	}
@@ -353,7 +356,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	if p.plan != nil {
 		p.record.PlanName = p.plan.Name
 	}
-	p.record.Replay = &runner.Replay{Args: append(append([]string{}, o.givenArgs...), fmt.Sprintf("--seed=%d", p.seed))}
+	p.record.Replay = &runner.Replay{Args: append(append([]string{}, o.givenArgs...), fmt.Sprintf("--seed=%d", p.seed)), Withheld: o.withheldArgs}
 	return p, nil
 }
 
@@ -485,6 +488,9 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "replay: ledgerproof run --replay %s\n    (the same as: ledgerproof run %s, with the scenario and plan as they are now)\n",
 		reports.ShellQuote(o.out), shellJoin(p.record.Replay.Args))
+	for _, name := range o.withheldArgs {
+		fmt.Fprintf(stdout, "    %s holds a password and is not recorded: a replay takes it from %s\n", name, envName(strings.TrimPrefix(name, "--")))
+	}
 
 	// A second Ctrl-C cuts the audit and report short too.
 	hardStop, hardCancel := context.WithCancel(context.Background())

@@ -138,7 +138,10 @@ type RunFile struct {
 type Replay struct {
 	// Args are the run's flags, one per element (--name=value), with
 	// --seed set to the seed the run used and without --out.
-	Args         []string `json:"args"`
+	Args []string `json:"args"`
+	// Withheld names flags left out of Args because their value held a
+	// password (a URL with one): a replay takes them from LEDGERPROOF_<FLAG>.
+	Withheld     []string `json:"withheld,omitempty"`
 	ScenarioFile string   `json:"scenario_file,omitempty"`
 	PlanFile     string   `json:"plan_file,omitempty"`
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+)
+
+// A run records its command-line flags (one per value of a repeatable flag)
+// without --out and --seed, and never a password: a URL holding one is
+// withheld, and its replay takes it from the environment.
+func TestReplayRecordsFlagsWithoutPasswords(t *testing.T) {
+	var o runOptions
+	flags := newRunFlags(&o)
+	args := []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://ledger:s3cret@127.0.0.1:5432/ledger",
+		"--set", "schedule.rate=5", "--set", "thresholds.errors=rate<0.1", "--seeded-bug", "no-idempotency", "--out", "/tmp/x", "--seed", "9"}
+	if err := flags.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	recorded, withheld := givenArguments(flags)
+	want := []string{"--base-url=http://127.0.0.1:1", "--seeded-bug=no-idempotency", "--set=schedule.rate=5", "--set=thresholds.errors=rate<0.1", "--stack=external"}
+	if !slices.Equal(recorded, want) || !slices.Equal(withheld, []string{"--postgres-url"}) {
+		t.Errorf("recorded %q, withheld %q; want %q and [--postgres-url]", recorded, withheld, want)
+	}
+	if strings.Contains(strings.Join(recorded, " "), "s3cret") {
+		t.Error("the password was recorded")
+	}
+}
+
+// --replay DIR takes the recorded flags, the run directory's copies of the
+// scenario and plan, the recorded plan seed, and a withheld flag from
+// LEDGERPROOF_<FLAG> (refused, saying which, when it is not set); no other
+// flag than --out may come with it.
+func TestReplayOptions(t *testing.T) {
+	dir := t.TempDir()
+	record := &runner.RunFile{ID: "run-1", Seed: 77, PlanSeed: 1234, Replay: &runner.Replay{
+		Args:     []string{"--stack=external", "--base-url=http://127.0.0.1:1", "--set=schedule.rate=5", "--seed=77"},
+		Withheld: []string{"--postgres-url"}, ScenarioFile: "scenario.yaml", PlanFile: "plan.yaml"}}
+	if err := record.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	outer := func(args ...string) (*flag.FlagSet, runOptions) {
+		var o runOptions
+		flags := newRunFlags(&o)
+		if err := flags.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return flags, o
+	}
+	flags, given := outer("--replay", dir, "--out", "/tmp/replayed")
+	os.Unsetenv("LEDGERPROOF_POSTGRES_URL")
+	if _, err := replayOptions(flags, given); err == nil || !strings.Contains(err.Error(), "set LEDGERPROOF_POSTGRES_URL") {
+		t.Errorf("withheld flag without its variable: %v, want an error naming LEDGERPROOF_POSTGRES_URL", err)
+	}
+	t.Setenv("LEDGERPROOF_POSTGRES_URL", "postgres://ledger:s3cret@127.0.0.1:5432/ledger")
+	o, err := replayOptions(flags, given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.stack != "external" || o.seed != "77" || o.planSeed != 1234 || o.postgresURL != "postgres://ledger:s3cret@127.0.0.1:5432/ledger" ||
+		o.scenario != filepath.Join(dir, "scenario.yaml") || o.plan != filepath.Join(dir, "plan.yaml") || o.out != "/tmp/replayed" ||
+		!slices.Equal([]string(o.sets), []string{"schedule.rate=5"}) || !slices.Equal(o.withheldArgs, []string{"--postgres-url"}) {
+		t.Errorf("replay options %+v", o)
+	}
+	flags, given = outer("--replay", dir, "--rate", "9")
+	if _, err := replayOptions(flags, given); err == nil || !strings.Contains(err.Error(), "only --out may be given with it (got --rate)") {
+		t.Errorf("--replay with --rate: %v", err)
+	}
+}
