@@ -44,8 +44,19 @@ type journalSecond struct {
 	outcomes   [outcomeCount]int64
 	latency    histogram
 	httpErrors int64
-	// retried counts the operations sent more than once.
-	retried int64
+	// retried counts the operations sent more than once; failedOther the
+	// failed ones whose reason is not a business answer (businessReasons).
+	retried     int64
+	failedOther int64
+}
+
+// businessReasons are the failures a system gives whatever its health: the
+// ledger's rejections and the key contract's refusals. A fault shows in the
+// other failures (unavailable, internal, connection errors...).
+var businessReasons = map[string]bool{
+	invariants.ReasonInsufficientFunds: true, invariants.ReasonAccountNotFound: true, invariants.ReasonForbidden: true,
+	invariants.ReasonBalanceLimit: true, invariants.ReasonSameAccount: true, invariants.ReasonInvalidAmount: true,
+	"idempotency_key_reused": true, "idempotency_key_missing": true, "invalid_request": true,
 }
 
 // reasonKey groups operations that did not settle.
@@ -156,6 +167,9 @@ func (s *journalStats) add(raw []byte) error {
 	bucket.httpErrors += httpErrors
 	if len(line.Statuses) > 1 {
 		bucket.retried++
+	}
+	if outcome == outcomeFail && !businessReasons[line.Reason] {
+		bucket.failedOther++
 	}
 	latency := line.Complete - line.Invoke
 	bucket.latency.add(latency)
