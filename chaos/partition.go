@@ -11,8 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// partitionOwnerTimeout bounds the consumer-group lookup when the caller's
-// context has no deadline: a dead broker must not stall the plan.
+// partitionOwnerTimeout bounds each request of the consumer-group lookup
+// (the client's retries), and, added to partitionOwnerWait, the whole lookup
+// when the caller's context has no deadline: a dead broker must not stall
+// the plan.
 const partitionOwnerTimeout = 10 * time.Second
 
 // partitionOwnerPoll is how often the lookup asks again while nobody owns
@@ -39,7 +41,7 @@ func partitionOwner(ctx context.Context, brokers []string, group, topic string, 
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, partitionOwnerTimeout)
+		ctx, cancel = context.WithTimeout(ctx, partitionOwnerWait+partitionOwnerTimeout)
 		defer cancel()
 	}
 	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RetryTimeout(partitionOwnerTimeout))

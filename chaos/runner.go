@@ -220,8 +220,9 @@ func (s *runState) apply(ctx context.Context, step Step, owner string, cleanup b
 	}
 	stepContext, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	began := s.now()
-	resolved, err := s.execute(stepContext, step, owner)
+	// The record's time is when the action itself began: resolving a
+	// worker:partition=N target first may wait for the group's owner.
+	resolved, began, err := s.execute(stepContext, step, owner)
 	took := s.now().Sub(began)
 
 	record := Record{
@@ -307,7 +308,7 @@ func describeRecord(record Record) string {
 }
 
 // execute resolves the step's target and dispatches its action.
-func (s *runState) execute(ctx context.Context, step Step, owner string) (resolved string, err error) {
+func (s *runState) execute(ctx context.Context, step Step, owner string) (resolved string, began time.Time, err error) {
 	executor := s.runner.Executor
 	resolved = step.Target
 	if partition, ok := PartitionOf(step.Target); ok && owner != "" {
@@ -315,19 +316,20 @@ func (s *runState) execute(ctx context.Context, step Step, owner string) (resolv
 	} else if ok {
 		resolved, err = executor.PartitionOwner(ctx, partition)
 		if err != nil {
-			return step.Target, err
+			return step.Target, s.now(), err
 		}
 	}
+	began = s.now()
 	switch {
 	case processActions[step.Action]:
-		return resolved, executor.Process(ctx, step.Action, resolved)
+		return resolved, began, executor.Process(ctx, step.Action, resolved)
 	case step.Action == ActionLink:
-		return resolved, executor.Link(ctx, resolved, LinkParams{Fault: step.Params.Fault,
+		return resolved, began, executor.Link(ctx, resolved, LinkParams{Fault: step.Params.Fault,
 			Latency: step.Params.Latency, Jitter: step.Params.Jitter, RateKilobytesPerSecond: step.Params.RateKilobytesPerSecond})
 	case step.Action == ActionFailover:
-		return resolved, executor.Failover(ctx)
+		return resolved, began, executor.Failover(ctx)
 	case step.Action == ActionCrashPoint:
-		return resolved, executor.ArmCrashPoint(ctx, resolved, step.Params.Point)
+		return resolved, began, executor.ArmCrashPoint(ctx, resolved, step.Params.Point)
 	}
 	// Validation admits only the actions above.
 	panic(fmt.Sprintf("chaos: step %s has unknown action %q", step.Source, step.Action))

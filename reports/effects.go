@@ -99,10 +99,14 @@ func faultEffects(a *analysis, windows []FaultWindow) {
 		}
 		return false
 	}
+	// The baseline is the load's seconds outside every window: the setup
+	// before the load's start (sign-ups, fundings retried at once) is not
+	// what the faults are compared with.
+	inBaseline := func(second int64) bool { return second >= a.origin.Unix() && !inAnyWindow(second) }
 	var baseline histogram
 	var baselineOps, baselineFailed, baselineUnknown, baselineRetried, baselineErrors int64
 	for second, bucket := range a.journal.seconds {
-		if !inAnyWindow(second) {
+		if inBaseline(second) {
 			baseline.merge(&bucket.latency)
 			baselineOps += int64(bucket.latency.total)
 			baselineFailed += bucket.failedOther
@@ -120,7 +124,7 @@ func faultEffects(a *analysis, windows []FaultWindow) {
 	baselineLag := 0.0
 	if a.metrics != nil && a.metrics.hasLag {
 		for second, bucket := range a.metrics.seconds {
-			if !inAnyWindow(second) {
+			if inBaseline(second) {
 				baselineLag = math.Max(baselineLag, summedLag(bucket.lag))
 			}
 		}

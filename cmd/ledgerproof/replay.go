@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -36,7 +36,7 @@ func givenArguments(flags *flag.FlagSet) (arguments, withheld []string) {
 		case "out", "seed", "replay":
 			return
 		}
-		if holdsPassword(f.Value.String()) {
+		if mayHoldSecrets[f.Name] || holdsPassword(f.Value.String()) {
 			withheld = append(withheld, "--"+f.Name)
 			return
 		}
@@ -56,11 +56,21 @@ func givenArguments(flags *flag.FlagSet) (arguments, withheld []string) {
 	return arguments, withheld
 }
 
-// holdsPassword reports whether value, or one of its comma-separated parts,
-// is a URL with a password in it.
+// mayHoldSecrets are the flags whose values are commands: whatever they
+// hold (a PGPASSWORD=..., a connection string), they are never recorded.
+var mayHoldSecrets = map[string]bool{"export-command": true}
+
+// holdsPassword reports whether value looks like it holds a password: a
+// URL with one (in its user part or its query), or a password= or
+// PGPASSWORD setting, anywhere in it (a --gateway-arg=--x=postgres://u:p@h,
+// a key=value connection string).
 func holdsPassword(value string) bool {
-	for _, part := range strings.Split(value, ",") {
-		if parsed, err := url.Parse(strings.TrimSpace(part)); err == nil && parsed.User != nil {
+	lower := strings.ToLower(value)
+	if strings.Contains(lower, "password=") || strings.Contains(lower, "pgpassword") {
+		return true
+	}
+	for _, word := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '=' }) {
+		if parsed, err := url.Parse(word); err == nil && parsed.User != nil {
 			if _, set := parsed.User.Password(); set {
 				return true
 			}
@@ -101,7 +111,7 @@ func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
 	}
 	o.replay = "" // from LEDGERPROOF_REPLAY, not from the record (which never holds it)
 	for _, name := range record.Replay.Withheld {
-		if _, set := os.LookupEnv(envName(strings.TrimPrefix(name, "--"))); !set {
+		if os.Getenv(envName(strings.TrimPrefix(name, "--"))) == "" {
 			return runOptions{}, fmt.Errorf("--replay %s: the run's %s held a password and was not recorded: set %s for the replay",
 				dir, name, envName(strings.TrimPrefix(name, "--")))
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,15 +16,18 @@ import (
 func TestReplayRecordsFlagsWithoutPasswords(t *testing.T) {
 	var o runOptions
 	flags := newRunFlags(&o)
-	args := []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://ledger:s3cret@127.0.0.1:5432/ledger",
+	args := []string{"--stack", "external", "--base-url", "http://ledger@127.0.0.1:1", "--postgres-url", "postgres://ledger:s3cret@127.0.0.1:5432/ledger",
+		"--export-command", "PGPASSWORD=s3cret pg_dump ledger", "--worker-arg=--postgres-url=postgres://ledger:s3cret@h/db",
+		"--redis-addr", "127.0.0.1:6379?password=s3cret",
 		"--set", "schedule.rate=5", "--set", "thresholds.errors=rate<0.1", "--seeded-bug", "no-idempotency", "--out", "/tmp/x", "--seed", "9"}
 	if err := flags.Parse(args); err != nil {
 		t.Fatal(err)
 	}
 	recorded, withheld := givenArguments(flags)
-	want := []string{"--base-url=http://127.0.0.1:1", "--seeded-bug=no-idempotency", "--set=schedule.rate=5", "--set=thresholds.errors=rate<0.1", "--stack=external"}
-	if !slices.Equal(recorded, want) || !slices.Equal(withheld, []string{"--postgres-url"}) {
-		t.Errorf("recorded %q, withheld %q; want %q and [--postgres-url]", recorded, withheld, want)
+	want := []string{"--base-url=http://ledger@127.0.0.1:1", "--seeded-bug=no-idempotency", "--set=schedule.rate=5", "--set=thresholds.errors=rate<0.1", "--stack=external"}
+	wantWithheld := []string{"--export-command", "--postgres-url", "--redis-addr", "--worker-arg"}
+	if !slices.Equal(recorded, want) || !slices.Equal(withheld, wantWithheld) {
+		t.Errorf("recorded %q, withheld %q; want %q and %q", recorded, withheld, want, wantWithheld)
 	}
 	if strings.Contains(strings.Join(recorded, " "), "s3cret") {
 		t.Error("the password was recorded")
@@ -53,7 +55,7 @@ func TestReplayOptions(t *testing.T) {
 		return flags, o
 	}
 	flags, given := outer("--replay", dir, "--out", "/tmp/replayed")
-	os.Unsetenv("LEDGERPROOF_POSTGRES_URL")
+	t.Setenv("LEDGERPROOF_POSTGRES_URL", "")
 	if _, err := replayOptions(flags, given); err == nil || !strings.Contains(err.Error(), "set LEDGERPROOF_POSTGRES_URL") {
 		t.Errorf("withheld flag without its variable: %v, want an error naming LEDGERPROOF_POSTGRES_URL", err)
 	}

@@ -170,6 +170,9 @@ func DefaultConfig() Config {
 
 func (c Config) validate() error {
 	var problems []string
+	if c.BatchedOnly && c.RequireRatio > 0 {
+		problems = append(problems, "a required ratio to naive needs the naive mode (BatchedOnly is set)")
+	}
 	check := func(ok bool, format string, arguments ...any) {
 		if !ok {
 			problems = append(problems, fmt.Sprintf(format, arguments...))

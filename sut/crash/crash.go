@@ -216,11 +216,11 @@ type Status struct {
 	Hits int64
 }
 
-// armed is an entry of a registry's table.
 // answerWait bounds how long a firing point waits for the answer to the
 // request that armed it.
 const answerWait = 5 * time.Second
 
+// armed is an entry of a registry's table.
 type armed struct {
 	Arming
 	hits atomic.Int64

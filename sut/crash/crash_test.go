@@ -547,8 +547,8 @@ func TestCrashArmAnswersBeforeAnImmediateHit(t *testing.T) {
 	if err != nil || armed.Point != "worker.after-commit-before-cache" || armed.After != 1 {
 		t.Fatalf("arm: %+v, %v (want the armed point, then the crash)", armed, err)
 	}
-	// The answer left before the arming, so the exit may still be on its
-	// way when the caller has it (CI once looked too early).
+	// The point fires only once the answer is out, so the exit may still be
+	// on its way when the caller has it (CI once looked too early).
 	select {
 	case <-exited:
 	case <-time.After(30 * time.Second):
