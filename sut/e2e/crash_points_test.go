@@ -167,9 +167,13 @@ func (d *crashDrill) crash(acknowledgedBefore int) {
 	if err != nil {
 		t.Fatalf("arm %s on %s: %v", d.arm.Point, d.component, err)
 	}
-	listing, err := admin.List(ctx)
-	if err != nil || len(listing.Armed) != 1 || listing.Armed[0].Point != armed.Point {
-		t.Fatalf("%s lists %+v, %v after arming %+v", d.component, listing, err, armed)
+	// The answer says the point is armed (it is armed before the answer
+	// leaves). No listing is asked for here: a busy worker hits a point
+	// armed for its 2nd hit within milliseconds, and a list request then
+	// meets a process that already died of it (make test beside a CPU-bound
+	// process failed on exactly that EOF). sut/crash tests the listing.
+	if armed.Point == "" {
+		t.Fatalf("arm %s on %s: the answer names no point", d.arm.Point, d.component)
 	}
 	t.Logf("armed %+v on %s after %d acknowledged transfers", armed, d.component, len(d.load.records()))
 
