@@ -266,29 +266,13 @@ func calibrateRedis(ctx context.Context, address string, redisPID int) (calibrat
 		return part, err
 	}
 	var meter cpuMeter
-	var next atomic.Int64
-	var failed atomic.Int64
 	meter.begin(map[string]int{"redis": redisPID})
-	var wait sync.WaitGroup
-	for range calibrationRedisClients {
-		wait.Add(1)
-		go func() {
-			defer wait.Done()
-			for {
-				i := next.Add(1)
-				if i > calibrationRedisOps || ctx.Err() != nil {
-					return
-				}
-				if client.Set(ctx, "calibration:"+strconv.FormatInt(i, 10), "reserved", 10*time.Minute).Err() != nil {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wait.Wait()
+	failed := concurrently(ctx, calibrationRedisClients, calibrationRedisOps, func(i int64) error {
+		return client.Set(ctx, "calibration:"+strconv.FormatInt(i, 10), "reserved", 10*time.Minute).Err()
+	})
 	meter.end()
-	if failed.Load() > 0 {
-		return part, fmt.Errorf("%d of %d round trips failed", failed.Load(), calibrationRedisOps)
+	if failed > 0 {
+		return part, fmt.Errorf("%d of %d round trips failed", failed, calibrationRedisOps)
 	}
 	part.Operations, part.Seconds, part.ByProcess = calibrationRedisOps, round3(meter.seconds), meter.used
 	part.finish()
@@ -310,34 +294,44 @@ func calibrateProduce(ctx context.Context, brokers []string, brokerPID int, part
 	}
 	defer client.Close()
 	value := []byte(strings.Repeat("x", calibrationProduceBytes))
-	var next, failed atomic.Int64
-	var wait sync.WaitGroup
 	var meter cpuMeter
 	meter.begin(map[string]int{"broker": brokerPID})
-	for range calibrationProducers {
+	failed := concurrently(ctx, calibrationProducers, calibrationProduceRecords, func(i int64) error {
+		return client.ProduceSync(ctx, &kgo.Record{Key: []byte(strconv.FormatInt(i, 10)), Value: value}).FirstErr()
+	})
+	meter.end()
+	if failed > 0 {
+		return part, fmt.Errorf("%d of %d records not acknowledged", failed, calibrationProduceRecords)
+	}
+	_, _ = kadm.NewClient(client).DeleteTopics(context.WithoutCancel(ctx), calibrationTopic)
+	part.Operations, part.Seconds, part.ByProcess = calibrationProduceRecords, round3(meter.seconds), meter.used
+	part.finish()
+	return part, nil
+}
+
+// concurrently calls operation for 1..total from senders goroutines, each
+// taking the next number when its last call returned, and returns how many
+// calls failed.
+func concurrently(ctx context.Context, senders int, total int64, operation func(i int64) error) int64 {
+	var next, failed atomic.Int64
+	var wait sync.WaitGroup
+	for range senders {
 		wait.Add(1)
 		go func() {
 			defer wait.Done()
 			for {
 				i := next.Add(1)
-				if i > calibrationProduceRecords || ctx.Err() != nil {
+				if i > total || ctx.Err() != nil {
 					return
 				}
-				if err := client.ProduceSync(ctx, &kgo.Record{Key: []byte(strconv.FormatInt(i, 10)), Value: value}).FirstErr(); err != nil {
+				if operation(i) != nil {
 					failed.Add(1)
 				}
 			}
 		}()
 	}
 	wait.Wait()
-	meter.end()
-	if failed.Load() > 0 {
-		return part, fmt.Errorf("%d of %d records not acknowledged", failed.Load(), calibrationProduceRecords)
-	}
-	_, _ = kadm.NewClient(client).DeleteTopics(context.WithoutCancel(ctx), calibrationTopic)
-	part.Operations, part.Seconds, part.ByProcess = calibrationProduceRecords, round3(meter.seconds), meter.used
-	part.finish()
-	return part, nil
+	return failed.Load()
 }
 
 // finish sums the processes' CPU and divides it per operation.

@@ -137,11 +137,7 @@ func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
 func (p *preparedRun) keepReplayFiles() error {
 	o := p.options
 	copyInto := func(from, name string) error {
-		content, err := os.ReadFile(from)
-		if err != nil {
-			return fmt.Errorf("keeping %s for replays: %w", from, err)
-		}
-		if err := os.WriteFile(filepath.Join(o.out, name), content, 0o644); err != nil {
+		if err := copyFile(from, filepath.Join(o.out, name)); err != nil {
 			return fmt.Errorf("keeping %s for replays: %w", from, err)
 		}
 		return nil
