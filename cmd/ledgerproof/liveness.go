@@ -34,11 +34,14 @@ func stackStallProbe(dir string) invariants.StallProbe {
 			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway {
 				continue
 			}
+			alive := component.Alive()
 			stall := invariants.Stall{Component: component.Name, State: component.Status()}
-			if !component.Alive() && stall.State == "running" {
-				stall.State = "exited"
+			if !alive && component.State == stack.StateFailed {
+				// A start that did not see it ready (it died first, or
+				// was killed by the start's own timeout): dead either way.
+				stall.State = "dead (its last start failed)"
 			}
-			if component.Kind == stack.KindWorker && component.Alive() {
+			if component.Kind == stack.KindWorker && alive {
 				lag, stalled, err := workerProgress(ctx, component.Endpoint)
 				if err != nil {
 					problems = append(problems, component.Name+": "+err.Error())
@@ -53,7 +56,7 @@ func stackStallProbe(dir string) invariants.StallProbe {
 				}
 				stall.StalledSeconds = stalled
 			}
-			if stall.State == "running" && len(stall.Partitions) == 0 && stall.StalledSeconds == 0 {
+			if alive && len(stall.Partitions) == 0 && stall.StalledSeconds == 0 {
 				continue // up and behind on nothing
 			}
 			stall.LastError = lastErrorLine(component.LogFile)

@@ -103,7 +103,7 @@ func TestLivenessNamesAWorkerThatDiesOnEveryBatch(t *testing.T) {
 	}
 	summary := liveness.Violations[0].Summary
 	t.Logf("liveness: %s", summary)
-	for _, want := range []string{"worker-0 stalled", "exited", "CRASH POINT worker.mid-batch HIT"} {
+	for _, want := range []string{"worker-0 stalled", "dead (", "CRASH POINT worker.mid-batch HIT"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("liveness violation %q lacks %q", summary, want)
 		}
