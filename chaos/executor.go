@@ -86,6 +86,9 @@ type Inventory struct {
 	// CrashPoints are the crash points processes can arm; empty when the
 	// stack was started without them.
 	CrashPoints []string
+	// CommandsOnly says the system takes command steps only (an external
+	// system: nothing of it is known by name).
+	CommandsOnly bool
 }
 
 // has reports whether the inventory lists the process target.

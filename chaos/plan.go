@@ -50,11 +50,16 @@ const (
 	ActionLink Action = "link"
 	// ActionCrashPoint arms a crash point in a gateway or worker.
 	ActionCrashPoint Action = "crash-point"
+	// ActionCommand runs a command of the user's (params.run: docker kill,
+	// systemctl restart, kubectl delete pod...): the fault of any system,
+	// the only kind an external target takes. Its target is a name of the
+	// user's for what the command acts on, shown in the report.
+	ActionCommand Action = "command"
 )
 
 // Actions lists every action, in the order docs and errors show them.
 var Actions = []Action{ActionKill, ActionStop, ActionStart, ActionRestart, ActionPause, ActionResume,
-	ActionFailover, ActionLink, ActionCrashPoint}
+	ActionFailover, ActionLink, ActionCrashPoint, ActionCommand}
 
 // processActions act on one process through Executor.Process.
 var processActions = map[Action]bool{ActionKill: true, ActionStop: true, ActionStart: true,
@@ -117,6 +122,12 @@ type Params struct {
 	RateKilobytesPerSecond int
 	// Point names a crash point.
 	Point string
+	// Run is a command step's shell command; Recover the command its
+	// recovery step runs `duration` later (both run with sh -c).
+	Run     string
+	Recover string
+	// Timeout bounds a command step (and its recovery); default 60s.
+	Timeout time.Duration
 }
 
 // Map renders the parameters as the plan writes them, for logs.
@@ -139,6 +150,15 @@ func (p Params) Map() map[string]string {
 	}
 	if p.Point != "" {
 		values["point"] = p.Point
+	}
+	if p.Run != "" {
+		values["run"] = p.Run
+	}
+	if p.Recover != "" {
+		values["recover"] = p.Recover
+	}
+	if p.Timeout > 0 {
+		values["timeout"] = p.Timeout.String()
 	}
 	return values
 }
@@ -369,7 +389,22 @@ var allowedParams = map[Action][]string{
 	ActionFailover:   nil,
 	ActionLink:       {"fault", "latency", "jitter", "rate", "duration"},
 	ActionCrashPoint: {"point", "process"},
+	ActionCommand:    {"run", "timeout", "duration", "recover"},
 }
+
+// Bounds of a command step.
+const (
+	// DefaultCommandTimeout bounds a command step without params.timeout.
+	DefaultCommandTimeout = time.Minute
+	// MaxCommandTimeout bounds params.timeout.
+	MaxCommandTimeout = 30 * time.Minute
+	// maxCommandBytes bounds params.run and params.recover.
+	maxCommandBytes = 4096
+)
+
+// commandTarget is the form of a command step's target: a name of the
+// user's for what it acts on (payments-worker, db/primary, pod:ledger-0).
+var commandTarget = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@=-]{0,99}$`)
 
 // crashPointName is the form of a crash point's name.
 var crashPointName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)
@@ -500,6 +535,37 @@ func (s stepFile) validate(index int, planDuration time.Duration) (Step, []strin
 		}
 		if step.Params.Fault == FaultHeal && step.Params.Duration > 0 {
 			problem("params.duration: heal removes faults; it has no duration")
+		}
+	case step.Action == ActionCommand:
+		switch {
+		case s.Target == "":
+			problem("target: missing (a name for what the command acts on, e.g. payments-worker; the report shows it)")
+		case !commandTarget.MatchString(s.Target):
+			problem("target: %q: want a name of letters, digits and . _ : / @ = - (at most 100), e.g. payments-worker", s.Target)
+		}
+		command := func(key string) string {
+			text := strings.TrimSpace(s.Params[key])
+			if len(text) > maxCommandBytes {
+				problem("params.%s: longer than %d bytes (put a long procedure in a script and run the script)", key, maxCommandBytes)
+			}
+			return text
+		}
+		step.Params.Run = command("run")
+		step.Params.Recover = command("recover")
+		if step.Params.Run == "" {
+			problem("params.run: missing (the shell command that applies the fault, e.g. docker kill payments-worker-1)")
+		}
+		if _, given := s.Params["recover"]; given && step.Params.Recover == "" {
+			problem("params.recover: empty")
+		}
+		if (step.Params.Recover != "") != (step.Params.Duration > 0) && len(problems) == 0 {
+			problem("params: recover and duration go together (recover runs duration after the fault)")
+		}
+		if _, given := s.Params["timeout"]; given {
+			step.Params.Timeout = durationParam("timeout")
+			if step.Params.Timeout > MaxCommandTimeout {
+				problem("params.timeout: %s is above %s", step.Params.Timeout, MaxCommandTimeout)
+			}
 		}
 	case step.Action == ActionCrashPoint:
 		process := s.Params["process"]
@@ -640,6 +706,9 @@ func recoveryStep(step Step) (Step, bool) {
 	case step.Action == ActionLink:
 		recovery.Action = ActionLink
 		recovery.Params.Fault = FaultHeal
+	case step.Action == ActionCommand:
+		recovery.Action = ActionCommand
+		recovery.Params = Params{Run: step.Params.Recover, Timeout: step.Params.Timeout}
 	case recoveryOf[step.Action] != "":
 		recovery.Action = recoveryOf[step.Action]
 	default:
@@ -733,6 +802,11 @@ func ValidateTargets(planName string, timeline []Step, inventory Inventory) erro
 	}
 	for _, step := range timeline {
 		switch {
+		case step.Action == ActionCommand:
+			continue // the user's command: any system, any name
+		case inventory.CommandsOnly:
+			add(step, "%v", errExternal)
+			continue
 		case step.Action == ActionLink:
 			if len(inventory.Links) == 0 {
 				add(step, "%v", errLinksNotSupported)

@@ -53,7 +53,7 @@ steps:
 duration: 60s
 steps:
   - {at: 10s, target: broker}
-`, []string{"steps[0] (at 10s): action: missing (want one of kill, stop, start, restart, pause, resume, failover, link, crash-point)"}},
+`, []string{"steps[0] (at 10s): action: missing (want one of kill, stop, start, restart, pause, resume, failover, link, crash-point, command)"}},
 		{"step without at", `
 duration: 60s
 steps:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -110,7 +111,8 @@ func (r *Runner) Run(ctx context.Context, planName string, seed uint64, timeline
 	if r.Executor == nil {
 		return nil, errors.New("chaos runner: no executor")
 	}
-	run := &runState{runner: r, plan: planName, seed: seed, start: start, paused: map[string]bool{}, faulted: map[string]bool{}}
+	run := &runState{runner: r, plan: planName, seed: seed, start: start, paused: map[string]bool{}, faulted: map[string]bool{},
+		recoveries: map[string]Step{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	run.cancel = cancel
@@ -179,6 +181,9 @@ type runState struct {
 	// and faulted links, by resolved target.
 	paused  map[string]bool
 	faulted map[string]bool
+	// recoveries are the command faults (by source) whose recovery has not
+	// run yet.
+	recoveries map[string]Step
 }
 
 func (s *runState) now() time.Time {
@@ -217,6 +222,9 @@ func (s *runState) apply(ctx context.Context, step Step, owner string, cleanup b
 	timeout := s.runner.StepTimeout
 	if timeout <= 0 {
 		timeout = defaultStepTimeout
+	}
+	if step.Action == ActionCommand {
+		timeout = commandTimeout(step) + 5*time.Second // the command's own bound ends it first
 	}
 	stepContext, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -311,6 +319,10 @@ func describeRecord(record Record) string {
 func (s *runState) execute(ctx context.Context, step Step, owner string) (resolved string, began time.Time, err error) {
 	executor := s.runner.Executor
 	resolved = step.Target
+	if step.Action == ActionCommand {
+		began = s.now()
+		return resolved, began, runCommandStep(ctx, step)
+	}
 	if partition, ok := PartitionOf(step.Target); ok && owner != "" {
 		resolved = owner
 	} else if ok {
@@ -344,6 +356,10 @@ func (s *runState) track(step Step, resolved string) {
 		step.Action == ActionStart, step.Action == ActionRestart:
 		// A killed or restarted process is no longer frozen.
 		delete(s.paused, resolved)
+	case step.Action == ActionCommand && step.Params.Recover != "":
+		s.recoveries[step.Source] = step
+	case step.Action == ActionCommand && strings.HasSuffix(step.Source, " recovery"):
+		delete(s.recoveries, strings.TrimSuffix(step.Source, " recovery"))
 	case step.Action == ActionLink && step.Params.Fault == FaultHeal:
 		delete(s.faulted, resolved)
 	case step.Action == ActionLink:
@@ -362,6 +378,11 @@ func (s *runState) cleanup() {
 	}
 	for link := range s.faulted {
 		steps = append(steps, Step{At: offset, Action: ActionLink, Target: link, Params: Params{Fault: FaultHeal}, Source: "cleanup"})
+	}
+	for source, fault := range s.recoveries {
+		// A command fault whose recovery the run did not reach: run it now.
+		steps = append(steps, Step{At: offset, Action: ActionCommand, Target: fault.Target,
+			Params: Params{Run: fault.Params.Recover, Timeout: fault.Params.Timeout}, Source: "cleanup of " + source})
 	}
 	s.mutex.Unlock()
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Target < steps[j].Target })

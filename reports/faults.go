@@ -2,6 +2,7 @@ package reports
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -44,8 +45,12 @@ const (
 	actionFailover   = "failover"
 	actionLink       = "link"
 	actionCrashPoint = "crash-point"
+	actionCommand    = "command"
 	linkFaultHeal    = "heal"
 )
+
+// commandLabelLength bounds the command shown in a window's label.
+const commandLabelLength = 60
 
 var faultVerbs = map[string]string{
 	actionKill: "killed", actionStop: "stopped", actionPause: "paused", actionRestart: "restarted",
@@ -56,7 +61,10 @@ var faultVerbs = map[string]string{
 // kill/stop/pause with the next start/resume of the same target, a link
 // fault with the link's next heal, failover and crash-point with the next
 // start of the target (else a marker), restart is a window of its own
-// duration. Failed actions open nothing. endSeconds closes windows left open.
+// duration; a command step with a recover command is closed by its
+// recovery (or the runner's cleanup running it), one without is a window of
+// its own duration. Failed actions open nothing. endSeconds closes windows
+// left open.
 func faultWindows(records []chaosRecord, origin time.Time, endSeconds float64) []FaultWindow {
 	offset := func(t time.Time) float64 { return round(t.Sub(origin).Seconds(), 3) }
 	var windows []FaultWindow
@@ -93,6 +101,30 @@ func faultWindows(records []chaosRecord, origin time.Time, endSeconds float64) [
 			delete(open, target)
 			windows[index].EndSeconds = done
 			windows[index].Recovery = record.Action
+		case actionCommand:
+			fault, recovering := strings.CutSuffix(record.Source, " recovery")
+			if !recovering {
+				fault, recovering = strings.CutPrefix(record.Source, "cleanup of ")
+			}
+			if recovering {
+				if index, ok := open["command "+fault]; ok {
+					delete(open, "command "+fault)
+					windows[index].EndSeconds = done
+					windows[index].Recovery = actionCommand
+				}
+				continue
+			}
+			run := record.Params["run"]
+			if len(run) > commandLabelLength {
+				run = run[:commandLabelLength] + "..."
+			}
+			window := FaultWindow{Target: target, Action: actionCommand, Label: target + ": " + run, StartSeconds: at, EndSeconds: done}
+			if record.Params["recover"] != "" {
+				open["command "+record.Source] = len(windows)
+			} else {
+				window.Recovery = actionCommand
+			}
+			windows = append(windows, window)
 		case actionRestart:
 			windows = append(windows, FaultWindow{Target: target, Action: actionRestart, Recovery: actionRestart,
 				Label: target + " restarted", StartSeconds: at, EndSeconds: done})

@@ -330,6 +330,19 @@ func TestFaultWindows(t *testing.T) {
 		{"a failed kill opens nothing", []chaosRecord{{Time: at(3), Action: "kill", Target: "redis", Result: "error", Error: "no such process"}}, nil},
 		{"restart is its own window", []chaosRecord{{Time: at(3), Action: "restart", Target: "gateway-0", Result: "ok", DurationMs: 1500}},
 			[]FaultWindow{{Target: "gateway-0", Action: "restart", Recovery: "restart", StartSeconds: 3, EndSeconds: 4.5}}},
+		{"command closed by its recovery", []chaosRecord{
+			{Time: at(2), Action: "command", Target: "db", Source: "steps[0]", Params: map[string]string{"run": "docker stop db", "recover": "docker start db"}, Result: "ok"},
+			{Time: at(3), Action: "command", Target: "cache", Source: "steps[1]", Params: map[string]string{"run": "docker restart cache"}, Result: "ok", DurationMs: 2000},
+			{Time: at(9), Action: "command", Target: "db", Source: "steps[0] recovery", Params: map[string]string{"run": "docker start db"}, Result: "ok", DurationMs: 1000}},
+			[]FaultWindow{{Target: "db", Action: "command", Recovery: "command", StartSeconds: 2, EndSeconds: 10},
+				{Target: "cache", Action: "command", Recovery: "command", StartSeconds: 3, EndSeconds: 5}}},
+		{"command recovered by the cleanup", []chaosRecord{
+			{Time: at(2), Action: "command", Target: "db", Source: "steps[0]", Params: map[string]string{"run": "docker stop db", "recover": "docker start db"}, Result: "ok"},
+			{Time: at(20), Action: "command", Target: "db", Source: "cleanup of steps[0]", Params: map[string]string{"run": "docker start db"}, Result: "ok", Cleanup: true}},
+			[]FaultWindow{{Target: "db", Action: "command", Recovery: "command", StartSeconds: 2, EndSeconds: 20}}},
+		{"command never recovered runs to the end", []chaosRecord{
+			{Time: at(2), Action: "command", Target: "db", Source: "steps[0]", Params: map[string]string{"run": "docker stop db", "recover": "docker start db"}, Result: "ok"}},
+			[]FaultWindow{{Target: "db", Action: "command", StartSeconds: 2, EndSeconds: 50, OpenEnded: true}}},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

@@ -277,9 +277,9 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		if o.baseURL == "" {
 			return nil, errors.New("--stack external needs --base-url URL[,URL] (a system implementing sut/openapi.yaml)")
 		}
-		if o.plan != "" {
-			return nil, errors.New("--plan needs a stack the run can apply faults to: --stack local or compose (an external system gets its faults from your own tooling)")
-		}
+		// A plan against an external system is made of command steps.
+		executor = chaos.ExternalExecutor{Name: o.baseURL}
+		inventory = chaos.Inventory{CommandsOnly: true}
 		if o.exportCommand != "" && o.ledgerExport == "" {
 			return nil, errors.New("--export-command writes the --ledger-export directory: give both")
 		}
@@ -287,9 +287,6 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema) or --ledger-export DIR (docs/audit.md)")
 		}
 		info.Gateways = splitList(o.baseURL)
-		if err := checkAnswers(ctx, info.Gateways); err != nil {
-			return nil, err
-		}
 	default:
 		return nil, fmt.Errorf("--stack %q: want local, compose or external", o.stack)
 	}
@@ -297,7 +294,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	// The plan, checked against the stack.
 	if o.plan != "" {
 		if executor == nil {
-			return nil, errors.New("--plan needs a stack the run can apply faults to: --stack local or compose (an external system gets its faults from your own tooling)")
+			return nil, errors.New("--plan needs a stack the run can apply faults to")
 		}
 		if p.plan, err = chaos.LoadPlan(o.plan); err != nil {
 			return nil, err
@@ -332,6 +329,16 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 					return nil, fmt.Errorf("plan %s: step %s at %s comes after the load ends (its schedule lasts %s): lengthen the load or shorten the plan", p.plan.Name, step.Source, step.At, p.loadTime)
 				}
 			}
+		}
+	}
+
+	// Every endpoint of an external system answers, or the run stops now
+	// (after the plan's own mistakes, which need no network to find).
+	if o.stack == runStackExternal {
+		if err := runner.Preflight(ctx, runner.Endpoints{BaseURLs: info.Gateways, PostgresURL: o.postgresURL,
+			RedisAddr: o.redisAddr, Brokers: splitList(o.brokers), MetricsURLs: splitList(o.metricsURLs),
+			LedgerExport: o.ledgerExport, ExportCommand: o.exportCommand}); err != nil {
+			return nil, err
 		}
 	}
 
@@ -589,6 +596,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 			return err
 		}
 	case runStackExternal:
+		executor = chaos.ExternalExecutor{Name: o.baseURL}
 		for index, url := range splitList(o.metricsURLs) {
 			config.Targets = append(config.Targets, runner.Target{Name: "target-" + strconv.Itoa(index), URL: url})
 		}

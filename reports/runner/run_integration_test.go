@@ -333,8 +333,10 @@ func TestValidationErrors(t *testing.T) {
 		{"plan step after the load", []string{"--plan", late, "--duration", "3s"}, "comes after the load ends"},
 		{"seeded bug without the unsafe switch", []string{"--seeded-bug", "no-idempotency"}, "--unsafe-allow-seeded-bugs"},
 		{"unknown seeded bug", []string{"--seeded-bug", "no-such-bug", "--unsafe-allow-seeded-bugs"}, "no-such-bug"},
-		{"plan on an external system", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--plan", late}, "--plan needs a stack the run can apply faults to"},
+		{"process fault on an external system", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--plan", late}, "an external system takes command steps"},
 		{"external system not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x"}, "nothing answers at http://127.0.0.1:1"},
+		{"external ledger database not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://auditor:s3cret@127.0.0.1:1/ledger"}, "--postgres-url (auditor@127.0.0.1:1/ledger): cannot connect"},
+		{"external export directory missing", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--ledger-export", filepath.Join(dir, "no-export")}, "--ledger-export " + filepath.Join(dir, "no-export")},
 		{"external without audit source", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1"}, "one audit source"},
 		{"bad set", []string{"--set", "schedule.rate"}, "schedule.rate"},
 		{"replay with settings of its own", []string{"--replay", dir}, "only --out may be given with it (got --scenario, --stack-dir)"},
@@ -347,6 +349,9 @@ func TestValidationErrors(t *testing.T) {
 			code, output := ledgerproofRun(t, 30*time.Second, args...)
 			if code != runner.ExitCouldNotRun {
 				t.Fatalf("exit %d, want 2; output:\n%s", code, output)
+			}
+			if strings.Contains(output, "s3cret") {
+				t.Errorf("output shows a password:\n%s", output)
 			}
 			if !strings.Contains(output, c.want) || !strings.Contains(output, "nothing was started") {
 				t.Errorf("output does not say %q and that nothing was started:\n%s", c.want, output)
