@@ -27,7 +27,9 @@ func (e ExternalExecutor) Inventory(context.Context) (Inventory, error) {
 }
 
 // PartitionOwner is not known for an external system.
-func (e ExternalExecutor) PartitionOwner(context.Context, int) (string, error) { return "", errExternal }
+func (e ExternalExecutor) PartitionOwner(context.Context, int) (string, error) {
+	return "", errExternal
+}
 
 // Process is refused: use a command step.
 func (e ExternalExecutor) Process(context.Context, Action, string) error { return errExternal }
