@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // The files of the ledger export format (docs/audit.md).
@@ -254,4 +255,34 @@ func Export(ctx context.Context, source Source, dir string) ([3]int64, error) {
 		return writer.Counts, fmt.Errorf("export %s: %w", source.Describe(), err)
 	}
 	return writer.Counts, writer.Close()
+}
+
+// CheckExportFresh refuses an export older than the run's load: one of its
+// files last written before the run's newest journal line (the journals'
+// modification time, the load's end) is an export of some other moment's
+// ledger, perhaps of an earlier run, and auditing it would blame the system
+// for operations it never saw. An export copied with its old modification
+// times kept (cp -p, rsync -t) is refused too: write it after the load.
+func CheckExportFresh(exportDir, runDir string) error {
+	journals, err := journalFiles(runDir)
+	if err != nil {
+		return nil // no journal: the audit says so itself
+	}
+	var loadEnd time.Time
+	for _, journal := range journals {
+		if info, err := os.Stat(journal); err == nil && info.ModTime().After(loadEnd) {
+			loadEnd = info.ModTime()
+		}
+	}
+	for _, name := range []string{AccountsFile, TransactionsFile, PostingsFile} {
+		info, err := os.Stat(filepath.Join(exportDir, name))
+		if err != nil {
+			continue // reading it says what is missing
+		}
+		if info.ModTime().Before(loadEnd) {
+			return fmt.Errorf("the ledger export %s was written at %s, before this run's load ended (%s): it is not the ledger after this load. Write the export after the load (run --export-command does)",
+				filepath.Join(exportDir, name), info.ModTime().UTC().Format(time.RFC3339), loadEnd.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
 }

@@ -220,6 +220,9 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 		MaxBalanceMinor: o.maxBalance, MaxAmountMinor: o.maxAmount}
 	config.Require, config.RequireNote = auditRequirements(o)
 	if o.ledgerExport != "" {
+		if err := invariants.CheckExportFresh(o.ledgerExport, o.runDir); err != nil {
+			return cannot(err)
+		}
 		config.Ledger = invariants.ExportSource{Dir: o.ledgerExport}
 	} else {
 		// The reference ledger's limits, unless told otherwise.

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -79,6 +78,7 @@ type runOptions struct {
 	rate         string
 	setupTimeout time.Duration
 	drainTimeout time.Duration
+	quietPeriod  time.Duration
 
 	// replay is --replay DIR: run that run again.
 	replay string
@@ -140,8 +140,8 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+composePostgresURL+")")
 	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+composeRedisAddr+")")
 	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+composeBrokers+"); none: drained when the ledger is quiet")
-	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database; it must be written after the load ends")
-	flags.StringVar(&o.exportCommand, "export-command", "", "external with --ledger-export: shell command run after the load (and before the audit) that writes the export into that directory")
+	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database, written by --export-command")
+	flags.StringVar(&o.exportCommand, "export-command", "", "external with --ledger-export: shell command that writes the export into that directory, run after the load until two exports --quiet-period apart agree (the system has finished)")
 	flags.StringVar(&o.metricsURLs, "metrics-url", "", "external: comma-separated Prometheus /metrics URLs to scrape every second (compose and local: their gateways and workers)")
 	o.seededBugs.register(flags)
 	flags.StringVar(&o.out, "out", "", "run directory (default reports/runs/<UTC timestamp>-<scenario name>); must not exist or be empty")
@@ -152,6 +152,7 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags.StringVar(&o.rate, "rate", "", "the scenario's schedule.rate in operations per second (shortcut for --set schedule.rate=...)")
 	flags.DurationVar(&o.setupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on the load's setup (signups and funding) before its first operation")
 	flags.DurationVar(&o.drainTimeout, "drain-timeout", 60*time.Second, "how long the audit waits for the pipeline to drain")
+	flags.DurationVar(&o.quietPeriod, "quiet-period", 2*time.Second, "drained means unchanged this long: the ledger without brokers, or two exports of --export-command this far apart")
 	flags.StringVar(&o.replay, "replay", "", "run the run in this run directory again: its flags, seed, plan seed, seeded bugs and its own copies of the scenario and plan (run.json's replay); only --out may be given with it")
 	return flags
 }
@@ -280,8 +281,8 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		// A plan against an external system is made of command steps.
 		executor = chaos.ExternalExecutor{Name: o.baseURL}
 		inventory = chaos.Inventory{CommandsOnly: true}
-		if o.exportCommand != "" && o.ledgerExport == "" {
-			return nil, errors.New("--export-command writes the --ledger-export directory: give both")
+		if (o.exportCommand == "") != (o.ledgerExport == "") {
+			return nil, errors.New("--export-command writes the --ledger-export directory after the load: give both (an export written before the load ends is not this run's ledger)")
 		}
 		if (o.postgresURL == "") == (o.ledgerExport == "") {
 			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema) or --ledger-export DIR (docs/audit.md)")
@@ -336,8 +337,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	// (after the plan's own mistakes, which need no network to find).
 	if o.stack == runStackExternal {
 		if err := runner.Preflight(ctx, runner.Endpoints{BaseURLs: info.Gateways, PostgresURL: o.postgresURL,
-			RedisAddr: o.redisAddr, Brokers: splitList(o.brokers), MetricsURLs: splitList(o.metricsURLs),
-			LedgerExport: o.ledgerExport, ExportCommand: o.exportCommand}); err != nil {
+			RedisAddr: o.redisAddr, Brokers: splitList(o.brokers), MetricsURLs: splitList(o.metricsURLs)}); err != nil {
 			return nil, err
 		}
 	}
@@ -695,7 +695,7 @@ func (p *preparedRun) failBeforeLoad(stderr io.Writer, err error) *runner.RunFil
 func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer) (string, error) {
 	o := p.options
 	options := auditOptions{runDir: runDir, topic: invariants.DefaultTopic, drainTimeout: o.drainTimeout,
-		quietPeriod: 2 * time.Second, maxViolations: 20, scope: invariants.ScopeRun}
+		quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun}
 	if p.fresh && p.record.Stack.StartedByRun {
 		options.scope = invariants.ScopeLedger
 	}
@@ -709,16 +709,14 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 	case runStackExternal:
 		options.postgresURL, options.redisAddr, options.brokers, options.ledgerExport = o.postgresURL, o.redisAddr, o.brokers, o.ledgerExport
 		if o.exportCommand != "" {
-			// The export is the ledger after the load: written now.
-			exportContext, cancel := context.WithTimeout(ctx, o.drainTimeout+time.Minute)
-			command := exec.CommandContext(exportContext, "sh", "-c", o.exportCommand)
-			command.Stdout, command.Stderr = output, output
-			fmt.Fprintf(output, "ledger export: %s\n", o.exportCommand)
-			err := command.Run()
-			cancel()
+			// The export is the ledger once the system is done: exported
+			// again until two exports a quiet period apart agree.
+			note, err := runner.ExportDrain{Command: o.exportCommand, Dir: o.ledgerExport, QuietPeriod: o.quietPeriod,
+				Timeout: o.drainTimeout, Output: output}.Run(ctx)
 			if err != nil {
-				return "", fmt.Errorf("--export-command: %w", err)
+				return "", err
 			}
+			fmt.Fprintln(output, note)
 		}
 	}
 	code := runAudit(ctx, options, output, output)

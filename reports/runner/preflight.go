@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -30,9 +29,6 @@ type Endpoints struct {
 	Brokers []string
 	// MetricsURLs are Prometheus endpoints scraped during the run.
 	MetricsURLs []string
-	// LedgerExport is the export directory; ExportCommand writes it after
-	// the load (then the directory need not exist yet).
-	LedgerExport, ExportCommand string
 }
 
 // preflightTimeout bounds each endpoint's check.
@@ -71,18 +67,6 @@ func Preflight(ctx context.Context, endpoints Endpoints) error {
 	}
 	if len(endpoints.Brokers) > 0 {
 		check(func(ctx context.Context) error { return checkBrokers(ctx, endpoints.Brokers) })
-	}
-	if endpoints.LedgerExport != "" && endpoints.ExportCommand == "" {
-		check(func(context.Context) error {
-			info, err := os.Stat(endpoints.LedgerExport)
-			if err == nil && !info.IsDir() {
-				err = errors.New("not a directory")
-			}
-			if err != nil {
-				return fmt.Errorf("--ledger-export %s: %w (give --export-command to write it after the load)", endpoints.LedgerExport, err)
-			}
-			return nil
-		})
 	}
 	wait.Wait()
 	// One order whatever finished first.

@@ -336,7 +336,7 @@ func TestValidationErrors(t *testing.T) {
 		{"process fault on an external system", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--plan", late}, "an external system takes command steps"},
 		{"external system not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x"}, "nothing answers at http://127.0.0.1:1"},
 		{"external ledger database not answering", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://auditor:s3cret@127.0.0.1:1/ledger"}, "--postgres-url (auditor@127.0.0.1:1/ledger): cannot connect"},
-		{"external export directory missing", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--ledger-export", filepath.Join(dir, "no-export")}, "--ledger-export " + filepath.Join(dir, "no-export")},
+		{"external export without its command", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--ledger-export", dir}, "--export-command writes the --ledger-export directory after the load"},
 		{"external without audit source", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1"}, "one audit source"},
 		{"bad set", []string{"--set", "schedule.rate"}, "schedule.rate"},
 		{"replay with settings of its own", []string{"--replay", dir}, "only --out may be given with it (got --scenario, --stack-dir)"},
