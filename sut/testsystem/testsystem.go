@@ -20,8 +20,9 @@
 //     request, a retry or a duplicate included, is a new transaction with an
 //     id of its own, and a key reused with another body is applied too.
 //
-// The whole state is guarded by one mutex, held for the whole of a request:
-// a correct system by construction, fast enough for a test's load. Money is
+// The whole state is guarded by one mutex, held from a money request's
+// idempotency check to its outcome (and by the applier for each apply): a
+// correct system by construction, fast enough for a test's load. Money is
 // in integer minor units of one currency; account 0 is the external account
 // that deposits come from and withdrawals go to.
 package testsystem
@@ -57,9 +58,6 @@ const (
 	// ApplyDelay mode); beyond it money requests answer 503 and the client
 	// retries with the same key.
 	pendingMaximum = 1 << 16
-	// exportDrainMargin is how much longer than ApplyDelay WriteExport waits
-	// for the accepted commands to be applied before it writes the ledger.
-	exportDrainMargin = 10 * time.Second
 	// lostUpdatePause is how long the lost-update bug leaves a balance it
 	// has read unguarded: long enough for a concurrent request to slip in.
 	lostUpdatePause = time.Millisecond
@@ -381,23 +379,15 @@ func (s *System) post(t *transaction, a *account, amountMinor int64) {
 	s.postings = append(s.postings, p)
 }
 
-// WriteExport writes the ledger into dir (created if needed) in the export
-// format of docs/audit.md: accounts.jsonl, transactions.jsonl and
-// postings.jsonl. It first waits, at most ApplyDelay plus 10s, for the
-// accepted commands to be applied, as a finished ledger has them; a command
-// still accepted after that is left out of the export (it is not decided),
-// never written as settled.
+// WriteExport writes the ledger as it is now into dir (created if needed),
+// in the export format of docs/audit.md: accounts.jsonl, transactions.jsonl
+// and postings.jsonl. Only decided transactions are written: a command
+// accepted and not yet applied (the ApplyDelay mode) is left out, never
+// written as settled, as an external system's export taken mid-work would
+// be. It does not wait for them: a run's --export-command is run again until
+// two exports agree (reports/runner ExportDrain), which is what makes such
+// an export whole.
 func (s *System) WriteExport(dir string) error {
-	deadline := s.now().Add(s.options.ApplyDelay + exportDrainMargin)
-	for {
-		s.mutex.Lock()
-		pending := s.pending
-		s.mutex.Unlock()
-		if pending == 0 || !s.now().Before(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 	if _, err := invariants.Export(context.Background(), ledgerSnapshot{system: s}, dir); err != nil {
 		return fmt.Errorf("testsystem: %w", err)
 	}
@@ -464,4 +454,3 @@ func (l ledgerSnapshot) Scan(ctx context.Context, visitor invariants.Visitor) er
 	}
 	return nil
 }
-
