@@ -23,11 +23,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,12 +159,43 @@ func FreePort(t testing.TB) int {
 }
 
 func freePort() (int, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := listenBelowEphemeral()
 	if err != nil {
 		return 0, err
 	}
 	defer listener.Close()
 	return listener.Addr().(*net.TCPAddr).Port, nil
+}
+
+// listenBelowEphemeral listens on a random free loopback port below the
+// ephemeral range, claimed for this process (ports.go) so no other test
+// process of the run is handed it.
+func listenBelowEphemeral() (net.Listener, error) {
+	var err error
+	for attempt := 0; attempt < 200; attempt++ {
+		port := lowestRangePort + rand.IntN(lowestEphemeralPort-lowestRangePort)
+		var listener net.Listener
+		if listener, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+			continue
+		}
+		if claim(port, 1) {
+			return listener, nil
+		}
+		listener.Close()
+	}
+	return nil, fmt.Errorf("no free port on 127.0.0.1 below %d (last: %v)", lowestEphemeralPort, err)
+}
+
+// Listen returns a listener of the test's on a free loopback port below the
+// ephemeral range, closed when the test ends.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	listener, err := listenBelowEphemeral()
+	if err != nil {
+		t.Fatalf("stacktest: %v", err)
+	}
+	t.Cleanup(func() { listener.Close() })
+	return listener
 }
 
 // PostgresURL returns the URL of a new, empty database of its own on the
