@@ -275,7 +275,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 
 	begin = config.Now()
 	a.checkRows()
-	a.checkAccounts()
+	a.checkAccounts(a.collectLostUpdateEvidence(ctx))
 	a.checkKeys()
 	a.checkOperations()
 	a.checkPerAccountOrder()
@@ -540,7 +540,7 @@ func (a *auditor) checkRows() {
 	}
 }
 
-func (a *auditor) checkAccounts() {
+func (a *auditor) checkAccounts(evidence map[int64]*lostUpdateEvidence) {
 	ids := make([]int64, 0, len(a.accounts))
 	for id := range a.accounts {
 		ids = append(ids, id)
@@ -563,11 +563,7 @@ func (a *auditor) checkAccounts() {
 		}
 		userBalances += account.balance
 		if account.balance != account.postingSum {
-			a.report(BalanceEqualsPostings, func() Violation {
-				return Violation{Summary: fmt.Sprintf("account %d (user %d) stores balance %d, but its %d posting(s) sum to %d (difference %d)",
-					id, account.userID, account.balance, account.postings, account.postingSum, account.balance-account.postingSum),
-					Accounts: []int64{id}, Rows: []RowRef{accountRef(id, account)}}
-			})
+			a.report(BalanceEqualsPostings, func() Violation { return a.balanceViolation(id, account, evidence[id]) })
 		}
 	}
 	expected := a.settledDeposits - a.settledWithdrawals

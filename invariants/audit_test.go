@@ -159,6 +159,10 @@ func TestEachInvariantCanFail(t *testing.T) {
 			s.account(2).Balance += 7
 			return nil
 		}, BalanceEqualsPostings, false, []string{"account 2", "difference 7"}},
+		{"balance-equals-postings: a lost update names the operation it erased", func(s *scenario) CacheReader {
+			s.account(1).Balance -= 100 // the deposit's write was overwritten
+			return nil
+		}, BalanceEqualsPostings, false, []string{"account 1", "difference -100", "lost update", "exactly the amount of posting(s)", "tx-k-4-101"}},
 		{"no-overdraft: balance_after does not chain", func(s *scenario) CacheReader {
 			row := s.transactions[s.row(s.transfer)]
 			for i := range s.postings {

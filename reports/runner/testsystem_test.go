@@ -86,19 +86,30 @@ func TestDefaultGateCatchesBugsOfAnotherSystem(t *testing.T) {
 		t.Skip("runs the load for a minute per bug")
 	}
 	for _, c := range []struct {
-		bug  string
-		want string
+		bug, want, mention string
 	}{
-		{testsystem.BugLostUpdate, invariants.BalanceEqualsPostings},
-		{testsystem.BugDoubleApply, invariants.ExactlyOnce},
+		{testsystem.BugLostUpdate, invariants.BalanceEqualsPostings, "lost update"},
+		{testsystem.BugDoubleApply, invariants.ExactlyOnce, "took effect 2 times"},
 	} {
 		t.Run(c.bug, func(t *testing.T) {
 			code, _, out := gateAgainst(t, testsystem.Options{Bug: c.bug})
 			if code != runner.ExitInvariantViolated {
 				t.Fatalf("exit %d, want %d (violated)", code, runner.ExitInvariantViolated)
 			}
-			if violated := violatedInvariants(readAudit(t, out)); !contains(violated, c.want) {
-				t.Errorf("violated %v, want %s among them", violated, c.want)
+			audit := readAudit(t, out)
+			if violated := violatedInvariants(audit); !contains(violated, c.want) {
+				t.Fatalf("violated %v, want %s among them", violated, c.want)
+			}
+			// The culprits are named: the journal operations behind the
+			// first violation, not only a total.
+			for _, invariant := range audit.Invariants {
+				if invariant.Name != c.want {
+					continue
+				}
+				first := invariant.Violations[0]
+				if len(first.Operations) == 0 || !strings.Contains(first.Summary, c.mention) {
+					t.Errorf("%s's first violation names no operation or lacks %q: %+v", c.want, c.mention, first)
+				}
 			}
 		})
 	}
