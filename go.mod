@@ -22,11 +22,15 @@ require (
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
+	github.com/go-sql-driver/mysql v1.10.2
 	github.com/mtibben/confusables v0.0.0-20210201002637-9d1b0723b659
 	golang.org/x/net v0.60.0
 )
 
-require gonum.org/v1/gonum v0.17.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	gonum.org/v1/gonum v0.17.0 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.1 // indirect

@@ -38,6 +38,7 @@ type auditOptions struct {
 	redisAddr     string
 	brokers       string
 	ledgerExport  string
+	ledgerSQL     string
 	exportLedger  string
 	topic         string
 	drainTimeout  time.Duration
@@ -59,7 +60,7 @@ type auditOptions struct {
 
 func (o *auditOptions) validate() error {
 	sources := 0
-	for _, given := range []string{o.stackDir, o.postgresURL, o.ledgerExport} {
+	for _, given := range []string{o.stackDir, o.postgresURL, o.ledgerExport, o.ledgerSQL} {
 		if given != "" {
 			sources++
 		}
@@ -76,9 +77,9 @@ func (o *auditOptions) validate() error {
 	case o.runDir == "":
 		return errors.New("--run DIR is required (the run directory holding journal.jsonl)")
 	case sources == 0:
-		return errors.New("say where the ledger is: --stack DIR, --postgres-url URL, or --ledger-export DIR")
-	case o.ledgerExport != "" && sources > 1:
-		return errors.New("--ledger-export reads a ledger export; it cannot be combined with --stack or --postgres-url")
+		return errors.New("say where the ledger is: --stack DIR, --postgres-url URL, --ledger-export DIR or --ledger-sql FILE")
+	case (o.ledgerExport != "" || o.ledgerSQL != "") && sources > 1:
+		return errors.New("give one ledger: --stack, --postgres-url, --ledger-export or --ledger-sql")
 	case o.ledgerExport != "" && o.brokers != "":
 		return errors.New("--brokers is for draining a live pipeline; an export has nothing to drain")
 	case o.drainTimeout <= 0:
@@ -166,6 +167,7 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.StringVar(&o.postgresURL, "postgres-url", "", "the reference ledger's database (overrides the stack file's)")
 	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for cache-coherence (overrides the stack file's); none: skipped")
 	flags.StringVar(&o.brokers, "brokers", "", "comma-separated Kafka brokers, to drain by high watermarks (overrides the stack file's); none: wait until the ledger is quiet")
+	flags.StringVar(&o.ledgerSQL, "ledger-sql", "", "read the ledger from your own Postgres or MySQL database through the queries of this YAML file (docs/external.md)")
 	flags.StringVar(&o.ledgerExport, "ledger-export", "", "read the ledger from this export directory (accounts/transactions/postings.jsonl, docs/audit.md) instead of Postgres")
 	flags.StringVar(&o.exportLedger, "export-ledger", "", "do not audit: dump the reference ledger (--postgres-url or --stack) into this directory in the export format")
 	flags.StringVar(&o.topic, "topic", invariants.DefaultTopic, "the commands topic whose consumption must be complete before the audit")
@@ -219,7 +221,20 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 	config := invariants.Config{RunDir: o.runDir, DrainTimeout: o.drainTimeout, MaxViolations: o.maxViolations, Progress: stderr, Scope: o.scope,
 		MaxBalanceMinor: o.maxBalance, MaxAmountMinor: o.maxAmount}
 	config.Require, config.RequireNote = auditRequirements(o)
-	if o.ledgerExport != "" {
+	if o.ledgerSQL != "" {
+		ledger, err := invariants.LoadSQLLedger(o.ledgerSQL)
+		if err != nil {
+			return cannot(err)
+		}
+		connectContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+		source, err := invariants.OpenSQL(connectContext, *ledger)
+		cancel()
+		if err != nil {
+			return cannot(err)
+		}
+		defer source.Close()
+		config.Ledger, config.Drain = source, invariants.QuietProbe(source.Fingerprint, o.quietPeriod, nil)
+	} else if o.ledgerExport != "" {
 		if err := invariants.CheckExportFresh(o.ledgerExport, o.runDir); err != nil {
 			return cannot(err)
 		}

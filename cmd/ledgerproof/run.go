@@ -66,7 +66,7 @@ type runOptions struct {
 
 	composeFile, composeProject string
 
-	baseURL, postgresURL, redisAddr, brokers, ledgerExport, exportCommand, metricsURLs string
+	baseURL, postgresURL, redisAddr, brokers, ledgerExport, exportCommand, metricsURLs, ledgerSQL string
 
 	seededBugs seededBugFlags
 
@@ -140,6 +140,7 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+composePostgresURL+")")
 	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+composeRedisAddr+")")
 	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+composeBrokers+"); none: drained when the ledger is quiet")
+	flags.StringVar(&o.ledgerSQL, "ledger-sql", "", "external: audit your own Postgres or MySQL ledger through the queries of this YAML file (docs/external.md)")
 	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database, written by --export-command")
 	flags.StringVar(&o.exportCommand, "export-command", "", "external with --ledger-export: shell command that writes the export into that directory, run after the load until two exports --quiet-period apart agree (the system has finished)")
 	flags.StringVar(&o.metricsURLs, "metrics-url", "", "external: comma-separated Prometheus /metrics URLs to scrape every second (compose and local: their gateways and workers)")
@@ -250,8 +251,8 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	var executor chaos.Executor
 	switch o.stack {
 	case runStackLocal:
-		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.metricsURLs != "" {
-			return nil, errors.New("--base-url, --postgres-url, --ledger-export and --metrics-url are for --stack external (or compose); a local stack's endpoints are in its stack file")
+		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" {
+			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql and --metrics-url are for --stack external (or compose); a local stack's endpoints are in its stack file")
 		}
 		if inventory, executor, err = p.resolveLocal(ctx, o, bugNames); err != nil {
 			return nil, err
@@ -284,8 +285,22 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		if (o.exportCommand == "") != (o.ledgerExport == "") {
 			return nil, errors.New("--export-command writes the --ledger-export directory after the load: give both (an export written before the load ends is not this run's ledger)")
 		}
-		if (o.postgresURL == "") == (o.ledgerExport == "") {
-			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema) or --ledger-export DIR (docs/audit.md)")
+		if sources := countGiven(o.postgresURL, o.ledgerExport, o.ledgerSQL); sources != 1 {
+			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema), --ledger-sql FILE (your schema, your queries) or --ledger-export DIR with --export-command (docs/external.md)")
+		}
+		if o.ledgerSQL != "" {
+			// The queries are checked against the database now, not after the load.
+			ledger, err := invariants.LoadSQLLedger(o.ledgerSQL)
+			if err != nil {
+				return nil, err
+			}
+			checkContext, cancel := context.WithTimeout(ctx, 15*time.Second)
+			source, err := invariants.OpenSQL(checkContext, *ledger)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+			source.Close()
 		}
 		info.Gateways = splitList(o.baseURL)
 	default:
@@ -708,6 +723,7 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 		options.brokers = firstNonEmpty(o.brokers, composeBrokers)
 	case runStackExternal:
 		options.postgresURL, options.redisAddr, options.brokers, options.ledgerExport = o.postgresURL, o.redisAddr, o.brokers, o.ledgerExport
+		options.ledgerSQL = o.ledgerSQL
 		if o.exportCommand != "" {
 			// The export is the ledger once the system is done: exported
 			// again until two exports a quiet period apart agree.
@@ -822,6 +838,17 @@ func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
 // <run>/stack-logs/.
 func copyRunStackLogs(stackDir, runDir string) {
 	copyStackFiles(stackDir, filepath.Join(runDir, "stack-logs"))
+}
+
+// countGiven counts the non-empty values.
+func countGiven(values ...string) int {
+	count := 0
+	for _, value := range values {
+		if value != "" {
+			count++
+		}
+	}
+	return count
 }
 
 // checkAnswers checks that every base URL answers HTTP at all (any status),

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	mathrand "math/rand/v2"
 	"mime"
 	"net/http"
 	"path/filepath"
@@ -87,6 +88,10 @@ func (s *System) Handler() http.Handler {
 		header.Set("Cache-Control", "no-store")
 		header.Set("X-Content-Type-Options", "nosniff")
 		header.Set("X-Request-Id", "testsystem-"+strconv.FormatInt(s.requests.Add(1), 10))
+		if s.options.Latency > 0 {
+			// A network and a database away, as a deployed system is.
+			time.Sleep(mathrand.N(s.options.Latency))
+		}
 		mux.ServeHTTP(w, r)
 	})
 }

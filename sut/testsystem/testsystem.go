@@ -87,6 +87,11 @@ type Options struct {
 	// before its answer, which is the final outcome (200, as the reference
 	// answers within a "Prefer: wait").
 	ApplyDelay time.Duration
+	// Latency, when positive, delays every answer by a random time below
+	// it, as a system behind a network and a database answers: a client's
+	// early timeouts (the gate's give up after at most 50ms and retry) then
+	// fire on some requests, as they would against a deployed system.
+	Latency time.Duration
 	// Bug, when not empty, makes the system wrong on purpose: BugLostUpdate
 	// or BugDoubleApply (see the package comment). Default "": correct.
 	Bug string
@@ -94,8 +99,8 @@ type Options struct {
 
 // validate rejects unknown bugs and contradictions.
 func (o Options) validate() error {
-	if o.ApplyDelay < 0 {
-		return fmt.Errorf("testsystem: negative apply delay %s", o.ApplyDelay)
+	if o.ApplyDelay < 0 || o.Latency < 0 {
+		return fmt.Errorf("testsystem: negative apply delay %s or latency %s", o.ApplyDelay, o.Latency)
 	}
 	switch o.Bug {
 	case "", BugDoubleApply:
@@ -393,6 +398,11 @@ func (s *System) WriteExport(dir string) error {
 	}
 	return nil
 }
+
+// Ledger is the system's ledger as an invariants.Source: each Scan reads one
+// consistent snapshot of it (what WriteExport writes), for a test that keeps
+// a database of its own in step with the system.
+func (s *System) Ledger() invariants.Source { return ledgerSnapshot{system: s} }
 
 // ledgerSnapshot reads the system's ledger as an invariants.Source, so that
 // invariants.Export writes it in the export format.
