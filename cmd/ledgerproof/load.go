@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/load/profile"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
 )
 
 // loadOptions are the flags of `ledgerproof load`.
 type loadOptions struct {
 	scenario       string
+	profile        string
 	baseURL        string
 	out            string
 	sets           stackArgumentList
@@ -46,6 +48,7 @@ func loadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.StringVar(&o.readyFile, "ready-file", "", "after setup, create this file, then wait for --start-file")
 	flags.StringVar(&o.startFile, "start-file", "", "with --ready-file: the file that holds the shared start time (RFC 3339); written by whoever starts the processes")
 	flags.DurationVar(&o.startTimeout, "start-timeout", 10*time.Minute, "how long to wait for --start-file")
+	flags.StringVar(&o.profile, "profile", "", "the system profile: how to speak to a system whose API is not the reference's (profiles/, docs/external.md); default the reference API")
 	flags.StringVar(&o.metricsAddress, "metrics-address", "", "serve Prometheus /metrics at this host:port while the load runs (default: none)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		os.Exit(loadMain(ctx, o, os.Stdout, os.Stderr))
@@ -79,6 +82,11 @@ func prepareLoad(o loadOptions) (*generator.Config, error) {
 		return nil, err
 	}
 	config := &generator.Config{Scenario: s, BaseURLs: splitList(o.baseURL), MetricsAddress: o.metricsAddress}
+	if o.profile != "" {
+		if config.Profile, err = profile.Load(o.profile); err != nil {
+			return nil, err
+		}
+	}
 	if len(config.BaseURLs) == 0 {
 		return nil, errors.New("--base-url: none given")
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/chaos"
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/profile"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/reports"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
@@ -66,7 +67,7 @@ type runOptions struct {
 
 	composeFile, composeProject string
 
-	baseURL, postgresURL, redisAddr, brokers, ledgerExport, exportCommand, metricsURLs, ledgerSQL string
+	baseURL, postgresURL, redisAddr, brokers, ledgerExport, exportCommand, metricsURLs, ledgerSQL, profile string
 
 	seededBugs seededBugFlags
 
@@ -140,6 +141,7 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+composePostgresURL+")")
 	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+composeRedisAddr+")")
 	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+composeBrokers+"); none: drained when the ledger is quiet")
+	flags.StringVar(&o.profile, "profile", "", "external: the system profile, how to speak to an API that is not the reference's (profiles/, docs/external.md)")
 	flags.StringVar(&o.ledgerSQL, "ledger-sql", "", "external: audit your own Postgres or MySQL ledger through the queries of this YAML file (docs/external.md)")
 	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database, written by --export-command")
 	flags.StringVar(&o.exportCommand, "export-command", "", "external with --ledger-export: shell command that writes the export into that directory, run after the load until two exports --quiet-period apart agree (the system has finished)")
@@ -251,8 +253,8 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	var executor chaos.Executor
 	switch o.stack {
 	case runStackLocal:
-		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" {
-			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql and --metrics-url are for --stack external (or compose); a local stack's endpoints are in its stack file")
+		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
+			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (or compose); a local stack's endpoints are in its stack file")
 		}
 		if inventory, executor, err = p.resolveLocal(ctx, o, bugNames); err != nil {
 			return nil, err
@@ -303,6 +305,11 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 			source.Close()
 		}
 		info.Gateways = splitList(o.baseURL)
+		if o.profile != "" {
+			if _, err := profile.Load(o.profile); err != nil {
+				return nil, err
+			}
+		}
 	default:
 		return nil, fmt.Errorf("--stack %q: want local, compose or external", o.stack)
 	}
@@ -539,7 +546,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		return p.failBeforeLoad(stderr, fmt.Errorf("the ledgerproof binary for the load: %w", err))
 	}
 	config := runner.Config{
-		RunDir: o.out, Scenario: o.scenario, Binary: binary, Sets: p.sets, Seed: p.seed, Generators: o.generators,
+		RunDir: o.out, Scenario: o.scenario, Binary: binary, Sets: p.sets, Seed: p.seed, Generators: o.generators, Profile: o.profile,
 		Thresholds: p.scenario.Thresholds, SetupTimeout: o.setupTimeout,
 		Record: p.record, Output: stdout, HardStop: hardStop,
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/history"
+	"github.com/ledgerproof/ledgerproof/load/profile"
 )
 
 // Error codes of the reference API this client branches on (sut/gateway/errors.go), and the reasons it makes
@@ -71,6 +72,10 @@ type Options struct {
 	Observer Observer
 	// Clock is the time source. Default time.Now.
 	Clock func() time.Time
+	// Profile, when set, is the system's dialect (load/profile): requests are
+	// rendered in it and answers translated back into the reference's.
+	// Nil: the reference API (sut/openapi.yaml).
+	Profile *profile.Profile
 }
 
 func (o *Options) validate() error {
@@ -208,6 +213,28 @@ type request struct {
 	firstAttemptTimeout time.Duration
 	// expected marks the statuses that are not failures for http_req_failed.
 	expected func(status int) bool
+	// op is the profile's operation whose answer is translated; "" with no
+	// profile.
+	op string
+}
+
+// dialect renders a request in the profile's dialect, when there is one.
+func (c *HTTP) dialect(spec request, op string, values profile.Values) request {
+	if c.options.Profile == nil {
+		return spec
+	}
+	rendered := c.options.Profile.Render(op, values)
+	spec.method, spec.path, spec.body, spec.op = rendered.Method, rendered.Path, rendered.Body, op
+	return spec
+}
+
+// moneyValues are a money request's template values.
+func moneyValues(kind string, from, to, amount int64) profile.Values {
+	values := profile.Values{Amount: amount, From: from, To: to, Account: from}
+	if kind == KindDeposit {
+		values.Account = to
+	}
+	return values
 }
 
 // exchange is one HTTP attempt and its answer.
@@ -268,14 +295,29 @@ func (c *HTTP) send(ctx context.Context, spec request) exchange {
 	if spec.body != nil {
 		header["Content-Type"] = []string{"application/json"}
 	}
-	if spec.token != "" {
-		header["Authorization"] = []string{"Bearer " + spec.token}
-	}
-	if spec.key != "" {
-		header["Idempotency-Key"] = []string{spec.key}
-	}
-	if spec.wait && c.options.Wait > 0 {
-		header["Prefer"] = []string{c.prefer}
+	if dialect := c.options.Profile; dialect != nil {
+		for name, value := range dialect.Headers {
+			header.Set(name, value)
+		}
+		if spec.token != "" {
+			header.Set(dialect.AuthHeader, dialect.AuthorizationValue(spec.token))
+		}
+		if spec.key != "" {
+			header.Set(dialect.IdempotencyHeader, spec.key)
+		}
+		if spec.wait && c.options.Wait > 0 && dialect.PreferWait {
+			header["Prefer"] = []string{c.prefer}
+		}
+	} else {
+		if spec.token != "" {
+			header["Authorization"] = []string{"Bearer " + spec.token}
+		}
+		if spec.key != "" {
+			header["Idempotency-Key"] = []string{spec.key}
+		}
+		if spec.wait && c.options.Wait > 0 {
+			header["Prefer"] = []string{c.prefer}
+		}
 	}
 	response, err := c.http.Do(httpRequest)
 	if err != nil {
@@ -291,6 +333,9 @@ func (c *HTTP) send(ctx context.Context, spec request) exchange {
 	if readErr != nil {
 		// The status came but not the whole body: the answer is unreadable, as if none came.
 		answered = exchange{errorText: "reading the answer: " + readErr.Error(), at: answered.at}
+	} else if spec.op != "" {
+		// The system's dialect, read as the reference's answer.
+		answered.status, answered.body = c.options.Profile.Translate(spec.op, answered.status, answered.body)
 	}
 	// Most answers have no Retry-After: parsing "" would allocate an error per request.
 	if retryAfter := response.Header.Get("Retry-After"); retryAfter != "" {
@@ -566,6 +611,7 @@ func (c *HTTP) Money(ctx context.Context, m MoneyRequest) Result {
 	route, path := moneyRoute(m.Kind)
 	spec := request{method: http.MethodPost, route: route, path: path, body: moneyBody(m.Kind, m.From, m.To, m.Amount),
 		token: m.Session.Token, key: m.Key, wait: true, expected: expectedSuccess}
+	spec = c.dialect(spec, m.Kind, moneyValues(m.Kind, m.From, m.To, m.Amount))
 
 	var duplicateExchanges []exchange
 	var duplicateDone chan struct{}
@@ -636,6 +682,7 @@ func (c *HTTP) misuse(ctx context.Context, original MoneyRequest, originalOp str
 	route, path := moneyRoute(original.Kind)
 	spec := request{method: http.MethodPost, route: route, path: path, body: moneyBody(original.Kind, m.From, m.To, m.Amount),
 		token: m.Session.Token, key: m.Key, wait: true, expected: expectedMisuse}
+	spec = c.dialect(spec, original.Kind, moneyValues(original.Kind, m.From, m.To, m.Amount))
 	exchanges := c.sendWithRetries(ctx, spec, c.options.RetryAttempts)
 	classified := classifyMoney(exchanges)
 	result.Outcome, result.Status, result.Reason, result.TransactionID = classified.outcome, classified.status, classified.reason, classified.tx
@@ -655,6 +702,7 @@ func (c *HTTP) pollUntilFinal(ctx context.Context, session Session, result class
 	polls := 0
 	spec := request{method: http.MethodGet, route: "GET /v1/transactions/{id}", path: "/v1/transactions/" + url.PathEscape(result.tx),
 		token: session.Token, expected: expectedSuccess}
+	spec = c.dialect(spec, profile.OpStatus, profile.Values{ID: result.tx})
 	for c.options.Clock().Before(deadline) && sleep(ctx, c.options.PollInterval) {
 		polls++
 		answer := c.send(ctx, spec)
@@ -686,6 +734,7 @@ func (c *HTTP) Signup(ctx context.Context, caller Caller, email, password string
 		return User{}, err
 	}
 	spec := request{method: http.MethodPost, route: "POST /v1/users", path: "/v1/users", body: body, expected: expectedSuccess}
+	spec = c.dialect(spec, profile.OpSignup, profile.Values{Email: email, Password: password})
 	invoke := c.options.Clock()
 	op := c.nextOperationID()
 	exchanges := c.sendWithRetries(ctx, spec, max(attempts, 1))
@@ -732,6 +781,7 @@ func (c *HTTP) Signin(ctx context.Context, email, password string) (Session, err
 		return Session{}, err
 	}
 	spec := request{method: http.MethodPost, route: "POST /v1/sessions", path: "/v1/sessions", body: body, expected: expectedSuccess}
+	spec = c.dialect(spec, profile.OpSignin, profile.Values{Email: email, Password: password})
 	exchanges := c.sendWithRetries(ctx, spec, c.options.RetryAttempts)
 	last := exchanges[len(exchanges)-1]
 	if last.status != http.StatusCreated {
@@ -752,6 +802,7 @@ func (c *HTTP) Signin(ctx context.Context, email, password string) (Session, err
 func (c *HTTP) Transaction(ctx context.Context, session Session, id string) (Transaction, bool, error) {
 	spec := request{method: http.MethodGet, route: "GET /v1/transactions/{id}", path: "/v1/transactions/" + url.PathEscape(id),
 		token: session.Token, expected: func(status int) bool { return expectedSuccess(status) || status == http.StatusNotFound }}
+	spec = c.dialect(spec, profile.OpStatus, profile.Values{ID: id})
 	exchanges := c.sendWithRetries(ctx, spec, c.options.RetryAttempts)
 	last := exchanges[len(exchanges)-1]
 	switch last.status {
@@ -772,6 +823,7 @@ func (c *HTTP) Transaction(ctx context.Context, session Session, id string) (Tra
 func (c *HTTP) Balance(ctx context.Context, session Session, accountID int64) (int64, error) {
 	spec := request{method: http.MethodGet, route: "GET /v1/accounts/{id}", path: "/v1/accounts/" + strconv.FormatInt(accountID, 10),
 		token: session.Token, expected: expectedSuccess}
+	spec = c.dialect(spec, profile.OpBalance, profile.Values{Account: accountID})
 	exchanges := c.sendWithRetries(ctx, spec, c.options.RetryAttempts)
 	last := exchanges[len(exchanges)-1]
 	if last.status != http.StatusOK {

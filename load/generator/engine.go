@@ -23,6 +23,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/load/client"
 	"github.com/ledgerproof/ledgerproof/load/history"
 	"github.com/ledgerproof/ledgerproof/load/metrics"
+	"github.com/ledgerproof/ledgerproof/load/profile"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
 )
 
@@ -72,6 +73,8 @@ type Config struct {
 	StartGate func(ctx context.Context) (time.Time, error)
 	// MetricsAddress, when set, serves Prometheus /metrics there while the load runs.
 	MetricsAddress string
+	// Profile is the system's dialect (load/profile); nil: the reference API.
+	Profile *profile.Profile
 	// Output receives the progress lines. Default io.Discard.
 	Output io.Writer
 	// ProgressInterval is the period of the progress line. Default 2s.
@@ -154,7 +157,7 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 			// operation and half the rate (docs/performance.md, "The load engine's own cost").
 			MaxConnections:  min(1024, max(64, s.Schedule.MaxInFlight*2)),
 			OperationPrefix: "s" + strconv.Itoa(config.Segment) + "p" + strconv.Itoa(os.Getpid()),
-			Seed:            config.Seed, Journal: journal, Observer: observer,
+			Seed:            config.Seed, Journal: journal, Observer: observer, Profile: config.Profile,
 		})
 		if err != nil {
 			journal.Close()

@@ -318,6 +318,10 @@ func TestValidationErrors(t *testing.T) {
 	if err := os.WriteFile(late, []byte("name: late\nduration: 10s\nsteps:\n  - {at: 5s, action: kill, target: broker}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badProfile := filepath.Join(dir, "profile.yaml")
+	if err := os.WriteFile(badProfile, []byte("name: half\namounts: {format: minor}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -339,6 +343,7 @@ func TestValidationErrors(t *testing.T) {
 		{"external export without its command", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--ledger-export", dir}, "--export-command writes the --ledger-export directory after the load"},
 		{"external without audit source", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1"}, "one audit source"},
 		{"bad set", []string{"--set", "schedule.rate"}, "schedule.rate"},
+		{"invalid system profile", []string{"--stack", "external", "--base-url", "http://127.0.0.1:1", "--postgres-url", "postgres://x", "--profile", badProfile}, "idempotency_header: missing"},
 		{"replay with settings of its own", []string{"--replay", dir}, "only --out may be given with it (got --scenario, --stack-dir)"},
 	}
 	for _, c := range cases {

@@ -53,6 +53,8 @@ type Config struct {
 	RunDir string
 	// Scenario is the scenario file; Binary the ledgerproof executable that runs `ledgerproof load`.
 	Scenario, Binary string
+	// Profile is the system profile the load speaks (load/profile); "": the reference API.
+	Profile string
 	// Sets are the scenario overrides (--set key=value), in order; Seed the load's seed.
 	Sets []string
 	Seed int64
@@ -293,6 +295,9 @@ func (r *run) load(ctx context.Context) {
 		}
 		defer logFile.Close()
 		args := LoadArgs(config.RunDir, config.Scenario, config.Gateways, config.Sets, config.Seed, segment, config.Generators)
+		if config.Profile != "" {
+			args = append(args, "--profile", config.Profile)
+		}
 		if config.LoadMetricsPort > 0 {
 			args = append(args, "--metrics-address", loadMetricsAddress(config.LoadMetricsPort, segment))
 		}

@@ -87,43 +87,6 @@ func TestAsynchronousSystemPassesTheGate(t *testing.T) {
 	}
 }
 
-// TestDefaultGateCatchesBugsOfAnotherSystem: the default gate, unchanged,
-// catches a lost update and a double apply in a system nobody here wrote,
-// each by the invariant that names it.
-func TestDefaultGateCatchesBugsOfAnotherSystem(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the load for a minute per bug")
-	}
-	for _, c := range []struct {
-		bug, want, mention string
-	}{
-		{testsystem.BugLostUpdate, invariants.BalanceEqualsPostings, "lost update"},
-		{testsystem.BugDoubleApply, invariants.ExactlyOnce, "took effect 2 times"},
-	} {
-		t.Run(c.bug, func(t *testing.T) {
-			code, _, out := gateAgainst(t, testsystem.Options{Bug: c.bug})
-			if code != runner.ExitInvariantViolated {
-				t.Fatalf("exit %d, want %d (violated)", code, runner.ExitInvariantViolated)
-			}
-			audit := readAudit(t, out)
-			if violated := violatedInvariants(audit); !contains(violated, c.want) {
-				t.Fatalf("violated %v, want %s among them", violated, c.want)
-			}
-			// The culprits are named: the journal operations behind the
-			// first violation, not only a total.
-			for _, invariant := range audit.Invariants {
-				if invariant.Name != c.want {
-					continue
-				}
-				first := invariant.Violations[0]
-				if len(first.Operations) == 0 || !strings.Contains(first.Summary, c.mention) {
-					t.Errorf("%s's first violation names no operation or lacks %q: %+v", c.want, c.mention, first)
-				}
-			}
-		})
-	}
-}
-
 // otherSchema is the test system's ledger database as a team might have
 // it: other table and column names, text ids, amounts in cents.
 const otherSchema = `
@@ -190,15 +153,14 @@ func mirror(ctx context.Context, pool *pgxpool.Pool, ledger invariants.Source) e
 	})
 }
 
-// TestSQLLedgerOfAnotherSchema: a run against a system whose ledger is a
-// Postgres database of its own shape, read through the team's queries
-// (--ledger-sql): the gate passes a correct system (the database kept in
-// step with it every 200ms, as a replica would be) and the audit checked
-// its money.
-func TestSQLLedgerOfAnotherSchema(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the load for 30s")
-	}
+// gateAgainstAnotherDialect runs the default gate's workload for 30s against
+// the test system speaking the v2 dialect (sut/testsystem ShapeV2), through
+// profiles/example-v2.yaml, auditing its ledger as a Postgres database of
+// another schema (kept in step with the system every 200ms, as a replica
+// would be) read through the team's queries (--ledger-sql). It returns the
+// exit code and the run directory.
+func gateAgainstAnotherDialect(t *testing.T, options testsystem.Options) (int, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	url := stacktest.PostgresURL(t)
@@ -210,7 +172,9 @@ func TestSQLLedgerOfAnotherSchema(t *testing.T) {
 	if _, err := pool.Exec(ctx, otherSchema); err != nil {
 		t.Fatal(err)
 	}
-	system, err := testsystem.New(testsystem.Options{Latency: 20 * time.Millisecond})
+	// Answers take up to 20ms, as in gateAgainst.
+	options.Shape, options.Latency = testsystem.ShapeV2, 20*time.Millisecond
+	system, err := testsystem.New(options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,22 +207,74 @@ func TestSQLLedgerOfAnotherSchema(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "run")
 	code, output := ledgerproofRun(t, 3*time.Minute, "--scenario", scenario, "--stack", "external", "--base-url", "http://"+listener.Addr().String(),
-		"--ledger-sql", queries, "--duration", "30s", "--out", out)
+		"--profile", "../../profiles/example-v2.yaml", "--ledger-sql", queries, "--duration", "30s", "--out", out)
 	t.Logf("ledgerproof run:\n%s", output)
 	cancel()
 	if err := <-mirrored; err != nil {
 		t.Fatalf("mirroring the ledger: %v", err)
 	}
+	return code, out
+}
+
+// TestProfileOfAnotherDialect: the default gate against a correct system of
+// another dialect, spoken through its profile, its ledger read through SQL
+// queries of another schema: it passes, and the audit checked its money.
+func TestProfileOfAnotherDialect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load for 30s")
+	}
+	code, out := gateAgainstAnotherDialect(t, testsystem.Options{})
 	if code != runner.ExitPassed {
 		t.Fatalf("exit %d, want 0 (a correct system)", code)
 	}
 	audit := readAudit(t, out)
+	checked := map[string]map[string]int64{}
 	for _, invariant := range audit.Invariants {
-		if invariant.Name == invariants.ExactlyOnce && invariant.Checked["keys"] == 0 {
-			t.Errorf("exactly-once checked no key: %+v", invariant)
-		}
+		checked[invariant.Name] = invariant.Checked
+	}
+	if checked[invariants.ExactlyOnce]["keys"] == 0 || checked[invariants.JustifiedRejection]["rejections"] == 0 ||
+		checked[invariants.KeyContract]["misuses"] == 0 {
+		t.Errorf("the audit did not check keys, rejections and misuses: %v", checked)
 	}
 	if !strings.Contains(audit.Ledger, "your queries") {
 		t.Errorf("the audit read %q, want the ledger through the queries", audit.Ledger)
+	}
+}
+
+// TestDefaultGateCatchesBugsOfAnotherSystem: the default gate's workload,
+// unchanged, catches a lost update and a double apply in a system nobody
+// here wrote, of another dialect and another ledger schema, each by the
+// invariant that names it, with the culprit operations named.
+func TestDefaultGateCatchesBugsOfAnotherSystem(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load for 30s per bug")
+	}
+	for _, c := range []struct {
+		bug, want, mention string
+	}{
+		{testsystem.BugLostUpdate, invariants.BalanceEqualsPostings, "lost update"},
+		{testsystem.BugDoubleApply, invariants.ExactlyOnce, "took effect 2 times"},
+	} {
+		t.Run(c.bug, func(t *testing.T) {
+			code, out := gateAgainstAnotherDialect(t, testsystem.Options{Bug: c.bug})
+			if code != runner.ExitInvariantViolated {
+				t.Fatalf("exit %d, want %d (violated)", code, runner.ExitInvariantViolated)
+			}
+			audit := readAudit(t, out)
+			if violated := violatedInvariants(audit); !contains(violated, c.want) {
+				t.Fatalf("violated %v, want %s among them", violated, c.want)
+			}
+			// The culprits are named: the journal operations behind the
+			// first violation, not only a total.
+			for _, invariant := range audit.Invariants {
+				if invariant.Name != c.want {
+					continue
+				}
+				first := invariant.Violations[0]
+				if len(first.Operations) == 0 || !strings.Contains(first.Summary, c.mention) {
+					t.Errorf("%s's first violation names no operation or lacks %q: %+v", c.want, c.mention, first)
+				}
+			}
+		})
 	}
 }

@@ -60,8 +60,9 @@ type apiError struct {
 	code, message string
 }
 
-// Handler returns the public API of sut/openapi.yaml (the routes the load
-// client uses, and GET /healthz), plus one route for tests:
+// Handler returns the public API of the system's shape (Options.Shape):
+// that of sut/openapi.yaml (the routes the load client uses) or the v2 API
+// of v2.go. Both shapes have GET /healthz and one route for tests:
 // POST /admin/export?dir=ABSOLUTE_DIR writes the ledger export (WriteExport)
 // and answers 204, so a run's --export-command can ask the running system
 // for its ledger. That route has no authentication: this is a test system.
@@ -70,19 +71,12 @@ func (s *System) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("POST /v1/users", s.signup)
-	mux.HandleFunc("POST /v1/sessions", s.signin)
-	mux.HandleFunc("POST /v1/deposits", s.money(kindDeposit))
-	mux.HandleFunc("POST /v1/withdrawals", s.money(kindWithdrawal))
-	mux.HandleFunc("POST /v1/transfers", s.money(kindTransfer))
-	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
-	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
 	mux.HandleFunc("POST /admin/export", s.export)
-	// Every other method and path, a listed path with another method
-	// included, is 404 as in the reference, never 405.
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &apiError{"not_found", "no route for " + r.Method + " " + strconv.QuoteToASCII(r.URL.Path)})
-	})
+	if s.options.Shape == ShapeV2 {
+		s.routeV2(mux)
+	} else {
+		s.routeReference(mux)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		header := w.Header()
 		header.Set("Cache-Control", "no-store")
@@ -93,6 +87,22 @@ func (s *System) Handler() http.Handler {
 			time.Sleep(mathrand.N(s.options.Latency))
 		}
 		mux.ServeHTTP(w, r)
+	})
+}
+
+// routeReference adds the routes of sut/openapi.yaml to mux.
+func (s *System) routeReference(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/users", s.signup)
+	mux.HandleFunc("POST /v1/sessions", s.signin)
+	mux.HandleFunc("POST /v1/deposits", s.money(kindDeposit))
+	mux.HandleFunc("POST /v1/withdrawals", s.money(kindWithdrawal))
+	mux.HandleFunc("POST /v1/transfers", s.money(kindTransfer))
+	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
+	mux.HandleFunc("GET /v1/accounts/{id}", s.getAccount)
+	// Every other method and path, a listed path with another method
+	// included, is 404 as in the reference, never 405.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{"not_found", "no route for " + r.Method + " " + strconv.QuoteToASCII(r.URL.Path)})
 	})
 }
 
@@ -190,6 +200,37 @@ func passwordDigest(salt []byte, password string) []byte {
 	return digest[:]
 }
 
+// signUp creates a user and its account, balance 0, from an email and a
+// password (nil: left out of the request). It refuses with invalid_email,
+// weak_password or email_taken.
+func (s *System) signUp(rawEmail, password *string) (*user, *apiError) {
+	email, valid := "", false
+	if rawEmail != nil {
+		email, valid = normalizeEmail(*rawEmail)
+	}
+	if !valid {
+		return nil, &apiError{"invalid_email", "the email is missing or not an address"}
+	}
+	if password == nil || utf8.RuneCountInString(*password) < 8 || utf8.RuneCountInString(*password) > 256 {
+		return nil, &apiError{"weak_password", "the password must have 8 to 256 characters"}
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt) // crypto/rand.Read never fails (Go 1.24+)
+	digest := passwordDigest(salt, *password)
+
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	if s.usersByEmail[email] != nil {
+		return nil, &apiError{"email_taken", "a user with this email exists"}
+	}
+	a := &account{id: int64(len(s.accounts)), userID: int64(len(s.users)) + 1}
+	u := &user{id: a.userID, accountID: a.id, email: email, passwordSalt: salt, passwordDigest: digest}
+	s.accounts = append(s.accounts, a)
+	s.users[u.id] = u
+	s.usersByEmail[email] = u
+	return u, nil
+}
+
 // signup serves POST /v1/users: a user and its account, balance 0.
 func (s *System) signup(w http.ResponseWriter, r *http.Request) {
 	var body credentials
@@ -197,88 +238,84 @@ func (s *System) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, failure)
 		return
 	}
-	email, valid := "", false
-	if body.Email != nil {
-		email, valid = normalizeEmail(*body.Email)
-	}
-	if !valid {
-		writeError(w, &apiError{"invalid_email", "the email is missing or not an address"})
+	u, failure := s.signUp(body.Email, body.Password)
+	if failure != nil {
+		writeError(w, failure)
 		return
 	}
-	if body.Password == nil || utf8.RuneCountInString(*body.Password) < 8 || utf8.RuneCountInString(*body.Password) > 256 {
-		writeError(w, &apiError{"weak_password", "the password must have 8 to 256 characters"})
-		return
-	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt) // crypto/rand.Read never fails (Go 1.24+)
-	digest := passwordDigest(salt, *body.Password)
-
-	s.mutex.Lock()
-	if s.usersByEmail[email] != nil {
-		s.mutex.Unlock()
-		writeError(w, &apiError{"email_taken", "a user with this email exists"})
-		return
-	}
-	a := &account{id: int64(len(s.accounts)), userID: int64(len(s.users)) + 1}
-	u := &user{id: a.userID, accountID: a.id, email: email, passwordSalt: salt, passwordDigest: digest}
-	s.accounts = append(s.accounts, a)
-	s.users[u.id] = u
-	s.usersByEmail[email] = u
-	s.mutex.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{"user_id": u.id, "account_id": u.accountID, "email": u.email})
 }
 
+// signIn opens a session for the right email and password (nil: left out
+// of the request) and returns its token, its user and its expiry. An
+// unknown email and a wrong password are refused alike, with
+// invalid_credentials.
+func (s *System) signIn(rawEmail, password *string) (token string, u *user, expires time.Time, failure *apiError) {
+	wrong := &apiError{"invalid_credentials", "the email or the password is wrong"}
+	if rawEmail == nil || password == nil {
+		return "", nil, time.Time{}, wrong
+	}
+	email, _ := normalizeEmail(*rawEmail)
+	random := make([]byte, 32)
+	_, _ = rand.Read(random)
+	token = base64.RawURLEncoding.EncodeToString(random)
+
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	u = s.usersByEmail[email]
+	if u == nil || subtle.ConstantTimeCompare(passwordDigest(u.passwordSalt, *password), u.passwordDigest) != 1 {
+		return "", nil, time.Time{}, wrong
+	}
+	expires = s.now().Add(sessionLifetime).UTC().Truncate(time.Second)
+	s.sessions[token] = session{userID: u.id, expires: expires}
+	return token, u, expires, nil
+}
+
 // signin serves POST /v1/sessions: a bearer token for the right password.
-// An unknown email and a wrong password answer alike.
 func (s *System) signin(w http.ResponseWriter, r *http.Request) {
 	var body credentials
 	if failure := readJSON(w, r, &body); failure != nil {
 		writeError(w, failure)
 		return
 	}
-	wrong := &apiError{"invalid_credentials", "the email or the password is wrong"}
-	if body.Email == nil || body.Password == nil {
-		writeError(w, wrong)
+	token, u, expires, failure := s.signIn(body.Email, body.Password)
+	if failure != nil {
+		writeError(w, failure)
 		return
 	}
-	email, _ := normalizeEmail(*body.Email)
-	random := make([]byte, 32)
-	_, _ = rand.Read(random)
-	token := base64.RawURLEncoding.EncodeToString(random)
-
-	s.mutex.Lock()
-	u := s.usersByEmail[email]
-	if u == nil || subtle.ConstantTimeCompare(passwordDigest(u.passwordSalt, *body.Password), u.passwordDigest) != 1 {
-		s.mutex.Unlock()
-		writeError(w, wrong)
-		return
-	}
-	expires := s.now().Add(sessionLifetime).UTC().Truncate(time.Second)
-	s.sessions[token] = session{userID: u.id, expires: expires}
-	s.mutex.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "user_id": u.id, "account_id": u.accountID,
 		"expires_at": expires.Format(time.RFC3339)})
+}
+
+// userOfToken returns the user of a session token that has not expired, or
+// nil.
+func (s *System) userOfToken(token string) *user {
+	s.mutex.Lock()
+	current, known := s.sessions[token]
+	u := s.users[current.userID]
+	s.mutex.Unlock()
+	if !known || !s.now().Before(current.expires) {
+		return nil
+	}
+	return u
 }
 
 // authenticate returns the user of the request's bearer token, or nil after
 // answering 401.
 func (s *System) authenticate(w http.ResponseWriter, r *http.Request) *user {
 	token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	s.mutex.Lock()
-	current, known := s.sessions[token]
-	u := s.users[current.userID]
-	s.mutex.Unlock()
-	if !found || !known || !s.now().Before(current.expires) || u == nil {
+	u := s.userOfToken(token)
+	if !found || u == nil {
 		writeError(w, &apiError{"unauthenticated", "sign in and send Authorization: Bearer <token>"})
 		return nil
 	}
 	return u
 }
 
-// idempotencyKeyOf returns the request's Idempotency-Key: exactly one
-// header of 1 to 255 printable ASCII bytes, no space.
-func idempotencyKeyOf(r *http.Request) (string, bool) {
-	values := r.Header.Values("Idempotency-Key")
+// idempotencyKeyOf returns a request's idempotency key from the values of
+// its header (Idempotency-Key in the reference shape): exactly one header
+// of 1 to 255 printable ASCII bytes, no space.
+func idempotencyKeyOf(values []string) (string, bool) {
 	if len(values) != 1 || len(values[0]) == 0 || len(values[0]) > 255 {
 		return "", false
 	}
@@ -311,47 +348,47 @@ func parseAmount(raw jsontext.Value) (int64, bool) {
 	return amount, err == nil && amount >= 1 && amount <= amountMaximumMinor
 }
 
-// readCommand reads a money request's body into the command it asks for,
-// checking what needs no ledger: the shape, the amount, that the debited
-// account (the credited one for a deposit) is the caller's, and that a
-// transfer names two accounts.
-func readCommand(w http.ResponseWriter, r *http.Request, kind string, caller *user) (command, *apiError) {
-	c := command{kind: kind}
-	var accountID *int64
-	var amount jsontext.Value
-	switch kind {
-	case kindTransfer:
-		var body transferRequest
-		if failure := readJSON(w, r, &body); failure != nil {
-			return c, failure
-		}
-		if body.FromAccountID == nil || body.ToAccountID == nil || *body.ToAccountID < 1 {
-			return c, &apiError{"invalid_request", "from_account_id and to_account_id must be positive integers"}
-		}
-		accountID, amount, c.destination = body.FromAccountID, body.Amount, *body.ToAccountID
-	default:
-		var body accountRequest
-		if failure := readJSON(w, r, &body); failure != nil {
-			return c, failure
-		}
-		accountID, amount = body.AccountID, body.Amount
-	}
-	if accountID == nil || *accountID < 1 {
+// commandDraft is a money request as its API shape read it, before the
+// checks every shape makes (commandDraft.check).
+type commandDraft struct {
+	kind string
+	// account is the caller's side of the request, the credited account of
+	// a deposit and the debited one otherwise; nil when the request names
+	// none.
+	account *int64
+	// destination is a transfer's credited account (0 otherwise).
+	destination int64
+	// amountMinor is the amount in minor units, if amountValid.
+	amountMinor int64
+	amountValid bool
+	// amountRule is the message of the invalid_amount refusal: the shape's
+	// rule for amounts.
+	amountRule string
+}
+
+// check turns a draft into the command it asks for, checking what needs no
+// ledger, in this order: that it names the caller's side (invalid_request),
+// the amount (invalid_amount), that the debited account (the credited one
+// for a deposit) is the caller's (forbidden), and that a transfer names two
+// accounts (same_account).
+func (d commandDraft) check(caller *user) (command, *apiError) {
+	c := command{kind: d.kind, destination: d.destination}
+	if d.account == nil || *d.account < 1 {
 		return c, &apiError{"invalid_request", "the account id must be a positive integer"}
 	}
-	switch kind {
+	switch d.kind {
 	case kindDeposit:
-		c.source, c.destination = externalAccountID, *accountID
+		c.source, c.destination = externalAccountID, *d.account
 	case kindWithdrawal:
-		c.source, c.destination = *accountID, externalAccountID
+		c.source, c.destination = *d.account, externalAccountID
 	default:
-		c.source = *accountID
+		c.source = *d.account
 	}
-	var valid bool
-	if c.amountMinor, valid = parseAmount(amount); !valid {
-		return c, &apiError{"invalid_amount", "the amount must be an integer from 1 to " + strconv.FormatInt(amountMaximumMinor, 10)}
+	if !d.amountValid {
+		return c, &apiError{"invalid_amount", d.amountRule}
 	}
-	if *accountID != caller.accountID {
+	c.amountMinor = d.amountMinor
+	if *d.account != caller.accountID {
 		return c, &apiError{"forbidden", "the account is not yours"}
 	}
 	if c.source == c.destination {
@@ -360,18 +397,46 @@ func readCommand(w http.ResponseWriter, r *http.Request, kind string, caller *us
 	return c, nil
 }
 
+// readCommand reads a money request's body into the command it asks for,
+// checking what needs no ledger: the shape, the amount, that the debited
+// account (the credited one for a deposit) is the caller's, and that a
+// transfer names two accounts.
+func readCommand(w http.ResponseWriter, r *http.Request, kind string, caller *user) (command, *apiError) {
+	draft := commandDraft{kind: kind,
+		amountRule: "the amount must be an integer from 1 to " + strconv.FormatInt(amountMaximumMinor, 10)}
+	var amount jsontext.Value
+	switch kind {
+	case kindTransfer:
+		var body transferRequest
+		if failure := readJSON(w, r, &body); failure != nil {
+			return command{kind: kind}, failure
+		}
+		if body.FromAccountID == nil || body.ToAccountID == nil || *body.ToAccountID < 1 {
+			return command{kind: kind}, &apiError{"invalid_request", "from_account_id and to_account_id must be positive integers"}
+		}
+		draft.account, amount, draft.destination = body.FromAccountID, body.Amount, *body.ToAccountID
+	default:
+		var body accountRequest
+		if failure := readJSON(w, r, &body); failure != nil {
+			return command{kind: kind}, failure
+		}
+		draft.account, amount = body.AccountID, body.Amount
+	}
+	draft.amountMinor, draft.amountValid = parseAmount(amount)
+	return draft.check(caller)
+}
+
 // money serves the three money routes. The caller, the key and the body are
-// checked first; then, under the mutex, the key's first answer is replayed
-// (or the request refused if its command differs), or a new transaction is
-// created and either applied (200 with the outcome) or queued for the
-// applier (202, status accepted).
+// checked first; then submit replays the key's first answer, refuses the
+// request, or creates its transaction and either applies it (200 with the
+// outcome) or queues it for the applier (202, status accepted).
 func (s *System) money(kind string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		caller := s.authenticate(w, r)
 		if caller == nil {
 			return
 		}
-		key, valid := idempotencyKeyOf(r)
+		key, valid := idempotencyKeyOf(r.Header.Values("Idempotency-Key"))
 		if !valid {
 			writeError(w, &apiError{"idempotency_key_missing", "send one Idempotency-Key header of 1 to 255 printable ASCII characters"})
 			return
@@ -381,7 +446,7 @@ func (s *System) money(kind string) http.HandlerFunc {
 			writeError(w, failure)
 			return
 		}
-		status, body, replayed, failure := s.submit(caller.id, key, c)
+		status, answer, replayed, failure := s.submit(caller.id, key, c)
 		if failure != nil {
 			writeError(w, failure)
 			return
@@ -389,19 +454,21 @@ func (s *System) money(kind string) http.HandlerFunc {
 		if replayed {
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
-		writeBody(w, status, body)
+		writeBody(w, status, renderTransaction(answer))
 	}
 }
 
-// submit runs the idempotency contract and the command. It returns the
-// answer's status and body, and whether it is a replay of a stored answer.
-// Only successful answers are stored: a refusal lets a retry with the same
-// key be processed afresh.
-func (s *System) submit(userID int64, key string, c command) (status int, body []byte, replayed bool, failure *apiError) {
+// submit runs the idempotency contract and the command, under the mutex.
+// It returns the answer's HTTP status (200 decided, 202 accepted), the
+// transaction as it stood when first answered, and whether the answer is a
+// replay of a stored one. Only successful answers are stored: a refusal
+// lets a retry with the same key be processed afresh. Every API shape
+// submits its money requests here and encodes the answer its own way.
+func (s *System) submit(userID int64, key string, c command) (status int, answer transaction, replayed bool, failure *apiError) {
 	s.mutex.Lock()
 	defer s.mutex.Unlock()
 	if s.closed {
-		return 0, nil, false, &apiError{"unavailable", "the system is shutting down"}
+		return 0, answer, false, &apiError{"unavailable", "the system is shutting down"}
 	}
 	scoped := idempotencyKey{userID: userID, key: key}
 	copyNumber := int64(0)
@@ -411,14 +478,14 @@ func (s *System) submit(userID int64, key string, c command) (status int, body [
 	} else if record := s.keys[scoped]; record != nil {
 		switch {
 		case record.command != c:
-			return 0, nil, false, &apiError{"idempotency_key_reused", "this idempotency key was used for another request"}
-		case record.body == nil:
-			return 0, nil, false, &apiError{"idempotency_key_in_flight", "a request with this idempotency key is still being applied"}
+			return 0, answer, false, &apiError{"idempotency_key_reused", "this idempotency key was used for another request"}
+		case record.answer == nil:
+			return 0, answer, false, &apiError{"idempotency_key_in_flight", "a request with this idempotency key is still being applied"}
 		}
-		return record.status, record.body, true, nil
+		return record.status, *record.answer, true, nil
 	}
 	if s.options.ApplyDelay > 0 && s.pending >= pendingMaximum {
-		return 0, nil, false, &apiError{"unavailable", "too many commands are waiting to be applied; retry later"}
+		return 0, answer, false, &apiError{"unavailable", "too many commands are waiting to be applied; retry later"}
 	}
 	t := &transaction{id: transactionID(userID, key, copyNumber), userID: userID, idempotencyKey: key, command: c, status: statusAccepted}
 	if s.transactions[t.id] != nil {
@@ -440,11 +507,11 @@ func (s *System) submit(userID int64, key string, c command) (status int, body [
 	} else {
 		s.apply(t)
 	}
-	body = renderTransaction(t)
+	first := *t
 	if record != nil {
-		record.status, record.body = status, body
+		record.status, record.answer = status, &first
 	}
-	return status, body, false, nil
+	return status, first, false, nil
 }
 
 // transactionBody is the transaction resource of the API.
@@ -458,9 +525,9 @@ type transactionBody struct {
 	Reason               string `json:"reason,omitempty"`
 }
 
-// renderTransaction encodes a transaction as the API answers it. The caller
-// holds the mutex.
-func renderTransaction(t *transaction) []byte {
+// renderTransaction encodes a transaction as the API answers it: t is a
+// copy taken under the mutex (submit's answer, or transactionOf's).
+func renderTransaction(t transaction) []byte {
 	body, err := json.Marshal(transactionBody{TransactionID: t.id, Kind: t.command.kind, Status: t.status,
 		Amount: t.command.amountMinor, SourceAccountID: t.command.source, DestinationAccountID: t.command.destination,
 		Reason: t.reason})
@@ -470,6 +537,18 @@ func renderTransaction(t *transaction) []byte {
 	return body
 }
 
+// transactionOf returns a copy of the caller's transaction with this id in
+// its current status; another user's and an unknown id are not_found alike.
+func (s *System) transactionOf(caller *user, id string) (transaction, *apiError) {
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	t := s.transactions[id]
+	if t == nil || t.userID != caller.id {
+		return transaction{}, &apiError{"not_found", "no such transaction"}
+	}
+	return *t, nil
+}
+
 // getTransaction serves GET /v1/transactions/{id}: the caller's transaction
 // in its current status; another user's and an unknown id are 404 alike.
 func (s *System) getTransaction(w http.ResponseWriter, r *http.Request) {
@@ -477,18 +556,33 @@ func (s *System) getTransaction(w http.ResponseWriter, r *http.Request) {
 	if caller == nil {
 		return
 	}
-	s.mutex.Lock()
-	t := s.transactions[r.PathValue("id")]
-	var body []byte
-	if t != nil && t.userID == caller.id {
-		body = renderTransaction(t)
-	}
-	s.mutex.Unlock()
-	if body == nil {
-		writeError(w, &apiError{"not_found", "no such transaction"})
+	t, failure := s.transactionOf(caller, r.PathValue("id"))
+	if failure != nil {
+		writeError(w, failure)
 		return
 	}
-	writeBody(w, http.StatusOK, body)
+	writeBody(w, http.StatusOK, renderTransaction(t))
+}
+
+// accountIDOf reads an account id of a path: a positive integer, or
+// invalid_request.
+func accountIDOf(raw string) (int64, *apiError) {
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id < 1 {
+		return 0, &apiError{"invalid_request", "the account id must be a positive integer"}
+	}
+	return id, nil
+}
+
+// balanceOf returns the balance of the caller's own account; any other
+// account is account_not_found, whether it exists or not.
+func (s *System) balanceOf(caller *user, id int64) (int64, *apiError) {
+	if id != caller.accountID {
+		return 0, &apiError{"account_not_found", "you have no account with this id"}
+	}
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	return s.account(id).balance, nil
 }
 
 // getAccount serves GET /v1/accounts/{id}: the caller's own account and its
@@ -498,18 +592,16 @@ func (s *System) getAccount(w http.ResponseWriter, r *http.Request) {
 	if caller == nil {
 		return
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
-		writeError(w, &apiError{"invalid_request", "the account id must be a positive integer"})
+	id, failure := accountIDOf(r.PathValue("id"))
+	if failure != nil {
+		writeError(w, failure)
 		return
 	}
-	if id != caller.accountID {
-		writeError(w, &apiError{"account_not_found", "you have no account with this id"})
+	balance, failure := s.balanceOf(caller, id)
+	if failure != nil {
+		writeError(w, failure)
 		return
 	}
-	s.mutex.Lock()
-	balance := s.account(id).balance
-	s.mutex.Unlock()
 	writeJSON(w, http.StatusOK, map[string]int64{"account_id": id, "user_id": caller.id, "balance": balance})
 }
 

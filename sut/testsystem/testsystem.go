@@ -25,6 +25,13 @@
 // correct system by construction, fast enough for a test's load. Money is
 // in integer minor units of one currency; account 0 is the external account
 // that deposits come from and withdrawals go to.
+//
+// Options.Shape picks the dialect the system speaks over HTTP: the
+// reference API of sut/openapi.yaml (http.go), or "v2" (v2.go), a payment
+// API of another shape (other routes, headers, bodies, statuses and error
+// codes, amounts as decimal strings of major units). Both are thin layers
+// over the same operations: one ledger, one idempotency contract, the same
+// bugs and the same export; only the parsing and the encoding differ.
 package testsystem
 
 import (
@@ -63,6 +70,12 @@ const (
 	lostUpdatePause = time.Millisecond
 )
 
+// Names of the API shapes Options.Shape can pick.
+const (
+	ShapeReference = "reference"
+	ShapeV2        = "v2"
+)
+
 // Transaction kinds and statuses, as the API and the export spell them.
 const (
 	kindDeposit    = "deposit"
@@ -95,12 +108,22 @@ type Options struct {
 	// Bug, when not empty, makes the system wrong on purpose: BugLostUpdate
 	// or BugDoubleApply (see the package comment). Default "": correct.
 	Bug string
+	// Shape is the API the handler speaks: ShapeReference (or "", the
+	// default), the reference API of sut/openapi.yaml, or ShapeV2, the
+	// payment API of v2.go. Either way GET /healthz and POST /admin/export
+	// are the same, and so are the ledger and its export.
+	Shape string
 }
 
-// validate rejects unknown bugs and contradictions.
+// validate rejects unknown bugs and shapes, and contradictions.
 func (o Options) validate() error {
 	if o.ApplyDelay < 0 || o.Latency < 0 {
 		return fmt.Errorf("testsystem: negative apply delay %s or latency %s", o.ApplyDelay, o.Latency)
+	}
+	switch o.Shape {
+	case "", ShapeReference, ShapeV2:
+	default:
+		return fmt.Errorf("testsystem: unknown API shape %q (want %q or %q)", o.Shape, ShapeReference, ShapeV2)
 	}
 	switch o.Bug {
 	case "", BugDoubleApply:
@@ -172,13 +195,15 @@ type idempotencyKey struct {
 }
 
 // idempotencyRecord is the first answer to a key, replayed to every request
-// that repeats its command. body is nil while that first request is still
-// being applied (possible only with the lost-update bug, which lets go of
-// the lock in the middle of an apply).
+// that repeats its command: its HTTP status (200 or 202) and the
+// transaction as it was then, which each API shape encodes its own way.
+// answer is nil while that first request is still being applied (possible
+// only with the lost-update bug, which lets go of the lock in the middle of
+// an apply).
 type idempotencyRecord struct {
 	command command
 	status  int
-	body    []byte
+	answer  *transaction
 }
 
 // System is the in-memory payment system. Its methods and its handler are

@@ -550,6 +550,8 @@ func TestNewRefuses(t *testing.T) {
 		"unknown bug":                  {Bug: "off-by-one"},
 		"lost update with apply delay": {Bug: testsystem.BugLostUpdate, ApplyDelay: time.Millisecond},
 		"negative delay":               {ApplyDelay: -time.Second},
+		"unknown shape":                {Shape: "v3"},
+		"shape in capitals":            {Shape: "V2"},
 	} {
 		if _, err := testsystem.New(options); err == nil {
 			t.Errorf("%s: New accepted %+v", name, options)
