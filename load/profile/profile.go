@@ -219,7 +219,7 @@ func Parse(content []byte, name string) (*Profile, error) {
 	}
 	p := &Profile{Name: f.Name, Description: f.Description, AuthHeader: f.Auth.Header, AuthValue: f.Auth.Value,
 		IdempotencyHeader: f.Idempotency, PreferWait: f.PreferWait, Headers: f.Headers,
-		Amounts: Amounts{Format: f.Amounts.Format, Scale: f.Amounts.Scale, Quoted: f.Amounts.Quoted},
+		Amounts:   Amounts{Format: f.Amounts.Format, Scale: f.Amounts.Scale, Quoted: f.Amounts.Quoted},
 		Endpoints: map[string]Endpoint{},
 		Answers: Answers{TransactionID: f.Answers.TransactionID, Status: f.Answers.Status, Reason: f.Answers.Reason,
 			Error: f.Answers.Error, Settled: f.Answers.Settled, Rejected: f.Answers.Rejected, Pending: f.Answers.Pending,
