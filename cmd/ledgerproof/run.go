@@ -582,7 +582,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 			return p.failBeforeLoad(stderr, err)
 		}
 		p.record.Stack.Gateways = file.Endpoints.Gateways
-		config.Targets = localTargets(file)
+		config.ScrapeTargets = localTargets(file)
 		if p.plan != nil {
 			local, err := chaos.NewLocalExecutor(p.stackDir)
 			if err != nil {
@@ -603,7 +603,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		}
 	case runStackCompose:
 		executor = p.composeExecutor
-		config.Targets = []runner.Target{
+		config.ScrapeTargets = []runner.ScrapeTarget{
 			{Name: "gateway-1", URL: "http://127.0.0.1:28080/metrics"}, {Name: "gateway-2", URL: "http://127.0.0.1:28081/metrics"},
 			{Name: "worker-1", URL: "http://127.0.0.1:29100/metrics"}, {Name: "worker-2", URL: "http://127.0.0.1:29101/metrics"},
 		}
@@ -620,7 +620,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 	case runStackExternal:
 		executor = chaos.ExternalExecutor{Name: o.baseURL}
 		for index, url := range splitList(o.metricsURLs) {
-			config.Targets = append(config.Targets, runner.Target{Name: "target-" + strconv.Itoa(index), URL: url})
+			config.ScrapeTargets = append(config.ScrapeTargets, runner.ScrapeTarget{Name: "target-" + strconv.Itoa(index), URL: url})
 		}
 		if o.postgresURL != "" {
 			p.record.Versions["postgres"] = postgresVersion(ctx, o.postgresURL)
@@ -795,14 +795,14 @@ func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
 }
 
 // localTargets are a local stack's gateways' and workers' /metrics.
-func localTargets(file *stack.File) []runner.Target {
-	var targets []runner.Target
+func localTargets(file *stack.File) []runner.ScrapeTarget {
+	var targets []runner.ScrapeTarget
 	for _, component := range file.Components {
 		switch component.Kind {
 		case stack.KindGateway:
-			targets = append(targets, runner.Target{Name: component.Name, URL: component.Endpoint + "/metrics"})
+			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint + "/metrics"})
 		case stack.KindWorker:
-			targets = append(targets, runner.Target{Name: component.Name, URL: component.Endpoint})
+			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint})
 		}
 	}
 	return targets

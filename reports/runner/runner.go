@@ -68,8 +68,8 @@ type Config struct {
 	LoadMetricsPort int
 	// Gateways are the system's base URLs.
 	Gateways []string
-	// Targets are the /metrics endpoints scraped every ScrapeInterval.
-	Targets []Target
+	// ScrapeTargets are the /metrics endpoints scraped every ScrapeInterval.
+	ScrapeTargets []ScrapeTarget
 	// Plan is the chaos plan; nil for none.
 	Plan *PlanRun
 	Hooks
@@ -266,10 +266,10 @@ func (r *run) load(ctx context.Context) {
 		return
 	}
 	defer metricsFile.Close()
-	targets := append([]Target{}, config.Targets...)
+	targets := append([]ScrapeTarget{}, config.ScrapeTargets...)
 	if config.LoadMetricsPort > 0 {
 		for segment := range config.Generators {
-			targets = append(targets, Target{Name: "load-" + strconv.Itoa(segment),
+			targets = append(targets, ScrapeTarget{Name: "load-" + strconv.Itoa(segment),
 				URL: "http://" + loadMetricsAddress(config.LoadMetricsPort, segment) + "/metrics"})
 		}
 	}

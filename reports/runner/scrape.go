@@ -21,8 +21,8 @@ import (
 // MetricsFileName is the scraped metrics inside a run directory.
 const MetricsFileName = "metrics.jsonl"
 
-// Target is one /metrics endpoint of the system: a gateway or a worker.
-type Target struct {
+// ScrapeTarget is one /metrics endpoint of the system: a gateway or a worker.
+type ScrapeTarget struct {
 	// Name names it in metrics.jsonl: gateway-0, worker-1.
 	Name string
 	// URL is its Prometheus text endpoint, e.g. http://127.0.0.1:58180/metrics.
@@ -56,7 +56,7 @@ const scrapeTimeout = 900 * time.Millisecond
 // per scrape. Targets are scraped concurrently (one goroutine each, bounded
 // by the target list) so one dead target does not delay the others.
 type Scraper struct {
-	Targets []Target
+	Targets []ScrapeTarget
 	// Interval between scrapes. Default 1s.
 	Interval time.Duration
 	// Client does the requests. Default http.DefaultClient (each request
@@ -154,7 +154,7 @@ func (s *Scraper) now() time.Time {
 }
 
 // scrape fetches and parses one target.
-func (s *Scraper) scrape(ctx context.Context, target Target) MetricsLine {
+func (s *Scraper) scrape(ctx context.Context, target ScrapeTarget) MetricsLine {
 	line := MetricsLine{Time: s.now().UTC(), Target: target.Name}
 	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 	defer cancel()
