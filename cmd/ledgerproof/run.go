@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,30 +18,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ledgerproof/ledgerproof/chaos"
 	"github.com/ledgerproof/ledgerproof/invariants"
-	"github.com/ledgerproof/ledgerproof/load/profile"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/reports"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
-)
-
-// Kinds of system `ledgerproof run` runs against.
-const (
-	runStackLocal    = "local"
-	runStackCompose  = "compose"
-	runStackExternal = "external"
-)
-
-// The docker-compose.yml endpoints published on the host (docs/docker-compose.md).
-const (
-	composeBaseURL     = "http://localhost:8080"
-	composePostgresURL = "postgres://ledger:ledger@127.0.0.1:25432/ledger?sslmode=disable"
-	composeRedisAddr   = "127.0.0.1:26379"
-	composeBrokers     = "localhost:29092,localhost:39092,localhost:49092"
 )
 
 // runKDFArgs make the gateways of a stack the run starts hash passwords
@@ -122,7 +103,7 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	defaults := stack.DefaultConfig()
 	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.yaml", "the scenario file (docs/scenarios.md)")
 	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup; default none")
-	flags.StringVar(&o.stack, "stack", runStackLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
+	flags.StringVar(&o.stack, "stack", runner.KindLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
 	flags.StringVar(&o.stackDir, "stack-dir", defaults.Dir, "local stack directory; a stack the run starts there is stopped at the end")
 	flags.BoolVar(&o.keepStack, "keep-stack", false, "leave a stack the run started running at the end")
 	flags.BoolVar(&o.purgeStack, "purge-stack", false, "remove the directory of a stack the run started after stopping it (a seeded-bug stack is always removed)")
@@ -135,12 +116,12 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	flags.IntVar(&o.workers, "workers", defaults.Workers, "local stack the run starts: worker processes")
 	flags.Var(&o.gatewayArgs, "gateway-arg", "local stack the run starts: argument appended to every gateway's command line, after the cheap KDF defaults "+strings.Join(runKDFArgs, " ")+" (repeatable)")
 	flags.Var(&o.workerArgs, "worker-arg", "local stack the run starts: argument appended to every worker's command line (repeatable)")
-	flags.StringVar(&o.composeFile, "compose-file", "docker-compose.yml", "with --stack compose: the compose file (load to "+composeBaseURL+", audit through the published Postgres)")
+	flags.StringVar(&o.composeFile, "compose-file", "docker-compose.yml", "with --stack compose: the compose file (load to "+runner.ComposeBaseURL+", audit through the published Postgres)")
 	flags.StringVar(&o.composeProject, "compose-project", "", "with --stack compose: the project name (-p); default compose's own")
-	flags.StringVar(&o.baseURL, "base-url", "", "the system's base URL(s), comma-separated (external: required; compose: default "+composeBaseURL+")")
-	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+composePostgresURL+")")
-	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+composeRedisAddr+")")
-	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+composeBrokers+"); none: drained when the ledger is quiet")
+	flags.StringVar(&o.baseURL, "base-url", "", "the system's base URL(s), comma-separated (external: required; compose: default "+runner.ComposeBaseURL+")")
+	flags.StringVar(&o.postgresURL, "postgres-url", "", "the ledger database the audit reads (external; compose default "+runner.ComposePostgresURL+")")
+	flags.StringVar(&o.redisAddr, "redis-addr", "", "Redis host:port for the cache-coherence check (external; compose default "+runner.ComposeRedisAddr+")")
+	flags.StringVar(&o.brokers, "brokers", "", "Kafka brokers to drain by high watermarks (external; compose default "+runner.ComposeBrokers+"); none: drained when the ledger is quiet")
 	flags.StringVar(&o.profile, "profile", "", "external: the system profile, how to speak to an API that is not the reference's (profiles/, docs/external.md)")
 	flags.StringVar(&o.ledgerSQL, "ledger-sql", "", "external: audit your own Postgres or MySQL ledger through the queries of this YAML file (docs/external.md)")
 	flags.StringVar(&o.ledgerExport, "ledger-export", "", "external: audit this ledger export directory (docs/audit.md) instead of a database, written by --export-command")
@@ -184,14 +165,8 @@ type preparedRun struct {
 	timeline []chaos.Step
 	loadTime time.Duration
 
-	// startStack is the local stack to start (nil: attach or not local);
-	// fresh says its directory held no stack before.
-	startStack *stack.Config
-	fresh      bool
-	// stackDir is the local stack's directory.
-	stackDir string
-	// composeExecutor is the compose project's executor.
-	composeExecutor *chaos.ComposeExecutor
+	// target is the system the run acts on.
+	target runner.Target
 }
 
 // prepareRun resolves and checks everything before anything starts: the
@@ -239,86 +214,22 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	if err != nil {
 		return nil, err
 	}
-	if len(bugs) > 0 && o.stack != runStackLocal {
-		return nil, fmt.Errorf("--seeded-bug needs --stack local: the run starts a fresh reference stack with the bug")
-	}
 	var bugNames []string
 	for _, bug := range bugs {
 		bugNames = append(bugNames, string(bug))
 	}
 
 	// The stack.
-	info := runner.StackInfo{Kind: o.stack}
-	var inventory chaos.Inventory
-	var executor chaos.Executor
-	switch o.stack {
-	case runStackLocal:
-		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
-			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (or compose); a local stack's endpoints are in its stack file")
-		}
-		if inventory, executor, err = p.resolveLocal(ctx, o, bugNames); err != nil {
-			return nil, err
-		}
-		info.Dir = p.stackDir
-	case runStackCompose:
-		if _, err := os.Stat(o.composeFile); err != nil {
-			return nil, fmt.Errorf("--compose-file: %w", err)
-		}
-		p.composeExecutor = chaos.NewComposeExecutor(o.composeFile, o.composeProject)
-		executor = p.composeExecutor
-		inventoryContext, cancel := context.WithTimeout(ctx, 30*time.Second)
-		inventory, err = executor.Inventory(inventoryContext)
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		info.File = o.composeFile
-		info.Gateways = splitList(firstNonEmpty(o.baseURL, composeBaseURL))
-		if err := checkAnswers(ctx, info.Gateways); err != nil {
-			return nil, fmt.Errorf("%w (start the project with 'docker compose -f %s up -d --wait')", err, o.composeFile)
-		}
-	case runStackExternal:
-		if o.baseURL == "" {
-			return nil, errors.New("--stack external needs --base-url URL[,URL] (a system implementing sut/openapi.yaml)")
-		}
-		// A plan against an external system is made of command steps.
-		executor = chaos.ExternalExecutor{Name: o.baseURL}
-		inventory = chaos.Inventory{CommandsOnly: true}
-		if (o.exportCommand == "") != (o.ledgerExport == "") {
-			return nil, errors.New("--export-command writes the --ledger-export directory after the load: give both (an export written before the load ends is not this run's ledger)")
-		}
-		if sources := countGiven(o.postgresURL, o.ledgerExport, o.ledgerSQL); sources != 1 {
-			return nil, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema), --ledger-sql FILE (your schema, your queries) or --ledger-export DIR with --export-command (docs/external.md)")
-		}
-		if o.ledgerSQL != "" {
-			// The queries are checked against the database now, not after the load.
-			ledger, err := invariants.LoadSQLLedger(o.ledgerSQL)
-			if err != nil {
-				return nil, err
-			}
-			checkContext, cancel := context.WithTimeout(ctx, 15*time.Second)
-			source, err := invariants.OpenSQL(checkContext, *ledger)
-			cancel()
-			if err != nil {
-				return nil, err
-			}
-			source.Close()
-		}
-		info.Gateways = splitList(o.baseURL)
-		if o.profile != "" {
-			if _, err := profile.Load(o.profile); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		return nil, fmt.Errorf("--stack %q: want local, compose or external", o.stack)
+	if p.target, err = newTarget(o, bugNames); err != nil {
+		return nil, err
+	}
+	inventory, err := p.target.Prepare(ctx)
+	if err != nil {
+		return nil, err
 	}
 
 	// The plan, checked against the stack.
 	if o.plan != "" {
-		if executor == nil {
-			return nil, errors.New("--plan needs a stack the run can apply faults to")
-		}
 		if p.plan, err = chaos.LoadPlan(o.plan); err != nil {
 			return nil, err
 		}
@@ -334,14 +245,8 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		if p.timeline, err = p.plan.Timeline(seed, inventory); err != nil {
 			return nil, err
 		}
-		if p.startStack != nil {
-			enableCrashPointsForPlan(p.timeline, p.startStack, &inventory)
-		}
-		if err := chaos.ValidateTargets(p.plan.Name, p.timeline, inventory); err != nil {
-			if p.startStack != nil && needsStackFeatures(p.timeline) {
-				return nil, fmt.Errorf("%w (the stack the run starts has no fault proxies, standby or crash points: for plans that need them, start it yourself with 'ledgerproof up --dir %s --proxies ...' and run again)", err, p.stackDir)
-			}
-			return nil, fmt.Errorf("against %s: %w", executor.Describe(), err)
+		if err := p.target.CheckPlan(p.plan.Name, p.timeline); err != nil {
+			return nil, err
 		}
 		if p.plan.Random != nil {
 			p.planSeed = seed
@@ -355,13 +260,10 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 		}
 	}
 
-	// Every endpoint of an external system answers, or the run stops now
-	// (after the plan's own mistakes, which need no network to find).
-	if o.stack == runStackExternal {
-		if err := runner.Preflight(ctx, runner.Endpoints{BaseURLs: info.Gateways, PostgresURL: o.postgresURL,
-			RedisAddr: o.redisAddr, Brokers: splitList(o.brokers), MetricsURLs: splitList(o.metricsURLs)}); err != nil {
-			return nil, err
-		}
+	// The system answers, or the run stops now (after the plan's own
+	// mistakes, which need no network to find).
+	if err := p.target.Preflight(ctx); err != nil {
+		return nil, err
 	}
 
 	// The run directory: a new one, so two runs' journals never mix.
@@ -379,7 +281,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 
 	p.record = &runner.RunFile{
 		ID: id, Scenario: o.scenario, ScenarioSets: append([]string{}, p.sets...), Plan: o.plan, PlanSeed: p.planSeed,
-		Stack: info, SeededBugs: append([]string{}, bugNames...), Seed: p.seed, Generators: o.generators,
+		Stack: p.target.Stack(), SeededBugs: append([]string{}, bugNames...), Seed: p.seed, Generators: o.generators,
 		Versions: map[string]string{"ledgerproof": ledgerproofVersion(), "go": runtime.Version()},
 	}
 	if p.plan != nil {
@@ -389,108 +291,26 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	return p, nil
 }
 
-// resolveLocal decides whether the run attaches to the stack in --stack-dir
-// or starts one (a seeded bug: always a fresh one in a temporary directory
-// on free ports), and returns the inventory the plan is checked against.
-func (p *preparedRun) resolveLocal(ctx context.Context, o runOptions, bugs []string) (chaos.Inventory, chaos.Executor, error) {
-	config := stack.DefaultConfig()
-	config.Dir = o.stackDir
-	config.PostgresPort, config.RedisPort, config.BrokerPort = o.postgresPort, o.redisPort, o.brokerPort
-	config.GatewayPort, config.WorkerMetricsPort = o.gatewayPort, o.workerMetricsPort
-	config.Gateways, config.Workers = o.gateways, o.workers
-	config.GatewayArgs = append(append([]string{}, runKDFArgs...), o.gatewayArgs...)
-	config.WorkerArgs = append([]string{}, o.workerArgs...)
-	if config.Gateways < 1 {
-		return chaos.Inventory{}, nil, errors.New("--gateways: the load needs at least one gateway")
+// newTarget makes the system of --stack from the flags.
+func newTarget(o runOptions, bugs []string) (runner.Target, error) {
+	if len(bugs) > 0 && o.stack != runner.KindLocal {
+		return nil, fmt.Errorf("--seeded-bug needs --stack local: the run starts a fresh reference stack with the bug")
 	}
-	if len(bugs) > 0 {
-		// A seeded bug changes the schema for good (docs/seeded-bugs.md):
-		// its stack is fresh, on free ports, and removed after the run.
-		// A short path: the Postgres unix socket lives under it.
-		dir, err := os.MkdirTemp("", "lpr-")
-		if err != nil {
-			return chaos.Inventory{}, nil, err
+	switch o.stack {
+	case runner.KindLocal:
+		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
+			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (or compose); a local stack's endpoints are in its stack file")
 		}
-		_ = os.Remove(dir) // created by the run when it starts the stack
-		ports, err := freePorts(6, map[int]int{3: config.Gateways, 4: config.Workers, 5: config.Gateways})
-		if err != nil {
-			return chaos.Inventory{}, nil, err
-		}
-		config.Dir = dir
-		config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
-			ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-		config.SeededBugs, config.UnsafeAllowSeededBugs = bugs, true
+		return newLocalStack(o, bugs), nil
+	case runner.KindCompose:
+		return &runner.ComposeProject{File: o.composeFile, Project: o.composeProject,
+			BaseURLs: o.baseURL, PostgresURL: o.postgresURL, RedisAddr: o.redisAddr, Brokers: o.brokers}, nil
+	case runner.KindExternal:
+		return &runner.ExternalSystem{BaseURLs: o.baseURL, PostgresURL: o.postgresURL, LedgerSQL: o.ledgerSQL,
+			LedgerExport: o.ledgerExport, ExportCommand: o.exportCommand, RedisAddr: o.redisAddr, Brokers: o.brokers,
+			MetricsURLs: o.metricsURLs, Profile: o.profile, QuietPeriod: o.quietPeriod, DrainTimeout: o.drainTimeout}, nil
 	}
-	p.stackDir = config.Dir
-	if len(bugs) == 0 {
-		if file, err := stack.Load(config.Dir); err == nil {
-			var running, notRunning []string
-			for _, component := range file.Components {
-				if component.Alive() {
-					running = append(running, component.Name)
-				} else {
-					notRunning = append(notRunning, component.Name)
-				}
-			}
-			switch {
-			case len(notRunning) == 0:
-				// Attach: the stack is someone else's; it stays as it is.
-				executor, err := chaos.NewLocalExecutor(config.Dir)
-				if err != nil {
-					return chaos.Inventory{}, nil, err
-				}
-				inventory, err := executor.Inventory(ctx)
-				return inventory, executor, err
-			case len(running) > 0:
-				return chaos.Inventory{}, nil, fmt.Errorf("the stack in %s is half up: running %s; not running %s (start them with 'ledgerproof stack --dir %s --action start --component NAME', or 'ledgerproof down --dir %s')",
-					config.Dir, strings.Join(running, ", "), strings.Join(notRunning, ", "), config.Dir, config.Dir)
-			}
-			// Stopped: started again on its own data; not fresh.
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return chaos.Inventory{}, nil, err
-		} else {
-			p.fresh = true
-		}
-	} else {
-		p.fresh = true
-	}
-	if _, err := stack.PostgresBinDir(config.PostgresBinDir); err != nil {
-		return chaos.Inventory{}, nil, fmt.Errorf("the local stack needs the Postgres server binaries (run .ci/deps.sh): %w", err)
-	}
-	p.startStack = &config
-	// The inventory the stack will have (stack.Up names its components so).
-	inventory := chaos.Inventory{Processes: []string{stack.KindPostgres, stack.KindRedis, stack.KindBroker}, Partitions: config.Partitions}
-	for i := range config.Gateways {
-		inventory.Processes = append(inventory.Processes, stack.KindGateway+"-"+strconv.Itoa(i))
-	}
-	for i := range config.Workers {
-		inventory.Processes = append(inventory.Processes, stack.KindWorker+"-"+strconv.Itoa(i))
-	}
-	return inventory, localExecutorPlaceholder{dir: config.Dir}, nil
-}
-
-// needsStackFeatures says whether a timeline has faults that a stack must
-// be started for: link faults (--proxies), failover (--postgres-standby),
-// crash points (--crash-points).
-func needsStackFeatures(timeline []chaos.Step) bool {
-	for _, step := range timeline {
-		if step.Action == chaos.ActionLink || step.Action == chaos.ActionFailover || step.Action == chaos.ActionCrashPoint {
-			return true
-		}
-	}
-	return false
-}
-
-// localExecutorPlaceholder stands for the local executor of a stack not
-// started yet, so the plan can be checked first; the real one replaces it
-// once the stack runs.
-type localExecutorPlaceholder struct {
-	chaos.Executor
-	dir string
-}
-
-func (l localExecutorPlaceholder) Describe() string {
-	return "local stack " + l.dir + " (to be started)"
+	return nil, fmt.Errorf("--stack %q: want local, compose or external", o.stack)
 }
 
 // execute starts or attaches the stack, runs, stops what it started, and
@@ -564,73 +384,22 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 	// The stack.
 	stackPhase := runner.Phase{Name: "stack", StartedAt: time.Now().UTC()}
 	p.record.StartedAt = stackPhase.StartedAt
-	var executor chaos.Executor
-	switch o.stack {
-	case runStackLocal:
-		if p.startStack != nil {
-			stopStack, err := p.upLocal(ctx, stdout)
-			defer stopStack()
-			if err != nil {
-				return p.failBeforeLoad(stderr, fmt.Errorf("stack up: %w", err))
-			}
-		} else {
-			fmt.Fprintf(stdout, "attached to the running stack in %s (left running)\n", p.stackDir)
-			defer copyRunStackLogs(p.stackDir, o.out)
-		}
-		file, err := stack.Load(p.stackDir)
-		if err != nil {
-			return p.failBeforeLoad(stderr, err)
-		}
-		p.record.Stack.Gateways = file.Endpoints.Gateways
-		config.ScrapeTargets = localTargets(file)
-		if p.plan != nil {
-			local, err := chaos.NewLocalExecutor(p.stackDir)
-			if err != nil {
-				return p.failBeforeLoad(stderr, err)
-			}
-			inventory, err := local.Inventory(ctx)
-			if err == nil {
-				err = chaos.ValidateTargets(p.plan.Name, p.timeline, inventory)
-			}
-			if err != nil {
-				return p.failBeforeLoad(stderr, err)
-			}
-			executor = local
-		}
-		p.record.Versions["postgres"] = postgresVersion(ctx, file.Endpoints.PostgresURL)
-		config.Recover = func(ctx context.Context, output io.Writer) error {
-			return recoverRunStack(ctx, p.stackDir, output)
-		}
-	case runStackCompose:
-		executor = p.composeExecutor
-		config.ScrapeTargets = []runner.ScrapeTarget{
-			{Name: "gateway-1", URL: "http://127.0.0.1:28080/metrics"}, {Name: "gateway-2", URL: "http://127.0.0.1:28081/metrics"},
-			{Name: "worker-1", URL: "http://127.0.0.1:29100/metrics"}, {Name: "worker-2", URL: "http://127.0.0.1:29101/metrics"},
-		}
-		p.record.Versions["postgres"] = postgresVersion(ctx, firstNonEmpty(o.postgresURL, composePostgresURL))
-		config.Recover = func(ctx context.Context, output io.Writer) error {
-			// Every service the plan stopped or killed, started again.
-			argv := []string{"docker", "compose", "-f", o.composeFile}
-			if o.composeProject != "" {
-				argv = append(argv, "-p", o.composeProject)
-			}
-			_, err := chaos.RunCommand(ctx, append(argv, "start"))
-			return err
-		}
-	case runStackExternal:
-		executor = chaos.ExternalExecutor{Name: o.baseURL}
-		for index, url := range splitList(o.metricsURLs) {
-			config.ScrapeTargets = append(config.ScrapeTargets, runner.ScrapeTarget{Name: "target-" + strconv.Itoa(index), URL: url})
-		}
-		if o.postgresURL != "" {
-			p.record.Versions["postgres"] = postgresVersion(ctx, o.postgresURL)
-		}
+	stop, err := p.target.Start(ctx, o.out, stdout)
+	defer stop()
+	p.record.Stack = p.target.Stack()
+	if err != nil {
+		return p.failBeforeLoad(stderr, err)
 	}
+	config.ScrapeTargets = p.target.ScrapeTargets()
+	if version := p.target.PostgresVersion(ctx); version != "" {
+		p.record.Versions["postgres"] = version
+	}
+	config.Recover = p.target.Recovery()
 	stackPhase.FinishedAt = time.Now().UTC()
 	p.record.Phases = append(p.record.Phases, stackPhase)
 	config.Gateways = p.record.Stack.Gateways
 	if p.plan != nil {
-		config.Plan = &runner.PlanRun{Name: p.plan.Name, Seed: p.planSeed, Timeline: p.timeline, Executor: executor}
+		config.Plan = &runner.PlanRun{Name: p.plan.Name, Seed: p.planSeed, Timeline: p.timeline, Executor: p.target.Executor()}
 	}
 	config.Audit = p.audit
 	config.Report = generateReport
@@ -643,57 +412,6 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		return p.failBeforeLoad(stderr, err)
 	}
 	return record
-}
-
-// upLocal starts the local stack and returns the function that stops it
-// (unless --keep-stack), copies its logs into the run directory and, for a
-// seeded bug or --purge-stack, removes it.
-func (p *preparedRun) upLocal(ctx context.Context, stdout io.Writer) (func(), error) {
-	o := p.options
-	config := *p.startStack
-	config.Output = stdout
-	if bugs := config.SeededBugs; len(bugs) > 0 {
-		fmt.Fprintf(stdout, "starting a fresh stack in %s with SEEDED BUG %s (it loses or duplicates money on purpose; removed after the run)\n", config.Dir, strings.Join(bugs, ","))
-	} else {
-		fmt.Fprintf(stdout, "starting the local stack in %s (stopped at the end%s)\n", config.Dir, map[bool]string{true: " and removed", false: ""}[o.purgeStack])
-	}
-	if err := os.MkdirAll(config.Dir, 0o755); err != nil {
-		return func() {}, err
-	}
-	// Postgres runs as the postgres OS user when ledgerproof runs as root.
-	if err := os.Chmod(config.Dir, 0o755); err != nil {
-		return func() {}, err
-	}
-	p.record.Stack.StartedByRun = true
-	upContext, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	_, err := stack.Up(upContext, config)
-	cancel()
-	purge := o.purgeStack || len(config.SeededBugs) > 0
-	stop := func() {
-		if o.keepStack {
-			copyRunStackLogs(config.Dir, o.out)
-			fmt.Fprintf(stdout, "stack left running in %s (--keep-stack): stop it with 'ledgerproof down --dir %s%s'\n",
-				config.Dir, config.Dir, map[bool]string{true: " --purge", false: ""}[purge])
-			return
-		}
-		downContext, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := stack.Down(downContext, config.Dir, stack.DownOptions{}); err != nil {
-			fmt.Fprintf(stdout, "ERROR stopping the stack in %s: %v\n", config.Dir, err)
-			return
-		}
-		copyRunStackLogs(config.Dir, o.out)
-		if purge {
-			if err := os.RemoveAll(config.Dir); err != nil {
-				fmt.Fprintf(stdout, "ERROR removing %s: %v\n", config.Dir, err)
-				return
-			}
-			fmt.Fprintf(stdout, "stack stopped and removed (%s)\n", config.Dir)
-			return
-		}
-		fmt.Fprintf(stdout, "stack stopped (%s)\n", config.Dir)
-	}
-	return stop, err
 }
 
 // failBeforeLoad records a run that could not start its load.
@@ -716,31 +434,15 @@ func (p *preparedRun) failBeforeLoad(stderr io.Writer, err error) *runner.RunFil
 // must be the load's), else the run's users.
 func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer) (string, error) {
 	o := p.options
-	options := auditOptions{runDir: runDir, topic: invariants.DefaultTopic, drainTimeout: o.drainTimeout,
-		quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun}
-	if p.fresh && p.record.Stack.StartedByRun {
-		options.scope = invariants.ScopeLedger
+	source, err := p.target.Ledger(ctx, output)
+	if err != nil {
+		return "", err
 	}
-	switch o.stack {
-	case runStackLocal:
-		options.stackDir = p.stackDir
-	case runStackCompose:
-		options.postgresURL = firstNonEmpty(o.postgresURL, composePostgresURL)
-		options.redisAddr = firstNonEmpty(o.redisAddr, composeRedisAddr)
-		options.brokers = firstNonEmpty(o.brokers, composeBrokers)
-	case runStackExternal:
-		options.postgresURL, options.redisAddr, options.brokers, options.ledgerExport = o.postgresURL, o.redisAddr, o.brokers, o.ledgerExport
-		options.ledgerSQL = o.ledgerSQL
-		if o.exportCommand != "" {
-			// The export is the ledger once the system is done: exported
-			// again until two exports a quiet period apart agree.
-			note, err := runner.ExportDrain{Command: o.exportCommand, Dir: o.ledgerExport, QuietPeriod: o.quietPeriod,
-				Timeout: o.drainTimeout, Output: output}.Run(ctx)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintln(output, note)
-		}
+	options := auditOptions{runDir: runDir, stackDir: source.StackDir, postgresURL: source.PostgresURL, ledgerSQL: source.LedgerSQL,
+		ledgerExport: source.LedgerExport, redisAddr: source.RedisAddr, brokers: source.Brokers, topic: invariants.DefaultTopic,
+		drainTimeout: o.drainTimeout, quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun}
+	if source.WholeLedger {
+		options.scope = invariants.ScopeLedger
 	}
 	code := runAudit(ctx, options, output, output)
 	result, err := invariants.ReadResult(filepath.Join(runDir, "audit.json"))
@@ -792,106 +494,6 @@ func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
 		fmt.Fprintf(w, "report: %s\n", record.Report)
 	}
 	fmt.Fprintf(w, "run directory: %s\n", runDir)
-}
-
-// localTargets are a local stack's gateways' and workers' /metrics.
-func localTargets(file *stack.File) []runner.ScrapeTarget {
-	var targets []runner.ScrapeTarget
-	for _, component := range file.Components {
-		switch component.Kind {
-		case stack.KindGateway:
-			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint + "/metrics"})
-		case stack.KindWorker:
-			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint})
-		}
-	}
-	return targets
-}
-
-// recoverRunStack starts every component of the local stack that is not
-// running (a plan that ended with something down, or a crash), as
-// mutation's recoverStack does, except a Postgres fenced by a failover,
-// which must stay down.
-func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
-	file, err := stack.Load(dir)
-	if err != nil {
-		return err
-	}
-	fenced := ""
-	if len(file.Failovers) > 0 {
-		fenced = file.Failovers[len(file.Failovers)-1].From
-	}
-	if fenced == "" {
-		return recoverStack(ctx, dir, func(line string) { fmt.Fprintln(output, line) })
-	}
-	var failed []error
-	for _, component := range file.Components {
-		if component.Alive() || component.Name == fenced {
-			continue
-		}
-		startContext, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := stack.Operate(startContext, dir, component.Name, stack.ActionStart)
-		cancel()
-		if err != nil {
-			failed = append(failed, fmt.Errorf("%s: %s", component.Name, firstLine(err.Error())))
-			continue
-		}
-		fmt.Fprintf(output, "recovery: started %s\n", component.Name)
-	}
-	return errors.Join(failed...)
-}
-
-// copyRunStackLogs copies the stack file and the components' logs into
-// <run>/stack-logs/.
-func copyRunStackLogs(stackDir, runDir string) {
-	copyStackFiles(stackDir, filepath.Join(runDir, "stack-logs"))
-}
-
-// countGiven counts the non-empty values.
-func countGiven(values ...string) int {
-	count := 0
-	for _, value := range values {
-		if value != "" {
-			count++
-		}
-	}
-	return count
-}
-
-// checkAnswers checks that every base URL answers HTTP at all (any status),
-// within 5 s each: a typo or a stopped system is a configuration error, not
-// a failed run.
-func checkAnswers(ctx context.Context, urls []string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	for _, url := range urls {
-		request, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
-		if err != nil {
-			return fmt.Errorf("base URL %q: %w", url, err)
-		}
-		response, err := client.Do(request)
-		if err != nil {
-			return fmt.Errorf("nothing answers at %s: %w", url, err)
-		}
-		response.Body.Close()
-	}
-	return nil
-}
-
-// postgresVersion asks the ledger database its version, for run.json;
-// "unknown" when it cannot.
-func postgresVersion(ctx context.Context, url string) string {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	connection, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return "unknown"
-	}
-	defer connection.Close(context.Background())
-	var version string
-	if err := connection.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
-		return "unknown"
-	}
-	return version
 }
 
 // ledgerproofVersion is the module version, or the VCS revision the binary
