@@ -1,13 +1,14 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -15,6 +16,11 @@ import (
 // commandOutputTail bounds how much of a failed command's output its error
 // (and so the chaos log) keeps.
 const commandOutputTail = 1024
+
+// shellWaitDelay bounds the wait for a command's output once its process
+// group was killed or its shell exited: a descendant that left the group
+// (a daemon) and still holds the output pipe must not hold the run.
+const shellWaitDelay = 5 * time.Second
 
 // commandTimeout is how long a command step may take.
 func commandTimeout(step Step) time.Duration {
@@ -24,46 +30,91 @@ func commandTimeout(step Step) time.Duration {
 	return DefaultCommandTimeout
 }
 
-// runCommandStep runs a command step's shell command (sh -c) in its own
-// process group, bounded by the step's timeout and ctx: when either ends,
-// the whole group is killed, so a command that started children does not
-// outlive its step. A command that exits non-zero, or is killed, is an
-// error carrying the tail of its output. LEDGERPROOF_CHAOS_TARGET and
-// LEDGERPROOF_CHAOS_SOURCE tell the command which step runs it.
-func runCommandStep(ctx context.Context, step Step) error {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout(step))
+// Shell is a user's shell command run by the harness (a plan's command
+// step, a run's export command).
+type Shell struct {
+	// Command runs with sh -c, in a process group of its own.
+	Command string
+	// Env is added to the harness's environment.
+	Env []string
+	// Timeout bounds it; when it passes, or the context ends, the whole
+	// process group is killed.
+	Timeout time.Duration
+	// Output, when set, receives the command's output as it comes.
+	Output io.Writer
+}
+
+// Run runs the command. Its error, when it fails, says how (exit status,
+// timed out, cancelled) and carries the last KiB of its output, never the
+// command's text (it may hold a password).
+func (s Shell) Run(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	command := exec.Command("sh", "-c", step.Params.Run)
-	command.Env = append(os.Environ(), "LEDGERPROOF_CHAOS_TARGET="+step.Target, "LEDGERPROOF_CHAOS_SOURCE="+step.Source)
-	var output bytes.Buffer
-	command.Stdout, command.Stderr = &output, &output
+	command := exec.CommandContext(ctx, "sh", "-c", s.Command)
+	command.Env = append(os.Environ(), s.Env...)
 	command.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := command.Start(); err != nil {
-		return fmt.Errorf("command %q: %w", step.Params.Run, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- command.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// The group is ours: its leader is the shell this step started.
-		_ = syscall.Kill(-command.Process.Pid, syscall.SIGKILL)
-		<-done
-		err = fmt.Errorf("timed out after %s (its process group was killed)", commandTimeout(step))
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("cancelled: %w (its process group was killed)", ctx.Err())
-		}
-	}
+	// The group is ours: its leader is the shell started here.
+	command.Cancel = func() error { return syscall.Kill(-command.Process.Pid, syscall.SIGKILL) }
+	command.WaitDelay = shellWaitDelay
+	tail := &tailWriter{limit: commandOutputTail, next: s.Output}
+	command.Stdout, command.Stderr = tail, tail
+	err := command.Run()
 	if err == nil {
 		return nil
 	}
-	tail := strings.TrimSpace(output.String())
-	if len(tail) > commandOutputTail {
-		tail = "..." + tail[len(tail)-commandOutputTail:]
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		err = fmt.Errorf("timed out after %s (its process group was killed)", s.Timeout)
+	case ctx.Err() != nil:
+		err = fmt.Errorf("cancelled (its process group was killed): %w", ctx.Err())
 	}
-	if tail == "" {
-		tail = "(no output)"
+	output := strings.TrimSpace(tail.String())
+	if output == "" {
+		output = "(no output)"
 	}
-	return fmt.Errorf("command %q: %v; output: %s", step.Params.Run, err, tail)
+	return fmt.Errorf("%v; output: %s", err, output)
+}
+
+// tailWriter keeps the last limit bytes written, passing everything on to
+// next when set.
+type tailWriter struct {
+	mutex     sync.Mutex
+	limit     int
+	buffer    []byte
+	truncated bool
+	next      io.Writer
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	t.buffer = append(t.buffer, p...)
+	if over := len(t.buffer) - t.limit; over > 0 {
+		t.buffer = append(t.buffer[:0], t.buffer[over:]...)
+		t.truncated = true
+	}
+	if t.next != nil {
+		_, _ = t.next.Write(p)
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	if t.truncated {
+		return "..." + string(t.buffer)
+	}
+	return string(t.buffer)
+}
+
+// runCommandStep runs a command step's command. LEDGERPROOF_CHAOS_TARGET and
+// LEDGERPROOF_CHAOS_SOURCE tell the command which step runs it.
+func runCommandStep(ctx context.Context, step Step) error {
+	err := Shell{Command: step.Params.Run, Timeout: commandTimeout(step),
+		Env: []string{"LEDGERPROOF_CHAOS_TARGET=" + step.Target, "LEDGERPROOF_CHAOS_SOURCE=" + step.Source}}.Run(ctx)
+	if err != nil {
+		return fmt.Errorf("command: %w", err)
+	}
+	return nil
 }

@@ -56,7 +56,8 @@ type Record struct {
 	// until the process is ready again).
 	DurationMs int64 `json:"duration_ms"`
 	// Cleanup marks the runner's own actions at the end of a run: resuming
-	// paused processes and healing links that the plan left faulted.
+	// paused processes, healing links that the plan left faulted, running
+	// the recover command of a command fault whose recovery did not run.
 	Cleanup bool `json:"cleanup,omitempty"`
 }
 
@@ -80,10 +81,10 @@ type Runner struct {
 	// StepTimeout bounds each action. Default 2m: a start waits for
 	// readiness (Postgres recovering after a crash takes the longest).
 	StepTimeout time.Duration
-	// LeaveFaults keeps processes paused and links faulted when the run
-	// ends. Default false: the runner resumes and heals what the plan left
-	// (logged as cleanup), so an interrupted drill does not leave a frozen
-	// stack behind.
+	// LeaveFaults keeps processes paused, links faulted and command faults
+	// unrecovered when the run ends. Default false: the runner resumes,
+	// heals and recovers what the plan left (logged as cleanup), so an
+	// interrupted drill does not leave a frozen stack behind.
 	LeaveFaults bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -228,6 +229,15 @@ func (s *runState) apply(ctx context.Context, step Step, owner string, cleanup b
 	}
 	stepContext, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if step.Action == ActionCommand && step.Params.Recover != "" && !cleanup {
+		// Its recovery is owed from the moment the fault starts: a fault
+		// command interrupted or timed out may still have done its work
+		// (the daemon it asked carries on), so the cleanup runs the
+		// recovery unless the plan's recovery step ran.
+		s.mutex.Lock()
+		s.recoveries[step.Source] = step
+		s.mutex.Unlock()
+	}
 	// The record's time is when the action itself began: resolving a
 	// worker:partition=N target first may wait for the group's owner.
 	resolved, began, err := s.execute(stepContext, step, owner)
@@ -356,8 +366,6 @@ func (s *runState) track(step Step, resolved string) {
 		step.Action == ActionStart, step.Action == ActionRestart:
 		// A killed or restarted process is no longer frozen.
 		delete(s.paused, resolved)
-	case step.Action == ActionCommand && step.Params.Recover != "":
-		s.recoveries[step.Source] = step
 	case step.Action == ActionCommand && strings.HasSuffix(step.Source, " recovery"):
 		delete(s.recoveries, strings.TrimSuffix(step.Source, " recovery"))
 	case step.Action == ActionLink && step.Params.Fault == FaultHeal:
@@ -367,8 +375,10 @@ func (s *runState) track(step Step, resolved string) {
 	}
 }
 
-// cleanup resumes paused processes and heals faulted links, with a context
-// of its own: it also runs after the run's context was cancelled.
+// cleanup resumes paused processes, heals faulted links and runs the recover
+// command of each command fault whose recovery step did not succeed, each
+// with a context of its own: it also runs after the run's context was
+// cancelled.
 func (s *runState) cleanup() {
 	s.mutex.Lock()
 	var steps []Step
@@ -386,10 +396,16 @@ func (s *runState) cleanup() {
 	}
 	s.mutex.Unlock()
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Target < steps[j].Target })
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
 	for _, step := range steps {
+		// Each its own bound: a slow recovery command must not eat the
+		// others' time, nor be cut short of its own timeout.
+		timeout := cleanupTimeout
+		if step.Action == ActionCommand {
+			timeout = commandTimeout(step) + 5*time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		s.apply(ctx, step, "", true)
+		cancel()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -181,29 +182,48 @@ func (s *SQLSource) Describe() string { return s.where + " (your queries)" }
 // Fingerprint counts and sums what the queries return, for a quiet-ledger
 // drain.
 func (s *SQLSource) Fingerprint(ctx context.Context) (string, error) {
-	var transactions, postings, sum int64
-	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM ("+s.ledger.Transactions+") AS t").Scan(&transactions)
+	// Counts by status (a pending row that becomes rejected moves no money),
+	// the postings' highest id and moved total (their plain sum is 0 in a
+	// double-entry ledger), the stored balances' total.
+	var settled, rejected, postings, maxID, moved, balances sql.NullString
+	err := s.db.QueryRowContext(ctx, "SELECT SUM(CASE WHEN status = 'settled' THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) FROM ("+
+		s.ledger.Transactions+") AS t").Scan(&settled, &rejected)
 	if err == nil {
-		err = s.db.QueryRowContext(ctx, "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ("+s.ledger.Postings+") AS p").Scan(&postings, &sum)
+		err = s.db.QueryRowContext(ctx, "SELECT COUNT(*), MAX(id), SUM(ABS(amount)) FROM ("+s.ledger.Postings+") AS p").Scan(&postings, &maxID, &moved)
+	}
+	if err == nil {
+		err = s.db.QueryRowContext(ctx, "SELECT SUM(balance) FROM ("+s.ledger.Accounts+") AS a").Scan(&balances)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", s.where, err)
 	}
-	return fmt.Sprintf("%d transactions, %d postings summing to %d", transactions, postings, sum), nil
+	return fmt.Sprintf("%s settled, %s rejected; %s postings up to id %s moving %s; balances %s",
+		settled.String, rejected.String, postings.String, maxID.String, moved.String, balances.String), nil
 }
 
 // Scan implements Source: the accounts, the transactions, the postings (in
-// ascending id order, checked) and the dead letters.
+// ascending id order, checked) and the dead letters, all in one read-only
+// REPEATABLE READ transaction: one snapshot of the ledger, whatever is
+// written meanwhile.
 func (s *SQLSource) Scan(ctx context.Context, visitor Visitor) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("%s: begin a read-only snapshot: %w", s.where, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
+	return s.scan(ctx, tx, visitor)
+}
+
+func (s *SQLSource) scan(ctx context.Context, tx *sql.Tx, visitor Visitor) error {
 	var account Account
-	if err := s.query(ctx, "accounts", s.ledger.Accounts, func(v *sqlRow) error {
+	if err := s.query(ctx, tx, "accounts", s.ledger.Accounts, func(v *sqlRow) error {
 		account = Account{ID: v.int("id"), UserID: v.int("user_id"), Kind: v.text("kind"), Balance: v.int("balance")}
 		return visitor.Account(&account)
 	}); err != nil {
 		return err
 	}
 	var transaction Transaction
-	if err := s.query(ctx, "transactions", s.ledger.Transactions, func(v *sqlRow) error {
+	if err := s.query(ctx, tx, "transactions", s.ledger.Transactions, func(v *sqlRow) error {
 		transaction = Transaction{ID: v.text("id"), UserID: v.int("user_id"), IdempotencyKey: v.text("idempotency_key"), Kind: v.text("kind"),
 			SourceAccountID: v.int("source_account_id"), DestinationAccountID: v.int("destination_account_id"), Amount: v.int("amount"),
 			Status: v.text("status"), Reason: v.text("reason"), AppliedOrder: v.optionalInt("applied_order")}
@@ -220,7 +240,7 @@ func (s *SQLSource) Scan(ctx context.Context, visitor Visitor) error {
 	var posting Posting
 	var last int64
 	first := true
-	if err := s.query(ctx, "postings", s.ledger.Postings, func(v *sqlRow) error {
+	if err := s.query(ctx, tx, "postings", s.ledger.Postings, func(v *sqlRow) error {
 		posting = Posting{ID: v.int("id"), TransactionID: v.text("transaction_id"), AccountID: v.int("account_id"), Amount: v.int("amount"),
 			BalanceAfter: v.optionalInt("balance_after")}
 		if !first && posting.ID <= last {
@@ -241,7 +261,7 @@ func (s *SQLSource) Scan(ctx context.Context, visitor Visitor) error {
 		return err
 	}
 	var letter DeadLetter
-	return s.query(ctx, "dead_letters", s.ledger.DeadLetters, func(v *sqlRow) error {
+	return s.query(ctx, tx, "dead_letters", s.ledger.DeadLetters, func(v *sqlRow) error {
 		raw := []byte(v.text("raw"))
 		if len(raw) > MaxDeadLetterRawBytes {
 			raw = raw[:MaxDeadLetterRawBytes]
@@ -262,8 +282,8 @@ func (s *SQLSource) Scan(ctx context.Context, visitor Visitor) error {
 }
 
 // query streams one query's rows, naming the query and row in errors.
-func (s *SQLSource) query(ctx context.Context, table, query string, each func(*sqlRow) error) error {
-	rows, err := s.db.QueryContext(ctx, query)
+func (s *SQLSource) query(ctx context.Context, tx *sql.Tx, table, query string, each func(*sqlRow) error) error {
+	rows, err := tx.QueryContext(ctx, query)
 	if err != nil {
 		return fmt.Errorf("%s, query %s: %w", s.where, table, err)
 	}
@@ -343,16 +363,30 @@ func (r *sqlRow) optionalInt(column string) *int64 {
 		return &v
 	case int32:
 		return ptr(int64(v))
-	case float64:
-		if v == float64(int64(v)) {
+	case uint64: // MySQL BIGINT UNSIGNED
+		if v <= math.MaxInt64 {
 			return ptr(int64(v))
 		}
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return ptr(int64(v))
+		}
+	case float32:
+		if f := float64(v); f == math.Trunc(f) && math.Abs(f) < 1<<24 {
+			return ptr(int64(f))
+		}
 	case []byte, string:
-		if parsed, err := strconv.ParseInt(strings.TrimSpace(textOf(v)), 10, 64); err == nil {
+		// Digits, or a decimal whose fraction is zeros ("1250.00": what
+		// numeric(12,2) * 100 gives).
+		text := strings.TrimSpace(textOf(v))
+		if whole, fraction, found := strings.Cut(text, "."); found && strings.Trim(fraction, "0") == "" {
+			text = whole
+		}
+		if parsed, err := strconv.ParseInt(text, 10, 64); err == nil {
 			return &parsed
 		}
 	}
-	r.fail(column, value, "a whole number (amounts in minor units: multiply decimals by 100 in the query)")
+	r.fail(column, value, "a whole number (amounts in minor units: e.g. CAST(amount * 100 AS BIGINT) of a decimal in major units)")
 	return nil
 }
 
@@ -376,8 +410,6 @@ func (r *sqlRow) text(column string) string {
 		return string(v)
 	case string:
 		return v
-	case [16]byte: // a UUID
-		return fmt.Sprintf("%x-%x-%x-%x-%x", v[0:4], v[4:6], v[6:8], v[8:10], v[10:16])
 	case int64:
 		return fmt.Sprint(v)
 	}
@@ -392,6 +424,12 @@ func (r *sqlRow) time(column string) *time.Time {
 	}
 	if at, ok := value.(time.Time); ok {
 		return &at
+	}
+	// MySQL without parseTime=true sends DATETIME as text.
+	for _, layout := range []string{"2006-01-02 15:04:05.999999", time.RFC3339Nano} {
+		if at, err := time.Parse(layout, textOf(value)); err == nil {
+			return &at
+		}
 	}
 	r.fail(column, value, "a timestamp")
 	return nil

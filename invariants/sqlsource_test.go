@@ -97,7 +97,7 @@ func TestSQLLedgerReadsAnotherSchema(t *testing.T) {
 	if !strings.Contains(deadLetters, "no dead_letters query") {
 		t.Errorf("dead letters note %q", deadLetters)
 	}
-	if print, err := source.Fingerprint(ctx); err != nil || print != "2 transactions, 2 postings summing to 0" {
+	if print, err := source.Fingerprint(ctx); err != nil || print != "1 settled, 1 rejected; 2 postings up to id 2 moving 200; balances 100" {
 		t.Errorf("fingerprint %q, %v", print, err)
 	}
 
@@ -138,5 +138,29 @@ func TestSQLLedgerFileValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", name, err, c.want)
 		}
+	}
+}
+
+// TestSQLValueConversions: what the two drivers return for the column types
+// a ledger uses becomes whole numbers, text and times, or a clear error.
+func TestSQLValueConversions(t *testing.T) {
+	row := &sqlRow{index: map[string]int{"a": 0}, values: []any{nil}}
+	for _, c := range []struct {
+		value any
+		want  int64
+		ok    bool
+	}{
+		{int64(-7), -7, true}, {uint64(7), 7, true}, {uint64(1 << 63), 0, false}, {float64(12), 12, true}, {float64(1.5), 0, false},
+		{float32(3), 3, true}, {[]byte("1250.00"), 1250, true}, {"1250.50", 0, false}, {"42", 42, true}, {"x", 0, false},
+	} {
+		row.values[0], row.problem = c.value, nil
+		got := row.optionalInt("a")
+		if c.ok && (got == nil || *got != c.want) || !c.ok && (got != nil || row.problem == nil) {
+			t.Errorf("%T %v: %v, problem %v; want %d ok=%v", c.value, c.value, got, row.problem, c.want, c.ok)
+		}
+	}
+	row.values[0], row.problem = []byte("2026-12-05 01:02:03.5"), nil
+	if at := row.time("a"); at == nil || at.Second() != 3 {
+		t.Errorf("a MySQL DATETIME as text: %v (%v)", at, row.problem)
 	}
 }

@@ -115,8 +115,8 @@ func faultWindows(records []chaosRecord, origin time.Time, endSeconds float64) [
 				continue
 			}
 			run := record.Params["run"]
-			if len(run) > commandLabelLength {
-				run = run[:commandLabelLength] + "..."
+			if runes := []rune(run); len(runes) > commandLabelLength {
+				run = string(runes[:commandLabelLength]) + "..."
 			}
 			window := FaultWindow{Target: target, Action: actionCommand, Label: target + ": " + run, StartSeconds: at, EndSeconds: done}
 			if record.Params["recover"] != "" {

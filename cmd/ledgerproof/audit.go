@@ -32,19 +32,23 @@ const (
 
 // auditOptions are the audit command's flags, validated together.
 type auditOptions struct {
-	runDir        string
-	stackDir      string
-	postgresURL   string
-	redisAddr     string
-	brokers       string
-	ledgerExport  string
-	ledgerSQL     string
-	exportLedger  string
-	topic         string
-	drainTimeout  time.Duration
-	quietPeriod   time.Duration
-	maxViolations int
-	scope         string
+	runDir       string
+	stackDir     string
+	postgresURL  string
+	redisAddr    string
+	brokers      string
+	ledgerExport string
+	ledgerSQL    string
+	// exportAfterLoad refuses an export written before the run's journals
+	// (set by run, whose export command has just written it; a separate
+	// audit may read a copied run directory whose times moved).
+	exportAfterLoad bool
+	exportLedger    string
+	topic           string
+	drainTimeout    time.Duration
+	quietPeriod     time.Duration
+	maxViolations   int
+	scope           string
 	// require lists coverage classes the run must have exercised, beyond
 	// what its scenario promised (comma-separated).
 	require string
@@ -67,6 +71,9 @@ func (o *auditOptions) validate() error {
 	}
 	switch {
 	case o.exportLedger != "":
+		if o.ledgerSQL != "" {
+			return errors.New("--export-ledger exports the reference ledger (--postgres-url or --stack), not --ledger-sql")
+		}
 		if o.postgresURL == "" && o.stackDir == "" {
 			return errors.New("--export-ledger needs the reference ledger: --postgres-url URL or --stack DIR")
 		}
@@ -80,6 +87,8 @@ func (o *auditOptions) validate() error {
 		return errors.New("say where the ledger is: --stack DIR, --postgres-url URL, --ledger-export DIR or --ledger-sql FILE")
 	case (o.ledgerExport != "" || o.ledgerSQL != "") && sources > 1:
 		return errors.New("give one ledger: --stack, --postgres-url, --ledger-export or --ledger-sql")
+	case o.ledgerSQL != "" && o.brokers != "":
+		return errors.New("--brokers drains the reference pipeline's topic; with --ledger-sql the audit waits for a quiet ledger instead (give one)")
 	case o.ledgerExport != "" && o.brokers != "":
 		return errors.New("--brokers is for draining a live pipeline; an export has nothing to drain")
 	case o.drainTimeout <= 0:
@@ -235,8 +244,10 @@ func runAudit(ctx context.Context, o auditOptions, stdout, stderr io.Writer) int
 		defer source.Close()
 		config.Ledger, config.Drain = source, invariants.QuietProbe(source.Fingerprint, o.quietPeriod, nil)
 	} else if o.ledgerExport != "" {
-		if err := invariants.CheckExportFresh(o.ledgerExport, o.runDir); err != nil {
-			return cannot(err)
+		if o.exportAfterLoad {
+			if err := invariants.CheckExportFresh(o.ledgerExport, o.runDir); err != nil {
+				return cannot(err)
+			}
 		}
 		config.Ledger = invariants.ExportSource{Dir: o.ledgerExport}
 	} else {

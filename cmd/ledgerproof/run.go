@@ -103,7 +103,7 @@ func newRunFlags(o *runOptions) *flag.FlagSet {
 	defaults := stack.DefaultConfig()
 	flags.StringVar(&o.scenario, "scenario", "scenarios/gate.yaml", "the scenario file (docs/scenarios.md)")
 	flags.StringVar(&o.plan, "plan", "", "chaos plan applied in step with the load (docs/chaos.md); offsets count from the load's first operation after setup; default none")
-	flags.StringVar(&o.stack, "stack", runner.KindLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any system implementing sut/openapi.yaml: --base-url and --postgres-url or --ledger-export)")
+	flags.StringVar(&o.stack, "stack", runner.KindLocal, "the system: local (the stack in --stack-dir, started if not running), compose (docker compose project of --compose-file), external (any payment system: --base-url, --profile for an API of another dialect, and one ledger: --postgres-url, --ledger-sql or --ledger-export with --export-command; docs/external.md)")
 	flags.StringVar(&o.stackDir, "stack-dir", defaults.Dir, "local stack directory; a stack the run starts there is stopped at the end")
 	flags.BoolVar(&o.keepStack, "keep-stack", false, "leave a stack the run started running at the end")
 	flags.BoolVar(&o.purgeStack, "purge-stack", false, "remove the directory of a stack the run started after stopping it (a seeded-bug stack is always removed)")
@@ -296,6 +296,10 @@ func newTarget(o runOptions, bugs []string) (runner.Target, error) {
 	if len(bugs) > 0 && o.stack != runner.KindLocal {
 		return nil, fmt.Errorf("--seeded-bug needs --stack local: the run starts a fresh reference stack with the bug")
 	}
+	// The audit's bounds, checked now rather than after a whole load.
+	if o.drainTimeout <= 0 || o.quietPeriod <= 0 {
+		return nil, fmt.Errorf("--drain-timeout %s and --quiet-period %s must be positive", o.drainTimeout, o.quietPeriod)
+	}
 	switch o.stack {
 	case runner.KindLocal:
 		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
@@ -303,6 +307,9 @@ func newTarget(o runOptions, bugs []string) (runner.Target, error) {
 		}
 		return newLocalStack(o, bugs), nil
 	case runner.KindCompose:
+		if o.ledgerExport != "" || o.exportCommand != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
+			return nil, errors.New("--ledger-export, --export-command, --ledger-sql, --metrics-url and --profile are for --stack external; the compose project is the reference system, audited through its Postgres")
+		}
 		return &runner.ComposeProject{File: o.composeFile, Project: o.composeProject,
 			BaseURLs: o.baseURL, PostgresURL: o.postgresURL, RedisAddr: o.redisAddr, Brokers: o.brokers}, nil
 	case runner.KindExternal:
@@ -440,7 +447,8 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 	}
 	options := auditOptions{runDir: runDir, stackDir: source.StackDir, postgresURL: source.PostgresURL, ledgerSQL: source.LedgerSQL,
 		ledgerExport: source.LedgerExport, redisAddr: source.RedisAddr, brokers: source.Brokers, topic: invariants.DefaultTopic,
-		drainTimeout: o.drainTimeout, quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun}
+		drainTimeout: o.drainTimeout, quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun,
+		exportAfterLoad: true}
 	if source.WholeLedger {
 		options.scope = invariants.ScopeLedger
 	}

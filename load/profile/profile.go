@@ -264,13 +264,22 @@ func Parse(content []byte, name string) (*Profile, error) {
 		if !strings.HasPrefix(endpoint.Path, "/") {
 			problem("%s: path %q must start with /", where, e.Path)
 		}
-		placeholders := map[string][]string{OpSignup: {"email", "password"}, OpSignin: {"email", "password"},
-			OpDeposit: {"amount", "account", "to"}, OpWithdrawal: {"amount", "account", "from"}, OpTransfer: {"amount", "from", "to"},
+		// What each operation may name, in its path (ids) and in its body.
+		pathPlaceholders := map[string][]string{OpDeposit: {"account", "to"}, OpWithdrawal: {"account", "from"}, OpTransfer: {"from", "to"},
 			OpStatus: {"id"}, OpBalance: {"account"}}[op]
-		for _, text := range []string{endpoint.Path, endpoint.Body} {
-			for _, used := range placeholdersIn(text) {
-				if !slices.Contains(placeholders, used) {
-					problem("%s: {%s} is not known here (%s takes %s)", where, used, op, braced(placeholders))
+		bodyPlaceholders := map[string][]string{OpSignup: {"email", "password"}, OpSignin: {"email", "password"},
+			OpDeposit: {"amount", "account", "to"}, OpWithdrawal: {"amount", "account", "from"}, OpTransfer: {"amount", "from", "to"}}[op]
+		for _, part := range []struct {
+			name, text string
+			known      []string
+		}{{"path", endpoint.Path, pathPlaceholders}, {"body", endpoint.Body, bodyPlaceholders}} {
+			for _, used := range placeholdersIn(part.text) {
+				if !slices.Contains(part.known, used) {
+					known := "none"
+					if len(part.known) > 0 {
+						known = braced(part.known)
+					}
+					problem("%s: {%s} is not known in the %s (%s's %s takes %s)", where, used, part.name, op, part.name, known)
 				}
 			}
 		}
@@ -394,26 +403,33 @@ func (a Amounts) ParseAmount(value any) (int64, error) {
 		return strconv.ParseInt(text, 10, 64)
 	}
 	whole, fraction, _ := strings.Cut(text, ".")
-	if len(fraction) > a.Scale {
-		return 0, fmt.Errorf("amount %q has more than %d fraction digits", text, a.Scale)
+	negative := strings.HasPrefix(whole, "-")
+	whole = strings.TrimPrefix(whole, "-")
+	if len(fraction) > a.Scale || !digits(whole) || (fraction != "" && !digits(fraction)) {
+		return 0, fmt.Errorf("amount %q is not a decimal with at most %d fraction digits", text, a.Scale)
 	}
 	fraction += strings.Repeat("0", a.Scale-len(fraction))
-	negative := strings.HasPrefix(whole, "-")
-	major, err := strconv.ParseInt(strings.TrimPrefix(whole, "-"), 10, 64)
+	total, err := strconv.ParseInt(whole+fraction, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("amount %q: %w", text, err)
 	}
-	minor := int64(0)
-	if fraction != "" {
-		if minor, err = strconv.ParseInt(fraction, 10, 64); err != nil {
-			return 0, fmt.Errorf("amount %q: %w", text, err)
-		}
-	}
-	total := major*int64(math.Pow10(a.Scale)) + minor
 	if negative {
 		total = -total
 	}
 	return total, nil
+}
+
+// digits reports whether text is one or more ASCII digits.
+func digits(text string) bool {
+	if text == "" {
+		return false
+	}
+	for _, r := range text {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // renderBody fills a body template.
@@ -480,7 +496,12 @@ func (p *Profile) Translate(op string, status int, body []byte) (int, []byte) {
 		case matches(a.KeyInFlight):
 			return http.StatusConflict, codeBody(codeKeyInFlight)
 		case status >= 200 && status < 300:
-			return p.translateTransaction(document)
+			code, translated := p.translateTransaction(document)
+			if op == OpStatus && code == http.StatusAccepted {
+				// The reference answers a status read 200, whatever the status.
+				code = http.StatusOK
+			}
+			return code, translated
 		}
 	case OpSignup:
 		if matches(a.EmailTaken) {
@@ -518,7 +539,9 @@ func (p *Profile) Translate(op string, status int, body []byte) (int, []byte) {
 		}
 	}
 	if status >= 200 && status < 300 {
-		return status, body
+		// A success the profile does not list: its body is the system's
+		// dialect, which must not be read as the reference's.
+		return status, unreadable
 	}
 	// An error: its code, in the reference's words where the profile maps it.
 	return status, codeBody(p.reason(errorCode))
@@ -530,7 +553,7 @@ func (p *Profile) translateTransaction(document any) (int, []byte) {
 	id, errID := text(pointer(document, a.TransactionID))
 	status, errStatus := text(pointer(document, a.Status))
 	if errID != nil || errStatus != nil || id == "" {
-		return http.StatusOK, []byte(`"unreadable"`)
+		return http.StatusOK, unreadable
 	}
 	answer := map[string]string{"transaction_id": id}
 	code := http.StatusOK
@@ -544,10 +567,18 @@ func (p *Profile) translateTransaction(document any) (int, []byte) {
 	case slices.Contains(a.Pending, status):
 		answer["status"], code = refAccepted, http.StatusAccepted
 	default:
-		answer["status"] = "unknown:" + status
+		// A status value the profile does not list: unreadable, so the
+		// outcome is unknown with reason invalid_response, resolved by the
+		// audit against the ledger.
+		return http.StatusOK, unreadable
 	}
 	return code, mustJSON(answer)
 }
+
+// unreadable is an answer body the client cannot read as the reference's (a
+// JSON string, not an object): the outcome is unknown, reason
+// invalid_response.
+var unreadable = []byte(`"unreadable"`)
 
 // reason maps a system's reason or error value to the reference's.
 func (p *Profile) reason(value string) string {

@@ -59,7 +59,9 @@ func TestTranslateAnswersIntoTheReferenceDialect(t *testing.T) {
 		{"key reused", OpDeposit, 409, `{"error":{"type":"key_conflict"}}`, 422, `{"code":"idempotency_key_reused"}`},
 		{"key in flight", OpDeposit, 409, `{"error":{"type":"in_progress"}}`, 409, `{"code":"idempotency_key_in_flight"}`},
 		{"error mapped", OpDeposit, 400, `{"error":{"type":"bad_value"}}`, 400, `{"code":"invalid_amount"}`},
-		{"status value unknown", OpStatus, 200, `{"payment":{"ref":"r4","state":"ON_HOLD"}}`, 200, `{"status":"unknown:ON_HOLD","transaction_id":"r4"}`},
+		{"status value unknown", OpStatus, 200, `{"payment":{"ref":"r4","state":"ON_HOLD"}}`, 200, `"unreadable"`},
+		{"pending status read", OpStatus, 200, `{"payment":{"ref":"r5","state":"PROCESSING"}}`, 200, `{"status":"accepted","transaction_id":"r5"}`},
+		{"success not listed", OpSignup, 201, `{"customer":{"id":7}}`, 201, `"unreadable"`},
 		{"unreadable", OpTransfer, 200, `<html>`, 200, `"unreadable"`},
 		{"signup", OpSignup, 200, `{"customer":{"id":7,"wallet":{"number":11}}}`, 201, `{"account_id":11,"user_id":7}`},
 		{"email taken", OpSignup, 409, `{"error":{"type":"email_taken"}}`, 409, `{"code":"email_taken"}`},
@@ -84,8 +86,10 @@ func TestAmounts(t *testing.T) {
 			t.Errorf("ParseAmount(%s) = %d, %v", want, back, err)
 		}
 	}
-	if _, err := decimal.ParseAmount("1.234"); err == nil {
-		t.Error("three fraction digits accepted at scale 2")
+	for _, bad := range []string{"1.234", "5.-1", "1e3", "", ".5.", "99999999999999999999.00"} {
+		if got, err := decimal.ParseAmount(bad); err == nil {
+			t.Errorf("ParseAmount(%q) = %d, want an error", bad, got)
+		}
 	}
 	if got := (Amounts{Format: "decimal", Scale: 2, Quoted: true}).FormatAmount(5); got != `"0.05"` {
 		t.Errorf("quoted %s", got)
@@ -98,7 +102,7 @@ func TestValidationListsEveryProblem(t *testing.T) {
 		t.Fatal("an invalid profile accepted")
 	}
 	for _, want := range []string{`amounts.format: "cents"`, "value containing {token}", "idempotency_header: missing", `signup (line 4): method "FETCH"`,
-		"must start with /", "{mail} is not known here", "signin: missing", "answers.transaction_id", "answers.key_reused"} {
+		"must start with /", "{mail} is not known in the body", "signin: missing", "answers.transaction_id", "answers.key_reused"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)
 		}

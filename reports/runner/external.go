@@ -62,6 +62,9 @@ func (e *ExternalSystem) Prepare(ctx context.Context) (chaos.Inventory, error) {
 	if sources != 1 {
 		return chaos.Inventory{}, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema), --ledger-sql FILE (your schema, your queries) or --ledger-export DIR with --export-command (docs/external.md)")
 	}
+	if e.LedgerSQL != "" && e.Brokers != "" {
+		return chaos.Inventory{}, errors.New("--brokers drains the reference pipeline's topic; with --ledger-sql the audit waits for a quiet ledger instead (give one)")
+	}
 	if e.LedgerSQL != "" {
 		// The queries are checked against the database now, not after the load.
 		ledger, err := invariants.LoadSQLLedger(e.LedgerSQL)

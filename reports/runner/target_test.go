@@ -113,11 +113,14 @@ func TestExternalSystemLedgerRunsTheExportCommand(t *testing.T) {
 	var output strings.Builder
 	system := &ExternalSystem{BaseURLs: "http://a:1", LedgerExport: t.TempDir(), ExportCommand: "exit 3",
 		QuietPeriod: 10 * time.Millisecond, DrainTimeout: time.Second}
-	if _, err := system.Ledger(context.Background(), &output); err == nil || !strings.Contains(err.Error(), "--export-command") {
-		t.Errorf("Ledger: %v, want the failed export command", err)
+	system.ExportCommand = "echo PGPASSWORD=s3cret >/dev/null; exit 3"
+	_, err := system.Ledger(context.Background(), &output)
+	if err == nil || !strings.Contains(err.Error(), "--export-command") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("Ledger: %v, want the failed export command and its status", err)
 	}
-	if !strings.Contains(output.String(), "ledger export: exit 3") {
-		t.Errorf("output %q does not say the command", output.String())
+	// The command's text may hold a password: neither said nor kept.
+	if !strings.Contains(output.String(), "ledger export: running --export-command") || strings.Contains(output.String()+err.Error(), "s3cret") {
+		t.Errorf("output %q, error %v: want the export announced without the command's text", output.String(), err)
 	}
 }
 

@@ -266,20 +266,22 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// waitFor polls check every few milliseconds until it holds or 5s pass.
+// waitFor polls check every few milliseconds until it holds or 20s pass.
 func waitFor(t *testing.T, what string, check func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !check() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
+			t.Fatalf("%s: not within 20s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
 func TestApplyDelay(t *testing.T) {
-	const delay = 50 * time.Millisecond
+	// Long enough that the checks "before the apply" run before it even on a
+	// loaded machine (they are in-process calls of a few microseconds).
+	const delay = 2 * time.Second
 	a := newAPI(t, testsystem.Options{ApplyDelay: delay})
 	alice := a.signUpAndIn("alice@example.test")
 	start := time.Now()
@@ -406,7 +408,7 @@ func TestExport(t *testing.T) {
 
 func TestExportOfAcceptedCommands(t *testing.T) {
 	t.Run("left out until applied", func(t *testing.T) {
-		a := newAPI(t, testsystem.Options{ApplyDelay: 30 * time.Millisecond})
+		a := newAPI(t, testsystem.Options{ApplyDelay: 2 * time.Second})
 		alice := a.signUpAndIn("alice@example.test")
 		deposit := a.deposit(alice, "d", 10).transaction(t)
 		if read := readExport(t, a.system); len(read.transactions) != 0 || len(read.postings) != 0 {
