@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -167,4 +168,60 @@ func decodeLog(content []byte) ([]Record, error) {
 		records = append(records, record)
 	}
 	return records, nil
+}
+
+// TestTimedOutFaultCommandIsStillRecovered: a fault command that timed out
+// may have done its work anyway (the daemon it asked carries on), so the
+// cleanup runs its recover command when the run ends before the recovery.
+func TestTimedOutFaultCommandIsStillRecovered(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "events")
+	plan := `duration: 60s
+steps:
+  - {at: 0s, action: command, target: db, params: {run: "echo stopping >> ` + marker + `; sleep 30", timeout: 200ms, duration: 50s, recover: "echo started >> ` + marker + `"}}
+`
+	log := &lockedBuffer{}
+	runner := &Runner{Executor: ExternalExecutor{Name: "x"}, ChaosLog: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the fault's record is written (it timed out).
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if log.Len() > 0 {
+				break
+			}
+		}
+		cancel()
+	}()
+	_, _ = runner.Run(ctx, "timed-out", 1, timelineOf(t, plan), time.Now())
+	content, _ := os.ReadFile(marker)
+	if string(content) != "stopping\nstarted\n" {
+		t.Fatalf("commands did %q: want the timed-out fault's recovery run by the cleanup", content)
+	}
+	records, err := decodeLog(log.Bytes())
+	if err != nil || len(records) != 2 || records[0].Result != ResultError || !strings.Contains(records[0].Error, "timed out") || !records[1].Cleanup {
+		t.Errorf("records %+v (%v): want the timed-out fault, then its recovery as cleanup", records, err)
+	}
+}
+
+// lockedBuffer is a buffer safe for a writer and a reader at once.
+type lockedBuffer struct {
+	mutex  sync.Mutex
+	buffer bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mutex.Lock()
+	defer b.mutex.Unlock()
+	return b.buffer.Write(p)
+}
+
+func (b *lockedBuffer) Len() int {
+	b.mutex.Lock()
+	defer b.mutex.Unlock()
+	return b.buffer.Len()
+}
+
+func (b *lockedBuffer) Bytes() []byte {
+	b.mutex.Lock()
+	defer b.mutex.Unlock()
+	return append([]byte(nil), b.buffer.Bytes()...)
 }

@@ -21,6 +21,7 @@ import (
 const (
 	replayScenarioFile = "scenario.yaml"
 	replayPlanFile     = "plan.yaml"
+	replayProfileFile  = "profile.yaml"
 )
 
 // givenArguments returns the flags set on flags' command line as
@@ -124,6 +125,9 @@ func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
 	if record.Replay.PlanFile != "" {
 		o.plan = filepath.Join(dir, record.Replay.PlanFile)
 	}
+	if record.Replay.ProfileFile != "" {
+		o.profile = filepath.Join(dir, record.Replay.ProfileFile)
+	}
 	o.planSeed = record.PlanSeed
 	o.out = given.out
 	if o.out == "" {
@@ -132,7 +136,7 @@ func replayOptions(flags *flag.FlagSet, given runOptions) (runOptions, error) {
 	return o, nil
 }
 
-// keepReplayFiles copies the scenario and plan into the run directory and
+// keepReplayFiles copies the scenario, the plan and the profile into the run directory and
 // names them in the run's replay section.
 func (p *preparedRun) keepReplayFiles() error {
 	o := p.options
@@ -154,6 +158,14 @@ func (p *preparedRun) keepReplayFiles() error {
 			return err
 		}
 		p.record.Replay.PlanFile = replayPlanFile
+	}
+	if o.profile != "" {
+		// A profile holds no secret (the ledger query file may: it stays
+		// where it is, named by its flag).
+		if err := copyInto(o.profile, replayProfileFile); err != nil {
+			return err
+		}
+		p.record.Replay.ProfileFile = replayProfileFile
 	}
 	return nil
 }

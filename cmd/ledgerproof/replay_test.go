@@ -41,8 +41,8 @@ func TestReplayRecordsFlagsWithoutPasswords(t *testing.T) {
 func TestReplayOptions(t *testing.T) {
 	dir := t.TempDir()
 	record := &runner.RunFile{ID: "run-1", Seed: 77, PlanSeed: 1234, Replay: &runner.Replay{
-		Args:     []string{"--stack=external", "--base-url=http://127.0.0.1:1", "--set=schedule.rate=5", "--seed=77"},
-		Withheld: []string{"--postgres-url"}, ScenarioFile: "scenario.yaml", PlanFile: "plan.yaml"}}
+		Args:     []string{"--stack=external", "--base-url=http://127.0.0.1:1", "--set=schedule.rate=5", "--seed=77", "--profile=/elsewhere/p.yaml"},
+		Withheld: []string{"--postgres-url"}, ScenarioFile: "scenario.yaml", PlanFile: "plan.yaml", ProfileFile: "profile.yaml"}}
 	if err := record.Write(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +66,7 @@ func TestReplayOptions(t *testing.T) {
 	}
 	if o.stack != "external" || o.seed != "77" || o.planSeed != 1234 || o.postgresURL != "postgres://ledger:s3cret@127.0.0.1:5432/ledger" ||
 		o.scenario != filepath.Join(dir, "scenario.yaml") || o.plan != filepath.Join(dir, "plan.yaml") || o.out != "/tmp/replayed" ||
+		o.profile != filepath.Join(dir, "profile.yaml") ||
 		!slices.Equal([]string(o.sets), []string{"schedule.rate=5"}) || !slices.Equal(o.withheldArgs, []string{"--postgres-url"}) {
 		t.Errorf("replay options %+v", o)
 	}

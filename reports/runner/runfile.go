@@ -144,6 +144,8 @@ type Replay struct {
 	Withheld     []string `json:"withheld,omitempty"`
 	ScenarioFile string   `json:"scenario_file,omitempty"`
 	PlanFile     string   `json:"plan_file,omitempty"`
+	// ProfileFile is the system profile as it was (--profile), when given.
+	ProfileFile string `json:"profile_file,omitempty"`
 }
 
 // Write writes run.json into dir atomically (temporary file, rename), so a
