@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/bench"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
 // benchLoadCommand measures the load engine's own cost (package load/bench, `make bench-load`): the generator
@@ -53,7 +54,7 @@ func benchLoadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fl
 			return fmt.Errorf("the benchmark runs its own executable: %w", err)
 		}
 		if *port == 0 {
-			ports, err := freePorts(1, nil)
+			ports, err := runner.FreePorts(1, nil)
 			if err != nil {
 				return err
 			}

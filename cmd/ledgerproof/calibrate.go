@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/bench"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
@@ -171,7 +172,7 @@ func calibrateHTTP(ctx context.Context, o capacityOptions, self, runDir string, 
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return part, err
 	}
-	ports, err := freePorts(1, nil)
+	ports, err := runner.FreePorts(1, nil)
 	if err != nil {
 		return part, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/invariants/mutation"
 	"github.com/ledgerproof/ledgerproof/load/generator"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -243,7 +244,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 		downContext, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		err := stack.Down(downContext, stackDir, stack.DownOptions{Output: progress})
-		copyStackFiles(stackDir, filepath.Join(dir, "stack"))
+		runner.CopyStackFiles(stackDir, filepath.Join(dir, "stack"))
 		switch {
 		case err != nil:
 			say("ERROR stopping the stack (kept in %s): %v", stackDir, err)
@@ -274,7 +275,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 		watchdog.Add(1)
 		go func() {
 			defer watchdog.Done()
-			restartExited(loadContext, stackDir, func(line string) {
+			runner.RestartExited(loadContext, stackDir, func(line string) {
 				restartsMutex.Lock()
 				restarts = append(restarts, line)
 				restartsMutex.Unlock()
@@ -325,7 +326,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 
 	// Recovery: everything up again before the drain (a lost command must
 	// not be one still queued behind a dead component).
-	if err := recoverStack(ctx, stackDir, func(line string) { say("%s", line) }); err != nil {
+	if err := runner.RecoverStack(ctx, stackDir, func(line string) { say("%s", line) }); err != nil {
 		stopAll()
 		return fail(err)
 	}
@@ -412,13 +413,8 @@ func mutationStackConfig(dir, binary string, run mutation.Run) (stack.Config, er
 		config.UnsafeAllowSeededBugs = true
 		config.WorkerArgs = append(config.WorkerArgs, run.Case.WorkerArgs...)
 	}
-	ports, err := freePorts(6, map[int]int{3: mutation.Gateways, 4: mutation.Workers, 5: mutation.Gateways})
-	if err != nil {
-		return config, err
-	}
-	config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
-		ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-	return config, nil
+	err := runner.UseFreePorts(&config)
+	return config, err
 }
 
 // mutationSetupTimeout bounds each run's load setup (setup.timeout): 50
@@ -586,110 +582,6 @@ func (l *gatedLoad) stop() {
 	case <-timer.C:
 		_ = l.command.Process.Kill()
 		<-l.done
-	}
-}
-
-// restartExited restarts, until ctx ends, every gateway or worker that
-// exited on its own (recorded running or failed, process gone) for at least
-// a second: a seeded crash, as a process supervisor would. Components the
-// fault plan killed or stopped are left to the plan.
-func restartExited(ctx context.Context, dir string, log func(string)) {
-	deadSince := map[string]time.Time{}
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		file, err := stack.Load(dir)
-		if err != nil {
-			continue
-		}
-		for _, component := range file.Components {
-			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway {
-				continue
-			}
-			exited := !component.Alive() && (component.State == stack.StateRunning || component.State == stack.StateFailed)
-			if !exited {
-				delete(deadSince, component.Name)
-				continue
-			}
-			since, seen := deadSince[component.Name]
-			if !seen {
-				deadSince[component.Name] = time.Now()
-				continue
-			}
-			if time.Since(since) < time.Second {
-				continue
-			}
-			_, err := stack.Operate(ctx, dir, component.Name, stack.ActionStart)
-			if ctx.Err() != nil {
-				return
-			}
-			delete(deadSince, component.Name)
-			if err != nil {
-				log(fmt.Sprintf("restart of %s (exited on its own) failed: %v", component.Name, firstLine(err.Error())))
-			} else {
-				log(fmt.Sprintf("restarted %s (exited on its own)", component.Name))
-			}
-		}
-	}
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// recoverStack starts every component that is not running, in the stack's
-// order (Postgres, Redis, broker, gateways, workers), retrying a few times.
-func recoverStack(ctx context.Context, dir string, log func(string)) error {
-	for attempt := 1; ; attempt++ {
-		file, err := stack.Load(dir)
-		if err != nil {
-			return err
-		}
-		var failed []error
-		for _, component := range file.Components {
-			if component.Alive() {
-				continue
-			}
-			startContext, cancel := context.WithTimeout(ctx, time.Minute)
-			_, err := stack.Operate(startContext, dir, component.Name, stack.ActionStart)
-			cancel()
-			if err != nil {
-				failed = append(failed, fmt.Errorf("%s: %s", component.Name, firstLine(err.Error())))
-			} else {
-				log(fmt.Sprintf("recovery: started %s", component.Name))
-			}
-		}
-		if len(failed) == 0 {
-			return nil
-		}
-		if attempt == 3 || ctx.Err() != nil {
-			return fmt.Errorf("recovery: %w", errors.Join(failed...))
-		}
-		time.Sleep(2 * time.Second)
-	}
-}
-
-// copyStackFiles copies the stack file and the components' logs into dest.
-func copyStackFiles(stackDir, dest string) {
-	_ = os.MkdirAll(dest, 0o755)
-	copyFile := func(from, to string) {
-		content, err := os.ReadFile(from)
-		if err == nil {
-			_ = os.WriteFile(to, content, 0o644)
-		}
-	}
-	copyFile(filepath.Join(stackDir, stack.FileName), filepath.Join(dest, stack.FileName))
-	logs, _ := filepath.Glob(filepath.Join(stackDir, "logs", "*.log"))
-	for _, log := range logs {
-		copyFile(log, filepath.Join(dest, filepath.Base(log)))
 	}
 }
 

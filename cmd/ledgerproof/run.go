@@ -305,7 +305,14 @@ func newTarget(o runOptions, bugs []string) (runner.Target, error) {
 		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
 			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (or compose); a local stack's endpoints are in its stack file")
 		}
-		return newLocalStack(o, bugs), nil
+		config := stack.DefaultConfig()
+		config.Dir = o.stackDir
+		config.PostgresPort, config.RedisPort, config.BrokerPort = o.postgresPort, o.redisPort, o.brokerPort
+		config.GatewayPort, config.WorkerMetricsPort = o.gatewayPort, o.workerMetricsPort
+		config.Gateways, config.Workers = o.gateways, o.workers
+		config.GatewayArgs = append(append([]string{}, runKDFArgs...), o.gatewayArgs...)
+		config.WorkerArgs = append([]string{}, o.workerArgs...)
+		return runner.NewLocalStack(runner.LocalOptions{Config: config, SeededBugs: bugs, Keep: o.keepStack, Purge: o.purgeStack}), nil
 	case runner.KindCompose:
 		if o.ledgerExport != "" || o.exportCommand != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
 			return nil, errors.New("--ledger-export, --export-command, --ledger-sql, --metrics-url and --profile are for --stack external; the compose project is the reference system, audited through its Postgres")
@@ -379,7 +386,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 	}
 	// The generators serve their metrics on free loopback ports, scraped beside the system's: the report
 	// shows what the load cost as well as what the system did.
-	if ports, err := freePorts(1, map[int]int{0: o.generators}); err == nil {
+	if ports, err := runner.FreePorts(1, map[int]int{0: o.generators}); err == nil {
 		config.LoadMetricsPort = ports[0]
 	} else {
 		fmt.Fprintf(stdout, "no free ports for the load's metrics (%v): the load's own figures are in its summary only\n", err)

@@ -21,7 +21,7 @@ const (
 )
 
 // Target is the system a run loads, hurts and audits: the local reference
-// stack (cmd/ledgerproof), a docker compose project (Compose) or a system
+// stack (LocalStack), a docker compose project (Compose) or a system
 // Ledgerproof did not start (External).
 //
 // Before anything starts, the run calls Prepare, then CheckPlan when it has

@@ -1,10 +1,12 @@
-package main
+package runner
 
 import (
 	"errors"
 	"math/rand/v2"
 	"net"
 	"strconv"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
 // Ports below lowestEphemeralPort are never picked by the kernel as the source port of an outgoing connection
@@ -15,9 +17,9 @@ const (
 	lowestRangePort     = 20000
 )
 
-// freePorts returns n ports free a moment ago on 127.0.0.1, below the ephemeral range; the port at index i is
+// FreePorts returns n ports free a moment ago on 127.0.0.1, below the ephemeral range; the port at index i is
 // the first of span[i] consecutive free ports, and no two ranges overlap.
-func freePorts(n int, span map[int]int) ([]int, error) {
+func FreePorts(n int, span map[int]int) ([]int, error) {
 	taken := map[int]bool{}
 	ports := make([]int, 0, n)
 	for i := 0; i < n; i++ {
@@ -54,4 +56,18 @@ func portFree(port int) bool {
 	}
 	listener.Close()
 	return true
+}
+
+// UseFreePorts puts a stack on ports free a moment ago: Postgres, Redis and
+// the broker, and a range each for the gateways, the workers' metrics and
+// the gateways' internal listeners, as wide as config.Gateways and
+// config.Workers.
+func UseFreePorts(config *stack.Config) error {
+	ports, err := FreePorts(6, map[int]int{3: config.Gateways, 4: config.Workers, 5: config.Gateways})
+	if err != nil {
+		return err
+	}
+	config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
+		ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
+	return nil
 }

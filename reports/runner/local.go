@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -12,22 +12,29 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/chaos"
-	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
-// localStack is the runner.Target of `ledgerproof run --stack local`: the
-// reference stack in --stack-dir, attached when it runs, else started (and
+// LocalOptions make a LocalStack.
+type LocalOptions struct {
+	// Config is the stack the run starts: its directory (where a running
+	// stack is attached), ports, processes and their arguments.
+	Config stack.Config
+	// SeededBugs are the seeded bugs the stack is started with: the run
+	// then always starts a fresh stack in a temporary directory on free
+	// ports, removed after the run.
+	SeededBugs []string
+	// Keep leaves a stack the run started running; Purge removes its
+	// directory after stopping it.
+	Keep, Purge bool
+}
+
+// LocalStack is the Target of `ledgerproof run --stack local`: the
+// reference stack in Config.Dir, attached when it runs, else started (and
 // stopped at the end); with a seeded bug, always a fresh one in a temporary
 // directory on free ports, removed after the run.
-type localStack struct {
-	// config is the stack the run starts, as the flags say.
-	config stack.Config
-	// bugs are the seeded bugs the stack is started with.
-	bugs []string
-	// keep leaves a stack the run started running; purge removes its
-	// directory after stopping it.
-	keep, purge bool
+type LocalStack struct {
+	LocalOptions
 
 	// dir is the stack's directory, resolved by Prepare.
 	dir string
@@ -50,37 +57,30 @@ type localStack struct {
 	executor     chaos.Executor
 }
 
-var _ runner.Target = (*localStack)(nil)
+var _ Target = (*LocalStack)(nil)
 
-// newLocalStack makes the local stack of the run's flags.
-func newLocalStack(o runOptions, bugs []string) *localStack {
-	config := stack.DefaultConfig()
-	config.Dir = o.stackDir
-	config.PostgresPort, config.RedisPort, config.BrokerPort = o.postgresPort, o.redisPort, o.brokerPort
-	config.GatewayPort, config.WorkerMetricsPort = o.gatewayPort, o.workerMetricsPort
-	config.Gateways, config.Workers = o.gateways, o.workers
-	config.GatewayArgs = append(append([]string{}, runKDFArgs...), o.gatewayArgs...)
-	config.WorkerArgs = append([]string{}, o.workerArgs...)
-	return &localStack{config: config, bugs: bugs, keep: o.keepStack, purge: o.purgeStack}
+// NewLocalStack makes the local stack of the options.
+func NewLocalStack(o LocalOptions) *LocalStack {
+	return &LocalStack{LocalOptions: o}
 }
 
 // Describe names the stack as its executor does.
-func (l *localStack) Describe() string {
+func (l *LocalStack) Describe() string {
 	if l.start != nil {
 		return "local stack " + l.dir + " (to be started)"
 	}
 	return "local stack " + l.dir
 }
 
-// Prepare decides whether the run attaches to the stack in --stack-dir or
+// Prepare decides whether the run attaches to the stack in Config.Dir or
 // starts one (a seeded bug: always a fresh one in a temporary directory on
 // free ports), and returns the inventory the plan is checked against.
-func (l *localStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
-	config := l.config
+func (l *LocalStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
+	config := l.Config
 	if config.Gateways < 1 {
 		return chaos.Inventory{}, errors.New("--gateways: the load needs at least one gateway")
 	}
-	if len(l.bugs) > 0 {
+	if len(l.SeededBugs) > 0 {
 		// A seeded bug changes the schema for good (docs/seeded-bugs.md):
 		// its stack is fresh, on free ports, and removed after the run.
 		// A short path: the Postgres unix socket lives under it.
@@ -89,17 +89,14 @@ func (l *localStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
 			return chaos.Inventory{}, err
 		}
 		_ = os.Remove(dir) // created by the run when it starts the stack
-		ports, err := freePorts(6, map[int]int{3: config.Gateways, 4: config.Workers, 5: config.Gateways})
-		if err != nil {
+		if err := UseFreePorts(&config); err != nil {
 			return chaos.Inventory{}, err
 		}
 		config.Dir = dir
-		config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
-			ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
-		config.SeededBugs, config.UnsafeAllowSeededBugs = l.bugs, true
+		config.SeededBugs, config.UnsafeAllowSeededBugs = l.SeededBugs, true
 	}
 	l.dir = config.Dir
-	if len(l.bugs) == 0 {
+	if len(l.SeededBugs) == 0 {
 		if file, err := stack.Load(config.Dir); err == nil {
 			var running, notRunning []string
 			for _, component := range file.Components {
@@ -148,7 +145,7 @@ func (l *localStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
 
 // CheckPlan checks the plan against the stack; a stack the run starts gets
 // the crash points the plan arms.
-func (l *localStack) CheckPlan(plan string, timeline []chaos.Step) error {
+func (l *LocalStack) CheckPlan(plan string, timeline []chaos.Step) error {
 	if l.start != nil {
 		enableCrashPointsForPlan(timeline, l.start, &l.inventory)
 	}
@@ -175,13 +172,13 @@ func needsStackFeatures(timeline []chaos.Step) bool {
 }
 
 // Preflight has nothing to check: Prepare read the stack's state.
-func (l *localStack) Preflight(context.Context) error { return nil }
+func (l *LocalStack) Preflight(context.Context) error { return nil }
 
 // Start starts the stack or attaches to the running one, reads its stack
 // file and, with a plan, checks the plan again against the stack as it
-// runs. stop stops a stack it started (unless --keep-stack) and copies the
+// runs. stop stops a stack it started (unless Keep) and copies the
 // stack's logs into the run directory.
-func (l *localStack) Start(ctx context.Context, runDir string, out io.Writer) (func(), error) {
+func (l *LocalStack) Start(ctx context.Context, runDir string, out io.Writer) (func(), error) {
 	var stop func()
 	if l.start != nil {
 		var err error
@@ -215,15 +212,15 @@ func (l *localStack) Start(ctx context.Context, runDir string, out io.Writer) (f
 }
 
 // up starts the stack and returns the function that stops it (unless
-// --keep-stack), copies its logs into the run directory and, for a seeded
-// bug or --purge-stack, removes it.
-func (l *localStack) up(ctx context.Context, runDir string, stdout io.Writer) (func(), error) {
+// Keep), copies its logs into the run directory and, for a seeded
+// bug or Purge, removes it.
+func (l *LocalStack) up(ctx context.Context, runDir string, stdout io.Writer) (func(), error) {
 	config := *l.start
 	config.Output = stdout
 	if bugs := config.SeededBugs; len(bugs) > 0 {
 		fmt.Fprintf(stdout, "starting a fresh stack in %s with SEEDED BUG %s (it loses or duplicates money on purpose; removed after the run)\n", config.Dir, strings.Join(bugs, ","))
 	} else {
-		fmt.Fprintf(stdout, "starting the local stack in %s (stopped at the end%s)\n", config.Dir, map[bool]string{true: " and removed", false: ""}[l.purge])
+		fmt.Fprintf(stdout, "starting the local stack in %s (stopped at the end%s)\n", config.Dir, map[bool]string{true: " and removed", false: ""}[l.Purge])
 	}
 	if err := os.MkdirAll(config.Dir, 0o755); err != nil {
 		return func() {}, err
@@ -236,9 +233,9 @@ func (l *localStack) up(ctx context.Context, runDir string, stdout io.Writer) (f
 	upContext, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	_, err := stack.Up(upContext, config)
 	cancel()
-	purge := l.purge || len(config.SeededBugs) > 0
+	purge := l.Purge || len(config.SeededBugs) > 0
 	stop := func() {
-		if l.keep {
+		if l.Keep {
 			copyRunStackLogs(config.Dir, runDir)
 			fmt.Fprintf(stdout, "stack left running in %s (--keep-stack): stop it with 'ledgerproof down --dir %s%s'\n",
 				config.Dir, config.Dir, map[bool]string{true: " --purge", false: ""}[purge])
@@ -266,8 +263,8 @@ func (l *localStack) up(ctx context.Context, runDir string, stdout io.Writer) (f
 
 // Stack records the directory, whether the run started the stack and,
 // once it runs, its gateways.
-func (l *localStack) Stack() runner.StackInfo {
-	info := runner.StackInfo{Kind: runner.KindLocal, Dir: l.dir, StartedByRun: l.startedByRun}
+func (l *LocalStack) Stack() StackInfo {
+	info := StackInfo{Kind: KindLocal, Dir: l.dir, StartedByRun: l.startedByRun}
 	if l.file != nil {
 		info.Gateways = l.file.Endpoints.Gateways
 	}
@@ -275,29 +272,29 @@ func (l *localStack) Stack() runner.StackInfo {
 }
 
 // Executor is the local executor of the running stack, with a plan.
-func (l *localStack) Executor() chaos.Executor { return l.executor }
+func (l *LocalStack) Executor() chaos.Executor { return l.executor }
 
 // ScrapeTargets are the stack's gateways' and workers' /metrics.
-func (l *localStack) ScrapeTargets() []runner.ScrapeTarget {
-	var targets []runner.ScrapeTarget
+func (l *LocalStack) ScrapeTargets() []ScrapeTarget {
+	var targets []ScrapeTarget
 	for _, component := range l.file.Components {
 		switch component.Kind {
 		case stack.KindGateway:
-			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint + "/metrics"})
+			targets = append(targets, ScrapeTarget{Name: component.Name, URL: component.Endpoint + "/metrics"})
 		case stack.KindWorker:
-			targets = append(targets, runner.ScrapeTarget{Name: component.Name, URL: component.Endpoint})
+			targets = append(targets, ScrapeTarget{Name: component.Name, URL: component.Endpoint})
 		}
 	}
 	return targets
 }
 
 // PostgresVersion asks the stack's Postgres.
-func (l *localStack) PostgresVersion(ctx context.Context) string {
-	return runner.PostgresVersion(ctx, l.file.Endpoints.PostgresURL)
+func (l *LocalStack) PostgresVersion(ctx context.Context) string {
+	return PostgresVersion(ctx, l.file.Endpoints.PostgresURL)
 }
 
 // Recovery starts every component that is not running (recoverRunStack).
-func (l *localStack) Recovery() func(ctx context.Context, output io.Writer) error {
+func (l *LocalStack) Recovery() func(ctx context.Context, output io.Writer) error {
 	return func(ctx context.Context, output io.Writer) error {
 		return recoverRunStack(ctx, l.dir, output)
 	}
@@ -305,13 +302,13 @@ func (l *localStack) Recovery() func(ctx context.Context, output io.Writer) erro
 
 // Ledger is the stack's: the whole ledger when the run started a fresh
 // stack (every transaction must be the load's).
-func (l *localStack) Ledger(context.Context, io.Writer) (runner.LedgerSource, error) {
-	return runner.LedgerSource{StackDir: l.dir, WholeLedger: l.fresh && l.startedByRun}, nil
+func (l *LocalStack) Ledger(context.Context, io.Writer) (LedgerSource, error) {
+	return LedgerSource{StackDir: l.dir, WholeLedger: l.fresh && l.startedByRun}, nil
 }
 
 // recoverRunStack starts every component of the local stack that is not
 // running (a plan that ended with something down, or a crash), as
-// mutation's recoverStack does, except a Postgres fenced by a failover,
+// RecoverStack does, except a Postgres fenced by a failover,
 // which must stay down.
 func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
 	file, err := stack.Load(dir)
@@ -323,7 +320,7 @@ func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
 		fenced = file.Failovers[len(file.Failovers)-1].From
 	}
 	if fenced == "" {
-		return recoverStack(ctx, dir, func(line string) { fmt.Fprintln(output, line) })
+		return RecoverStack(ctx, dir, func(line string) { fmt.Fprintln(output, line) })
 	}
 	var failed []error
 	for _, component := range file.Components {
@@ -345,5 +342,5 @@ func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
 // copyRunStackLogs copies the stack file and the components' logs into
 // <run>/stack-logs/.
 func copyRunStackLogs(stackDir, runDir string) {
-	copyStackFiles(stackDir, filepath.Join(runDir, "stack-logs"))
+	CopyStackFiles(stackDir, filepath.Join(runDir, "stack-logs"))
 }

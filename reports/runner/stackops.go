@@ -1,0 +1,118 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// RestartExited restarts, until ctx ends, every gateway or worker that
+// exited on its own (recorded running or failed, process gone) for at least
+// a second: a seeded crash, as a process supervisor would. Components the
+// fault plan killed or stopped are left to the plan.
+func RestartExited(ctx context.Context, dir string, log func(string)) {
+	deadSince := map[string]time.Time{}
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		file, err := stack.Load(dir)
+		if err != nil {
+			continue
+		}
+		for _, component := range file.Components {
+			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway {
+				continue
+			}
+			exited := !component.Alive() && (component.State == stack.StateRunning || component.State == stack.StateFailed)
+			if !exited {
+				delete(deadSince, component.Name)
+				continue
+			}
+			since, seen := deadSince[component.Name]
+			if !seen {
+				deadSince[component.Name] = time.Now()
+				continue
+			}
+			if time.Since(since) < time.Second {
+				continue
+			}
+			_, err := stack.Operate(ctx, dir, component.Name, stack.ActionStart)
+			if ctx.Err() != nil {
+				return
+			}
+			delete(deadSince, component.Name)
+			if err != nil {
+				log(fmt.Sprintf("restart of %s (exited on its own) failed: %v", component.Name, firstLine(err.Error())))
+			} else {
+				log(fmt.Sprintf("restarted %s (exited on its own)", component.Name))
+			}
+		}
+	}
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// RecoverStack starts every component that is not running, in the stack's
+// order (Postgres, Redis, broker, gateways, workers), retrying a few times.
+func RecoverStack(ctx context.Context, dir string, log func(string)) error {
+	for attempt := 1; ; attempt++ {
+		file, err := stack.Load(dir)
+		if err != nil {
+			return err
+		}
+		var failed []error
+		for _, component := range file.Components {
+			if component.Alive() {
+				continue
+			}
+			startContext, cancel := context.WithTimeout(ctx, time.Minute)
+			_, err := stack.Operate(startContext, dir, component.Name, stack.ActionStart)
+			cancel()
+			if err != nil {
+				failed = append(failed, fmt.Errorf("%s: %s", component.Name, firstLine(err.Error())))
+			} else {
+				log(fmt.Sprintf("recovery: started %s", component.Name))
+			}
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			return fmt.Errorf("recovery: %w", errors.Join(failed...))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// CopyStackFiles copies the stack file and the components' logs into dest.
+func CopyStackFiles(stackDir, dest string) {
+	_ = os.MkdirAll(dest, 0o755)
+	copyFile := func(from, to string) {
+		content, err := os.ReadFile(from)
+		if err == nil {
+			_ = os.WriteFile(to, content, 0o644)
+		}
+	}
+	copyFile(filepath.Join(stackDir, stack.FileName), filepath.Join(dest, stack.FileName))
+	logs, _ := filepath.Glob(filepath.Join(stackDir, "logs", "*.log"))
+	for _, log := range logs {
+		copyFile(log, filepath.Join(dest, filepath.Base(log)))
+	}
+}
