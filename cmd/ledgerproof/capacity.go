@@ -21,6 +21,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/load/generator"
 	"github.com/ledgerproof/ledgerproof/load/metrics"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -420,8 +421,7 @@ func runCapacityMode(ctx context.Context, o capacityOptions, self string, modeIn
 	}
 	file := up.File
 	defer func() {
-		_ = copyTree(filepath.Join(file.Dir, "logs"), filepath.Join(result.RunDir, "stack-logs"))
-		_ = copyFile(filepath.Join(file.Dir, stack.FileName), filepath.Join(result.RunDir, "stack-logs", stack.FileName))
+		runner.CopyStackFiles(file.Dir, filepath.Join(result.RunDir, "stack-logs"))
 		downContext, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		if err := stack.Down(downContext, file.Dir, stack.DownOptions{Purge: true}); err != nil {
@@ -984,28 +984,4 @@ func replaceMarkedSection(path, content string) error {
 		text = text[:begin] + section + text[end+len(capacityEndMarker):]
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
-}
-
-func copyFile(from, to string) error {
-	content, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(to, content, 0o644)
-}
-
-func copyTree(from, to string) error {
-	return filepath.WalkDir(from, func(path string, entry os.DirEntry, err error) error {
-		if err != nil || entry.IsDir() {
-			return err
-		}
-		relative, err := filepath.Rel(from, path)
-		if err != nil {
-			return err
-		}
-		return copyFile(path, filepath.Join(to, relative))
-	})
 }

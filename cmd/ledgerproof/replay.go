@@ -178,3 +178,15 @@ func shellJoin(words []string) string {
 	}
 	return strings.Join(quoted, " ")
 }
+
+// copyFile copies a file, making the directory it goes to.
+func copyFile(from, to string) error {
+	content, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(to, content, 0o644)
+}
