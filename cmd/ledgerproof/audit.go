@@ -100,7 +100,7 @@ func (o *auditOptions) validate() error {
 	case o.maxBalance < 0 || o.maxAmount < 0:
 		return errors.New("--max-balance and --max-amount must not be negative")
 	}
-	for _, class := range splitList(o.require) {
+	for _, class := range runner.SplitList(o.require) {
 		if !slices.Contains(invariants.ClassNames(), class) {
 			return fmt.Errorf("--require: unknown class %q (known: %s)", class, strings.Join(invariants.ClassNames(), ", "))
 		}
@@ -115,7 +115,7 @@ func (o *auditOptions) validate() error {
 // rate above 0. note says where they came from, or why the scenario's
 // promises are not known (then only --require's are required).
 func auditRequirements(o auditOptions) (requirements []invariants.Requirement, note string) {
-	for _, class := range splitList(o.require) {
+	for _, class := range runner.SplitList(o.require) {
 		requirements = append(requirements, invariants.Requirement{Class: class, Why: "--require"})
 	}
 	path, sets, from := o.scenario, o.scenarioSets, "--scenario"

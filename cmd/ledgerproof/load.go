@@ -16,6 +16,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/load/generator"
 	"github.com/ledgerproof/ledgerproof/load/profile"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
 // loadOptions are the flags of `ledgerproof load`.
@@ -81,7 +82,7 @@ func prepareLoad(o loadOptions) (*generator.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	config := &generator.Config{Scenario: s, BaseURLs: splitList(o.baseURL), MetricsAddress: o.metricsAddress}
+	config := &generator.Config{Scenario: s, BaseURLs: runner.SplitList(o.baseURL), MetricsAddress: o.metricsAddress}
 	if o.profile != "" {
 		if config.Profile, err = profile.Load(o.profile); err != nil {
 			return nil, err

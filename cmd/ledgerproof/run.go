@@ -485,7 +485,7 @@ func generateReport(_ context.Context, runDir string) (string, error) {
 func printVerdict(w io.Writer, record *runner.RunFile, runDir string) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "VERDICT %s (exit %d) — audit %s, load exit %d, faults applied %d", strings.ToUpper(record.Verdict), record.ExitCode,
-		firstNonEmpty(record.AuditVerdict, "not run"), record.LoadExitCode, record.FaultsApplied)
+		runner.FirstNonEmpty(record.AuditVerdict, "not run"), record.LoadExitCode, record.FaultsApplied)
 	if record.FaultsFailed > 0 {
 		fmt.Fprintf(w, " (%d failed)", record.FaultsFailed)
 	}
@@ -528,23 +528,4 @@ func ledgerproofVersion() string {
 		}
 	}
 	return version
-}
-
-func splitList(text string) []string {
-	var values []string
-	for _, value := range strings.Split(text, ",") {
-		if value = strings.TrimSpace(value); value != "" {
-			values = append(values, value)
-		}
-	}
-	return values
-}
-
-func firstNonEmpty(values ...string) string {
-	for _, value := range values {
-		if value != "" {
-			return value
-		}
-	}
-	return ""
 }

@@ -93,7 +93,7 @@ func (c *ComposeProject) ScrapeTargets() []ScrapeTarget {
 
 // PostgresVersion asks the published Postgres.
 func (c *ComposeProject) PostgresVersion(ctx context.Context) string {
-	return PostgresVersion(ctx, firstNonEmpty(c.PostgresURL, ComposePostgresURL))
+	return PostgresVersion(ctx, FirstNonEmpty(c.PostgresURL, ComposePostgresURL))
 }
 
 // Recovery starts again every service the plan stopped or killed.
@@ -111,12 +111,12 @@ func (c *ComposeProject) Recovery() func(ctx context.Context, output io.Writer) 
 // Ledger is the published Postgres, drained by the published brokers.
 func (c *ComposeProject) Ledger(context.Context, io.Writer) (LedgerSource, error) {
 	return LedgerSource{
-		PostgresURL: firstNonEmpty(c.PostgresURL, ComposePostgresURL),
-		RedisAddr:   firstNonEmpty(c.RedisAddr, ComposeRedisAddr),
-		Brokers:     firstNonEmpty(c.Brokers, ComposeBrokers),
+		PostgresURL: FirstNonEmpty(c.PostgresURL, ComposePostgresURL),
+		RedisAddr:   FirstNonEmpty(c.RedisAddr, ComposeRedisAddr),
+		Brokers:     FirstNonEmpty(c.Brokers, ComposeBrokers),
 	}, nil
 }
 
 func (c *ComposeProject) gateways() []string {
-	return splitList(firstNonEmpty(c.BaseURLs, ComposeBaseURL))
+	return SplitList(FirstNonEmpty(c.BaseURLs, ComposeBaseURL))
 }

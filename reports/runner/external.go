@@ -94,8 +94,8 @@ func (e *ExternalSystem) CheckPlan(plan string, timeline []chaos.Step) error {
 
 // Preflight checks that every endpoint answers (Preflight).
 func (e *ExternalSystem) Preflight(ctx context.Context) error {
-	return Preflight(ctx, Endpoints{BaseURLs: splitList(e.BaseURLs), PostgresURL: e.PostgresURL,
-		RedisAddr: e.RedisAddr, Brokers: splitList(e.Brokers), MetricsURLs: splitList(e.MetricsURLs)})
+	return Preflight(ctx, Endpoints{BaseURLs: SplitList(e.BaseURLs), PostgresURL: e.PostgresURL,
+		RedisAddr: e.RedisAddr, Brokers: SplitList(e.Brokers), MetricsURLs: SplitList(e.MetricsURLs)})
 }
 
 // Start has nothing to do: the system runs, and stays as it is.
@@ -105,7 +105,7 @@ func (e *ExternalSystem) Start(context.Context, string, io.Writer) (func(), erro
 
 // Stack records the base URLs.
 func (e *ExternalSystem) Stack() StackInfo {
-	return StackInfo{Kind: KindExternal, Gateways: splitList(e.BaseURLs)}
+	return StackInfo{Kind: KindExternal, Gateways: SplitList(e.BaseURLs)}
 }
 
 // Executor runs a plan's command steps; it refuses any other.
@@ -114,7 +114,7 @@ func (e *ExternalSystem) Executor() chaos.Executor { return e.executor() }
 // ScrapeTargets are the metrics URLs, named target-0, target-1...
 func (e *ExternalSystem) ScrapeTargets() []ScrapeTarget {
 	var targets []ScrapeTarget
-	for index, url := range splitList(e.MetricsURLs) {
+	for index, url := range SplitList(e.MetricsURLs) {
 		targets = append(targets, ScrapeTarget{Name: "target-" + strconv.Itoa(index), URL: url})
 	}
 	return targets

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
@@ -99,17 +98,13 @@ func checkPlanAgainst(target Target, plan string, timeline []chaos.Step, invento
 // within 5 s each: a typo or a stopped system is a configuration error, not
 // a failed run.
 func checkAnswers(ctx context.Context, urls []string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
 	for _, url := range urls {
-		request, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/healthz", nil)
+		checkContext, cancel := context.WithTimeout(ctx, preflightTimeout)
+		err := checkHTTP(checkContext, url, "/healthz", false)
+		cancel()
 		if err != nil {
-			return fmt.Errorf("base URL %q: %w", url, err)
+			return err
 		}
-		response, err := client.Do(request)
-		if err != nil {
-			return fmt.Errorf("nothing answers at %s: %w", url, err)
-		}
-		response.Body.Close()
 	}
 	return nil
 }
@@ -131,8 +126,8 @@ func PostgresVersion(ctx context.Context, url string) string {
 	return version
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(text string) []string {
+// SplitList splits a comma-separated flag value, dropping empty items.
+func SplitList(text string) []string {
 	var values []string
 	for _, value := range strings.Split(text, ",") {
 		if value = strings.TrimSpace(value); value != "" {
@@ -142,7 +137,8 @@ func splitList(text string) []string {
 	return values
 }
 
-func firstNonEmpty(values ...string) string {
+// FirstNonEmpty returns the first value that is not empty.
+func FirstNonEmpty(values ...string) string {
 	for _, value := range values {
 		if value != "" {
 			return value
