@@ -303,7 +303,7 @@ func newTarget(o runOptions, bugs []string) (runner.Target, error) {
 	switch o.stack {
 	case runner.KindLocal:
 		if o.baseURL != "" || o.postgresURL != "" || o.ledgerExport != "" || o.ledgerSQL != "" || o.metricsURLs != "" || o.profile != "" {
-			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (or compose); a local stack's endpoints are in its stack file")
+			return nil, errors.New("--base-url, --postgres-url, --ledger-export, --ledger-sql, --metrics-url and --profile are for --stack external (--base-url and --postgres-url also for compose); a local stack's endpoints are in its stack file")
 		}
 		config := stack.DefaultConfig()
 		config.Dir = o.stackDir

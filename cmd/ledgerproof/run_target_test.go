@@ -29,7 +29,7 @@ func TestNewTarget(t *testing.T) {
 		want string
 	}{
 		{"seeded bug on compose", []string{"--stack", "compose"}, []string{"no-idempotency"}, "--seeded-bug needs --stack local"},
-		{"external endpoint on a local stack", []string{"--base-url", "http://x:1"}, nil, "are for --stack external (or compose)"},
+		{"external endpoint on a local stack", []string{"--base-url", "http://x:1"}, nil, "are for --stack external (--base-url and --postgres-url also for compose)"},
 		{"unknown kind", []string{"--stack", "k8s"}, nil, `--stack "k8s": want local, compose or external`},
 	}
 	for _, c := range refused {
