@@ -167,8 +167,8 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.IntVar(&o.profileSeconds, "profile-seconds", 15, "length of each CPU profile")
 	flags.IntVar(&o.portBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		o.modes = capacityList(*modes)
-		for _, text := range capacityList(*steps) {
+		o.modes = runner.SplitList(*modes)
+		for _, text := range runner.SplitList(*steps) {
 			rate, err := strconv.Atoi(text)
 			if err != nil || rate < 1 {
 				return fmt.Errorf("--steps: %q is not a positive rate", text)
@@ -215,16 +215,6 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 		}
 		return nil
 	}
-}
-
-func capacityList(text string) []string {
-	var list []string
-	for _, item := range strings.Split(text, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			list = append(list, item)
-		}
-	}
-	return list
 }
 
 // capacityGatewayArgs are what every gateway of a capacity stack runs with:

@@ -293,10 +293,11 @@ func (l *LocalStack) PostgresVersion(ctx context.Context) string {
 	return PostgresVersion(ctx, l.file.Endpoints.PostgresURL)
 }
 
-// Recovery starts every component that is not running (recoverRunStack).
+// Recovery starts every component that is not running (RecoverStack: a
+// Postgres primary fenced by a failover stays down).
 func (l *LocalStack) Recovery() func(ctx context.Context, output io.Writer) error {
 	return func(ctx context.Context, output io.Writer) error {
-		return recoverRunStack(ctx, l.dir, output)
+		return RecoverStack(ctx, l.dir, func(line string) { fmt.Fprintln(output, line) })
 	}
 }
 
@@ -304,39 +305,6 @@ func (l *LocalStack) Recovery() func(ctx context.Context, output io.Writer) erro
 // stack (every transaction must be the load's).
 func (l *LocalStack) Ledger(context.Context, io.Writer) (LedgerSource, error) {
 	return LedgerSource{StackDir: l.dir, WholeLedger: l.fresh && l.startedByRun}, nil
-}
-
-// recoverRunStack starts every component of the local stack that is not
-// running (a plan that ended with something down, or a crash), as
-// RecoverStack does, except a Postgres fenced by a failover,
-// which must stay down.
-func recoverRunStack(ctx context.Context, dir string, output io.Writer) error {
-	file, err := stack.Load(dir)
-	if err != nil {
-		return err
-	}
-	fenced := ""
-	if len(file.Failovers) > 0 {
-		fenced = file.Failovers[len(file.Failovers)-1].From
-	}
-	if fenced == "" {
-		return RecoverStack(ctx, dir, func(line string) { fmt.Fprintln(output, line) })
-	}
-	var failed []error
-	for _, component := range file.Components {
-		if component.Alive() || component.Name == fenced {
-			continue
-		}
-		startContext, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := stack.Operate(startContext, dir, component.Name, stack.ActionStart)
-		cancel()
-		if err != nil {
-			failed = append(failed, fmt.Errorf("%s: %s", component.Name, firstLine(err.Error())))
-			continue
-		}
-		fmt.Fprintf(output, "recovery: started %s\n", component.Name)
-	}
-	return errors.Join(failed...)
 }
 
 // copyRunStackLogs copies the stack file and the components' logs into

@@ -70,16 +70,21 @@ func firstLine(s string) string {
 }
 
 // RecoverStack starts every component that is not running, in the stack's
-// order (Postgres, Redis, broker, gateways, workers), retrying a few times.
+// order (Postgres, Redis, broker, gateways, workers), retrying a few times;
+// a Postgres primary fenced by a failover stays down (it never comes back).
 func RecoverStack(ctx context.Context, dir string, log func(string)) error {
 	for attempt := 1; ; attempt++ {
 		file, err := stack.Load(dir)
 		if err != nil {
 			return err
 		}
+		fenced := ""
+		if len(file.Failovers) > 0 {
+			fenced = file.Failovers[len(file.Failovers)-1].From
+		}
 		var failed []error
 		for _, component := range file.Components {
-			if component.Alive() {
+			if component.Alive() || component.Name == fenced {
 				continue
 			}
 			startContext, cancel := context.WithTimeout(ctx, time.Minute)

@@ -19,10 +19,9 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/testsystem"
 )
 
-// serveTestSystem runs sut/testsystem on a loopback port of the test's and
-// returns its base URL and an export command (this test binary, asking it
-// to write its export into exportDir).
-func serveTestSystem(t *testing.T, options testsystem.Options, exportDir string) (baseURL, exportCommand string) {
+// startTestSystem runs sut/testsystem on a loopback port of the test's,
+// until the test ends, and returns it with its base URL.
+func startTestSystem(t *testing.T, options testsystem.Options) (*testsystem.System, string) {
 	t.Helper()
 	system, err := testsystem.New(options)
 	if err != nil {
@@ -35,7 +34,15 @@ func serveTestSystem(t *testing.T, options testsystem.Options, exportDir string)
 		server.Close()
 		system.Close()
 	})
-	baseURL = "http://" + listener.Addr().String()
+	return system, "http://" + listener.Addr().String()
+}
+
+// serveTestSystem runs sut/testsystem (startTestSystem) and returns its base
+// URL and an export command (this test binary, asking it to write its
+// export into exportDir).
+func serveTestSystem(t *testing.T, options testsystem.Options, exportDir string) (baseURL, exportCommand string) {
+	t.Helper()
+	_, baseURL = startTestSystem(t, options)
 	binary, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -174,15 +181,7 @@ func gateAgainstAnotherDialect(t *testing.T, options testsystem.Options) (int, s
 	}
 	// Answers take up to 20ms, as in gateAgainst.
 	options.Shape, options.Latency = testsystem.ShapeV2, 20*time.Millisecond
-	system, err := testsystem.New(options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	listener := stacktest.Listen(t)
-	server := &http.Server{Handler: system.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = server.Serve(listener) }()
-	defer server.Close()
-	defer system.Close()
+	system, baseURL := startTestSystem(t, options)
 	mirrored := make(chan error, 1)
 	go func() {
 		var err error
@@ -206,7 +205,7 @@ func gateAgainstAnotherDialect(t *testing.T, options testsystem.Options) (int, s
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "run")
-	code, output := ledgerproofRun(t, 3*time.Minute, "--scenario", scenario, "--stack", "external", "--base-url", "http://"+listener.Addr().String(),
+	code, output := ledgerproofRun(t, 3*time.Minute, "--scenario", scenario, "--stack", "external", "--base-url", baseURL,
 		"--profile", "../../profiles/example-v2.yaml", "--ledger-sql", queries, "--duration", "30s", "--out", out)
 	t.Logf("ledgerproof run:\n%s", output)
 	cancel()
