@@ -177,13 +177,3 @@ func fileStartGate(readyFile, startFile string, timeout time.Duration) func(ctx 
 		}
 	}
 }
-
-// scheduleLength is how long a scenario's schedule lasts, from the generator's own plan (0 when it is not known
-// ahead: the closed model).
-func scheduleLength(s scenario.Schedule) time.Duration {
-	plan, err := generator.NewPlan(s, 1)
-	if err != nil {
-		return 0
-	}
-	return plan.Length()
-}

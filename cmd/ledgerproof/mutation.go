@@ -336,8 +336,8 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 		return fail(err)
 	}
 	say("drain and audit")
-	code := runAudit(ctx, auditOptions{runDir: dir, stackDir: stackDir, topic: invariants.DefaultTopic,
-		drainTimeout: o.drainTimeout, quietPeriod: 2 * time.Second, maxViolations: 20}, summary, progress)
+	code := runner.RunAudit(ctx, runner.AuditOptions{RunDir: dir, StackDir: stackDir, Topic: invariants.DefaultTopic,
+		DrainTimeout: o.drainTimeout, QuietPeriod: 2 * time.Second, MaxViolations: 20}, summary, progress)
 	summary.Close()
 	stopAll()
 	result.Faults = append(result.Faults, restarts...)

@@ -196,7 +196,7 @@ func prepareRun(ctx context.Context, o runOptions, stdout io.Writer) (*preparedR
 	if loaded.Setup.Accounts < 2*o.generators {
 		return nil, fmt.Errorf("--generators %d: the scenario's %d accounts leave fewer than 2 per generator (raise setup.accounts)", o.generators, loaded.Setup.Accounts)
 	}
-	p.loadTime = scheduleLength(loaded.Schedule)
+	p.loadTime = runner.ScheduleLength(loaded.Schedule)
 	seedGiven := o.seed != "" || loaded.Seed != 0
 	switch {
 	case o.seed != "":
@@ -452,14 +452,14 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 	if err != nil {
 		return "", err
 	}
-	options := auditOptions{runDir: runDir, stackDir: source.StackDir, postgresURL: source.PostgresURL, ledgerSQL: source.LedgerSQL,
-		ledgerExport: source.LedgerExport, redisAddr: source.RedisAddr, brokers: source.Brokers, topic: invariants.DefaultTopic,
-		drainTimeout: o.drainTimeout, quietPeriod: o.quietPeriod, maxViolations: 20, scope: invariants.ScopeRun,
-		exportAfterLoad: true}
+	options := runner.AuditOptions{RunDir: runDir, StackDir: source.StackDir, PostgresURL: source.PostgresURL, LedgerSQL: source.LedgerSQL,
+		LedgerExport: source.LedgerExport, RedisAddr: source.RedisAddr, Brokers: source.Brokers, Topic: invariants.DefaultTopic,
+		DrainTimeout: o.drainTimeout, QuietPeriod: o.quietPeriod, MaxViolations: 20, Scope: invariants.ScopeRun,
+		ExportAfterLoad: true}
 	if source.WholeLedger {
-		options.scope = invariants.ScopeLedger
+		options.Scope = invariants.ScopeLedger
 	}
-	code := runAudit(ctx, options, output, output)
+	code := runner.RunAudit(ctx, options, output, output)
 	result, err := invariants.ReadResult(filepath.Join(runDir, "audit.json"))
 	if err != nil {
 		return "", fmt.Errorf("the audit exited %d without a result: %w", code, err)

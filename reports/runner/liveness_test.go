@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m) }
 
 // TestLivenessNamesAWorkerThatDiesOnEveryBatch runs a real local stack whose
 // only worker dies in every batch it applies (its crash point
@@ -77,10 +76,10 @@ func TestLivenessNamesAWorkerThatDiesOnEveryBatch(t *testing.T) {
 	waitDead("after its restart")
 
 	var stdout, stderr strings.Builder
-	code := runAudit(ctx, auditOptions{runDir: runDir, stackDir: file.Dir, topic: invariants.DefaultTopic,
-		drainTimeout: 5 * time.Second, quietPeriod: time.Second, maxViolations: 20, scope: invariants.ScopeRun}, &stdout, &stderr)
-	if code != auditExitViolated {
-		t.Fatalf("audit exit %d, want %d (violated)\nstdout:\n%s\nstderr:\n%s", code, auditExitViolated, stdout.String(), stderr.String())
+	code := RunAudit(ctx, AuditOptions{RunDir: runDir, StackDir: file.Dir, Topic: invariants.DefaultTopic,
+		DrainTimeout: 5 * time.Second, QuietPeriod: time.Second, MaxViolations: 20, Scope: invariants.ScopeRun}, &stdout, &stderr)
+	if code != AuditExitViolated {
+		t.Fatalf("audit exit %d, want %d (violated)\nstdout:\n%s\nstderr:\n%s", code, AuditExitViolated, stdout.String(), stderr.String())
 	}
 	content, err := os.ReadFile(filepath.Join(runDir, "audit.json"))
 	if err != nil {

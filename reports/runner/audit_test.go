@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
-	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
 // auditFixtureDeposits is how many money operations the fixture's run has.
@@ -80,36 +79,36 @@ func TestAuditWeakExitCode(t *testing.T) {
 		require string
 		want    int
 	}{
-		{"nothing promised", "", nil, "", auditExitPassed},
-		{"misuse promised, none happened", "client:\n  misuse: {rate: 0.5}\n", nil, "", auditExitWeak},
-		{"an override took the promise back", "client:\n  misuse: {rate: 0.5}\n", []string{"client.misuse.rate=0"}, "", auditExitPassed},
-		{"too few expected to require", "client:\n  misuse: {rate: 0.05}\n", nil, "", auditExitPassed},
-		{"duplicates required by flag", "", nil, invariants.ClassDuplicates, auditExitWeak},
+		{"nothing promised", "", nil, "", AuditExitPassed},
+		{"misuse promised, none happened", "client:\n  misuse: {rate: 0.5}\n", nil, "", AuditExitWeak},
+		{"an override took the promise back", "client:\n  misuse: {rate: 0.5}\n", []string{"client.misuse.rate=0"}, "", AuditExitPassed},
+		{"too few expected to require", "client:\n  misuse: {rate: 0.05}\n", nil, "", AuditExitPassed},
+		{"duplicates required by flag", "", nil, invariants.ClassDuplicates, AuditExitWeak},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			runDir, exportDir, scenarioPath := auditFixture(t, c.client)
-			record := &runner.RunFile{Version: runner.RunFileVersion, ID: "test", Scenario: scenarioPath, ScenarioSets: c.sets}
+			record := &RunFile{Version: RunFileVersion, ID: "test", Scenario: scenarioPath, ScenarioSets: c.sets}
 			if err := record.Write(runDir); err != nil {
 				t.Fatal(err)
 			}
 			var stdout, stderr strings.Builder
-			code := runAudit(context.Background(), auditOptions{runDir: runDir, ledgerExport: exportDir, topic: invariants.DefaultTopic,
-				drainTimeout: 1, quietPeriod: 1, maxViolations: 20, scope: invariants.ScopeRun, require: c.require}, &stdout, &stderr)
+			code := RunAudit(context.Background(), AuditOptions{RunDir: runDir, LedgerExport: exportDir, Topic: invariants.DefaultTopic,
+				DrainTimeout: 1, QuietPeriod: 1, MaxViolations: 20, Scope: invariants.ScopeRun, Require: c.require}, &stdout, &stderr)
 			if code != c.want {
 				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, c.want, stdout.String(), stderr.String())
 			}
-			if c.want == auditExitWeak && (!strings.Contains(stdout.String(), "AUDIT WEAK") || !strings.Contains(stderr.String(), "weak:")) {
+			if c.want == AuditExitWeak && (!strings.Contains(stdout.String(), "AUDIT WEAK") || !strings.Contains(stderr.String(), "weak:")) {
 				t.Errorf("a weak audit must say so:\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 			}
 		})
 	}
 	t.Run("unknown class", func(t *testing.T) {
 		runDir, exportDir, _ := auditFixture(t, "")
-		code := runAudit(context.Background(), auditOptions{runDir: runDir, ledgerExport: exportDir, drainTimeout: 1, quietPeriod: 1,
-			maxViolations: 20, require: "nonsense"}, io.Discard, io.Discard)
-		if code != auditExitCannotRun {
-			t.Fatalf("exit %d, want %d", code, auditExitCannotRun)
+		code := RunAudit(context.Background(), AuditOptions{RunDir: runDir, LedgerExport: exportDir, DrainTimeout: 1, QuietPeriod: 1,
+			MaxViolations: 20, Require: "nonsense"}, io.Discard, io.Discard)
+		if code != AuditExitCannotRun {
+			t.Fatalf("exit %d, want %d", code, AuditExitCannotRun)
 		}
 	})
 }

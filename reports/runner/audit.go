@@ -1,0 +1,322 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// Exit codes of `ledgerproof audit`, distinct so CI can tell a broken system
+// from a broken audit, and both from a run that tested less than it claims.
+// 3 is `ledgerproof run`'s threshold-failed; the audit has no thresholds.
+const (
+	AuditExitPassed    = 0
+	AuditExitViolated  = 1
+	AuditExitCannotRun = 2
+	AuditExitWeak      = 4
+)
+
+// AuditOptions are an audit's settings (the flags of `ledgerproof audit`), validated together.
+type AuditOptions struct {
+	RunDir       string
+	StackDir     string
+	PostgresURL  string
+	RedisAddr    string
+	Brokers      string
+	LedgerExport string
+	LedgerSQL    string
+	// exportAfterLoad refuses an export written before the run's journals
+	// (set by run, whose export command has just written it; a separate
+	// audit may read a copied run directory whose times moved).
+	ExportAfterLoad bool
+	ExportLedger    string
+	Topic           string
+	DrainTimeout    time.Duration
+	QuietPeriod     time.Duration
+	MaxViolations   int
+	Scope           string
+	// require lists coverage classes the run must have exercised, beyond
+	// what its scenario promised (comma-separated).
+	Require string
+	// scenario and scenarioSets are the scenario the load ran and its
+	// overrides; empty: run.json's.
+	Scenario     string
+	ScenarioSets []string
+	// maxBalance and maxAmount are the system's limits, to judge
+	// balance_limit and invalid_amount rejections; 0: the reference
+	// system's for its Postgres ledger, not known for an export.
+	MaxBalance, MaxAmount int64
+}
+
+func (o *AuditOptions) validate() error {
+	sources := 0
+	for _, given := range []string{o.StackDir, o.PostgresURL, o.LedgerExport, o.LedgerSQL} {
+		if given != "" {
+			sources++
+		}
+	}
+	switch {
+	case o.ExportLedger != "":
+		if o.LedgerSQL != "" {
+			return errors.New("--export-ledger exports the reference ledger (--postgres-url or --stack), not --ledger-sql")
+		}
+		if o.PostgresURL == "" && o.StackDir == "" {
+			return errors.New("--export-ledger needs the reference ledger: --postgres-url URL or --stack DIR")
+		}
+		if o.LedgerExport != "" {
+			return errors.New("--export-ledger writes an export; --ledger-export reads one: give one of them")
+		}
+		return nil
+	case o.RunDir == "":
+		return errors.New("--run DIR is required (the run directory holding journal.jsonl)")
+	case sources == 0:
+		return errors.New("say where the ledger is: --stack DIR, --postgres-url URL, --ledger-export DIR or --ledger-sql FILE")
+	case (o.LedgerExport != "" || o.LedgerSQL != "") && sources > 1:
+		return errors.New("give one ledger: --stack, --postgres-url, --ledger-export or --ledger-sql")
+	case o.LedgerSQL != "" && o.Brokers != "":
+		return errors.New("--brokers drains the reference pipeline's topic; with --ledger-sql the audit waits for a quiet ledger instead (give one)")
+	case o.LedgerExport != "" && o.Brokers != "":
+		return errors.New("--brokers is for draining a live pipeline; an export has nothing to drain")
+	case o.DrainTimeout <= 0:
+		return errors.New("--drain-timeout must be positive")
+	case o.QuietPeriod <= 0:
+		return errors.New("--quiet-period must be positive")
+	case o.MaxViolations <= 0:
+		return errors.New("--max-violations must be positive")
+	case o.MaxBalance < 0 || o.MaxAmount < 0:
+		return errors.New("--max-balance and --max-amount must not be negative")
+	}
+	for _, class := range SplitList(o.Require) {
+		if !slices.Contains(invariants.ClassNames(), class) {
+			return fmt.Errorf("--require: unknown class %q (known: %s)", class, strings.Join(invariants.ClassNames(), ", "))
+		}
+	}
+	return nil
+}
+
+// auditRequirements returns the coverage classes the audit requires beyond
+// money operations: those of --require, and those the run's scenario
+// promised (--scenario, else run.json's scenario with its overrides): a
+// duplicate, misuse, replay or early-timeout rate above 0, an overdraft
+// rate above 0. note says where they came from, or why the scenario's
+// promises are not known (then only --require's are required).
+func auditRequirements(o AuditOptions) (requirements []invariants.Requirement, note string) {
+	for _, class := range SplitList(o.Require) {
+		requirements = append(requirements, invariants.Requirement{Class: class, Why: "--require"})
+	}
+	path, sets, from := o.Scenario, o.ScenarioSets, "--scenario"
+	if path == "" {
+		record, err := ReadRunFile(o.RunDir)
+		switch {
+		case err == nil && record.Scenario != "":
+			path, sets, from = record.Scenario, record.ScenarioSets, RunFileName
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+			return requirements, "the run's scenario is not known (no run.json naming one, no --scenario): nothing it promised is required"
+		default:
+			return requirements, fmt.Sprintf("the run's scenario is not known (%v): nothing it promised is required", err)
+		}
+	}
+	loaded, err := scenario.Load(path, sets)
+	if err != nil {
+		return requirements, fmt.Sprintf("the scenario %s (from %s) could not be read, so what it promised is not required: %s",
+			path, from, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	// A promise is a rate: the audit requires the class when the run's
+	// operations make enough of it expected (invariants.MinExpectedToRequire).
+	promise := func(class, field string, rate, effective float64) {
+		if rate > 0 {
+			why := fmt.Sprintf("scenario %s: %s %s", path, field, strconv.FormatFloat(rate, 'g', -1, 64))
+			if effective != rate {
+				why += fmt.Sprintf(" (%s of the operations complete early enough for theirs to fall due)", strconv.FormatFloat(effective/rate, 'f', 2, 64))
+			}
+			requirements = append(requirements, invariants.Requirement{Class: class, Why: why, Rate: effective})
+		}
+	}
+	promise(invariants.ClassDuplicates, "client.duplicates.rate", loaded.Client.DuplicateRate, loaded.Client.DuplicateRate)
+	// A replay falls due client.replays.after its operation completed: only
+	// the operations of the schedule's first (length − after) can have one.
+	replays := loaded.Client.ReplayRate
+	if length := ScheduleLength(loaded.Schedule); replays > 0 && length > 0 {
+		replays *= max(0, 1-loaded.Client.ReplayAfter.Seconds()/length.Seconds())
+	}
+	if loaded.Client.ReplayRate > 0 && replays <= 0 {
+		note = fmt.Sprintf("client.replays.after %s is not shorter than the schedule: no replay falls due, none is required; ", loaded.Client.ReplayAfter)
+	} else {
+		promise(invariants.ClassReplays, "client.replays.rate", loaded.Client.ReplayRate, replays)
+	}
+	promise(invariants.ClassRetries, "client.early_timeouts.rate", loaded.Client.EarlyTimeoutRate, loaded.Client.EarlyTimeoutRate)
+	promise(invariants.ClassKeyReuse, "client.misuse.rate", loaded.Client.MisuseRate, loaded.Client.MisuseRate)
+	promise(invariants.ClassInsufficientFunds, "workload.overdraft_rate", loaded.Workload.OverdraftRate, loaded.Workload.OverdraftRate)
+	note += fmt.Sprintf("requirements from the scenario %s", path)
+	if len(sets) > 0 {
+		note += fmt.Sprintf(" with its %d override(s)", len(sets))
+	}
+	return requirements, note + " (" + from + ")"
+}
+
+// RunAudit drains and audits a run directory as `ledgerproof audit` does, writes audit.json and audit.txt, and
+// returns the command's exit code (AuditExit*).
+func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int {
+	cannot := func(err error) int {
+		if !errors.Is(err, invariants.ErrCannotAudit) {
+			err = fmt.Errorf("%w: %w", invariants.ErrCannotAudit, err)
+		}
+		fmt.Fprintf(stderr, "ledgerproof audit: %v\n", err)
+		return AuditExitCannotRun
+	}
+	if err := o.validate(); err != nil {
+		return cannot(err)
+	}
+	if o.StackDir != "" {
+		file, err := stack.Load(o.StackDir)
+		if err != nil {
+			return cannot(err)
+		}
+		if o.PostgresURL == "" {
+			o.PostgresURL = file.Endpoints.PostgresURL
+		}
+		if o.RedisAddr == "" {
+			o.RedisAddr = file.Endpoints.RedisAddr
+		}
+		if o.Brokers == "" {
+			o.Brokers = strings.Join(file.Endpoints.Brokers, ",")
+		}
+	}
+
+	config := invariants.Config{RunDir: o.RunDir, DrainTimeout: o.DrainTimeout, MaxViolations: o.MaxViolations, Progress: stderr, Scope: o.Scope,
+		MaxBalanceMinor: o.MaxBalance, MaxAmountMinor: o.MaxAmount}
+	config.Require, config.RequireNote = auditRequirements(o)
+	if o.LedgerSQL != "" {
+		ledger, err := invariants.LoadSQLLedger(o.LedgerSQL)
+		if err != nil {
+			return cannot(err)
+		}
+		connectContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+		source, err := invariants.OpenSQL(connectContext, *ledger)
+		cancel()
+		if err != nil {
+			return cannot(err)
+		}
+		defer source.Close()
+		config.Ledger, config.Drain = source, invariants.QuietProbe(source.Fingerprint, o.QuietPeriod, nil)
+	} else if o.LedgerExport != "" {
+		if o.ExportAfterLoad {
+			if err := invariants.CheckExportFresh(o.LedgerExport, o.RunDir); err != nil {
+				return cannot(err)
+			}
+		}
+		config.Ledger = invariants.ExportSource{Dir: o.LedgerExport}
+	} else {
+		// The reference ledger's limits, unless told otherwise.
+		if config.MaxBalanceMinor == 0 {
+			config.MaxBalanceMinor = ledger.MaxBalanceMinor
+		}
+		if config.MaxAmountMinor == 0 {
+			config.MaxAmountMinor = ledger.MaxAmountMinor
+		}
+		connectContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+		source, err := invariants.OpenPostgres(connectContext, o.PostgresURL)
+		cancel()
+		if err != nil {
+			return cannot(err)
+		}
+		defer source.Close()
+		if o.ExportLedger != "" {
+			counts, err := invariants.Export(ctx, source, o.ExportLedger)
+			if err != nil {
+				return cannot(err)
+			}
+			fmt.Fprintf(stdout, "exported %s to %s: %d accounts, %d transactions, %d postings\n",
+				source.Describe(), o.ExportLedger, counts[0], counts[1], counts[2])
+			return AuditExitPassed
+		}
+		config.Ledger = source
+		quiet := invariants.QuietProbe(source.Fingerprint, o.QuietPeriod, nil)
+		config.Drain = quiet
+		if o.Brokers != "" {
+			broker, err := invariants.OpenBrokerOffsets(strings.Split(o.Brokers, ","), o.Topic)
+			if err != nil {
+				return cannot(err)
+			}
+			defer broker.Close()
+			config.Drain = fallbackProbe(invariants.KafkaDrainProbe(broker, source), quiet)
+		}
+		if o.StackDir != "" {
+			config.Stalls = stackStallProbe(o.StackDir)
+		}
+	}
+	if o.RedisAddr != "" {
+		cache := invariants.OpenRedis(o.RedisAddr)
+		defer cache.Close()
+		pingContext, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := cache.Ping(pingContext)
+		cancel()
+		if err != nil {
+			config.CacheNote = fmt.Sprintf("Redis at %s unreachable: %v", o.RedisAddr, err)
+		} else {
+			config.Cache = cache
+		}
+	} else {
+		config.CacheNote = "no Redis given (--redis-addr or --stack)"
+	}
+
+	result, err := invariants.Audit(ctx, config)
+	if err != nil {
+		return cannot(err)
+	}
+	result.WriteSummary(stdout)
+	if err := result.WriteFiles(); err != nil {
+		return cannot(err)
+	}
+	switch result.Verdict {
+	case invariants.VerdictPassed:
+		return AuditExitPassed
+	case invariants.VerdictViolated:
+		return AuditExitViolated
+	case invariants.VerdictWeak:
+		fmt.Fprintf(stderr, "ledgerproof audit: weak: %s\n", strings.Join(result.Coverage.Missing(), "; "))
+		return AuditExitWeak
+	default:
+		fmt.Fprintf(stderr, "ledgerproof audit: could not fully audit (%s)\n", result.DrainNote)
+		return AuditExitCannotRun
+	}
+}
+
+// fallbackProbe asks the brokers (bounded to 3s, so a dead broker does not
+// eat the drain budget) and, when they cannot answer, watches the ledger
+// instead.
+func fallbackProbe(primary, fallback invariants.DrainProbe) invariants.DrainProbe {
+	return func(ctx context.Context) (invariants.DrainState, error) {
+		primaryContext, cancel := context.WithTimeout(ctx, 3*time.Second)
+		state, err := primary(primaryContext)
+		cancel()
+		if err == nil {
+			return state, nil
+		}
+		state, fallbackErr := fallback(ctx)
+		state.Progress = fmt.Sprintf("brokers unavailable (%v); %s", err, state.Progress)
+		return state, fallbackErr
+	}
+}
+
+// ScheduleLength is how long a scenario's schedule lasts, from the generator's own plan (0 when it is not known
+// ahead: the closed model).
+func ScheduleLength(s scenario.Schedule) time.Duration {
+	plan, err := generator.NewPlan(s, 1)
+	if err != nil {
+		return 0
+	}
+	return plan.Length()
+}
