@@ -551,21 +551,21 @@ func runCapacityStep(ctx context.Context, o capacityOptions, self string, mode c
 	defer logFile.Close()
 	// The load runs with Go's default settings (GOGC=100, every core), from
 	// this process's environment.
-	load, err := startGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
+	load, err := runner.StartGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
 	if err != nil {
 		return step, err
 	}
-	sampler.watch(loadComponent, load.pid())
+	sampler.watch(loadComponent, load.PID())
 	defer sampler.watch(loadComponent, 0)
-	if err := load.waitReady(ctx); err != nil {
-		load.stop()
+	if err := load.WaitReady(ctx); err != nil {
+		load.Stop()
 		return step, fmt.Errorf("%s: the load's setup: %w (see %s)", name, err, logFile.Name())
 	}
 	// Batches from here on are the step's: setup's funding deposits are not.
 	batchesBefore := scrapeBatches(file)
 	scheduleStart := time.Now().Add(loadStartDelay)
-	if err := load.start(scheduleStart); err != nil {
-		load.stop()
+	if err := load.Start(scheduleStart); err != nil {
+		load.Stop()
 		return step, err
 	}
 	profiled := make(chan struct{})
@@ -579,8 +579,8 @@ func runCapacityStep(ctx context.Context, o capacityOptions, self string, mode c
 	} else {
 		close(profiled)
 	}
-	waitError := load.wait()
-	step.LoadExitCode = load.exitCode
+	waitError := load.Wait()
+	step.LoadExitCode = load.ExitCode()
 	// One more sample while the load's process is still known, then forget it.
 	sampler.sample()
 	sampler.watch(loadComponent, 0)

@@ -3,19 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
@@ -298,15 +295,15 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 	// Bounded: setup (setup.timeout), the schedule, the graceful stop.
 	boundedLoad, cancelBoundedLoad := context.WithTimeout(loadContext, profile.Duration+mutationSetupTimeout+2*time.Minute)
 	defer cancelBoundedLoad()
-	load, err := startGatedLoad(boundedLoad, o.binary, mutationLoadArgs(o, dir, up.File.Endpoints.Gateways, profile), dir, loadLog)
+	load, err := runner.StartGatedLoad(boundedLoad, o.binary, mutationLoadArgs(o, dir, up.File.Endpoints.Gateways, profile), dir, loadLog)
 	if err != nil {
 		stopAll()
 		return fail(err)
 	}
-	if err := load.waitReady(boundedLoad); err != nil {
-		load.stop()
-		result.LoadExit = load.exitCode
-		if ctx.Err() != nil || load.exitCode != generator.ExitCouldNotRun {
+	if err := load.WaitReady(boundedLoad); err != nil {
+		load.Stop()
+		result.LoadExit = load.ExitCode()
+		if ctx.Err() != nil || load.ExitCode() != generator.ExitCouldNotRun {
 			stopAll()
 			return fail(fmt.Errorf("load setup: %w (see %s)", err, loadLog.Name()))
 		}
@@ -314,7 +311,7 @@ func runOneMutation(ctx context.Context, o mutationOptions, root string, index, 
 		// settled. Under a seeded bug that is often the bug itself (a 202
 		// whose command was lost), so the journal of the setup is drained
 		// and audited like any other: the money decides, not the load.
-		result.SetupProblem = fmt.Sprintf("the load's setup did not finish (exit %d, see %s)", load.exitCode, loadLog.Name())
+		result.SetupProblem = fmt.Sprintf("the load's setup did not finish (exit %d, see %s)", load.ExitCode(), loadLog.Name())
 		say("%s; draining and auditing what it journaled", result.SetupProblem)
 	} else {
 		say("setup done in %.1fs; the schedule starts", time.Since(setupStarted).Seconds())
@@ -454,146 +451,15 @@ func mutationLoadArgs(o mutationOptions, dir string, gateways []string, profile 
 	return args
 }
 
-// gatedLoad is a `ledgerproof load` process whose schedule waits for a start
-// time (--ready-file, --start-file): its setup runs at once, and the caller
-// knows to the millisecond when the schedule starts, so what it times from
-// there (a fault plan, a CPU window) lines up with the load.
-type gatedLoad struct {
-	command              *exec.Cmd
-	readyFile, startFile string
-	done                 chan struct{}
-	// exitCode is the load's status once done is closed (-1: killed by a
-	// signal, or never waited for); waitErr is why it could not be waited for.
-	exitCode int
-	waitErr  error
-}
-
-// gatedLoadStopGrace bounds the load's graceful stop (the scenario's
-// graceful_stop, 30 s by default, and the summary) once asked to stop; then
-// it is killed.
-const gatedLoadStopGrace = 45 * time.Second
-
-// startGatedLoad starts `binary args...` with a ready file and a start file in
-// runDir; its output goes to log. When ctx ends the load is asked to stop
-// (SIGINT: it ends the schedule, lets the operations in flight finish and be
-// journaled, and writes its summary), and killed after gatedLoadStopGrace.
-// It runs in a process group of its own, so a Ctrl-C reaches it once, through
-// ctx, and it dies with this process.
-func startGatedLoad(ctx context.Context, binary string, args []string, runDir string, log *os.File) (*gatedLoad, error) {
-	load := &gatedLoad{readyFile: filepath.Join(runDir, ".load-ready"), startFile: filepath.Join(runDir, ".load-start"),
-		done: make(chan struct{}), exitCode: -1}
-	for _, path := range []string{load.readyFile, load.startFile} {
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	args = append(append([]string(nil), args...), "--ready-file", load.readyFile, "--start-file", load.startFile)
-	command := exec.CommandContext(ctx, binary, args...)
-	command.Stdout, command.Stderr = log, log
-	command.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	command.Cancel = func() error { return command.Process.Signal(os.Interrupt) }
-	command.WaitDelay = gatedLoadStopGrace
-	fmt.Fprintf(log, "$ %s %s\n", binary, strings.Join(args, " "))
-	if err := command.Start(); err != nil {
-		return nil, fmt.Errorf("start the load: %w", err)
-	}
-	load.command = command
-	go func() {
-		defer close(load.done)
-		err := command.Wait()
-		var exitError *exec.ExitError
-		switch {
-		case err == nil:
-			load.exitCode = 0
-		case errors.As(err, &exitError) && exitError.ExitCode() >= 0:
-			load.exitCode = exitError.ExitCode()
-		default:
-			load.waitErr = err
-		}
-	}()
-	return load, nil
-}
-
-// pid is the load process's id.
-func (l *gatedLoad) pid() int { return l.command.Process.Pid }
-
-// waitReady waits until the load's setup is done. It fails when the load
-// exited first (setup could not prepare the accounts within setup.timeout:
-// exit 2, the log names them) or ctx ended.
-func (l *gatedLoad) waitReady(ctx context.Context) error {
-	ticker := time.NewTicker(50 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		if _, err := os.Stat(l.readyFile); err == nil {
-			return nil
-		}
-		select {
-		case <-l.done:
-			if l.waitErr != nil {
-				return fmt.Errorf("the load ended before its schedule: %w", l.waitErr)
-			}
-			return fmt.Errorf("the load exited %d before its schedule", l.exitCode)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ticker.C:
-		}
-	}
-}
-
-// start gives the load its schedule's start time. The file is written whole
-// (renamed into place): the load reads it as soon as it exists.
-func (l *gatedLoad) start(at time.Time) error {
-	temporary := l.startFile + ".tmp"
-	if err := os.WriteFile(temporary, []byte(at.UTC().Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("start the load's schedule: %w", err)
-	}
-	if err := os.Rename(temporary, l.startFile); err != nil {
-		return fmt.Errorf("start the load's schedule: %w", err)
-	}
-	return nil
-}
-
-// wait waits for the load to exit; the error is for a load that could not be
-// waited for or was killed (exitCode -1), not for its exit status.
-func (l *gatedLoad) wait() error {
-	<-l.done
-	if l.waitErr != nil {
-		return fmt.Errorf("the load: %w", l.waitErr)
-	}
-	if l.exitCode < 0 {
-		return errors.New("the load was killed")
-	}
-	return nil
-}
-
-// stop asks the load to stop (SIGINT), kills it if it has not exited within
-// gatedLoadStopGrace, and waits for it.
-func (l *gatedLoad) stop() {
-	select {
-	case <-l.done:
-		return
-	default:
-	}
-	_ = l.command.Process.Signal(os.Interrupt)
-	timer := time.NewTimer(gatedLoadStopGrace)
-	defer timer.Stop()
-	select {
-	case <-l.done:
-	case <-timer.C:
-		_ = l.command.Process.Kill()
-		<-l.done
-	}
-}
-
 // runMutationSchedule starts the load's schedule once its setup is done,
 // runs the fault plan beside it and waits for both. The error is for a run
 // that cannot be judged (interrupted, the load killed or unable to run, the
 // plan failed); a threshold the faults crossed (exit 99) is not one.
-func runMutationSchedule(ctx, boundedLoad context.Context, load *gatedLoad, loadLog *os.File, profile mutation.Profile,
+func runMutationSchedule(ctx, boundedLoad context.Context, load *runner.GatedLoad, loadLog *os.File, profile mutation.Profile,
 	stackDir string, result *mutation.Result, say func(string, ...any)) error {
 	loadStart := time.Now().Add(loadStartDelay)
-	if err := load.start(loadStart); err != nil {
-		load.stop()
+	if err := load.Start(loadStart); err != nil {
+		load.Stop()
 		return err
 	}
 	var plan sync.WaitGroup
@@ -607,8 +473,8 @@ func runMutationSchedule(ctx, boundedLoad context.Context, load *gatedLoad, load
 			return err
 		}, func(line string) { say("fault %s", line) })
 	}()
-	loadErr := load.wait()
-	result.LoadExit = load.exitCode
+	loadErr := load.Wait()
+	result.LoadExit = load.ExitCode()
 	plan.Wait() // steps all fall inside the load; the plan ends with it or before
 	result.Faults = faults
 	switch {
@@ -619,10 +485,10 @@ func runMutationSchedule(ctx, boundedLoad context.Context, load *gatedLoad, load
 		return fmt.Errorf("the load did not finish by %s (see %s)", deadline.Format(time.TimeOnly), loadLog.Name())
 	case loadErr != nil:
 		return loadErr
-	case load.exitCode != generator.ExitPassed && load.exitCode != generator.ExitThresholdsFailed:
-		return fmt.Errorf("the load exited %d (see %s)", load.exitCode, loadLog.Name())
+	case load.ExitCode() != generator.ExitPassed && load.ExitCode() != generator.ExitThresholdsFailed:
+		return fmt.Errorf("the load exited %d (see %s)", load.ExitCode(), loadLog.Name())
 	}
-	say("load exited %d after %.0fs%s", load.exitCode, time.Since(loadStart).Seconds(), loadExitText(load.exitCode))
+	say("load exited %d after %.0fs%s", load.ExitCode(), time.Since(loadStart).Seconds(), loadExitText(load.ExitCode()))
 	if faultErr != nil {
 		return fmt.Errorf("fault plan: %w", faultErr)
 	}

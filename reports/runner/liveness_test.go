@@ -16,7 +16,6 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
-
 // TestLivenessNamesAWorkerThatDiesOnEveryBatch runs a real local stack whose
 // only worker dies in every batch it applies (its crash point
 // worker.mid-batch armed with probability 1: it exits inside the batch's
