@@ -1,4 +1,4 @@
-package main
+package capacity
 
 import (
 	"context"
@@ -80,16 +80,16 @@ const (
 // calibrate starts a stack of its own (Postgres, Redis, the broker; no
 // gateway, no worker) on the ports after the modes', measures the four bare
 // parts one after another, and removes the stack.
-func calibrate(ctx context.Context, o capacityOptions, self string, out io.Writer) (capacityCalibration, error) {
+func calibrate(ctx context.Context, o Options, self string, out io.Writer) (capacityCalibration, error) {
 	started := time.Now()
 	result := capacityCalibration{Cores: runtime.NumCPU()}
-	stackDir := filepath.Join(o.stackRoot, "calibration")
+	stackDir := filepath.Join(o.StackRoot, "calibration")
 	_ = stack.Down(ctx, stackDir, stack.DownOptions{Purge: true})
 	config := stack.DefaultConfig()
 	config.Dir, config.Binary = stackDir, self
-	capacityPorts(&config, o.portBase, len(o.modes))
-	config.Gateways, config.Workers, config.Partitions = 0, 0, o.partitions
-	config.Env = append(append(config.Env, capacityStackEnv...), o.stackEnv...)
+	capacityPorts(&config, o.PortBase, len(o.Modes))
+	config.Gateways, config.Workers, config.Partitions = 0, 0, o.Partitions
+	config.Env = append(append(config.Env, capacityStackEnv...), o.StackEnv...)
 	fmt.Fprintf(out, "\n== calibration: this machine's own limits, with bare programs (docs/performance.md)\n")
 	up, err := stack.Up(ctx, config)
 	if err != nil {
@@ -126,7 +126,7 @@ func calibrate(ctx context.Context, o capacityOptions, self string, out io.Write
 		return result, err
 	}
 
-	part, err := calibrateHTTP(ctx, o, self, filepath.Join(o.out, "calibration"), out)
+	part, err := calibrateHTTP(ctx, o, self, filepath.Join(o.Out, "calibration"), out)
 	if err != nil {
 		return result, fmt.Errorf("calibration, HTTP: %w", err)
 	}
@@ -141,7 +141,7 @@ func calibrate(ctx context.Context, o capacityOptions, self string, out io.Write
 		return result, fmt.Errorf("calibration, Redis: %w", err)
 	}
 	result.Parts = append(result.Parts, part)
-	part, err = calibrateProduce(ctx, file.Endpoints.Brokers, brokerPID, int32(o.partitions))
+	part, err = calibrateProduce(ctx, file.Endpoints.Brokers, brokerPID, int32(o.Partitions))
 	if err != nil {
 		return result, fmt.Errorf("calibration, broker: %w", err)
 	}
@@ -167,7 +167,7 @@ func calibrate(ctx context.Context, o capacityOptions, self string, out io.Write
 // paths, answers without work) as a process of its own, with the gateways'
 // Go settings, and one capacity step of the load engine against it: the CPU
 // of a JSON POST and its answer on both sides, the load engine's included.
-func calibrateHTTP(ctx context.Context, o capacityOptions, self, runDir string, out io.Writer) (calibrationPart, error) {
+func calibrateHTTP(ctx context.Context, o Options, self, runDir string, out io.Writer) (calibrationPart, error) {
 	part := calibrationPart{Name: "http", What: fmt.Sprintf("a JSON POST to a trivial net/http handler, the load engine sending at %d/s (endpoint and load)", calibrationHTTPRate)}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return part, err
@@ -185,7 +185,7 @@ func calibrateHTTP(ctx context.Context, o capacityOptions, self, runDir string, 
 	endpointContext, stopEndpoint := context.WithCancel(ctx)
 	defer stopEndpoint()
 	endpoint := exec.CommandContext(endpointContext, self, "bench-load", "--serve", address)
-	endpoint.Env = append(append(os.Environ(), capacityStackEnv...), o.stackEnv...)
+	endpoint.Env = append(append(os.Environ(), capacityStackEnv...), o.StackEnv...)
 	endpoint.Stdout, endpoint.Stderr = logFile, logFile
 	endpoint.Cancel = func() error { return endpoint.Process.Signal(syscall.SIGTERM) }
 	endpoint.WaitDelay = 10 * time.Second
@@ -205,7 +205,7 @@ func calibrateHTTP(ctx context.Context, o capacityOptions, self, runDir string, 
 	defer func() { close(stop); <-sampled }()
 
 	stepOptions := o
-	stepOptions.profileAt, stepOptions.hold, stepOptions.ramp = 0, calibrationHTTPHold, 2*time.Second
+	stepOptions.ProfileAt, stepOptions.Hold, stepOptions.Ramp = 0, calibrationHTTPHold, 2*time.Second
 	file := &stack.File{Endpoints: stack.Endpoints{Gateways: []string{"http://" + address}},
 		Components: []*stack.Component{{Name: calibrationComponentName}}}
 	step, err := runCapacityStep(ctx, stepOptions, self, capacityMode{Name: "calibration"}, file, sampler, 0, calibrationHTTPRate, runDir, out)
@@ -225,8 +225,8 @@ func calibrateHTTP(ctx context.Context, o capacityOptions, self, runDir string, 
 // apply (postgres.Store.ApplyBatch, sut/bench) in batches of a fixed size,
 // on a fresh database of the calibration stack's cluster: the CPU of its
 // timed section, Postgres's backends and this process's client.
-func calibratePostgres(ctx context.Context, o capacityOptions, file *stack.File, postgresPID int, out io.Writer) (calibrationPart, error) {
-	part := calibrationPart{Name: "postgres", What: fmt.Sprintf("one transfer of a batched apply (%d per transaction, %d partitions; the worker's ApplyBatch)", calibrationBatchSize, o.partitions)}
+func calibratePostgres(ctx context.Context, o Options, file *stack.File, postgresPID int, out io.Writer) (calibrationPart, error) {
+	part := calibrationPart{Name: "postgres", What: fmt.Sprintf("one transfer of a batched apply (%d per transaction, %d partitions; the worker's ApplyBatch)", calibrationBatchSize, o.Partitions)}
 	adminURL, err := url.Parse(file.Endpoints.PostgresURL)
 	if err != nil {
 		return part, err
@@ -235,7 +235,7 @@ func calibratePostgres(ctx context.Context, o capacityOptions, file *stack.File,
 	config := bench.DefaultConfig()
 	config.PostgresURL = adminURL.String()
 	config.BatchedOnly, config.BatchSizes, config.Repeats = true, []int{calibrationBatchSize}, 1
-	config.Transfers, config.Partitions = calibrationTransfers, max(1, o.partitions)
+	config.Transfers, config.Partitions = calibrationTransfers, max(1, o.Partitions)
 	config.ModeTimeCap = 30 * time.Second
 	var meter cpuMeter
 	config.Timed = func(begin bool) {

@@ -1,0 +1,867 @@
+package capacity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/load/metrics"
+	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+)
+
+// capacityMode is one system configuration the capacity run measures.
+type capacityMode struct {
+	// Name is "batched" (the reference pipeline) or "naive" (gateway
+	// --apply-mode naive, no worker).
+	Name        string   `json:"name"`
+	Gateways    int      `json:"gateways"`
+	Workers     int      `json:"workers"`
+	GatewayArgs []string `json:"gateway_args"`
+	WorkerArgs  []string `json:"worker_args"`
+}
+
+// capacityStep is one step's figures: the load's view (load-summary.json of
+// the step's load run) and the CPU each process used during the step's hold.
+type capacityStep struct {
+	TargetTPS          int      `json:"target_tps"`
+	AchievedTPS        float64  `json:"achieved_tps"`
+	Iterations         float64  `json:"iterations"`
+	ExpectedIterations float64  `json:"expected_iterations"`
+	Dropped            float64  `json:"dropped"`
+	ErrorRate          *float64 `json:"error_rate"`
+	P50AcceptMs        *float64 `json:"p50_accept_ms"`
+	P95AcceptMs        *float64 `json:"p95_accept_ms"`
+	P99AcceptMs        *float64 `json:"p99_accept_ms"`
+	P50SettleMs        *float64 `json:"p50_settle_ms"`
+	P95SettleMs        *float64 `json:"p95_settle_ms"`
+	P99SettleMs        *float64 `json:"p99_settle_ms"`
+	Held               bool     `json:"held"`
+	Reasons            []string `json:"reasons"`
+	// WindowStart and WindowSeconds are the step's hold: AchievedTPS is
+	// CompletedInWindow (money operations completed in it) over its length.
+	WindowStart       time.Time `json:"window_start"`
+	WindowSeconds     float64   `json:"window_seconds"`
+	CompletedInWindow int64     `json:"completed_in_window"`
+	// CPUSeconds is the CPU each process tree used in the window
+	// ("postgres" counts every backend; "load" is the load generator;
+	// "machine" is the whole machine, other people's work included);
+	// CPUPer1000 divides it by CompletedInWindow in thousands.
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_requests"`
+	// LoadAverage is /proc/loadavg's first figure when the step ended.
+	LoadAverage float64 `json:"load_average"`
+	// RecordsPerBatch is the workers' mean batch size during the step (from
+	// their metrics; 0 without workers).
+	RecordsPerBatch float64 `json:"records_per_batch"`
+	// LoadExitCode is the step's `ledgerproof load` exit status (0: it ran;
+	// the capacity scenario has no thresholds).
+	LoadExitCode int `json:"load_exit_code"`
+}
+
+// capacityModeResult is what one mode measured.
+type capacityModeResult struct {
+	Mode  capacityMode   `json:"mode"`
+	Steps []capacityStep `json:"steps"`
+	// KneeTPS is the highest step held with every step below it held too;
+	// 0 when the first step failed.
+	KneeTPS int `json:"knee_tps"`
+	// StoppedEarly says why stepping stopped before the last step.
+	StoppedEarly string `json:"stopped_early,omitempty"`
+	AuditPassed  bool   `json:"audit_passed"`
+	AuditSummary string `json:"audit_summary"`
+	RunDir       string `json:"run_dir"`
+	// CeilingFraction is KneeTPS over the calibration's ceiling (nil
+	// without a calibration).
+	CeilingFraction *float64 `json:"ceiling_fraction,omitempty"`
+}
+
+// capacityResult is the whole run: capacity.json.
+type capacityResult struct {
+	StartedAt    time.Time            `json:"started_at"`
+	FinishedAt   time.Time            `json:"finished_at"`
+	Command      string               `json:"command"`
+	Machine      string               `json:"machine"`
+	Criteria     string               `json:"criteria"`
+	StepSeconds  float64              `json:"step_hold_seconds"`
+	RampSeconds  float64              `json:"ramp_seconds"`
+	Accounts     int                  `json:"accounts"`
+	Seed         int64                `json:"seed"`
+	Modes        []capacityModeResult `json:"modes"`
+	KneeRatio    *float64             `json:"knee_ratio"`
+	RequireTPS   int                  `json:"require_tps"`
+	RequireRatio float64              `json:"require_ratio"`
+	// Calibration is this machine's own limits, measured before the steps
+	// (nil with --calibrate=false); RequireCeilingFraction the batched
+	// knee's required fraction of its ceiling.
+	Calibration            *capacityCalibration `json:"calibration,omitempty"`
+	RequireCeilingFraction float64              `json:"require_ceiling_fraction"`
+	Verdict                string               `json:"verdict"`
+}
+
+// capacityGatewayArgs are what every gateway of a capacity stack runs with:
+// a cheap password KDF (the setup signs up thousands of users; argon2id at
+// its production cost would take minutes of the machine's two cores, and no
+// money request hashes a password) and no per-user rate limits, of all
+// requests and of money requests (the load's accounts are few and busy by
+// design; the limits would measure themselves), and
+// a producer linger of 1 ms (the broker's CPU per request halves, 0.04 ->
+// 0.02 ms at 3,600 TPS, for a millisecond of accept latency).
+var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations", "1", "--rate-limit", "-1", "--money-rate-limit", "-1", "--producer-linger", "1ms"}
+
+// capacityWorkerArgs are what every worker of a capacity stack runs with: a
+// linger of 30 ms fills batches (about 70 records at 3,600 TPS on two
+// partitions, where 10 ms left 15), and Postgres pays per batch.
+var capacityWorkerArgs = []string{"--linger", "30ms"}
+
+// capacityStackEnv is the environment of the stack's Go processes (broker,
+// gateways, workers), before --stack-env. GOMAXPROCS=1: seven busy processes
+// share two cores; with GOMAXPROCS=2 every Go process wakes a second thread
+// for each goroutine hand-off and spins looking for work; in consecutive
+// runs (2 partitions, linger 30 ms) the machine's CPU per request fell
+// from 0.99 to 0.78 ms and the sustained rate at the 3,600 step rose from
+// 2,000 to 2,520 TPS with it. GOGC=400: their heaps are small and memory
+// plentiful; fewer collections (3,600 step: p95 accept 191-227 ms in three
+// runs with it, 271 ms without).
+var capacityStackEnv = []string{"GOMAXPROCS=1", "GOGC=400"}
+
+func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
+	self := o.Binary
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return 2, err
+	}
+	result := capacityResult{StartedAt: time.Now().UTC(), Command: o.Command, Machine: machineDescription(),
+		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.Hold.Seconds(), RampSeconds: o.Ramp.Seconds(),
+		Accounts: o.Accounts, Seed: o.Seed, RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction}
+	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.Steps, o.Hold, o.Ramp, o.Seed, o.Out)
+	if o.Calibrate {
+		calibration, err := calibrate(ctx, o, self, out)
+		if err != nil {
+			return 2, err
+		}
+		result.Calibration = &calibration
+	}
+	auditsPassed := true
+	for modeIndex, name := range o.Modes {
+		mode := capacityMode{Name: name, Gateways: o.Gateways, GatewayArgs: append(append([]string{}, capacityGatewayArgs...), o.GatewayArgs...)}
+		if name == "batched" {
+			mode.Workers, mode.WorkerArgs = o.Workers, append(append([]string{}, capacityWorkerArgs...), o.WorkerArgs...)
+		} else {
+			mode.GatewayArgs = append(mode.GatewayArgs, "--apply-mode", "naive")
+		}
+		if o.ProfileAt > 0 {
+			mode.GatewayArgs = append(mode.GatewayArgs, "--pprof")
+			if mode.Workers > 0 {
+				mode.WorkerArgs = append(mode.WorkerArgs, "--pprof")
+			}
+		}
+		modeResult, err := runCapacityMode(ctx, o, self, modeIndex, mode, out)
+		if err != nil {
+			return 2, fmt.Errorf("mode %s: %w", name, err)
+		}
+		auditsPassed = auditsPassed && modeResult.AuditPassed
+		if result.Calibration != nil && result.Calibration.CeilingTPS > 0 {
+			fraction := math.Round(float64(modeResult.KneeTPS)/result.Calibration.CeilingTPS*1000) / 1000
+			modeResult.CeilingFraction = &fraction
+		}
+		result.Modes = append(result.Modes, modeResult)
+		if ctx.Err() != nil {
+			return 2, ctx.Err()
+		}
+	}
+	result.FinishedAt = time.Now().UTC()
+	code := result.judge(o, auditsPassed)
+	content, err := json.MarshalIndent(result, "", "  ")
+	if err != nil {
+		return 2, err
+	}
+	if err := os.WriteFile(filepath.Join(o.Out, "capacity.json"), append(content, '\n'), 0o644); err != nil {
+		return 2, err
+	}
+	markdown := result.markdown(o.Out)
+	if err := os.WriteFile(filepath.Join(o.Out, "capacity.md"), []byte(markdown), 0o644); err != nil {
+		return 2, err
+	}
+	if o.Docs != "" {
+		if err := replaceMarkedSection(o.Docs, markdown); err != nil {
+			return 2, err
+		}
+	}
+	fmt.Fprintf(out, "\n%s\ncapacity: %s; report %s\n", markdown, result.Verdict, filepath.Join(o.Out, "capacity.md"))
+	return code, nil
+}
+
+// judge sets the knee ratio and the verdict, and returns the exit code: 1
+// when an audit failed, 3 when a requirement was missed, else 0.
+func (r *capacityResult) judge(o Options, auditsPassed bool) int {
+	code := 0
+	var verdicts []string
+	batched, naive := r.mode("batched"), r.mode("naive")
+	if batched != nil && naive != nil && naive.KneeTPS > 0 {
+		ratio := float64(batched.KneeTPS) / float64(naive.KneeTPS)
+		r.KneeRatio = &ratio
+	}
+	if !auditsPassed {
+		code = 1
+		verdicts = append(verdicts, "AUDIT FAILED")
+	}
+	if o.RequireTPS > 0 && (batched == nil || batched.KneeTPS < o.RequireTPS) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("batched knee below the required %d TPS", o.RequireTPS))
+	}
+	if o.RequireRatio > 0 && (r.KneeRatio == nil || *r.KneeRatio < o.RequireRatio) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("knee ratio below the required %gx", o.RequireRatio))
+	}
+	if o.RequireCeilingFraction > 0 && (batched == nil || batched.CeilingFraction == nil || *batched.CeilingFraction < o.RequireCeilingFraction) {
+		code = max(code, 3)
+		verdicts = append(verdicts, fmt.Sprintf("batched knee below %.0f%% of the calibrated ceiling", o.RequireCeilingFraction*100))
+	}
+	if code == 0 {
+		verdicts = append(verdicts, "passed")
+	}
+	r.Verdict = strings.Join(verdicts, "; ")
+	return code
+}
+
+func (r *capacityResult) mode(name string) *capacityModeResult {
+	for i := range r.Modes {
+		if r.Modes[i].Mode.Name == name {
+			return &r.Modes[i]
+		}
+	}
+	return nil
+}
+
+func machineDescription() string {
+	model := "unknown CPU"
+	if content, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(content), "\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				model = strings.TrimSpace(value)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s/%s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH)
+}
+
+// capacityPorts shifts the stack's default ports so a capacity stack runs
+// beside `make up` and the demo.
+// Each mode gets its own ports (shifted by 20 per mode), so a mode's stack
+// never waits for the previous one's ports.
+func capacityPorts(config *stack.Config, base, modeIndex int) {
+	if base == 0 {
+		shift := 200 + 20*modeIndex
+		config.PostgresPort += shift
+		config.RedisPort += shift
+		config.BrokerPort += shift
+		config.GatewayPort += shift
+		config.WorkerMetricsPort += shift
+		return
+	}
+	base += 100 * modeIndex
+	config.PostgresPort, config.RedisPort, config.BrokerPort = base, base+1, base+2
+	config.GatewayPort, config.GatewayInternalPort, config.WorkerMetricsPort = base+10, base+30, base+50
+}
+
+func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int, mode capacityMode, out io.Writer) (capacityModeResult, error) {
+	result := capacityModeResult{Mode: mode, RunDir: filepath.Join(o.Out, mode.Name)}
+	stackDir := filepath.Join(o.StackRoot, mode.Name)
+	if err := os.MkdirAll(result.RunDir, 0o755); err != nil {
+		return result, err
+	}
+	// A stack left behind by an interrupted run is stopped and removed.
+	_ = stack.Down(ctx, stackDir, stack.DownOptions{Purge: true})
+	config := stack.DefaultConfig()
+	config.Dir, config.Binary = stackDir, self
+	capacityPorts(&config, o.PortBase, modeIndex)
+	config.Gateways, config.Workers, config.Partitions = mode.Gateways, mode.Workers, o.Partitions
+	config.GatewayArgs, config.WorkerArgs = mode.GatewayArgs, mode.WorkerArgs
+	config.Env = append(append(config.Env, capacityStackEnv...), o.StackEnv...)
+	if o.ProfileAt > 0 {
+		// The profiled step also records what Postgres spent its time on.
+		config.PostgresSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on"}
+	}
+	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs)
+	// The mode's stack is the run engine's local stack, started fresh (the
+	// directory was purged above, so nothing is attached) and stopped and
+	// removed after the audit, its logs copied into the run directory.
+	target := runner.NewLocalStack(runner.LocalOptions{Config: config, Purge: true})
+	if _, err := target.Prepare(ctx); err != nil {
+		return result, err
+	}
+	stackLog, err := os.Create(filepath.Join(result.RunDir, stackLogFileName))
+	if err != nil {
+		return result, err
+	}
+	defer stackLog.Close()
+	stopStack, err := target.Start(ctx, result.RunDir, stackOutput{log: stackLog, out: out, mode: mode.Name})
+	defer stopStack()
+	if err != nil {
+		return result, err
+	}
+	if !target.Stack().StartedByRun {
+		return result, fmt.Errorf("the stack in %s was already running: a capacity stack must be fresh", stackDir)
+	}
+	file, err := stack.Load(target.Stack().Dir)
+	if err != nil {
+		return result, err
+	}
+
+	sampler := newCPUSampler()
+	for _, component := range file.Components {
+		if component.PID > 0 {
+			sampler.watch(component.Name, component.PID)
+		}
+	}
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { sampler.run(time.Second, stop); close(sampled) }()
+	defer func() { close(stop); <-sampled }()
+
+	failures := 0
+	for index, rate := range o.Steps {
+		if ctx.Err() != nil {
+			return result, ctx.Err()
+		}
+		step, err := runCapacityStep(ctx, o, self, mode, file, sampler, index, rate, result.RunDir, out)
+		if err != nil {
+			return result, err
+		}
+		result.Steps = append(result.Steps, step)
+		if step.Held {
+			failures = 0
+			continue
+		}
+		failures++
+		if failures >= o.FailuresToStop && index < len(o.Steps)-1 {
+			result.StoppedEarly = fmt.Sprintf("stopped after %d consecutive failed steps (%d and %d TPS); steps above %d TPS were not run",
+				failures, o.Steps[index-failures+1], rate, rate)
+			fmt.Fprintf(out, "%s: %s\n", mode.Name, result.StoppedEarly)
+			break
+		}
+	}
+	for _, step := range result.Steps {
+		if !step.Held {
+			break
+		}
+		result.KneeTPS = step.TargetTPS
+	}
+
+	// Audit everything the mode's steps journaled against the ledger.
+	auditLog, err := os.Create(filepath.Join(result.RunDir, "audit.log"))
+	if err != nil {
+		return result, err
+	}
+	defer auditLog.Close()
+	ledger, err := target.Ledger(ctx, out)
+	if err != nil {
+		return result, err
+	}
+	// `ledgerproof audit --stack DIR --run DIR` with its flags' defaults,
+	// in this process; its output is audit.log.
+	code := runner.RunAudit(ctx, runner.AuditOptions{RunDir: result.RunDir, StackDir: ledger.StackDir, Topic: invariants.DefaultTopic,
+		DrainTimeout: auditDrainTimeout, QuietPeriod: auditQuietPeriod, MaxViolations: auditMaxViolations, Scope: invariants.ScopeRun},
+		auditLog, auditLog)
+	var auditError error
+	if code != runner.AuditExitPassed {
+		// The words the audit's exit status had as a process.
+		auditError = fmt.Errorf("exit status %d", code)
+	}
+	result.AuditPassed = auditError == nil
+	result.AuditSummary = auditSummary(result.RunDir, auditError)
+	fmt.Fprintf(out, "%s: knee %d TPS; audit %s\n", mode.Name, result.KneeTPS, result.AuditSummary)
+	return result, nil
+}
+
+// The audit's settings: `ledgerproof audit`'s defaults.
+const (
+	auditDrainTimeout  = 60 * time.Second
+	auditQuietPeriod   = 2 * time.Second
+	auditMaxViolations = 20
+)
+
+// stepLoadLogFileName is a step's load's output in its step directory.
+const stepLoadLogFileName = "load.log"
+
+// scheduleStartDelay is how far ahead of now a step's schedule start is
+// written: the load reads its start file every 20 ms.
+const scheduleStartDelay = 100 * time.Millisecond
+
+// stackLogFileName is the mode's stack's progress lines (starting, ready,
+// stopped) in the mode's run directory.
+const stackLogFileName = "stack.log"
+
+// stackOutput receives a mode's stack's lines: all of them go to its
+// stack.log (capacity's own output never carried them), and those saying
+// the stack could not be stopped or removed to out as well.
+type stackOutput struct {
+	log, out io.Writer
+	mode     string
+}
+
+func (s stackOutput) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if strings.HasPrefix(line, "ERROR") {
+			fmt.Fprintf(s.out, "%s: %s", s.mode, line)
+		}
+	}
+	return s.log.Write(p)
+}
+
+// loadComponent is the load generator's name in the CPU tables.
+const loadComponent = "load"
+
+// The step criteria: a step holds with every iteration started (none
+// dropped), errors below capacityErrorRateMax of its money operations and
+// p95 accept below capacityP95Milliseconds.
+const (
+	capacityErrorRateMax    = 0.001
+	capacityP95Milliseconds = 250
+)
+
+// capacitySets are the overrides of a step's load: the step's rate as the
+// scenario's only step, the ramp (from 0) and hold, the accounts.
+func capacitySets(o Options, rate int) []string {
+	return []string{
+		"schedule.steps=[" + strconv.Itoa(rate) + "]",
+		"schedule.step_ramp=" + o.Ramp.String(),
+		"schedule.step_hold=" + o.Hold.String(),
+		"setup.accounts=" + strconv.Itoa(o.Accounts),
+	}
+}
+
+// capacityPlan reads the scenario with a step's overrides, as its load will,
+// and returns the step's arrival schedule.
+func capacityPlan(o Options, rate int) (*generator.Plan, error) {
+	s, err := scenario.Load(o.Scenario, capacitySets(o, rate))
+	if err != nil {
+		return nil, fmt.Errorf("step %d: %w", rate, err)
+	}
+	if s.Schedule.Executor != scenario.ExecutorCapacitySteps {
+		return nil, fmt.Errorf("step %d: %s: executor %s, want %s", rate, o.Scenario, s.Schedule.Executor, scenario.ExecutorCapacitySteps)
+	}
+	plan, err := generator.NewPlan(s.Schedule, 1)
+	if err != nil {
+		return nil, fmt.Errorf("step %d: %w", rate, err)
+	}
+	return plan, nil
+}
+
+// capacityLoadArgs is the command line of a step's load.
+func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate int) []string {
+	args := []string{"load", "--scenario", o.Scenario, "--base-url", strings.Join(gateways, ","), "--out", stepDir,
+		"--seed", strconv.FormatInt(o.Seed+int64(index), 10)}
+	for _, set := range capacitySets(o, rate) {
+		args = append(args, "--set", set)
+	}
+	return args
+}
+
+// runCapacityStep runs one step as a load run of its own (`ledgerproof load`
+// with the step's rate as the scenario's only step), sampling CPU meanwhile.
+// Setup (sign-ups, funding) comes first; the schedule starts when this
+// process says so, so the profiles are timed from it. The figures come from
+// the load's summary.
+func runCapacityStep(ctx context.Context, o Options, self string, mode capacityMode, file *stack.File, sampler *cpuSampler,
+	index, rate int, runDir string, out io.Writer) (capacityStep, error) {
+	step := capacityStep{TargetTPS: rate, LoadExitCode: -1}
+	name := fmt.Sprintf("step-%02d-%d", index+1, rate)
+	stepDir, err := filepath.Abs(filepath.Join(runDir, "steps", name))
+	if err != nil {
+		return step, err
+	}
+	if err := os.MkdirAll(stepDir, 0o755); err != nil {
+		return step, err
+	}
+	plan, err := capacityPlan(o, rate)
+	if err != nil {
+		return step, err
+	}
+	step.ExpectedIterations = float64(plan.Total())
+	logFile, err := os.Create(filepath.Join(stepDir, stepLoadLogFileName))
+	if err != nil {
+		return step, err
+	}
+	defer logFile.Close()
+	// The load runs with Go's default settings (GOGC=100, every core), from
+	// this process's environment.
+	load, err := runner.StartGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
+	if err != nil {
+		return step, err
+	}
+	sampler.watch(loadComponent, load.PID())
+	defer sampler.watch(loadComponent, 0)
+	if err := load.WaitReady(ctx); err != nil {
+		load.Stop()
+		return step, fmt.Errorf("%s: the load's setup: %w (see %s)", name, err, logFile.Name())
+	}
+	// Batches from here on are the step's: setup's funding deposits are not.
+	batchesBefore := scrapeBatches(file)
+	scheduleStart := time.Now().Add(scheduleStartDelay)
+	if err := load.Start(scheduleStart); err != nil {
+		load.Stop()
+		return step, err
+	}
+	profiled := make(chan struct{})
+	if o.ProfileAt == rate {
+		go func() {
+			defer close(profiled)
+			// A second into the hold, so the profiles fall inside it
+			// (--profile-seconds must be below the hold).
+			takeProfiles(ctx, o, mode, file, scheduleStart.Add(o.Ramp+time.Second), stepDir, out)
+		}()
+	} else {
+		close(profiled)
+	}
+	waitError := load.Wait()
+	step.LoadExitCode = load.ExitCode()
+	// One more sample while the load's process is still known, then forget it.
+	sampler.sample()
+	sampler.watch(loadComponent, 0)
+	<-profiled
+	if after := scrapeBatches(file); after[1] > batchesBefore[1] {
+		step.RecordsPerBatch = round3((after[0] - batchesBefore[0]) / (after[1] - batchesBefore[1]))
+	}
+	if waitError != nil {
+		return step, fmt.Errorf("%s: %w (see %s)", name, waitError, logFile.Name())
+	}
+	// The journal joins the mode's run directory, where the audit reads
+	// journal*.jsonl.
+	if err := os.Rename(filepath.Join(stepDir, "journal.jsonl"), filepath.Join(runDir, "journal-"+name+".jsonl")); err != nil {
+		return step, fmt.Errorf("%s: the load left no journal (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
+	}
+	summary, err := metrics.ReadSummary(filepath.Join(stepDir, metrics.SummaryFile))
+	if err == nil {
+		err = step.setFigures(summary)
+	}
+	if err != nil {
+		return step, fmt.Errorf("%s: no step figures from the load (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
+	}
+	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
+	step.CPUSeconds, step.CPUPer1000 = map[string]float64{}, map[string]float64{}
+	names := []string{machineComponent, loadComponent}
+	for _, component := range file.Components {
+		names = append(names, component.Name)
+	}
+	for _, component := range names {
+		used, ok := sampler.used(component, step.WindowStart, windowEnd)
+		if !ok {
+			continue
+		}
+		step.CPUSeconds[component] = round3(used)
+		if step.CompletedInWindow > 0 {
+			step.CPUPer1000[component] = round3(used / (float64(step.CompletedInWindow) / 1000))
+		}
+	}
+	if content, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fields := strings.Fields(string(content))
+		if len(fields) > 0 {
+			step.LoadAverage, _ = strconv.ParseFloat(fields[0], 64)
+		}
+	}
+	verdict := "held"
+	if !step.Held {
+		verdict = "NOT HELD (" + strings.Join(step.Reasons, ", ") + ")"
+	}
+	fmt.Fprintf(out, "%s %6d TPS: achieved %.0f/s, p95 accept %s ms, errors %s, dropped %.0f, records/batch %.1f, CPU/1k req: %s; %s\n",
+		mode.Name, rate, step.AchievedTPS, formatOptional(step.P95AcceptMs, 1), formatPercent(step.ErrorRate), step.Dropped,
+		step.RecordsPerBatch, formatCPU(step.CPUPer1000), verdict)
+	return step, nil
+}
+
+// setFigures fills the step's figures from its load's summary, whose only
+// step is this one, and judges the step:
+//   - achieved TPS is the money operations completed in the hold over its
+//     length; iterations, dropped, errors and latencies are over the whole
+//     step (ramp and hold);
+//   - settle p50 and p99 are the run's settle_duration: every operation of a
+//     one-step load is the step's (a count that differs is a bug);
+//   - the step holds with at least one iteration, none dropped, errors below
+//     0.1% and p95 accept below 250 ms.
+func (step *capacityStep) setFigures(summary *metrics.Summary) error {
+	if len(summary.Steps) != 1 {
+		return fmt.Errorf("%d steps in the summary, want 1", len(summary.Steps))
+	}
+	figures := summary.Steps[0]
+	if figures.Step != strconv.Itoa(step.TargetTPS) {
+		return fmt.Errorf("the summary's step is %q, want %d", figures.Step, step.TargetTPS)
+	}
+	step.AchievedTPS = figures.OperationsPerSecond
+	step.Iterations = float64(figures.Started)
+	step.Dropped = float64(figures.Dropped)
+	step.WindowStart = figures.WindowStart
+	step.WindowSeconds = figures.WindowEnd.Sub(figures.WindowStart).Seconds()
+	step.CompletedInWindow = figures.CompletedInWindow
+	step.ErrorRate, step.P50AcceptMs, step.P95AcceptMs, step.P99AcceptMs = nil, nil, nil, nil
+	step.P50SettleMs, step.P95SettleMs, step.P99SettleMs = nil, nil, nil
+	if figures.Completed > 0 {
+		step.ErrorRate = optional(figures.ErrorRate)
+	}
+	if figures.AcceptSamples > 0 {
+		step.P50AcceptMs = optional(figures.AcceptP50Milliseconds)
+		step.P95AcceptMs = optional(figures.AcceptP95Milliseconds)
+		step.P99AcceptMs = optional(figures.AcceptP99Milliseconds)
+	}
+	if figures.SettleSamples > 0 {
+		settle := summary.Metrics["settle_duration"].Figures
+		if count := int64(settle["count"]); count != figures.SettleSamples {
+			return fmt.Errorf("the run has %d settle samples, its only step %d", count, figures.SettleSamples)
+		}
+		step.P50SettleMs = optional(settle["med"])
+		step.P95SettleMs = optional(figures.SettleP95Milliseconds)
+		step.P99SettleMs = optional(settle["p(99)"])
+	}
+	step.Reasons = []string{}
+	if figures.Started == 0 {
+		step.Reasons = append(step.Reasons, "no iterations")
+	}
+	if figures.Dropped > 0 {
+		step.Reasons = append(step.Reasons, fmt.Sprintf("%d dropped", figures.Dropped))
+	}
+	switch {
+	case step.ErrorRate == nil:
+		step.Reasons = append(step.Reasons, "no error data")
+	case *step.ErrorRate >= capacityErrorRateMax:
+		step.Reasons = append(step.Reasons, fmt.Sprintf("errors %.3f%%", *step.ErrorRate*100))
+	}
+	switch {
+	case step.P95AcceptMs == nil:
+		step.Reasons = append(step.Reasons, "no latency data")
+	case *step.P95AcceptMs >= capacityP95Milliseconds:
+		step.Reasons = append(step.Reasons, fmt.Sprintf("p95 %.1f ms", *step.P95AcceptMs))
+	}
+	step.Held = len(step.Reasons) == 0
+	return nil
+}
+
+func optional(value float64) *float64 { return &value }
+
+// scrapeBatches sums the workers' batch-size metric: [records, batches].
+func scrapeBatches(file *stack.File) [2]float64 {
+	var total [2]float64
+	client := http.Client{Timeout: 2 * time.Second}
+	for _, url := range file.Endpoints.WorkerMetrics {
+		response, err := client.Get(url)
+		if err != nil {
+			continue
+		}
+		content, _ := io.ReadAll(response.Body)
+		response.Body.Close()
+		for _, line := range strings.Split(string(content), "\n") {
+			for i, name := range []string{"ledger_worker_batch_records_sum ", "ledger_worker_batch_records_count "} {
+				if value, ok := strings.CutPrefix(line, name); ok {
+					number, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+					total[i] += number
+				}
+			}
+		}
+	}
+	return total
+}
+
+// auditSummary is the audit's verdict line, from audit.txt when written.
+func auditSummary(runDir string, auditError error) string {
+	verdict := "passed"
+	if auditError != nil {
+		verdict = "FAILED (" + auditError.Error() + ")"
+	}
+	content, err := os.ReadFile(filepath.Join(runDir, "audit.txt"))
+	if err != nil {
+		return verdict
+	}
+	for _, line := range strings.Split(string(content), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(strings.ToLower(line), "audit") || strings.Contains(line, "PASSED") || strings.Contains(line, "FAILED") {
+			return verdict + ": " + line
+		}
+	}
+	return verdict
+}
+
+func round3(value float64) float64 { return math.Round(value*1000) / 1000 }
+
+func formatOptional(value *float64, decimals int) string {
+	if value == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*value, 'f', decimals, 64)
+}
+
+func formatPercent(value *float64) string {
+	if value == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*value*100, 'f', 3, 64) + "%"
+}
+
+// cpuColumns orders the components in tables: the stack's, then the load
+// generator, then the machine.
+func cpuColumns(values map[string]float64) []string {
+	var names []string
+	for name := range values {
+		if name != loadComponent && name != machineComponent {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range []string{loadComponent, machineComponent} {
+		if _, ok := values[name]; ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func formatCPU(values map[string]float64) string {
+	var parts []string
+	for _, name := range cpuColumns(values) {
+		parts = append(parts, fmt.Sprintf("%s %.2fs", name, values[name]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// markdown renders the run as the report's tables.
+func (r *capacityResult) markdown(outDir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Capacity run %s\n\n", r.StartedAt.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Machine: %s. Each step: a load run of its own, a ramp of %gs from 0, a hold of %gs; %d accounts per step; seed %d. "+
+		"A step holds with %s (the knee is the highest step held with every step below it held). Run directory: `%s`.\n\n",
+		r.Machine, r.RampSeconds, r.StepSeconds, r.Accounts, r.Seed, r.Criteria, outDir)
+	if c := r.Calibration; c != nil {
+		b.WriteString("**Calibration** (this machine, this run, bare programs; CPU of every process involved):\n\n")
+		b.WriteString("| part | what | operations | CPU-ms per operation | CPU seconds by process |\n|---|---|---:|---:|---|\n")
+		for _, part := range c.Parts {
+			fmt.Fprintf(&b, "| %s | %s | %d | %.3f | %s |\n", part.Name, part.What, part.Operations, part.CPUMsPerOperation, formatProcessSeconds(part.ByProcess))
+		}
+		fmt.Fprintf(&b, "\nBare cost of one request: %.3f CPU-ms; ceiling: %d cores / %.3f ms = **%.0f TPS**.\n\n", c.CPUMsPerOperation, c.Cores, c.CPUMsPerOperation, c.CeilingTPS)
+	}
+	for _, mode := range r.Modes {
+		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS)
+		if mode.CeilingFraction != nil {
+			fmt.Fprintf(&b, " (%.1f%% of the ceiling)", *mode.CeilingFraction*100)
+		}
+		fmt.Fprintf(&b, "; audit %s.", mode.AuditSummary)
+		if mode.StoppedEarly != "" {
+			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(mode.StoppedEarly, "."))
+		}
+		b.WriteString("\n\n")
+		b.WriteString("| target TPS | sustained TPS | accept p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | dropped | errors | verdict |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, step := range mode.Steps {
+			verdict := "held"
+			if !step.Held {
+				verdict = "not held: " + strings.Join(step.Reasons, ", ")
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
+				formatOptional(step.P50AcceptMs, 1), formatOptional(step.P95AcceptMs, 1), formatOptional(step.P99AcceptMs, 1),
+				formatOptional(step.P50SettleMs, 1), formatOptional(step.P95SettleMs, 1), formatOptional(step.P99SettleMs, 1),
+				step.Dropped, formatPercent(step.ErrorRate), verdict)
+		}
+		b.WriteString("\n")
+		if len(mode.Steps) > 0 {
+			columns := cpuColumns(mode.Steps[0].CPUSeconds)
+			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included):\n\n")
+			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | records/batch | load avg |\n")
+			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|\n")
+			for _, step := range mode.Steps {
+				cells := []string{strconv.Itoa(step.TargetTPS)}
+				for _, column := range columns {
+					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
+				}
+				cells = append(cells, strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
+				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+			}
+			b.WriteString("\n")
+		}
+	}
+	batched, naive := r.mode("batched"), r.mode("naive")
+	if batched != nil && naive != nil {
+		b.WriteString("Side by side:\n\n| target TPS | batched sustained | batched p95 accept ms | batched verdict | naive sustained | naive p95 accept ms | naive verdict |\n|---:|---:|---:|---|---:|---:|---|\n")
+		for _, step := range batched.Steps {
+			cells := []string{strconv.Itoa(step.TargetTPS), fmt.Sprintf("%.0f", step.AchievedTPS), formatOptional(step.P95AcceptMs, 1), heldWord(step.Held)}
+			other := naive.step(step.TargetTPS)
+			if other == nil {
+				cells = append(cells, "–", "–", "not run")
+			} else {
+				cells = append(cells, fmt.Sprintf("%.0f", other.AchievedTPS), formatOptional(other.P95AcceptMs, 1), heldWord(other.Held))
+			}
+			b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		}
+		ratio := "n/a (the naive mode held no step)"
+		if r.KneeRatio != nil {
+			ratio = fmt.Sprintf("%.2f×", *r.KneeRatio)
+		}
+		fmt.Fprintf(&b, "\nKnees: batched %d TPS, naive %d TPS; ratio batched ÷ naive %s.", batched.KneeTPS, naive.KneeTPS, ratio)
+		if len(batched.Steps) > 0 {
+			last := batched.Steps[len(batched.Steps)-1]
+			fmt.Fprintf(&b, " Highest batched step run: %d TPS (sustained %.0f/s, %s).", last.TargetTPS, last.AchievedTPS, heldWord(last.Held))
+		}
+		b.WriteString("\n")
+	}
+	if r.Calibration != nil {
+		b.WriteString("\nKnees as a fraction of the calibrated ceiling (" + fmt.Sprintf("%.0f TPS", r.Calibration.CeilingTPS) + "):")
+		for _, mode := range r.Modes {
+			if mode.CeilingFraction != nil {
+				fmt.Fprintf(&b, " %s %d ÷ %.0f = %.3f;", mode.Mode.Name, mode.KneeTPS, r.Calibration.CeilingTPS, *mode.CeilingFraction)
+			}
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\nVerdict: %s.\n", r.Verdict)
+	return b.String()
+}
+
+func (m *capacityModeResult) step(rate int) *capacityStep {
+	for i := range m.Steps {
+		if m.Steps[i].TargetTPS == rate {
+			return &m.Steps[i]
+		}
+	}
+	return nil
+}
+
+func heldWord(held bool) string {
+	if held {
+		return "held"
+	}
+	return "not held"
+}
+
+// The markers of the section replaceMarkedSection rewrites.
+const (
+	capacityBeginMarker = "<!-- capacity-report:begin (written by `make capacity`) -->"
+	capacityEndMarker   = "<!-- capacity-report:end -->"
+)
+
+// replaceMarkedSection puts content between the capacity-report markers of
+// path, appending the markers first if the file has none.
+func replaceMarkedSection(path, content string) error {
+	existing, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	text := string(existing)
+	begin, end := strings.Index(text, capacityBeginMarker), strings.Index(text, capacityEndMarker)
+	section := capacityBeginMarker + "\n" + content + capacityEndMarker
+	if begin < 0 || end < begin {
+		text = strings.TrimRight(text, "\n") + "\n\n" + section + "\n"
+	} else {
+		text = text[:begin] + section + text[end+len(capacityEndMarker):]
+	}
+	return os.WriteFile(path, []byte(text), 0o644)
+}

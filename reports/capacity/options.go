@@ -1,0 +1,209 @@
+// Package capacity is `ledgerproof capacity` (`make capacity`,
+// docs/performance.md "End-to-end capacity"): this machine's own limits
+// measured with bare programs (the calibration), then for each mode
+// (batched, naive) a fresh local stack (a runner.LocalStack), the capacity
+// steps (one gated `ledgerproof load` run of the capacity scenario per step,
+// so stepping can stop after consecutive failed steps), the CPU of every
+// process sampled from /proc, the audit of the mode's journals
+// (runner.RunAudit), and the report: capacity.json, capacity.md and the
+// marked section of a markdown file.
+package capacity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/reports/runner"
+)
+
+// The modes a capacity run measures.
+const (
+	// ModeBatched is the reference pipeline: gateways, the broker, workers.
+	ModeBatched = "batched"
+	// ModeNaive is the gateway with --apply-mode naive and no worker: one
+	// Postgres transaction per request.
+	ModeNaive = "naive"
+)
+
+// Options are a capacity run's settings (the flags of `ledgerproof
+// capacity`, whose defaults are given there); Run validates them together.
+type Options struct {
+	// Out is the run directory: capacity.json, capacity.md, one folder per
+	// mode (journals, each step's load log and summary, the audit).
+	Out string
+	// Scenario is the capacity scenario; each step is one `ledgerproof
+	// load` run of it with its schedule.steps, step_ramp, step_hold and
+	// setup.accounts set from Steps, Ramp, Hold and Accounts.
+	Scenario string
+	// StackRoot is the parent of the stacks' directories (one per mode and
+	// one for the calibration, each purged before and after).
+	StackRoot string
+	// Docs is a markdown file whose capacity section (between the
+	// capacity-report markers) receives the summary; "": none.
+	Docs string
+	// Modes are the modes measured, in order (ModeBatched, ModeNaive).
+	Modes []string
+	// Steps are the arrival rates (TPS), ascending.
+	Steps []int
+	// Hold is each step's hold (at least 1s); Ramp its ramp from 0.
+	Hold, Ramp time.Duration
+	// Accounts are the accounts each step's load signs up and funds.
+	Accounts int
+	// Seed is the load's seed (step i uses Seed+i); 0: drawn by Run and
+	// printed.
+	Seed int64
+	// Gateways are the gateway processes of both modes; Workers the worker
+	// processes of the batched mode; Partitions those of the commands topic.
+	Gateways, Workers, Partitions int
+	// GatewayArgs and WorkerArgs are appended to every gateway's and
+	// worker's arguments, after capacity's own.
+	GatewayArgs, WorkerArgs []string
+	// StackEnv are NAME=value entries of the stack's Go processes'
+	// environment, after the defaults GOMAXPROCS=1 GOGC=400.
+	StackEnv []string
+	// FailuresToStop stops a mode's stepping after this many consecutive
+	// failed steps.
+	FailuresToStop int
+	// RequireTPS (the batched knee, TPS), RequireRatio (batched knee over
+	// naive knee) and RequireCeilingFraction (the batched knee's fraction of
+	// the calibrated ceiling, 0 to 1) make Run return 3 when missed; 0: no
+	// requirement.
+	RequireTPS             int
+	RequireRatio           float64
+	RequireCeilingFraction float64
+	// ProfileAt is the step (a rate of Steps) during whose hold gateway-0 and
+	// worker-0 are profiled for ProfileSeconds (below the hold) and
+	// Postgres's statement statistics taken; 0: none.
+	ProfileAt, ProfileSeconds int
+	// PortBase is the first of the stacks' ports, each mode 100 above the
+	// previous and the calibration's after them; 0: the stacks' defaults
+	// shifted by 200 (and 20 per mode).
+	PortBase int
+	// Calibrate measures this machine's own limits before the steps.
+	Calibrate bool
+	// Binary is the ledgerproof executable the stacks and the loads run;
+	// "": this process's own.
+	Binary string
+	// Command is the command line capacity.json records.
+	Command string
+}
+
+// highestPort is the last TCP port.
+const highestPort = 65535
+
+// validate checks the options as `ledgerproof capacity` did before any
+// stack starts: the steps, the bounds, the modes, contradictions between
+// requirements and modes, and every step's load against the scenario.
+func (o *Options) validate() error {
+	if err := checkSteps(o.Steps); err != nil {
+		return err
+	}
+	switch {
+	case len(o.Steps) == 0:
+		return errors.New("--steps: none")
+	case o.Hold < time.Second || o.Ramp < 0:
+		return errors.New("--step-duration must be at least 1s and --ramp-duration not negative")
+	case o.FailuresToStop < 1:
+		return errors.New("--stop-after-failures must be at least 1")
+	case o.Gateways < 1 || o.Workers < 1:
+		return errors.New("--gateways and --workers must be at least 1")
+	case o.RequireCeilingFraction < 0 || o.RequireCeilingFraction > 1:
+		return errors.New("--require-ceiling-fraction must be between 0 and 1")
+	case o.RequireCeilingFraction > 0 && !o.Calibrate:
+		return errors.New("--require-ceiling-fraction needs the calibration (--calibrate)")
+	}
+	for i, mode := range o.Modes {
+		if mode != ModeBatched && mode != ModeNaive {
+			return fmt.Errorf("--modes: unknown mode %q", mode)
+		}
+		if slices.Contains(o.Modes[:i], mode) {
+			return fmt.Errorf("--modes: %s twice (each mode has one run directory)", mode)
+		}
+	}
+	batched, naive := slices.Contains(o.Modes, ModeBatched), slices.Contains(o.Modes, ModeNaive)
+	switch {
+	case len(o.Modes) == 0:
+		return errors.New("--modes: none")
+	case o.Out == "" || o.Scenario == "" || o.StackRoot == "":
+		return errors.New("--out, --scenario and --stack-dir must not be empty")
+	case o.Accounts < 1 || o.Partitions < 1:
+		return errors.New("--accounts and --partitions must be at least 1")
+	case o.RequireTPS < 0 || o.RequireRatio < 0:
+		return errors.New("--require-tps and --require-ratio must not be negative")
+	case (o.RequireTPS > 0 || o.RequireCeilingFraction > 0) && !batched:
+		return errors.New("--require-tps and --require-ceiling-fraction judge the batched knee: --modes must include batched")
+	case o.RequireRatio > 0 && !(batched && naive):
+		return errors.New("--require-ratio divides the batched knee by the naive one: --modes must include both")
+	case o.ProfileAt < 0 || (o.ProfileAt > 0 && !slices.Contains(o.Steps, o.ProfileAt)):
+		return fmt.Errorf("--profile-at %d is not one of --steps", o.ProfileAt)
+	case o.ProfileAt > 0 && (o.ProfileSeconds < 1 || time.Duration(o.ProfileSeconds)*time.Second >= o.Hold):
+		// The profiles start a second into the hold and must end in it.
+		return fmt.Errorf("--profile-seconds %d must be at least 1 and below the hold (%s)", o.ProfileSeconds, o.Hold)
+	case o.PortBase < 0 || (o.PortBase > 0 && o.PortBase+100*len(o.Modes)+50 > highestPort):
+		// The calibration's stack takes the ports after the modes'.
+		return fmt.Errorf("--port-base %d: the stacks' ports must lie between 1 and %d", o.PortBase, highestPort)
+	}
+	// Every step's load is checked before any stack starts.
+	for _, rate := range o.Steps {
+		if _, err := capacityPlan(*o, rate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseSteps reads --steps: comma-separated positive rates, ascending.
+func ParseSteps(text string) ([]int, error) {
+	var steps []int
+	for _, item := range runner.SplitList(text) {
+		rate, err := strconv.Atoi(item)
+		if err != nil || rate < 1 {
+			return nil, fmt.Errorf("--steps: %q is not a positive rate", item)
+		}
+		steps = append(steps, rate)
+		if err := checkSteps(steps); err != nil {
+			return nil, err
+		}
+	}
+	return steps, nil
+}
+
+// checkSteps checks that the rates are positive and ascend.
+func checkSteps(steps []int) error {
+	for i, rate := range steps {
+		if rate < 1 {
+			return fmt.Errorf("--steps: %q is not a positive rate", strconv.Itoa(rate))
+		}
+		if i > 0 && rate <= steps[i-1] {
+			return fmt.Errorf("--steps must ascend (%d after %d)", rate, steps[i-1])
+		}
+	}
+	return nil
+}
+
+// Run runs the capacity measurement of the options and writes its report.
+// It returns the command's exit code: 0, 1 when an audit failed, 3 when a
+// requirement was missed; with an error (invalid options, or the run could
+// not go on), 2.
+func Run(ctx context.Context, o Options, out io.Writer) (int, error) {
+	if err := o.validate(); err != nil {
+		return 2, err
+	}
+	if o.Seed == 0 {
+		o.Seed = time.Now().UnixNano() % 1_000_000_007
+	}
+	if o.Binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return 2, err
+		}
+		o.Binary = self
+	}
+	return runCapacity(ctx, o, out)
+}

@@ -1,0 +1,86 @@
+package capacity
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// validOptions are `ledgerproof capacity`'s defaults.
+func validOptions() Options {
+	return Options{Out: "out", Scenario: "../../scenarios/capacity.yaml", StackRoot: "stacks", Modes: []string{ModeBatched, ModeNaive},
+		Steps: []int{250, 500, 1000}, Hold: 20 * time.Second, Ramp: 5 * time.Second, Accounts: 2000, Gateways: 1, Workers: 1,
+		Partitions: 2, FailuresToStop: 2, ProfileSeconds: 15, PortBase: 23400, Calibrate: true}
+}
+
+// TestOptionsValidate: each bad setting is refused with an error naming it; the defaults pass.
+func TestOptionsValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(*Options)
+		want   string
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"requirements with both modes", func(o *Options) { o.RequireTPS, o.RequireRatio, o.RequireCeilingFraction = 2000, 3, 0.3 }, ""},
+		{"profile at a step", func(o *Options) { o.ProfileAt = 500 }, ""},
+		{"no steps", func(o *Options) { o.Steps = nil }, "--steps: none"},
+		{"a zero step", func(o *Options) { o.Steps = []int{0, 500} }, `--steps: "0" is not a positive rate`},
+		{"steps descending", func(o *Options) { o.Steps = []int{500, 250} }, "--steps must ascend (250 after 500)"},
+		{"steps repeated", func(o *Options) { o.Steps = []int{500, 500} }, "--steps must ascend (500 after 500)"},
+		{"hold under a second", func(o *Options) { o.Hold = 500 * time.Millisecond }, "--step-duration must be at least 1s"},
+		{"negative ramp", func(o *Options) { o.Ramp = -time.Second }, "--ramp-duration not negative"},
+		{"no failures to stop", func(o *Options) { o.FailuresToStop = 0 }, "--stop-after-failures must be at least 1"},
+		{"no gateway", func(o *Options) { o.Gateways = 0 }, "--gateways and --workers must be at least 1"},
+		{"no worker", func(o *Options) { o.Workers = 0 }, "--gateways and --workers must be at least 1"},
+		{"ceiling fraction above 1", func(o *Options) { o.RequireCeilingFraction = 1.5 }, "--require-ceiling-fraction must be between 0 and 1"},
+		{"ceiling fraction without calibration", func(o *Options) { o.RequireCeilingFraction, o.Calibrate = 0.3, false },
+			"--require-ceiling-fraction needs the calibration"},
+		{"unknown mode", func(o *Options) { o.Modes = []string{"batched", "fast"} }, `--modes: unknown mode "fast"`},
+		{"a mode twice", func(o *Options) { o.Modes = []string{"naive", "naive"} }, "--modes: naive twice"},
+		{"no modes", func(o *Options) { o.Modes = nil }, "--modes: none"},
+		{"no run directory", func(o *Options) { o.Out = "" }, "--out, --scenario and --stack-dir must not be empty"},
+		{"no accounts", func(o *Options) { o.Accounts = 0 }, "--accounts and --partitions must be at least 1"},
+		{"no partitions", func(o *Options) { o.Partitions = 0 }, "--accounts and --partitions must be at least 1"},
+		{"negative required TPS", func(o *Options) { o.RequireTPS = -1 }, "--require-tps and --require-ratio must not be negative"},
+		{"required TPS without batched", func(o *Options) { o.Modes, o.RequireTPS = []string{ModeNaive}, 2000 }, "--modes must include batched"},
+		{"ceiling fraction without batched", func(o *Options) { o.Modes, o.RequireCeilingFraction = []string{ModeNaive}, 0.3 },
+			"--modes must include batched"},
+		{"ratio with one mode", func(o *Options) { o.Modes, o.RequireRatio = []string{ModeBatched}, 3 }, "--modes must include both"},
+		{"profile at no step", func(o *Options) { o.ProfileAt = 750 }, "--profile-at 750 is not one of --steps"},
+		{"profile as long as the hold", func(o *Options) { o.ProfileAt, o.ProfileSeconds = 500, 20 }, "--profile-seconds 20 must be at least 1 and below the hold"},
+		{"negative port base", func(o *Options) { o.PortBase = -1 }, "--port-base -1"},
+		{"ports past the last", func(o *Options) { o.PortBase = 65400 }, "--port-base 65400"},
+		{"a step the scenario refuses", func(o *Options) { o.Steps = []int{1000, 2000000} }, "step 2000000"},
+		{"no such scenario", func(o *Options) { o.Scenario = "missing.yaml" }, "missing.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := validOptions()
+			c.change(&o)
+			err := o.validate()
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("error %v, want none", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestParseSteps: --steps is comma-separated positive rates, ascending.
+func TestParseSteps(t *testing.T) {
+	steps, err := ParseSteps("250, 500,1000,")
+	if err != nil || len(steps) != 3 || steps[0] != 250 || steps[2] != 1000 {
+		t.Fatalf("steps %v, error %v; want [250 500 1000]", steps, err)
+	}
+	for text, want := range map[string]string{"250,abc": `"abc" is not a positive rate`, "-5": `"-5" is not a positive rate`,
+		"500,250": "--steps must ascend (250 after 500)"} {
+		if _, err := ParseSteps(text); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one saying %q", text, err, want)
+		}
+	}
+}
