@@ -307,7 +307,13 @@ func (c *cell) loadEnded() {
 		c.err = fmt.Errorf("the load exited %d (see %s and progress.log)", code, loadLog)
 		return
 	}
-	c.say("load exited %d after %.0fs%s", code, time.Since(loadStart).Seconds(), loadExitText(code))
+	// The load's log is last written as it exits (the plan may go on
+	// after it).
+	loadEnd := time.Now()
+	if info, err := os.Stat(loadLog); err == nil {
+		loadEnd = info.ModTime()
+	}
+	c.say("load exited %d after %.0fs%s", code, loadEnd.Sub(loadStart).Seconds(), loadExitText(code))
 	if len(failed) > 0 {
 		c.err = fmt.Errorf("fault plan: %s", strings.Join(failed, "; "))
 	}
