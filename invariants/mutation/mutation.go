@@ -2,8 +2,8 @@
 // fault profiles, which seeded bug runs under which profile and which
 // invariants must catch it, the verdict of each run (expected invariants
 // against the violated ones), and the matrix as text, Markdown and JSON. It
-// does not start stacks or load: cmd/ledgerproof/mutation.go does, so this
-// package's tests stay fast.
+// does not start stacks or load: reports/matrix does, through the run engine
+// (reports/runner), so this package's tests stay fast.
 package mutation
 
 import (

@@ -27,6 +27,10 @@ type LocalOptions struct {
 	// Keep leaves a stack the run started running; Purge removes its
 	// directory after stopping it.
 	Keep, Purge bool
+	// KeepDir keeps the directory of a stack the run started and stopped,
+	// even a seeded bug's (the mutation matrix's --keep-stacks, to inspect
+	// it).
+	KeepDir bool
 }
 
 // LocalStack is the Target of `ledgerproof run --stack local`: the
@@ -233,7 +237,7 @@ func (l *LocalStack) up(ctx context.Context, runDir string, stdout io.Writer) (f
 	upContext, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	_, err := stack.Up(upContext, config)
 	cancel()
-	purge := l.Purge || len(config.SeededBugs) > 0
+	purge := (l.Purge || len(config.SeededBugs) > 0) && !l.KeepDir
 	stop := func() {
 		if l.Keep {
 			copyRunStackLogs(config.Dir, runDir)
