@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
@@ -65,12 +63,9 @@ func replayOptions(flags *flag.FlagSet, given runFlags) (runFlags, error) {
 		return runFlags{}, fmt.Errorf("--replay takes every setting from the run it replays; only --out may be given with it (got %s)", strings.Join(others, ", "))
 	}
 	dir := given.replay
-	record, err := runner.ReadRunFile(dir)
+	record, err := runner.ReadReplay(dir)
 	if err != nil {
-		return runFlags{}, fmt.Errorf("--replay %s: %w (want a run directory with its run.json)", dir, err)
-	}
-	if record.Replay == nil {
-		return runFlags{}, fmt.Errorf("--replay %s: its run.json has no replay section (an older ledgerproof wrote it): run it again with its flags and --seed %d", dir, record.Seed)
+		return runFlags{}, err
 	}
 	var o runFlags
 	replayFlags := newRunFlags(&o)
@@ -88,20 +83,6 @@ func replayOptions(flags *flag.FlagSet, given runFlags) (runFlags, error) {
 		}
 	}
 	o.job.GivenArgs, o.job.WithheldArgs = givenArguments(replayFlags)
-	o.job.WithheldArgs = append(o.job.WithheldArgs, record.Replay.Withheld...)
-	if record.Replay.ScenarioFile != "" {
-		o.job.Scenario = filepath.Join(dir, record.Replay.ScenarioFile)
-	}
-	if record.Replay.PlanFile != "" {
-		o.job.Plan = filepath.Join(dir, record.Replay.PlanFile)
-	}
-	if record.Replay.ProfileFile != "" {
-		o.job.Profile = filepath.Join(dir, record.Replay.ProfileFile)
-	}
-	o.job.PlanSeed = record.PlanSeed
-	o.job.Out = given.job.Out
-	if o.job.Out == "" {
-		o.job.Out = filepath.Join("reports", "runs", time.Now().UTC().Format("20060102T150405Z")+"-replay-"+record.ID)
-	}
+	o.job.Replay(dir, record, given.job.Out)
 	return o, nil
 }

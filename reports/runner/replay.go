@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ledgerproof/ledgerproof/reports"
 )
@@ -18,6 +19,41 @@ const (
 	replayPlanFile     = "plan.yaml"
 	replayProfileFile  = "profile.yaml"
 )
+
+// ReadReplay reads the run.json of the run directory dir for a replay: it
+// must have a replay section.
+func ReadReplay(dir string) (*RunFile, error) {
+	record, err := ReadRunFile(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--replay %s: %w (want a run directory with its run.json)", dir, err)
+	}
+	if record.Replay == nil {
+		return nil, fmt.Errorf("--replay %s: its run.json has no replay section (an older ledgerproof wrote it): run it again with its flags and --seed %d", dir, record.Seed)
+	}
+	return record, nil
+}
+
+// Replay makes o, the options of record's recorded flags, the replay of
+// the run in dir (read by ReadReplay): its withheld flags, the run
+// directory's copies of the scenario, plan and profile, its plan seed, and
+// out as the run directory ("": reports/runs/<UTC timestamp>-replay-<id>).
+func (o *JobOptions) Replay(dir string, record *RunFile, out string) {
+	o.WithheldArgs = append(o.WithheldArgs, record.Replay.Withheld...)
+	if record.Replay.ScenarioFile != "" {
+		o.Scenario = filepath.Join(dir, record.Replay.ScenarioFile)
+	}
+	if record.Replay.PlanFile != "" {
+		o.Plan = filepath.Join(dir, record.Replay.PlanFile)
+	}
+	if record.Replay.ProfileFile != "" {
+		o.Profile = filepath.Join(dir, record.Replay.ProfileFile)
+	}
+	o.PlanSeed = record.PlanSeed
+	o.Out = out
+	if o.Out == "" {
+		o.Out = filepath.Join("reports", "runs", time.Now().UTC().Format("20060102T150405Z")+"-replay-"+record.ID)
+	}
+}
 
 // HoldsPassword reports whether value looks like it holds a password: a
 // URL with one (in its user part or its query), or a password= or
