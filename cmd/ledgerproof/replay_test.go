@@ -14,7 +14,7 @@ import (
 // without --out and --seed, and never a password: a URL holding one is
 // withheld, and its replay takes it from the environment.
 func TestReplayRecordsFlagsWithoutPasswords(t *testing.T) {
-	var o runOptions
+	var o runFlags
 	flags := newRunFlags(&o)
 	args := []string{"--stack", "external", "--base-url", "http://ledger@127.0.0.1:1", "--postgres-url", "postgres://ledger:s3cret@127.0.0.1:5432/ledger",
 		"--export-command", "PGPASSWORD=s3cret pg_dump ledger", "--worker-arg=--postgres-url=postgres://ledger:s3cret@h/db",
@@ -46,8 +46,8 @@ func TestReplayOptions(t *testing.T) {
 	if err := record.Write(dir); err != nil {
 		t.Fatal(err)
 	}
-	outer := func(args ...string) (*flag.FlagSet, runOptions) {
-		var o runOptions
+	outer := func(args ...string) (*flag.FlagSet, runFlags) {
+		var o runFlags
 		flags := newRunFlags(&o)
 		if err := flags.Parse(args); err != nil {
 			t.Fatal(err)
@@ -64,11 +64,12 @@ func TestReplayOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.stack != "external" || o.seed != "77" || o.planSeed != 1234 || o.postgresURL != "postgres://ledger:s3cret@127.0.0.1:5432/ledger" ||
-		o.scenario != filepath.Join(dir, "scenario.yaml") || o.plan != filepath.Join(dir, "plan.yaml") || o.out != "/tmp/replayed" ||
-		o.profile != filepath.Join(dir, "profile.yaml") ||
-		!slices.Equal([]string(o.sets), []string{"schedule.rate=5"}) || !slices.Equal(o.withheldArgs, []string{"--postgres-url"}) {
-		t.Errorf("replay options %+v", o)
+	job := o.job
+	if job.Stack != "external" || job.Seed != "77" || job.PlanSeed != 1234 || job.PostgresURL != "postgres://ledger:s3cret@127.0.0.1:5432/ledger" ||
+		job.Scenario != filepath.Join(dir, "scenario.yaml") || job.Plan != filepath.Join(dir, "plan.yaml") || job.Out != "/tmp/replayed" ||
+		job.Profile != filepath.Join(dir, "profile.yaml") ||
+		!slices.Equal(job.Sets, []string{"schedule.rate=5"}) || !slices.Equal(job.WithheldArgs, []string{"--postgres-url"}) {
+		t.Errorf("replay options %+v", job)
 	}
 	flags, given = outer("--replay", dir, "--rate", "9")
 	if _, err := replayOptions(flags, given); err == nil || !strings.Contains(err.Error(), "only --out may be given with it (got --rate)") {

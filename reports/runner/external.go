@@ -42,16 +42,14 @@ var _ Target = (*ExternalSystem)(nil)
 // Describe names the system by its base URLs.
 func (e *ExternalSystem) Describe() string { return e.executor().Describe() }
 
-// Prepare checks that the flags describe one system with one audit source,
-// and that the SQL ledger's queries and the profile are usable; the
-// endpoints are Preflight's. A plan against the system is made of command
-// steps.
-func (e *ExternalSystem) Prepare(ctx context.Context) (chaos.Inventory, error) {
+// checkSettings checks that the settings describe one system with one
+// audit source, without reading any file or network.
+func (e *ExternalSystem) checkSettings() error {
 	if e.BaseURLs == "" {
-		return chaos.Inventory{}, errors.New("--stack external needs --base-url URL[,URL] (a system implementing sut/openapi.yaml)")
+		return errors.New("--stack external needs --base-url URL[,URL] (a system implementing sut/openapi.yaml)")
 	}
 	if (e.ExportCommand == "") != (e.LedgerExport == "") {
-		return chaos.Inventory{}, errors.New("--export-command writes the --ledger-export directory after the load: give both (an export written before the load ends is not this run's ledger)")
+		return errors.New("--export-command writes the --ledger-export directory after the load: give both (an export written before the load ends is not this run's ledger)")
 	}
 	sources := 0
 	for _, source := range []string{e.PostgresURL, e.LedgerExport, e.LedgerSQL} {
@@ -60,10 +58,21 @@ func (e *ExternalSystem) Prepare(ctx context.Context) (chaos.Inventory, error) {
 		}
 	}
 	if sources != 1 {
-		return chaos.Inventory{}, errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema), --ledger-sql FILE (your schema, your queries) or --ledger-export DIR with --export-command (docs/external.md)")
+		return errors.New("--stack external needs one audit source: --postgres-url URL (the reference schema), --ledger-sql FILE (your schema, your queries) or --ledger-export DIR with --export-command (docs/external.md)")
 	}
 	if e.LedgerSQL != "" && e.Brokers != "" {
-		return chaos.Inventory{}, errors.New("--brokers drains the reference pipeline's topic; with --ledger-sql the audit waits for a quiet ledger instead (give one)")
+		return errors.New("--brokers drains the reference pipeline's topic; with --ledger-sql the audit waits for a quiet ledger instead (give one)")
+	}
+	return nil
+}
+
+// Prepare checks that the flags describe one system with one audit source,
+// and that the SQL ledger's queries and the profile are usable; the
+// endpoints are Preflight's. A plan against the system is made of command
+// steps.
+func (e *ExternalSystem) Prepare(ctx context.Context) (chaos.Inventory, error) {
+	if err := e.checkSettings(); err != nil {
+		return chaos.Inventory{}, err
 	}
 	if e.LedgerSQL != "" {
 		// The queries are checked against the database now, not after the load.

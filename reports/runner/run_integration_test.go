@@ -19,7 +19,7 @@ import (
 )
 
 // The tests run the real command, `ledgerproof run`, as CI does: the
-// orchestration here, the wiring in cmd/ledgerproof/run.go, the stack, the load
+// orchestration here, the wiring in job.go (RunJob), the stack, the load
 // engine and the auditor together, judged by exit code and run directory.
 
 // scenario is gate.yaml, from this package's directory.

@@ -6,7 +6,7 @@
 // what it writes).
 //
 // The stack itself (start, attach, stop) and the audit's and report's
-// sources are wired by the caller (cmd/ledgerproof/run.go): this package
+// sources are wired by the caller (RunJob in job.go, for `ledgerproof run`): this package
 // sees the system only through base URLs, metrics targets, a chaos executor
 // and three hooks (Recover, Audit, Report).
 package runner
