@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/proxy"
@@ -69,10 +66,11 @@ func (f *brokerAddressMapFlag) Set(value string) error {
 // Quote link names in a shell: ">" redirects.
 func linkCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("link", flag.ContinueOnError)
-	dir := flags.String("dir", stack.DefaultConfig().Dir, "stack directory")
-	link := flags.String("link", "", "link: "+strings.Join(stack.Links, ", ")+" (empty lists the links)")
-	heal := flags.Bool("heal", false, "remove the link's fault")
-	var fault stack.LinkFault
+	var options stack.LinkOptions
+	flags.StringVar(&options.Dir, "dir", stack.DefaultConfig().Dir, "stack directory")
+	flags.StringVar(&options.Link, "link", "", "link: "+strings.Join(stack.Links, ", ")+" (empty lists the links)")
+	flags.BoolVar(&options.Heal, "heal", false, "remove the link's fault")
+	fault := &options.Fault
 	flags.StringVar(&fault.Kind, "fault", "", "latency, cut, bandwidth, reset or timeout")
 	flags.DurationVar(&fault.Latency, "latency", 0, "latency: added delay")
 	flags.DurationVar(&fault.Jitter, "jitter", 0, "latency: ± random part of the delay")
@@ -80,49 +78,6 @@ func linkCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.DurationVar(&fault.After, "after", 0, "reset: delay before the RST once data flows; timeout: how long a black-holed connection lives")
 	flags.StringVar(&fault.Direction, "direction", "", "downstream, upstream or both (default: downstream for latency, both otherwise)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		switch {
-		case *link == "":
-			if *heal || fault.Kind != "" {
-				return errors.New("--heal and --fault need --link")
-			}
-			states, err := stack.LinkStates(ctx, *dir)
-			if err != nil {
-				return err
-			}
-			table := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(table, "LINK\tLISTEN\tUPSTREAM\tSTATE\tTOXICS")
-			for _, state := range states {
-				condition := "up"
-				if !state.Enabled {
-					condition = "cut"
-				}
-				var toxics []string
-				for _, toxic := range state.Toxics {
-					var attributes []string
-					for name, value := range toxic.Attributes {
-						attributes = append(attributes, fmt.Sprintf("%s=%d", name, value))
-					}
-					sort.Strings(attributes)
-					toxics = append(toxics, fmt.Sprintf("%s/%s(%s)", toxic.Type, toxic.Stream, strings.Join(attributes, ",")))
-				}
-				fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\n", state.Name, state.Listen, state.Upstream, condition, strings.Join(toxics, " "))
-			}
-			return table.Flush()
-		case *heal:
-			if fault.Kind != "" {
-				return errors.New("give either --heal or --fault")
-			}
-			if err := stack.HealLink(ctx, *dir, *link); err != nil {
-				return err
-			}
-			fmt.Printf("%s: healed\n", *link)
-			return nil
-		default:
-			if err := stack.Link(ctx, *dir, *link, fault); err != nil {
-				return err
-			}
-			fmt.Printf("%s: %s\n", *link, fault)
-			return nil
-		}
+		return stack.ControlLink(ctx, options, os.Stdout)
 	}
 }
