@@ -40,18 +40,16 @@ func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 // brokerAddressMapFlag is the --broker-address-map flag of gateway and
 // worker: advertised=dialled pairs, so the process reaches the broker
 // through a proxy even after metadata names the broker's own address.
-type brokerAddressMapFlag struct {
-	addresses kafka.BrokerAddressMap
-}
+type brokerAddressMapFlag kafka.BrokerAddressMap
 
-func (f *brokerAddressMapFlag) String() string { return f.addresses.String() }
+func (f *brokerAddressMapFlag) String() string { return kafka.BrokerAddressMap(*f).String() }
 
 func (f *brokerAddressMapFlag) Set(value string) error {
 	addresses, err := kafka.ParseBrokerAddressMap(value)
 	if err != nil {
 		return err
 	}
-	f.addresses = addresses
+	*f = brokerAddressMapFlag(addresses)
 	return nil
 }
 
