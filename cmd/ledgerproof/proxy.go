@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -21,16 +20,8 @@ func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	listenAPI := flags.String("listen-api", "127.0.0.1:58290", "loopback host:port of toxiproxy's HTTP API")
 	configFile := flags.String("config", "", "JSON array of links {name, listen, upstream, enabled} (toxiproxy's populate format; required)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		if *configFile == "" {
-			return errors.New("--config is required")
-		}
-		links, err := proxy.ReadLinks(*configFile)
-		if err != nil {
-			return err
-		}
-		return proxy.Run(ctx, proxy.Config{
+		return proxy.RunFile(ctx, *configFile, proxy.Config{
 			APIListen: *listenAPI,
-			Links:     links,
 			Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 			LogOutput: os.Stderr,
 		})
