@@ -13,6 +13,8 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
+// gatewayCommand runs a gateway process (gateway.Serve) until SIGINT or
+// SIGTERM; its flags are bound to gateway.ProcessConfig.
 func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var process gateway.ProcessConfig

@@ -9,6 +9,8 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/worker"
 )
 
+// workerCommand runs a worker process (worker.Serve) until SIGINT or
+// SIGTERM; its flags are bound to worker.ProcessConfig.
 func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("worker", flag.ContinueOnError)
 	var process worker.ProcessConfig
