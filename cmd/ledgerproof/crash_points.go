@@ -3,8 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/ledgerproof/ledgerproof/sut/crash"
@@ -32,55 +30,13 @@ func (c *crashPointFlags) register(flags *flag.FlagSet, process ledger.Process) 
 	flags.Uint64Var(&c.seed, "crash-point-seed", 0, "seed of the crash points' probability draws (0: drawn at start and logged)")
 }
 
-// activate checks the flags, and under --enable-crash-points builds the
-// process's registry, arms the points given, installs it (crash.Hit consults
-// it from then on) and returns it; without the switch it returns nil and the
-// points cost one atomic load each.
-func (c *crashPointFlags) activate(process ledger.Process, logger *slog.Logger) (*crash.Registry, error) {
-	if !c.enabled {
-		if len(c.armings) > 0 {
-			return nil, fmt.Errorf("--crash-point %s is refused without --enable-crash-points (or %s=true): an armed crash point makes the process exit on purpose",
-				strings.Join(c.armings, " --crash-point "), envName("enable-crash-points"))
-		}
-		return nil, nil
+// settings checks the flags: armings need --enable-crash-points.
+func (c *crashPointFlags) settings() (crash.Settings, error) {
+	if !c.enabled && len(c.armings) > 0 {
+		return crash.Settings{}, fmt.Errorf("--crash-point %s is refused without --enable-crash-points (or %s=true): an armed crash point makes the process exit on purpose",
+			strings.Join(c.armings, " --crash-point "), envName("enable-crash-points"))
 	}
-	var armings []crash.Arming
-	for _, text := range c.armings {
-		arming, err := crash.ParseArming(text, process)
-		if err != nil {
-			return nil, fmt.Errorf("--crash-point: %w", err)
-		}
-		if arming.Point.Process() != process {
-			return nil, fmt.Errorf("--crash-point %s: the point lives in the %s, and this process is a %s", text, arming.Point.Process(), process)
-		}
-		armings = append(armings, arming)
-	}
-	registry, err := crash.NewRegistry(crash.Options{Process: process, Seed: c.seed, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	logger.Warn("CRASH POINTS ENABLED: an armed point makes this process exit on purpose", "endpoint", crash.AdminPath,
-		"crash_point_seed", registry.Seed(), "exit_status", crash.ExitStatus)
-	for _, arming := range armings {
-		if _, err := registry.Arm(arming); err != nil {
-			return nil, fmt.Errorf("--crash-point: %w", err)
-		}
-	}
-	crash.Install(registry)
-	return registry, nil
-}
-
-// withCrashPoints serves the registry's endpoint in front of handler; with
-// no registry (crash points disabled) it returns handler unchanged, so the
-// endpoint is a 404 like any unknown route.
-func withCrashPoints(handler http.Handler, registry *crash.Registry) http.Handler {
-	if registry == nil {
-		return handler
-	}
-	mux := http.NewServeMux()
-	mux.Handle(crash.AdminPath, registry.Handler())
-	mux.Handle("/", handler)
-	return mux
+	return crash.Settings{Enabled: c.enabled, Armings: c.armings, Seed: c.seed}, nil
 }
 
 // armingList is the repeatable --crash-point flag; each value may itself be

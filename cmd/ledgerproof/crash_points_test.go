@@ -2,10 +2,7 @@ package main
 
 import (
 	"flag"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -53,41 +50,19 @@ func TestCrashPointsAreRefusedWithoutTheSwitch(t *testing.T) {
 	}
 }
 
-func TestCrashPointFlagsArmAtStart(t *testing.T) {
-	t.Cleanup(func() { crash.Install(nil) })
+func TestCrashPointFlagsSettings(t *testing.T) {
 	flags := flag.NewFlagSet("worker", flag.ContinueOnError)
 	var c crashPointFlags
 	c.register(flags, ledger.ProcessWorker)
 	if err := flags.Parse([]string{"--enable-crash-points", "--crash-point", "mid-batch:3,worker.after-commit-before-cache@0.5", "--crash-point-seed", "11"}); err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	registry, err := c.activate(ledger.ProcessWorker, logger)
+	settings, err := c.settings()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if crash.Installed() != registry || registry.Seed() != 11 {
-		t.Fatal("the registry was not installed with the seed given")
-	}
-	armed := registry.Armed()
-	if len(armed) != 2 || armed[0].Point != crash.AfterCommitBeforeCache || armed[0].Probability != 0.5 ||
-		armed[1].Point != crash.MidBatch || armed[1].After != 3 {
-		t.Fatalf("armed %+v", armed)
-	}
-
-	// The endpoint exists only with a registry; without one the process's
-	// own handler answers, here with 404 as the gateway and the worker do.
-	local := func(handler http.Handler, method string) int {
-		request := httptest.NewRequest(method, crash.AdminPath, nil)
-		request.RemoteAddr = "127.0.0.1:1234"
-		recorder := httptest.NewRecorder()
-		handler.ServeHTTP(recorder, request)
-		return recorder.Code
-	}
-	if status := local(withCrashPoints(http.NotFoundHandler(), nil), "GET"); status != http.StatusNotFound {
-		t.Errorf("disabled: GET %s answered %d, want 404", crash.AdminPath, status)
-	}
-	if status := local(withCrashPoints(http.NotFoundHandler(), registry), "GET"); status != http.StatusOK {
-		t.Errorf("enabled: GET %s answered %d, want 200", crash.AdminPath, status)
+	want := crash.Settings{Enabled: true, Armings: []string{"mid-batch:3", "worker.after-commit-before-cache@0.5"}, Seed: 11}
+	if !reflect.DeepEqual(settings, want) {
+		t.Fatalf("settings %+v, want %+v", settings, want)
 	}
 }

@@ -4,33 +4,27 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
-
 	"github.com/ledgerproof/ledgerproof/sut/gateway"
-	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
-	"github.com/ledgerproof/ledgerproof/sut/postgres"
 )
 
+// gatewayCommand runs a gateway process (gateway.Serve) until SIGINT or
+// SIGTERM; its flags are bound to gateway.ProcessConfig.
 func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	var connections connectionFlags
-	connections.register(flags, "gateway", "postgres", "redis", "kafka")
-	listen := flags.String("listen", "127.0.0.1:58080", "HTTP listen address of the public API")
-	internalListen := flags.String("internal-listen", "127.0.0.1:58380", "HTTP listen address of /readyz, /metrics, and the crash points and profiles when enabled: for the orchestrator and the scraper only, never the public")
-	var config gateway.Config
-	var kdfMemory, kdfIterations uint
-	flags.UintVar(&kdfMemory, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
-	flags.UintVar(&kdfIterations, "kdf-iterations", 2, "argon2id iterations")
+	var process gateway.ProcessConfig
+	var common processFlags
+	common.register(flags, &process.Daemon, ledger.ProcessGateway)
+	flags.StringVar(&process.Listen, "listen", "127.0.0.1:58080", "HTTP listen address of the public API")
+	flags.StringVar(&process.InternalListen, "internal-listen", "127.0.0.1:58380", "HTTP listen address of /readyz, /metrics, and the crash points and profiles when enabled: for the orchestrator and the scraper only, never the public")
+	config := &process.Gateway
+	flags.UintVar(&process.KDFMemoryKiB, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
+	flags.UintVar(&process.KDFIterations, "kdf-iterations", 2, "argon2id iterations")
 	flags.Float64Var(&config.RateLimitPerSecond, "rate-limit", 1000, "requests per second per user, per gateway (negative: no limit)")
 	flags.IntVar(&config.RateLimitBurst, "rate-burst", 0, "burst per user (0: twice the rate)")
 	flags.Int64Var(&config.MaxBodyBytes, "max-body-bytes", 16<<10, "largest request body accepted")
@@ -60,90 +54,18 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.IntVar(&config.MaxHeaderBytes, "max-header-bytes", 16<<10, "largest request line and headers accepted")
 	flags.Var((*prefixList)(&config.TrustedProxies), "trusted-proxies", "`networks` (CIDR or address, comma-separated) of the proxies in front of the gateway: their X-Forwarded-For names the client and their X-Request-Id is kept (default none)")
 	flags.DurationVar(&config.SessionCheckInterval, "session-check-interval", time.Second, "how often the gateway reads the sessions that were ended (sign-out): an ended token is refused by every gateway within about this")
-	var hashConcurrency int
-	var hashWait time.Duration
-	flags.IntVar(&hashConcurrency, "kdf-concurrency", 0, "password hashes running at once (0: the cores Go uses, within a 128 MiB memory budget)")
-	flags.DurationVar(&hashWait, "kdf-queue-wait", 2*time.Second, "longest wait for a password hashing slot before 503")
+	flags.IntVar(&config.PasswordHashing.Concurrency, "kdf-concurrency", 0, "password hashes running at once (0: the cores Go uses, within a 128 MiB memory budget)")
+	flags.DurationVar(&config.PasswordHashing.QueueWait, "kdf-queue-wait", 2*time.Second, "longest wait for a password hashing slot before 503")
 	flags.DurationVar(&config.InFlightLease, "in-flight-lease", 60*time.Second, "how long a replay of a key whose first request has not answered gets 409 before taking over (must exceed --produce-timeout plus --wait-max)")
-	applyMode := flags.String("apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
-	profiling := flags.Bool("pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
-	producerLinger := flags.Duration("producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
-	workersGroup := flags.String("workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
-	var seededBugs seededBugFlags
-	seededBugs.register(flags)
-	var crashPoints crashPointFlags
-	crashPoints.register(flags, ledger.ProcessGateway)
+	flags.StringVar((*string)(&config.ApplyMode), "apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
+	flags.BoolVar(&common.profiling, "pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
+	flags.DurationVar(&process.ProducerLinger, "producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
+	flags.StringVar(&process.WorkersGroup, "workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		logger, err := connections.logger()
-		if err != nil {
+		if err := common.complete(); err != nil {
 			return err
 		}
-		if config.SeededBugs, err = seededBugs.activate(ledger.ProcessGateway, logger); err != nil {
-			return err
-		}
-		crashRegistry, err := crashPoints.activate(ledger.ProcessGateway, logger)
-		if err != nil {
-			return err
-		}
-		config.PasswordHashing = gateway.PasswordHashing{MemoryKiB: uint32(kdfMemory), Iterations: uint32(kdfIterations),
-			Concurrency: hashConcurrency, QueueWait: hashWait}
-		store, cache, err := connections.openBackends(ctx, logger, postgres.Config{SeededBugs: config.SeededBugs})
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		defer cache.Close()
-		config.ApplyMode = gateway.ApplyMode(*applyMode)
-		registry := prometheus.NewRegistry()
-		registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		dependencies := gateway.Dependencies{Store: store, Cache: cache, Registerer: registry, Logger: logger}
-		if config.ApplyMode == gateway.ApplyModeNaive {
-			// No broker: the gateway applies each command itself.
-			dependencies.Applier = store
-			logger.Info("apply mode naive: one Postgres transaction per request, no broker")
-		} else {
-			producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.brokerList(), Topic: connections.topic, ClientID: connections.name,
-				Linger: *producerLinger, BrokerAddressMap: connections.brokerAddressMap.addresses})
-			if err != nil {
-				return err
-			}
-			defer producer.Close()
-			dependencies.Queue, dependencies.Ready = producer, producer.Ping
-			if *workersGroup != "" {
-				workers, err := gateway.NewWorkersCheck(*workersGroup, producer.GroupMembers, gateway.DefaultWorkersCheckCache, nil)
-				if err != nil {
-					return err
-				}
-				dependencies.Workers = workers.Check
-			}
-		}
-		server, err := gateway.New(config, dependencies)
-		if err != nil {
-			return err
-		}
-		go server.Run(ctx)
-		public, err := net.Listen("tcp", *listen)
-		if err != nil {
-			return fmt.Errorf("gateway: listen on %s: %w", *listen, err)
-		}
-		internal, err := net.Listen("tcp", *internalListen)
-		if err != nil {
-			public.Close()
-			return fmt.Errorf("gateway: listen on %s: %w", *internalListen, err)
-		}
-		group, groupContext := errgroup.WithContext(ctx)
-		group.Go(func() error {
-			return serveListener(groupContext, server.Listener(public), server.Server(server.Handler()), logger)
-		})
-		group.Go(func() error {
-			internalServer := &http.Server{Handler: withProfiling(withCrashPoints(server.InternalHandler(), crashRegistry), *profiling),
-				ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
-			return serveListener(groupContext, internal, internalServer, logger)
-		})
-		if err := group.Wait(); err != nil {
-			return fmt.Errorf("gateway: %w", err)
-		}
-		return nil
+		return gateway.Serve(ctx, process)
 	}
 }
 

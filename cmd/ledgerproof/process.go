@@ -1,135 +1,57 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strings"
-	"time"
 
-	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/daemon"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
-	"github.com/ledgerproof/ledgerproof/sut/postgres"
-	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
-// Default endpoints of the local stack; the same values are the defaults of
-// every process's flags, so a bare `ledgerproof gateway` finds `ledgerproof up`.
-const (
-	defaultPostgresURL = "postgres://ledger@127.0.0.1:55432/ledger?sslmode=disable"
-	defaultRedisAddr   = "127.0.0.1:56379"
-	defaultBrokers     = "127.0.0.1:59092"
-)
-
-// connectionFlags are the flags every SUT process shares.
-type connectionFlags struct {
-	postgresURL string
-	redisAddr   string
-	brokers     string
-	topic       string
-	partitions  int
-	replication replicationFactor
-	// maxConnections is the Postgres pool size.
-	maxConnections int
-	name           string
-	logLevel       string
-	// brokerAddressMap redirects advertised broker addresses (fault proxy).
-	brokerAddressMap brokerAddressMapFlag
+// processFlags are the flags gateway and worker share: connections, name
+// and log level, seeded bugs, crash points and --pprof (whose flag each
+// command declares with its own help). The connection flags are bound to
+// the fields of config.
+type processFlags struct {
+	config      *daemon.Config
+	seededBugs  seededBugFlags
+	crashPoints crashPointFlags
+	profiling   bool
 }
 
-func (c *connectionFlags) register(flags *flag.FlagSet, defaultName string, needs ...string) {
-	for _, need := range needs {
-		switch need {
-		case "postgres":
-			flags.StringVar(&c.postgresURL, "postgres-url", defaultPostgresURL, "Postgres connection URL (libpq form; several hosts allowed)")
-			flags.IntVar(&c.maxConnections, "postgres-max-connections", 16, "Postgres pool size")
-		case "redis":
-			flags.StringVar(&c.redisAddr, "redis-addr", defaultRedisAddr, "Redis host:port")
-		case "kafka":
-			flags.StringVar(&c.brokers, "brokers", defaultBrokers, "Kafka seed brokers, comma-separated host:port")
-			flags.StringVar(&c.topic, "topic", "ledger.commands", "commands topic")
-			flags.IntVar(&c.partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")
-			c.replication = 1
-			flags.Var(&c.replication, "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
-			flags.Var(&c.brokerAddressMap, "broker-address-map", "`advertised=dialled`,... host:port pairs: connect to a broker's advertised address through another (a fault proxy); empty: as advertised")
-		}
-	}
-	flags.StringVar(&c.name, "name", defaultName, "process name, in logs and metrics")
-	flags.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+func (p *processFlags) register(flags *flag.FlagSet, config *daemon.Config, process ledger.Process) {
+	p.config = config
+	flags.StringVar(&config.PostgresURL, "postgres-url", daemon.DefaultPostgresURL, "Postgres connection URL (libpq form; several hosts allowed)")
+	flags.IntVar(&config.PostgresMaxConnections, "postgres-max-connections", 16, "Postgres pool size")
+	flags.StringVar(&config.RedisAddr, "redis-addr", daemon.DefaultRedisAddr, "Redis host:port")
+	flags.StringVar(&config.Brokers, "brokers", daemon.DefaultBrokers, "Kafka seed brokers, comma-separated host:port")
+	flags.StringVar(&config.Topic, "topic", "ledger.commands", "commands topic")
+	flags.IntVar(&config.Partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")
+	config.ReplicationFactor = 1
+	flags.Var((*replicationFactor)(&config.ReplicationFactor), "replication-factor", "`count` of replicas of the commands topic when this process creates it (-1: the broker's default)")
+	flags.Var((*brokerAddressMapFlag)(&config.BrokerAddressMap), "broker-address-map", "`advertised=dialled`,... host:port pairs: connect to a broker's advertised address through another (a fault proxy); empty: as advertised")
+	flags.StringVar(&config.Name, "name", string(process), "process name, in logs and metrics")
+	flags.StringVar(&config.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	p.seededBugs.register(flags)
+	p.crashPoints.register(flags, process)
 }
 
-func (c *connectionFlags) brokerList() []string {
-	var list []string
-	for _, broker := range strings.Split(c.brokers, ",") {
-		if broker = strings.TrimSpace(broker); broker != "" {
-			list = append(list, broker)
-		}
+// complete checks the seeded bugs and crash points given and sets them, and
+// the profiles, into the config the flags are bound to.
+func (p *processFlags) complete() error {
+	var err error
+	if p.config.SeededBugs, err = p.seededBugs.parse(); err != nil {
+		return err
 	}
-	return list
-}
-
-func (c *connectionFlags) logger() (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
+	if p.config.CrashPoints, err = p.crashPoints.settings(); err != nil {
+		return err
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("process", c.name), nil
-}
-
-// openBackends connects to Postgres and Redis (both lazily: a process may
-// start before them and readiness says when they answer) and creates the
-// commands topic if it is missing. A topic that cannot be created yet is not
-// fatal: the broker may still be starting. storeConfig carries the store's
-// seeded bugs and hooks; the connection fields are filled here. With seeded
-// bugs that need schema changes, it makes them before returning.
-func (c *connectionFlags) openBackends(ctx context.Context, logger *slog.Logger, storeConfig postgres.Config) (*postgres.Store, *redis.Client, error) {
-	cache, err := redis.New(redis.Config{Addr: c.redisAddr})
-	if err != nil {
-		return nil, nil, err
-	}
-	storeConfig.URL, storeConfig.MaxConnections, storeConfig.ApplicationName = c.postgresURL, int32(c.maxConnections), c.name
-	// Read only under the seeded bug trust-cache-balance.
-	storeConfig.CachedBalances = cache.CachedBalances
-	store, err := postgres.Open(ctx, storeConfig)
-	if err != nil {
-		cache.Close()
-		return nil, nil, err
-	}
-	if err := prepareSeededBugs(ctx, store, logger); err != nil {
-		store.Close()
-		cache.Close()
-		return nil, nil, err
-	}
-	topicContext, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopic(topicContext, c.brokerList(), c.topic, int32(c.partitions), int16(c.replication)); err != nil {
-		logger.Warn("ensure topic", "error", err)
-	}
-	return store, cache, nil
-}
-
-// prepareSeededBugs makes the schema changes the store's seeded bugs need,
-// retrying for a bounded time while Postgres starts.
-func prepareSeededBugs(ctx context.Context, store *postgres.Store, logger *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-		err := store.PrepareSeededBugs(ctx)
-		if err == nil {
-			return nil
-		}
-		logger.Warn("prepare schema for seeded bugs; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-	}
+	profiling := p.profiling
+	p.config.WrapHandler = func(handler http.Handler) http.Handler { return withProfiling(handler, profiling) }
+	return nil
 }
 
 // seededBugFlags are the --seeded-bug and --unsafe-allow-seeded-bugs flags
@@ -160,25 +82,6 @@ func (s *seededBugFlags) parse() (ledger.Bugs, error) {
 	return bugs, nil
 }
 
-// activate parses the bugs and returns those that live in process, logging
-// loudly which are active and, quietly, which this process ignores (so the
-// same flags can be given to gateways and workers alike).
-func (s *seededBugFlags) activate(process ledger.Process, logger *slog.Logger) (ledger.Bugs, error) {
-	bugs, err := s.parse()
-	if err != nil {
-		return nil, err
-	}
-	concerned, ignored := bugs.For(process)
-	for _, bug := range concerned {
-		description, _ := bug.Describe()
-		logger.Warn("SEEDED BUG ACTIVE: this process loses or duplicates money on purpose", "bug", bug, "what", description.Summary)
-	}
-	if len(ignored) > 0 {
-		logger.Info("seeded bugs that do not live in this process are ignored", "process", process, "ignored", ignored.String())
-	}
-	return concerned, nil
-}
-
 // bugNameList is the repeatable --seeded-bug flag; each value may itself be
 // a comma-separated list (ledger.ParseBugs splits it).
 type bugNameList []string
@@ -187,36 +90,5 @@ func (l *bugNameList) String() string { return strings.Join(*l, ",") }
 
 func (l *bugNameList) Set(value string) error {
 	*l = append(*l, value)
-	return nil
-}
-
-// serveHTTP serves handler on address until ctx ends, then shuts down
-// gracefully within a bound.
-func serveHTTP(ctx context.Context, address string, handler http.Handler, logger *slog.Logger) error {
-	listener, err := net.Listen("tcp", address)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", address, err)
-	}
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	return serveListener(ctx, listener, server, logger)
-}
-
-// serveListener serves server on listener until ctx ends, then shuts down
-// gracefully within a bound.
-func serveListener(ctx context.Context, listener net.Listener, server *http.Server, logger *slog.Logger) error {
-	logger.Info("listening", "address", listener.Addr().String())
-	failed := make(chan error, 1)
-	go func() { failed <- server.Serve(listener) }()
-	select {
-	case err := <-failed:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownContext, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := server.Shutdown(shutdownContext); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
 	return nil
 }

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/proxy"
@@ -24,16 +20,8 @@ func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	listenAPI := flags.String("listen-api", "127.0.0.1:58290", "loopback host:port of toxiproxy's HTTP API")
 	configFile := flags.String("config", "", "JSON array of links {name, listen, upstream, enabled} (toxiproxy's populate format; required)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		if *configFile == "" {
-			return errors.New("--config is required")
-		}
-		links, err := proxy.ReadLinks(*configFile)
-		if err != nil {
-			return err
-		}
-		return proxy.Run(ctx, proxy.Config{
+		return proxy.RunFile(ctx, *configFile, proxy.Config{
 			APIListen: *listenAPI,
-			Links:     links,
 			Logger:    slog.New(slog.NewTextHandler(os.Stderr, nil)),
 			LogOutput: os.Stderr,
 		})
@@ -43,18 +31,16 @@ func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 // brokerAddressMapFlag is the --broker-address-map flag of gateway and
 // worker: advertised=dialled pairs, so the process reaches the broker
 // through a proxy even after metadata names the broker's own address.
-type brokerAddressMapFlag struct {
-	addresses kafka.BrokerAddressMap
-}
+type brokerAddressMapFlag kafka.BrokerAddressMap
 
-func (f *brokerAddressMapFlag) String() string { return f.addresses.String() }
+func (f *brokerAddressMapFlag) String() string { return kafka.BrokerAddressMap(*f).String() }
 
 func (f *brokerAddressMapFlag) Set(value string) error {
 	addresses, err := kafka.ParseBrokerAddressMap(value)
 	if err != nil {
 		return err
 	}
-	f.addresses = addresses
+	*f = brokerAddressMapFlag(addresses)
 	return nil
 }
 
@@ -69,10 +55,11 @@ func (f *brokerAddressMapFlag) Set(value string) error {
 // Quote link names in a shell: ">" redirects.
 func linkCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("link", flag.ContinueOnError)
-	dir := flags.String("dir", stack.DefaultConfig().Dir, "stack directory")
-	link := flags.String("link", "", "link: "+strings.Join(stack.Links, ", ")+" (empty lists the links)")
-	heal := flags.Bool("heal", false, "remove the link's fault")
-	var fault stack.LinkFault
+	var options stack.LinkOptions
+	flags.StringVar(&options.Dir, "dir", stack.DefaultConfig().Dir, "stack directory")
+	flags.StringVar(&options.Link, "link", "", "link: "+strings.Join(stack.Links, ", ")+" (empty lists the links)")
+	flags.BoolVar(&options.Heal, "heal", false, "remove the link's fault")
+	fault := &options.Fault
 	flags.StringVar(&fault.Kind, "fault", "", "latency, cut, bandwidth, reset or timeout")
 	flags.DurationVar(&fault.Latency, "latency", 0, "latency: added delay")
 	flags.DurationVar(&fault.Jitter, "jitter", 0, "latency: ± random part of the delay")
@@ -80,49 +67,6 @@ func linkCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.DurationVar(&fault.After, "after", 0, "reset: delay before the RST once data flows; timeout: how long a black-holed connection lives")
 	flags.StringVar(&fault.Direction, "direction", "", "downstream, upstream or both (default: downstream for latency, both otherwise)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		switch {
-		case *link == "":
-			if *heal || fault.Kind != "" {
-				return errors.New("--heal and --fault need --link")
-			}
-			states, err := stack.LinkStates(ctx, *dir)
-			if err != nil {
-				return err
-			}
-			table := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(table, "LINK\tLISTEN\tUPSTREAM\tSTATE\tTOXICS")
-			for _, state := range states {
-				condition := "up"
-				if !state.Enabled {
-					condition = "cut"
-				}
-				var toxics []string
-				for _, toxic := range state.Toxics {
-					var attributes []string
-					for name, value := range toxic.Attributes {
-						attributes = append(attributes, fmt.Sprintf("%s=%d", name, value))
-					}
-					sort.Strings(attributes)
-					toxics = append(toxics, fmt.Sprintf("%s/%s(%s)", toxic.Type, toxic.Stream, strings.Join(attributes, ",")))
-				}
-				fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%s\n", state.Name, state.Listen, state.Upstream, condition, strings.Join(toxics, " "))
-			}
-			return table.Flush()
-		case *heal:
-			if fault.Kind != "" {
-				return errors.New("give either --heal or --fault")
-			}
-			if err := stack.HealLink(ctx, *dir, *link); err != nil {
-				return err
-			}
-			fmt.Printf("%s: healed\n", *link)
-			return nil
-		default:
-			if err := stack.Link(ctx, *dir, *link, fault); err != nil {
-				return err
-			}
-			fmt.Printf("%s: %s\n", *link, fault)
-			return nil
-		}
+		return stack.ControlLink(ctx, options, os.Stdout)
 	}
 }

@@ -149,6 +149,25 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(ctx, s.queryTimeout)
 }
 
+// MigrateWhenReady applies the migrations like Migrate, retrying while it
+// fails, until it succeeds or timeout has passed: the database may still be
+// starting (compose starts everything at once). It returns the last error.
+func MigrateWhenReady(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		err := Migrate(ctx, url)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
+}
+
 // Migrate brings the schema at url to the newest version. It holds an
 // advisory lock, so concurrent callers (several workers starting at once)
 // apply each migration once.

@@ -204,3 +204,18 @@ func router(server *toxiproxy.ApiServer) http.Handler {
 	routes.HandleFunc("/version", server.Version).Methods("GET")
 	return http.TimeoutHandler(routes, 25*time.Second, "")
 }
+
+// RunFile runs the proxy like Run, with the links of the configuration file
+// at path (ReadLinks's format) in place of config.Links. The path is
+// required: it is the proxy command's --config.
+func RunFile(ctx context.Context, path string, config Config) error {
+	if path == "" {
+		return errors.New("--config is required")
+	}
+	links, err := ReadLinks(path)
+	if err != nil {
+		return err
+	}
+	config.Links = links
+	return Run(ctx, config)
+}

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ledgerproof/ledgerproof/sut/crash"
+	"github.com/ledgerproof/ledgerproof/sut/daemon"
+	"github.com/ledgerproof/ledgerproof/sut/kafka"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/postgres"
+)
+
+// ProcessConfig is a gateway process: the gateway's own Config, what every
+// SUT process shares, and how the process reaches its clients and the
+// broker. The defaults are those of `ledgerproof gateway`'s flags.
+type ProcessConfig struct {
+	// Gateway configures the gateway. Serve sets its SeededBugs (those of
+	// Daemon.SeededBugs that live in the gateway) and the argon2id costs of
+	// its PasswordHashing (KDFMemoryKiB, KDFIterations).
+	Gateway Config
+	// Daemon holds the connections, seeded bugs and crash points.
+	Daemon daemon.Config
+	// Listen is the HTTP listen address of the public API. Default
+	// 127.0.0.1:58080.
+	Listen string
+	// InternalListen is the HTTP listen address of /readyz, /metrics, and
+	// the crash points and profiles when enabled: for the orchestrator and
+	// the scraper only, never the public. Default 127.0.0.1:58380.
+	InternalListen string
+	// KDFMemoryKiB and KDFIterations are argon2id's costs, set into
+	// Gateway.PasswordHashing. Default 19456 and 2.
+	KDFMemoryKiB, KDFIterations uint
+	// ProducerLinger is how long the producer waits to fill a batch before
+	// sending it. Default 0: send at once.
+	ProducerLinger time.Duration
+	// WorkersGroup is the workers' consumer group: in the queue apply mode
+	// /readyz fails while it has no member. Empty: not checked. Default
+	// ledger-workers.
+	WorkersGroup string
+}
+
+// Serve runs a gateway process until ctx ends: it activates the seeded bugs
+// and crash points asked for, connects to Postgres, Redis and (in the queue
+// apply mode) the broker, and serves the public API on Listen and the
+// internal endpoints on InternalListen, shutting both down gracefully when
+// ctx ends.
+func Serve(ctx context.Context, process ProcessConfig) error {
+	connections, config := process.Daemon, process.Gateway
+	logger, err := connections.Logger()
+	if err != nil {
+		return err
+	}
+	config.SeededBugs = connections.ActivateSeededBugs(ledger.ProcessGateway, logger)
+	crashRegistry, err := crash.Activate(connections.CrashPoints, ledger.ProcessGateway, logger)
+	if err != nil {
+		return err
+	}
+	config.PasswordHashing.MemoryKiB, config.PasswordHashing.Iterations = uint32(process.KDFMemoryKiB), uint32(process.KDFIterations)
+	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: config.SeededBugs})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	defer cache.Close()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	dependencies := Dependencies{Store: store, Cache: cache, Registerer: registry, Logger: logger}
+	if config.ApplyMode == ApplyModeNaive {
+		// No broker: the gateway applies each command itself.
+		dependencies.Applier = store
+		logger.Info("apply mode naive: one Postgres transaction per request, no broker")
+	} else {
+		producer, err := kafka.NewProducer(ctx, kafka.ProducerConfig{Brokers: connections.BrokerList(), Topic: connections.Topic, ClientID: connections.Name,
+			Linger: process.ProducerLinger, BrokerAddressMap: connections.BrokerAddressMap})
+		if err != nil {
+			return err
+		}
+		defer producer.Close()
+		dependencies.Queue, dependencies.Ready = producer, producer.Ping
+		if process.WorkersGroup != "" {
+			workers, err := NewWorkersCheck(process.WorkersGroup, producer.GroupMembers, DefaultWorkersCheckCache, nil)
+			if err != nil {
+				return err
+			}
+			dependencies.Workers = workers.Check
+		}
+	}
+	server, err := New(config, dependencies)
+	if err != nil {
+		return err
+	}
+	go server.Run(ctx)
+	public, err := net.Listen("tcp", process.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w", process.Listen, err)
+	}
+	internal, err := net.Listen("tcp", process.InternalListen)
+	if err != nil {
+		public.Close()
+		return fmt.Errorf("gateway: listen on %s: %w", process.InternalListen, err)
+	}
+	group, groupContext := errgroup.WithContext(ctx)
+	group.Go(func() error {
+		return daemon.ServeListener(groupContext, server.Listener(public), server.Server(server.Handler()), logger)
+	})
+	group.Go(func() error {
+		internalServer := &http.Server{Handler: connections.InternalHandler(server.InternalHandler(), crashRegistry),
+			ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+		return daemon.ServeListener(groupContext, internal, internalServer, logger)
+	})
+	if err := group.Wait(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
