@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/ledgerproof/ledgerproof/sut/client"
 	"github.com/ledgerproof/ledgerproof/sut/demo"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
@@ -22,9 +21,4 @@ func demoCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		return demo.Run(ctx, o, os.Stdout)
 	}
-}
-
-// show prints a response on stdout as the demo does.
-func show(response client.Response) {
-	demo.Show(os.Stdout, response)
 }

@@ -36,10 +36,3 @@ func mutationCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 		return matrix.Run(ctx, o, os.Stdout)
 	}
 }
-
-// loadLogFileName is the load's output in a run's folder (capacity.go).
-const loadLogFileName = "load.log"
-
-// loadStartDelay is how far ahead of now the schedule's start is written: the
-// load reads its start file every 20 ms (capacity.go).
-const loadStartDelay = 100 * time.Millisecond

@@ -23,8 +23,8 @@ type CommandOptions struct {
 	Scenario string
 	// Profile is the system profile file; "": the reference API.
 	Profile string
-	// BaseURL is the system's base URL(s), comma-separated, used round-robin; at least one.
-	BaseURL string
+	// BaseURLs are the system's base URLs, used round-robin; at least one.
+	BaseURLs []string
 	// Out is the run directory; "": reports/runs/<UTC timestamp>-<scenario>-load.
 	Out string
 	// Sets are the scenario overrides (key=value), in order.
@@ -47,7 +47,7 @@ type CommandOptions struct {
 // validate rejects settings that contradict each other or cannot be read;
 // the scenario and the profile are checked by prepare.
 func (o CommandOptions) validate() error {
-	if len(splitList(o.BaseURL)) == 0 {
+	if len(o.BaseURLs) == 0 {
 		return errors.New("--base-url: none given")
 	}
 	if o.Segment != "" {
@@ -66,17 +66,6 @@ func (o CommandOptions) validate() error {
 		return errors.New("--ready-file and --start-file go together")
 	}
 	return nil
-}
-
-// splitList splits a comma-separated list, dropping empty values.
-func splitList(text string) []string {
-	var values []string
-	for _, value := range strings.Split(text, ",") {
-		if value = strings.TrimSpace(value); value != "" {
-			values = append(values, value)
-		}
-	}
-	return values
 }
 
 // RunCommand is `ledgerproof load`, one load generator process: it checks
@@ -109,7 +98,7 @@ func (o CommandOptions) prepare() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	config := &Config{Scenario: s, BaseURLs: splitList(o.BaseURL), MetricsAddress: o.MetricsAddress}
+	config := &Config{Scenario: s, BaseURLs: o.BaseURLs, MetricsAddress: o.MetricsAddress}
 	if o.Profile != "" {
 		if config.Profile, err = profile.Load(o.Profile); err != nil {
 			return nil, err

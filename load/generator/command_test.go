@@ -43,7 +43,7 @@ func TestLoadRefusesBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := c.options
-			o.BaseURL = "http://127.0.0.1:1"
+			o.BaseURLs = []string{"http://127.0.0.1:1"}
 			o.Out = filepath.Join(t.TempDir(), "run")
 			var stdout, stderr bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -70,13 +70,13 @@ func TestLoadRefusesBadInput(t *testing.T) {
 // TestCommandOptionsValidate: the load command's settings that contradict
 // each other or cannot be read are refused, naming the flag; good ones pass.
 func TestCommandOptionsValidate(t *testing.T) {
-	good := CommandOptions{Scenario: "s.yaml", BaseURL: "http://127.0.0.1:1", StartTimeout: time.Minute}
+	good := CommandOptions{Scenario: "s.yaml", BaseURLs: []string{"http://127.0.0.1:1"}, StartTimeout: time.Minute}
 	refused := []struct {
 		name   string
 		change func(o *CommandOptions)
 		want   string
 	}{
-		{"no base URL", func(o *CommandOptions) { o.BaseURL = " , " }, "--base-url: none given"},
+		{"no base URL", func(o *CommandOptions) { o.BaseURLs = nil }, "--base-url: none given"},
 		{"segment not i/N", func(o *CommandOptions) { o.Segment = "1" }, "want i/N"},
 		{"segment beyond N", func(o *CommandOptions) { o.Segment = "3/2" }, "i must be 0 to 1"},
 		{"no segments", func(o *CommandOptions) { o.Segment = "0/0" }, "N must be 1 to 1000"},
@@ -95,7 +95,9 @@ func TestCommandOptionsValidate(t *testing.T) {
 	for _, change := range []func(o *CommandOptions){
 		func(o *CommandOptions) {},
 		func(o *CommandOptions) { o.Segment, o.StartAt = "1/2", "2026-01-02T03:04:05Z" },
-		func(o *CommandOptions) { o.BaseURL, o.ReadyFile, o.StartFile = "http://a:1,http://b:1", "r", "s" },
+		func(o *CommandOptions) {
+			o.BaseURLs, o.ReadyFile, o.StartFile = []string{"http://a:1", "http://b:1"}, "r", "s"
+		},
 	} {
 		o := good
 		change(&o)
