@@ -23,6 +23,7 @@ require (
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/go-sql-driver/mysql v1.10.2
+	github.com/google/renameio/v2 v2.0.2
 	github.com/mtibben/confusables v0.0.0-20210201002637-9d1b0723b659
 	golang.org/x/net v0.60.0
 )

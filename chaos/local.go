@@ -26,7 +26,7 @@ type LocalExecutor struct {
 	Extensions
 }
 
-// Defaults of the workers' consumer group and topic (cmd/ledgerproof/worker.go).
+// Defaults of the workers' consumer group and topic (the worker command's flags, cmd/ledgerproof).
 const (
 	DefaultGroup = "ledger-workers"
 	DefaultTopic = "ledger.commands"

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // The files an audit writes into the run directory.
@@ -22,23 +23,12 @@ func (r *Result) WriteFiles() error {
 	if err != nil {
 		return fmt.Errorf("encode audit result: %w", err)
 	}
-	if err := writeFileAtomically(filepath.Join(r.RunDir, ResultFile), append(content, '\n')); err != nil {
+	if err := renameio.WriteFile(filepath.Join(r.RunDir, ResultFile), append(content, '\n'), 0o644); err != nil {
 		return err
 	}
 	var summary strings.Builder
 	r.WriteSummary(&summary)
-	return writeFileAtomically(filepath.Join(r.RunDir, SummaryFile), []byte(summary.String()))
-}
-
-func writeFileAtomically(path string, content []byte) error {
-	temporary := path + ".tmp"
-	if err := os.WriteFile(temporary, content, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(temporary, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return renameio.WriteFile(filepath.Join(r.RunDir, SummaryFile), []byte(summary.String()), 0o644)
 }
 
 // WriteSummary writes the human summary: the verdict, what was read, the

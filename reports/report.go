@@ -17,8 +17,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
+
+	"github.com/google/renameio/v2"
 )
 
 // Generate reads the run directory and writes index.html, junit.xml and
@@ -49,33 +50,9 @@ func Generate(runDir string) (Summary, error) {
 		name    string
 		content []byte
 	}{{JUnitFile, junit}, {SummaryFile, summary.Bytes()}, {IndexFile, index}} {
-		if err := writeFileAtomically(filepath.Join(runDir, file.name), file.content); err != nil {
+		if err := renameio.WriteFile(filepath.Join(runDir, file.name), file.content, 0o644); err != nil {
 			return Summary{}, err
 		}
 	}
 	return a.summary, nil
-}
-
-// writeFileAtomically writes through a temporary file and a rename, so a
-// reader (a CI step, a browser) never sees half a report.
-func writeFileAtomically(path string, content []byte) error {
-	temporary, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(temporary.Name())
-	if _, err := temporary.Write(content); err != nil {
-		temporary.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := temporary.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(temporary.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(temporary.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

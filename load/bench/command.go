@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
@@ -105,7 +107,7 @@ func writeJSON(path string, value any) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.WriteFile(path, append(content, '\n'), 0o644); err != nil {
+	if err := renameio.WriteFile(path, append(content, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

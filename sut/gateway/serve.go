@@ -53,6 +53,10 @@ type ProcessConfig struct {
 // internal endpoints on InternalListen, shutting both down gracefully when
 // ctx ends.
 func Serve(ctx context.Context, process ProcessConfig) error {
+	// Everything Serve starts ends when it returns, before the deferred
+	// closes of the store, the cache and the producer they use.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	connections, config := process.Daemon, process.Gateway
 	logger, err := connections.Logger()
 	if err != nil {

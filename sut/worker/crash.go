@@ -26,6 +26,9 @@ type BetweenCommitsCrash struct {
 	Probability float64
 	// Seed seeds the crash draws. Default 0: drawn at start and logged.
 	Seed uint64
+	// Exit ends the process at once (no deferred function, no flush, as a
+	// kill would). Default os.Exit; tests replace it to observe the crash.
+	Exit func(code int)
 }
 
 // splitCommitBugs are the bugs under which a batch commits in two steps.
@@ -63,6 +66,10 @@ func (c BetweenCommitsCrash) hook(bugs ledger.Bugs, logger *slog.Logger) (func(p
 	}
 	logger.Warn("SEEDED CRASH ACTIVE: the worker exits between a batch's two commits", "probability", c.Probability, "crash_seed", seed)
 	random := rand.New(rand.NewPCG(seed, seed))
+	exit := c.Exit
+	if exit == nil {
+		exit = os.Exit
+	}
 	var mutex sync.Mutex
 	return func(partition int32) {
 		mutex.Lock()
@@ -70,7 +77,7 @@ func (c BetweenCommitsCrash) hook(bugs ledger.Bugs, logger *slog.Logger) (func(p
 		mutex.Unlock()
 		if crash {
 			logger.Error("SEEDED CRASH between a batch's two commits", "partition", partition, "crash_seed", seed, "exit_status", crashExitCode)
-			os.Exit(crashExitCode)
+			exit(crashExitCode)
 		}
 	}, nil
 }

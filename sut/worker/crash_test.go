@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"io"
+	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,5 +47,43 @@ func TestStoreBugsAddNoIdempotency(t *testing.T) {
 	}
 	if got := storeBugs(ledger.Bugs{ledger.BugSkipDedupe}, ledger.Bugs{ledger.BugSkipDedupe}); got.String() != "skip-dedupe" {
 		t.Errorf("without no-idempotency: %s", got)
+	}
+}
+
+// TestBetweenCommitsCrashExits: with probability 1 the hook ends the process
+// with status 86 at every batch, and with seed-determined draws below 1 the
+// same seed crashes at the same batches.
+func TestBetweenCommitsCrashExits(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var codes []int
+	always := BetweenCommitsCrash{Probability: 1, Seed: 7, Exit: func(code int) { codes = append(codes, code) }}
+	hook, err := always.hook(ledger.Bugs{ledger.BugSkipDedupe}, logger)
+	if err != nil || hook == nil {
+		t.Fatalf("hook: %v, %v", hook != nil, err)
+	}
+	hook(0)
+	hook(1)
+	if len(codes) != 2 || codes[0] != crashExitCode || codes[1] != crashExitCode {
+		t.Fatalf("exits %v, want two of %d", codes, crashExitCode)
+	}
+	draws := func() []int {
+		var crashed []int
+		batch := 0
+		sometimes := BetweenCommitsCrash{Probability: 0.5, Seed: 11, Exit: func(int) { crashed = append(crashed, batch) }}
+		hook, err := sometimes.hook(ledger.Bugs{ledger.BugOffsetBeforePostings}, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for batch = range 40 {
+			hook(0)
+		}
+		return crashed
+	}
+	first, second := draws(), draws()
+	if len(first) == 0 || len(first) == 40 || !slices.Equal(first, second) {
+		t.Fatalf("crashes at %v then %v: want some of 40, the same for one seed", first, second)
+	}
+	if none, _ := (BetweenCommitsCrash{}).hook(nil, logger); none != nil {
+		t.Fatal("a hook without a crash asked for")
 	}
 }
