@@ -58,9 +58,9 @@ func (d *walk) say(format string, args ...any) {
 	fmt.Fprintf(d.out, "%2d. %s\n", d.step, fmt.Sprintf(format, args...))
 }
 
-// Show prints a response as the demo does: its status and body, and
+// show prints a response as the demo does: its status and body, and
 // whether it is an idempotent replay.
-func Show(w io.Writer, response client.Response) {
+func show(w io.Writer, response client.Response) {
 	replayed := ""
 	if response.Replayed {
 		replayed = "  [Idempotent-Replayed: true]"
@@ -73,7 +73,7 @@ func (d *walk) expect(response client.Response, err error, status int, outcome s
 	if err != nil {
 		return err
 	}
-	Show(d.out, response)
+	show(d.out, response)
 	if response.Status != status {
 		return fmt.Errorf("expected HTTP %d, got %d", status, response.Status)
 	}

@@ -14,8 +14,8 @@ import (
 // mark when it is an idempotent replay.
 func TestShow(t *testing.T) {
 	var out bytes.Buffer
-	Show(&out, client.Response{Status: 201, Body: []byte(" {\"a\":1}\n")})
-	Show(&out, client.Response{Status: 200, Body: []byte("{}"), Replayed: true})
+	show(&out, client.Response{Status: 201, Body: []byte(" {\"a\":1}\n")})
+	show(&out, client.Response{Status: 200, Body: []byte("{}"), Replayed: true})
 	want := "    → 201 {\"a\":1}\n    → 200 {}  [Idempotent-Replayed: true]\n"
 	if out.String() != want {
 		t.Errorf("shown %q, want %q", out.String(), want)

@@ -25,15 +25,15 @@ func UpAndPrint(ctx context.Context, config Config, w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "stack up in %s\n", result.File.Dir)
 	}
-	PrintEndpoints(w, result.File)
+	printEndpoints(w, result.File)
 	if len(config.SeededBugs) > 0 && !result.AlreadyRunning {
 		fmt.Fprintf(w, "  SEEDED BUGS:    %s (this stack loses or duplicates money on purpose; see docs/seeded-bugs.md)\n", strings.Join(config.SeededBugs, ","))
 	}
 	return nil
 }
 
-// PrintEndpoints prints to w where the stack's services answer.
-func PrintEndpoints(w io.Writer, file *File) {
+// printEndpoints prints to w where the stack's services answer.
+func printEndpoints(w io.Writer, file *File) {
 	endpoints := file.Endpoints
 	fmt.Fprintf(w, "  postgres:       %s\n", endpoints.PostgresURL)
 	fmt.Fprintf(w, "  redis:          %s\n", endpoints.RedisAddr)
@@ -46,10 +46,10 @@ func PrintEndpoints(w io.Writer, file *File) {
 	fmt.Fprintf(w, "  stack file:     %s\n", file.Dir+"/"+FileName)
 }
 
-// PrintStatus prints to w the components of the stack in dir and their live
+// printStatus prints to w the components of the stack in dir and their live
 // state: a table, or with asJSON the stack file as JSON with each
 // component's live state.
-func PrintStatus(w io.Writer, dir string, asJSON bool) error {
+func printStatus(w io.Writer, dir string, asJSON bool) error {
 	file, err := Status(dir)
 	if err != nil {
 		return err
@@ -124,7 +124,7 @@ func Control(ctx context.Context, options ControlOptions, w io.Writer) error {
 		return err
 	}
 	if options.Action == "" {
-		return PrintStatus(w, options.Dir, options.JSON)
+		return printStatus(w, options.Dir, options.JSON)
 	}
 	if options.Action == "failover" {
 		failoverContext, cancel := context.WithTimeout(ctx, options.ReadyTimeout)
