@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/google/renameio/v2"
 
 	"github.com/ledgerproof/ledgerproof/sut/bench"
 )
@@ -37,6 +41,29 @@ func benchCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 			return fmt.Errorf("--batch-sizes: %w", err)
 		}
 		config.BatchSizes = sizes
-		return bench.RunCommand(ctx, config, *outputFile, os.Stdout)
+		result, err := bench.Run(ctx, config, os.Stdout)
+		// The results are written when the run completed, also when the
+		// required ratio was not met: that is when they are most needed.
+		if err == nil || errors.Is(err, bench.ErrRatioNotMet) {
+			err = errors.Join(err, writeResults(*outputFile, result, "bench"))
+		}
+		return err
 	}
+}
+
+// writeResults writes a benchmark's results as JSON to path ("": nowhere)
+// and says so.
+func writeResults(path string, results any, command string) error {
+	if path == "" {
+		return nil
+	}
+	content, err := json.MarshalIndent(results, "", "  ")
+	if err == nil {
+		err = renameio.WriteFile(path, append(content, '\n'), 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	fmt.Printf("%s: results written to %s\n", command, path)
+	return nil
 }

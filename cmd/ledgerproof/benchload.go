@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"os"
 
@@ -29,12 +30,16 @@ func benchLoadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fl
 	flags.StringVar(&o.WorkDir, "work-dir", "", "where the scenario and the generator's run directories go (default: a temporary directory)")
 	flags.BoolVar(&o.KeepRuns, "keep", false, "keep the generator's run directories (journal, summary) and the work directory")
 	flags.BoolVar(&o.Verbose, "verbose", false, "print the child processes' output")
-	flags.StringVar(&o.Output, "output", "", "also write the results as JSON to this file")
+	output := flags.String("output", "", "also write the results as JSON to this file")
 	flags.StringVar(&o.Serve, "serve", "", "internal: only run the trivial endpoint on this 127.0.0.1:port (the benchmark starts it as a process of its own)")
 	flags.BoolVar(&o.Bare, "bare", false, "internal: only run the bare net/http client loop against --target")
 	flags.StringVar(&o.Target, "target", "", "internal, with --bare: the endpoint's base URL")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		o.LoadSets = sets
-		return bench.RunCommand(ctx, o, os.Stdout)
+		result, err := bench.RunCommand(ctx, o, os.Stdout)
+		if result != nil {
+			err = errors.Join(err, writeResults(*output, result, "bench-load"))
+		}
+		return err
 	}
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"os"
 	"strconv"
 	"time"
-
-	"github.com/google/renameio/v2"
 
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
@@ -25,8 +22,6 @@ type CommandOptions struct {
 	// Port is the endpoint's port on 127.0.0.1 (Config.Address); 0: a free
 	// one below 32768.
 	Port int
-	// Output, when set, receives the results as JSON.
-	Output string
 	// Verbose prints the child processes' output (Config.Verbose).
 	Verbose bool
 	// Serve, when set, only runs the trivial endpoint on this
@@ -55,32 +50,32 @@ func (o *CommandOptions) validate() error {
 }
 
 // RunCommand is `ledgerproof bench-load` (`make bench-load`): Run against
-// an endpoint on o.Port, the wall time, and the results written to
-// o.Output; or, with Serve or Bare, only that process. It returns
-// ErrTargetMissed when the target is missed.
-func RunCommand(ctx context.Context, o CommandOptions, out io.Writer) error {
+// an endpoint on o.Port and the wall time; or, with Serve or Bare, only that
+// process (no result). It returns ErrTargetMissed when the target is missed,
+// with the result: that is when the figures are most needed.
+func RunCommand(ctx context.Context, o CommandOptions, out io.Writer) (*Result, error) {
 	if err := o.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	switch {
 	case o.Serve != "":
-		return Serve(ctx, o.Serve, out)
+		return nil, Serve(ctx, o.Serve, out)
 	case o.Bare:
-		return Bare(ctx, BareConfig{BaseURL: o.Target, Rate: o.Rate, Duration: o.Duration, Workers: o.Workers,
+		return nil, Bare(ctx, BareConfig{BaseURL: o.Target, Rate: o.Rate, Duration: o.Duration, Workers: o.Workers,
 			Accounts: o.Accounts, Seed: o.Seed}, out)
 	}
 	config := o.Config
 	if config.Executable == "" {
 		executable, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("the benchmark runs its own executable: %w", err)
+			return nil, fmt.Errorf("the benchmark runs its own executable: %w", err)
 		}
 		config.Executable = executable
 	}
 	if o.Port == 0 {
 		ports, err := runner.FreePorts(1, nil)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		o.Port = ports[0]
 	}
@@ -93,22 +88,5 @@ func RunCommand(ctx context.Context, o CommandOptions, out io.Writer) error {
 	if result != nil {
 		fmt.Fprintf(out, "bench-load: %s of wall time\n", time.Since(started).Truncate(time.Second))
 	}
-	if o.Output != "" && result != nil {
-		if err := writeJSON(o.Output, result); err != nil {
-			return errors.Join(runError, err)
-		}
-		fmt.Fprintf(out, "bench-load: results written to %s\n", o.Output)
-	}
-	return runError
-}
-
-func writeJSON(path string, value any) error {
-	content, err := json.MarshalIndent(value, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := renameio.WriteFile(path, append(content, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return result, runError
 }
