@@ -32,12 +32,8 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.Int64Var(&o.MaxBalance, "max-balance", 0, "the system's largest balance in minor units, to judge balance_limit rejections; 0: the reference system's with its Postgres, not known for an export")
 	flags.Int64Var(&o.MaxAmount, "max-amount", 0, "the system's largest amount in minor units, to judge invalid_amount rejections; 0: the reference system's with its Postgres, not known for an export")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		code := runner.RunAudit(ctx, o, os.Stdout, os.Stderr)
-		if code != runner.AuditExitPassed {
-			// The CLI's generic error path exits 1; the audit has three
-			// outcomes, so it exits itself, after every resource is closed.
-			os.Exit(code)
-		}
-		return nil
+		// The audit has more outcomes than the generic error path's exit 1,
+		// and has said which on its outputs.
+		return exitWith(runner.RunAudit(ctx, o, os.Stdout, os.Stderr), nil)
 	}
 }

@@ -49,18 +49,14 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		var err error
 		if o.Steps, err = capacity.ParseSteps(*steps); err != nil {
-			return err
+			// An invalid option: exit 2, could not run, as capacity.Run
+			// exits for the options it refuses.
+			return exitWith(2, err)
 		}
 		o.Modes = runner.SplitList(*modes)
 		o.GatewayArgs, o.WorkerArgs, o.StackEnv = gatewayArgs, workerArgs, stackEnv
 		o.Command = strings.Join(os.Args, " ")
-		code, err := capacity.Run(ctx, o, os.Stdout)
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			os.Exit(code)
-		}
-		return nil
+		// capacity.Run's code with its error: 2, could not run (not 1, an audit failed).
+		return exitWith(capacity.Run(ctx, o, os.Stdout))
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 
 	"github.com/ledgerproof/ledgerproof/reports/matrix"
@@ -20,9 +19,6 @@ func gateBugsCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.StringVar(&o.Dir, "dir", "", "folder holding one run directory per system (<dir>/<bug>/audit.json and exit-code), as make gate-bugs writes it")
 	flags.StringVar(&o.Doc, "doc", "docs/ci.md", "Markdown file whose generated gate-bugs section (between its markers) receives the matrix when every system ran; empty: none")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		if flags.NArg() > 0 {
-			return fmt.Errorf("unexpected argument %q", flags.Arg(0))
-		}
 		return matrix.GateBugs(o, os.Stdout)
 	}
 }

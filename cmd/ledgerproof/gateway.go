@@ -58,7 +58,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.DurationVar(&config.PasswordHashing.QueueWait, "kdf-queue-wait", 2*time.Second, "longest wait for a password hashing slot before 503")
 	flags.DurationVar(&config.InFlightLease, "in-flight-lease", 60*time.Second, "how long a replay of a key whose first request has not answered gets 409 before taking over (must exceed --produce-timeout plus --wait-max)")
 	flags.StringVar((*string)(&config.ApplyMode), "apply-mode", string(gateway.ApplyModeQueue), "how money commands reach the ledger: queue (produced to the commands topic, applied by workers in batches) or naive (applied here, one Postgres transaction per request, answered with the outcome; no broker needed, start the stack with --workers 0)")
-	flags.BoolVar(&common.profiling, "pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
+	flags.BoolVar(&process.Daemon.Profiling, "pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
 	flags.DurationVar(&process.ProducerLinger, "producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
 	flags.StringVar(&process.WorkersGroup, "workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {

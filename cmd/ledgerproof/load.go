@@ -28,7 +28,6 @@ func loadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.StringVar(&o.MetricsAddress, "metrics-address", "", "serve Prometheus /metrics at this host:port while the load runs (default: none)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		o.BaseURLs = runner.SplitList(*baseURLs)
-		os.Exit(generator.RunCommand(ctx, o, os.Stdout, os.Stderr))
-		return nil
+		return exitWith(generator.RunCommand(ctx, o, os.Stdout, os.Stderr), nil)
 	}
 }

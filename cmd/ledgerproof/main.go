@@ -18,6 +18,9 @@ import (
 // command is one subcommand of the CLI. newFlags builds its flag set so the
 // flags can be listed by help and by tests (the compose test checks that the
 // flags docker-compose.yml passes exist); run receives the parsed flag set.
+// A command's error exits 1 after run prints it; a command with exit codes
+// of its own returns them as an *exitError (exitWith). No command calls
+// os.Exit: main is the only one that does.
 type command struct {
 	summary  string
 	newFlags func() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error)
@@ -74,14 +77,56 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), interruptSignals...)
 	defer stop()
 	if err := runCommand(ctx, flags); err != nil {
-		fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], err)
-		return 1
+		var exit *exitError
+		if !errors.As(err, &exit) {
+			fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], err)
+			return 1
+		}
+		if exit.err != nil {
+			fmt.Fprintf(os.Stderr, "ledgerproof %s: %v\n", args[0], exit.err)
+		}
+		return exit.code
 	}
 	return 0
 }
+
+// exitError ends a command with an exit code of its own (the audit's,
+// the run's, the load's...): run exits with code, after printing err as it
+// prints any command's error, or printing nothing when err is nil (the
+// command has said why itself).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return fmt.Sprintf("%v (exit %d)", e.err, e.code)
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitWith is a command's outcome from its exit code: nil for 0, else an
+// *exitError of code and err (nil when the command has printed its message).
+// An error never exits 0: with code 0 it exits 1, as any command error does.
+func exitWith(code int, err error) error {
+	switch {
+	case err == nil && code == 0:
+		return nil
+	case err != nil && code == 0:
+		code = 1
+	}
+	return &exitError{code: code, err: err}
+}
+
+// interruptSignals end a command's context (Ctrl-C, or a stop from a
+// supervisor); a second one cuts a run's audit and report short too.
+var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 func usage(w *os.File) {
 	fmt.Fprintln(w, "usage: ledgerproof <command> [flags]\n\ncommands:")

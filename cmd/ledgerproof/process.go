@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/ledgerproof/ledgerproof/sut/daemon"
@@ -12,14 +11,13 @@ import (
 )
 
 // processFlags are the flags gateway and worker share: connections, name
-// and log level, seeded bugs, crash points and --pprof (whose flag each
-// command declares with its own help). The connection flags are bound to
-// the fields of config.
+// and log level, seeded bugs and crash points. The connection flags are
+// bound to the fields of config (so is --pprof, which each command declares
+// with its own help, to config.Profiling).
 type processFlags struct {
 	config      *daemon.Config
 	seededBugs  seededBugFlags
 	crashPoints crashPointFlags
-	profiling   bool
 }
 
 func (p *processFlags) register(flags *flag.FlagSet, config *daemon.Config, process ledger.Process) {
@@ -39,8 +37,8 @@ func (p *processFlags) register(flags *flag.FlagSet, config *daemon.Config, proc
 	p.crashPoints.register(flags, process)
 }
 
-// complete checks the seeded bugs and crash points given and sets them, and
-// the profiles, into the config the flags are bound to.
+// complete checks the seeded bugs and crash points given and sets them into
+// the config the flags are bound to.
 func (p *processFlags) complete() error {
 	var err error
 	if p.config.SeededBugs, err = p.seededBugs.parse(); err != nil {
@@ -49,8 +47,6 @@ func (p *processFlags) complete() error {
 	if p.config.CrashPoints, err = p.crashPoints.settings(); err != nil {
 		return err
 	}
-	profiling := p.profiling
-	p.config.WrapHandler = func(handler http.Handler) http.Handler { return withProfiling(handler, profiling) }
 	return nil
 }
 

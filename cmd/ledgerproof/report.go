@@ -44,12 +44,8 @@ func reportCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.StringVar(&o.MaxRegression, "max-regression", "", "with --compare: the largest allowed regression of p95 latency and mean throughput, in percent (10%); none: report only")
 	flags.StringVar(&o.Output, "output", "", "with --compare: also write the comparison to this file, as JSON (.json) or Markdown (.md)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
-		code := reports.RunCommand(o, os.Stdout, os.Stderr)
-		if code != reports.CommandExitOK {
-			// The CLI's generic error path exits 1; the report has more
-			// outcomes, so it exits itself.
-			os.Exit(code)
-		}
-		return nil
+		// The report has more outcomes than the generic error path's exit 1,
+		// and has said which on its outputs.
+		return exitWith(reports.RunCommand(o, os.Stdout, os.Stderr), nil)
 	}
 }

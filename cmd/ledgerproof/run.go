@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -29,11 +31,48 @@ func runCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet)
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		job, err := o.jobOptions(flags)
 		if err != nil {
-			os.Exit(runner.RefuseJob(os.Stderr, err))
+			return exitWith(runner.RefuseJob(os.Stderr, err), nil)
 		}
-		os.Exit(runner.RunJob(ctx, job, os.Stdout, os.Stderr))
-		return nil
+		// ctx ends at the first Ctrl-C (main's); the second cuts the audit
+		// and report short too.
+		hardStop, stopListening := afterSecondInterrupt(ctx, os.Stderr, notifyInterrupts)
+		defer stopListening()
+		job.HardStop = hardStop
+		return exitWith(runner.RunJob(ctx, job, os.Stdout, os.Stderr), nil)
 	}
+}
+
+// afterSecondInterrupt returns a context that ends at the first interrupt
+// received after ctx ends (ctx ends at the first one), saying so on stderr,
+// or when stop is called. It listens for that interrupt only once ctx has
+// ended, through listen, which returns the channel of interrupts and the
+// function that stops their delivery (notifyInterrupts; a test's fake).
+func afterSecondInterrupt(ctx context.Context, stderr io.Writer, listen func() (<-chan os.Signal, func())) (hardStop context.Context, stop func()) {
+	hardStop, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-hardStop.Done():
+			return
+		}
+		interrupts, stopListening := listen()
+		defer stopListening()
+		select {
+		case <-interrupts:
+			fmt.Fprintln(stderr, "ledgerproof run: second interrupt: cutting the audit and report short")
+			cancel()
+		case <-hardStop.Done():
+		}
+	}()
+	return hardStop, cancel
+}
+
+// notifyInterrupts delivers the interruptSignals (SIGINT, SIGTERM) to the
+// channel it returns until its stop function is called.
+func notifyInterrupts() (<-chan os.Signal, func()) {
+	interrupts := make(chan os.Signal, 1)
+	signal.Notify(interrupts, interruptSignals...)
+	return interrupts, func() { signal.Stop(interrupts) }
 }
 
 // jobOptions are the options of the run the command line asks for: the

@@ -89,6 +89,13 @@ type JobOptions struct {
 	// PlanSeed, when not 0, is the seed of the plan's random section (a
 	// replay's: the seed the replayed run used, whatever the plan says).
 	PlanSeed uint64
+
+	// HardStop, when it ends, cuts short the recovery, the audit and the
+	// report too, as RunJob's ctx cuts the load short: the CLI ends it at a
+	// second Ctrl-C (SIGINT or SIGTERM), the first having ended ctx. The
+	// engine listens for no signal itself. Default nil: they run to their
+	// bound (Config.AuditTimeout) whatever happens.
+	HardStop context.Context
 }
 
 // validate rejects settings that contradict each other or are out of

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/chaos"
@@ -47,26 +45,6 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "    %s holds a password and is not recorded: a replay takes it from %s\n", name, o.EnvName(strings.TrimPrefix(name, "--")))
 	}
 
-	// A second Ctrl-C cuts the audit and report short too.
-	hardStop, hardCancel := context.WithCancel(context.Background())
-	defer hardCancel()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-hardStop.Done():
-			return
-		}
-		signals := make(chan os.Signal, 1)
-		signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-		defer signal.Stop(signals)
-		select {
-		case <-signals:
-			fmt.Fprintln(stderr, "ledgerproof run: second interrupt: cutting the audit and report short")
-			hardCancel()
-		case <-hardStop.Done():
-		}
-	}()
-
 	binary, err := os.Executable()
 	if err != nil {
 		return p.failBeforeLoad(stderr, fmt.Errorf("the ledgerproof binary for the load: %w", err))
@@ -74,7 +52,7 @@ func (p *preparedRun) executeRun(ctx context.Context, stdout, stderr io.Writer) 
 	config := Config{
 		RunDir: o.Out, Scenario: o.Scenario, Binary: binary, Sets: p.sets, Seed: p.seed, Generators: o.Generators, Profile: o.Profile,
 		Thresholds: p.scenario.Thresholds, SetupTimeout: o.SetupTimeout,
-		Record: p.record, Output: stdout, HardStop: hardStop,
+		Record: p.record, Output: stdout, HardStop: o.HardStop,
 	}
 	// The generators serve their metrics on free loopback ports, scraped beside the system's: the report
 	// shows what the load cost as well as what the system did.

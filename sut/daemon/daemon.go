@@ -1,7 +1,8 @@
 // Package daemon holds what the reference system's long-running processes,
 // gateway and worker, share: their connections to Postgres, Redis and the
-// broker, their logger, the activation of seeded bugs, and HTTP serving with
-// a bounded graceful shutdown. The commands of cmd/ledgerproof fill Config
+// broker, their logger, the activation of seeded bugs, the internal
+// listener's handler (crash points, Go's profiles), and HTTP serving with a
+// bounded graceful shutdown. The commands of cmd/ledgerproof fill Config
 // from their flags; gateway.Serve and worker.Serve build the process from it.
 package daemon
 
@@ -66,9 +67,11 @@ type Config struct {
 	SeededBugs ledger.Bugs
 	// CrashPoints are the crash points asked for. Default none.
 	CrashPoints crash.Settings
-	// WrapHandler, when set, wraps the handler of the process's internal
-	// listener (cmd adds Go's profiles with it). Default nil: unwrapped.
-	WrapHandler func(http.Handler) http.Handler
+	// Profiling serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on the process's internal listener, to loopback clients only
+	// (withProfiling): they cost CPU and reveal memory, so they are off
+	// unless asked for. Default false: /debug/pprof/ is a 404.
+	Profiling bool
 }
 
 // BrokerList is Brokers split at commas, blanks dropped.
@@ -108,13 +111,9 @@ func (c Config) ActivateSeededBugs(process ledger.Process, logger *slog.Logger) 
 }
 
 // InternalHandler is handler behind the crash points' endpoint (when
-// registry is not nil) and WrapHandler (when set).
+// registry is not nil) and Go's profiles (when Profiling).
 func (c Config) InternalHandler(handler http.Handler, registry *crash.Registry) http.Handler {
-	handler = crash.WithAdmin(handler, registry)
-	if c.WrapHandler != nil {
-		handler = c.WrapHandler(handler)
-	}
-	return handler
+	return withProfiling(crash.WithAdmin(handler, registry), c.Profiling)
 }
 
 // OpenBackends connects to Postgres and Redis (both lazily: a process may

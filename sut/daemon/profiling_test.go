@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"net/http"
@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func TestWithProfiling(t *testing.T) {
+// TestProfiling: Config.Profiling puts Go's profiles on the internal
+// handler, to loopback peers only, and leaves every other route alone.
+func TestProfiling(t *testing.T) {
 	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
 	tests := []struct {
 		name    string
@@ -26,7 +28,7 @@ func TestWithProfiling(t *testing.T) {
 			request := httptest.NewRequest(http.MethodGet, test.path, nil)
 			request.RemoteAddr = test.remote
 			recorder := httptest.NewRecorder()
-			withProfiling(api, test.enabled).ServeHTTP(recorder, request)
+			Config{Profiling: test.enabled}.InternalHandler(api, nil).ServeHTTP(recorder, request)
 			if recorder.Code != test.want {
 				t.Fatalf("status %d, want %d", recorder.Code, test.want)
 			}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"net"
@@ -6,15 +6,16 @@ import (
 	"net/http/pprof"
 )
 
-// pprofPrefix is where --pprof serves Go's profiles (net/http/pprof).
+// pprofPrefix is where Config.Profiling (--pprof) serves Go's profiles
+// (net/http/pprof).
 const pprofPrefix = "/debug/pprof/"
 
 // withProfiling serves Go's profiling endpoints under /debug/pprof/ in front
-// of handler when enabled (the --pprof flag of gateway and worker); disabled,
-// it returns handler unchanged and /debug/pprof is a 404 like any unknown
-// route. Profiles reveal memory contents and cost CPU, so they answer only
-// requests from a loopback address: a gateway listening on all interfaces
-// still keeps them to the machine it runs on.
+// of handler when enabled (Config.Profiling, the --pprof flag of gateway and
+// worker); disabled, it returns handler unchanged and /debug/pprof is a 404
+// like any unknown route. Profiles reveal memory contents and cost CPU, so
+// they answer only requests from a loopback address: a gateway listening on
+// all interfaces still keeps them to the machine it runs on.
 func withProfiling(handler http.Handler, enabled bool) http.Handler {
 	if !enabled {
 		return handler
