@@ -1,14 +1,11 @@
 package mutation
 
 import (
-	"context"
-	"errors"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -361,58 +358,5 @@ func TestDocHasMarkers(t *testing.T) {
 	}
 	if _, err := ReplaceGenerated(string(doc), "x"); err != nil {
 		t.Error(err)
-	}
-}
-
-func TestExecute(t *testing.T) {
-	var mutex sync.Mutex
-	var calls []string
-	operate := func(_ context.Context, component, action string) error {
-		mutex.Lock()
-		calls = append(calls, action+" "+component)
-		mutex.Unlock()
-		if component == "broken" {
-			return errors.New("no such component")
-		}
-		return nil
-	}
-	steps := []Step{
-		{30 * time.Millisecond, ActionStart, []string{"worker-0", "worker-1"}},
-		{10 * time.Millisecond, ActionKill, []string{"worker-0", "worker-1"}},
-		{40 * time.Millisecond, ActionKill, []string{"broken"}},
-	}
-	start := time.Now()
-	var logged []string
-	events, err := Execute(context.Background(), start, steps, operate, func(line string) {
-		mutex.Lock()
-		logged = append(logged, line)
-		mutex.Unlock()
-	})
-	if elapsed := time.Since(start); elapsed < 40*time.Millisecond {
-		t.Errorf("plan took %s, its last step is at 40ms", elapsed)
-	}
-	if err == nil || !strings.Contains(err.Error(), "kill broken") {
-		t.Errorf("error %v, want the failed kill of broken", err)
-	}
-	if len(events) != 5 || len(logged) != 5 {
-		t.Fatalf("events %v logged %v", events, logged)
-	}
-	// The kills (10ms) come before the starts (30ms), whatever the order given.
-	first, second := calls[:2], calls[2:4]
-	sort.Strings(first)
-	sort.Strings(second)
-	if !slices.Equal(first, []string{"kill worker-0", "kill worker-1"}) || !slices.Equal(second, []string{"start worker-0", "start worker-1"}) {
-		t.Errorf("calls %v", calls)
-	}
-	if !strings.Contains(events[4], "FAILED: no such component") {
-		t.Errorf("last event %q", events[4])
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	calls = nil
-	events, err = Execute(ctx, time.Now(), []Step{{time.Hour, ActionKill, []string{"worker-0"}}}, operate, nil)
-	if err != nil || len(events) != 0 || len(calls) != 0 {
-		t.Errorf("cancelled plan: events %v err %v calls %v", events, err, calls)
 	}
 }

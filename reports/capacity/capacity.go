@@ -462,14 +462,10 @@ func capacityPlan(o Options, rate int) (*generator.Plan, error) {
 	return plan, nil
 }
 
-// capacityLoadArgs is the command line of a step's load.
+// capacityLoadArgs is the command line of a step's load: the engine's, one generator, with the step's sets and
+// seed (StartGatedLoad adds the gate).
 func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate int) []string {
-	args := []string{"load", "--scenario", o.Scenario, "--base-url", strings.Join(gateways, ","), "--out", stepDir,
-		"--seed", strconv.FormatInt(o.Seed+int64(index), 10)}
-	for _, set := range capacitySets(o, rate) {
-		args = append(args, "--set", set)
-	}
-	return args
+	return runner.LoadArgs(stepDir, o.Scenario, gateways, capacitySets(o, rate), o.Seed+int64(index), 0, 1)
 }
 
 // runCapacityStep runs one step as a load run of its own (`ledgerproof load`
@@ -498,8 +494,9 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 		return step, err
 	}
 	defer logFile.Close()
-	// The load runs with Go's default settings (GOGC=100, every core), from
-	// this process's environment.
+	// The load is the run engine's load process, gated: its setup first, then
+	// the schedule from the start time this process gives. It runs with Go's
+	// default settings (GOGC=100, every core), from this process's environment.
 	load, err := runner.StartGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
 	if err != nil {
 		return step, err

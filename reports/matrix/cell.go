@@ -42,6 +42,9 @@ type cell struct {
 	// ended; loadJudged says loadEnded ran.
 	record     *runner.RunFile
 	loadJudged bool
+	// setupTimeout and loadTimeout are the engine's bounds of the load (runner.Config's), named when the
+	// engine had to stop it.
+	setupTimeout, loadTimeout time.Duration
 }
 
 // runCell runs one cell through the run engine: a fresh stack (the bug, if
@@ -51,10 +54,7 @@ type cell struct {
 // stopping the stack it started.
 func runCell(ctx context.Context, o Options, root string, index, total int, run mutation.Run, out io.Writer) mutation.Result {
 	began := time.Now()
-	profile := run.Profile
-	if o.Duration > 0 {
-		profile.Duration = o.Duration
-	}
+	profile := cellProfile(o, run)
 	result := mutation.Result{System: run.Label(), Profile: profile.Name, LoadExit: -1}
 	if run.Case != nil {
 		result.Expected = run.Case.Expected
@@ -143,30 +143,10 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 	defer stopWatchdog()
 
 	say("load %s for %s (%s)", filepath.Base(o.Scenario), profile.Duration, profileSetsText(profile, o.Duration))
-	sets := profileSets(profile, o.Duration)
-	stackInfo := target.Stack()
-	c := &cell{ctx: ctx, dir: dir, stackDir: stackDir, say: say, result: &result,
-		// run.json names no scenario: the audit then requires no coverage
-		// class from it, as the matrix's audits always did (the expected
-		// invariants and the clean verdict judge a cell).
-		record: &runner.RunFile{ID: name, ScenarioSets: sets, Stack: stackInfo,
-			SeededBugs: target.SeededBugs, Seed: int64(o.Seed), Versions: map[string]string{"go": runtime.Version()}}}
-	config := runner.Config{
-		RunDir: dir, Scenario: o.Scenario, Binary: o.Binary, Sets: sets, Seed: int64(o.Seed),
-		Gateways: stackInfo.Gateways, ScrapeTargets: target.ScrapeTargets(), Record: c.record,
-		// The load's own setup.timeout gives up first (exit 2, audited);
-		// the engine's bound is a backstop. The load: setup, the schedule,
-		// the graceful stop.
-		SetupTimeout: SetupTimeout + time.Minute,
-		LoadTimeout:  profile.Duration + SetupTimeout + 2*time.Minute,
-		AuditTimeout: o.DrainTimeout + 5*time.Minute,
-		HardStop:     ctx,
-		Output:       progress,
-		Hooks:        runner.Hooks{Recover: c.recoverStack, Audit: c.auditHook(o)},
-	}
-	if len(timeline) > 0 {
-		config.Plan = &runner.PlanRun{Name: profile.Name, Timeline: timeline, Executor: target.Executor()}
-	}
+	config := cellConfig(ctx, o, profile, name, dir, target.SeededBugs, target, progress)
+	c := &cell{ctx: ctx, dir: dir, stackDir: stackDir, say: say, result: &result, record: config.Record,
+		setupTimeout: config.SetupTimeout, loadTimeout: config.LoadTimeout}
+	config.Hooks = runner.Hooks{Recover: c.recoverStack, Audit: c.auditHook(o)}
 	_, err = runner.Run(ctx, config)
 	stopWatchdog()
 	if err != nil {
@@ -194,6 +174,53 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 	}
 	say("audit %s, violated: %s; %s (%.0fs)", c.audit.Verdict, strings.Join(nonEmpty(result.Violated, "none"), ", "), verdict, result.Seconds)
 	return result
+}
+
+// cellProfile is the run's profile as the cell runs it: its duration is --duration's when given.
+func cellProfile(o Options, run mutation.Run) mutation.Profile {
+	profile := run.Profile
+	if o.Duration > 0 {
+		profile.Duration = o.Duration
+	}
+	return profile
+}
+
+// cellStack is what the engine's configuration of a cell takes from its started stack (a runner.LocalStack).
+type cellStack interface {
+	Stack() runner.StackInfo
+	ScrapeTargets() []runner.ScrapeTarget
+	Executor() chaos.Executor
+}
+
+// cellConfig is the engine's configuration of a cell's run, hooks aside, on its started stack: the scenario
+// with the profile's sets, then the duration and the setup bound; the matrix's seed; the stack's gateways
+// and metrics; the profile's faults as the plan; the engine's bounds of the load; and run.json's record,
+// with the seeded bugs. profile's duration is the run's (--duration applied).
+func cellConfig(ctx context.Context, o Options, profile mutation.Profile, name, dir string, seededBugs []string,
+	target cellStack, output io.Writer) runner.Config {
+	sets := profileSets(profile, o.Duration)
+	stackInfo := target.Stack()
+	config := runner.Config{
+		RunDir: dir, Scenario: o.Scenario, Binary: o.Binary, Sets: sets, Seed: int64(o.Seed),
+		Gateways: stackInfo.Gateways, ScrapeTargets: target.ScrapeTargets(),
+		// run.json names no scenario: the audit then requires no coverage
+		// class from it, as the matrix's audits always did (the expected
+		// invariants and the clean verdict judge a cell).
+		Record: &runner.RunFile{ID: name, ScenarioSets: sets, Stack: stackInfo,
+			SeededBugs: seededBugs, Seed: int64(o.Seed), Versions: map[string]string{"go": runtime.Version()}},
+		// The load's own setup.timeout gives up first (exit 2, audited);
+		// the engine's bound is a backstop. The load: setup, the schedule,
+		// the graceful stop.
+		SetupTimeout: SetupTimeout + time.Minute,
+		LoadTimeout:  profile.Duration + SetupTimeout + 2*time.Minute,
+		AuditTimeout: o.DrainTimeout + 5*time.Minute,
+		HardStop:     ctx,
+		Output:       output,
+	}
+	if timeline := profileTimeline(profile); len(timeline) > 0 {
+		config.Plan = &runner.PlanRun{Name: profile.Name, Timeline: timeline, Executor: target.Executor()}
+	}
+	return config
 }
 
 // cellTarget is the cell's stack: a fresh one on free ports in a temporary
@@ -264,7 +291,9 @@ func (c *cell) recoverStack(ctx context.Context, output io.Writer) error {
 // loadEnded reads what the load and the plan did into the result, once:
 // the load's exit, the faults applied. A setup that gave up (exit 2) is
 // audited like any other run; any other failure makes the run one that
-// cannot be judged. The engine calls it through the Recover hook, in the
+// cannot be judged, and so does a load the engine cut short at one of its
+// bounds, whatever it exited with (a load stopped early often exits 99,
+// as a load under faults does). The engine calls it through the Recover hook, in the
 // goroutine that writes the record, once the load and the plan ended.
 func (c *cell) loadEnded() {
 	if c.loadJudged {
@@ -277,6 +306,26 @@ func (c *cell) loadEnded() {
 	c.result.LoadExit = code
 	faults, failed := faultLines(c.dir)
 	c.result.Faults = faults
+	switch record.LoadStopped {
+	case "":
+	case runner.LoadStoppedSetupTimeout:
+		c.err = fmt.Errorf("the load was cut short: its setup did not end within the engine's setup timeout (%s), so the engine stopped it (exit %d; see %s and progress.log)",
+			c.setupTimeout, code, loadLog)
+		return
+	case runner.LoadStoppedLoadTimeout:
+		c.err = fmt.Errorf("the load was cut short: it did not finish within the engine's load timeout (%s), so the engine stopped it (exit %d; see %s and progress.log)",
+			c.loadTimeout, code, loadLog)
+		return
+	case runner.LoadStoppedInterrupted:
+		if c.ctx.Err() == nil {
+			c.err = fmt.Errorf("the load was interrupted (exit %d; see %s and progress.log)", code, loadLog)
+			return
+		}
+		// Said below, as an interruption.
+	default:
+		c.err = fmt.Errorf("the engine stopped the load (%s; exit %d; see %s and progress.log)", record.LoadStopped, code, loadLog)
+		return
+	}
 	if record.LoadStartedAt == nil {
 		if c.ctx.Err() != nil || code != generator.ExitCouldNotRun {
 			c.err = fmt.Errorf("load setup: the load exited %d (see %s)", code, loadLog)

@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants/mutation"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
-// GateStartedFile is where make gate-bugs writes the time it began (RFC 3339).
-const GateStartedFile = "started-at"
+// gateStartedFile is where make gate-bugs writes the time it began (RFC 3339).
+const gateStartedFile = "started-at"
 
 // GateBugsOptions are the settings of `ledgerproof gate-bugs` (its flags).
 type GateBugsOptions struct {
@@ -65,14 +66,14 @@ func GateBugs(o GateBugsOptions, out io.Writer) error {
 	// make gate-bugs writes the time it began into the folder; the matrix
 	// then says how long the runs took.
 	started, finished := time.Now().UTC(), time.Time{}
-	if content, err := os.ReadFile(filepath.Join(o.Dir, GateStartedFile)); err == nil {
+	if content, err := os.ReadFile(filepath.Join(o.Dir, gateStartedFile)); err == nil {
 		if at, err := time.Parse(time.RFC3339, strings.TrimSpace(string(content))); err == nil {
 			started = at.UTC()
 		}
 	}
 	matrix := &mutation.Matrix{Version: 1, StartedAt: started, Dir: o.Dir, Cases: mutation.GateCases(),
 		Complete: true, Command: "ledgerproof gate-bugs --dir " + o.Dir, Generator: "make gate-bugs",
-		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: vcsRevision()}
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: runner.Revision()}
 	matrix.Hostname, _ = os.Hostname()
 	for _, system := range mutation.GateSystems() {
 		result := mutation.GateResult(o.Dir, system)

@@ -16,12 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants/mutation"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
 // Options are the settings of `ledgerproof mutation` (its flags).
@@ -120,7 +120,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	matrix := &mutation.Matrix{
 		Version: 1, StartedAt: started, Dir: root, Profiles: mutation.Profiles(), Cases: mutation.Cases(),
 		Complete: len(only) == 0, Command: o.Command,
-		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: vcsRevision(),
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Commit: runner.Revision(),
 	}
 	matrix.Hostname, _ = os.Hostname()
 	fmt.Fprintf(out, "mutation: %d runs (%d fault profiles), run folder %s\n", len(runs), countProfiles(runs), root)
@@ -176,26 +176,6 @@ func countProfiles(runs []mutation.Run) int {
 		seen[run.Profile.Name] = true
 	}
 	return len(seen)
-}
-
-func vcsRevision() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	revision, modified := "", false
-	for _, setting := range info.Settings {
-		switch setting.Key {
-		case "vcs.revision":
-			revision = setting.Value
-		case "vcs.modified":
-			modified = setting.Value == "true"
-		}
-	}
-	if revision != "" && modified {
-		revision += " (modified)"
-	}
-	return revision
 }
 
 // writeMatrixDoc replaces the generated section of the doc.

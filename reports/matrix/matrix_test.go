@@ -1,8 +1,12 @@
 package matrix
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -26,24 +30,197 @@ func profile(t *testing.T, name string) mutation.Profile {
 	return mutation.Profile{}
 }
 
-// TestLoadArgs: the engine's load command line of a cell carries the profile's sets, then the run's duration
-// (so it wins; --duration overrides the profile's) and the setup bound.
-func TestLoadArgs(t *testing.T) {
-	bursts := profile(t, mutation.ProfileBursts)
-	args := strings.Join(runner.LoadArgs("/runs/04-bursts-clean", "scenarios/gate.yaml", []string{"http://a", "http://b"},
-		profileSets(bursts, 45*time.Second), 42, 0, 1), " ")
-	for _, want := range []string{
-		"load --scenario scenarios/gate.yaml --base-url http://a,http://b --out /runs/04-bursts-clean --seed 42",
-		"--set client.wait=0s --set client.poll_for=0s",
-		"--set setup.funding=3000 --set workload.accounts=uniform",
-		"--set client.early_timeouts.rate=0 --set schedule.duration=45s --set setup.timeout=2m0s",
-	} {
-		if !strings.Contains(args, want) {
-			t.Errorf("arguments %q lack %q", args, want)
+// cellStackStub is a started stack as the cell's configuration sees it.
+type cellStackStub struct {
+	gateways []string
+	executor chaos.Executor
+}
+
+func (s cellStackStub) Stack() runner.StackInfo {
+	return runner.StackInfo{Kind: runner.KindLocal, Dir: "/tmp/lpr-x", StartedByRun: true, Gateways: s.gateways}
+}
+
+func (cellStackStub) ScrapeTargets() []runner.ScrapeTarget {
+	return []runner.ScrapeTarget{{Name: "gateway-0", URL: "http://127.0.0.1:1/metrics"}}
+}
+
+func (s cellStackStub) Executor() chaos.Executor { return s.executor }
+
+// executorStub stands for the local stack's executor: only its identity matters here.
+type executorStub struct{ chaos.Executor }
+
+// TestCellConfig: the stack and the engine's configuration a cell builds. The stack has the matrix's gateways
+// and workers and the case's seeded bug and worker arguments; the run has the scenario with the profile's sets,
+// then the run's duration (--duration overrides the profile's, and comes after the profile's sets so it wins)
+// and the setup bound; the matrix's seed; the stack's gateways; the profile's steps as the plan, one step per
+// component at the profile's offsets; run.json's record with the seeded bug; bounds that cover the setup, the
+// schedule and the graceful stop. The generator's command line the engine builds from it carries them.
+func TestCellConfig(t *testing.T) {
+	runs, err := mutation.Plan(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run mutation.Run
+	for _, candidate := range runs {
+		if candidate.Case != nil && len(candidate.Profile.Steps) > 0 && len(candidate.Case.WorkerArgs) > 0 {
+			run = candidate
+			break
 		}
 	}
-	if sets := strings.Join(profileSets(bursts, 0), " "); !strings.HasSuffix(sets, "schedule.duration=30s setup.timeout=2m0s") {
+	if run.Case == nil {
+		t.Fatal("no seeded bug with worker arguments under a profile with faults")
+	}
+	o := Options{Scenario: gateScenario, Binary: "/opt/ledgerproof", Seed: 42, Duration: 45 * time.Second, DrainTimeout: 90 * time.Second}
+
+	target, err := cellTarget(o, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bug := string(run.Case.Bug)
+	if target.Config.Gateways != mutation.Gateways || target.Config.Workers != mutation.Workers {
+		t.Errorf("stack: %d gateways, %d workers; want %d and %d", target.Config.Gateways, target.Config.Workers, mutation.Gateways, mutation.Workers)
+	}
+	if !slices.Equal(target.SeededBugs, []string{bug}) || target.Config.Binary != o.Binary {
+		t.Errorf("stack: seeded bugs %v, binary %q; want [%s] and %q", target.SeededBugs, target.Config.Binary, bug, o.Binary)
+	}
+	if !slices.Equal(target.Config.WorkerArgs, run.Case.WorkerArgs) {
+		t.Errorf("worker args %v, want the case's %v", target.Config.WorkerArgs, run.Case.WorkerArgs)
+	}
+
+	runProfile := cellProfile(o, run)
+	if runProfile.Duration != o.Duration || runProfile.Name != run.Profile.Name {
+		t.Fatalf("profile %s for %s; want %s for --duration %s", runProfile.Name, runProfile.Duration, run.Profile.Name, o.Duration)
+	}
+	gateways := make([]string, target.Config.Gateways)
+	for i := range gateways {
+		gateways[i] = fmt.Sprintf("http://127.0.0.1:%d", 58080+i)
+	}
+	executor := &executorStub{}
+	var output strings.Builder
+	config := cellConfig(context.Background(), o, runProfile, "03-x-"+bug, "/runs/03-x-"+bug, target.SeededBugs,
+		cellStackStub{gateways: gateways, executor: executor}, &output)
+
+	wantSets := append(append([]string(nil), run.Profile.Sets...), "schedule.duration=45s", "setup.timeout=2m0s")
+	if config.Scenario != gateScenario || config.Binary != o.Binary || config.RunDir != "/runs/03-x-"+bug {
+		t.Errorf("scenario %q, binary %q, run dir %q", config.Scenario, config.Binary, config.RunDir)
+	}
+	if !slices.Equal(config.Sets, wantSets) {
+		t.Errorf("sets %q, want %q", config.Sets, wantSets)
+	}
+	if config.Seed != 42 {
+		t.Errorf("seed %d, want 42", config.Seed)
+	}
+	if len(config.Gateways) != mutation.Gateways || !slices.Equal(config.Gateways, gateways) {
+		t.Errorf("gateways %v, want the stack's %d", config.Gateways, mutation.Gateways)
+	}
+	if len(config.ScrapeTargets) != 1 || config.Output != &output || config.HardStop == nil {
+		t.Errorf("scrape targets %v, output %v, hard stop %v", config.ScrapeTargets, config.Output, config.HardStop)
+	}
+	if config.SetupTimeout != SetupTimeout+time.Minute || config.LoadTimeout != 45*time.Second+SetupTimeout+2*time.Minute {
+		t.Errorf("bounds: setup %s, load %s", config.SetupTimeout, config.LoadTimeout)
+	}
+	record := config.Record
+	switch {
+	case record == nil:
+		t.Fatal("no run record")
+	case record.ID != "03-x-"+bug || record.Scenario != "" || record.Seed != 42 || !slices.Equal(record.ScenarioSets, wantSets):
+		t.Errorf("record: id %q, scenario %q, seed %d, sets %q", record.ID, record.Scenario, record.Seed, record.ScenarioSets)
+	case !slices.Equal(record.SeededBugs, []string{bug}) || len(record.Stack.Gateways) != mutation.Gateways:
+		t.Errorf("record: seeded bugs %v, stack %+v", record.SeededBugs, record.Stack)
+	}
+
+	if config.Plan == nil {
+		t.Fatalf("profile %s has %d steps and no plan", runProfile.Name, len(runProfile.Steps))
+	}
+	if config.Plan.Name != runProfile.Name || config.Plan.Executor != chaos.Executor(executor) {
+		t.Errorf("plan %q with executor %v; want %q with the stack's", config.Plan.Name, config.Plan.Executor, runProfile.Name)
+	}
+	var want []string
+	for _, step := range runProfile.Steps {
+		for _, component := range step.Components {
+			want = append(want, fmt.Sprintf("%s %s %s", step.At, step.Action, component))
+		}
+	}
+	var got []string
+	for _, step := range config.Plan.Timeline {
+		got = append(got, fmt.Sprintf("%s %s %s", step.At, step.Action, step.Target))
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("plan timeline %q, want the profile's steps %q", got, want)
+	}
+	for i := 1; i < len(config.Plan.Timeline); i++ {
+		if config.Plan.Timeline[i].At < config.Plan.Timeline[i-1].At {
+			t.Errorf("timeline out of time order: %v", config.Plan.Timeline)
+		}
+	}
+
+	args := strings.Join(runner.LoadArgs(config.RunDir, config.Scenario, config.Gateways, config.Sets, config.Seed, 0, 1), " ")
+	wantArgs := "load --scenario " + gateScenario + " --base-url http://127.0.0.1:58080,http://127.0.0.1:58081 --out /runs/03-x-" + bug +
+		" --seed 42 --set " + strings.Join(wantSets, " --set ")
+	if args != wantArgs {
+		t.Errorf("the generator's command line:\n got %s\nwant %s", args, wantArgs)
+	}
+
+	// The clean system under a profile without faults, at the profile's own duration: no plan, no seeded bug.
+	clean := mutation.Run{Profile: profile(t, mutation.ProfileDuplicates)}
+	o.Duration = 0
+	config = cellConfig(context.Background(), o, cellProfile(o, clean), "01-duplicates-clean", "/runs/01", nil,
+		cellStackStub{gateways: gateways}, &output)
+	if config.Plan != nil || len(config.Record.SeededBugs) != 0 {
+		t.Errorf("clean duplicates: plan %v, seeded bugs %v", config.Plan, config.Record.SeededBugs)
+	}
+	if sets := strings.Join(config.Sets, " "); !strings.HasSuffix(sets, "schedule.duration="+clean.Profile.Duration.String()+" setup.timeout=2m0s") {
 		t.Errorf("without --duration: sets %q", sets)
+	}
+	if config.LoadTimeout != clean.Profile.Duration+SetupTimeout+2*time.Minute {
+		t.Errorf("without --duration: load bound %s", config.LoadTimeout)
+	}
+}
+
+// TestLoadEndedFailsALoadCutShort: a load the engine stopped at one of its bounds fails the cell, naming the
+// bound, whatever the load exited with; a load that ended by itself is judged by its exit as before.
+func TestLoadEndedFailsALoadCutShort(t *testing.T) {
+	started := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name         string
+		record       runner.RunFile
+		wantErr      string
+		setupProblem bool
+	}{
+		{"ended by itself, thresholds crossed", runner.RunFile{LoadExitCode: 99, LoadStartedAt: &started}, "", false},
+		{"ended by itself, passed", runner.RunFile{LoadExitCode: 0, LoadStartedAt: &started}, "", false},
+		{"cut short at the load timeout, exit 99", runner.RunFile{LoadExitCode: 99, LoadStartedAt: &started, LoadStopped: runner.LoadStoppedLoadTimeout},
+			"did not finish within the engine's load timeout (6m45s)", false},
+		{"cut short at the load timeout, exit 0", runner.RunFile{LoadExitCode: 0, LoadStartedAt: &started, LoadStopped: runner.LoadStoppedLoadTimeout},
+			"load timeout (6m45s)", false},
+		{"cut short at the setup timeout, exit 2", runner.RunFile{LoadExitCode: 2, LoadStopped: runner.LoadStoppedSetupTimeout},
+			"its setup did not end within the engine's setup timeout (3m0s)", false},
+		{"a generator did not start", runner.RunFile{LoadExitCode: -1, LoadStopped: runner.LoadStoppedStartFailed}, "the engine stopped the load (start failed", false},
+		{"setup gave up by itself, exit 2", runner.RunFile{LoadExitCode: 2}, "", true},
+		{"crashed", runner.RunFile{LoadExitCode: 3, LoadStartedAt: &started}, "the load exited 3", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			record := c.record
+			result := mutation.Result{LoadExit: -1}
+			cell := &cell{ctx: context.Background(), dir: t.TempDir(), say: func(string, ...any) {}, result: &result, record: &record,
+				setupTimeout: 3 * time.Minute, loadTimeout: 6*time.Minute + 45*time.Second}
+			cell.loadEnded()
+			switch {
+			case c.wantErr == "" && cell.err != nil:
+				t.Errorf("the cell fails: %v", cell.err)
+			case c.wantErr != "" && (cell.err == nil || !strings.Contains(cell.err.Error(), c.wantErr)):
+				t.Errorf("error %v, want one saying %q", cell.err, c.wantErr)
+			}
+			if (result.SetupProblem != "") != c.setupProblem {
+				t.Errorf("setup problem %q", result.SetupProblem)
+			}
+			if result.LoadExit != record.LoadExitCode {
+				t.Errorf("load exit %d, want %d", result.LoadExit, record.LoadExitCode)
+			}
+		})
 	}
 }
 

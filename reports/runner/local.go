@@ -247,7 +247,7 @@ func (l *LocalStack) up(ctx context.Context, runDir string, stdout io.Writer) (f
 		}
 		downContext, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := stack.Down(downContext, config.Dir, stack.DownOptions{}); err != nil {
+		if err := stack.Down(downContext, config.Dir, stack.DownOptions{Output: stdout}); err != nil {
 			fmt.Fprintf(stdout, "ERROR stopping the stack in %s: %v\n", config.Dir, err)
 			return
 		}

@@ -65,6 +65,16 @@ func ExitCode(verdict string) int {
 	return ExitCouldNotRun
 }
 
+// Why the engine stopped the load (RunFile.LoadStopped): its setup did not end within Config.SetupTimeout,
+// the generators did not finish within Config.LoadTimeout, the run was interrupted, or a generator could not
+// start (or the generators' shared start time could not be written).
+const (
+	LoadStoppedSetupTimeout = "setup timeout"
+	LoadStoppedLoadTimeout  = "load timeout"
+	LoadStoppedInterrupted  = "interrupted"
+	LoadStoppedStartFailed  = "start failed"
+)
+
 // StackInfo is what run.json records of the system under test.
 type StackInfo struct {
 	// Kind is local, compose or external.
@@ -115,6 +125,9 @@ type RunFile struct {
 	// run; -1: it did not finish).
 	LoadExitCode     int  `json:"load_exit_code"`
 	ThresholdsPassed bool `json:"thresholds_passed"`
+	// LoadStopped says the engine stopped the load before it ended by itself, and why (LoadStopped*); ""
+	// when the load ended by itself.
+	LoadStopped string `json:"load_stopped,omitempty"`
 	// AuditVerdict is the auditor's: passed, violated, incomplete, or empty
 	// when the audit could not run.
 	AuditVerdict string `json:"audit_verdict"`

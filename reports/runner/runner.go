@@ -285,7 +285,7 @@ func (r *run) load(ctx context.Context) {
 	}()
 
 	r.beginPhase("setup")
-	generators := make([]*loadProcess, 0, config.Generators)
+	generators := make([]*LoadProcess, 0, config.Generators)
 	watchers := make([]*JournalWatcher, 0, config.Generators)
 	for segment := range config.Generators {
 		logFile, err := os.Create(filepath.Join(config.RunDir, loadLogName(segment, config.Generators)))
@@ -304,8 +304,12 @@ func (r *run) load(ctx context.Context) {
 		r.say("load: %s %s (log %s)", config.Binary, strings.Join(args, " "), logFile.Name())
 		generator, err := startLoad(config.Binary, args, logFile)
 		if err != nil {
-			r.note("%v", err)
+			r.note("start the load generator: %v", err)
 			break
+		}
+		if config.Generators > 1 {
+			// Gated: the run writes the shared start file once every generator is ready.
+			generator.readyFile, generator.startFile = readyFile(config.RunDir, segment), startFile(config.RunDir)
 		}
 		generators = append(generators, generator)
 		watchers = append(watchers, &JournalWatcher{Path: filepath.Join(config.RunDir, journalName(segment, config.Generators))})
@@ -314,9 +318,11 @@ func (r *run) load(ctx context.Context) {
 	generatorsStarted := config.Now()
 	var stopOnce sync.Once
 	stoppedByRun := false
-	stopGenerators := func() {
+	// stopGenerators stops the load before its end; the first reason is recorded (run.json's load_stopped).
+	stopGenerators := func(reason string) {
 		stopOnce.Do(func() {
 			stoppedByRun = true
+			r.record.LoadStopped = reason
 			for _, generator := range generators {
 				go generator.stop(config.StopGrace)
 			}
@@ -330,7 +336,7 @@ func (r *run) load(ctx context.Context) {
 		close(allDone)
 	}()
 	if len(generators) < config.Generators {
-		stopGenerators()
+		stopGenerators(LoadStoppedStartFailed)
 	}
 
 	// The plan waits for the load's start, then runs with a context that ends on Ctrl-C or when a generator
@@ -381,27 +387,27 @@ func (r *run) load(ctx context.Context) {
 				interrupted = true
 				r.note("interrupted: stopping the load (up to %s), then the plan; the run still audits and reports what it has", config.StopGrace)
 				cancelPlan()
-				stopGenerators()
+				stopGenerators(LoadStoppedInterrupted)
 			}
 		case <-setupDeadline.C:
 			if loadStarted.IsZero() {
 				r.note("the load's setup did not end within %s (no load operation in the journal): stopping the load", config.SetupTimeout)
 				cancelPlan()
-				stopGenerators()
+				stopGenerators(LoadStoppedSetupTimeout)
 			}
 		case <-loadDeadline.C:
 			r.note("the load did not finish within %s: stopping it", config.LoadTimeout)
 			cancelPlan()
-			stopGenerators()
+			stopGenerators(LoadStoppedLoadTimeout)
 		case <-poll.C:
-			if !startWritten && allReady(config.RunDir, config.Generators) {
+			if !startWritten && allReady(generators, config.Generators) {
 				// Every generator finished its setup: one start time for all, a moment ahead so that each
 				// reads it before it comes.
 				startWritten = true
 				at := config.Now().Add(500 * time.Millisecond).UTC()
-				if err := writeFileAtomically(startFile(config.RunDir), []byte(at.Format(time.RFC3339Nano)+"\n")); err != nil {
+				if err := writeStartTime(startFile(config.RunDir), at); err != nil {
 					r.note("could not write the generators' start time: %v", err)
-					stopGenerators()
+					stopGenerators(LoadStoppedStartFailed)
 				}
 			}
 			counts := pollAll()
@@ -480,10 +486,13 @@ func journalName(segment, segments int) string {
 	return JournalFileName
 }
 
-// allReady reports whether every generator wrote its ready file.
-func allReady(runDir string, generators int) bool {
-	for segment := range generators {
-		if _, err := os.Stat(readyFile(runDir, segment)); err != nil {
+// allReady reports whether every wanted generator started and wrote its ready file.
+func allReady(generators []*LoadProcess, wanted int) bool {
+	if len(generators) < wanted {
+		return false
+	}
+	for _, generator := range generators {
+		if !generator.ready() {
 			return false
 		}
 	}
@@ -492,7 +501,7 @@ func allReady(runDir string, generators int) bool {
 
 // combinedExitCode is the load's exit code over every generator: a generator that failed (or did not start)
 // makes it that failure; else 99 when any threshold failed; else 0.
-func combinedExitCode(generators []*loadProcess, wanted int) int {
+func combinedExitCode(generators []*LoadProcess, wanted int) int {
 	if len(generators) < wanted {
 		return -1
 	}
