@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -184,18 +183,16 @@ func printVerdict(w io.Writer, record *RunFile, runDir string) {
 // Version is the module version, or the VCS revision the binary
 // was built from, or (devel).
 func Version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
+	stamp := readBuildStamp()
+	if !stamp.ok {
 		return "(devel)"
 	}
-	version := info.Main.Version
-	for _, setting := range info.Settings {
-		if setting.Key == "vcs.revision" && len(setting.Value) >= 12 {
-			version += " " + setting.Value[:12]
-		}
-		if setting.Key == "vcs.modified" && setting.Value == "true" {
-			version += "+dirty"
-		}
+	version := stamp.version
+	if len(stamp.revision) >= 12 {
+		version += " " + stamp.revision[:12]
+	}
+	if stamp.modified {
+		version += "+dirty"
 	}
 	return version
 }

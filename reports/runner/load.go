@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // LoadLogFileName is the load generator's log in the run directory; with several generators each writes
@@ -195,7 +197,7 @@ func (p *LoadProcess) Start(at time.Time) error {
 // writeStartTime writes a schedule's start time into a start file whole (renamed into place): a load reads it
 // as soon as it exists.
 func writeStartTime(path string, at time.Time) error {
-	return writeFileAtomically(path, []byte(at.UTC().Format(time.RFC3339Nano)+"\n"))
+	return renameio.WriteFile(path, []byte(at.UTC().Format(time.RFC3339Nano)+"\n"), 0o644)
 }
 
 // Wait waits for the load to exit; the error is for a load that could not be waited for or was killed

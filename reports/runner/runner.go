@@ -537,15 +537,6 @@ func (r *run) mergeSummaries() {
 	}
 }
 
-// writeFileAtomically writes content to path through a temporary file and a rename.
-func writeFileAtomically(path string, content []byte) error {
-	temporary := path + ".tmp"
-	if err := os.WriteFile(temporary, content, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(temporary, path)
-}
-
 // runPlan applies the plan from the load's start; it returns at once when
 // there is no plan or the load never started.
 func (r *run) runPlan(ctx context.Context, loadStarted <-chan time.Time) {
