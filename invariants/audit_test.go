@@ -155,6 +155,18 @@ func TestEachInvariantCanFail(t *testing.T) {
 			s.postings = slices.Delete(s.postings, index, index+1)
 			return nil
 		}, Conservation, false, []string{"tx-k-4-101", "1 posting(s) sum to 100"}},
+		{"conservation: a posting of no transaction (no foreign key refuses it)", func(s *scenario) CacheReader {
+			last := s.postings[len(s.postings)-1].ID
+			s.postings = append(s.postings, Posting{ID: last + 1, TransactionID: "tx-nowhere", AccountID: 2, Amount: 5})
+			return nil
+		}, Conservation, false, []string{"belongs to no transaction", "tx-nowhere"}},
+		{"balance-equals-postings: a posting on an account the ledger does not list", func(s *scenario) CacheReader {
+			row := s.transactions[s.row(s.transfer)]
+			last := s.postings[len(s.postings)-1].ID
+			s.postings = append(s.postings, Posting{ID: last + 1, TransactionID: row.ID, AccountID: 99, Amount: 5},
+				Posting{ID: last + 2, TransactionID: row.ID, AccountID: 99, Amount: -5})
+			return nil
+		}, BalanceEqualsPostings, false, []string{"account 99", "not in the accounts table"}},
 		{"balance-equals-postings: a stored balance off by 7", func(s *scenario) CacheReader {
 			s.account(2).Balance += 7
 			return nil
