@@ -845,6 +845,14 @@ func checkLedger(ctx context.Context, store *postgres.Store, expected expectatio
 	if orphanPostings != 0 {
 		fail("%d postings belong to no transaction", orphanPostings)
 	}
+	var strayPostings int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM postings p WHERE NOT EXISTS
+		(SELECT 1 FROM accounts a WHERE a.id = p.account_id)`).Scan(&strayPostings); err != nil {
+		return fmt.Errorf("check ledger: %w", err)
+	}
+	if strayPostings != 0 {
+		fail("%d postings are on an account the ledger does not have", strayPostings)
+	}
 	var wrongBalances int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM accounts a WHERE kind = 'user' AND balance <>
 		COALESCE((SELECT sum(amount) FROM postings p WHERE p.account_id = a.id), 0)`).Scan(&wrongBalances); err != nil {

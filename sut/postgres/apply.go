@@ -214,10 +214,12 @@ const MaxApplyErrorsPerBatch = 3
 // data exception (SQLSTATE class 22: a value out of range, a string Postgres
 // cannot store), a check constraint (23514) or a NOT NULL column (23502).
 // Such an error comes back on every retry, and bisection can pin it on one
-// record. A unique key (23505) or a foreign key (23503) is refused for the
-// system's reasons, not the record's: the transaction keys are deduplicated
-// before the insert, so a duplicate key means a sequence behind after a
-// restore, and a missing referenced row means a damaged schema; those are
+// record. A unique key (23505) or a foreign key (23503; none is left on the
+// tables the apply writes since migration 004, but a team's copy may keep
+// one) is refused for the system's reasons, not the record's: the
+// transaction keys are deduplicated before the insert, so a duplicate key
+// means a sequence behind after a restore, and a missing referenced row
+// means a damaged schema; those are
 // retried (the partition stalls, visibly) rather than costing every record
 // its effect. Every other error is treated as transient and retried for ever:
 // connection failures and timeouts are, and an error of another class (an

@@ -105,9 +105,11 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 // client key, or a negative balance.
 var seededSchemaChanges = map[ledger.Bug][]string{
 	// Two effects of one command share its transaction id and key: the
-	// primary key and the unique key go (no foreign key needs them since
-	// migration 004); a plain index keeps lookups by id fast.
+	// primary key and the unique key go; a plain index keeps lookups by id
+	// fast. Migration 004 dropped the postings' foreign key that needs the
+	// primary key; it is dropped here too for a schema from before it.
 	ledger.BugSkipDedupe: {
+		dropConstraints("postings", "contype = 'f' AND confrelid = 'transactions'::regclass"),
 		dropConstraints("transactions", "contype IN ('p', 'u')"),
 		`CREATE INDEX IF NOT EXISTS transactions_by_id ON transactions (id)`,
 	},
