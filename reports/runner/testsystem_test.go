@@ -118,7 +118,11 @@ postings: |
 `
 
 // mirror copies the system's ledger into their database, whole, in one
-// transaction: the database a team's auditor would read.
+// transaction: the database a team's auditor would read. The old rows go
+// with DELETE, not TRUNCATE: TRUNCATE is not MVCC-safe, so an audit's
+// REPEATABLE READ snapshot taken before it commits sees the tables empty
+// after it (a second read of the ledger found no postings, and the lost
+// updates went unexplained).
 func mirror(ctx context.Context, pool *pgxpool.Pool, ledger invariants.Source) error {
 	var wallets, payments, entries [][]any
 	err := ledger.Scan(ctx, invariants.Visitor{
@@ -140,8 +144,10 @@ func mirror(ctx context.Context, pool *pgxpool.Pool, ledger invariants.Source) e
 		return err
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "TRUNCATE wallets, payments, entries"); err != nil {
-			return err
+		for _, table := range []string{"entries", "payments", "wallets"} {
+			if _, err := tx.Exec(ctx, "DELETE FROM "+table); err != nil {
+				return err
+			}
 		}
 		for _, table := range []struct {
 			name    string
