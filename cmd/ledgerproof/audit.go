@@ -5,7 +5,6 @@ import (
 	"flag"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
@@ -23,9 +22,9 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.StringVar(&o.LedgerExport, "ledger-export", "", "read the ledger from this export directory (accounts/transactions/postings.jsonl, docs/audit.md) instead of Postgres")
 	flags.StringVar(&o.ExportLedger, "export-ledger", "", "do not audit: dump the reference ledger (--postgres-url or --stack) into this directory in the export format")
 	flags.StringVar(&o.Topic, "topic", invariants.DefaultTopic, "the commands topic whose consumption must be complete before the audit")
-	flags.DurationVar(&o.DrainTimeout, "drain-timeout", 60*time.Second, "how long to wait for the pipeline to drain; after it the audit runs anyway and says not drained")
-	flags.DurationVar(&o.QuietPeriod, "quiet-period", 2*time.Second, "without brokers, the ledger is drained when unchanged for this long")
-	flags.IntVar(&o.MaxViolations, "max-violations", 20, "violations listed per invariant (all are counted)")
+	flags.DurationVar(&o.DrainTimeout, "drain-timeout", runner.DefaultDrainTimeout, "how long to wait for the pipeline to drain; after it the audit runs anyway and says not drained")
+	flags.DurationVar(&o.QuietPeriod, "quiet-period", runner.DefaultQuietPeriod, "without brokers, the ledger is drained when unchanged for this long")
+	flags.IntVar(&o.MaxViolations, "max-violations", runner.DefaultMaxViolations, "violations listed per invariant (all are counted)")
 	flags.StringVar(&o.Scope, "scope", invariants.ScopeRun, "no-phantoms scope: run (transactions of the users this journal mentions; others, from earlier runs on the same ledger, are counted and reported) or ledger (every transaction)")
 	flags.StringVar(&o.Require, "require", "", "coverage classes the run must have exercised, comma-separated ("+strings.Join(invariants.ClassNames(), ", ")+"), beyond what its scenario promised; one that did not happen makes the verdict weak (exit 4)")
 	flags.StringVar(&o.Scenario, "scenario", "", "the scenario the load ran, whose promises (duplicates, misuse, replays, early timeouts, overdrafts) the audit requires; default: run.json's, with its overrides")

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"time"
 
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
@@ -137,8 +136,8 @@ func newRunFlags(o *runFlags) *flag.FlagSet {
 	flags.StringVar(&o.job.Duration, "duration", "", "the scenario's schedule.duration (shortcut for --set schedule.duration=...)")
 	flags.StringVar(&o.job.Rate, "rate", "", "the scenario's schedule.rate in operations per second (shortcut for --set schedule.rate=...)")
 	flags.DurationVar(&o.job.SetupTimeout, "setup-timeout", runner.DefaultSetupTimeout, "bound on the load's setup (signups and funding) before its first operation")
-	flags.DurationVar(&o.job.DrainTimeout, "drain-timeout", 60*time.Second, "how long the audit waits for the pipeline to drain")
-	flags.DurationVar(&o.job.QuietPeriod, "quiet-period", 2*time.Second, "drained means unchanged this long: the ledger without brokers, or two exports of --export-command this far apart")
+	flags.DurationVar(&o.job.DrainTimeout, "drain-timeout", runner.DefaultDrainTimeout, "how long the audit waits for the pipeline to drain")
+	flags.DurationVar(&o.job.QuietPeriod, "quiet-period", runner.DefaultQuietPeriod, "drained means unchanged this long: the ledger without brokers, or two exports of --export-command this far apart")
 	flags.StringVar(&o.replay, "replay", "", "run the run in this run directory again: its flags, seed, plan seed, seeded bugs and its own copies of the scenario and plan (run.json's replay); only --out may be given with it")
 	return flags
 }

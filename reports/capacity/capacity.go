@@ -375,7 +375,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	// `ledgerproof audit --stack DIR --run DIR` with its flags' defaults,
 	// in this process; its output is audit.log.
 	code := runner.RunAudit(ctx, runner.AuditOptions{RunDir: result.RunDir, StackDir: ledger.StackDir, Topic: invariants.DefaultTopic,
-		DrainTimeout: auditDrainTimeout, QuietPeriod: auditQuietPeriod, MaxViolations: auditMaxViolations, Scope: invariants.ScopeRun},
+		DrainTimeout: runner.DefaultDrainTimeout, QuietPeriod: runner.DefaultQuietPeriod, MaxViolations: runner.DefaultMaxViolations, Scope: invariants.ScopeRun},
 		auditLog, auditLog)
 	var auditError error
 	if code != runner.AuditExitPassed {
@@ -387,13 +387,6 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	fmt.Fprintf(out, "%s: knee %d TPS; audit %s\n", mode.Name, result.KneeTPS, result.AuditSummary)
 	return result, nil
 }
-
-// The audit's settings: `ledgerproof audit`'s defaults.
-const (
-	auditDrainTimeout  = 60 * time.Second
-	auditQuietPeriod   = 2 * time.Second
-	auditMaxViolations = 20
-)
 
 // stepLoadLogFileName is a step's load's output in its step directory.
 const stepLoadLogFileName = "load.log"

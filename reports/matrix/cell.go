@@ -383,7 +383,7 @@ func (c *cell) auditHook(o Options) func(ctx context.Context, runDir string, out
 		}
 		c.say("drain and audit")
 		code := runner.RunAudit(ctx, runner.AuditOptions{RunDir: runDir, StackDir: c.stackDir, Topic: invariants.DefaultTopic,
-			DrainTimeout: o.DrainTimeout, QuietPeriod: 2 * time.Second, MaxViolations: 20}, summary, output)
+			DrainTimeout: o.DrainTimeout, QuietPeriod: runner.DefaultQuietPeriod, MaxViolations: runner.DefaultMaxViolations}, summary, output)
 		summary.Close()
 		audit, err := invariants.ReadResult(filepath.Join(runDir, "audit.json"))
 		if err != nil {

@@ -28,6 +28,20 @@ const (
 	AuditExitWeak      = 4
 )
 
+// Defaults of an audit's settings: the flags of `ledgerproof audit` and
+// `ledgerproof run`, and what capacity and the mutation matrix audit with.
+const (
+	// DefaultDrainTimeout bounds the wait for the pipeline to drain; after
+	// it the audit runs anyway and says not drained.
+	DefaultDrainTimeout = 60 * time.Second
+	// DefaultQuietPeriod is how long the ledger (or two exports) must stay
+	// unchanged to count as drained without brokers.
+	DefaultQuietPeriod = 2 * time.Second
+	// DefaultMaxViolations is how many violations are listed per invariant
+	// (all are counted).
+	DefaultMaxViolations = 20
+)
+
 // AuditOptions are an audit's settings (the flags of `ledgerproof audit`), validated together.
 type AuditOptions struct {
 	RunDir       string

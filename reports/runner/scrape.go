@@ -64,10 +64,6 @@ type Scraper struct {
 	Client *http.Client
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-
-	mutex sync.Mutex
-	// latest is the last scrape's values per target, for progress.
-	latest map[string]map[string]float64
 }
 
 // Run scrapes until ctx ends, appending to w, and returns the first write
@@ -110,40 +106,15 @@ func (s *Scraper) scrapeAll(ctx context.Context, w io.Writer) error {
 	var buffer bytes.Buffer
 	encoder := json.NewEncoder(&buffer)
 	encoder.SetEscapeHTML(false)
-	s.mutex.Lock()
-	if s.latest == nil {
-		s.latest = map[string]map[string]float64{}
-	}
 	for _, line := range lines {
 		if err := encoder.Encode(line); err != nil {
-			s.mutex.Unlock()
 			return fmt.Errorf("metrics line: %w", err)
 		}
-		if line.Up {
-			s.latest[line.Target] = line.Values
-		}
 	}
-	s.mutex.Unlock()
 	if _, err := w.Write(buffer.Bytes()); err != nil {
 		return fmt.Errorf("write %s: %w", MetricsFileName, err)
 	}
 	return nil
-}
-
-// Latest returns the sum over targets of the last scraped value of every
-// sample whose key starts with prefix.
-func (s *Scraper) Latest(prefix string) float64 {
-	s.mutex.Lock()
-	defer s.mutex.Unlock()
-	var total float64
-	for _, values := range s.latest {
-		for key, value := range values {
-			if strings.HasPrefix(key, prefix) {
-				total += value
-			}
-		}
-	}
-	return total
 }
 
 func (s *Scraper) now() time.Time {
