@@ -47,6 +47,13 @@ const (
 	// BugNoIdempotency: the gateway ignores the Idempotency-Key for dedupe:
 	// every request, every retry, is a new transaction with a fresh id.
 	BugNoIdempotency Bug = "no-idempotency"
+	// BugBloomOnlyDedupe: the worker's Bloom filter of recent transaction
+	// ids alone decides that a command is new: a negative skips the exact
+	// lookup with no backstop (the ledger has no unique key on the id or
+	// the client key), and the filter starts empty at every start, so a
+	// command applied before a restart, or by another worker, is applied
+	// again when it reaches the worker once more.
+	BugBloomOnlyDedupe Bug = "bloom-only-dedupe"
 )
 
 // Process is a process kind of the reference system a bug lives in.
@@ -76,6 +83,7 @@ var catalogue = []BugDescription{
 	{BugConcurrentPartition, ProcessWorker, "the worker applies one partition's batch as parallel transactions, out of order"},
 	{BugTrustCacheBalance, ProcessWorker, "the worker's overdraft check trusts the Redis cached balance, and the ledger has no balance >= 0 check"},
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
+	{BugBloomOnlyDedupe, ProcessWorker, "the worker trusts its Bloom filter's negatives (empty after a restart) with no exact lookup and no unique key behind them"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a
