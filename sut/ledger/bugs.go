@@ -47,6 +47,11 @@ const (
 	// BugNoIdempotency: the gateway ignores the Idempotency-Key for dedupe:
 	// every request, every retry, is a new transaction with a fresh id.
 	BugNoIdempotency Bug = "no-idempotency"
+	// BugLimitRace: the worker does not check the daily debit limit under
+	// its lock; it only counts each day's debits after applying them, so
+	// the limit rests on the gateway's soft check of the counted (lagging)
+	// total, and concurrent debits of one user near the limit all pass.
+	BugLimitRace Bug = "limit-race"
 )
 
 // Process is a process kind of the reference system a bug lives in.

@@ -61,6 +61,12 @@ type Config struct {
 	// first commit and before the second, with the batch's partition: the
 	// worker's crash injection and the tests hook in here. Default none.
 	BetweenCommits func(partition int32)
+	// DailyDebitLimitMinor is the most a user may debit (withdrawals and
+	// transfers out) per UTC day, in minor units, checked by ApplyBatch
+	// under the lock of the user's account and counted in daily_debits
+	// (docs/limits.md). Default 0: no limit. ApplyOne (the naive mode) does
+	// not enforce it.
+	DailyDebitLimitMinor int64
 }
 
 func (c *Config) applyDefaults() error {
@@ -72,6 +78,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("postgres: MaxConnections %d must be positive", c.MaxConnections)
+	}
+	if c.DailyDebitLimitMinor < 0 {
+		return fmt.Errorf("postgres: daily debit limit %d must not be negative (0: no limit)", c.DailyDebitLimitMinor)
 	}
 	if c.QueryTimeout == 0 {
 		c.QueryTimeout = 10 * time.Second
@@ -95,6 +104,8 @@ type Store struct {
 	bugs           ledger.Bugs
 	cachedBalances func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
 	betweenCommits func(partition int32)
+	// dailyDebitLimit is Config.DailyDebitLimitMinor.
+	dailyDebitLimit int64
 }
 
 // Open connects to Postgres. It does not migrate; call Migrate first.
@@ -121,7 +132,7 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
-		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}
+		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dailyDebitLimit: config.DailyDebitLimitMinor}
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
 	return store, nil
 }

@@ -64,6 +64,9 @@ type applyPlan struct {
 	// that makes overdrafts possible on purpose turns the assertion off so
 	// the auditor, not a crash loop, sees the overdraft.
 	assertNoOverdraft bool
+	// skipDailyLimitCheck counts the day's debits without checking the
+	// daily limit (ledger.BugLimitRace).
+	skipDailyLimitCheck bool
 }
 
 func newApplyPlan(bugs ledger.Bugs) applyPlan {
@@ -90,6 +93,8 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 		case ledger.BugTrustCacheBalance:
 			plan.trustCachedBalance = true
 			plan.assertNoOverdraft = false
+		case ledger.BugLimitRace:
+			plan.skipDailyLimitCheck = true
 		}
 	}
 	return plan
