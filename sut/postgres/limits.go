@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,4 +99,36 @@ func (w *batchWrites) addDailyDebit(key DailyDebitKey, debited int64) {
 	w.dailyUsers = append(w.dailyUsers, key.UserID)
 	w.dailyDays = append(w.dailyDays, key.Day)
 	w.dailyDebited = append(w.dailyDebited, debited)
+}
+
+// RecordRejection stores a command the gateway refused on its own (the soft
+// balance check, the soft daily limit: docs/limits.md) as a rejected
+// transaction with reason, without a Kafka position (partition and offset
+// -1, as ApplyOne's rows), so the refusal is as durable as the worker's: a
+// retry of the key, or a copy of the command that reaches a worker, finds
+// the rejected row (the primary key and the unique key refuse a second
+// one). It returns the transaction stored under the command's id: this
+// rejection, or the row a copy of the command stored first (which may be
+// settled, or another body's: the caller compares fingerprints).
+func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, reason ledger.Code) (ledger.Transaction, error) {
+	if err := command.Validate(); err != nil {
+		return ledger.Transaction{}, fmt.Errorf("record rejection: %w", err)
+	}
+	if reason == "" {
+		return ledger.Transaction{}, errors.New("record rejection: a rejection needs a reason")
+	}
+	insertContext, cancel := s.withTimeout(ctx)
+	defer cancel()
+	acceptedAt := command.AcceptedAt
+	if acceptedAt.IsZero() {
+		acceptedAt = time.Unix(0, 0).UTC()
+	}
+	if _, err := s.pool.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
+		destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10) ON CONFLICT DO NOTHING`,
+		command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
+		command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt); err != nil {
+		return ledger.Transaction{}, fmt.Errorf("record rejection: %w", err)
+	}
+	return s.transaction(ctx, command.TransactionID)
 }

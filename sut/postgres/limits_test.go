@@ -133,3 +133,60 @@ func TestDailyDebitLimitOffAndLimitRace(t *testing.T) {
 		t.Error("a negative daily limit was accepted")
 	}
 }
+
+func TestApplyOneDailyDebitLimit(t *testing.T) {
+	t.Parallel()
+	store := newLimitedStore(t, 1000, nil)
+	ctx := context.Background()
+	alice := newUser(t, store, "alice@example.com")
+	for _, step := range []struct {
+		command ledger.Command
+		status  ledger.Status
+		reason  ledger.Code
+	}{
+		{deposit(alice, "d", 5000), ledger.StatusSettled, ""},
+		{withdrawal(alice, "w1", 700), ledger.StatusSettled, ""},
+		{withdrawal(alice, "w2", 301), ledger.StatusRejected, ledger.CodeDailyLimitExceeded},
+		{withdrawal(alice, "w3", 300), ledger.StatusSettled, ""},
+	} {
+		outcome, err := store.ApplyOne(ctx, step.command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if outcome.Status != step.status || outcome.Reason != step.reason {
+			t.Errorf("%s: %s %q, want %s %q", step.command.IdempotencyKey, outcome.Status, outcome.Reason, step.status, step.reason)
+		}
+	}
+	checkLedger(t, store)
+}
+
+func TestRecordRejection(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ctx := context.Background()
+	alice := newUser(t, store, "alice@example.com")
+	refused := withdrawal(alice, "soft", 500)
+	stored, err := store.RecordRejection(ctx, refused, ledger.CodeInsufficientFundsCached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status != ledger.StatusRejected || stored.Reason != ledger.CodeInsufficientFundsCached || stored.Fingerprint != refused.Fingerprint {
+		t.Fatalf("stored %+v, want the rejection", stored)
+	}
+	// A copy of the command that reaches a worker is a duplicate of the
+	// rejection: nothing is applied.
+	if _, err := store.ApplyBatch(ctx, batchAt(0, 0, deposit(alice, "d", 1000), refused)); err != nil {
+		t.Fatal(err)
+	}
+	if balance(t, store, alice.AccountID) != 1000 {
+		t.Errorf("balance %d, want 1000: the refused withdrawal was applied", balance(t, store, alice.AccountID))
+	}
+	// Recording again answers the stored row; an invalid command is refused.
+	if again, err := store.RecordRejection(ctx, refused, ledger.CodeDailyLimitExceeded); err != nil || again.Reason != ledger.CodeInsufficientFundsCached {
+		t.Errorf("second record: %+v %v, want the first rejection", again, err)
+	}
+	if _, err := store.RecordRejection(ctx, ledger.Command{}, ledger.CodeDailyLimitExceeded); err == nil {
+		t.Error("an invalid command was recorded")
+	}
+	checkLedger(t, store)
+}

@@ -64,8 +64,7 @@ type Config struct {
 	// DailyDebitLimitMinor is the most a user may debit (withdrawals and
 	// transfers out) per UTC day, in minor units, checked by ApplyBatch
 	// under the lock of the user's account and counted in daily_debits
-	// (docs/limits.md). Default 0: no limit. ApplyOne (the naive mode) does
-	// not enforce it.
+	// (docs/limits.md), and by ApplyOne the same way. Default 0: no limit.
 	DailyDebitLimitMinor int64
 }
 
