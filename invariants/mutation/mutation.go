@@ -92,6 +92,7 @@ const (
 	ProfileWorkerKills = "worker-kills"
 	ProfileBrokerOut   = "broker-outage"
 	ProfileBursts      = "bursts"
+	ProfileDailyLimit  = "daily-limit"
 )
 
 // gatewayCount is how many gateways and workers each run's stack has (the
@@ -172,6 +173,31 @@ func Profiles() []Profile {
 				{24 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
 			},
 		},
+		{
+			Name: ProfileDailyLimit,
+			Summary: "150/s on 20 accounts, one owner slot per account, no wait and no polling (202 at once), funding " +
+				"100,000, amounts 1..10,000, so every account passes the stack's daily debit limit (100,000) within " +
+				"seconds, with several of its debits in flight at once; kill -9 both workers at 10s, restarted at 13s",
+			Duration: 30 * time.Second,
+			// As bursts, but with amounts and funding large enough that each
+			// account's debits of the day reach the local stack's limit
+			// (ledger.DefaultDailyDebitLimitMinor) a few seconds in. No wait
+			// and no polling keep several debits of one account in flight
+			// while the settled total the gateways check lags behind them;
+			// the workers' outage freezes that total for three seconds while
+			// debits keep coming. The gate's edge debits, replays, duplicates
+			// and early timeouts are off for bursts' reason: with every
+			// outcome unknown the generator cannot size debits.
+			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
+				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=100000",
+				"workload.amount_max=10000", "workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0",
+				"workload.race_rate=0", "workload.minimum_rate=0", "workload.pair_rate=0", "client.duplicates.rate=0",
+				"client.misuse.rate=0", "client.replays.rate=0", "client.early_timeouts.rate=0"},
+			Steps: []Step{
+				{10 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
+				{13 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
+			},
+		},
 	}
 }
 
@@ -200,6 +226,8 @@ func Cases() []Case {
 		{Bug: ledger.BugNoIdempotency, Profile: ProfileDuplicates,
 			Expected: []string{invariants.ExactlyOnce, invariants.KeyContract, invariants.OutcomeAgreement},
 			Why:      "every duplicate or misuse of a key is applied as a new transaction"},
+		{Bug: ledger.BugLimitRace, Profile: ProfileDailyLimit, Expected: []string{invariants.LimitsRespected},
+			Why: "debits of one account in flight together all pass the gateways' check of the lagging settled total, and the workers no longer check: the day's settled debits pass the limit"},
 	}
 }
 

@@ -81,6 +81,7 @@ var catalogue = []BugDescription{
 	{BugConcurrentPartition, ProcessWorker, "the worker applies one partition's batch as parallel transactions, out of order"},
 	{BugTrustCacheBalance, ProcessWorker, "the worker's overdraft check trusts the Redis cached balance, and the ledger has no balance >= 0 check"},
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
+	{BugLimitRace, ProcessWorker, "the worker counts a user's daily debits after applying them instead of checking the limit under its lock: only the gateway's lagging soft check guards the limit"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a
