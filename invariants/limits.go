@@ -7,21 +7,20 @@ import (
 	"time"
 )
 
-// The reasons of the reference system's soft checks and daily debit limit
+// ReasonDailyLimitExceeded is the reason of a debit that would take the
+// user's settled debits of its UTC day above the daily debit limit
 // (docs/limits.md), judged by limits-respected rather than
-// justified-rejection.
-const (
-	// ReasonDailyLimitExceeded: the debit would take the user's settled
-	// debits of its UTC day above the daily debit limit.
-	ReasonDailyLimitExceeded = "daily_limit_exceeded"
-	// ReasonInsufficientFundsCached: the gateway's soft balance check found
-	// the account's cached balance below the amount.
-	ReasonInsufficientFundsCached = "insufficient_funds_cached"
-)
+// justified-rejection. limits-respected also judges the insufficient_funds
+// rejections without a stream position, which justified-rejection cannot
+// place in their account's order (it counts them not decidable): the
+// reference gateway's soft balance check stores its refusals so, and a
+// system that applies without positions (the naive mode) decided its own
+// inside the request.
+const ReasonDailyLimitExceeded = "daily_limit_exceeded"
 
 // limitsDescription is limits-respected's line of the catalogue.
 const limitsDescription = "no user's settled debits (withdrawals and transfers out) of one UTC day (the day of the transaction's accepted_at) exceed the daily debit limit; " +
-	"every insufficient_funds_cached refusal was justified by a balance of the account below the amount that could have held during the request; " +
+	"every insufficient_funds rejection without a stream position (the gateway's soft balance check) was justified by a balance of the account below the amount that could have held during the request; " +
 	"every daily_limit_exceeded rejection was justified by the user's settled debits of that day at that point plus the amount passing the limit"
 
 // Units of limits-respected's checked counts.
@@ -60,7 +59,8 @@ type limitState struct {
 	// withoutDay counts settled or limit-rejected debits whose ledger row
 	// has no accepted_at.
 	withoutDay int64
-	// softRows are the rows refused by the soft balance check.
+	// softRows are the insufficient_funds rejections without a stream
+	// position (the soft balance check's refusals).
 	softRows []int32
 	// balances holds, for each account a soft refusal names, every balance
 	// it held, in posting order.
@@ -94,7 +94,7 @@ func (a *auditor) limitsTransaction(index int32, t *Transaction, row *txRow) {
 	if row.kind != opWithdrawal && row.kind != opTransfer {
 		return
 	}
-	if t.Reason == ReasonInsufficientFundsCached && row.status == statusRejected {
+	if t.Reason == ReasonInsufficientFunds && row.status == statusRejected && !row.hasOrder {
 		state.softRows = append(state.softRows, index)
 		if state.balances == nil {
 			state.balances = map[int64][]balancePoint{}
@@ -339,7 +339,8 @@ func (a *auditor) dayOfRow(index int32) int32 {
 	return noDay
 }
 
-// judgeSoftRefusal judges one insufficient_funds_cached refusal: it is
+// judgeSoftRefusal judges one insufficient_funds rejection without a stream
+// position (a soft refusal): it is
 // justified when some balance of the account below the amount could have
 // held while the request was in flight. A balance holds from its posting's
 // commit, which came after that request was first sent, to the next
@@ -391,7 +392,7 @@ func (a *auditor) judgeSoftRefusal(index int32) {
 			}
 		}
 		return Violation{
-			Summary: fmt.Sprintf("the gateway refused %s of %d from account %d (key %s, sent %s, answered %s) for insufficient_funds_cached, but %s: a stale cached balance refused a debit the ledger could afford",
+			Summary: fmt.Sprintf("the gateway refused %s of %d from account %d (key %s, sent %s, answered %s) for insufficient_funds without a stream position (a soft refusal), but %s: a stale cached balance refused a debit the ledger could afford",
 				row.kind, row.amount, row.source, a.keyName(row.key), formatMicros(times.invoke), formatTimeOrNever(times.failed), why),
 			Keys: []string{a.keyString(row.key)}, Accounts: []int64{row.source},
 			Operations: a.operationsOfKey(row.key, 4), Rows: rows,

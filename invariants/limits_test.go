@@ -149,7 +149,7 @@ func TestLimitsRespectedSoftRefusals(t *testing.T) {
 		m.operate(KindDeposit, 0, 1, 100, plain)
 		refused := m.operate(KindWithdrawal, 1, 0, 500, plain) // the model rejects it: 100 held
 		topUp := m.operate(KindDeposit, 0, 1, 900, plain)
-		m.rejectAs(refused, ReasonInsufficientFundsCached, true)
+		m.rejectAs(refused, ReasonInsufficientFunds, true)
 		if staleCache {
 			// The refusal was sent after the client learned the top-up
 			// settled: the account held 1000 all along the request, and
@@ -169,7 +169,7 @@ func TestLimitsRespectedSoftRefusals(t *testing.T) {
 		t.Fatalf("a refusal on a stale cache: %s, want violated\n%s", invariant.Status, stale.summary())
 	}
 	summary := invariant.Violations[0].Summary
-	for _, want := range []string{"insufficient_funds_cached", "lowest balance that could have held during it was 1000", "account 1"} {
+	for _, want := range []string{"soft refusal", "lowest balance that could have held during it was 1000", "account 1"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("explanation %q lacks %q", summary, want)
 		}

@@ -127,7 +127,7 @@ type Config struct {
 	// one-transaction-per-request design the capacity report compares with.
 	ApplyMode ApplyMode
 	// SoftBalanceCheck refuses a debit at once, with
-	// insufficient_funds_cached, when the source account's cached balance
+	// insufficient_funds, when the source account's cached balance
 	// (Redis) is below its amount; a miss or a cache error lets it through
 	// to the worker's check (docs/limits.md). Default false;
 	// `ledgerproof gateway --soft-balance-check` defaults to true. The

@@ -16,7 +16,10 @@ import (
 // locks, and a soft check that cannot read the cache lets the debit through.
 // A soft refusal is recorded in the ledger as a rejected transaction
 // (Rejections.RecordRejection), so it is final and every replay of the key
-// gets it, as a worker's rejection would be.
+// gets it, as a worker's rejection would be. A soft overdraft refusal has
+// the worker's reason, insufficient_funds (clients need not know which tier
+// refused); the ledger row tells it apart: it has no stream position
+// (kafka_partition and kafka_offset -1).
 
 // LimitCache is what the soft checks read from Redis (redis.Client).
 type LimitCache interface {
@@ -51,7 +54,7 @@ func (g *Gateway) softRefusal(ctx context.Context, command ledger.Command) ledge
 		if err != nil {
 			g.metrics.cacheErrors.Inc()
 		} else if found && balance < command.AmountMinor {
-			return ledger.CodeInsufficientFundsCached
+			return ledger.CodeInsufficientFunds
 		}
 	}
 	if limit := g.config.DailyDebitLimitMinor; limit > 0 {

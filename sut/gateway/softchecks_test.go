@@ -136,7 +136,10 @@ func TestSoftBalanceCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	answer := s.withdraw(t, "soft", 100)
-	s.refused(t, "soft", answer, ledger.CodeInsufficientFundsCached)
+	s.refused(t, "soft", answer, ledger.CodeInsufficientFunds)
+	if stored, _ := s.store.Transaction(context.Background(), ledger.TransactionIDFor(s.user.ID, "soft")); stored.Partition != -1 || stored.Offset != -1 {
+		t.Errorf("the soft refusal is stored at partition %d, offset %d, want -1, -1 (no stream position)", stored.Partition, stored.Offset)
+	}
 	// A replay gets the same bytes, even once the cache says otherwise.
 	if err := s.cache.AfterCommit(ctx, map[int64]int64{s.user.AccountID: 5000}, map[int64]int64{s.user.AccountID: 2}, nil, time.Minute); err != nil {
 		t.Fatal(err)

@@ -37,11 +37,6 @@ const (
 	// debits of its UTC day (the day of the command's AcceptedAt) above the
 	// daily debit limit (docs/limits.md).
 	CodeDailyLimitExceeded Code = "daily_limit_exceeded"
-	// CodeInsufficientFundsCached: the gateway's soft balance check refused
-	// a debit because the cached balance of the account was below the
-	// amount. It is an overdraft report, as insufficient_funds is, told
-	// apart so the harness can judge it against the ledger's history.
-	CodeInsufficientFundsCached Code = "insufficient_funds_cached"
 )
 
 // Error is a domain error: a code for machines and a message for people.

@@ -166,11 +166,11 @@ func TestRecordRejection(t *testing.T) {
 	ctx := context.Background()
 	alice := newUser(t, store, "alice@example.com")
 	refused := withdrawal(alice, "soft", 500)
-	stored, err := store.RecordRejection(ctx, refused, ledger.CodeInsufficientFundsCached)
+	stored, err := store.RecordRejection(ctx, refused, ledger.CodeInsufficientFunds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stored.Status != ledger.StatusRejected || stored.Reason != ledger.CodeInsufficientFundsCached || stored.Fingerprint != refused.Fingerprint {
+	if stored.Status != ledger.StatusRejected || stored.Reason != ledger.CodeInsufficientFunds || stored.Fingerprint != refused.Fingerprint {
 		t.Fatalf("stored %+v, want the rejection", stored)
 	}
 	// A copy of the command that reaches a worker is a duplicate of the
@@ -182,7 +182,7 @@ func TestRecordRejection(t *testing.T) {
 		t.Errorf("balance %d, want 1000: the refused withdrawal was applied", balance(t, store, alice.AccountID))
 	}
 	// Recording again answers the stored row; an invalid command is refused.
-	if again, err := store.RecordRejection(ctx, refused, ledger.CodeDailyLimitExceeded); err != nil || again.Reason != ledger.CodeInsufficientFundsCached {
+	if again, err := store.RecordRejection(ctx, refused, ledger.CodeDailyLimitExceeded); err != nil || again.Reason != ledger.CodeInsufficientFunds {
 		t.Errorf("second record: %+v %v, want the first rejection", again, err)
 	}
 	if _, err := store.RecordRejection(ctx, ledger.Command{}, ledger.CodeDailyLimitExceeded); err == nil {
