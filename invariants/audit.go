@@ -69,6 +69,11 @@ type Config struct {
 	// (the default) means not known. The reference system's is
 	// ledger.MaxAmountMinor.
 	MaxAmountMinor int64
+	// DailyDebitLimitMinor is the daily debit limit the system enforced
+	// (per user, per UTC day), for limits-respected; 0 (the default) means
+	// not known: the days' debits are not checked. The reference system's
+	// is its gateways' and workers' --daily-debit-limit (docs/limits.md).
+	DailyDebitLimitMinor int64
 	// Progress receives progress lines (drain, phases). Nil discards them.
 	Progress io.Writer
 	// Now is the clock. Default time.Now.
@@ -103,8 +108,8 @@ func (c *Config) applyDefaults() error {
 			return fmt.Errorf("audit: unknown coverage class %q (known: %s)", requirement.Class, strings.Join(ClassNames(), ", "))
 		}
 	}
-	if c.MaxBalanceMinor < 0 || c.MaxAmountMinor < 0 {
-		return errors.New("audit: MaxBalanceMinor and MaxAmountMinor must not be negative")
+	if c.MaxBalanceMinor < 0 || c.MaxAmountMinor < 0 || c.DailyDebitLimitMinor < 0 {
+		return errors.New("audit: MaxBalanceMinor, MaxAmountMinor and DailyDebitLimitMinor must not be negative")
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -191,6 +196,8 @@ type auditor struct {
 	// the coverage being built and duplicates its duplicate counts
 	// (coverage.go).
 	rejections rejectionState
+	// limits is limits-respected's state (limits.go).
+	limits     limitState
 	coverage   *Coverage
 	duplicates DuplicateCoverage
 
@@ -280,6 +287,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkOperations()
 	a.checkPerAccountOrder()
 	a.checkRejections()
+	a.checkLimits()
 	a.finishDeadLetters()
 	phase("checks", begin)
 
@@ -415,6 +423,7 @@ func (a *auditor) visitTransaction(t *Transaction) error {
 	} else if row.status == statusRejected {
 		a.result.LedgerCounts["rejected"]++
 	}
+	a.limitsTransaction(index, t, &row)
 	a.rows = append(a.rows, row)
 	return nil
 }
@@ -497,6 +506,7 @@ func (a *auditor) visitPosting(p *Posting) error {
 	if groups := a.rejections.groupsByAccount[p.AccountID]; groups != nil {
 		a.advanceProbes(groups, p, row, account.replay)
 	}
+	a.limitsPosting(p, rowIndex, found, account.replay)
 	return nil
 }
 
@@ -944,7 +954,10 @@ func (a *auditor) checkPerAccountOrder() {
 			continue
 		}
 		row := a.history.keys[op.key].row
-		if row < 0 {
+		if row < 0 || (a.rows[row].status == statusRejected && !a.rows[row].hasOrder) {
+			// A rejected row without a stream position (the gateway's soft
+			// refusals) has no posting and no position: it orders nothing,
+			// and must not make the account's positioned rows unordered.
 			continue
 		}
 		known := op.outcome == outcomeOK || op.status == statusSettled || op.status == statusRejected || op.status == statusAccepted

@@ -49,6 +49,10 @@ type Transaction struct {
 	// applied the transactions debiting one account. Optional: without it,
 	// per-account order falls back to the order of the debit postings.
 	AppliedOrder *int64 `json:"applied_order,omitempty"`
+	// AcceptedAt is when the system accepted the request; its UTC day is
+	// the day the debit counts against for the daily debit limit
+	// (limits-respected). Optional: without it the days are not checked.
+	AcceptedAt *time.Time `json:"accepted_at,omitempty"`
 }
 
 // Posting is one row of the ledger's postings (postings.jsonl): one leg of a

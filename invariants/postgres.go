@@ -56,14 +56,16 @@ func (s *PostgresSource) Scan(ctx context.Context, visitor Visitor) error {
 		var transaction Transaction
 		var partition int32
 		var offset int64
+		var acceptedAt time.Time
 		rows, err = tx.Query(ctx, `SELECT id::text, user_id, idempotency_key, kind, source_account_id, destination_account_id,
-			amount, status, reason, kafka_partition, kafka_offset FROM transactions`)
+			amount, status, reason, kafka_partition, kafka_offset, accepted_at FROM transactions`)
 		if err != nil {
 			return fmt.Errorf("read transactions: %w", err)
 		}
 		if _, err := pgx.ForEachRow(rows, []any{&transaction.ID, &transaction.UserID, &transaction.IdempotencyKey,
 			&transaction.Kind, &transaction.SourceAccountID, &transaction.DestinationAccountID, &transaction.Amount,
-			&transaction.Status, &transaction.Reason, &partition, &offset}, func() error {
+			&transaction.Status, &transaction.Reason, &partition, &offset, &acceptedAt}, func() error {
+			transaction.AcceptedAt = &acceptedAt
 			// Rows applied outside Kafka (ApplyOne) carry -1: no stream
 			// position, so order falls back to the postings.
 			transaction.Partition, transaction.AppliedOrder = nil, nil

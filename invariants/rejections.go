@@ -269,6 +269,9 @@ func (a *auditor) checkRejections() {
 	rejections := &a.coverage.Rejections
 	var judged int64
 	judge := func(r refusal) {
+		if r.reason == ReasonDailyLimitExceeded {
+			return // judged by limits-respected (limits.go)
+		}
 		verdict, why := a.judgeRefusal(r)
 		switch verdict {
 		case notJudged:

@@ -202,7 +202,10 @@ func TestJustifiedRejectionNotDecidable(t *testing.T) {
 	}{
 		{"no positions", func(m *model) {
 			m.operate(KindDeposit, 0, 1, 100, plain)
-			m.reject(KindWithdrawal, 1, 0, 70, ReasonInsufficientFunds)
+			// 170, not 70: limits-respected judges an insufficient_funds
+			// rejection without a position by the journal's times, and a
+			// refusal of 70 while 100 was held would be a violation there.
+			m.reject(KindWithdrawal, 1, 0, 170, ReasonInsufficientFunds)
 			for i := range m.transactions {
 				m.transactions[i].Partition, m.transactions[i].AppliedOrder = nil, nil
 			}

@@ -21,6 +21,7 @@ const (
 	PerAccountOrder       = "per-account-order"
 	Durability            = "durability"
 	CacheCoherence        = "cache-coherence"
+	LimitsRespected       = "limits-respected"
 )
 
 // Catalogue lists every invariant with what it checks.
@@ -37,6 +38,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery; a command answered with a transaction id and then set aside as a dead letter is lost"},
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
 	{Liveness, livenessDescription},
+	{LimitsRespected, limitsDescription},
 }
 
 // Invariant statuses. Skipped means the invariant cannot be checked here

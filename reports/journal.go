@@ -57,6 +57,7 @@ var businessReasons = map[string]bool{
 	invariants.ReasonInsufficientFunds: true, invariants.ReasonAccountNotFound: true, invariants.ReasonForbidden: true,
 	invariants.ReasonBalanceLimit: true, invariants.ReasonSameAccount: true, invariants.ReasonInvalidAmount: true,
 	"idempotency_key_reused": true, "idempotency_key_missing": true, "invalid_request": true,
+	invariants.ReasonDailyLimitExceeded: true,
 }
 
 // reasonKey groups operations that did not settle.

@@ -29,6 +29,7 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.StringVar(&o.Require, "require", "", "coverage classes the run must have exercised, comma-separated ("+strings.Join(invariants.ClassNames(), ", ")+"), beyond what its scenario promised; one that did not happen makes the verdict weak (exit 4)")
 	flags.StringVar(&o.Scenario, "scenario", "", "the scenario the load ran, whose promises (duplicates, misuse, replays, early timeouts, overdrafts) the audit requires; default: run.json's, with its overrides")
 	flags.Int64Var(&o.MaxBalance, "max-balance", 0, "the system's largest balance in minor units, to judge balance_limit rejections; 0: the reference system's with its Postgres, not known for an export")
+	flags.Int64Var(&o.DailyDebitLimit, "daily-debit-limit", 0, "the system's daily debit limit in minor units per user per UTC day, to judge limits-respected; 0: the stack's (its stack.json) with --stack, else not known (the invariant is then not exercised)")
 	flags.Int64Var(&o.MaxAmount, "max-amount", 0, "the system's largest amount in minor units, to judge invalid_amount rejections; 0: the reference system's with its Postgres, not known for an export")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		// The audit has more outcomes than the generic error path's exit 1,

@@ -35,6 +35,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	flags.BoolVar(&config.Proxies, "proxies", config.Proxies, "route gateway->broker, worker->broker, worker->postgres, gateway->redis and worker->redis through the fault proxy (component proxy; docs/link-faults.md)")
 	flags.IntVar(&config.ProxyPort, "proxy-port", stack.DefaultProxyPort, "fault proxy API port on 127.0.0.1; the links use the next 5 ports (with --proxies)")
 	flags.DurationVar(&config.ReadyTimeout, "ready-timeout", config.ReadyTimeout, "how long to wait for each component to be ready")
+	flags.Int64Var(&config.DailyDebitLimitMinor, "daily-debit-limit", config.DailyDebitLimitMinor, "daily debit limit per user (minor units per UTC day) given to every gateway and worker and recorded in stack.json for the audit (0: no limit; docs/limits.md)")
 	flags.Var((*stackArgumentList)(&config.GatewayArgs), "gateway-arg", "argument appended to every gateway's command line (repeatable)")
 	flags.Var((*stackArgumentList)(&config.WorkerArgs), "worker-arg", "argument appended to every worker's command line (repeatable)")
 	var seededBugs seededBugFlags

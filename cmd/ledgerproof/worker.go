@@ -26,6 +26,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.IntVar(&config.MaxConcurrentBatches, "max-concurrent-batches", 8, "partitions applied at once")
 	flags.DurationVar(&config.StalledAfter, "stalled-after", 30*time.Second, "a partition that lags (the broker holds records past the last one applied) without advancing for longer than this makes /readyz fail (503) and counts in ledger_worker_stalled_partitions; the worker keeps retrying")
 	flags.BoolVar(&process.Daemon.Profiling, "pprof", false, "serve Go's profiles at /debug/pprof/ on the metrics listener, to loopback clients only")
+	flags.Int64Var(&process.DailyDebitLimitMinor, "daily-debit-limit", 0, "most a user may debit (withdrawals and transfers out) per UTC day, in minor units, checked in the ledger under the user's account lock; give the gateways the same value (0: no limit; docs/limits.md)")
 	flags.Float64Var(&process.CrashBetweenCommits.Probability, "crash-between-commits-probability", 0,
 		"probability, per batch, that the worker exits (status 86, like a kill) between the two commits of a batch; only with --seeded-bug offset-before-postings or skip-dedupe")
 	flags.Uint64Var(&process.CrashBetweenCommits.Seed, "crash-seed", 0, "seed of the crash draws (0: drawn at start and logged)")

@@ -98,6 +98,7 @@ const (
 	ProfileBrokerOut   = "broker-outage"
 	ProfileBursts      = "bursts"
 	ProfileReplays     = "replays"
+	ProfileDailyLimit  = "daily-limit"
 )
 
 // gatewayCount is how many gateways and workers each run's stack has (the
@@ -201,6 +202,37 @@ func Profiles() []Profile {
 			GatewayArgs: []string{"--idempotency-ttl=10s"},
 			WorkerArgs:  []string{"--bloom-dedupe"},
 		},
+		{
+			Name: ProfileDailyLimit,
+			Summary: "150/s on 20 accounts, one owner slot per account, no wait and no polling (202 at once), funding " +
+				"100,000, amounts 1..10,000, so every account passes the stack's daily debit limit (100,000) within " +
+				"seconds; kill -9 both workers at 1s, restarted at 5s, before any account reached it",
+			Duration: 30 * time.Second,
+			// As bursts, but with amounts and funding large enough that each
+			// account's debits of the day reach the local stack's limit
+			// (ledger.DefaultDailyDebitLimitMinor) a few seconds in. The
+			// workers' outage, from 1s to 5s, freezes the settled totals the
+			// gateways check while every account's debits keep coming, about
+			// 25,000 a second each: once the workers are back they settle
+			// past the limit what the gateways let through, unless they
+			// check it themselves. (A first version killed the workers at
+			// 10s, after every account had reached the limit: the gateways'
+			// check of the totals, a few milliseconds behind, then refused
+			// nearly everything, and the bug was not caught.) No wait and no
+			// polling keep the debits coming during the outage. The gate's
+			// edge debits, replays, duplicates and early timeouts are off for
+			// bursts' reason: with every outcome unknown the generator cannot
+			// size debits.
+			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
+				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=100000",
+				"workload.amount_max=10000", "workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0",
+				"workload.race_rate=0", "workload.minimum_rate=0", "workload.pair_rate=0", "client.duplicates.rate=0",
+				"client.misuse.rate=0", "client.replays.rate=0", "client.early_timeouts.rate=0"},
+			Steps: []Step{
+				{1 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},
+				{5 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
+			},
+		},
 	}
 }
 
@@ -231,6 +263,8 @@ func Cases() []Case {
 			Why:      "every duplicate or misuse of a key is applied as a new transaction"},
 		{Bug: ledger.BugBloomOnlyDedupe, Profile: ProfileReplays, Expected: []string{invariants.ExactlyOnce},
 			Why: "a replay of a command applied before its worker restarted meets an empty filter, is called new, and no key refuses it"},
+		{Bug: ledger.BugLimitRace, Profile: ProfileDailyLimit, Expected: []string{invariants.LimitsRespected},
+			Why: "debits of one account in flight together all pass the gateways' check of the lagging settled total, and the workers no longer check: the day's settled debits pass the limit"},
 	}
 }
 

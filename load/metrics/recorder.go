@@ -36,8 +36,10 @@ const (
 	outcomeFail = "fail"
 	outcomeInfo = "info"
 
-	// reasonInsufficientFunds is the one rejection that is a correct answer to a random load, not an error.
-	reasonInsufficientFunds = "insufficient_funds"
+	// reasonInsufficientFunds is a rejection that is a correct answer to a random load, not an error; so is the
+	// reference system's daily debit limit (docs/limits.md).
+	reasonInsufficientFunds  = "insufficient_funds"
+	reasonDailyLimitExceeded = "daily_limit_exceeded"
 )
 
 // Limits on what the recorder keeps, so that its memory does not grow with the run's length or with values the
@@ -292,7 +294,7 @@ func (r *Recorder) Operation(o Operation) {
 		return
 	}
 	unknown := cells.outcome == outcomeInfo
-	failed := unknown || (cells.outcome == outcomeFail && o.Reason != reasonInsufficientFunds)
+	failed := unknown || (cells.outcome == outcomeFail && o.Reason != reasonInsufficientFunds && o.Reason != reasonDailyLimitExceeded)
 	cells.errors.add(failed)
 	cells.unknown.add(unknown)
 	if o.Accepted {

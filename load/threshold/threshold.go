@@ -8,8 +8,8 @@ package threshold
 const (
 	// Operations counts money operations (tags kind, outcome). Aggregates: count, rate (per second).
 	Operations = "operations"
-	// Errors is, per money operation, 1 when it ended info, or fail for a reason other than insufficient_funds
-	// (tag kind). Aggregates: rate (fraction), count (errors), total.
+	// Errors is, per money operation, 1 when it ended info, or fail for a reason other than insufficient_funds or
+	// daily_limit_exceeded (tag kind). Aggregates: rate (fraction), count (errors), total.
 	Errors = "errors"
 	// UnknownOutcomes is, per money operation, 1 when it ended info (tag kind). Aggregates: rate, count.
 	UnknownOutcomes = "unknown_outcomes"

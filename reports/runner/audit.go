@@ -72,6 +72,10 @@ type AuditOptions struct {
 	// balance_limit and invalid_amount rejections; 0: the reference
 	// system's for its Postgres ledger, not known for an export.
 	MaxBalance, MaxAmount int64
+	// DailyDebitLimit is the system's daily debit limit, for
+	// limits-respected; 0: the local stack's (its stack file) with
+	// StackDir, else not known.
+	DailyDebitLimit int64
 }
 
 func (o *AuditOptions) validate() error {
@@ -111,6 +115,8 @@ func (o *AuditOptions) validate() error {
 		return errors.New("--max-violations must be positive")
 	case o.MaxBalance < 0 || o.MaxAmount < 0:
 		return errors.New("--max-balance and --max-amount must not be negative")
+	case o.DailyDebitLimit < 0:
+		return errors.New("--daily-debit-limit must not be negative (0: the stack's, or not known)")
 	}
 	for _, class := range SplitList(o.Require) {
 		if !slices.Contains(invariants.ClassNames(), class) {
@@ -207,10 +213,13 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		if o.Brokers == "" {
 			o.Brokers = strings.Join(file.Endpoints.Brokers, ",")
 		}
+		if o.DailyDebitLimit == 0 {
+			o.DailyDebitLimit = file.DailyDebitLimitMinor
+		}
 	}
 
 	config := invariants.Config{RunDir: o.RunDir, DrainTimeout: o.DrainTimeout, MaxViolations: o.MaxViolations, Progress: stderr, Scope: o.Scope,
-		MaxBalanceMinor: o.MaxBalance, MaxAmountMinor: o.MaxAmount}
+		MaxBalanceMinor: o.MaxBalance, MaxAmountMinor: o.MaxAmount, DailyDebitLimitMinor: o.DailyDebitLimit}
 	config.Require, config.RequireNote = auditRequirements(o)
 	if o.LedgerSQL != "" {
 		ledger, err := invariants.LoadSQLLedger(o.LedgerSQL)

@@ -15,7 +15,11 @@ const (
 	ComposeBaseURL     = "http://localhost:8080"
 	ComposePostgresURL = "postgres://ledger:ledger@127.0.0.1:25432/ledger?sslmode=disable"
 	ComposeRedisAddr   = "127.0.0.1:26379"
-	ComposeBrokers     = "localhost:29092,localhost:39092,localhost:49092"
+	// ComposeDailyDebitLimit is the daily debit limit docker-compose.yml
+	// gives its gateways and workers (LEDGERPROOF_DAILY_DEBIT_LIMIT); the
+	// audit judges limits-respected by it.
+	ComposeDailyDebitLimit int64 = 100_000
+	ComposeBrokers               = "localhost:29092,localhost:39092,localhost:49092"
 )
 
 // ComposeProject is a Target: the reference system as a docker compose
@@ -114,6 +118,8 @@ func (c *ComposeProject) Ledger(context.Context, io.Writer) (LedgerSource, error
 		PostgresURL: FirstNonEmpty(c.PostgresURL, ComposePostgresURL),
 		RedisAddr:   FirstNonEmpty(c.RedisAddr, ComposeRedisAddr),
 		Brokers:     FirstNonEmpty(c.Brokers, ComposeBrokers),
+
+		DailyDebitLimit: ComposeDailyDebitLimit,
 	}, nil
 }
 

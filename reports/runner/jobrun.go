@@ -124,7 +124,7 @@ func (p *preparedRun) audit(ctx context.Context, runDir string, output io.Writer
 	options := AuditOptions{RunDir: runDir, StackDir: source.StackDir, PostgresURL: source.PostgresURL, LedgerSQL: source.LedgerSQL,
 		LedgerExport: source.LedgerExport, RedisAddr: source.RedisAddr, Brokers: source.Brokers, Topic: invariants.DefaultTopic,
 		DrainTimeout: o.DrainTimeout, QuietPeriod: o.QuietPeriod, MaxViolations: DefaultMaxViolations, Scope: invariants.ScopeRun,
-		ExportAfterLoad: true}
+		ExportAfterLoad: true, DailyDebitLimit: source.DailyDebitLimit}
 	if source.WholeLedger {
 		options.Scope = invariants.ScopeLedger
 	}

@@ -21,8 +21,12 @@ const JournalFileName = "journal.jsonl"
 func isLoad(e *history.Entry) bool { return e.Iter >= 0 && e.VU > 0 }
 
 // isError is the load's errors metric: an unknown outcome, or a rejection
-// for any reason but insufficient funds (a correct answer to a random load).
+// for any reason but insufficient funds or the daily debit limit (correct
+// answers to a random load).
 func isError(e *history.Entry) bool {
+	if e.Outcome == "fail" && e.Reason == "daily_limit_exceeded" {
+		return false
+	}
 	return e.Outcome == "info" || (e.Outcome == "fail" && e.Reason != "insufficient_funds" && e.Kind != "misuse")
 }
 

@@ -83,6 +83,10 @@ type LedgerSource struct {
 	// fresh stack the run started): the audit's scope is the whole ledger,
 	// not only the run's users.
 	WholeLedger bool
+	// DailyDebitLimit is the system's daily debit limit (minor units per
+	// user per UTC day) for limits-respected; 0: not known here (a local
+	// stack's file gives it).
+	DailyDebitLimit int64
 }
 
 // checkPlanAgainst checks a timeline against a target's inventory, naming

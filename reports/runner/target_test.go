@@ -142,7 +142,7 @@ func TestComposeProject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if source != (LedgerSource{PostgresURL: ComposePostgresURL, RedisAddr: ComposeRedisAddr, Brokers: ComposeBrokers}) {
+	if source != (LedgerSource{PostgresURL: ComposePostgresURL, RedisAddr: ComposeRedisAddr, Brokers: ComposeBrokers, DailyDebitLimit: ComposeDailyDebitLimit}) {
 		t.Errorf("ledger source %+v", source)
 	}
 	project.BaseURLs, project.PostgresURL = "http://lb:80", "postgres://other"

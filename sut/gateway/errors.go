@@ -27,6 +27,7 @@ var statusOf = map[ledger.Code]int{
 	ledger.CodeIdempotencyKeyReused:   http.StatusUnprocessableEntity,
 	ledger.CodeInsufficientFunds:      http.StatusUnprocessableEntity,
 	ledger.CodeBalanceLimit:           http.StatusUnprocessableEntity,
+	ledger.CodeDailyLimitExceeded:     http.StatusUnprocessableEntity,
 	ledger.CodeBodyTooLarge:           http.StatusRequestEntityTooLarge,
 	ledger.CodeUnsupportedMediaType:   http.StatusUnsupportedMediaType,
 	ledger.CodeRateLimited:            http.StatusTooManyRequests,

@@ -126,6 +126,22 @@ type Config struct {
 	// Postgres transaction of its own (Store.ApplyOne), the classic
 	// one-transaction-per-request design the capacity report compares with.
 	ApplyMode ApplyMode
+	// SoftBalanceCheck refuses a debit at once, with
+	// insufficient_funds, when the source account's cached balance
+	// (Redis) is below its amount; a miss or a cache error lets it through
+	// to the worker's check (docs/limits.md). Default false;
+	// `ledgerproof gateway --soft-balance-check` defaults to true. The
+	// naive apply mode runs no soft check: it applies every command at
+	// once, so there is nothing to spare.
+	SoftBalanceCheck bool
+	// DailyDebitLimitMinor is the most a user may debit (withdrawals and
+	// transfers out) per UTC day, in minor units: a debit above it, or one
+	// that the day's settled debits as the workers cached them would take
+	// above it, is refused at once with daily_limit_exceeded. It must be the
+	// workers' limit, which they enforce in the ledger (docs/limits.md).
+	// Default 0: no limit. In the naive apply mode only the ledger checks
+	// it (ApplyOne, with the store's limit).
+	DailyDebitLimitMinor int64
 	// SeededBugs are the deliberate mistakes this gateway makes (the
 	// gateway's bugs of ledger.Catalogue; see docs/seeded-bugs.md). Default
 	// none. Only a process started with the unsafe switch passes any.
@@ -184,6 +200,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ApplyMode != ApplyModeQueue && c.ApplyMode != ApplyModeNaive {
 		return fmt.Errorf("gateway: apply mode %q is neither %q nor %q", c.ApplyMode, ApplyModeQueue, ApplyModeNaive)
+	}
+	if c.DailyDebitLimitMinor < 0 {
+		return fmt.Errorf("gateway: daily debit limit %d must not be negative (0: no limit)", c.DailyDebitLimitMinor)
 	}
 	if c.ApplyMode == ApplyModeNaive && len(c.SeededBugs) > 0 {
 		return fmt.Errorf("gateway: seeded bugs %s need the queue; the naive apply mode has none", c.SeededBugs)
@@ -296,18 +315,21 @@ type Queue interface {
 
 // Gateway serves the HTTP API.
 type Gateway struct {
-	config   Config
-	store    Store
-	cache    Cache
-	queue    Queue
-	applier  Applier
-	ready    func(ctx context.Context) error
-	workers  func(ctx context.Context) error
-	logger   *slog.Logger
-	metrics  *metrics
-	waiters  *waiters
-	clock    func() time.Time
-	inFlight chan struct{}
+	config  Config
+	store   Store
+	cache   Cache
+	queue   Queue
+	applier Applier
+	// limitCache and rejections serve the soft checks (softchecks.go).
+	limitCache LimitCache
+	rejections Rejections
+	ready      func(ctx context.Context) error
+	workers    func(ctx context.Context) error
+	logger     *slog.Logger
+	metrics    *metrics
+	waiters    *waiters
+	clock      func() time.Time
+	inFlight   chan struct{}
 
 	metricsHandler http.Handler
 
@@ -350,6 +372,11 @@ type Dependencies struct {
 	// Applier applies commands in ApplyModeNaive; required there, unused
 	// otherwise (Queue is then not needed).
 	Applier Applier
+	// LimitCache and Rejections serve the soft checks (softchecks.go):
+	// required when Config.SoftBalanceCheck or Config.DailyDebitLimitMinor
+	// is set, unused otherwise.
+	LimitCache LimitCache
+	Rejections Rejections
 	// Ready reports whether the broker is reachable, for /readyz; optional.
 	Ready func(ctx context.Context) error
 	// Workers reports whether a worker consumes the commands topic, for
@@ -368,6 +395,9 @@ type Dependencies struct {
 func New(config Config, dependencies Dependencies) (*Gateway, error) {
 	if err := config.applyDefaults(); err != nil {
 		return nil, err
+	}
+	if config.softChecksOn() && (dependencies.LimitCache == nil || dependencies.Rejections == nil) {
+		return nil, errors.New("gateway: the soft checks need a limit cache and a rejections store")
 	}
 	if dependencies.Store == nil || dependencies.Cache == nil {
 		return nil, errors.New("gateway: store and cache are required")
@@ -405,6 +435,8 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		cache:            dependencies.Cache,
 		queue:            dependencies.Queue,
 		applier:          dependencies.Applier,
+		limitCache:       dependencies.LimitCache,
+		rejections:       dependencies.Rejections,
 		ready:            dependencies.Ready,
 		workers:          dependencies.Workers,
 		logger:           dependencies.Logger,

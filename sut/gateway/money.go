@@ -247,6 +247,13 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	if g.config.ApplyMode == ApplyModeNaive {
 		return g.applyCommand(ctx, command, claim)
 	}
+	// The soft checks run once the key is claimed, so a replay of a key is
+	// answered as before and never refused anew (softchecks.go).
+	if reason := g.softRefusal(ctx, command); reason != "" {
+		if status, body, answered, err := g.refuseSoftly(ctx, command, claim, reason); answered {
+			return status, body, err
+		}
+	}
 	return g.queueCommand(ctx, command, wait, claim)
 }
 

@@ -77,6 +77,9 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	dependencies := Dependencies{Store: store, Cache: cache, Registerer: registry, Logger: logger}
+	if config.softChecksOn() {
+		dependencies.LimitCache, dependencies.Rejections = cache, store
+	}
 	if config.ApplyMode == ApplyModeNaive {
 		// No broker: the gateway applies each command itself.
 		dependencies.Applier = store

@@ -54,6 +54,11 @@ const (
 	// command applied before a restart, or by another worker, is applied
 	// again when it reaches the worker once more.
 	BugBloomOnlyDedupe Bug = "bloom-only-dedupe"
+	// BugLimitRace: the worker does not check the daily debit limit under
+	// its lock; it only counts each day's debits after applying them, so
+	// the limit rests on the gateway's soft check of the counted (lagging)
+	// total, and concurrent debits of one user near the limit all pass.
+	BugLimitRace Bug = "limit-race"
 )
 
 // Process is a process kind of the reference system a bug lives in.
@@ -84,6 +89,7 @@ var catalogue = []BugDescription{
 	{BugTrustCacheBalance, ProcessWorker, "the worker's overdraft check trusts the Redis cached balance, and the ledger has no balance >= 0 check"},
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
 	{BugBloomOnlyDedupe, ProcessWorker, "the worker trusts its Bloom filter's negatives (empty after a restart) with no exact lookup and no unique key behind them"},
+	{BugLimitRace, ProcessWorker, "the worker counts a user's daily debits after applying them instead of checking the limit under its lock: only the gateway's lagging soft check guards the limit"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a

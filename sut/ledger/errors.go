@@ -33,6 +33,10 @@ const (
 	CodeUnsupportedMediaType   Code = "unsupported_media_type"
 	CodeUnavailable            Code = "unavailable"
 	CodeInternal               Code = "internal"
+	// CodeDailyLimitExceeded: the debit would take the user's settled
+	// debits of its UTC day (the day of the command's AcceptedAt) above the
+	// daily debit limit (docs/limits.md).
+	CodeDailyLimitExceeded Code = "daily_limit_exceeded"
 )
 
 // Error is a domain error: a code for machines and a message for people.

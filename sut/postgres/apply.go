@@ -99,6 +99,16 @@ type BatchResult struct {
 	BalanceVersions map[int64]int64
 	// NextOffset is the offset stored for the partition after the batch.
 	NextOffset int64
+	// DailyDebits holds, for every user and UTC day the batch settled a
+	// debit of, the day's settled debits after the batch (daily_debits);
+	// empty without a daily debit limit.
+	DailyDebits map[DailyDebitKey]int64
+}
+
+// DailyDebitKey names a user's UTC day (ledger.DebitDay).
+type DailyDebitKey struct {
+	UserID int64
+	Day    time.Time
 }
 
 type accountState struct {
@@ -635,6 +645,11 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		}
 	}
 
+	daily, err := s.loadDailyDebits(ctx, tx, live)
+	if err != nil {
+		return nil, err
+	}
+
 	// Apply sequentially in offset order, in memory.
 	setAsideRecord := func(record Record, letter DeadLetter) {
 		writes.addDeadLetter(record, letter)
@@ -669,6 +684,7 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 			continue
 		}
 		outcome := decide(command, accounts)
+		outcome = s.checkDailyLimit(command, outcome, daily)
 		if outcome.Status == ledger.StatusSettled {
 			source, destination := accounts[command.SourceAccountID], accounts[command.DestinationAccountID]
 			var sourceAfter, destinationAfter *int64
@@ -696,6 +712,15 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		}
 		result.Outcomes = append(result.Outcomes, notice)
 		result.Applied++
+	}
+	for key, day := range daily {
+		if day.changed {
+			writes.addDailyDebit(key, day.debited)
+			if result.DailyDebits == nil {
+				result.DailyDebits = map[DailyDebitKey]int64{}
+			}
+			result.DailyDebits[key] = day.debited
+		}
 	}
 	for _, id := range accountIDs {
 		account, ok := accounts[id]
@@ -812,6 +837,11 @@ type batchWrites struct {
 	postingBalances     []*int64
 
 	balanceIDs, balances []int64
+
+	// The daily_debits rows to write (absolute values).
+	dailyUsers   []int64
+	dailyDays    []time.Time
+	dailyDebited []int64
 	// versions is the last posting id written per account, after send.
 	versions map[int64]int64
 
@@ -975,6 +1005,12 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 			FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::uuid[]) AS d(kafka_offset, raw, reason, transaction_id)
 			ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`,
 			w.deadLetterTopic, partition, w.deadOffsets, w.deadRaws, w.deadReasons, w.deadTransactionIDs)
+	}
+	if len(w.dailyUsers) > 0 {
+		pipeline.Queue(`INSERT INTO daily_debits (user_id, day, debited_minor)
+			SELECT * FROM unnest($1::bigint[], $2::date[], $3::bigint[])
+			ON CONFLICT (user_id, day) DO UPDATE SET debited_minor = EXCLUDED.debited_minor`,
+			w.dailyUsers, w.dailyDays, w.dailyDebited)
 	}
 	if len(w.balanceIDs) > 0 {
 		pipeline.Queue(`UPDATE accounts SET balance = v.balance

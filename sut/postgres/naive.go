@@ -65,6 +65,18 @@ func (s *Store) ApplyOne(ctx context.Context, command ledger.Command) (ledger.Ou
 		}
 		outcome = decide(command, accounts)
 		var writes batchWrites
+		// The daily debit limit, as ApplyBatch checks it, under the lock of
+		// the user's account just taken.
+		daily, err := s.loadDailyDebits(ctx, tx, []Record{{Command: command}})
+		if err != nil {
+			return err
+		}
+		outcome = s.checkDailyLimit(command, outcome, daily)
+		for key, day := range daily {
+			if day.changed {
+				writes.addDailyDebit(key, day.debited)
+			}
+		}
 		if outcome.Status == ledger.StatusSettled {
 			for _, leg := range []struct {
 				account int64

@@ -69,6 +69,11 @@ type Config struct {
 	// they refuse is applied again with every id looked up. Default nil:
 	// every id is looked up. Required with ledger.BugBloomOnlyDedupe.
 	Dedupe *dedupe.Filter
+	// DailyDebitLimitMinor is the most a user may debit (withdrawals and
+	// transfers out) per UTC day, in minor units, checked by ApplyBatch
+	// under the lock of the user's account and counted in daily_debits
+	// (docs/limits.md), and by ApplyOne the same way. Default 0: no limit.
+	DailyDebitLimitMinor int64
 }
 
 func (c *Config) applyDefaults() error {
@@ -80,6 +85,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("postgres: MaxConnections %d must be positive", c.MaxConnections)
+	}
+	if c.DailyDebitLimitMinor < 0 {
+		return fmt.Errorf("postgres: daily debit limit %d must not be negative (0: no limit)", c.DailyDebitLimitMinor)
 	}
 	if c.QueryTimeout == 0 {
 		c.QueryTimeout = 10 * time.Second
@@ -108,6 +116,8 @@ type Store struct {
 	betweenCommits func(partition int32)
 	// dedupe is the Bloom filter of recent ids (nil: none).
 	dedupe *dedupe.Filter
+	// dailyDebitLimit is Config.DailyDebitLimitMinor.
+	dailyDebitLimit int64
 }
 
 // Open connects to Postgres. It does not migrate; call Migrate first.
@@ -134,7 +144,7 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
-		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dedupe: config.Dedupe}
+		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dedupe: config.Dedupe, dailyDebitLimit: config.DailyDebitLimitMinor}
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
 	return store, nil
 }

@@ -71,6 +71,9 @@ type applyPlan struct {
 	// warmDedupe fills the Bloom filter from the ledger at start
 	// (Store.WarmDedupe); off, the filter starts empty.
 	warmDedupe bool
+	// skipDailyLimitCheck counts the day's debits without checking the
+	// daily limit (ledger.BugLimitRace).
+	skipDailyLimitCheck bool
 }
 
 func newApplyPlan(bugs ledger.Bugs) applyPlan {
@@ -104,6 +107,8 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 			plan.bloomOnly = true
 			plan.warmDedupe = false
 			plan.keyCollisions = false
+		case ledger.BugLimitRace:
+			plan.skipDailyLimitCheck = true
 		}
 	}
 	return plan

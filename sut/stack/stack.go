@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
 // FileName is the stack file inside a stack directory.
@@ -103,6 +105,11 @@ type Config struct {
 	// SeededBugs are passed to every gateway and worker as --seeded-bug;
 	// each process ignores the bugs that do not live in it. Default none.
 	SeededBugs []string
+	// DailyDebitLimitMinor is the daily debit limit given to every gateway
+	// and worker (--daily-debit-limit; docs/limits.md) and recorded in the
+	// stack file for the audit. 0: no limit. Default (DefaultConfig)
+	// ledger.DefaultDailyDebitLimitMinor.
+	DailyDebitLimitMinor int64
 	// UnsafeAllowSeededBugs passes --unsafe-allow-seeded-bugs with them;
 	// without it the processes refuse to start. Default false.
 	UnsafeAllowSeededBugs bool
@@ -146,8 +153,11 @@ func DefaultConfig() Config {
 		Workers:           2,
 		Partitions:        16,
 		BrokerSync:        false,
-		Migrate:           true,
-		ReadyTimeout:      DefaultReadyTimeout,
+		// The local stack is a test rig: its daily debit limit is low
+		// enough that the gate's busiest accounts reach it.
+		DailyDebitLimitMinor: ledger.DefaultDailyDebitLimitMinor,
+		Migrate:              true,
+		ReadyTimeout:         DefaultReadyTimeout,
 	}
 }
 
@@ -165,6 +175,9 @@ func (c Config) validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		problems = append(problems, fmt.Sprintf("partitions %d not in [1, 1024]", c.Partitions))
+	}
+	if c.DailyDebitLimitMinor < 0 {
+		problems = append(problems, fmt.Sprintf("daily debit limit %d is negative (0: no limit)", c.DailyDebitLimitMinor))
 	}
 	ports := map[int]string{}
 	claim := func(port int, owner string) {
@@ -242,6 +255,10 @@ type File struct {
 	// the failovers done (standby.go).
 	PostgresPrimary string           `json:"postgres_primary,omitempty"`
 	Failovers       []FailoverRecord `json:"failovers,omitempty"`
+	// DailyDebitLimitMinor is the daily debit limit the stack gave its
+	// gateways and workers (Config.DailyDebitLimitMinor); 0: none. The
+	// audit judges limits-respected by it.
+	DailyDebitLimitMinor int64 `json:"daily_debit_limit,omitempty"`
 }
 
 // Component returns the component called name, or an error listing the
@@ -422,6 +439,8 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 		Binary:     config.Binary,
 		Partitions: config.Partitions,
 		StartedAt:  time.Now().UTC(),
+
+		DailyDebitLimitMinor: config.DailyDebitLimitMinor,
 	}
 	components := plan(config, dir, file)
 	for _, component := range components {
@@ -585,6 +604,7 @@ func plan(config Config, dir string, file *File) []*Component {
 			"--metrics-listen", metricsAddress,
 		}
 		argv = append(argv, seededBugArgs(config)...)
+		argv = append(argv, dailyLimitArgs(config)...)
 		components = append(components, &Component{
 			Name:       name,
 			Kind:       KindWorker,
@@ -618,6 +638,7 @@ func plan(config Config, dir string, file *File) []*Component {
 		}
 		argv = append(argv, TestRigGatewayArgs...)
 		argv = append(argv, seededBugArgs(config)...)
+		argv = append(argv, dailyLimitArgs(config)...)
 		components = append(components, &Component{
 			Name: name,
 			Kind: KindGateway,
@@ -652,6 +673,16 @@ func seededBugArgs(config Config) []string {
 		args = append(args, "--unsafe-allow-seeded-bugs")
 	}
 	return args
+}
+
+// dailyLimitArgs gives a gateway or a worker the stack's daily debit limit:
+// both get the same value, the workers' hard check and the gateways' soft
+// one.
+func dailyLimitArgs(config Config) []string {
+	if config.DailyDebitLimitMinor == 0 {
+		return nil
+	}
+	return []string{"--daily-debit-limit", strconv.FormatInt(config.DailyDebitLimitMinor, 10)}
 }
 
 // migrate runs `<binary> migrate --postgres-url URL` to completion.

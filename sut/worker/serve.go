@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -43,6 +44,12 @@ type ProcessConfig struct {
 	// Dedupe is the two-tier dedupe (a Bloom filter in front of the exact
 	// lookup). Default off.
 	Dedupe DedupeConfig
+	// DailyDebitLimitMinor is the most a user may debit per UTC day, in
+	// minor units, checked by the worker under the lock of the user's
+	// account (postgres.Config.DailyDebitLimitMinor, docs/limits.md).
+	// Default 0: no limit. The gateways' soft check must be given the same
+	// value (`ledgerproof up` passes one value to both).
+	DailyDebitLimitMinor int64
 }
 
 // Serve runs a worker process until ctx ends: it activates the seeded bugs
@@ -68,6 +75,12 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		return err
 	}
 	config.Topic = connections.Topic
+	if process.DailyDebitLimitMinor < 0 {
+		return fmt.Errorf("worker: daily debit limit %d must not be negative (0: no limit)", process.DailyDebitLimitMinor)
+	}
+	if bugs.Has(ledger.BugLimitRace) && process.DailyDebitLimitMinor == 0 {
+		return fmt.Errorf("worker: seeded bug %s needs a daily debit limit (--daily-debit-limit): without one there is nothing to race", ledger.BugLimitRace)
+	}
 	storeBugs := storeBugs(bugs, connections.SeededBugs)
 	if storeBugs.Has(ledger.BugNoIdempotency) {
 		logger.Warn("SEEDED BUG no-idempotency: the worker's key checks are off too (ids not derived from their key, key collisions), as in a system without idempotency by key")
@@ -77,7 +90,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		return err
 	}
 	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true,
-		Dedupe: filter})
+		Dedupe: filter, DailyDebitLimitMinor: process.DailyDebitLimitMinor})
 	if err != nil {
 		return err
 	}

@@ -113,6 +113,10 @@ type Ledger interface {
 // Cache is what the worker needs of Redis; nil disables it.
 type Cache interface {
 	AfterCommit(ctx context.Context, balances, versions map[int64]int64, outcomes []ledger.OutcomeNotice, balanceTTL time.Duration) error
+	// InvalidateBalances and SetDailyDebits keep what the gateway's soft
+	// checks read (docs/limits.md; limits.go).
+	InvalidateBalances(ctx context.Context, accountIDs []int64) error
+	SetDailyDebits(ctx context.Context, totals []redis.DailyDebits, ttl time.Duration) error
 }
 
 // Source is what the worker needs of the commands topic (kafka.Consumer).
@@ -458,6 +462,7 @@ func (w *Worker) applyWithRetry(ctx context.Context, applier *partitionApplier, 
 		case <-applier.stop:
 			return errReleased
 		}
+		w.invalidateBalances(ctx, batch)
 		started := time.Now()
 		result, err := w.ledger.ApplyBatch(ctx, batch)
 		<-w.slots
@@ -585,6 +590,7 @@ func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
 			w.logger.Debug("after-commit cache update failed", "error", err)
 		}
 	}
+	w.publishDailyDebits(cacheContext, result)
 }
 
 // withUnsaved returns the batch's balances and versions plus those whose
