@@ -306,6 +306,10 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	capacityPorts(&config, o.PortBase, modeIndex)
 	config.Gateways, config.Workers, config.Partitions = mode.Gateways, mode.Workers, o.Partitions
 	config.GatewayArgs, config.WorkerArgs = mode.GatewayArgs, mode.WorkerArgs
+	// No daily debit limit: each step's 2,000 accounts would reach the local
+	// stack's (100,000 a day) within seconds, and the steps would measure
+	// refusals instead of money moving (docs/performance.md).
+	config.DailyDebitLimitMinor = 0
 	config.Env = append(append(config.Env, capacityStackEnv...), o.StackEnv...)
 	if o.ProfileAt > 0 {
 		// The profiled step also records what Postgres spent its time on.
