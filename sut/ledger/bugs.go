@@ -47,6 +47,17 @@ const (
 	// BugNoIdempotency: the gateway ignores the Idempotency-Key for dedupe:
 	// every request, every retry, is a new transaction with a fresh id.
 	BugNoIdempotency Bug = "no-idempotency"
+	// BugOutboxOutsideTx: the worker writes a batch's settlement events to
+	// the outbox after the batch's commit, from an in-memory queue flushed
+	// a moment later, instead of in the batch's transaction: a worker that
+	// dies before the flush loses them (settled, never announced).
+	BugOutboxOutsideTx Bug = "outbox-outside-tx"
+	// BugSettlementNoDedupe: the settler applies every settlement event it
+	// reads without looking the transaction up, and commits its consumer
+	// offset apart from the effects, every second (as Kafka's auto-commit
+	// does): an event read again after a settler restart, or published
+	// again by the relay, is applied twice.
+	BugSettlementNoDedupe Bug = "settlement-no-dedupe"
 )
 
 // Process is a process kind of the reference system a bug lives in.
@@ -56,6 +67,10 @@ type Process string
 const (
 	ProcessGateway Process = "gateway"
 	ProcessWorker  Process = "worker"
+	// ProcessRelay publishes the outbox; ProcessSettler applies the
+	// settlement events (docs/settlement.md).
+	ProcessRelay   Process = "relay"
+	ProcessSettler Process = "settler"
 )
 
 // BugDescription describes one seeded bug of the catalogue.
@@ -76,6 +91,8 @@ var catalogue = []BugDescription{
 	{BugConcurrentPartition, ProcessWorker, "the worker applies one partition's batch as parallel transactions, out of order"},
 	{BugTrustCacheBalance, ProcessWorker, "the worker's overdraft check trusts the Redis cached balance, and the ledger has no balance >= 0 check"},
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
+	{BugOutboxOutsideTx, ProcessWorker, "the worker writes settlement events to the outbox after the batch's commit, from a memory queue: a crash loses them"},
+	{BugSettlementNoDedupe, ProcessSettler, "the settler applies every settlement event it reads without dedupe, and commits its offset apart from the effects"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a
@@ -159,6 +176,9 @@ func (b Bugs) validate() error {
 	}
 	if len(offsetBugs) > 1 {
 		return fmt.Errorf("seeded bugs %s each change where the worker stores the offset; pick one", strings.Join(offsetBugs, " and "))
+	}
+	if len(offsetBugs) > 0 && b.Has(BugOutboxOutsideTx) {
+		return fmt.Errorf("seeded bug %s moves the outbox out of the reference commit, which %s replaces; pick one", BugOutboxOutsideTx, offsetBugs[0])
 	}
 	return nil
 }

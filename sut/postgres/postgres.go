@@ -95,6 +95,9 @@ type Store struct {
 	bugs           ledger.Bugs
 	cachedBalances func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
 	betweenCommits func(partition int32)
+	// outbox is ledger.BugOutboxOutsideTx's queue of outbox rows written
+	// after the commit (outbox.go); nil otherwise.
+	outbox *deferredOutbox
 }
 
 // Open connects to Postgres. It does not migrate; call Migrate first.
@@ -123,11 +126,15 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
 		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
+	if store.plan.outboxAfterCommit {
+		store.startOutboxFlusher()
+	}
 	return store, nil
 }
 
 // Close releases the pool.
 func (s *Store) Close() {
+	s.stopOutboxFlusher()
 	s.transactions.Close()
 	s.pool.Close()
 }
