@@ -21,6 +21,7 @@ const (
 	PerAccountOrder       = "per-account-order"
 	Durability            = "durability"
 	CacheCoherence        = "cache-coherence"
+	SettlementExactlyOnce = "settlement-exactly-once"
 )
 
 // Catalogue lists every invariant with what it checks.
@@ -37,6 +38,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{Durability, "every operation acknowledged to the client (ok, or accepted) is present in the ledger after recovery; a command answered with a transaction id and then set aside as a dead letter is lost"},
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
 	{Liveness, livenessDescription},
+	{SettlementExactlyOnce, "every settled transaction has exactly one settlement event in the outbox and exactly one effect downstream (the settlement consumer's row); a rejected or unknown transaction has neither"},
 }
 
 // Invariant statuses. Skipped means the invariant cannot be checked here
