@@ -62,6 +62,7 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 	config.GatewayPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
 	config.GatewayInternalPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
 	config.WorkerMetricsPort = freeRangeBelowEphemeral(t, max(1, options.Workers))
+	config.SettlementPort = freeRangeBelowEphemeral(t, 2)
 	config.BrokerSync = false
 	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, options.GatewayArgs...)
 	config.WorkerArgs = options.WorkerArgs
