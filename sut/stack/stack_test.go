@@ -88,7 +88,7 @@ func TestUpKillStartDown(t *testing.T) {
 		"--postgres-port", strconv.Itoa(config.PostgresPort),
 		"--redis-port", strconv.Itoa(config.RedisPort),
 		"--broker-port", strconv.Itoa(config.BrokerPort),
-		"--gateways", "0", "--workers", "0", "--partitions", "4",
+		"--gateways", "0", "--workers", "0", "--settlement=false", "--partitions", "4",
 		"--migrate=" + strconv.FormatBool(config.Migrate)}
 	upOutput, err := exec.CommandContext(ctx, config.Binary, arguments...).CombinedOutput()
 	if err != nil {
