@@ -141,15 +141,19 @@ bench-load: build
 # as well as a fast one: exit 1 if an audit failed, 3 if the batched knee is
 # under CAPACITY_REQUIRE_RATIO x the naive one or under
 # CAPACITY_REQUIRE_CEILING_FRACTION of the calibrated ceiling (and, if set,
-# below the absolute CAPACITY_REQUIRE_TPS).
+# below the absolute CAPACITY_REQUIRE_TPS), or if the soak failed: after the
+# batched steps, CAPACITY_SOAK (10m; 0: none) at 70% of the batched knee on
+# the same stack, which must hold with nothing dropped and every process's
+# private memory flat.
 CAPACITY_STEPS                    ?= 250,500,1000,1500,2000,2500,3000,3600,5000,7500,10000
 CAPACITY_HOLD                     ?= 20s
 CAPACITY_REQUIRE_TPS              ?= 0
 CAPACITY_REQUIRE_RATIO            ?= 3
 CAPACITY_REQUIRE_CEILING_FRACTION ?= 0.3
+CAPACITY_SOAK                     ?= 10m
 CAPACITY_ARGS                     ?=
 capacity: deps build
-	$(BIN) capacity --steps $(CAPACITY_STEPS) --step-duration $(CAPACITY_HOLD) \
+	$(BIN) capacity --steps $(CAPACITY_STEPS) --step-duration $(CAPACITY_HOLD) --soak $(CAPACITY_SOAK) \
 		--require-tps $(CAPACITY_REQUIRE_TPS) --require-ratio $(CAPACITY_REQUIRE_RATIO) \
 		--require-ceiling-fraction $(CAPACITY_REQUIRE_CEILING_FRACTION) \
 		--docs docs/performance.md $(CAPACITY_ARGS)

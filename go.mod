@@ -22,6 +22,7 @@ require (
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
+	github.com/bits-and-blooms/bloom/v3 v3.7.1
 	github.com/go-sql-driver/mysql v1.10.2
 	github.com/google/renameio/v2 v2.0.2
 	github.com/mtibben/confusables v0.0.0-20210201002637-9d1b0723b659
@@ -30,6 +31,7 @@ require (
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/bits-and-blooms/bitset v1.24.2 // indirect
 	gonum.org/v1/gonum v0.17.0 // indirect
 )
 

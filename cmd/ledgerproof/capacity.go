@@ -45,6 +45,8 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.Float64Var(&o.RequireCeilingFraction, "require-ceiling-fraction", 0, "exit 3 unless the batched knee reaches this fraction of the calibrated ceiling (0: no requirement; needs --calibrate)")
 	flags.IntVar(&o.ProfileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics; the load generator serves no profile: its CPU, like every process's, is sampled from /proc; 0: none")
 	flags.IntVar(&o.ProfileSeconds, "profile-seconds", 15, "length of each CPU profile")
+	flags.DurationVar(&o.Soak, "soak", 0, "after the batched steps, on the same stack, hold a load at --soak-fraction of the knee this long, sampling every process's private memory: the soak passes when the load held and every process's memory stayed flat, else exit 3 (0: no soak; else at least 10s; make capacity: 10m)")
+	flags.Float64Var(&o.SoakFraction, "soak-fraction", capacity.DefaultSoakFraction, "the soak's rate as a fraction of the batched knee")
 	flags.IntVar(&o.PortBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		var err error

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/sut/dedupe"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/worker"
 )
@@ -28,6 +29,10 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.Float64Var(&process.CrashBetweenCommits.Probability, "crash-between-commits-probability", 0,
 		"probability, per batch, that the worker exits (status 86, like a kill) between the two commits of a batch; only with --seeded-bug offset-before-postings or skip-dedupe")
 	flags.Uint64Var(&process.CrashBetweenCommits.Seed, "crash-seed", 0, "seed of the crash draws (0: drawn at start and logged)")
+	flags.BoolVar(&process.Dedupe.Enabled, "bloom-dedupe", false, "two-tier dedupe: a Bloom filter of recent transaction ids lets new commands skip the exact lookup; the ledger's keys stay the backstop (docs/two-tier-dedupe.md)")
+	flags.IntVar(&process.Dedupe.Filter.Capacity, "bloom-capacity", dedupe.DefaultCapacity, "ids one generation of the Bloom filter holds at the target rate (two generations are kept); 1 to 100000000")
+	flags.Float64Var(&process.Dedupe.Filter.FalsePositiveRate, "bloom-false-positive-rate", dedupe.DefaultFalsePositiveRate, "target share of new ids the Bloom filter calls maybe-seen (each costs a lookup); above 0, at most 0.5")
+	flags.DurationVar(&process.Dedupe.WarmTimeout, "bloom-warm-timeout", worker.DefaultDedupeWarmTimeout, "bound of the filling of the Bloom filter with the ledger's newest ids at start (in the background)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if err := common.complete(); err != nil {
 			return err

@@ -53,6 +53,11 @@ type Profile struct {
 	// RestartExited restarts a gateway or worker that exited on its own
 	// (a seeded crash) a moment later, as a process supervisor would.
 	RestartExited bool `json:"restart_exited,omitempty"`
+	// GatewayArgs and WorkerArgs are extra arguments of every gateway and
+	// worker of the profile's runs, the clean one included (unlike
+	// Case.WorkerArgs): a setting of the system the profile tests.
+	GatewayArgs []string `json:"gateway_args,omitempty"`
+	WorkerArgs  []string `json:"worker_args,omitempty"`
 }
 
 // Case is one seeded bug of the matrix: the profile it runs under, the
@@ -92,6 +97,7 @@ const (
 	ProfileWorkerKills = "worker-kills"
 	ProfileBrokerOut   = "broker-outage"
 	ProfileBursts      = "bursts"
+	ProfileReplays     = "replays"
 	// ProfileSettlementKills kills the processes of the settlement
 	// pipeline (docs/settlement.md): workers, relay and settler.
 	ProfileSettlementKills = "settlement-kills"
@@ -176,6 +182,29 @@ func Profiles() []Profile {
 			},
 		},
 		{
+			// Replays are the copies of a command that reach a worker at new
+			// offsets on the clean system: the gateways' key TTL is cut to
+			// 10 s (as `make demo` does) so the gate's replays, 15 s after
+			// their answer, pass the gateways and meet the workers' own
+			// dedupe; the workers restart in between, so what a worker
+			// remembers in memory (its Bloom filter) is not what the
+			// ledger holds. The workers run the two-tier dedupe.
+			Name: ProfileReplays,
+			Summary: "gate load 150/s, 50 accounts; gateways forget an answered key after 10s, so the gate's 6% replays " +
+				"(15s after their answer) reach the workers' dedupe; workers with the two-tier dedupe (--bloom-dedupe); " +
+				"kill -9 worker-0 at 5s and worker-1 at 10s, each restarted 2s later",
+			Duration: 30 * time.Second,
+			Sets:     gate(),
+			Steps: []Step{
+				{5 * time.Second, ActionKill, []string{"worker-0"}},
+				{7 * time.Second, ActionStart, []string{"worker-0"}},
+				{10 * time.Second, ActionKill, []string{"worker-1"}},
+				{12 * time.Second, ActionStart, []string{"worker-1"}},
+			},
+			GatewayArgs: []string{"--idempotency-ttl=10s"},
+			WorkerArgs:  []string{"--bloom-dedupe"},
+		},
+		{
 			Name: ProfileSettlementKills,
 			Summary: "gate load 150/s, 50 accounts; kill -9 worker-0 at 5s (restarted at 7s), the relay at 9s (restarted " +
 				"at 11s), the settler at 13s (restarted at 15s), worker-1 at 18s (restarted at 20s), relay and settler at " +
@@ -224,6 +253,8 @@ func Cases() []Case {
 		{Bug: ledger.BugNoIdempotency, Profile: ProfileDuplicates,
 			Expected: []string{invariants.ExactlyOnce, invariants.KeyContract, invariants.OutcomeAgreement},
 			Why:      "every duplicate or misuse of a key is applied as a new transaction"},
+		{Bug: ledger.BugBloomOnlyDedupe, Profile: ProfileReplays, Expected: []string{invariants.ExactlyOnce},
+			Why: "a replay of a command applied before its worker restarted meets an empty filter, is called new, and no key refuses it"},
 		{Bug: ledger.BugOutboxOutsideTx, Profile: ProfileSettlementKills, Expected: []string{invariants.SettlementExactlyOnce},
 			Why: "a worker killed under load dies with the settlement events of its last committed batches still in memory"},
 		{Bug: ledger.BugSettlementNoDedupe, Profile: ProfileSettlementKills, Expected: []string{invariants.SettlementExactlyOnce},
@@ -609,7 +640,8 @@ func (m *Matrix) Markdown() string {
 	var profiles []string
 	for _, p := range m.Profiles {
 		if used[p.Name] {
-			profiles = append(profiles, fmt.Sprintf("- **%s** (%s): %s. Scenario sets: %s.\n", p.Name, p.Duration, p.Summary, SetsText(p.Sets)))
+			profiles = append(profiles, fmt.Sprintf("- **%s** (%s): %s. Scenario sets: %s.%s\n", p.Name, p.Duration, p.Summary, SetsText(p.Sets),
+				processArgsText(p)))
 		}
 	}
 	if len(profiles) > 0 {
@@ -677,4 +709,17 @@ func ReplaceBetween(doc, beginMarker, endMarker, generated string) (string, erro
 	}
 	head := doc[:begin+len(beginMarker)]
 	return head + "\n" + strings.TrimRight(generated, "\n") + "\n" + doc[end:], nil
+}
+
+// processArgsText names a profile's gateway and worker arguments, "" when
+// it has none.
+func processArgsText(p Profile) string {
+	var parts []string
+	if len(p.GatewayArgs) > 0 {
+		parts = append(parts, " Gateways run with `"+strings.Join(p.GatewayArgs, " ")+"`.")
+	}
+	if len(p.WorkerArgs) > 0 {
+		parts = append(parts, " Workers run with `"+strings.Join(p.WorkerArgs, " ")+"`.")
+	}
+	return strings.Join(parts, "")
 }

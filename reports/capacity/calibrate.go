@@ -208,7 +208,7 @@ func calibrateHTTP(ctx context.Context, o Options, self, runDir string, out io.W
 	stepOptions.ProfileAt, stepOptions.Hold, stepOptions.Ramp = 0, calibrationHTTPHold, 2*time.Second
 	file := &stack.File{Endpoints: stack.Endpoints{Gateways: []string{"http://" + address}},
 		Components: []*stack.Component{{Name: calibrationComponentName}}}
-	step, err := runCapacityStep(ctx, stepOptions, self, capacityMode{Name: "calibration"}, file, sampler, 0, calibrationHTTPRate, runDir, out)
+	step, err := runCapacityStep(ctx, stepOptions, self, capacityMode{Name: "calibration"}, file, sampler, stepName(0, calibrationHTTPRate), 0, calibrationHTTPRate, runDir, out)
 	if err != nil {
 		return part, err
 	}

@@ -87,6 +87,9 @@ type capacityModeResult struct {
 	// CeilingFraction is KneeTPS over the calibration's ceiling (nil
 	// without a calibration).
 	CeilingFraction *float64 `json:"ceiling_fraction,omitempty"`
+	// Soak is the soak after the steps (batched mode with --soak; nil
+	// otherwise).
+	Soak *soakResult `json:"soak,omitempty"`
 }
 
 // capacityResult is the whole run: capacity.json.
@@ -109,7 +112,10 @@ type capacityResult struct {
 	// knee's required fraction of its ceiling.
 	Calibration            *capacityCalibration `json:"calibration,omitempty"`
 	RequireCeilingFraction float64              `json:"require_ceiling_fraction"`
-	Verdict                string               `json:"verdict"`
+	// KneeCosts is the batched knee's CPU per request by part beside the
+	// bare programs of the calibration.
+	KneeCosts []componentCost `json:"knee_costs,omitempty"`
+	Verdict   string          `json:"verdict"`
 }
 
 // capacityGatewayArgs are what every gateway of a capacity stack runs with:
@@ -184,6 +190,7 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 	}
 	result.FinishedAt = time.Now().UTC()
 	code := result.judge(o, auditsPassed)
+	result.KneeCosts = result.kneeCosts()
 	content, err := json.MarshalIndent(result, "", "  ")
 	if err != nil {
 		return 2, err
@@ -229,6 +236,14 @@ func (r *capacityResult) judge(o Options, auditsPassed bool) int {
 	if o.RequireCeilingFraction > 0 && (batched == nil || batched.CeilingFraction == nil || *batched.CeilingFraction < o.RequireCeilingFraction) {
 		code = max(code, 3)
 		verdicts = append(verdicts, fmt.Sprintf("batched knee below %.0f%% of the calibrated ceiling", o.RequireCeilingFraction*100))
+	}
+	if o.Soak > 0 && batched != nil && (batched.Soak == nil || !batched.Soak.Passed) {
+		code = max(code, 3)
+		reason := "not run"
+		if batched.Soak != nil {
+			reason = strings.Join(batched.Soak.Reasons, "; ")
+		}
+		verdicts = append(verdicts, "soak failed: "+reason)
 	}
 	if code == 0 {
 		verdicts = append(verdicts, "passed")
@@ -338,7 +353,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 		if ctx.Err() != nil {
 			return result, ctx.Err()
 		}
-		step, err := runCapacityStep(ctx, o, self, mode, file, sampler, index, rate, result.RunDir, out)
+		step, err := runCapacityStep(ctx, o, self, mode, file, sampler, stepName(index, rate), index, rate, result.RunDir, out)
 		if err != nil {
 			return result, err
 		}
@@ -360,6 +375,13 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 			break
 		}
 		result.KneeTPS = step.TargetTPS
+	}
+	if mode.Name == ModeBatched && o.Soak > 0 && ctx.Err() == nil {
+		soak, err := runSoak(ctx, o, self, mode, file, sampler, result.KneeTPS, result.RunDir, out)
+		if err != nil {
+			return result, err
+		}
+		result.Soak = &soak
 	}
 
 	// Audit everything the mode's steps journaled against the ledger.
@@ -461,15 +483,18 @@ func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate 
 	return runner.LoadArgs(stepDir, o.Scenario, gateways, capacitySets(o, rate), o.Seed+int64(index), 0, 1)
 }
 
+// stepName is the directory (under steps/) and journal suffix of the step
+// of this index and rate.
+func stepName(index, rate int) string { return fmt.Sprintf("step-%02d-%d", index+1, rate) }
+
 // runCapacityStep runs one step as a load run of its own (`ledgerproof load`
 // with the step's rate as the scenario's only step), sampling CPU meanwhile.
 // Setup (sign-ups, funding) comes first; the schedule starts when this
 // process says so, so the profiles are timed from it. The figures come from
 // the load's summary.
 func runCapacityStep(ctx context.Context, o Options, self string, mode capacityMode, file *stack.File, sampler *cpuSampler,
-	index, rate int, runDir string, out io.Writer) (capacityStep, error) {
+	name string, index, rate int, runDir string, out io.Writer) (capacityStep, error) {
 	step := capacityStep{TargetTPS: rate, LoadExitCode: -1}
-	name := fmt.Sprintf("step-%02d-%d", index+1, rate)
 	stepDir, err := filepath.Abs(filepath.Join(runDir, "steps", name))
 	if err != nil {
 		return step, err
@@ -778,6 +803,9 @@ func (r *capacityResult) markdown(outDir string) string {
 			}
 			b.WriteString("\n")
 		}
+		if mode.Soak != nil {
+			b.WriteString(mode.Soak.markdown())
+		}
 	}
 	batched, naive := r.mode("batched"), r.mode("naive")
 	if batched != nil && naive != nil {
@@ -812,6 +840,7 @@ func (r *capacityResult) markdown(outDir string) string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(r.kneeCostMarkdown())
 	fmt.Fprintf(&b, "\nVerdict: %s.\n", r.Verdict)
 	return b.String()
 }

@@ -85,6 +85,12 @@ type Options struct {
 	// previous and the calibration's after them; 0: the stacks' defaults
 	// shifted by 200 (and 20 per mode).
 	PortBase int
+	// Soak is the length of the soak's hold after the batched mode's steps,
+	// at SoakFraction (0 to 1) of its knee, on the same stack (0: no soak;
+	// else at least MinimumSoak); a soak that does not pass makes Run
+	// return 3.
+	Soak         time.Duration
+	SoakFraction float64
 	// Calibrate measures this machine's own limits before the steps.
 	Calibrate bool
 	// Binary is the ledgerproof executable the stacks and the loads run;
@@ -148,6 +154,23 @@ func (o *Options) validate() error {
 	case o.PortBase < 0 || (o.PortBase > 0 && o.PortBase+100*len(o.Modes)+50 > highestPort):
 		// The calibration's stack takes the ports after the modes'.
 		return fmt.Errorf("--port-base %d: the stacks' ports must lie between 1 and %d", o.PortBase, highestPort)
+	}
+	switch {
+	case o.Soak < 0 || (o.Soak > 0 && o.Soak < MinimumSoak):
+		return fmt.Errorf("--soak %s: 0 (no soak) or at least %s (its memory is judged on the samples after a warm-up)", o.Soak, MinimumSoak)
+	case o.Soak > 0 && !batched:
+		return errors.New("--soak runs at a fraction of the batched knee: --modes must include batched")
+	case o.Soak > 0 && (o.SoakFraction <= 0 || o.SoakFraction > 1):
+		return fmt.Errorf("--soak-fraction %g must be above 0 and at most 1", o.SoakFraction)
+	}
+	if o.Soak > 0 {
+		// The soak's load, at the first step's rate (its own is known only
+		// from the knee), with the soak's hold.
+		soak := *o
+		soak.Hold = o.Soak
+		if _, err := capacityPlan(soak, o.Steps[0]); err != nil {
+			return fmt.Errorf("--soak: %w", err)
+		}
 	}
 	// Every step's load is checked before any stack starts.
 	for _, rate := range o.Steps {

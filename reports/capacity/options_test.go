@@ -52,6 +52,12 @@ func TestOptionsValidate(t *testing.T) {
 		{"ports past the last", func(o *Options) { o.PortBase = 65400 }, "--port-base 65400"},
 		{"a step the scenario refuses", func(o *Options) { o.Steps = []int{1000, 2000000} }, "step 2000000"},
 		{"no such scenario", func(o *Options) { o.Scenario = "missing.yaml" }, "missing.yaml"},
+		{"a soak", func(o *Options) { o.Soak, o.SoakFraction = 10*time.Minute, 0.7 }, ""},
+		{"negative soak", func(o *Options) { o.Soak = -time.Second }, "--soak -1s: 0 (no soak) or at least 10s"},
+		{"soak too short", func(o *Options) { o.Soak, o.SoakFraction = 5*time.Second, 0.7 }, "--soak 5s: 0 (no soak) or at least 10s"},
+		{"soak without batched", func(o *Options) { o.Modes, o.Soak, o.SoakFraction = []string{ModeNaive}, time.Minute, 0.7 }, "--soak runs at a fraction of the batched knee"},
+		{"soak at no rate", func(o *Options) { o.Soak, o.SoakFraction = time.Minute, 0 }, "--soak-fraction 0 must be above 0 and at most 1"},
+		{"soak above the knee", func(o *Options) { o.Soak, o.SoakFraction = time.Minute, 1.2 }, "--soak-fraction 1.2 must be above 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -225,14 +225,18 @@ func cellConfig(ctx context.Context, o Options, profile mutation.Profile, name, 
 
 // cellTarget is the cell's stack: a fresh one on free ports in a temporary
 // directory (a short path: the Postgres unix socket lives under it), two
-// gateways, two workers, a cheap KDF, and the run's seeded bug with the
-// unsafe switch and the case's worker arguments.
+// gateways, two workers, a cheap KDF, the profile's gateway and worker
+// arguments, and the run's seeded bug with the unsafe switch and the case's
+// worker arguments.
 func cellTarget(o Options, run mutation.Run) (*runner.LocalStack, error) {
 	config := stack.DefaultConfig()
 	config.Binary = o.Binary
 	config.Gateways, config.Workers = mutation.Gateways, mutation.Workers
 	config.GatewayArgs = []string{"--kdf-memory-kib=1024", "--kdf-iterations=1"}
 	config.WorkerArgs = []string{}
+	// The profile's settings of the system, in its clean run too.
+	config.GatewayArgs = append(config.GatewayArgs, run.Profile.GatewayArgs...)
+	config.WorkerArgs = append(config.WorkerArgs, run.Profile.WorkerArgs...)
 	options := runner.LocalOptions{Purge: !o.KeepStacks, KeepDir: o.KeepStacks}
 	if run.Case != nil {
 		// LocalStack makes the fresh directory and picks the free ports.

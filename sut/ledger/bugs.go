@@ -47,6 +47,13 @@ const (
 	// BugNoIdempotency: the gateway ignores the Idempotency-Key for dedupe:
 	// every request, every retry, is a new transaction with a fresh id.
 	BugNoIdempotency Bug = "no-idempotency"
+	// BugBloomOnlyDedupe: the worker's Bloom filter of recent transaction
+	// ids alone decides that a command is new: a negative skips the exact
+	// lookup with no backstop (the ledger has no unique key on the id or
+	// the client key), and the filter starts empty at every start, so a
+	// command applied before a restart, or by another worker, is applied
+	// again when it reaches the worker once more.
+	BugBloomOnlyDedupe Bug = "bloom-only-dedupe"
 	// BugOutboxOutsideTx: the worker writes a batch's settlement events to
 	// the outbox after the batch's commit, from an in-memory queue flushed
 	// a moment later, instead of in the batch's transaction: a worker that
@@ -91,6 +98,7 @@ var catalogue = []BugDescription{
 	{BugConcurrentPartition, ProcessWorker, "the worker applies one partition's batch as parallel transactions, out of order"},
 	{BugTrustCacheBalance, ProcessWorker, "the worker's overdraft check trusts the Redis cached balance, and the ledger has no balance >= 0 check"},
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
+	{BugBloomOnlyDedupe, ProcessWorker, "the worker trusts its Bloom filter's negatives (empty after a restart) with no exact lookup and no unique key behind them"},
 	{BugOutboxOutsideTx, ProcessWorker, "the worker writes settlement events to the outbox after the batch's commit, from a memory queue: a crash loses them"},
 	{BugSettlementNoDedupe, ProcessSettler, "the settler applies every settlement event it reads without dedupe, and commits its offset apart from the effects"},
 }

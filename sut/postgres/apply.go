@@ -53,7 +53,8 @@ type Batch struct {
 	Partition int32
 	Records   []Record
 	// checkKeys makes the apply look every command's (user, key) up in the
-	// ledger beside its transaction id. Off at first: with every stored id
+	// ledger beside its transaction id, and every id whatever the Bloom
+	// filter says (docs/two-tier-dedupe.md). Off at first: with every stored id
 	// derived from its user and key, the id lookup finds any stored
 	// transaction of the key, and the unique (user_id, idempotency_key)
 	// index refuses the rare other (a row stored under another id, such as
@@ -172,8 +173,10 @@ func (s *Store) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error
 // constraint changed), not at each record.
 func (s *Store) applyIsolating(ctx context.Context, batch Batch, setAside *int) (BatchResult, error) {
 	result, err := s.applyOnce(ctx, batch)
-	if s.plan.keyCollisions && !batch.checkKeys && keyConflict(err) {
-		// A key stored under another transaction id: again, looking keys up.
+	if !batch.checkKeys && s.lookUpEverything(err) {
+		// A key stored under another transaction id, or an id the Bloom
+		// filter called new that the ledger has: again, looking every id
+		// and key up.
 		batch.checkKeys = true
 		result, err = s.applyOnce(ctx, batch)
 	}
@@ -280,6 +283,11 @@ func (s *Store) applyOnce(ctx context.Context, batch Batch) (BatchResult, error)
 	defer cancel()
 	var result BatchResult
 	var err error
+	defer func() {
+		if err == nil {
+			s.rememberApplied(result)
+		}
+	}()
 	switch s.plan.offsetCommit {
 	case offsetWithPostings:
 		result, err = s.applyWithOffset(ctx, batch)
@@ -546,41 +554,53 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		live = append(live, record)
 	}
 
-	// Exactly-once by key: look up every transaction id of the batch, and
-	// every (user, key) when key collisions are checked.
+	// Exactly-once by key: look up every transaction id of the batch (those
+	// the Bloom filter has never seen excepted, when it is on: the ledger's
+	// keys are their backstop), and every (user, key) when key collisions
+	// are checked.
 	existing := map[string]ledger.OutcomeNotice{}
 	keys := map[userKey]string{}
 	if len(live) > 0 && (s.plan.dedupeByKey || lookUpKeys) {
 		ids := make([]string, 0, len(live))
 		userIDs := make([]int64, 0, len(live))
 		idempotencyKeys := make([]string, 0, len(live))
+		filtered := s.dedupe != nil && s.plan.dedupeByKey && !batch.checkKeys
 		for _, record := range live {
+			if filtered && !s.dedupe.MightContain(record.Command.TransactionID) {
+				continue
+			}
 			ids = append(ids, record.Command.TransactionID)
 			userIDs = append(userIDs, record.Command.UserID)
 			idempotencyKeys = append(idempotencyKeys, record.Command.IdempotencyKey)
 		}
-		query, arguments := lookUpByID, []any{ids}
-		if lookUpKeys {
-			query, arguments = lookUpByIDOrKey, []any{ids, userIDs, idempotencyKeys}
-		}
-		rows, err := tx.Query(ctx, query, arguments...)
-		if err != nil {
-			return nil, fmt.Errorf("look up keys: %w", err)
-		}
-		var notice ledger.OutcomeNotice
-		var stored userKey
-		var status, reason string
-		if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &stored.userID, &stored.key, &status, &reason, &notice.Fingerprint}, func() error {
-			notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
-			if s.plan.dedupeByKey {
-				existing[notice.TransactionID] = notice
+		if len(ids) > 0 {
+			query, arguments := lookUpByID, []any{ids}
+			if lookUpKeys {
+				query, arguments = lookUpByIDOrKey, []any{ids, userIDs, idempotencyKeys}
 			}
-			if s.plan.keyCollisions {
-				keys[stored] = notice.TransactionID
+			rows, err := tx.Query(ctx, query, arguments...)
+			if err != nil {
+				return nil, fmt.Errorf("look up keys: %w", err)
 			}
-			return nil
-		}); err != nil {
-			return nil, fmt.Errorf("look up keys: %w", err)
+			var notice ledger.OutcomeNotice
+			var stored userKey
+			var status, reason string
+			if _, err := pgx.ForEachRow(rows, []any{&notice.TransactionID, &stored.userID, &stored.key, &status, &reason, &notice.Fingerprint}, func() error {
+				notice.Status, notice.Reason = ledger.Status(status), ledger.Code(reason)
+				if s.plan.dedupeByKey {
+					existing[notice.TransactionID] = notice
+				}
+				if s.plan.keyCollisions {
+					keys[stored] = notice.TransactionID
+				}
+				return nil
+			}); err != nil {
+				return nil, fmt.Errorf("look up keys: %w", err)
+			}
+		}
+		if filtered {
+			// Counted per attempt: a batch applied again counts again.
+			s.countLookups(len(live), ids, existing)
 		}
 	}
 

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/tern/v2/migrate"
 
 	"github.com/ledgerproof/ledgerproof/sut/coalesce"
+	"github.com/ledgerproof/ledgerproof/sut/dedupe"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
@@ -61,6 +62,13 @@ type Config struct {
 	// first commit and before the second, with the batch's partition: the
 	// worker's crash injection and the tests hook in here. Default none.
 	BetweenCommits func(partition int32)
+	// Dedupe, when set, is the first tier of the batch apply's dedupe: a
+	// Bloom filter of recent transaction ids (docs/two-tier-dedupe.md).
+	// A command whose id it has never seen skips the exact lookup; the
+	// ledger's primary key and unique key stay the backstop, and a batch
+	// they refuse is applied again with every id looked up. Default nil:
+	// every id is looked up. Required with ledger.BugBloomOnlyDedupe.
+	Dedupe *dedupe.Filter
 }
 
 func (c *Config) applyDefaults() error {
@@ -79,6 +87,9 @@ func (c *Config) applyDefaults() error {
 	if c.SeededBugs.Has(ledger.BugTrustCacheBalance) && c.CachedBalances == nil {
 		return fmt.Errorf("postgres: seeded bug %s needs CachedBalances", ledger.BugTrustCacheBalance)
 	}
+	if c.SeededBugs.Has(ledger.BugBloomOnlyDedupe) && c.Dedupe == nil {
+		return fmt.Errorf("postgres: seeded bug %s needs a Dedupe filter", ledger.BugBloomOnlyDedupe)
+	}
 	return nil
 }
 
@@ -95,6 +106,8 @@ type Store struct {
 	bugs           ledger.Bugs
 	cachedBalances func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
 	betweenCommits func(partition int32)
+	// dedupe is the Bloom filter of recent ids (nil: none).
+	dedupe *dedupe.Filter
 	// outbox is ledger.BugOutboxOutsideTx's queue of outbox rows written
 	// after the commit (outbox.go); nil otherwise.
 	outbox *deferredOutbox
@@ -124,7 +137,7 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
-		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits}
+		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dedupe: config.Dedupe}
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
 	if store.plan.outboxAfterCommit {
 		store.startOutboxFlusher()

@@ -67,11 +67,18 @@ type applyPlan struct {
 	// that makes overdrafts possible on purpose turns the assertion off so
 	// the auditor, not a crash loop, sees the overdraft.
 	assertNoOverdraft bool
+	// bloomOnly trusts the Bloom filter's negatives as the last word: no
+	// retry with the exact lookup when the ledger refuses a batch (the bug
+	// that sets it also drops the keys that would refuse it).
+	bloomOnly bool
+	// warmDedupe fills the Bloom filter from the ledger at start
+	// (Store.WarmDedupe); off, the filter starts empty.
+	warmDedupe bool
 }
 
 func newApplyPlan(bugs ledger.Bugs) applyPlan {
 	plan := applyPlan{offsetCommit: offsetWithPostings, dedupeByKey: true, keyCollisions: true, derivedIDs: true,
-		lockAccounts: true, chunks: 1, assertNoOverdraft: true}
+		lockAccounts: true, chunks: 1, assertNoOverdraft: true, warmDedupe: true}
 	for _, bug := range bugs {
 		switch bug {
 		case ledger.BugSkipDedupe:
@@ -93,6 +100,13 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 		case ledger.BugTrustCacheBalance:
 			plan.trustCachedBalance = true
 			plan.assertNoOverdraft = false
+		case ledger.BugBloomOnlyDedupe:
+			// The filter alone decides: its negatives are never checked,
+			// and it starts empty. With no unique key left, the key
+			// collision lookup has nothing to protect either.
+			plan.bloomOnly = true
+			plan.warmDedupe = false
+			plan.keyCollisions = false
 		case ledger.BugOutboxOutsideTx:
 			plan.outboxAfterCommit = true
 		}
@@ -126,6 +140,13 @@ var seededSchemaChanges = map[ledger.Bug][]string{
 	// The overdraft check is the application's only guard.
 	ledger.BugTrustCacheBalance: {
 		dropConstraints("accounts", "contype = 'c' AND pg_get_constraintdef(oid) LIKE '%balance >= 0%'"),
+	},
+	// The Bloom filter is the only dedupe: like skip-dedupe, neither key
+	// is left to refuse a second row of one transaction.
+	ledger.BugBloomOnlyDedupe: {
+		dropConstraints("postings", "contype = 'f' AND confrelid = 'transactions'::regclass"),
+		dropConstraints("transactions", "contype IN ('p', 'u')"),
+		`CREATE INDEX IF NOT EXISTS transactions_by_id ON transactions (id)`,
 	},
 	// The settler relies on its offsets alone: the unique transaction id of
 	// its history (migration 006) goes.

@@ -423,11 +423,12 @@ func TestSeededSchemaChanges(t *testing.T) {
 		{"skip-dedupe", ledger.Bugs{ledger.BugSkipDedupe}, true, false},
 		{"no-idempotency", ledger.Bugs{ledger.BugNoIdempotency}, true, false},
 		{"trust-cache-balance", ledger.Bugs{ledger.BugTrustCacheBalance}, false, true},
+		{"bloom-only-dedupe", ledger.Bugs{ledger.BugBloomOnlyDedupe}, true, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			store := seededStore(t, postgres.Config{SeededBugs: c.bugs,
+			store := seededStore(t, postgres.Config{SeededBugs: c.bugs, Dedupe: newFilter(t),
 				CachedBalances: func(context.Context, []int64) (map[int64]int64, error) { return nil, errors.New("no cache") }})
 			ctx := context.Background()
 			alice := newUser(t, store, "alice@example.com")

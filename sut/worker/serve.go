@@ -40,6 +40,9 @@ type ProcessConfig struct {
 	// CrashBetweenCommits injects a crash between a batch's two commits
 	// under the seeded bugs that split them. Default: none.
 	CrashBetweenCommits BetweenCommitsCrash
+	// Dedupe is the two-tier dedupe (a Bloom filter in front of the exact
+	// lookup). Default off.
+	Dedupe DedupeConfig
 }
 
 // Serve runs a worker process until ctx ends: it activates the seeded bugs
@@ -50,6 +53,9 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	connections, config := process.Daemon, process.Worker
 	logger, err := connections.Logger()
 	if err != nil {
+		return err
+	}
+	if err := process.Dedupe.validate(); err != nil {
 		return err
 	}
 	bugs := connections.ActivateSeededBugs(ledger.ProcessWorker, logger)
@@ -66,7 +72,12 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	if storeBugs.Has(ledger.BugNoIdempotency) {
 		logger.Warn("SEEDED BUG no-idempotency: the worker's key checks are off too (ids not derived from their key, key collisions), as in a system without idempotency by key")
 	}
-	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true})
+	filter, err := newDedupeFilter(process.Dedupe, storeBugs)
+	if err != nil {
+		return err
+	}
+	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true,
+		Dedupe: filter})
 	if err != nil {
 		return err
 	}
@@ -86,6 +97,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	defer consumer.Close()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerDedupeMetrics(registry, filter)
 	applier, err := New(config, store, cache, consumer, logger, NewMetrics(registry))
 	if err != nil {
 		return err
@@ -106,8 +118,15 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	group.Go(func() error {
 		return daemon.ServeHTTP(groupContext, process.MetricsListen, connections.InternalHandler(mux, crashRegistry), logger)
 	})
+	if filter != nil {
+		group.Go(func() error {
+			warmDedupe(groupContext, store, process.Dedupe.WarmTimeout, logger)
+			return nil
+		})
+	}
 	group.Go(func() error {
-		logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String())
+		logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String(),
+			"bloom_dedupe", filter != nil)
 		return applier.Run(groupContext)
 	})
 	return group.Wait()
