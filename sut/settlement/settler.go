@@ -57,6 +57,9 @@ func (c *SettlerConfig) applyDefaults() error {
 	return nil
 }
 
+// pollErrorPause is the pause after a poll that failed and returned nothing.
+const pollErrorPause = 200 * time.Millisecond
+
 // Settler applies settlement events to settlement_history, exactly once per
 // transaction: each poll's records of a partition are applied in one
 // Postgres transaction with the partition's next offset (postgres.Store.
@@ -120,7 +123,16 @@ func (s *Settler) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			// The broker away: the client retries; a pause keeps a
+			// failing poll from spinning.
 			s.logger.Warn("poll settlements", "error", err)
+			if len(polled) == 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(pollErrorPause):
+				}
+			}
 		}
 		for _, partition := range polled {
 			if err := s.applyPartition(ctx, partition); err != nil {
