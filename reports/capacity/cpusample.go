@@ -179,15 +179,21 @@ func (s *cpuSampler) sample() {
 
 // run samples every interval until stop is closed.
 func (s *cpuSampler) run(interval time.Duration, stop <-chan struct{}) {
+	sampleEvery(interval, stop, s.sample)
+}
+
+// sampleEvery calls sample at once, then every interval until stop is
+// closed.
+func sampleEvery(interval time.Duration, stop <-chan struct{}, sample func()) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-	s.sample()
+	sample()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-ticker.C:
-			s.sample()
+			sample()
 		}
 	}
 }

@@ -62,20 +62,10 @@ func (s *memorySampler) sample() {
 	s.mutex.Unlock()
 }
 
-// run samples every interval until stop is closed.
+// run samples every interval until stop is closed, and once more then.
 func (s *memorySampler) run(interval time.Duration, stop <-chan struct{}) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
+	sampleEvery(interval, stop, s.sample)
 	s.sample()
-	for {
-		select {
-		case <-stop:
-			s.sample()
-			return
-		case <-ticker.C:
-			s.sample()
-		}
-	}
 }
 
 func (s *memorySampler) all() []memorySample {
