@@ -1,0 +1,37 @@
+-- Cross-shard transfers as sagas (docs/sharding.md). Every shard has both
+-- tables; with one shard they stay empty.
+--
+-- The saga log, in the source account's shard: one row per cross-shard
+-- transfer, written in the transaction that debits the source (state
+-- 'debited'), and moved once to 'completed' (the destination credited) or
+-- 'compensated' (the destination refused; the source refunded in the same
+-- transaction). The id is the transfer's transaction id; the debit posting
+-- and the refund posting carry it as their transaction_id. 'failed' is only
+-- ever written by the seeded bug saga-no-compensation.
+CREATE TABLE sagas (
+    id                     uuid        PRIMARY KEY,
+    source_account_id      bigint      NOT NULL,
+    destination_account_id bigint      NOT NULL,
+    destination_shard      integer     NOT NULL CHECK (destination_shard >= 0),
+    amount                 bigint      NOT NULL CHECK (amount > 0),
+    state                  text        NOT NULL CHECK (state IN ('debited', 'completed', 'compensated', 'failed')),
+    reason                 text        NOT NULL DEFAULT '',
+    refunds                integer     NOT NULL DEFAULT 0 CHECK (refunds >= 0),
+    started_at             timestamptz NOT NULL DEFAULT now(),
+    updated_at             timestamptz NOT NULL DEFAULT now()
+);
+-- The recovery loop's scan: sagas still in flight, oldest first.
+CREATE INDEX sagas_in_flight ON sagas (updated_at) WHERE state = 'debited';
+
+-- The destination shard's decision on each saga, unique by saga id: the
+-- credit ('credited', with its posting in the same transaction) or the
+-- fence 'cancelled' written before the source refunds, so a late or
+-- repeated credit of a compensated saga cannot follow.
+CREATE TABLE saga_credits (
+    saga_id    uuid        PRIMARY KEY,
+    account_id bigint      NOT NULL,
+    amount     bigint      NOT NULL CHECK (amount > 0),
+    outcome    text        NOT NULL CHECK (outcome IN ('credited', 'cancelled')),
+    reason     text        NOT NULL DEFAULT '',
+    decided_at timestamptz NOT NULL DEFAULT now()
+);
