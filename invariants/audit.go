@@ -74,6 +74,10 @@ type Config struct {
 	// not known: the days' debits are not checked. The reference system's
 	// is its gateways' and workers' --daily-debit-limit (docs/limits.md).
 	DailyDebitLimitMinor int64
+	// Sagas reads the sagas of a sharded ledger (every shard's saga log,
+	// destination decisions and saga postings) for saga-atomicity. Nil (the
+	// default, one shard): that invariant is not exercised.
+	Sagas SagaSource
 	// Progress receives progress lines (drain, phases). Nil discards them.
 	Progress io.Writer
 	// Now is the clock. Default time.Now.
@@ -288,6 +292,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkPerAccountOrder()
 	a.checkRejections()
 	a.checkLimits()
+	a.checkSagas(ctx)
 	a.finishDeadLetters()
 	phase("checks", begin)
 

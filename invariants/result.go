@@ -22,6 +22,7 @@ const (
 	Durability            = "durability"
 	CacheCoherence        = "cache-coherence"
 	LimitsRespected       = "limits-respected"
+	SagaAtomicity         = "saga-atomicity"
 )
 
 // Catalogue lists every invariant with what it checks.
@@ -39,6 +40,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
 	{Liveness, livenessDescription},
 	{LimitsRespected, limitsDescription},
+	{SagaAtomicity, sagaAtomicityDescription},
 }
 
 // Invariant statuses. Skipped means the invariant cannot be checked here
