@@ -2,8 +2,11 @@ package invariants
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
@@ -244,5 +247,113 @@ func TestAuditChecksSagasItIsGiven(t *testing.T) {
 				t.Errorf("saga-atomicity %s (%q), verdict %s; want %s and %s", invariant.Status, invariant.Note, result.Verdict, c.wantStatus, c.wantVerdict)
 			}
 		})
+	}
+}
+
+// TestSagasSurviveCrashesRetriesAndRacesProperty: sagas between two real
+// shards, each interrupted after a random step (a crash), repeated by a
+// random number of concurrent runners (a redelivery, a second worker) and
+// resumed by concurrent recovery passes, all end completed or compensated
+// with the money conserved, as saga-atomicity judges it.
+func TestSagasSurviveCrashesRetriesAndRacesProperty(t *testing.T) {
+	stacktest.SkipIfShort(t)
+	ctx := context.Background()
+	layout, _ := shard.New(2)
+	var urls []string
+	var stores []*postgres.Store
+	for i := 0; i < 2; i++ {
+		url := stacktest.PostgresURL(t)
+		if err := postgres.Migrate(ctx, url); err != nil {
+			t.Fatal(err)
+		}
+		store, err := postgres.Open(ctx, postgres.Config{URL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(store.Close)
+		if err := store.NumberAccountsForShard(ctx, layout, i); err != nil {
+			t.Fatal(err)
+		}
+		urls, stores = append(urls, url), append(stores, store)
+	}
+	payer, err := stores[0].CreateUser(ctx, "payer@example.com", "hash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	payee, err := stores[1].CreateUser(ctx, "payee@example.com", "hash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const funded = 1_000_000
+	fund := postgres.Batch{Topic: "ledger.commands", Records: []postgres.Record{{Command: ledger.Command{
+		TransactionID: ledger.TransactionIDFor(payer.ID, "fund"), Kind: ledger.KindDeposit, UserID: payer.ID, IdempotencyKey: "fund",
+		SourceAccountID: ledger.ExternalAccountID, DestinationAccountID: payer.AccountID, AmountMinor: funded, Fingerprint: "fund"}}}}
+	if _, err := stores[0].ApplyBatch(ctx, fund); err != nil {
+		t.Fatal(err)
+	}
+	recovery := postgres.SagaRecovery{Destinations: func(int) *postgres.Store { return stores[1] }, OlderThan: 1}
+	count := 0
+	rapid.Check(t, func(rt *rapid.T) {
+		count++
+		toMissing := rapid.Bool().Draw(rt, "to a missing account")
+		destination := payee.AccountID
+		if toMissing {
+			destination += 2 * int64(rapid.IntRange(1, 100).Draw(rt, "missing offset"))
+		}
+		saga := postgres.Saga{ID: ledger.TransactionIDFor(payer.ID, fmt.Sprintf("saga-%d", count)), SourceAccountID: payer.AccountID,
+			DestinationAccountID: destination, DestinationShard: 1, AmountMinor: int64(rapid.IntRange(1, 100).Draw(rt, "amount"))}
+		// The first runner crashes after step 0 (before the debit
+		// commits, i.e. nothing), 1 (after the debit), 2 (after the
+		// decision) or 3 (never).
+		crashAfter := rapid.IntRange(0, 3).Draw(rt, "crash after step")
+		if crashAfter >= 1 {
+			if _, err := stores[0].SagaDebit(ctx, saga); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		var decision postgres.SagaStep
+		if crashAfter >= 2 {
+			if decision, err = stores[1].SagaCredit(ctx, saga); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		if crashAfter >= 3 {
+			if _, err := stores[0].SagaFinish(ctx, saga.ID, decision); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		// Then redeliveries and recovery passes, concurrently.
+		runners := rapid.IntRange(1, 3).Draw(rt, "redeliveries")
+		passes := rapid.IntRange(0, 2).Draw(rt, "recovery passes")
+		errs := make(chan error, runners+passes)
+		for i := 0; i < runners; i++ {
+			go func() { _, err := postgres.RunSaga(ctx, stores[0], stores[1], saga); errs <- err }()
+		}
+		for i := 0; i < passes; i++ {
+			go func() { _, err := postgres.RecoverSagas(ctx, stores[0], recovery); errs <- err }()
+		}
+		for i := 0; i < runners+passes; i++ {
+			if err := <-errs; err != nil {
+				rt.Fatal(err)
+			}
+		}
+	})
+	sagaLedger, err := PostgresSagaSource{URLs: urls}.ReadSagas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	result := CheckSagas(sagaLedger, 5)
+	if result.Status != StatusPassed || result.Checked[unitSagas] != int64(count) {
+		t.Fatalf("%s after %d sagas: %v %+v", result.Status, count, result.Checked, result.Violations)
+	}
+	var payerBalance, payeeBalance int64
+	if err := stores[0].Pool().QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1`, payer.AccountID).Scan(&payerBalance); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[1].Pool().QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1`, payee.AccountID).Scan(&payeeBalance); err != nil {
+		t.Fatal(err)
+	}
+	if payerBalance+payeeBalance != funded {
+		t.Errorf("balances %d + %d, want %d in all", payerBalance, payeeBalance, funded)
 	}
 }
