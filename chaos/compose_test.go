@@ -103,7 +103,7 @@ func TestComposeInventoryFromTheRepositoryFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"broker", "broker-1", "broker-2", "broker-3", "gateway-1", "gateway-2", "postgres", "redis", "worker-1", "worker-2"}
+	want := []string{"broker", "broker-1", "broker-2", "broker-3", "gateway-1", "gateway-2", "postgres", "redis", "relay", "settler", "worker-1", "worker-2"}
 	if !reflect.DeepEqual(inventory.Processes, want) {
 		t.Fatalf("targets %v, want %v", inventory.Processes, want)
 	}

@@ -82,7 +82,7 @@ func TestLocalStackPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	output, err = exec.CommandContext(ctx, binary, "chaos", "--plan", badPlan, "--stack", file.Dir).CombinedOutput()
-	if err == nil || !strings.Contains(string(output), `target "worker-3" does not exist in this stack (it has postgres, redis, broker, worker-0, gateway-0)`) {
+	if err == nil || !strings.Contains(string(output), `target "worker-3" does not exist in this stack (it has postgres, redis, broker, worker-0, relay, settler, gateway-0)`) {
 		t.Errorf("plan with an unknown target: %v\n%s", err, output)
 	}
 

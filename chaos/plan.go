@@ -83,6 +83,9 @@ const (
 	roleRedis           = "redis"
 	roleWorker          = "worker"
 	roleGateway         = "gateway"
+	// The settlement pipeline's processes (docs/settlement.md), one each.
+	roleRelay   = "relay"
+	roleSettler = "settler"
 )
 
 // Limits of a plan. A plan is written by a person or drawn at random; these
@@ -864,7 +867,7 @@ type target struct {
 }
 
 // processTargetForms describes the process targets, for errors.
-const processTargetForms = "broker, broker-N, postgres, postgres-standby, redis, worker-N, worker:partition=N, gateway-N"
+const processTargetForms = "broker, broker-N, postgres, postgres-standby, redis, worker-N, worker:partition=N, gateway-N, relay, settler"
 
 var numberedTarget = regexp.MustCompile(`^(broker|worker|gateway)-(0|[1-9][0-9]{0,3})$`)
 var partitionTarget = regexp.MustCompile(`^worker:partition=(0|[1-9][0-9]{0,3})$`)
@@ -876,7 +879,8 @@ func parseTarget(text string) (target, error) {
 	case contains(Links, text):
 		parsed.link = true
 		parsed.role = text
-	case text == roleBroker || text == rolePostgres || text == rolePostgresStandby || text == roleRedis:
+	case text == roleBroker || text == rolePostgres || text == rolePostgresStandby || text == roleRedis ||
+		text == roleRelay || text == roleSettler:
 		parsed.role = text
 	case numberedTarget.MatchString(text):
 		match := numberedTarget.FindStringSubmatch(text)

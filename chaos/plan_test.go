@@ -13,7 +13,7 @@ import (
 // localInventory is the default local stack's shape: 2 gateways, 2 workers,
 // 16 partitions, no proxies, no standby, no crash points.
 var localInventory = Inventory{
-	Processes:  []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "worker-1"},
+	Processes:  []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "worker-1", "relay", "settler"},
 	Partitions: 16,
 }
 
@@ -249,7 +249,7 @@ steps:
 		t.Fatalf("want a PlanError, got %v", err)
 	}
 	wants := []string{
-		`steps[0] (at 1s, kill worker-7): target "worker-7" does not exist in this stack (it has postgres, redis, broker, gateway-0, gateway-1, worker-0, worker-1)`,
+		`steps[0] (at 1s, kill worker-7): target "worker-7" does not exist in this stack (it has postgres, redis, broker, gateway-0, gateway-1, worker-0, worker-1, relay, settler)`,
 		"steps[1] (at 2s, kill worker:partition=16): partition 16 out of range: the stack's topic has partitions 0..15",
 		`steps[2] (at 3s, kill postgres-standby): target "postgres-standby" does not exist in this stack (start it with --postgres-standby)`,
 		"steps[3] (at 4s, link worker->broker): link faults are not supported by this stack (start it with --proxies)",

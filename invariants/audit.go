@@ -195,6 +195,8 @@ type auditor struct {
 	invariants map[string]*InvariantResult
 
 	deadLetters *deadLetterState
+	// settlements is settlement-exactly-once's state (settlement.go).
+	settlements settlementState
 
 	// rejections is justified-rejection's state (rejections.go); coverage
 	// the coverage being built and duplicates its duplicate counts
@@ -227,6 +229,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 		phantomKeys: map[int32]string{},
 		invariants:  map[string]*InvariantResult{},
 		deadLetters: newDeadLetterState(),
+		settlements: settlementState{counts: map[int32]settlementCounts{}},
 		coverage: &Coverage{Rejections: RejectionCoverage{Ledger: map[string]int64{}, BeforeLedger: map[string]int64{},
 			NotDecidable: map[string]int64{}, NotJudged: map[string]int64{}}},
 		result: &Result{
@@ -275,7 +278,8 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	begin = config.Now()
 	fmt.Fprintf(config.Progress, "audit: reading the ledger (%s), %d operations journaled\n", config.Ledger.Describe(), len(a.history.operations))
 	if err := config.Ledger.Scan(ctx, Visitor{Account: a.visitAccount, Transaction: a.visitTransaction, Posting: a.visitPosting,
-		DeadLetters: a.visitDeadLetters, DeadLetter: a.visitDeadLetter}); err != nil {
+		DeadLetters: a.visitDeadLetters, DeadLetter: a.visitDeadLetter,
+		Settlements: a.visitSettlements, Settlement: a.visitSettlement}); err != nil {
 		return nil, fmt.Errorf("%w: read ledger %s: %w", ErrCannotAudit, config.Ledger.Describe(), err)
 	}
 	a.finishProbes()
@@ -294,6 +298,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkLimits()
 	a.checkSagas(ctx)
 	a.finishDeadLetters()
+	a.checkSettlements()
 	phase("checks", begin)
 
 	begin = config.Now()

@@ -116,3 +116,60 @@ func LagProbe(positions func(ctx context.Context) (ends, stored map[int32]int64,
 			Progress: fmt.Sprintf("lag %d record(s) on %d of %d partition(s)", lag, behind, len(ends))}, nil
 	}
 }
+
+// SettlementsTopic is the reference system's settlements topic
+// (docs/settlement.md).
+const SettlementsTopic = "ledger.settlements"
+
+// SettlementDrainProbe extends commands, the probe of the commands' drain,
+// to the reference system's settlements downstream: once commands is done,
+// it is done when the outbox has nothing unpublished and, when settlements
+// is not nil (the broker of the settlements topic), the settler's stored
+// offsets (consumer_offsets of that topic) have reached every partition's
+// high watermark. Without it a clean run's last settlements look lost. A
+// ledger without an outbox (before migration 006) has nothing more to
+// drain. When the broker cannot answer, the outbox alone is waited for.
+func SettlementDrainProbe(commands DrainProbe, ledger *PostgresSource, settlements *BrokerOffsets) DrainProbe {
+	return func(ctx context.Context) (DrainState, error) {
+		state, err := commands(ctx)
+		if err != nil || !state.Done {
+			return state, err
+		}
+		unpublished, hasOutbox, err := ledger.UnpublishedOutbox(ctx)
+		if err != nil {
+			return DrainState{Progress: state.Progress, Lag: state.Lag}, err
+		}
+		if !hasOutbox {
+			return state, nil
+		}
+		if unpublished > 0 {
+			return DrainState{Progress: fmt.Sprintf("%s; outbox: %d event(s) unpublished", state.Progress, unpublished)}, nil
+		}
+		if settlements == nil {
+			state.Progress += "; outbox: all published"
+			return state, nil
+		}
+		brokerContext, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ends, err := settlements.Ends(brokerContext)
+		cancel()
+		if err != nil {
+			state.Progress += fmt.Sprintf("; outbox: all published; settlements topic unavailable (%v), settler not waited for", err)
+			return state, nil
+		}
+		stored, err := ledger.StoredOffsets(ctx, settlements.topic)
+		if err != nil {
+			return DrainState{Progress: state.Progress}, err
+		}
+		var lag int64
+		for partition, end := range ends {
+			if next := stored[partition]; next < end {
+				lag += end - next
+			}
+		}
+		if lag > 0 {
+			return DrainState{Progress: fmt.Sprintf("%s; outbox: all published; settler: %d event(s) behind", state.Progress, lag)}, nil
+		}
+		state.Progress += "; outbox: all published; settler: caught up"
+		return state, nil
+	}
+}

@@ -111,6 +111,14 @@ type Visitor struct {
 	// DeadLetter is then called for every dead letter, in the order the
 	// system set them aside, when available.
 	DeadLetter func(*DeadLetter) error
+	// Settlements is called once, after the dead letters: available says
+	// whether the source knows the settlement events (the outbox) and
+	// their effects downstream, note why not. Optional, like
+	// DeadLetters.
+	Settlements func(available bool, note string) error
+	// Settlement is then called, when available, for every transaction id
+	// that has a settlement event or effect.
+	Settlement func(*Settlement) error
 }
 
 // Source is a ledger the auditor can read. Scan calls visitor.Account for

@@ -21,6 +21,7 @@ func (r *referenceLedger) applyOne(commands ...ledger.Command) {
 		if err != nil {
 			r.t.Fatal(err)
 		}
+		r.settleDownstream()
 		r.clock += 10
 		entry := JournalEntry{Version: 1, Op: fmt.Sprintf("op-%d", len(r.journal)), Kind: string(command.Kind),
 			Key: command.IdempotencyKey, User: command.UserID, From: command.SourceAccountID, To: command.DestinationAccountID,

@@ -90,11 +90,52 @@ func (s *PostgresSource) Scan(ctx context.Context, visitor Visitor) error {
 		}); err != nil {
 			return fmt.Errorf("read postings: %w", err)
 		}
-		if visitor.DeadLetters == nil {
+		if visitor.DeadLetters != nil {
+			if err := scanDeadLetters(ctx, tx, visitor); err != nil {
+				return err
+			}
+		}
+		if visitor.Settlements == nil {
 			return nil
 		}
-		return scanDeadLetters(ctx, tx, visitor)
+		return scanSettlements(ctx, tx, visitor)
 	})
+}
+
+// scanSettlements reads, in the scan's snapshot, each transaction's
+// settlement events (settlement_outbox) and effects (settlement_history),
+// migration 006. A ledger without those tables has no outbox: not
+// available, and it says so.
+func scanSettlements(ctx context.Context, tx pgx.Tx, visitor Visitor) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('settlement_outbox') IS NOT NULL AND to_regclass('settlement_history') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("look for the settlement tables: %w", err)
+	}
+	if !exists {
+		return visitor.Settlements(false, "not available: the ledger has no settlement_outbox and settlement_history (a schema before migration 006)")
+	}
+	if err := visitor.Settlements(true, ""); err != nil {
+		return err
+	}
+	if visitor.Settlement == nil {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT coalesce(o.transaction_id, h.transaction_id)::text, coalesce(o.events, 0), coalesce(o.unpublished, 0),
+			coalesce(h.effects, 0)
+		FROM (SELECT transaction_id, count(*) AS events, count(*) FILTER (WHERE published_at IS NULL) AS unpublished
+			FROM settlement_outbox GROUP BY transaction_id) o
+		FULL OUTER JOIN (SELECT transaction_id, count(*) AS effects FROM settlement_history GROUP BY transaction_id) h
+			ON o.transaction_id = h.transaction_id`)
+	if err != nil {
+		return fmt.Errorf("read settlements: %w", err)
+	}
+	var settlement Settlement
+	if _, err := pgx.ForEachRow(rows, []any{&settlement.TransactionID, &settlement.Events, &settlement.Unpublished, &settlement.Effects}, func() error {
+		return visitor.Settlement(&settlement)
+	}); err != nil {
+		return fmt.Errorf("read settlements: %w", err)
+	}
+	return nil
 }
 
 // maxDeadLetterReasonCharacters bounds the reason read per dead letter: a
@@ -168,4 +209,19 @@ func (s *PostgresSource) Fingerprint(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("ledger fingerprint: %w", err)
 	}
 	return fmt.Sprintf("%d transactions, last posting %d, offsets sum %d", transactions, lastPosting, offsets), nil
+}
+
+// UnpublishedOutbox counts the outbox's unpublished events; hasOutbox is
+// false for a ledger without one (before migration 006).
+func (s *PostgresSource) UnpublishedOutbox(ctx context.Context) (unpublished int64, hasOutbox bool, err error) {
+	if err := s.conn.QueryRow(ctx, `SELECT to_regclass('settlement_outbox') IS NOT NULL`).Scan(&hasOutbox); err != nil {
+		return 0, false, fmt.Errorf("look for the outbox: %w", err)
+	}
+	if !hasOutbox {
+		return 0, false, nil
+	}
+	if err := s.conn.QueryRow(ctx, `SELECT count(*) FROM settlement_outbox WHERE published_at IS NULL`).Scan(&unpublished); err != nil {
+		return 0, true, fmt.Errorf("count unpublished outbox events: %w", err)
+	}
+	return unpublished, true, nil
 }

@@ -73,6 +73,7 @@ func (r *referenceLedger) apply(commands ...ledger.Command) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.settleDownstream()
 	for i, command := range commands {
 		outcome := result.Outcomes[i]
 		r.clock += 10
@@ -85,6 +86,26 @@ func (r *referenceLedger) apply(commands ...ledger.Command) {
 		}
 		r.journal = append(r.journal, entry)
 	}
+}
+
+// settleDownstream does what a drained relay and settler do
+// (docs/settlement.md): every outbox event published and applied once.
+func (r *referenceLedger) settleDownstream() {
+	r.t.Helper()
+	r.exec(`UPDATE settlement_outbox SET published_at = now() WHERE published_at IS NULL`)
+	r.exec(`INSERT INTO settlement_history (transaction_id, kind, source_account_id, destination_account_id, amount, kafka_partition, kafka_offset)
+		SELECT transaction_id, kind, source_account_id, destination_account_id, amount, 0, id FROM settlement_outbox
+		ON CONFLICT (transaction_id) DO NOTHING`)
+}
+
+// settleDownstreamAgain restores the outbox rows of settled transactions
+// that a test deleted, and their effects.
+func (r *referenceLedger) settleDownstreamAgain() {
+	r.t.Helper()
+	r.exec(`INSERT INTO settlement_outbox (transaction_id, kind, source_account_id, destination_account_id, amount, published_at)
+		SELECT t.id, t.kind, t.source_account_id, t.destination_account_id, t.amount, now() FROM transactions t
+		WHERE t.status = 'settled' AND NOT EXISTS (SELECT 1 FROM settlement_outbox o WHERE o.transaction_id = t.id)`)
+	r.settleDownstream()
 }
 
 func referenceCommand(user ledger.User, kind ledger.Kind, key string, source, destination, amount int64) ledger.Command {

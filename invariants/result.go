@@ -22,6 +22,7 @@ const (
 	Durability            = "durability"
 	CacheCoherence        = "cache-coherence"
 	LimitsRespected       = "limits-respected"
+	SettlementExactlyOnce = "settlement-exactly-once"
 	SagaAtomicity         = "saga-atomicity"
 )
 
@@ -40,6 +41,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{CacheCoherence, "after drain, every cached balance (Redis balance:<id>) equals the ledger's balance"},
 	{Liveness, livenessDescription},
 	{LimitsRespected, limitsDescription},
+	{SettlementExactlyOnce, "every settled transaction has exactly one settlement event in the outbox and exactly one effect downstream (the settlement consumer's row); a rejected or unknown transaction has neither"},
 	{SagaAtomicity, sagaAtomicityDescription},
 }
 

@@ -21,7 +21,7 @@ import (
 // Account ids are unique across shards by construction (shard.Layout), but
 // the external account (id 0) is in every shard: it is listed once. Each
 // table is read in its own pass over every shard (accounts, then
-// transactions, then postings and dead letters, the shards' postings
+// transactions, then postings, dead letters and settlements, the shards' postings
 // merged as they stream), so the union is not one snapshot: read it after
 // drain, as the audit does.
 type ShardedSource struct {
@@ -88,6 +88,10 @@ type shardedItem struct {
 	deadLettersSaid bool
 	available       bool
 	note            string
+	// settlementsSaid, with available and note, is the shard's
+	// settlement availability; settlement one of its records.
+	settlementsSaid bool
+	settlement      *Settlement
 }
 
 // shardedQueue bounds the items each shard streams ahead of the merge.
@@ -132,6 +136,13 @@ func (s ShardedSource) scanPostings(ctx context.Context, visitor Visitor, n int6
 					copied.Raw = append([]byte(nil), letter.Raw...)
 					return send(shardedItem{deadLetter: &copied})
 				},
+				Settlements: func(available bool, note string) error {
+					return send(shardedItem{settlementsSaid: true, available: available, note: note})
+				},
+				Settlement: func(settlement *Settlement) error {
+					copied := *settlement
+					return send(shardedItem{settlement: &copied})
+				},
 			})
 			if err != nil {
 				return fmt.Errorf("shard %d: %w", index, err)
@@ -144,12 +155,18 @@ func (s ShardedSource) scanPostings(ctx context.Context, visitor Visitor, n int6
 }
 
 // mergeShards forwards the shards' postings in ascending id, then their
-// dead letters, draining every stream to its end.
+// dead letters, then their settlements (the auditor adds up a
+// transaction's events and effects from several shards), draining every
+// stream to its end. Dead letters and settlements are held until every
+// shard has streamed its postings: they are said once for all shards.
 func mergeShards(visitor Visitor, streams []chan shardedItem) error {
 	heads := make([]*shardedItem, len(streams))
 	var letters []*DeadLetter
+	var settlements []*Settlement
 	available, said := true, 0
 	var notes []string
+	settlementsAvailable, settlementsSaid := true, 0
+	var settlementNotes []string
 	// advance reads the shard's next posting into heads, keeping what
 	// comes after the postings aside.
 	advance := func(i int) {
@@ -167,6 +184,14 @@ func mergeShards(visitor Visitor, streams []chan shardedItem) error {
 				}
 			case item.deadLetter != nil:
 				letters = append(letters, item.deadLetter)
+			case item.settlementsSaid:
+				settlementsSaid++
+				settlementsAvailable = settlementsAvailable && item.available
+				if item.note != "" {
+					settlementNotes = append(settlementNotes, fmt.Sprintf("shard %d: %s", i, item.note))
+				}
+			case item.settlement != nil:
+				settlements = append(settlements, item.settlement)
 			}
 		}
 	}
@@ -188,22 +213,36 @@ func mergeShards(visitor Visitor, streams []chan shardedItem) error {
 		}
 		advance(next)
 	}
-	if visitor.DeadLetters == nil || said == 0 {
-		return nil
-	}
-	if said < len(streams) {
-		available = false
-		notes = append(notes, fmt.Sprintf("%d of %d shards say whether they set records aside", said, len(streams)))
-	}
-	if err := visitor.DeadLetters(available, strings.Join(notes, "; ")); err != nil {
-		return err
-	}
-	if !available || visitor.DeadLetter == nil {
-		return nil
-	}
-	for _, letter := range letters {
-		if err := visitor.DeadLetter(letter); err != nil {
+	if visitor.DeadLetters != nil && said > 0 {
+		if said < len(streams) {
+			available = false
+			notes = append(notes, fmt.Sprintf("%d of %d shards say whether they set records aside", said, len(streams)))
+		}
+		if err := visitor.DeadLetters(available, strings.Join(notes, "; ")); err != nil {
 			return err
+		}
+		if available && visitor.DeadLetter != nil {
+			for _, letter := range letters {
+				if err := visitor.DeadLetter(letter); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if visitor.Settlements != nil && settlementsSaid > 0 {
+		if settlementsSaid < len(streams) {
+			settlementsAvailable = false
+			settlementNotes = append(settlementNotes, fmt.Sprintf("%d of %d shards say whether they know the settlements", settlementsSaid, len(streams)))
+		}
+		if err := visitor.Settlements(settlementsAvailable, strings.Join(settlementNotes, "; ")); err != nil {
+			return err
+		}
+		if settlementsAvailable && visitor.Settlement != nil {
+			for _, settlement := range settlements {
+				if err := visitor.Settlement(settlement); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -412,6 +412,7 @@ func checkProcessRoles(file composeFile, processes []ledgerproofProcess) []strin
 	if len(bySubcommand["migrate"]) == 0 {
 		problems = append(problems, "no service runs `ledgerproof migrate`")
 	}
+
 	unique := func(role, flagName string) {
 		owner := map[string]string{}
 		for _, process := range bySubcommand[role] {
@@ -435,7 +436,7 @@ func checkProcessRoles(file composeFile, processes []ledgerproofProcess) []strin
 		migrations[process.service] = true
 	}
 	for _, process := range processes {
-		if process.subcommand != "gateway" && process.subcommand != "worker" {
+		if process.subcommand != "gateway" && process.subcommand != "worker" && process.subcommand != "relay" && process.subcommand != "settler" {
 			continue
 		}
 		waits := false
@@ -693,13 +694,15 @@ func TestComposeFileMatchesBinary(t *testing.T) {
 	for _, problem := range problems {
 		t.Error(problem)
 	}
-	// Guard against a check that passes because it looked at nothing.
+	// Guard against a check that passes because it looked at nothing; and
+	// one relay and one settler (docs/settlement.md): the settler reads every
+	// partition of the settlements topic without a consumer group.
 	subcommands := map[string]int{}
 	for _, process := range processes {
 		subcommands[process.subcommand]++
 	}
-	if subcommands["gateway"] != 2 || subcommands["worker"] != 2 || subcommands["migrate"] != 1 {
-		t.Errorf("services running our image by subcommand: %v, want 2 gateways, 2 workers, 1 migrate", subcommands)
+	if subcommands["gateway"] != 2 || subcommands["worker"] != 2 || subcommands["migrate"] != 1 || subcommands["relay"] != 1 || subcommands["settler"] != 1 {
+		t.Errorf("services running our image by subcommand: %v, want 2 gateways, 2 workers, 1 migrate, 1 relay, 1 settler", subcommands)
 	}
 }
 

@@ -51,6 +51,9 @@ func commands() map[string]command {
 		"mutation":  {"run every seeded bug and the clean system under their fault profiles; print the matrix (make mutation)", mutationCommand},
 
 		"bench-load": {"measure the load engine's CPU per operation beside a bare net/http loop (make bench-load)", benchLoadCommand},
+
+		"relay":   {"run the outbox relay: publishes settled transactions' events to the settlements topic (docs/settlement.md)", relayCommand},
+		"settler": {"run the settlement consumer: applies each settlement event once to settlement_history (docs/settlement.md)", settlerCommand},
 	}
 }
 

@@ -34,6 +34,11 @@ func TestSeededBugsAreRefusedWithoutTheUnsafeSwitch(t *testing.T) {
 		{"worker environment", "worker", nil, map[string]string{"LEDGERPROOF_SEEDED_BUG": "skip-dedupe"},
 			[]string{"--unsafe-allow-seeded-bugs"}},
 		{"up", "up", []string{"--seeded-bug", "ack-before-commit"}, nil, []string{"--unsafe-allow-seeded-bugs"}},
+		{"settler flag", "settler", []string{"--seeded-bug", "settlement-no-dedupe"}, nil, []string{"refused without the unsafe switch", "--unsafe-allow-seeded-bugs"}},
+		{"relay environment", "relay", nil, map[string]string{"LEDGERPROOF_SEEDED_BUG": "outbox-outside-tx"}, []string{"--unsafe-allow-seeded-bugs"}},
+		{"settlement partitions out of range", "settler", []string{"--settlement-partitions", "0"}, nil, []string{"--settlement-partitions 0 not in [1, 1024]"}},
+		{"outbox bug with an offset bug", "worker", []string{"--seeded-bug", "outbox-outside-tx,skip-dedupe", "--unsafe-allow-seeded-bugs"}, nil,
+			[]string{"outbox-outside-tx moves the outbox out of the reference commit, which skip-dedupe replaces"}},
 		{"unknown bug", "gateway", []string{"--seeded-bug", "lose-everything", "--unsafe-allow-seeded-bugs"}, nil,
 			[]string{`unknown seeded bug "lose-everything"`, "skip-dedupe"}},
 		{"unknown bug from the environment", "worker", nil,
@@ -67,7 +72,7 @@ func TestSeededBugsAreRefusedWithoutTheUnsafeSwitch(t *testing.T) {
 func TestSeededBugsFromTheEnvironment(t *testing.T) {
 	t.Setenv("LEDGERPROOF_SEEDED_BUG", "skip-dedupe, no-idempotency")
 	t.Setenv("LEDGERPROOF_UNSAFE_ALLOW_SEEDED_BUGS", "true")
-	for _, command := range []string{"gateway", "worker", "up"} {
+	for _, command := range []string{"gateway", "worker", "up", "relay", "settler"} {
 		flags, _ := commands()[command].newFlags()
 		if err := parseFlags(flags, nil); err != nil {
 			t.Fatal(err)

@@ -99,6 +99,9 @@ const (
 	ProfileBursts      = "bursts"
 	ProfileReplays     = "replays"
 	ProfileDailyLimit  = "daily-limit"
+	// ProfileSettlementKills kills the processes of the settlement
+	// pipeline (docs/settlement.md): workers, relay and settler.
+	ProfileSettlementKills = "settlement-kills"
 )
 
 // gatewayCount is how many gateways and workers each run's stack has (the
@@ -233,6 +236,27 @@ func Profiles() []Profile {
 				{5 * time.Second, ActionStart, []string{"worker-0", "worker-1"}},
 			},
 		},
+		{
+			Name: ProfileSettlementKills,
+			Summary: "gate load 150/s, 50 accounts; kill -9 worker-0 at 5s (restarted at 7s), the relay at 9s (restarted " +
+				"at 11s), the settler at 13s (restarted at 15s), worker-1 at 18s (restarted at 20s), relay and settler at " +
+				"22s (restarted at 24s); a worker that exits on its own is restarted after 1s",
+			Duration: 30 * time.Second,
+			Sets:     gate(),
+			Steps: []Step{
+				{5 * time.Second, ActionKill, []string{"worker-0"}},
+				{7 * time.Second, ActionStart, []string{"worker-0"}},
+				{9 * time.Second, ActionKill, []string{"relay"}},
+				{11 * time.Second, ActionStart, []string{"relay"}},
+				{13 * time.Second, ActionKill, []string{"settler"}},
+				{15 * time.Second, ActionStart, []string{"settler"}},
+				{18 * time.Second, ActionKill, []string{"worker-1"}},
+				{20 * time.Second, ActionStart, []string{"worker-1"}},
+				{22 * time.Second, ActionKill, []string{"relay", "settler"}},
+				{24 * time.Second, ActionStart, []string{"relay", "settler"}},
+			},
+			RestartExited: true,
+		},
 	}
 }
 
@@ -265,6 +289,10 @@ func Cases() []Case {
 			Why: "a replay of a command applied before its worker restarted meets an empty filter, is called new, and no key refuses it"},
 		{Bug: ledger.BugLimitRace, Profile: ProfileDailyLimit, Expected: []string{invariants.LimitsRespected},
 			Why: "debits of one account in flight together all pass the gateways' check of the lagging settled total, and the workers no longer check: the day's settled debits pass the limit"},
+		{Bug: ledger.BugOutboxOutsideTx, Profile: ProfileSettlementKills, Expected: []string{invariants.SettlementExactlyOnce},
+			Why: "a worker killed under load dies with the settlement events of its last committed batches still in memory"},
+		{Bug: ledger.BugSettlementNoDedupe, Profile: ProfileSettlementKills, Expected: []string{invariants.SettlementExactlyOnce},
+			Why: "a settler killed under load reads again, when restarted, the events applied since its last offset commit, and applies them again"},
 	}
 }
 

@@ -237,7 +237,7 @@ func TestProfileTimeline(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	inventory := chaos.Inventory{Processes: []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "worker-1"}}
+	inventory := chaos.Inventory{Processes: []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "worker-1", "relay", "settler"}}
 	for _, p := range mutation.Profiles() {
 		if err := chaos.ValidateTargets(p.Name, profileTimeline(p), inventory); err != nil {
 			t.Errorf("profile %s: %v", p.Name, err)

@@ -275,6 +275,14 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 			}
 			defer broker.Close()
 			config.Drain = fallbackProbe(invariants.KafkaDrainProbe(broker, source), quiet)
+			settlements, err := invariants.OpenBrokerOffsets(strings.Split(o.Brokers, ","), invariants.SettlementsTopic)
+			if err != nil {
+				return cannot(err)
+			}
+			defer settlements.Close()
+			config.Drain = invariants.SettlementDrainProbe(config.Drain, source, settlements)
+		} else {
+			config.Drain = invariants.SettlementDrainProbe(quiet, source, nil)
 		}
 		if o.StackDir != "" {
 			config.Stalls = stackStallProbe(o.StackDir)

@@ -144,6 +144,9 @@ func (l *LocalStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
 	for i := range config.Workers {
 		l.inventory.Processes = append(l.inventory.Processes, stack.KindWorker+"-"+strconv.Itoa(i))
 	}
+	if config.Settlement {
+		l.inventory.Processes = append(l.inventory.Processes, stack.KindRelay, stack.KindSettler)
+	}
 	return l.inventory, nil
 }
 

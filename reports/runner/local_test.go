@@ -34,7 +34,7 @@ func TestLocalStackToBeStarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0"}; !slices.Equal(inventory.Processes, want) {
+	if want := []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "relay", "settler"}; !slices.Equal(inventory.Processes, want) {
 		t.Errorf("inventory %v, want %v", inventory.Processes, want)
 	}
 	if local.Describe() != "local stack "+dir+" (to be started)" {

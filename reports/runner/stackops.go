@@ -12,7 +12,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
-// RestartExited restarts, until ctx ends, every gateway or worker that
+// RestartExited restarts, until ctx ends, every gateway, worker, relay or settler that
 // exited on its own (recorded running or failed, process gone) for at least
 // a second: a seeded crash, as a process supervisor would. Components the
 // fault plan killed or stopped are left to the plan.
@@ -31,7 +31,8 @@ func RestartExited(ctx context.Context, dir string, log func(string)) {
 			continue
 		}
 		for _, component := range file.Components {
-			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway {
+			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway &&
+				component.Kind != stack.KindRelay && component.Kind != stack.KindSettler {
 				continue
 			}
 			exited := !component.Alive() && (component.State == stack.StateRunning || component.State == stack.StateFailed)

@@ -59,6 +59,17 @@ const (
 	// the limit rests on the gateway's soft check of the counted (lagging)
 	// total, and concurrent debits of one user near the limit all pass.
 	BugLimitRace Bug = "limit-race"
+	// BugOutboxOutsideTx: the worker writes a batch's settlement events to
+	// the outbox after the batch's commit, from an in-memory queue flushed
+	// a moment later, instead of in the batch's transaction: a worker that
+	// dies before the flush loses them (settled, never announced).
+	BugOutboxOutsideTx Bug = "outbox-outside-tx"
+	// BugSettlementNoDedupe: the settler applies every settlement event it
+	// reads without looking the transaction up, and commits its consumer
+	// offset apart from the effects, every second (as Kafka's auto-commit
+	// does): an event read again after a settler restart, or published
+	// again by the relay, is applied twice.
+	BugSettlementNoDedupe Bug = "settlement-no-dedupe"
 )
 
 // Process is a process kind of the reference system a bug lives in.
@@ -68,6 +79,10 @@ type Process string
 const (
 	ProcessGateway Process = "gateway"
 	ProcessWorker  Process = "worker"
+	// ProcessRelay publishes the outbox; ProcessSettler applies the
+	// settlement events (docs/settlement.md).
+	ProcessRelay   Process = "relay"
+	ProcessSettler Process = "settler"
 )
 
 // BugDescription describes one seeded bug of the catalogue.
@@ -90,6 +105,8 @@ var catalogue = []BugDescription{
 	{BugNoIdempotency, ProcessGateway, "the gateway ignores the Idempotency-Key: every retry is a new transaction"},
 	{BugBloomOnlyDedupe, ProcessWorker, "the worker trusts its Bloom filter's negatives (empty after a restart) with no exact lookup and no unique key behind them"},
 	{BugLimitRace, ProcessWorker, "the worker counts a user's daily debits after applying them instead of checking the limit under its lock: only the gateway's lagging soft check guards the limit"},
+	{BugOutboxOutsideTx, ProcessWorker, "the worker writes settlement events to the outbox after the batch's commit, from a memory queue: a crash loses them"},
+	{BugSettlementNoDedupe, ProcessSettler, "the settler applies every settlement event it reads without dedupe, and commits its offset apart from the effects"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a
@@ -173,6 +190,9 @@ func (b Bugs) validate() error {
 	}
 	if len(offsetBugs) > 1 {
 		return fmt.Errorf("seeded bugs %s each change where the worker stores the offset; pick one", strings.Join(offsetBugs, " and "))
+	}
+	if len(offsetBugs) > 0 && b.Has(BugOutboxOutsideTx) {
+		return fmt.Errorf("seeded bug %s moves the outbox out of the reference commit, which %s replaces; pick one", BugOutboxOutsideTx, offsetBugs[0])
 	}
 	return nil
 }

@@ -317,6 +317,7 @@ func (s *Store) applyOnce(ctx context.Context, batch Batch) (BatchResult, error)
 // one transaction.
 func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, error) {
 	var result BatchResult
+	var written *batchWrites
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		nextOffset, err := lockOffset(ctx, tx, batch)
 		if err != nil {
@@ -335,12 +336,16 @@ func (s *Store) applyWithOffset(ctx context.Context, batch Batch) (BatchResult, 
 		if err := writes.send(ctx, tx, batch.Partition); err != nil {
 			return err
 		}
+		written = writes
 		result.BalanceVersions = writes.versions
 		// Everything is written and nothing committed: a worker dying here
 		// must leave no trace of the batch, which is delivered again.
 		crash.Hit(crash.MidBatch)
 		return nil
 	})
+	if err == nil && written != nil && written.outboxAfterCommit {
+		err = s.writeOutboxAfterCommit(ctx, batch.Partition, written)
+	}
 	return result, err
 }
 
@@ -539,7 +544,7 @@ const (
 func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, records []Record, result *BatchResult) (*batchWrites, error) {
 	topic := batch.Topic
 	lookUpKeys := s.plan.keyCollisions && batch.checkKeys
-	writes := &batchWrites{deadLetterTopic: topic}
+	writes := &batchWrites{deadLetterTopic: topic, outboxAfterCommit: s.plan.outboxAfterCommit}
 	// Records that cannot name a transaction the ledger can store are set
 	// aside before anything reads their fields.
 	setAside := make([]DeadLetter, len(records))
@@ -857,6 +862,9 @@ type batchWrites struct {
 	offsetNext  int64
 	// offsetOnlyForward keeps a higher stored offset (parallel chunks).
 	offsetOnlyForward bool
+	// outboxAfterCommit leaves the settled transactions' outbox rows out
+	// of the batch's statements (ledger.BugOutboxOutsideTx, outbox.go).
+	outboxAfterCommit bool
 }
 
 // setOffset makes send store the partition's next offset too.
@@ -989,6 +997,11 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 				AS t(id, user_id, key, kind, source, destination, amount, status, reason, fingerprint, kafka_offset, accepted_at)`,
 			w.ids, w.userIDs, w.keys, w.kinds, w.sources, w.destinations, w.amounts, w.statuses, w.reasons,
 			w.fingerprints, partition, w.offsets, w.acceptedAts)
+	}
+	if len(w.ids) > 0 && !w.outboxAfterCommit {
+		// The outbox rows of the settled transactions, in the batch's
+		// transaction: published if and only if settled (outbox.go).
+		w.queueOutbox(pipeline)
 	}
 	if len(w.postingTransactions) > 0 {
 		postingsAt = pipeline.Len()

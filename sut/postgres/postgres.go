@@ -118,6 +118,9 @@ type Store struct {
 	dedupe *dedupe.Filter
 	// dailyDebitLimit is Config.DailyDebitLimitMinor.
 	dailyDebitLimit int64
+	// outbox is ledger.BugOutboxOutsideTx's queue of outbox rows written
+	// after the commit (outbox.go); nil otherwise.
+	outbox *deferredOutbox
 }
 
 // Open connects to Postgres. It does not migrate; call Migrate first.
@@ -146,11 +149,15 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
 		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dedupe: config.Dedupe, dailyDebitLimit: config.DailyDebitLimitMinor}
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
+	if store.plan.outboxAfterCommit {
+		store.startOutboxFlusher()
+	}
 	return store, nil
 }
 
 // Close releases the pool.
 func (s *Store) Close() {
+	s.stopOutboxFlusher()
 	s.transactions.Close()
 	s.pool.Close()
 }

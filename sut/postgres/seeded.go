@@ -60,6 +60,9 @@ type applyPlan struct {
 	chunks int
 	// trustCachedBalance makes the overdraft check read the cached balance.
 	trustCachedBalance bool
+	// outboxAfterCommit writes a batch's outbox rows in a second
+	// transaction after the batch's commit (ledger.BugOutboxOutsideTx).
+	outboxAfterCommit bool
 	// assertNoOverdraft panics before committing a negative balance. A bug
 	// that makes overdrafts possible on purpose turns the assertion off so
 	// the auditor, not a crash loop, sees the overdraft.
@@ -109,6 +112,8 @@ func newApplyPlan(bugs ledger.Bugs) applyPlan {
 			plan.keyCollisions = false
 		case ledger.BugLimitRace:
 			plan.skipDailyLimitCheck = true
+		case ledger.BugOutboxOutsideTx:
+			plan.outboxAfterCommit = true
 		}
 	}
 	return plan
@@ -147,6 +152,12 @@ var seededSchemaChanges = map[ledger.Bug][]string{
 		dropConstraints("postings", "contype = 'f' AND confrelid = 'transactions'::regclass"),
 		dropConstraints("transactions", "contype IN ('p', 'u')"),
 		`CREATE INDEX IF NOT EXISTS transactions_by_id ON transactions (id)`,
+	},
+	// The settler relies on its offsets alone: the unique transaction id of
+	// its history (migration 006) goes.
+	ledger.BugSettlementNoDedupe: {
+		`DROP INDEX IF EXISTS settlement_history_transaction`,
+		`CREATE INDEX IF NOT EXISTS settlement_history_by_transaction ON settlement_history (transaction_id)`,
 	},
 }
 

@@ -113,6 +113,18 @@ type Config struct {
 	// UnsafeAllowSeededBugs passes --unsafe-allow-seeded-bugs with them;
 	// without it the processes refuse to start. Default false.
 	UnsafeAllowSeededBugs bool
+	// Settlement starts the settlement pipeline (docs/settlement.md): one
+	// outbox relay and one settler, components relay and settler. Default
+	// true (DefaultConfig).
+	Settlement bool
+	// SettlementPort is the relay's metrics port on 127.0.0.1; the
+	// settler's is SettlementPort+1. Default (0) DefaultSettlementPort,
+	// 58270.
+	SettlementPort int
+	// RelayArgs and SettlerArgs are appended to the relay's and the
+	// settler's command lines. Default none.
+	RelayArgs   []string
+	SettlerArgs []string
 	// ReadyTimeout bounds the wait for each component to be ready. Default
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
@@ -157,6 +169,7 @@ func DefaultConfig() Config {
 		// enough that the gate's busiest accounts reach it.
 		DailyDebitLimitMinor: ledger.DefaultDailyDebitLimitMinor,
 		Migrate:              true,
+		Settlement:           true,
 		ReadyTimeout:         DefaultReadyTimeout,
 	}
 }
@@ -204,6 +217,10 @@ func (c Config) validate() error {
 	}
 	for i := 0; i < c.Workers; i++ {
 		claim(c.WorkerMetricsPort+i, "worker-"+strconv.Itoa(i)+" metrics")
+	}
+	if c.Settlement {
+		claim(c.settlementPort(), KindRelay+" metrics")
+		claim(c.settlementPort()+1, KindSettler+" metrics")
 	}
 	if c.ReadyTimeout <= 0 {
 		problems = append(problems, "ready timeout must be positive")
@@ -618,6 +635,7 @@ func plan(config Config, dir string, file *File) []*Component {
 		})
 		file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
 	}
+	components = append(components, settlementComponents(config, dir, postgresURL, brokerAddress)...)
 	for i := 0; i < config.Gateways; i++ {
 		name := KindGateway + "-" + strconv.Itoa(i)
 		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
@@ -767,7 +785,7 @@ type DownOptions struct {
 
 // downOrder is the order Down stops components in: the clients of a
 // service before the service.
-var downOrder = []string{KindGateway, KindWorker, KindProxy, KindBroker, KindRedis, KindPostgres}
+var downOrder = []string{KindGateway, KindWorker, KindRelay, KindSettler, KindProxy, KindBroker, KindRedis, KindPostgres}
 
 // Down stops every component of the stack in dir (gateways, workers, the
 // fault proxy, broker, redis, postgres), signalling only processes whose

@@ -88,7 +88,7 @@ func TestUpKillStartDown(t *testing.T) {
 		"--postgres-port", strconv.Itoa(config.PostgresPort),
 		"--redis-port", strconv.Itoa(config.RedisPort),
 		"--broker-port", strconv.Itoa(config.BrokerPort),
-		"--gateways", "0", "--workers", "0", "--partitions", "4",
+		"--gateways", "0", "--workers", "0", "--settlement=false", "--partitions", "4",
 		"--migrate=" + strconv.FormatBool(config.Migrate)}
 	upOutput, err := exec.CommandContext(ctx, config.Binary, arguments...).CombinedOutput()
 	if err != nil {
@@ -317,6 +317,7 @@ func TestConfigValidation(t *testing.T) {
 		{"port clash", func(c *stack.Config) { c.RedisPort = c.PostgresPort }, "given to both postgres and redis"},
 		{"gateway range hits worker metrics", func(c *stack.Config) { c.GatewayPort = c.WorkerMetricsPort - 1 }, "given to both gateway-1 and worker-0 metrics"},
 		{"port out of range", func(c *stack.Config) { c.BrokerPort = 70000 }, "broker port 70000"},
+		{"settler port taken", func(c *stack.Config) { c.SettlementPort = c.WorkerMetricsPort - 1 }, "given to both worker-0 metrics and settler metrics"},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -350,7 +351,8 @@ func TestPlanPassesSeededBugsToGatewaysAndWorkers(t *testing.T) {
 	for _, component := range components {
 		argv := strings.Join(component.Argv, " ")
 		hasBugs := strings.Contains(argv, "--seeded-bug skip-dedupe --seeded-bug no-idempotency --unsafe-allow-seeded-bugs")
-		wantBugs := component.Kind == stack.KindGateway || component.Kind == stack.KindWorker
+		wantBugs := component.Kind == stack.KindGateway || component.Kind == stack.KindWorker ||
+			component.Kind == stack.KindRelay || component.Kind == stack.KindSettler
 		if hasBugs != wantBugs {
 			t.Errorf("%s: argv %q", component.Name, argv)
 		}
@@ -361,8 +363,8 @@ func TestPlanPassesSeededBugsToGatewaysAndWorkers(t *testing.T) {
 			t.Errorf("%s: --gateway-arg is not last: %q", component.Name, argv)
 		}
 	}
-	if seen != config.Gateways+config.Workers {
-		t.Errorf("%d gateways and workers, want %d", seen, config.Gateways+config.Workers)
+	if seen != config.Gateways+config.Workers+2 {
+		t.Errorf("%d gateways, workers, relay and settler, want %d", seen, config.Gateways+config.Workers+2)
 	}
 }
 

@@ -31,7 +31,8 @@ type StackOptions struct {
 }
 
 // Stack starts a whole local stack of the test's own (Postgres, Redis, the
-// broker, gateways and workers, as processes) on free ports, with cheap
+// broker, gateways and workers, and with workers the relay and the settler
+// of docs/settlement.md, as processes) on free ports, with cheap
 // password hashing so tests can sign up many users, and stops it when the
 // test ends, printing the components' last log lines if the test failed.
 func Stack(t testing.TB, options StackOptions) *stack.File {
@@ -62,6 +63,10 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 	config.GatewayPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
 	config.GatewayInternalPort = freeRangeBelowEphemeral(t, max(1, options.Gateways))
 	config.WorkerMetricsPort = freeRangeBelowEphemeral(t, max(1, options.Workers))
+	// The settlement pipeline follows what the workers apply: a rig of
+	// services alone (no worker) has none.
+	config.Settlement = options.Workers > 0
+	config.SettlementPort = freeRangeBelowEphemeral(t, 2)
 	config.BrokerSync = false
 	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, options.GatewayArgs...)
 	config.WorkerArgs = options.WorkerArgs

@@ -1,0 +1,134 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ReaderConfig configures a Reader.
+type ReaderConfig struct {
+	// Brokers are the seed brokers. Required.
+	Brokers []string
+	// Topic is the topic read. Required.
+	Topic string
+	// StartOffsets are where each partition is read from: the next offsets
+	// the reader's owner stored with its effects. Every partition to read
+	// must be listed. Required.
+	StartOffsets map[int32]int64
+	// ClientID names the client in broker logs. Default "ledger-reader".
+	ClientID string
+	// BrokerAddressMap redirects connections to advertised broker addresses
+	// (through a fault proxy). Default none.
+	BrokerAddressMap BrokerAddressMap
+}
+
+// Reader reads every listed partition of one topic from given offsets,
+// without a consumer group: its owner stores its offsets itself, with its
+// effects, and seeks to them when it starts (the settlement consumer, of
+// which one runs: docs/settlement.md).
+type Reader struct {
+	client *kgo.Client
+}
+
+// readerFetchMaxWait bounds how long a fetch waits for records, so a poll
+// of an idle topic returns soon.
+const readerFetchMaxWait = 500 * time.Millisecond
+
+// NewReader builds a Reader; it dials on first use.
+func NewReader(config ReaderConfig) (*Reader, error) {
+	if err := validateBrokers(config.Brokers); err != nil {
+		return nil, fmt.Errorf("kafka reader: %w", err)
+	}
+	if config.Topic == "" {
+		return nil, errors.New("kafka reader: topic is required")
+	}
+	if len(config.StartOffsets) == 0 {
+		return nil, errors.New("kafka reader: no partition to read (StartOffsets is empty)")
+	}
+	if config.ClientID == "" {
+		config.ClientID = "ledger-reader"
+	}
+	offsets := make(map[int32]kgo.Offset, len(config.StartOffsets))
+	for partition, next := range config.StartOffsets {
+		if next < 0 {
+			return nil, fmt.Errorf("kafka reader: partition %d starts at negative offset %d", partition, next)
+		}
+		offsets[partition] = kgo.NewOffset().At(next)
+	}
+	client, err := kgo.NewClient(withAddressMap([]kgo.Opt{
+		kgo.SeedBrokers(config.Brokers...),
+		kgo.ClientID(config.ClientID),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{config.Topic: offsets}),
+		kgo.FetchMaxWait(readerFetchMaxWait),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.MetadataMinAge(metadataMinAge),
+	}, config.BrokerAddressMap)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka reader: %w", err)
+	}
+	return &Reader{client: client}, nil
+}
+
+// Poll waits for records (at most maxRecords) until ctx ends and returns
+// them grouped by partition, in offset order.
+func (r *Reader) Poll(ctx context.Context, maxRecords int) ([]PartitionRecords, error) {
+	fetches := r.client.PollRecords(ctx, maxRecords)
+	if fetches.IsClientClosed() {
+		return nil, errors.New("kafka reader: closed")
+	}
+	var fetchError error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && fetchError == nil {
+			fetchError = fmt.Errorf("fetch %s/%d: %w", topic, partition, err)
+		}
+	})
+	var result []PartitionRecords
+	fetches.EachPartition(func(partition kgo.FetchTopicPartition) {
+		if len(partition.Records) == 0 {
+			return
+		}
+		records := make([]Record, len(partition.Records))
+		for i, record := range partition.Records {
+			records[i] = Record{Partition: record.Partition, Offset: record.Offset, Key: record.Key, Value: record.Value, Timestamp: record.Timestamp}
+		}
+		result = append(result, PartitionRecords{Partition: partition.Partition, Records: records, HighWatermark: partition.HighWatermark})
+	})
+	return result, fetchError
+}
+
+// Ping checks a broker answers.
+func (r *Reader) Ping(ctx context.Context) error { return r.client.Ping(ctx) }
+
+// Close closes the client.
+func (r *Reader) Close() { r.client.Close() }
+
+// EndOffsets returns the high watermark of every partition of topic.
+func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int32]int64, error) {
+	if err := validateBrokers(brokers); err != nil {
+		return nil, fmt.Errorf("end offsets: %w", err)
+	}
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, fmt.Errorf("end offsets: %w", err)
+	}
+	defer client.Close()
+	listed, err := kadm.NewClient(client).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	if err := listed.Error(); err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	ends := map[int32]int64{}
+	listed.Each(func(offset kadm.ListedOffset) {
+		if offset.Topic == topic {
+			ends[offset.Partition] = offset.Offset
+		}
+	})
+	return ends, nil
+}
