@@ -5,7 +5,11 @@
 // cannot disagree.
 package shard
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // MaxShards bounds the number of shards: each is a Postgres process on the
 // machine (or a compose service), and account ids are numbered with a
@@ -82,4 +86,27 @@ func Component(shard int) string {
 		return "postgres"
 	}
 	return fmt.Sprintf("postgres-shard-%d", shard)
+}
+
+// ParseMember parses "I/N", shard I of N shards (the --shard flag of
+// `ledgerproof migrate`), as the layout and the index.
+func ParseMember(text string) (Layout, int, error) {
+	bad := fmt.Errorf("shards: %q is not I/N (shard I of N shards, e.g. 1/2)", text)
+	indexText, shardsText, found := strings.Cut(text, "/")
+	if !found {
+		return Layout{}, 0, bad
+	}
+	index, indexError := strconv.Atoi(indexText)
+	shards, shardsError := strconv.Atoi(shardsText)
+	if indexError != nil || shardsError != nil {
+		return Layout{}, 0, bad
+	}
+	layout, err := New(shards)
+	if err != nil {
+		return Layout{}, 0, err
+	}
+	if index < 0 || index >= shards {
+		return Layout{}, 0, fmt.Errorf("shards: shard %d of %d, want 0 to %d", index, shards, shards-1)
+	}
+	return layout, index, nil
 }

@@ -81,3 +81,15 @@ func TestComponent(t *testing.T) {
 		t.Errorf("components %q %q", Component(0), Component(1))
 	}
 }
+
+func TestParseMember(t *testing.T) {
+	layout, index, err := ParseMember("1/2")
+	if err != nil || layout.Shards != 2 || index != 1 {
+		t.Fatalf("1/2: %+v %d %v", layout, index, err)
+	}
+	for _, bad := range []string{"", "1", "2/2", "-1/2", "0/0", "a/b", "1/2x", "1/17", "1/2/3"} {
+		if _, _, err := ParseMember(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
