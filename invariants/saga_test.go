@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 
@@ -181,8 +182,8 @@ func TestSagaAtomicityOnRealShards(t *testing.T) {
 				t.Fatal(err)
 			}
 			sagas := []postgres.Saga{
-				{ID: ledger.TransactionIDFor(payer.ID, "ok"), SourceAccountID: payer.AccountID, DestinationAccountID: payee.AccountID, DestinationShard: 1, AmountMinor: 100},
-				{ID: ledger.TransactionIDFor(payer.ID, "missing"), SourceAccountID: payer.AccountID, DestinationAccountID: payee.AccountID + 2000, DestinationShard: 1, AmountMinor: 50},
+				testSaga(payer, "ok", payee.AccountID, 100),
+				testSaga(payer, "missing", payee.AccountID+2000, 50),
 			}
 			for _, saga := range sagas {
 				if _, err := postgres.RunSaga(ctx, stores[0], stores[1], saga); err != nil {
@@ -300,8 +301,7 @@ func TestSagasSurviveCrashesRetriesAndRacesProperty(t *testing.T) {
 		if toMissing {
 			destination += 2 * int64(rapid.IntRange(1, 100).Draw(rt, "missing offset"))
 		}
-		saga := postgres.Saga{ID: ledger.TransactionIDFor(payer.ID, fmt.Sprintf("saga-%d", count)), SourceAccountID: payer.AccountID,
-			DestinationAccountID: destination, DestinationShard: 1, AmountMinor: int64(rapid.IntRange(1, 100).Draw(rt, "amount"))}
+		saga := testSaga(payer, fmt.Sprintf("saga-%d", count), destination, int64(rapid.IntRange(1, 100).Draw(rt, "amount")))
 		// The first runner crashes after step 0 (before the debit
 		// commits, i.e. nothing), 1 (after the debit), 2 (after the
 		// decision) or 3 (never).
@@ -356,4 +356,23 @@ func TestSagasSurviveCrashesRetriesAndRacesProperty(t *testing.T) {
 	if payerBalance+payeeBalance != funded {
 		t.Errorf("balances %d + %d, want %d in all", payerBalance, payeeBalance, funded)
 	}
+	// Each saga's end wrote its transfer's one row: settled when completed,
+	// rejected when compensated.
+	var settled, rejected int64
+	if err := stores[0].Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'settled'), count(*) FILTER (WHERE status = 'rejected')
+		FROM transactions WHERE kind = 'transfer'`).Scan(&settled, &rejected); err != nil {
+		t.Fatal(err)
+	}
+	if settled != result.Checked[unitSagasCompleted] || rejected != result.Checked[unitSagasCompensated] {
+		t.Errorf("%d settled and %d rejected transfer rows for %d completed and %d compensated sagas", settled, rejected,
+			result.Checked[unitSagasCompleted], result.Checked[unitSagasCompensated])
+	}
+}
+
+// testSaga is the saga of a transfer of payer's, under key, to an account
+// of shard 1.
+func testSaga(payer ledger.User, key string, destination, amount int64) postgres.Saga {
+	return postgres.SagaFor(ledger.Command{TransactionID: ledger.TransactionIDFor(payer.ID, key), Kind: ledger.KindTransfer, UserID: payer.ID,
+		IdempotencyKey: key, SourceAccountID: payer.AccountID, DestinationAccountID: destination, AmountMinor: amount,
+		Fingerprint: "fp-" + key, AcceptedAt: time.Now()}, 1, 0, 1)
 }

@@ -25,6 +25,25 @@ type Saga struct {
 	// loop finds its Store by it).
 	DestinationShard int
 	AmountMinor      int64
+	// The command's identity, stored in the saga log and written to the
+	// transfer's transactions row when the saga ends: its user and key,
+	// its body's fingerprint, its position in its partition and when the
+	// gateway accepted it.
+	UserID         int64
+	IdempotencyKey string
+	Fingerprint    string
+	Partition      int32
+	Offset         int64
+	AcceptedAt     time.Time
+}
+
+// SagaFor is the saga of a cross-shard transfer command read at offset of
+// partition.
+func SagaFor(command ledger.Command, destinationShard int, partition int32, offset int64) Saga {
+	return Saga{ID: command.TransactionID, SourceAccountID: command.SourceAccountID, DestinationAccountID: command.DestinationAccountID,
+		DestinationShard: destinationShard, AmountMinor: command.AmountMinor, UserID: command.UserID,
+		IdempotencyKey: command.IdempotencyKey, Fingerprint: command.Fingerprint, Partition: partition, Offset: offset,
+		AcceptedAt: command.AcceptedAt}
 }
 
 // Saga states (the sagas table). SagaRefused is never stored: the debit
@@ -53,7 +72,8 @@ type SagaStep struct {
 
 func (saga Saga) validate() error {
 	if saga.ID == "" || saga.SourceAccountID <= 0 || saga.DestinationAccountID <= 0 || saga.DestinationShard < 0 ||
-		saga.AmountMinor <= 0 || saga.SourceAccountID == saga.DestinationAccountID {
+		saga.AmountMinor <= 0 || saga.SourceAccountID == saga.DestinationAccountID || saga.UserID <= 0 || saga.IdempotencyKey == "" ||
+		saga.Partition < 0 || saga.Offset < 0 || saga.AcceptedAt.IsZero() {
 		return fmt.Errorf("saga: malformed saga %+v", saga)
 	}
 	return nil
@@ -75,9 +95,11 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 	var step SagaStep
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var inserted bool
-		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, source_account_id, destination_account_id, destination_shard, amount, state)
-			VALUES ($1, $2, $3, $4, $5, 'debited') ON CONFLICT (id) DO NOTHING RETURNING true`,
-			saga.ID, saga.SourceAccountID, saga.DestinationAccountID, saga.DestinationShard, saga.AmountMinor).Scan(&inserted)
+		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, source_account_id, destination_account_id, destination_shard, amount,
+			user_id, idempotency_key, fingerprint, kafka_partition, kafka_offset, accepted_at, state)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'debited') ON CONFLICT (id) DO NOTHING RETURNING true`,
+			saga.ID, saga.SourceAccountID, saga.DestinationAccountID, saga.DestinationShard, saga.AmountMinor,
+			saga.UserID, saga.IdempotencyKey, saga.Fingerprint, saga.Partition, saga.Offset, saga.AcceptedAt).Scan(&inserted)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return tx.QueryRow(ctx, `SELECT state, reason FROM sagas WHERE id = $1`, saga.ID).Scan(&step.State, &step.Reason)
 		}
@@ -208,13 +230,22 @@ func (s *Store) SagaFinish(ctx context.Context, sagaID string, decision SagaStep
 		}
 		if decision.State == CreditCredited {
 			step = SagaStep{State: SagaCompleted}
-			_, err := tx.Exec(ctx, `UPDATE sagas SET state = 'completed', updated_at = now() WHERE id = $1`, sagaID)
+			if _, err := tx.Exec(ctx, `UPDATE sagas SET state = 'completed', updated_at = now() WHERE id = $1`, sagaID); err != nil {
+				return err
+			}
+			if err := writeSagaTransaction(ctx, tx, sagaID, ledger.StatusSettled, ""); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO settlement_outbox (transaction_id, kind, source_account_id, destination_account_id, amount)
+				SELECT id, 'transfer', source_account_id, destination_account_id, amount FROM sagas WHERE id = $1`, sagaID)
 			return err
 		}
 		if s.bugs.Has(ledger.BugSagaNoCompensation) {
 			step = SagaStep{State: SagaFailed, Reason: decision.Reason}
-			_, err := tx.Exec(ctx, `UPDATE sagas SET state = 'failed', reason = $2, updated_at = now() WHERE id = $1`, sagaID, decision.Reason)
-			return err
+			if _, err := tx.Exec(ctx, `UPDATE sagas SET state = 'failed', reason = $2, updated_at = now() WHERE id = $1`, sagaID, decision.Reason); err != nil {
+				return err
+			}
+			return writeSagaTransaction(ctx, tx, sagaID, ledger.StatusRejected, decision.Reason)
 		}
 		var balance int64
 		if err := tx.QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1 FOR UPDATE`, source).Scan(&balance); err != nil {
@@ -232,14 +263,35 @@ func (s *Store) SagaFinish(ctx context.Context, sagaID string, decision SagaStep
 			return err
 		}
 		step = SagaStep{State: SagaCompensated, Reason: decision.Reason}
-		_, err := tx.Exec(ctx, `UPDATE sagas SET state = 'compensated', reason = $2, refunds = refunds + 1, updated_at = now() WHERE id = $1`,
-			sagaID, decision.Reason)
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE sagas SET state = 'compensated', reason = $2, refunds = refunds + 1, updated_at = now() WHERE id = $1`,
+			sagaID, decision.Reason); err != nil {
+			return err
+		}
+		return writeSagaTransaction(ctx, tx, sagaID, ledger.StatusRejected, decision.Reason)
 	})
 	if err != nil {
 		return SagaStep{}, fmt.Errorf("saga %s: finish: %w", sagaID, err)
 	}
 	return step, nil
+}
+
+// writeSagaTransaction writes the transfer's transactions row when its
+// saga ends, in the transaction that ends it: settled when completed,
+// rejected with the destination's reason when compensated. It is the
+// client's outcome, so a client is never told of a success that a
+// compensation later undoes. A row already there (a saga ended twice, only
+// under saga-double-compensation) is left as it is.
+func writeSagaTransaction(ctx context.Context, tx pgx.Tx, sagaID string, status ledger.Status, reason ledger.Code) error {
+	_, err := tx.Exec(ctx, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id, destination_account_id,
+		amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
+		SELECT id, user_id, idempotency_key, 'transfer', source_account_id, destination_account_id, amount, $2, $3, fingerprint,
+			kafka_partition, kafka_offset, accepted_at
+		FROM sagas WHERE id = $1
+		ON CONFLICT (id) DO NOTHING`, sagaID, status, reason)
+	if err != nil {
+		return fmt.Errorf("write the transfer's transaction row: %w", err)
+	}
+	return nil
 }
 
 // RunSaga runs a saga's three steps: debit the source, decide in the
@@ -299,7 +351,8 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 		states = append(states, SagaCompensated)
 	}
 	scanContext, cancel := source.withTimeout(ctx)
-	rows, err := source.pool.Query(scanContext, `SELECT id, source_account_id, destination_account_id, destination_shard, amount
+	rows, err := source.pool.Query(scanContext, `SELECT id, source_account_id, destination_account_id, destination_shard, amount,
+			user_id, idempotency_key, fingerprint, kafka_partition, kafka_offset, accepted_at
 		FROM sagas WHERE state = ANY($1) AND updated_at < now() - $2::interval ORDER BY updated_at LIMIT $3`,
 		states, fmt.Sprintf("%d microseconds", config.OlderThan.Microseconds()), config.Limit)
 	if err != nil {
@@ -308,7 +361,8 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 	}
 	sagas, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Saga, error) {
 		var saga Saga
-		err := row.Scan(&saga.ID, &saga.SourceAccountID, &saga.DestinationAccountID, &saga.DestinationShard, &saga.AmountMinor)
+		err := row.Scan(&saga.ID, &saga.SourceAccountID, &saga.DestinationAccountID, &saga.DestinationShard, &saga.AmountMinor,
+			&saga.UserID, &saga.IdempotencyKey, &saga.Fingerprint, &saga.Partition, &saga.Offset, &saga.AcceptedAt)
 		return saga, err
 	})
 	cancel()

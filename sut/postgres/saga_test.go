@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
@@ -96,8 +99,7 @@ func newTwoShards(t *testing.T, sourceBugs ...ledger.Bug) twoShards {
 }
 
 func (s twoShards) saga(key string, destination, amount int64) postgres.Saga {
-	return postgres.Saga{ID: ledger.TransactionIDFor(s.payer.ID, key), SourceAccountID: s.payer.AccountID,
-		DestinationAccountID: destination, DestinationShard: 1, AmountMinor: amount}
+	return postgres.SagaFor(transfer(s.payer, key, destination, amount), 1, 0, 7)
 }
 
 func TestSagaCompletesAndRepeatsAreNoOps(t *testing.T) {
@@ -129,6 +131,24 @@ func TestSagaCompletesAndRepeatsAreNoOps(t *testing.T) {
 	if got := sagaPostings(t, shards.destination, saga.ID); len(got) != 1 || got[shards.payee.AccountID] != 300 {
 		t.Errorf("destination postings %v, want one credit of 300", got)
 	}
+	if status, reason := transactionRow(t, shards.source, saga.ID); status != "settled" || reason != "" {
+		t.Errorf("the transfer's row: %q %q, want settled", status, reason)
+	}
+	var events int
+	if err := shards.source.Pool().QueryRow(ctx, `SELECT count(*) FROM settlement_outbox WHERE transaction_id = $1`, saga.ID).Scan(&events); err != nil || events != 1 {
+		t.Errorf("%d settlement events (%v), want 1", events, err)
+	}
+}
+
+// transactionRow reads the status and reason of a transaction row, "" when
+// there is none.
+func transactionRow(t *testing.T, store *postgres.Store, id string) (status, reason string) {
+	t.Helper()
+	err := store.Pool().QueryRow(context.Background(), `SELECT status, reason FROM transactions WHERE id = $1`, id).Scan(&status, &reason)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatal(err)
+	}
+	return status, reason
 }
 
 func TestSagaDebitRefusalWritesNothing(t *testing.T) {
@@ -176,6 +196,9 @@ func TestSagaToAMissingAccountIsCompensatedOnce(t *testing.T) {
 	if got := sagaPostings(t, shards.source, saga.ID); len(got) != 1 || got[shards.payer.AccountID] != 0 {
 		t.Errorf("source postings %v, want a debit and its refund", got)
 	}
+	if status, reason := transactionRow(t, shards.source, saga.ID); status != "rejected" || reason != string(ledger.CodeAccountNotFound) {
+		t.Errorf("the transfer's row: %q %q, want rejected account_not_found", status, reason)
+	}
 }
 
 // TestSagaInterruptedAfterTheDebitIsRecovered: the worker died (or the
@@ -188,6 +211,9 @@ func TestSagaInterruptedAfterTheDebitIsRecovered(t *testing.T) {
 	saga := shards.saga("k-interrupted", shards.payee.AccountID, 400)
 	if step, err := shards.source.SagaDebit(ctx, saga); err != nil || step.State != postgres.SagaDebited {
 		t.Fatalf("debit: %+v %v", step, err)
+	}
+	if status, _ := transactionRow(t, shards.source, saga.ID); status != "" {
+		t.Errorf("a saga in flight has a transaction row %q: its client would learn an outcome before the saga ended", status)
 	}
 	unreachable := postgres.SagaRecovery{Destinations: func(int) *postgres.Store { return nil }, OlderThan: 1}
 	if n, err := postgres.RecoverSagas(ctx, shards.source, unreachable); err == nil || n != 0 {

@@ -6,14 +6,25 @@
 -- 'debited'), and moved once to 'completed' (the destination credited) or
 -- 'compensated' (the destination refused; the source refunded in the same
 -- transaction). The id is the transfer's transaction id; the debit posting
--- and the refund posting carry it as their transaction_id. 'failed' is only
--- ever written by the seeded bug saga-no-compensation.
+-- and the refund posting carry it as their transaction_id. The saga's end
+-- writes the transfer's transactions row in the same transaction (and, when
+-- completed, its settlement_outbox event). 'failed' is only ever written by
+-- the seeded bug saga-no-compensation.
 CREATE TABLE sagas (
     id                     uuid        PRIMARY KEY,
     source_account_id      bigint      NOT NULL,
     destination_account_id bigint      NOT NULL,
     destination_shard      integer     NOT NULL CHECK (destination_shard >= 0),
     amount                 bigint      NOT NULL CHECK (amount > 0),
+    -- The command's identity, for the transfer's transactions row the
+    -- saga's end writes (settled when completed, rejected when
+    -- compensated): the client's outcome is decided only then.
+    user_id                bigint      NOT NULL,
+    idempotency_key        text        NOT NULL,
+    fingerprint            text        NOT NULL,
+    kafka_partition        integer     NOT NULL,
+    kafka_offset           bigint      NOT NULL,
+    accepted_at            timestamptz NOT NULL,
     state                  text        NOT NULL CHECK (state IN ('debited', 'completed', 'compensated', 'failed')),
     reason                 text        NOT NULL DEFAULT '',
     refunds                integer     NOT NULL DEFAULT 0 CHECK (refunds >= 0),
