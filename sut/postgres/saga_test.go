@@ -309,3 +309,32 @@ func TestNumberAccountsForShard(t *testing.T) {
 		t.Error("shard 3 of 3 accepted")
 	}
 }
+
+// TestCreateShardAccountIsIdempotent: the account of a user of shard 0 is
+// created once in its shard, however often the signup runs, with an id of
+// that shard.
+func TestCreateShardAccountIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	layout, _ := shard.New(2)
+	users, accounts := newShardStore(t), newShardStore(t)
+	for i, store := range []*postgres.Store{users, accounts} {
+		if err := store.NumberAccountsForShard(ctx, layout, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user := newUser(t, users, "someone@example.com")
+	first, err := accounts.CreateShardAccount(ctx, user.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := accounts.CreateShardAccount(ctx, user.ID)
+	if err != nil || again != first {
+		t.Fatalf("again: %d %v, want %d", again, err, first)
+	}
+	if layout.Of(first) != 1 {
+		t.Errorf("account %d of shard 1 routes to shard %d", first, layout.Of(first))
+	}
+	if _, err := accounts.CreateShardAccount(ctx, 0); err == nil {
+		t.Error("user 0 accepted")
+	}
+}

@@ -46,3 +46,11 @@ CREATE TABLE saga_credits (
     reason     text        NOT NULL DEFAULT '',
     decided_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Users live in shard 0 (sign-in, sessions, the email keys); an account of
+-- shard i > 0 names its user by id across databases, where no foreign key
+-- reaches. On one ledger an account is only ever created with its user, in
+-- one transaction (Store.CreateUser), so the key guarded nothing the code
+-- does not; the auditor checks each account's user against the journal's
+-- signups (no-phantoms, forbidden rejections).
+ALTER TABLE accounts DROP CONSTRAINT IF EXISTS accounts_user_id_fkey;
