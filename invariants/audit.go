@@ -69,6 +69,10 @@ type Config struct {
 	// (the default) means not known. The reference system's is
 	// ledger.MaxAmountMinor.
 	MaxAmountMinor int64
+	// NoSettlement, when not empty, says why the system has no settlement
+	// pipeline to judge (a local stack started with up --settlement=false):
+	// settlement-exactly-once is skipped with it as the note.
+	NoSettlement string
 	// DailyDebitLimitMinor is the daily debit limit the system enforced
 	// (per user, per UTC day), for limits-respected; 0 (the default) means
 	// not known: the days' debits are not checked. The reference system's

@@ -30,10 +30,21 @@ const (
 	// ClassKeyReuse is the requests that reused a key with another body
 	// (journal kind misuse): what key-contract must refuse.
 	ClassKeyReuse = "key-reuse"
-	// ClassInsufficientFunds is the run's ledger transactions rejected for
-	// insufficient funds: debits at the limit, which no-overdraft and
-	// justified-rejection are about.
+	// ClassInsufficientFunds is the run's ledger transactions the system's
+	// apply rejected for insufficient funds (rows with a stream position, or
+	// a system without soft checks): debits at the limit, which no-overdraft
+	// and justified-rejection are about. The reference gateway's soft
+	// refusals (no stream position) are ClassSoftRefusals: they never reach
+	// the apply's balance check.
 	ClassInsufficientFunds = "insufficient-funds"
+	// ClassSoftRefusals is the run's ledger transactions a gateway's soft
+	// checks refused (recorded without a stream position: docs/limits.md),
+	// which limits-respected judges.
+	ClassSoftRefusals = "soft-refusals"
+	// ClassDailyLimit is the run's ledger transactions rejected for
+	// daily_limit_exceeded (soft or by the apply), which limits-respected
+	// judges.
+	ClassDailyLimit = "daily-limit"
 )
 
 // ClassDescription describes one coverage class.
@@ -55,7 +66,9 @@ var Classes = []ClassDescription{
 		[]string{ExactlyOnce}},
 	{ClassRetries, "keys with a ledger transaction whose operation was retried (attempts > 1)", []string{ExactlyOnce}},
 	{ClassKeyReuse, "requests that reused a key with another body (journal kind misuse)", []string{KeyContract}},
-	{ClassInsufficientFunds, "the run's ledger transactions rejected for insufficient_funds", []string{NoOverdraft, JustifiedRejection}},
+	{ClassInsufficientFunds, "the run's ledger transactions rejected for insufficient_funds by the apply (with a stream position; soft refusals excluded)", []string{NoOverdraft, JustifiedRejection}},
+	{ClassSoftRefusals, "the run's ledger transactions a gateway's soft checks refused (no stream position)", []string{LimitsRespected}},
+	{ClassDailyLimit, "the run's ledger transactions rejected for daily_limit_exceeded (soft or by the apply)", []string{LimitsRespected}},
 }
 
 func classDescription(name string) (ClassDescription, bool) {
@@ -180,6 +193,9 @@ type DuplicateCoverage struct {
 type RejectionCoverage struct {
 	// Ledger counts the run's ledger transactions rejected, by reason.
 	Ledger map[string]int64 `json:"ledger"`
+	// Soft counts, of Ledger, the rejections stored without a stream
+	// position (a gateway's soft checks: docs/limits.md), by reason.
+	Soft map[string]int64 `json:"soft,omitempty"`
 	// BeforeLedger counts the operations refused without a ledger
 	// transaction (outcome fail, the key has none: refused by the gateway),
 	// by reason.
@@ -393,7 +409,9 @@ func (a *auditor) finishCoverage(duplicates DuplicateCoverage) bool {
 		ClassDuplicates:        duplicates.Keys - duplicates.WithoutTransaction,
 		ClassReplays:           duplicates.ReplayedKeys,
 		ClassRetries:           duplicates.RetriedKeys,
-		ClassInsufficientFunds: coverage.Rejections.Ledger[ReasonInsufficientFunds],
+		ClassInsufficientFunds: coverage.Rejections.Ledger[ReasonInsufficientFunds] - coverage.Rejections.Soft[ReasonInsufficientFunds],
+		ClassSoftRefusals:      sumCounts(coverage.Rejections.Soft),
+		ClassDailyLimit:        coverage.Rejections.Ledger[ReasonDailyLimitExceeded],
 	}
 	// The bases promised rates apply to: the load's money operations, and
 	// its debits.
@@ -480,4 +498,12 @@ func FormatCounts(counts map[string]int64) string {
 		parts = append(parts, fmt.Sprintf("%s %d", name, counts[name]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func sumCounts(counts map[string]int64) int64 {
+	var total int64
+	for _, count := range counts {
+		total += count
+	}
+	return total
 }

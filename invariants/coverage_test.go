@@ -101,6 +101,14 @@ func TestRequiredClasses(t *testing.T) {
 		m.operate(KindTransfer, 2, 3, 10, misused)
 		retried := m.operate(KindTransfer, 1, 3, 5, plain)
 		m.journal[retried].Attempts, m.journal[retried].Statuses = 2, []int{0, 200}
+		// A gateway's soft refusal: rejected for insufficient funds, stored
+		// without a stream position.
+		m.operate(KindWithdrawal, 3, 0, 100_000, plain)
+		soft := &m.transactions[len(m.transactions)-1]
+		soft.Partition, soft.AppliedOrder = nil, nil
+		// A daily-limit rejection by the apply.
+		limited := m.operate(KindWithdrawal, 3, 0, 200_000, plain)
+		m.transactions[len(m.transactions)-1].Reason, m.journal[limited].Reason = ReasonDailyLimitExceeded, ReasonDailyLimitExceeded
 		return m
 	}
 	bare := func() *model {

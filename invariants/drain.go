@@ -128,7 +128,8 @@ const SettlementsTopic = "ledger.settlements"
 // offsets (consumer_offsets of that topic) have reached every partition's
 // high watermark. Without it a clean run's last settlements look lost. A
 // ledger without an outbox (before migration 006) has nothing more to
-// drain. When the broker cannot answer, the outbox alone is waited for.
+// drain. While the settlements topic's broker cannot answer, the drain is not
+// done.
 func SettlementDrainProbe(commands DrainProbe, ledger *PostgresSource, settlements *BrokerOffsets) DrainProbe {
 	return func(ctx context.Context) (DrainState, error) {
 		state, err := commands(ctx)
@@ -153,8 +154,10 @@ func SettlementDrainProbe(commands DrainProbe, ledger *PostgresSource, settlemen
 		ends, err := settlements.Ends(brokerContext)
 		cancel()
 		if err != nil {
-			state.Progress += fmt.Sprintf("; outbox: all published; settlements topic unavailable (%v), settler not waited for", err)
-			return state, nil
+			// Not done: the settler's last events may still be on their way,
+			// and an audit now would call them lost. The drain's timeout
+			// bounds the wait (an undrained audit says so).
+			return DrainState{Progress: fmt.Sprintf("%s; outbox: all published; settlements topic unavailable (%v), waiting for it", state.Progress, err)}, nil
 		}
 		stored, err := ledger.StoredOffsets(ctx, settlements.topic)
 		if err != nil {

@@ -285,6 +285,17 @@ func (a *auditor) checkRejections() {
 			a.report(JustifiedRejection, func() Violation { return a.explainRefusal(r, why) })
 		}
 	}
+	// Rejections without a stream position are a gateway's soft refusals
+	// in a system that queues commands (some row has one); in one that
+	// applies each request itself (the naive mode: no row has one) they are
+	// the apply's.
+	queued := false
+	for index := range a.rows {
+		if a.rows[index].hasOrder {
+			queued = true
+			break
+		}
+	}
 	for index := range a.rows {
 		row := &a.rows[index]
 		if row.status != statusRejected || row.key < 0 || row.kind == 0 {
@@ -292,6 +303,12 @@ func (a *auditor) checkRejections() {
 		}
 		reason := a.history.reasons[row.reason]
 		rejections.Ledger[boundedName(rejections.Ledger, nonEmptyReason(reason))]++
+		if queued && !row.hasOrder && (reason == ReasonInsufficientFunds || reason == ReasonDailyLimitExceeded) {
+			if rejections.Soft == nil {
+				rejections.Soft = map[string]int64{}
+			}
+			rejections.Soft[reason]++
+		}
 		if reason == ReasonInsufficientFunds && row.kind != opDeposit {
 			a.checked(NoOverdraft, unitRejectedForFunds, 1)
 		}

@@ -82,6 +82,9 @@ func settlementRows(s *Settlement) []RowRef {
 func (a *auditor) checkSettlements() {
 	result := a.invariants[SettlementExactlyOnce]
 	state := &a.settlements
+	if a.config.NoSettlement != "" {
+		state.available, state.note = false, "skipped: "+a.config.NoSettlement
+	}
 	if !state.available {
 		if result.Status != StatusViolated {
 			result.Status = StatusSkipped

@@ -1,6 +1,8 @@
 package invariants
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"net"
@@ -92,6 +94,25 @@ func TestSettlementExactlyOnce(t *testing.T) {
 	t.Run("passes again", func(t *testing.T) {
 		if result := r.audit(runDir, source, nil); result.Verdict != VerdictPassed {
 			t.Fatalf("verdict %s, violated %v\n%s", result.Verdict, result.violated(), result.summary())
+		}
+	})
+	t.Run("a stack without a settlement pipeline", func(t *testing.T) {
+		// The events the workers wrote are never applied downstream: with
+		// the pipeline declared absent, skipped with the reason, not violated.
+		r.exec(`ALTER TABLE settlement_history RENAME TO settlement_history_away`)
+		r.exec(`CREATE TABLE settlement_history (LIKE settlement_history_away INCLUDING ALL)`)
+		defer r.exec(`DROP TABLE settlement_history; ALTER TABLE settlement_history_away RENAME TO settlement_history`)
+		if result := r.audit(runDir, source, nil); result.invariant(SettlementExactlyOnce).Status != StatusViolated {
+			t.Fatalf("no effect downstream and the pipeline not declared absent: settlement-exactly-once %s", result.invariant(SettlementExactlyOnce).Status)
+		}
+		result, err := Audit(context.Background(), Config{RunDir: runDir, Ledger: source, DrainTimeout: 10 * time.Second,
+			NoSettlement: "the stack runs no settlement pipeline"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		invariant := result.invariant(SettlementExactlyOnce)
+		if invariant.Status != StatusSkipped || !strings.Contains(invariant.Note, "no settlement pipeline") || result.Verdict != VerdictPassed {
+			t.Fatalf("settlement-exactly-once %s (%q), verdict %s; want skipped with the reason, passed", invariant.Status, invariant.Note, result.Verdict)
 		}
 	})
 	t.Run("a ledger without an outbox", func(t *testing.T) {
@@ -187,6 +208,10 @@ func TestSettlementDrainProbe(t *testing.T) {
 	if state, err := SettlementDrainProbe(commands, source, nil)(context.Background()); err != nil || !state.Done {
 		t.Fatalf("without the broker: done %v (%v)", state.Done, err)
 	}
+	// A broker that stops answering: not done (the settler's last events
+	// may be on their way), never "caught up" by default.
+	cluster.Close()
+	expect(false, "settlements topic unavailable")
 }
 
 // listenOnce gives kfake one listener of the test's, below the ephemeral

@@ -213,6 +213,7 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 	if err := o.validate(); err != nil {
 		return cannot(err)
 	}
+	var noSettlement string
 	if o.StackDir != "" {
 		file, err := stack.Load(o.StackDir)
 		if err != nil {
@@ -230,10 +231,11 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		if o.DailyDebitLimit == 0 {
 			o.DailyDebitLimit = file.DailyDebitLimitMinor
 		}
+		noSettlement = stackWithoutSettlement(file)
 	}
 
 	config := invariants.Config{RunDir: o.RunDir, DrainTimeout: o.DrainTimeout, MaxViolations: o.MaxViolations, Progress: stderr, Scope: o.Scope,
-		MaxBalanceMinor: o.MaxBalance, MaxAmountMinor: o.MaxAmount, DailyDebitLimitMinor: o.DailyDebitLimit}
+		MaxBalanceMinor: o.MaxBalance, MaxAmountMinor: o.MaxAmount, DailyDebitLimitMinor: o.DailyDebitLimit, NoSettlement: noSettlement}
 	config.Require, config.RequireNote = auditRequirements(o)
 	if o.LedgerSQL != "" {
 		ledger, err := invariants.LoadSQLLedger(o.LedgerSQL)
@@ -318,8 +320,10 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 				return cannot(err)
 			}
 			defer settlements.Close()
-			config.Drain = invariants.SettlementDrainProbe(config.Drain, source, settlements)
-		} else {
+			if noSettlement == "" {
+				config.Drain = invariants.SettlementDrainProbe(config.Drain, source, settlements)
+			}
+		} else if noSettlement == "" {
 			config.Drain = invariants.SettlementDrainProbe(quiet, source, nil)
 		}
 		if o.StackDir != "" {
@@ -410,4 +414,23 @@ func ScheduleLength(s scenario.Schedule) time.Duration {
 		return 0
 	}
 	return plan.Length()
+}
+
+// stackWithoutSettlement says why a local stack has no settlement pipeline
+// to wait for and judge: workers but no relay (up --settlement=false); ""
+// when it has one, or no worker to write events.
+func stackWithoutSettlement(file *stack.File) string {
+	var workers, relays int
+	for _, component := range file.Components {
+		switch {
+		case strings.HasPrefix(component.Name, "worker-"):
+			workers++
+		case component.Name == "relay":
+			relays++
+		}
+	}
+	if workers > 0 && relays == 0 {
+		return "the stack runs no settlement pipeline (no relay: up --settlement=false), so its outbox events are never published or applied downstream"
+	}
+	return ""
 }

@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"github.com/ledgerproof/ledgerproof/sut/stack"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -111,4 +113,24 @@ func TestAuditWeakExitCode(t *testing.T) {
 			t.Fatalf("exit %d, want %d", code, AuditExitCannotRun)
 		}
 	})
+}
+
+// TestStackWithoutSettlement: a stack with workers and no relay (up --settlement=false) has no settlement pipeline to
+// wait for or judge; one with a relay, or without workers, is not called so.
+func TestStackWithoutSettlement(t *testing.T) {
+	components := func(names ...string) *stack.File {
+		file := &stack.File{}
+		for _, name := range names {
+			file.Components = append(file.Components, &stack.Component{Name: name})
+		}
+		return file
+	}
+	if why := stackWithoutSettlement(components("postgres", "broker", "worker-0", "gateway-0")); !strings.Contains(why, "--settlement=false") {
+		t.Errorf("workers without a relay: %q", why)
+	}
+	for _, file := range []*stack.File{components("postgres", "worker-0", "relay", "settler"), components("postgres", "gateway-0")} {
+		if why := stackWithoutSettlement(file); why != "" {
+			t.Errorf("%v: %q, want none", file.Components, why)
+		}
+	}
 }

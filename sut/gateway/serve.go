@@ -68,7 +68,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		return err
 	}
 	config.PasswordHashing.MemoryKiB, config.PasswordHashing.Iterations = uint32(process.KDFMemoryKiB), uint32(process.KDFIterations)
-	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: config.SeededBugs})
+	store, cache, err := connections.OpenBackends(ctx, logger, storeConfig(config))
 	if err != nil {
 		return err
 	}
@@ -127,4 +127,11 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil
+}
+
+// storeConfig is the gateway's ledger store's configuration: its seeded
+// bugs and, because in the naive apply mode the store applies each command
+// (ApplyOne), the daily debit limit the ledger enforces there.
+func storeConfig(config Config) postgres.Config {
+	return postgres.Config{SeededBugs: config.SeededBugs, DailyDebitLimitMinor: config.DailyDebitLimitMinor}
 }

@@ -283,6 +283,14 @@ func mergeResults(first, second BatchResult) BatchResult {
 	for id, version := range second.BalanceVersions {
 		merged.BalanceVersions[id] = max(merged.BalanceVersions[id], version)
 	}
+	// A user-day's total only grows, and the second half was applied after
+	// the first: the larger is the day's total after both.
+	if len(second.DailyDebits) > 0 && merged.DailyDebits == nil {
+		merged.DailyDebits = map[DailyDebitKey]int64{}
+	}
+	for key, total := range second.DailyDebits {
+		merged.DailyDebits[key] = max(merged.DailyDebits[key], total)
+	}
 	merged.NextOffset = max(first.NextOffset, second.NextOffset)
 	return merged
 }

@@ -34,15 +34,20 @@ func idConflict(err error) bool {
 
 // lookUpEverything reports whether a batch refused with err is to be
 // applied again with every id and key looked up: a key stored under another
-// transaction id (the unique key), or, with the Bloom filter, a transaction
-// the filter called new that the ledger has (either key: a derived id names
-// its key). The filter's backstop is counted here.
+// transaction id (the unique key), or a transaction id the ledger has that
+// the batch did not find: one stored since the batch's lookup (a gateway's
+// soft refusal, RecordRejection, is a second writer of transaction ids) or
+// one the Bloom filter called new. The filter's backstop is counted here,
+// for id conflicts only: a key stored under another id is not the filter's
+// miss.
 func (s *Store) lookUpEverything(err error) bool {
-	filterWrong := s.dedupe != nil && !s.plan.bloomOnly && (idConflict(err) || keyConflict(err))
-	if filterWrong {
+	if s.plan.bloomOnly {
+		return false
+	}
+	if s.dedupe != nil && idConflict(err) {
 		s.dedupe.CountBackstopConflict()
 	}
-	return filterWrong || (s.plan.keyCollisions && keyConflict(err))
+	return (s.plan.dedupeByKey && idConflict(err)) || ((s.dedupe != nil || s.plan.keyCollisions) && keyConflict(err))
 }
 
 // countLookups counts what the filter did for one attempt at a batch of

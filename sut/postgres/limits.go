@@ -123,12 +123,31 @@ func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, rea
 	if acceptedAt.IsZero() {
 		acceptedAt = time.Unix(0, 0).UTC()
 	}
-	if _, err := s.pool.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
+	// An overdraft refusal is stored only while the ledger's balance is
+	// below the amount: the cached balance the gateway read may be one the
+	// ledger no longer holds (a credit committed, its worker killed before
+	// updating the cache), and a refusal of a debit the ledger can pay
+	// would be final. Without the row the command is queued and the worker
+	// decides.
+	justified := `TRUE`
+	if reason == ledger.CodeInsufficientFunds {
+		justified = `(SELECT balance FROM accounts WHERE id = $5 AND kind = 'user') < $7`
+	}
+	tag, err := s.pool.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
 		destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10) ON CONFLICT DO NOTHING`,
+		SELECT $1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10 WHERE `+justified+` ON CONFLICT DO NOTHING`,
 		command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
-		command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt); err != nil {
+		command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt)
+	if err != nil {
 		return ledger.Transaction{}, fmt.Errorf("record rejection: %w", err)
 	}
-	return s.transaction(ctx, command.TransactionID)
+	stored, err := s.transaction(ctx, command.TransactionID)
+	if tag.RowsAffected() == 0 && ledger.ErrorCode(err) == ledger.CodeNotFound {
+		return ledger.Transaction{}, ErrRefusalNotJustified
+	}
+	return stored, err
 }
+
+// ErrRefusalNotJustified is RecordRejection's answer to an overdraft
+// refusal of a debit the ledger's balance covers: nothing was stored.
+var ErrRefusalNotJustified = errors.New("record rejection: the ledger's balance covers the amount; the worker must decide")

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -187,6 +188,34 @@ func TestRecordRejection(t *testing.T) {
 	}
 	if _, err := store.RecordRejection(ctx, ledger.Command{}, ledger.CodeDailyLimitExceeded); err == nil {
 		t.Error("an invalid command was recorded")
+	}
+	checkLedger(t, store)
+}
+
+// TestRecordRejectionOnlyWhenTheLedgerCannotPay: an overdraft refusal read from a cached balance the ledger no longer
+// holds (a credit committed since) is not stored: the gateway queues the command and the worker decides. One the
+// ledger's balance justifies is stored; a daily-limit refusal does not look at the balance.
+func TestRecordRejectionOnlyWhenTheLedgerCannotPay(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ctx := context.Background()
+	alice := newUser(t, store, "alice@example.com")
+	if _, err := store.ApplyBatch(ctx, batchAt(0, 0, deposit(alice, "d", 1000))); err != nil {
+		t.Fatal(err)
+	}
+	affordable := withdrawal(alice, "stale-cache", 600)
+	if _, err := store.RecordRejection(ctx, affordable, ledger.CodeInsufficientFunds); !errors.Is(err, postgres.ErrRefusalNotJustified) {
+		t.Fatalf("a refusal of 600 against a balance of 1000: %v, want ErrRefusalNotJustified", err)
+	}
+	if stored, err := store.Transaction(ctx, affordable.TransactionID); ledger.ErrorCode(err) != ledger.CodeNotFound {
+		t.Fatalf("the unjustified refusal was stored: %+v %v", stored, err)
+	}
+	tooMuch := withdrawal(alice, "too-much", 1001)
+	if stored, err := store.RecordRejection(ctx, tooMuch, ledger.CodeInsufficientFunds); err != nil || stored.Reason != ledger.CodeInsufficientFunds {
+		t.Fatalf("a refusal of 1001 against 1000: %+v %v, want it stored", stored, err)
+	}
+	if stored, err := store.RecordRejection(ctx, withdrawal(alice, "limit", 10), ledger.CodeDailyLimitExceeded); err != nil || stored.Reason != ledger.CodeDailyLimitExceeded {
+		t.Fatalf("a daily-limit refusal: %+v %v, want it stored", stored, err)
 	}
 	checkLedger(t, store)
 }
