@@ -202,9 +202,17 @@ func (c *Consumer) Resume(partition int32) {
 // Poll waits for records (at most maxRecords) until ctx ends and returns
 // them grouped by partition. Call Done after the records are applied.
 func (c *Consumer) Poll(ctx context.Context, maxRecords int) ([]PartitionRecords, error) {
-	fetches := c.client.PollRecords(ctx, maxRecords)
+	return pollRecords(ctx, c.client, maxRecords, "kafka consumer")
+}
+
+// pollRecords polls client for records (at most maxRecords) until ctx ends
+// and returns them grouped by partition, in offset order; the first fetch
+// error other than ctx's end comes with them. who names the client in
+// errors.
+func pollRecords(ctx context.Context, client *kgo.Client, maxRecords int, who string) ([]PartitionRecords, error) {
+	fetches := client.PollRecords(ctx, maxRecords)
 	if fetches.IsClientClosed() {
-		return nil, errors.New("kafka consumer: closed")
+		return nil, errors.New(who + ": closed")
 	}
 	var fetchError error
 	fetches.EachError(func(topic string, partition int32, err error) {

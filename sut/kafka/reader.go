@@ -77,28 +77,7 @@ func NewReader(config ReaderConfig) (*Reader, error) {
 // Poll waits for records (at most maxRecords) until ctx ends and returns
 // them grouped by partition, in offset order.
 func (r *Reader) Poll(ctx context.Context, maxRecords int) ([]PartitionRecords, error) {
-	fetches := r.client.PollRecords(ctx, maxRecords)
-	if fetches.IsClientClosed() {
-		return nil, errors.New("kafka reader: closed")
-	}
-	var fetchError error
-	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && fetchError == nil {
-			fetchError = fmt.Errorf("fetch %s/%d: %w", topic, partition, err)
-		}
-	})
-	var result []PartitionRecords
-	fetches.EachPartition(func(partition kgo.FetchTopicPartition) {
-		if len(partition.Records) == 0 {
-			return
-		}
-		records := make([]Record, len(partition.Records))
-		for i, record := range partition.Records {
-			records[i] = Record{Partition: record.Partition, Offset: record.Offset, Key: record.Key, Value: record.Value, Timestamp: record.Timestamp}
-		}
-		result = append(result, PartitionRecords{Partition: partition.Partition, Records: records, HighWatermark: partition.HighWatermark})
-	})
-	return result, fetchError
+	return pollRecords(ctx, r.client, maxRecords, "kafka reader")
 }
 
 // Ping checks a broker answers.

@@ -128,19 +128,30 @@ func newRegistry() *prometheus.Registry {
 	return registry
 }
 
+// begin validates a relay's or a settler's settings, then opens what both
+// start with: the logger, the seeded bugs of their process kind, the ledger
+// store.
+func begin(ctx context.Context, process ProcessConfig, kind ledger.Process) (*slog.Logger, ledger.Bugs, *postgres.Store, error) {
+	if err := process.validate(); err != nil {
+		return nil, nil, nil, err
+	}
+	logger, err := process.Daemon.Logger()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	bugs := process.Daemon.ActivateSeededBugs(kind, logger)
+	store, err := open(ctx, process, bugs, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return logger, bugs, store, nil
+}
+
 // ServeRelay runs a relay process until ctx ends: it publishes the outbox to
 // the settlements topic and serves /metrics, /healthz and /readyz.
 func ServeRelay(ctx context.Context, process ProcessConfig) error {
-	if err := process.validate(); err != nil {
-		return err
-	}
 	connections := process.Daemon
-	logger, err := connections.Logger()
-	if err != nil {
-		return err
-	}
-	bugs := connections.ActivateSeededBugs(ledger.ProcessRelay, logger)
-	store, err := open(ctx, process, bugs, logger)
+	logger, bugs, store, err := begin(ctx, process, ledger.ProcessRelay)
 	if err != nil {
 		return err
 	}
@@ -171,16 +182,8 @@ func ServeRelay(ctx context.Context, process ProcessConfig) error {
 // settlements topic to settlement_history and serves /metrics, /healthz and
 // /readyz.
 func ServeSettler(ctx context.Context, process ProcessConfig) error {
-	if err := process.validate(); err != nil {
-		return err
-	}
 	connections := process.Daemon
-	logger, err := connections.Logger()
-	if err != nil {
-		return err
-	}
-	bugs := connections.ActivateSeededBugs(ledger.ProcessSettler, logger)
-	store, err := open(ctx, process, bugs, logger)
+	logger, bugs, store, err := begin(ctx, process, ledger.ProcessSettler)
 	if err != nil {
 		return err
 	}
