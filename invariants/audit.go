@@ -78,6 +78,10 @@ type Config struct {
 	// not known: the days' debits are not checked. The reference system's
 	// is its gateways' and workers' --daily-debit-limit (docs/limits.md).
 	DailyDebitLimitMinor int64
+	// Sagas reads the sagas of a sharded ledger (every shard's saga log,
+	// destination decisions and saga postings) for saga-atomicity. Nil (the
+	// default, one shard): that invariant is not exercised.
+	Sagas SagaSource
 	// Progress receives progress lines (drain, phases). Nil discards them.
 	Progress io.Writer
 	// Now is the clock. Default time.Now.
@@ -197,6 +201,8 @@ type auditor struct {
 	deadLetters *deadLetterState
 	// settlements is settlement-exactly-once's state (settlement.go).
 	settlements settlementState
+	// sagas is what saga-atomicity read from a sharded ledger (saga.go).
+	sagas sagaAudit
 
 	// rejections is justified-rejection's state (rejections.go); coverage
 	// the coverage being built and duplicates its duplicate counts
@@ -277,6 +283,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 
 	begin = config.Now()
 	fmt.Fprintf(config.Progress, "audit: reading the ledger (%s), %d operations journaled\n", config.Ledger.Describe(), len(a.history.operations))
+	a.readSagas(ctx)
 	if err := config.Ledger.Scan(ctx, Visitor{Account: a.visitAccount, Transaction: a.visitTransaction, Posting: a.visitPosting,
 		DeadLetters: a.visitDeadLetters, DeadLetter: a.visitDeadLetter,
 		Settlements: a.visitSettlements, Settlement: a.visitSettlement}); err != nil {
@@ -296,6 +303,7 @@ func Audit(ctx context.Context, config Config) (*Result, error) {
 	a.checkPerAccountOrder()
 	a.checkRejections()
 	a.checkLimits()
+	a.checkSagas()
 	a.finishDeadLetters()
 	a.checkSettlements()
 	phase("checks", begin)
@@ -463,6 +471,8 @@ func (a *auditor) visitPosting(p *Posting) error {
 		case p.AccountID == row.source && p.Amount == -row.amount && row.debitPosting == 0:
 			row.debitPosting = p.ID
 		case p.AccountID == row.destination && p.Amount == row.amount:
+		case p.AccountID == row.source && p.Amount == row.amount && a.sagas.compensated[p.TransactionID]:
+			// The refund of a compensated saga (docs/sharding.md).
 		default:
 			posting := *p
 			a.report(Conservation, func() Violation {
@@ -531,7 +541,10 @@ func (a *auditor) checkRows() {
 			problem = fmt.Sprintf("its %d posting(s) sum to %d, not zero", row.postings, row.postingSum)
 		case row.status == statusSettled && row.postings != 2:
 			problem = fmt.Sprintf("it is settled with %d posting(s), not 2", row.postings)
-		case row.status == statusRejected && row.postings != 0:
+		case row.status == statusRejected && row.postings != 0 && !(row.postings == 2 && a.sagas.compensated[a.rowID(row)]):
+			// A compensated saga's rejected transfer has its debit and its
+			// refund (saga-atomicity vouches for the pair); any other
+			// rejected transaction has none.
 			problem = fmt.Sprintf("it is rejected but has %d posting(s)", row.postings)
 		}
 		if problem != "" {

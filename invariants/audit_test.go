@@ -97,6 +97,13 @@ func TestScenarioPasses(t *testing.T) {
 			}
 			continue
 		}
+		if invariant.Name == SagaAtomicity {
+			// One ledger, no shards: no saga.
+			if invariant.Status != StatusNotExercised || invariant.Note == "" {
+				t.Errorf("saga-atomicity without shards: %s (%q), want not exercised with a reason", invariant.Status, invariant.Note)
+			}
+			continue
+		}
 		if invariant.Name == LimitsRespected {
 			// No daily limit is known and no soft refusal happened.
 			if invariant.Status != StatusNotExercised || invariant.Note == "" {

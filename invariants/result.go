@@ -23,6 +23,7 @@ const (
 	CacheCoherence        = "cache-coherence"
 	LimitsRespected       = "limits-respected"
 	SettlementExactlyOnce = "settlement-exactly-once"
+	SagaAtomicity         = "saga-atomicity"
 )
 
 // Catalogue lists every invariant with what it checks.
@@ -41,6 +42,7 @@ var Catalogue = []struct{ Name, Description string }{
 	{Liveness, livenessDescription},
 	{LimitsRespected, limitsDescription},
 	{SettlementExactlyOnce, "every settled transaction has exactly one settlement event in the outbox and exactly one effect downstream (the settlement consumer's row); a rejected or unknown transaction has neither"},
+	{SagaAtomicity, sagaAtomicityDescription},
 }
 
 // Invariant statuses. Skipped means the invariant cannot be checked here

@@ -76,6 +76,12 @@ type AuditOptions struct {
 	// limits-respected; 0: the local stack's (its stack file) with
 	// StackDir, else not known.
 	DailyDebitLimit int64
+	// ShardPostgresURLs are the databases of shards 1..N-1 of a sharded
+	// reference ledger (docs/sharding.md), PostgresURL being shard 0's: the
+	// audit reads the union of the shards and their sagas (saga-atomicity).
+	// The drain then waits for every shard to be quiet. Default none: one
+	// ledger.
+	ShardPostgresURLs []string
 }
 
 func (o *AuditOptions) validate() error {
@@ -83,6 +89,14 @@ func (o *AuditOptions) validate() error {
 	for _, given := range []string{o.StackDir, o.PostgresURL, o.LedgerExport, o.LedgerSQL} {
 		if given != "" {
 			sources++
+		}
+	}
+	if len(o.ShardPostgresURLs) > 0 {
+		switch {
+		case o.LedgerExport != "" || o.LedgerSQL != "" || o.ExportLedger != "":
+			return errors.New("--shard-postgres-url adds shards to the reference ledger (--postgres-url or --stack), not to --ledger-export, --ledger-sql or --export-ledger")
+		case o.Brokers != "":
+			return errors.New("--brokers drains by one ledger's consumer offsets; a sharded ledger is drained by waiting until every shard is quiet (give one of --brokers and --shard-postgres-url)")
 		}
 	}
 	switch {
@@ -211,7 +225,7 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		if o.RedisAddr == "" {
 			o.RedisAddr = file.Endpoints.RedisAddr
 		}
-		if o.Brokers == "" {
+		if o.Brokers == "" && len(o.ShardPostgresURLs) == 0 {
 			o.Brokers = strings.Join(file.Endpoints.Brokers, ",")
 		}
 		if o.DailyDebitLimit == 0 {
@@ -270,6 +284,30 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		config.Ledger = source
 		quiet := invariants.QuietProbe(source.Fingerprint, o.QuietPeriod, nil)
 		config.Drain = quiet
+		if len(o.ShardPostgresURLs) > 0 {
+			shards, closeShards, err := openShards(ctx, source, o.ShardPostgresURLs)
+			if err != nil {
+				return cannot(err)
+			}
+			defer closeShards()
+			sources := make([]invariants.Source, len(shards))
+			for i, shard := range shards {
+				sources[i] = shard
+			}
+			config.Ledger = invariants.ShardedSource{Shards: sources}
+			config.Sagas = invariants.PostgresSagaSource{URLs: append([]string{o.PostgresURL}, o.ShardPostgresURLs...)}
+			config.Drain = invariants.QuietProbe(func(ctx context.Context) (string, error) {
+				var all []string
+				for _, shard := range shards {
+					fingerprint, err := shard.Fingerprint(ctx)
+					if err != nil {
+						return "", err
+					}
+					all = append(all, fingerprint)
+				}
+				return strings.Join(all, "|"), nil
+			}, o.QuietPeriod, nil)
+		}
 		if o.Brokers != "" {
 			broker, err := invariants.OpenBrokerOffsets(strings.Split(o.Brokers, ","), o.Topic)
 			if err != nil {
@@ -327,6 +365,28 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "ledgerproof audit: could not fully audit (%s)\n", result.DrainNote)
 		return AuditExitCannotRun
 	}
+}
+
+// openShards connects to the shards of a sharded ledger beyond shard 0
+// (already open); closeShards closes those it opened.
+func openShards(ctx context.Context, shard0 *invariants.PostgresSource, urls []string) (shards []*invariants.PostgresSource, closeShards func(), err error) {
+	shards = []*invariants.PostgresSource{shard0}
+	closeShards = func() {
+		for _, shard := range shards[1:] {
+			_ = shard.Close()
+		}
+	}
+	for i, url := range urls {
+		connectContext, cancel := context.WithTimeout(ctx, 10*time.Second)
+		shard, err := invariants.OpenPostgres(connectContext, url)
+		cancel()
+		if err != nil {
+			closeShards()
+			return nil, nil, fmt.Errorf("shard %d: %w", i+1, err)
+		}
+		shards = append(shards, shard)
+	}
+	return shards, closeShards, nil
 }
 
 // fallbackProbe asks the brokers (bounded to 3s, so a dead broker does not
