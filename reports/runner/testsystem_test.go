@@ -65,11 +65,19 @@ func gateAgainst(t *testing.T, options testsystem.Options, extra ...string) (int
 	baseURL, exportCommand := serveTestSystem(t, options, exportDir)
 	out := filepath.Join(t.TempDir(), "run")
 	args := append([]string{"--scenario", scenario, "--stack", "external", "--base-url", baseURL,
-		"--ledger-export", exportDir, "--export-command", exportCommand, "--out", out}, extra...)
+		"--ledger-export", exportDir, "--export-command", exportCommand, "--out", out}, untimed...)
+	args = append(args, extra...)
 	code, output := ledgerproofRun(t, 4*time.Minute, args...)
 	t.Logf("ledgerproof run:\n%s", output)
 	return code, output, out
 }
+
+// untimed takes the gate scenario's speed thresholds (p95 accept latency,
+// dropped iterations) out of a test's run: they judge the machine as much as
+// the system, and a test shares its machine with the rest of the suite (a
+// busy moment failed the p95 once). Speed targets live in the benchmarks;
+// these tests judge correctness, and keep the errors threshold.
+var untimed = []string{"--set", "thresholds.accept_duration=", "--set", "thresholds.dropped_iterations="}
 
 // TestAsynchronousSystemPassesTheGate: a correct system that answers 202
 // and applies the money 3s later passes the default gate through an export
@@ -211,8 +219,9 @@ func gateAgainstAnotherDialect(t *testing.T, options testsystem.Options) (int, s
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "run")
-	code, output := ledgerproofRun(t, 3*time.Minute, "--scenario", scenario, "--stack", "external", "--base-url", baseURL,
-		"--profile", "../../profiles/example-v2.yaml", "--ledger-sql", queries, "--duration", "30s", "--out", out)
+	args := append([]string{"--scenario", scenario, "--stack", "external", "--base-url", baseURL,
+		"--profile", "../../profiles/example-v2.yaml", "--ledger-sql", queries, "--duration", "30s", "--out", out}, untimed...)
+	code, output := ledgerproofRun(t, 3*time.Minute, args...)
 	t.Logf("ledgerproof run:\n%s", output)
 	cancel()
 	if err := <-mirrored; err != nil {
