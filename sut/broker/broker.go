@@ -25,6 +25,14 @@
 //     acknowledgement was lost can be appended twice when the client retries.
 //     Acknowledged records are never lost; duplicates in the log are possible
 //     and are absorbed by the consumer's idempotency keys.
+//   - Retention (Config.Retention, retention.go) is the one exception, and
+//     it is off by default: with it, a record older than the retention is
+//     deleted whether or not a consumer has read it.
+//
+// Memory: records live in the segment files (the OS page cache), not in the
+// process; the broker keeps an index entry per batch in memory, about 85
+// bytes for a batch of one record (measured: TestRetentionMemory), so
+// without a retention its memory grows with every batch ever produced.
 package broker
 
 import (
