@@ -144,7 +144,10 @@ bench-load: build
 # below the absolute CAPACITY_REQUIRE_TPS), or if the soak failed: after the
 # batched steps, CAPACITY_SOAK (10m; 0: none) at 70% of the batched knee on
 # the same stack, which must hold with nothing dropped and every process's
-# private memory flat.
+# private memory flat. The stacks keep idempotency records, outcome records
+# and broker records a minute (--retention 1m; CAPACITY_ARGS='--retention 0'
+# runs the reference's 24h), and the report states what Redis would hold
+# with the reference's 24h (docs/performance.md, "Bounded memory").
 CAPACITY_STEPS                    ?= 250,500,1000,1500,2000,2500,3000,3600,5000,7500,10000
 CAPACITY_HOLD                     ?= 20s
 CAPACITY_REQUIRE_TPS              ?= 0

@@ -47,6 +47,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.IntVar(&o.ProfileSeconds, "profile-seconds", 15, "length of each CPU profile")
 	flags.DurationVar(&o.Soak, "soak", 0, "after the batched steps, on the same stack, hold a load at --soak-fraction of the knee this long, sampling every process's private memory: the soak passes when the load held and every process's memory stayed flat, else exit 3 (0: no soak; else at least 10s; make capacity: 10m)")
 	flags.Float64Var(&o.SoakFraction, "soak-fraction", capacity.DefaultSoakFraction, "the soak's rate as a fraction of the batched knee")
+	flags.DurationVar(&o.Retention, "retention", capacity.DefaultRetention, "how long the stacks keep what each transaction leaves behind: the gateways' idempotency records (--idempotency-ttl), the workers' outcome records (--outcome-ttl) and the broker's records (broker --retention), so a soak sees memory plateau; the report measures Redis's bytes per transaction and states what the reference's 24h would hold (0: the reference's defaults, under which Redis and the broker grow for a day; else at least 30s)")
 	flags.IntVar(&o.PortBase, "port-base", 23400, "first of the ports of the stacks, each mode 100 above the previous (below the ephemeral port range, so no outgoing connection holds one; 0: the stacks' defaults shifted by 200)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		var err error

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/daemon"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 // processFlags are the flags gateway and worker share: connections, name
@@ -25,6 +26,10 @@ func (p *processFlags) register(flags *flag.FlagSet, config *daemon.Config, proc
 	flags.StringVar(&config.PostgresURL, "postgres-url", daemon.DefaultPostgresURL, "Postgres connection URL (libpq form; several hosts allowed)")
 	flags.IntVar(&config.PostgresMaxConnections, "postgres-max-connections", 16, "Postgres pool size")
 	flags.StringVar(&config.RedisAddr, "redis-addr", daemon.DefaultRedisAddr, "Redis host:port")
+	if process == ledger.ProcessWorker {
+		// Only workers write outcome records.
+		flags.DurationVar(&config.OutcomeTTL, "outcome-ttl", redis.DefaultOutcomeTTL, "how long the outcome record of a transaction (outcome:<id>, read by gateways waiting for it, which ask the ledger without it) lives in Redis (at least 1s)")
+	}
 	flags.StringVar(&config.Brokers, "brokers", daemon.DefaultBrokers, "Kafka seed brokers, comma-separated host:port")
 	flags.StringVar(&config.Topic, "topic", "ledger.commands", "commands topic")
 	flags.IntVar(&config.Partitions, "partitions", 16, "partitions of the commands topic (created with this count if missing)")

@@ -40,6 +40,7 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	flags.Int64Var(&config.DailyDebitLimitMinor, "daily-debit-limit", config.DailyDebitLimitMinor, "daily debit limit per user (minor units per UTC day) given to every gateway and worker and recorded in stack.json for the audit (0: no limit; docs/limits.md)")
 	flags.Var((*stackArgumentList)(&config.GatewayArgs), "gateway-arg", "argument appended to every gateway's command line (repeatable)")
 	flags.Var((*stackArgumentList)(&config.WorkerArgs), "worker-arg", "argument appended to every worker's command line (repeatable)")
+	flags.Var((*stackArgumentList)(&config.BrokerArgs), "broker-arg", "argument appended to the broker's command line (repeatable), e.g. --broker-arg=--retention=1h: a bounded broker, which deletes records no worker read within the hour (docs/performance.md, \"Bounded memory\")")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	config.Output = os.Stdout

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ type capacityMode struct {
 	Workers     int      `json:"workers"`
 	GatewayArgs []string `json:"gateway_args"`
 	WorkerArgs  []string `json:"worker_args"`
+	// BrokerArgs are the broker's arguments beyond the stack's own (the
+	// retention's).
+	BrokerArgs []string `json:"broker_args,omitempty"`
 }
 
 // capacityStep is one step's figures: the load's view (load-summary.json of
@@ -116,6 +120,10 @@ type capacityResult struct {
 	// bare programs of the calibration.
 	KneeCosts []componentCost `json:"knee_costs,omitempty"`
 	Verdict   string          `json:"verdict"`
+	// RetentionSeconds is Options.Retention: how long the stacks kept
+	// idempotency records, outcome records and broker records (0: the
+	// reference's defaults, 24h, 24h and forever).
+	RetentionSeconds float64 `json:"retention_seconds"`
 }
 
 // capacityGatewayArgs are what every gateway of a capacity stack runs with:
@@ -151,7 +159,7 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 	}
 	result := capacityResult{StartedAt: time.Now().UTC(), Command: o.Command, Machine: machineDescription(),
 		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.Hold.Seconds(), RampSeconds: o.Ramp.Seconds(),
-		Accounts: o.Accounts, Seed: o.Seed, RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction}
+		Accounts: o.Accounts, Seed: o.Seed, RetentionSeconds: o.Retention.Seconds(), RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction}
 	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.Steps, o.Hold, o.Ramp, o.Seed, o.Out)
 	if o.Calibrate {
 		calibration, err := calibrate(ctx, o, self, out)
@@ -161,10 +169,14 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 		result.Calibration = &calibration
 	}
 	auditsPassed := true
+	retentionGatewayArgs, retentionWorkerArgs, retentionBrokerArgs := retentionArgs(o.Retention)
 	for modeIndex, name := range o.Modes {
-		mode := capacityMode{Name: name, Gateways: o.Gateways, GatewayArgs: append(append([]string{}, capacityGatewayArgs...), o.GatewayArgs...)}
+		// The retention's arguments come before the user's, which override
+		// them (a flag given twice takes the last value).
+		mode := capacityMode{Name: name, Gateways: o.Gateways, BrokerArgs: retentionBrokerArgs,
+			GatewayArgs: slices.Concat(capacityGatewayArgs, retentionGatewayArgs, o.GatewayArgs)}
 		if name == "batched" {
-			mode.Workers, mode.WorkerArgs = o.Workers, append(append([]string{}, capacityWorkerArgs...), o.WorkerArgs...)
+			mode.Workers, mode.WorkerArgs = o.Workers, slices.Concat(capacityWorkerArgs, retentionWorkerArgs, o.WorkerArgs)
 		} else {
 			mode.GatewayArgs = append(mode.GatewayArgs, "--apply-mode", "naive")
 		}
@@ -305,7 +317,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	config.Dir, config.Binary = stackDir, self
 	capacityPorts(&config, o.PortBase, modeIndex)
 	config.Gateways, config.Workers, config.Partitions = mode.Gateways, mode.Workers, o.Partitions
-	config.GatewayArgs, config.WorkerArgs = mode.GatewayArgs, mode.WorkerArgs
+	config.GatewayArgs, config.WorkerArgs, config.BrokerArgs = mode.GatewayArgs, mode.WorkerArgs, mode.BrokerArgs
 	// No daily debit limit: each step's 2,000 accounts would reach the local
 	// stack's (100,000 a day) within seconds, and the steps would measure
 	// refusals instead of money moving (docs/performance.md).
@@ -315,7 +327,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 		// The profiled step also records what Postgres spent its time on.
 		config.PostgresSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on"}
 	}
-	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs)
+	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v; broker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs, mode.BrokerArgs)
 	// The mode's stack is the run engine's local stack, started fresh (the
 	// directory was purged above, so nothing is attached) and stopped and
 	// removed after the audit, its logs copied into the run directory.

@@ -93,6 +93,13 @@ type Options struct {
 	SoakFraction float64
 	// Calibrate measures this machine's own limits before the steps.
 	Calibrate bool
+	// Retention is how long the stacks keep what each transaction leaves
+	// behind (retention.go): the gateways' idempotency records
+	// (--idempotency-ttl), the workers' outcome records (--outcome-ttl) and
+	// the broker's records (--retention); 0: the reference's defaults (24h,
+	// 24h, every record kept), under which memory grows for a day; else at
+	// least MinimumRetention.
+	Retention time.Duration
 	// Binary is the ledgerproof executable the stacks and the loads run;
 	// "": this process's own.
 	Binary string
@@ -162,6 +169,8 @@ func (o *Options) validate() error {
 		return errors.New("--soak runs at a fraction of the batched knee: --modes must include batched")
 	case o.Soak > 0 && (o.SoakFraction <= 0 || o.SoakFraction > 1):
 		return fmt.Errorf("--soak-fraction %g must be above 0 and at most 1", o.SoakFraction)
+	case o.Retention < 0 || (o.Retention > 0 && o.Retention < MinimumRetention):
+		return fmt.Errorf("--retention %s: 0 (the reference's defaults) or at least %s", o.Retention, MinimumRetention)
 	}
 	if o.Soak > 0 {
 		// The soak's load, at the first step's rate (its own is known only

@@ -90,3 +90,43 @@ func TestParseSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionOptions: --retention is 0 (the reference's defaults) or at least the minimum, and reaches the
+// gateways, workers and broker as their own flags.
+func TestRetentionOptions(t *testing.T) {
+	for _, c := range []struct {
+		retention time.Duration
+		want      string
+	}{{0, ""}, {MinimumRetention, ""}, {DefaultRetention, ""}, {-time.Second, "--retention -1s"}, {10 * time.Second, "--retention 10s: 0 (the reference's defaults) or at least 30s"}} {
+		o := validOptions()
+		o.Retention = c.retention
+		err := o.validate()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("retention %s: error %v, want %q", c.retention, err, c.want)
+		}
+	}
+	gateway, worker, broker := retentionArgs(90 * time.Second)
+	if strings.Join(gateway, " ") != "--idempotency-ttl 1m30s" || strings.Join(worker, " ") != "--outcome-ttl 1m30s" || strings.Join(broker, " ") != "--retention 1m30s" {
+		t.Errorf("retention arguments: %v, %v, %v", gateway, worker, broker)
+	}
+	if gateway, worker, broker := retentionArgs(0); gateway != nil || worker != nil || broker != nil {
+		t.Errorf("no retention: arguments %v, %v, %v, want none", gateway, worker, broker)
+	}
+}
+
+// TestRedisFootprintProjection: a transaction's bytes are its idem: and outcome: records' means, and a day of them
+// at a rate is bytes × rate × 86,400 s; other prefixes (sessions, balances) are reported but not counted.
+func TestRedisFootprintProjection(t *testing.T) {
+	f := redisFootprint{Keys: 30, UsedMiB: 3, Prefixes: []redisPrefix{{Prefix: "idem", Keys: 10, Sampled: 10, MeanBytes: 400},
+		{Prefix: "outcome", Keys: 10, Sampled: 10, MeanBytes: 200}, {Prefix: "session", Keys: 10, Sampled: 10, MeanBytes: 150}}}
+	f.project([]redisProjection{{Label: "the soak's rate", TPS: 1000}, {Label: "none", TPS: 0}})
+	if f.BytesPerTransaction != 600 || len(f.Projections) != 1 || f.Projections[0].GiB != round3(600*1000*86400.0/(1<<30)) {
+		t.Fatalf("footprint %+v", f)
+	}
+	text := f.markdown(time.Minute)
+	for _, want := range []string{"kept 1m0s", "idem: 10 × 400 B", "Each transaction keeps 600 B", "**48.28 GiB** at the soak's rate (1000 TPS)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, text)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	o := Options{Out: out, Scenario: filepath.Join("..", "..", "scenarios", "capacity.yaml"), StackRoot: stackRoot, Docs: docs,
 		Modes: []string{ModeBatched}, Steps: []int{20}, Hold: 2 * time.Second, Ramp: time.Second, Accounts: 10, Seed: 7,
 		Gateways: 1, Workers: 1, Partitions: 2, FailuresToStop: 2, PortBase: ports[0], Binary: binary, Command: "capacity (test)",
-		Soak: MinimumSoak, SoakFraction: DefaultSoakFraction}
+		Soak: MinimumSoak, SoakFraction: DefaultSoakFraction, Retention: DefaultRetention}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stdout strings.Builder
@@ -78,6 +79,16 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 			t.Errorf("soak memory of %s missing or empty: %+v", want, soak.Memory)
 		}
 	}
+	// The retention reached every process, and Redis's footprint was measured: the transactions' records are
+	// there, with their bytes.
+	if !slices.Contains(mode.Mode.GatewayArgs, "--idempotency-ttl") || !slices.Contains(mode.Mode.WorkerArgs, "--outcome-ttl") ||
+		!slices.Contains(mode.Mode.BrokerArgs, "--retention") || result.RetentionSeconds != 60 || soak.RetentionSeconds != 60 {
+		t.Errorf("retention: gateway %v, worker %v, broker %v, run %gs, soak %gs", mode.Mode.GatewayArgs, mode.Mode.WorkerArgs,
+			mode.Mode.BrokerArgs, result.RetentionSeconds, soak.RetentionSeconds)
+	}
+	if soak.Redis == nil || soak.Redis.Error != "" || soak.Redis.Keys == 0 || soak.Redis.BytesPerTransaction <= 0 || len(soak.Redis.Projections) != 2 {
+		t.Errorf("Redis's footprint: %+v", soak.Redis)
+	}
 	if info, err := os.Stat(soak.SamplesFile); err != nil || info.Size() == 0 {
 		t.Errorf("memory samples %s: %v", soak.SamplesFile, err)
 	}
@@ -103,7 +114,8 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	}
 	section, err := os.ReadFile(docs)
 	if err != nil || !strings.Contains(string(section), capacityBeginMarker) || !strings.Contains(string(section), "knee **") ||
-		!strings.Contains(string(section), "**Soak** at 14 TPS (70% of the knee) for 10s") {
+		!strings.Contains(string(section), "**Soak** at 14 TPS (70% of the knee) for 10s") ||
+		!strings.Contains(string(section), "**Redis at the end of the soak**, with idempotency records, outcome records and broker records kept 1m0s") {
 		t.Errorf("docs: %v\n%s", err, section)
 	}
 	if !strings.Contains(stdout.String(), "batched: knee ") || strings.Contains(stdout.String(), "ready in") {

@@ -60,6 +60,11 @@ type soakResult struct {
 	SamplesFile   string   `json:"samples_file,omitempty"`
 	Passed        bool     `json:"passed"`
 	Reasons       []string `json:"reasons"`
+	// RetentionSeconds is the stack's retention (Options.Retention; 0: the
+	// reference's defaults); Redis what Redis held when the hold ended
+	// (redismemory.go).
+	RetentionSeconds float64         `json:"retention_seconds"`
+	Redis            *redisFootprint `json:"redis,omitempty"`
 }
 
 // soakMemory is one process tree's private memory (RssAnon summed over the
@@ -94,7 +99,7 @@ func soakRate(knee int, fraction float64) int {
 // rate, holding for o.Soak, its memory sampled.
 func runSoak(ctx context.Context, o Options, self string, mode capacityMode, file *stack.File, sampler *cpuSampler,
 	knee int, runDir string, out io.Writer) (soakResult, error) {
-	result := soakResult{Fraction: o.SoakFraction, HoldSeconds: o.Soak.Seconds(), Reasons: []string{}}
+	result := soakResult{Fraction: o.SoakFraction, HoldSeconds: o.Soak.Seconds(), Reasons: []string{}, RetentionSeconds: o.Retention.Seconds()}
 	if knee <= 0 {
 		result.NotRun = "no step held, so there is no knee to soak at"
 		result.Reasons = append(result.Reasons, result.NotRun)
@@ -120,6 +125,13 @@ func runSoak(ctx context.Context, o Options, self string, mode capacityMode, fil
 		return result, fmt.Errorf("soak: %w", err)
 	}
 	result.Step = &step
+	// Redis as the hold left it: what a transaction keeps, for sizing.
+	redis := measureRedis(ctx, file.Endpoints.RedisAddr, []redisProjection{
+		{Label: "the soak's rate", TPS: result.TargetTPS}, {Label: "the knee", TPS: knee}})
+	result.Redis = &redis
+	if redis.Error != "" {
+		fmt.Fprintf(out, "%s soak: Redis's footprint: %s\n", mode.Name, redis.Error)
+	}
 	samples := memory.all()
 	result.SamplesFile = filepath.Join(runDir, "steps", name, soakSamplesFile)
 	if err := writeMemorySamples(result.SamplesFile, samples); err != nil {
@@ -294,5 +306,8 @@ func (r *soakResult) markdown() string {
 		fmt.Fprintf(&b, " %.1f | %.1f | %.1f | %+.1f%% | %s |\n", m.StartMiB, m.EndMiB, m.PeakMiB, m.GrowthPercent, flat)
 	}
 	b.WriteString("\n")
+	if r.Redis != nil {
+		b.WriteString(r.Redis.markdown(time.Duration(r.RetentionSeconds * float64(time.Second))))
+	}
 	return b.String()
 }

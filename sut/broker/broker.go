@@ -25,6 +25,14 @@
 //     acknowledgement was lost can be appended twice when the client retries.
 //     Acknowledged records are never lost; duplicates in the log are possible
 //     and are absorbed by the consumer's idempotency keys.
+//   - Retention (Config.Retention, retention.go) is the one exception, and
+//     it is off by default: with it, a record older than the retention is
+//     deleted whether or not a consumer has read it.
+//
+// Memory: records live in the segment files (the OS page cache), not in the
+// process; the broker keeps an index entry per batch in memory, about 85
+// bytes for a batch of one record (measured: TestRetentionMemory), so
+// without a retention its memory grows with every batch ever produced.
 package broker
 
 import (
@@ -36,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -114,6 +123,31 @@ type Config struct {
 	// errors, overriding the default of discarding them. kfake's per-request
 	// informational logs are passed at debug level.
 	Logger *slog.Logger
+
+	// Retention is how long the broker keeps a record, on every topic,
+	// counted from the record's timestamp (retention.go). Default 0: every
+	// record is kept for as long as the data directory lives, as Kafka
+	// would with retention.ms=-1. Keeping everything is the default because
+	// chaos drills stop workers for as long as a plan says, and a record
+	// deleted before a worker read it is money lost; the audit itself reads
+	// only the topics' end offsets. A positive Retention (at least
+	// MinimumRetention) bounds the broker's memory and disk: a record not
+	// consumed within it is deleted unread, which the audit reports as a
+	// durability violation (an acknowledged operation missing from the
+	// ledger).
+	Retention time.Duration
+
+	// SegmentBytes is the size at which a partition's segment file is
+	// closed and a new one started; retention deletes a segment file only
+	// once every record in it has expired. Default 0: kfake's (and Kafka's)
+	// 100 MiB without Retention, RetentionSegmentBytes (8 MiB) with it, so
+	// the disk holds at most one segment per partition beyond what the
+	// retention keeps. At least MinimumSegmentBytes (1 MiB).
+	SegmentBytes int64
+
+	// retentionCheck overrides retentionCheckInterval(Retention), so a test
+	// can keep records for an hour and still see a pass soon.
+	retentionCheck time.Duration
 }
 
 // withDefaults returns cfg with every empty field set to its default.
@@ -129,6 +163,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SegmentBytes == 0 && cfg.Retention > 0 {
+		cfg.SegmentBytes = RetentionSegmentBytes
 	}
 	return cfg
 }
@@ -155,7 +192,7 @@ func (cfg Config) validate() error {
 	if cfg.Topic == "" {
 		return errors.New("broker config: topic is empty")
 	}
-	return nil
+	return validateRetention(cfg.Retention, cfg.SegmentBytes)
 }
 
 func isLoopback(host string) bool {
@@ -217,6 +254,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Sync {
 		options = append(options, kfake.SyncWrites())
 	}
+	options = append(options, retentionOptions(cfg.Retention, cfg.SegmentBytes)...)
 	cluster, err := kfake.NewCluster(options...)
 	if err != nil {
 		listener.Close()
@@ -240,10 +278,17 @@ func Run(ctx context.Context, cfg Config) error {
 		"topic", cfg.Topic,
 		"partitions", cfg.Partitions,
 		"topic_created", created,
+		"retention", cfg.Retention,
 	)
 
+	check := cfg.retentionCheck
+	if check == 0 {
+		check = retentionCheckInterval(cfg.Retention)
+	}
+	retained := enforceRetention(ctx, cluster, cfg.Retention, check)
 	<-ctx.Done()
 	logger.Info("broker stopping", "address", addresses[0])
+	<-retained
 	cluster.Close()
 	logger.Info("broker stopped", "address", addresses[0])
 	return nil

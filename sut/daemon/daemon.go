@@ -43,6 +43,9 @@ type Config struct {
 	PostgresMaxConnections int
 	// RedisAddr is Redis's host:port. Default DefaultRedisAddr.
 	RedisAddr string
+	// OutcomeTTL is how long the outcome records a worker writes to Redis
+	// live (redis.Config.OutcomeTTL). Default (0) redis.DefaultOutcomeTTL.
+	OutcomeTTL time.Duration
 	// Brokers are the Kafka seed brokers, comma-separated host:port.
 	// Default DefaultBrokers.
 	Brokers string
@@ -123,7 +126,7 @@ func (c Config) InternalHandler(handler http.Handler, registry *crash.Registry) 
 // seeded bugs and hooks; the connection fields are filled here. With seeded
 // bugs that need schema changes, it makes them before returning.
 func (c Config) OpenBackends(ctx context.Context, logger *slog.Logger, storeConfig postgres.Config) (*postgres.Store, *redis.Client, error) {
-	cache, err := redis.New(redis.Config{Addr: c.RedisAddr})
+	cache, err := redis.New(redis.Config{Addr: c.RedisAddr, OutcomeTTL: c.OutcomeTTL})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,11 +35,29 @@ type Config struct {
 	// PoolSize caps connections. Default 64, enough for a gateway's
 	// concurrent requests on a small machine.
 	PoolSize int
+	// OutcomeTTL is how long a transaction's outcome record
+	// (outcome:<transaction id>, written by AfterCommit) lives. Default
+	// DefaultOutcomeTTL, 24h, the gateway's default idempotency TTL. Only a
+	// gateway waiting for an outcome reads the record (a poll that missed
+	// the announcement), and it asks the ledger when the record is not
+	// there, so an expired record costs a Postgres read, never an answer:
+	// a shorter TTL bounds Redis's memory (docs/performance.md).
+	OutcomeTTL time.Duration
 }
+
+// DefaultOutcomeTTL is Config.OutcomeTTL's default.
+const DefaultOutcomeTTL = 24 * time.Hour
+
+// MinimumOutcomeTTL is the shortest Config.OutcomeTTL: a gateway polls for
+// an outcome every 200ms by default, and a record shorter-lived than a few
+// polls would send every waiting request to the ledger.
+const MinimumOutcomeTTL = time.Second
 
 // Client talks to Redis.
 type Client struct {
 	client *goredis.Client
+	// outcomeTTL is Config.OutcomeTTL.
+	outcomeTTL time.Duration
 	// The idempotency fast path runs on every money request: concurrent
 	// requests' reservations and stored responses go to Redis as one
 	// pipeline per batch (package coalesce) rather than one round trip
@@ -72,7 +90,13 @@ func New(config Config) (*Client, error) {
 	if config.PoolSize == 0 {
 		config.PoolSize = 64
 	}
-	c := &Client{client: goredis.NewClient(&goredis.Options{
+	if config.OutcomeTTL == 0 {
+		config.OutcomeTTL = DefaultOutcomeTTL
+	}
+	if config.OutcomeTTL < MinimumOutcomeTTL {
+		return nil, fmt.Errorf("redis: outcome TTL %s is below the minimum %s", config.OutcomeTTL, MinimumOutcomeTTL)
+	}
+	c := &Client{outcomeTTL: config.OutcomeTTL, client: goredis.NewClient(&goredis.Options{
 		Addr:         config.Addr,
 		DialTimeout:  config.Timeout,
 		ReadTimeout:  config.Timeout,
@@ -428,10 +452,6 @@ func (c *Client) CachedBalances(ctx context.Context, accountIDs []int64) (map[in
 	return balances, nil
 }
 
-// outcomeTTL is how long a key's outcome record lives; as long as the
-// gateway's default idempotency TTL.
-const outcomeTTL = 24 * time.Hour
-
 func outcomeKey(transactionID string) string { return "outcome:" + transactionID }
 
 // LookupOutcome reads the outcome a worker recorded for a transaction.
@@ -500,7 +520,7 @@ func (c *Client) AfterCommit(ctx context.Context, balances, versions map[int64]i
 	}
 	for _, outcome := range outcomes {
 		value, _ := json.Marshal(outcome)
-		pipeline.Set(ctx, outcomeKey(outcome.TransactionID), value, outcomeTTL)
+		pipeline.Set(ctx, outcomeKey(outcome.TransactionID), value, c.outcomeTTL)
 		pipeline.Del(ctx, "pending:"+outcome.TransactionID)
 	}
 	if len(outcomes) > 0 {

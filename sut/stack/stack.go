@@ -87,6 +87,9 @@ type Config struct {
 	// SIGKILL of the broker (the drills' fault); fsync per produce caps the
 	// broker at a few thousand records per second on this class of machine.
 	BrokerSync bool
+	// BrokerArgs are appended to the broker's command line, for example
+	// --retention (docs/performance.md, "Bounded memory"). Default none.
+	BrokerArgs []string
 	// Migrate runs `<Binary> migrate` once Postgres is up. Default true.
 	Migrate bool
 	// Proxies routes gateway->broker, worker->broker, worker->postgres,
@@ -586,6 +589,7 @@ func plan(config Config, dir string, file *File) []*Component {
 	if config.BrokerSync {
 		brokerArgv = append(brokerArgv, "--sync")
 	}
+	brokerArgv = append(brokerArgv, config.BrokerArgs...)
 	broker := &Component{
 		Name:       KindBroker,
 		Kind:       KindBroker,

@@ -21,6 +21,8 @@ type StackOptions struct {
 	// GatewayArgs and WorkerArgs are appended to the processes' command
 	// lines, after the test defaults (cheap password hashing, 20s wait cap).
 	GatewayArgs, WorkerArgs []string
+	// BrokerArgs are appended to the broker's command line (stack.Config.BrokerArgs).
+	BrokerArgs []string
 	// Proxies routes the links through the fault proxy (component proxy,
 	// stack.Link) on free ports.
 	Proxies bool
@@ -70,6 +72,7 @@ func Stack(t testing.TB, options StackOptions) *stack.File {
 	config.BrokerSync = false
 	config.GatewayArgs = append([]string{"--kdf-memory-kib=64", "--kdf-iterations=1", "--wait-max=20s"}, options.GatewayArgs...)
 	config.WorkerArgs = options.WorkerArgs
+	config.BrokerArgs = options.BrokerArgs
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	result, err := stack.Up(ctx, config)
