@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -40,10 +42,15 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	flags.Int64Var(&config.DailyDebitLimitMinor, "daily-debit-limit", config.DailyDebitLimitMinor, "daily debit limit per user (minor units per UTC day) given to every gateway and worker and recorded in stack.json for the audit (0: no limit; docs/limits.md)")
 	flags.Var((*stackArgumentList)(&config.GatewayArgs), "gateway-arg", "argument appended to every gateway's command line (repeatable)")
 	flags.Var((*stackArgumentList)(&config.WorkerArgs), "worker-arg", "argument appended to every worker's command line (repeatable)")
+	flags.IntVar(&config.Shards, "shards", config.Shards, fmt.Sprintf("split the ledger across this many Postgres databases, 1 to %d (docs/sharding.md): shard i > 0 is component postgres-shard-<i>, with --workers workers and an outbox relay of its own", shard.MaxShards))
+	flags.IntVar(&config.PostgresShardPort, "postgres-shard-port", 0, "with --shards N > 1: shard 1's Postgres port on 127.0.0.1, shard i uses postgres-shard-port+i-1 (0: postgres-port+10)")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	config.Output = os.Stdout
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		if _, err := shard.New(config.Shards); err != nil {
+			return fmt.Errorf("--shards: %w", err)
+		}
 		// Refuse at once, not as a gateway that fails to start.
 		bugs, err := seededBugs.parse()
 		if err != nil {

@@ -179,3 +179,21 @@ func workersGroupArgs(config Config) []string {
 	}
 	return []string{"--workers-group", "ledger-workers-shard-0"}
 }
+
+// ShardProcesses are the names of the components a sharded stack of config
+// adds to a single-shard one: postgres-shard-<i>, worker-s<i>-<j> and, with
+// the settlement pipeline, relay-shard-<i>, for every shard i > 0. None for
+// one shard. (What a plan checked before the stack starts may target.)
+func ShardProcesses(config Config) []string {
+	var names []string
+	for s := 1; s < config.shards(); s++ {
+		names = append(names, shard.Component(s))
+		for j := 0; j < config.Workers; j++ {
+			names = append(names, shardWorkerName(s, j))
+		}
+		if config.Settlement {
+			names = append(names, ShardRelayName(s))
+		}
+	}
+	return names
+}
