@@ -121,7 +121,7 @@ func Catalogue() []BugDescription {
 // Describe returns the catalogue entry of bug; ok is false for an unknown
 // name.
 func (b Bug) Describe() (description BugDescription, ok bool) {
-	for _, entry := range catalogue {
+	for _, entry := range append(Catalogue(), uncatalogued...) {
 		if entry.Bug == b {
 			return entry, true
 		}
