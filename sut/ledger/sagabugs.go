@@ -19,15 +19,11 @@ const (
 )
 
 // uncatalogued are seeded bugs ParseBugs accepts (and Describe describes)
-// that are not in the catalogue yet: the saga bugs, which the sharded
-// worker runs (`ledgerproof worker --shard-postgres-url`), until the
-// sharded stack's mutation cases put them in the catalogue (a catalogue bug
-// must have its mutation case). A bug both here and in the catalogue is
-// described by the catalogue's entry.
-var uncatalogued = []BugDescription{
-	{BugSagaNoCompensation, ProcessWorker, "a saga whose destination shard cancelled the credit is marked failed and its debit kept: money leaves the source and arrives nowhere"},
-	{BugSagaDoubleCompensation, ProcessWorker, "a saga's compensation refunds again whenever the saga is not completed, and every recovery pass re-drives compensated sagas"},
-}
+// that are not in the catalogue (a catalogue bug must have its mutation
+// case): none since the sharded stack's mutation cases put the saga bugs
+// in the catalogue. A bug both here and in the catalogue is described by
+// the catalogue's entry.
+var uncatalogued []BugDescription
 
 // SagaBugs are the seeded bugs of cross-shard sagas: they need a sharded
 // ledger (a worker with shards to run sagas between).
