@@ -169,17 +169,6 @@ func (c Config) shardMember(s int) string {
 	return strconv.Itoa(s) + "/" + strconv.Itoa(c.shards())
 }
 
-// workersGroupArgs is what a sharded stack's gateways are told about the
-// workers' consumer group: with N > 1 each shard's workers form the group
-// <group>-shard-<i> (docs/sharding.md), and a gateway's readiness waits for
-// shard 0's to have a member.
-func workersGroupArgs(config Config) []string {
-	if config.shards() == 1 || config.Workers == 0 {
-		return nil
-	}
-	return []string{"--workers-group", "ledger-workers-shard-0"}
-}
-
 // ShardProcesses are the names of the components a sharded stack of config
 // adds to a single-shard one: postgres-shard-<i>, worker-s<i>-<j> and, with
 // the settlement pipeline, relay-shard-<i>, for every shard i > 0. None for

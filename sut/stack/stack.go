@@ -696,7 +696,6 @@ func plan(config Config, dir string, file *File) []*Component {
 			"--name", name,
 		}
 		argv = append(argv, shardArgs(shardURLs)...)
-		argv = append(argv, workersGroupArgs(config)...)
 		if config.Workers == 0 {
 			// No worker of the stack will join the group (the naive apply
 			// mode, or workers run elsewhere): readiness cannot wait for one.
