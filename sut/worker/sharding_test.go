@@ -431,3 +431,44 @@ func TestShardedWorkersSagaBugsAreCaught(t *testing.T) {
 		})
 	}
 }
+
+func TestProcessConfigShardsAreValidated(t *testing.T) {
+	base := "postgres://ledger@127.0.0.1:55432/ledger"
+	many := make([]string, shard.MaxShards)
+	for i := range many {
+		many[i] = fmt.Sprintf("postgres://ledger@127.0.0.1:%d/ledger", 56000+i)
+	}
+	cases := []struct {
+		name   string
+		shard  int
+		urls   []string
+		shards int
+		error  string
+	}{
+		{"one ledger", 0, nil, 1, ""},
+		{"shard 1 of 2", 1, []string{"postgres://ledger@127.0.0.1:55433/ledger"}, 2, ""},
+		{"shard out of range", 2, []string{"postgres://ledger@127.0.0.1:55433/ledger"}, 0, "--shard 2 is not a shard of 2"},
+		{"negative shard", -1, nil, 0, "--shard -1 is not a shard of 1"},
+		{"shard without URLs", 1, nil, 0, "--shard 1 is not a shard of 1"},
+		{"shard 0's URL again", 0, []string{base}, 0, "shards 0 and 1 have the same Postgres URL"},
+		{"a URL twice", 0, []string{many[0], many[0]}, 0, "shards 1 and 2 have the same Postgres URL"},
+		{"blank URL", 0, []string{" "}, 0, "--shard-postgres-url of shard 1 is empty"},
+		{"too many shards", 0, many, 0, "at most 16"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			process := ProcessConfig{Shard: c.shard, ShardPostgresURLs: c.urls}
+			process.Daemon.PostgresURL = base
+			shards, err := process.shards()
+			if c.error == "" {
+				if err != nil || shards != c.shards {
+					t.Fatalf("%d shards, %v; want %d", shards, err, c.shards)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.error) {
+				t.Fatalf("error %v, want one saying %q", err, c.error)
+			}
+		})
+	}
+}
