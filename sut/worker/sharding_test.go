@@ -8,15 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ledgerproof/ledgerproof/invariants"
+	"github.com/ledgerproof/ledgerproof/sut/daemon"
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
@@ -36,6 +40,7 @@ type shardedRig struct {
 	brokers  []string
 	producer *kafka.Producer
 	cache    *redis.Client
+	redis    string
 	logger   *slog.Logger
 	// sources maps each transaction id produced to the shard of its
 	// source account (of its account for a deposit): where its row is.
@@ -86,7 +91,8 @@ func newShardedRig(t *testing.T, shard0Bugs ...ledger.Bug) *shardedRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.producer.Close)
-	if r.cache, err = redis.New(redis.Config{Addr: stacktest.RedisAddr(t)}); err != nil {
+	r.redis = stacktest.RedisAddr(t)
+	if r.cache, err = redis.New(redis.Config{Addr: r.redis}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.cache.Close() })
@@ -471,4 +477,91 @@ func TestProcessConfigShardsAreValidated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServeShardedWorkers: `ledgerproof worker --shard I
+// --shard-postgres-url ...` as Serve runs it: each shard's worker applies
+// to its own database in its shard's consumer group, runs the sagas of its
+// shard, and counts them and the records it skipped in its metrics.
+func TestServeShardedWorkers(t *testing.T) {
+	r := newShardedRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	metrics := make([]string, 2)
+	served := make(chan error, 2)
+	for i := range metrics {
+		metrics[i] = fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(t))
+		process := ProcessConfig{Group: "ledger-workers", MetricsListen: metrics[i], Shard: i, ShardPostgresURLs: r.urls[1:],
+			Worker: Config{Linger: time.Millisecond}}
+		process.Daemon = daemon.Config{PostgresURL: r.urls[0], PostgresMaxConnections: 4, RedisAddr: r.redis, Brokers: strings.Join(r.brokers, ","),
+			Topic: kafka.DefaultTopic, Partitions: 2, ReplicationFactor: 1, Name: fmt.Sprintf("worker-s%d", i), LogLevel: "warn"}
+		go func() { served <- Serve(ctx, process) }()
+	}
+	payer, payee := r.user(0, "payer@example.com"), r.user(1, "payee@example.com")
+	r.produce(
+		r.command(payer, ledger.KindDeposit, "fund", ledger.ExternalAccountID, payer.AccountID, 500),
+		r.command(payee, ledger.KindDeposit, "fund", ledger.ExternalAccountID, payee.AccountID, 5),
+		r.command(payer, ledger.KindTransfer, "across", payer.AccountID, payee.AccountID, 120),
+		r.command(payer, ledger.KindTransfer, "to-missing", payer.AccountID, payee.AccountID+2000, 80),
+	)
+	r.waitOutcomes()
+	if got := r.balance(0, payer.AccountID); got != 380 {
+		t.Errorf("payer %d, want 380", got)
+	}
+	if got := r.balance(1, payee.AccountID); got != 125 {
+		t.Errorf("payee %d, want 125", got)
+	}
+	scrape := func(address string) string {
+		response, err := http.Get("http://" + address + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer response.Body.Close()
+		body, err := io.ReadAll(response.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	// The metrics count a batch once it returned, a moment after its
+	// outcomes are stored.
+	r.eventually(10*time.Second, func() error {
+		shard0, shard1 := scrape(metrics[0]), scrape(metrics[1])
+		for _, line := range []string{`ledger_worker_sagas_total{state="completed"} 1`, `ledger_worker_sagas_total{state="compensated"} 1`,
+			"ledger_worker_foreign_records_total 1"} {
+			if !strings.Contains(shard0, line) {
+				return fmt.Errorf("shard 0's worker's metrics lack %q", line)
+			}
+		}
+		if !strings.Contains(shard1, "ledger_worker_foreign_records_total 3") {
+			return fmt.Errorf("shard 1's worker's metrics do not count the 3 records of shard 0")
+		}
+		return nil
+	})
+	admin := kadm.NewClient(newAdminClient(t, r.brokers))
+	groups, err := admin.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"ledger-workers-shard-0", "ledger-workers-shard-1"} {
+		if _, ok := groups[group]; !ok {
+			t.Errorf("no consumer group %s among %v", group, groups.Groups())
+		}
+	}
+	cancel()
+	for range metrics {
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
+}
+
+func newAdminClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	return client
 }
