@@ -250,6 +250,7 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	if finish.State == SagaCompleted {
 		result.Settled++
 	}
+	result.lowered(local, saga, finish)
 	result.Outcomes = append(result.Outcomes, sagaNotice(command, finish))
 	return result, nil
 }
@@ -262,6 +263,14 @@ func (r *BatchResult) moved(step SagaStep) {
 	if step.BalanceVersion >= r.BalanceVersions[step.AccountID] {
 		r.Balances[step.AccountID] = step.Balance
 		r.BalanceVersions[step.AccountID] = step.BalanceVersion
+	}
+}
+
+// lowered records the user's day a compensation lowered (SagaFinish, when
+// the store counts daily debits and the step refunded now).
+func (r *BatchResult) lowered(source *Store, saga Saga, finish SagaStep) {
+	if finish.State == SagaCompensated && finish.AccountID != 0 && source.countsDailyDebits() {
+		r.DailyDebitsLowered = append(r.DailyDebitsLowered, DailyDebitKey{UserID: saga.UserID, Day: ledger.DebitDay(saga.AcceptedAt)})
 	}
 }
 
@@ -329,6 +338,7 @@ func (l *ShardedLedger) RecoverSagas(ctx context.Context) (BatchResult, error) {
 	for _, saga := range resumed {
 		result.moved(saga.Decision)
 		result.moved(saga.Finish)
+		result.lowered(l.Local(), saga.Saga, saga.Finish)
 		result.Sagas[saga.Finish.State]++
 		command := ledger.Command{TransactionID: saga.Saga.ID, Fingerprint: saga.Saga.Fingerprint}
 		result.Outcomes = append(result.Outcomes, sagaNotice(command, saga.Finish))

@@ -50,6 +50,13 @@ type shardedRig struct {
 
 func newShardedRig(t *testing.T, shard0Bugs ...ledger.Bug) *shardedRig {
 	t.Helper()
+	return newShardedRigWith(t, postgres.Config{SeededBugs: ledger.Bugs(shard0Bugs)})
+}
+
+// newShardedRigWith opens shard 0's store with shard0's bugs and daily
+// limit.
+func newShardedRigWith(t *testing.T, shard0 postgres.Config) *shardedRig {
+	t.Helper()
 	ctx := context.Background()
 	layout, _ := shard.New(2)
 	r := &shardedRig{t: t, sources: map[string]int{}, layout: layout, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -60,7 +67,7 @@ func newShardedRig(t *testing.T, shard0Bugs ...ledger.Bug) *shardedRig {
 		}
 		config := postgres.Config{URL: url}
 		if i == 0 {
-			config.SeededBugs = ledger.Bugs(shard0Bugs)
+			config.SeededBugs, config.DailyDebitLimitMinor = shard0.SeededBugs, shard0.DailyDebitLimitMinor
 		}
 		store, err := postgres.Open(ctx, config)
 		if err != nil {
@@ -564,4 +571,46 @@ func newAdminClient(t *testing.T, brokers []string) *kgo.Client {
 	}
 	t.Cleanup(client.Close)
 	return client
+}
+
+// TestShardedWorkerForgetsTheDailyTotalACompensationLowered: a saga's debit
+// counts against the user's day, in the ledger and in the cache the
+// gateways' soft check reads; its compensation lowers the ledger's total,
+// and the cached one, which only grows, is dropped rather than left above
+// the ledger's.
+func TestShardedWorkerForgetsTheDailyTotalACompensationLowered(t *testing.T) {
+	r := newShardedRigWith(t, postgres.Config{DailyDebitLimitMinor: 500})
+	recovery := postgres.SagaRecovery{OlderThan: time.Minute}
+	r.startWorker(0, r.stores, recovery)
+	r.startWorker(1, r.stores, recovery)
+	payer, payee := r.user(0, "payer@example.com"), r.user(1, "payee@example.com")
+	paid := r.command(payer, ledger.KindTransfer, "across", payer.AccountID, payee.AccountID, 100)
+	r.produce(r.command(payer, ledger.KindDeposit, "fund", ledger.ExternalAccountID, payer.AccountID, 1000), paid)
+	r.waitOutcomes()
+	day := ledger.DebitDay(paid.AcceptedAt)
+	r.eventually(10*time.Second, func() error {
+		cached, found, err := r.cache.CachedDailyDebits(context.Background(), payer.ID, day)
+		if err != nil || !found || cached != 100 {
+			return fmt.Errorf("cached daily total %d (found %v, %v), want 100 after a completed saga", cached, found, err)
+		}
+		return nil
+	})
+	compensated := r.command(payer, ledger.KindTransfer, "to-missing", payer.AccountID, payee.AccountID+2000, 300)
+	r.produce(compensated)
+	r.waitOutcomes()
+	if status, reason := r.outcome(compensated.TransactionID); status != string(ledger.StatusRejected) || reason != string(ledger.CodeAccountNotFound) {
+		t.Fatalf("transfer to a missing account: %s %s", status, reason)
+	}
+	var ledgerTotal int64
+	if err := r.stores[0].Pool().QueryRow(context.Background(), `SELECT debited_minor FROM daily_debits WHERE user_id = $1 AND day = $2`,
+		payer.ID, day).Scan(&ledgerTotal); err != nil || ledgerTotal != 100 {
+		t.Fatalf("the ledger's daily total %d (%v), want 100: the compensated debit does not count", ledgerTotal, err)
+	}
+	r.eventually(10*time.Second, func() error {
+		cached, found, err := r.cache.CachedDailyDebits(context.Background(), payer.ID, day)
+		if err != nil || (found && cached != ledgerTotal) {
+			return fmt.Errorf("cached daily total %d (found %v, %v), the ledger's %d", cached, found, err, ledgerTotal)
+		}
+		return nil
+	})
 }
