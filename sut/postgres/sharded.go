@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
@@ -224,6 +225,10 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		result.Outcomes = append(result.Outcomes, sagaNotice(command, SagaStep{State: SagaRefused, Reason: debit.Reason}))
 		return result, nil
 	case SagaDebited:
+		// The saga is in flight: a worker dying here leaves it debited,
+		// its command's offset not moved; the restarted worker resumes it
+		// (the command redelivered) or its recovery does.
+		crash.Hit(crash.MidSaga)
 		decision, err := l.store(saga.DestinationShard).SagaCredit(ctx, saga)
 		if err != nil {
 			// The destination shard is down: the saga stays in flight

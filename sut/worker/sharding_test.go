@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -613,4 +615,76 @@ func TestShardedWorkerForgetsTheDailyTotalACompensationLowered(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestShardedWorkerProcessKilledMidSagaResumes: a `ledgerproof worker
+// --shard 0` process dies at the crash point worker.mid-saga (the debit
+// and saga log committed, the destination not yet asked); nothing is told
+// to the client; the restarted process, given the command again from the
+// unmoved offset, resumes the saga and completes it.
+func TestShardedWorkerProcessKilledMidSagaResumes(t *testing.T) {
+	r := newShardedRig(t)
+	binary := stacktest.Binary(t)
+	payer, payee := r.user(0, "payer@example.com"), r.user(1, "payee@example.com")
+	paid := r.command(payer, ledger.KindTransfer, "across", payer.AccountID, payee.AccountID, 250)
+	r.produce(r.command(payer, ledger.KindDeposit, "fund", ledger.ExternalAccountID, payer.AccountID, 1000), paid)
+	worker := func(extra ...string) *exec.Cmd {
+		args := append([]string{"worker", "--shard", "0", "--postgres-url", r.urls[0], "--shard-postgres-url", r.urls[1],
+			"--brokers", strings.Join(r.brokers, ","), "--partitions", "2", "--redis-addr", r.redis, "--name", "worker-0",
+			"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", stacktest.FreePort(t)), "--log-level", "warn", "--linger", "1ms"}, extra...)
+		command := exec.Command(binary, args...)
+		command.Stderr = &strings.Builder{}
+		if err := command.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return command
+	}
+	crashed := worker("--enable-crash-points", "--crash-point", "worker.mid-saga")
+	exited := make(chan error, 1)
+	go func() { exited <- crashed.Wait() }()
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 87 {
+			t.Fatalf("the worker exited with %v, want status 87 at worker.mid-saga; its log:\n%s", err, crashed.Stderr)
+		}
+	case <-time.After(60 * time.Second):
+		_ = crashed.Process.Kill()
+		t.Fatalf("the worker did not reach worker.mid-saga; its log:\n%s", crashed.Stderr)
+	}
+	var state string
+	if err := r.stores[0].Pool().QueryRow(context.Background(), `SELECT state FROM sagas WHERE id = $1`, paid.TransactionID).Scan(&state); err != nil ||
+		state != postgres.SagaDebited {
+		t.Fatalf("the saga after the crash: %q %v, want debited", state, err)
+	}
+	if status, _ := r.outcome(paid.TransactionID); status != "" {
+		t.Errorf("the transfer has the outcome %q while its saga is in flight", status)
+	}
+	if got := r.balance(0, payer.AccountID); got != 750 {
+		t.Errorf("payer %d after the debit, want 750", got)
+	}
+
+	restarted := worker()
+	t.Cleanup(func() {
+		_ = restarted.Process.Signal(syscall.SIGTERM)
+		_ = restarted.Wait()
+	})
+	r.eventually(30*time.Second, func() error {
+		if status, _ := r.outcome(paid.TransactionID); status != string(ledger.StatusSettled) {
+			return fmt.Errorf("the transfer's outcome %q, want settled", status)
+		}
+		return nil
+	})
+	if got := r.balance(1, payee.AccountID); got != 250 {
+		t.Errorf("payee %d, want 250", got)
+	}
+	if got := r.balance(0, payer.AccountID); got != 750 {
+		t.Errorf("payer %d, want 750", got)
+	}
+	if result := r.sagaAtomicity(); result.Status != invariants.StatusPassed {
+		t.Errorf("saga-atomicity %s: %+v", result.Status, result.Violations)
+	}
+	if balances, external := r.conservation(); balances != external || balances != 1000 {
+		t.Errorf("the shards' balances sum to %d, deposits minus withdrawals to %d, want 1000", balances, external)
+	}
 }
