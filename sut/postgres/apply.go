@@ -107,6 +107,10 @@ type BatchResult struct {
 	// SagaDebited: in flight, left to the recovery loop), and by
 	// "duplicate" for copies of a transfer that had its outcome already.
 	Sagas map[string]int
+	// DailyDebitsLowered lists, in a ShardedLedger's result, the users'
+	// days whose daily_debits total a compensated saga lowered: the
+	// gateways' cached totals, which only grow, must be dropped.
+	DailyDebitsLowered []DailyDebitKey
 	// Balances holds the new balance of every user account the batch touched.
 	Balances map[int64]int64
 	// BalanceVersions holds, for each account of Balances, the id of the
@@ -297,6 +301,7 @@ func mergeResults(first, second BatchResult) BatchResult {
 	for state, count := range second.Sagas {
 		merged.Sagas[state] += count
 	}
+	merged.DailyDebitsLowered = append(merged.DailyDebitsLowered, second.DailyDebitsLowered...)
 	merged.DeadLetters = append(merged.DeadLetters, second.DeadLetters...)
 	if merged.Balances == nil {
 		merged.Balances = map[int64]int64{}

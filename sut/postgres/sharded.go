@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
@@ -224,6 +225,10 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		result.Outcomes = append(result.Outcomes, sagaNotice(command, SagaStep{State: SagaRefused, Reason: debit.Reason}))
 		return result, nil
 	case SagaDebited:
+		// The saga is in flight: a worker dying here leaves it debited,
+		// its command's offset not moved; the restarted worker resumes it
+		// (the command redelivered) or its recovery does.
+		crash.Hit(crash.MidSaga)
 		decision, err := l.store(saga.DestinationShard).SagaCredit(ctx, saga)
 		if err != nil {
 			// The destination shard is down: the saga stays in flight
@@ -250,6 +255,7 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	if finish.State == SagaCompleted {
 		result.Settled++
 	}
+	result.lowered(local, saga, finish)
 	result.Outcomes = append(result.Outcomes, sagaNotice(command, finish))
 	return result, nil
 }
@@ -262,6 +268,14 @@ func (r *BatchResult) moved(step SagaStep) {
 	if step.BalanceVersion >= r.BalanceVersions[step.AccountID] {
 		r.Balances[step.AccountID] = step.Balance
 		r.BalanceVersions[step.AccountID] = step.BalanceVersion
+	}
+}
+
+// lowered records the user's day a compensation lowered (SagaFinish, when
+// the store counts daily debits and the step refunded now).
+func (r *BatchResult) lowered(source *Store, saga Saga, finish SagaStep) {
+	if finish.State == SagaCompensated && finish.AccountID != 0 && source.countsDailyDebits() {
+		r.DailyDebitsLowered = append(r.DailyDebitsLowered, DailyDebitKey{UserID: saga.UserID, Day: ledger.DebitDay(saga.AcceptedAt)})
 	}
 }
 
@@ -329,6 +343,7 @@ func (l *ShardedLedger) RecoverSagas(ctx context.Context) (BatchResult, error) {
 	for _, saga := range resumed {
 		result.moved(saga.Decision)
 		result.moved(saga.Finish)
+		result.lowered(l.Local(), saga.Saga, saga.Finish)
 		result.Sagas[saga.Finish.State]++
 		command := ledger.Command{TransactionID: saga.Saga.ID, Fingerprint: saga.Saga.Fingerprint}
 		result.Outcomes = append(result.Outcomes, sagaNotice(command, saga.Finish))

@@ -6,6 +6,8 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
+	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
 // shardedLedgers are the ledgers of both shards' workers over twoShards.
@@ -203,5 +205,65 @@ func TestShardedLedgerLeavesASagaInFlightForTheRecovery(t *testing.T) {
 	}
 	if got := balance(t, shards.source, payer.AccountID); got != 600 {
 		t.Errorf("payer %d, want 600", got)
+	}
+}
+
+// TestSagaDebitChecksOwnershipAndTheDailyLimit: a saga's debit is refused
+// as the batch apply refuses a debit (another user's account, the daily
+// debit limit passed) and counts against the day's limit; a compensated
+// saga's debit no longer does.
+func TestSagaDebitChecksOwnershipAndTheDailyLimit(t *testing.T) {
+	ctx := context.Background()
+	url := stacktest.PostgresURL(t)
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	source, err := postgres.Open(ctx, postgres.Config{URL: url, DailyDebitLimitMinor: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(source.Close)
+	destination := newShardStore(t)
+	layout, _ := shard.New(2)
+	for i, store := range []*postgres.Store{source, destination} {
+		if err := store.NumberAccountsForShard(ctx, layout, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	payer, other, payee := newUser(t, source, "payer@example.com"), newUser(t, source, "other@example.com"), newUser(t, destination, "payee@example.com")
+	fund(t, source, payer, 0, 1000)
+	run := func(command ledger.Command) postgres.SagaStep {
+		t.Helper()
+		step, err := postgres.RunSaga(ctx, source, destination, postgres.SagaFor(command, 1, 0, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return step
+	}
+	if step := run(transfer(payer, "first", payee.AccountID, 300)); step.State != postgres.SagaCompleted {
+		t.Fatalf("first saga: %+v", step)
+	}
+	if step := run(transfer(payer, "to-missing", payee.AccountID+2000, 150)); step.State != postgres.SagaCompensated {
+		t.Fatalf("saga to a missing account: %+v", step)
+	}
+	if step := run(transfer(payer, "beyond", payee.AccountID, 300)); step.State != postgres.SagaRefused || step.Reason != ledger.CodeDailyLimitExceeded {
+		t.Errorf("a saga passing the daily limit: %+v, want refused daily_limit_exceeded", step)
+	}
+	stolen := transfer(payer, "stolen", payee.AccountID, 10)
+	stolen.UserID = other.ID
+	if step := run(stolen); step.State != postgres.SagaRefused || step.Reason != ledger.CodeForbidden {
+		t.Errorf("a saga from another user's account: %+v, want refused forbidden", step)
+	}
+	// 300 settled today: a withdrawal of 200 reaches the limit exactly,
+	// which it would pass if the compensated 150 still counted.
+	result, err := source.ApplyBatch(ctx, batchAt(0, 1, command(payer, ledger.KindWithdrawal, "withdraw", payer.AccountID, ledger.ExternalAccountID, 200)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Settled != 1 {
+		t.Errorf("a withdrawal within the limit after a compensated saga: %+v", result.Outcomes)
+	}
+	if got := balance(t, source, payer.AccountID); got != 500 {
+		t.Errorf("payer %d, want 500", got)
 	}
 }

@@ -2,11 +2,13 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 // SagaRecoverer is a Ledger that runs cross-shard transfers as sagas
@@ -101,4 +103,33 @@ type router interface {
 func (w *Worker) foreign(record postgres.Record) bool {
 	r, ok := w.ledger.(router)
 	return ok && r.Route(record) == postgres.RouteForeign
+}
+
+// dailyDebitsForgetter is a Cache that can drop cached daily totals
+// (redis.Client).
+type dailyDebitsForgetter interface {
+	ForgetDailyDebits(ctx context.Context, days []redis.DailyDebits) error
+}
+
+var _ dailyDebitsForgetter = (*redis.Client)(nil)
+
+// forgetDailyDebits drops the cached daily totals of the users' days a
+// compensated saga lowered in the ledger (after the batch's own totals were
+// written): the cache only raises a total, and one left above the ledger's
+// would make the gateways' soft check refuse debits the ledger allows.
+func (w *Worker) forgetDailyDebits(ctx context.Context, result postgres.BatchResult) {
+	forgetter, ok := w.cache.(dailyDebitsForgetter)
+	if !ok || len(result.DailyDebitsLowered) == 0 {
+		return
+	}
+	days := make([]redis.DailyDebits, len(result.DailyDebitsLowered))
+	for i, key := range result.DailyDebitsLowered {
+		days[i] = redis.DailyDebits{UserID: key.UserID, Day: key.Day}
+	}
+	if err := forgetter.ForgetDailyDebits(ctx, days); err != nil {
+		w.metrics.cacheErrors.Inc()
+		if !errors.Is(err, context.Canceled) {
+			w.logger.Debug("daily debits cache update failed", "error", err)
+		}
+	}
 }

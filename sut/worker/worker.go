@@ -611,6 +611,7 @@ func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
 		}
 	}
 	w.publishDailyDebits(cacheContext, result)
+	w.forgetDailyDebits(cacheContext, result)
 }
 
 // withUnsaved returns the batch's balances and versions plus those whose
