@@ -43,8 +43,10 @@ type ProcessConfig struct {
 	// sending it. Default 0: send at once.
 	ProducerLinger time.Duration
 	// WorkersGroup is the workers' consumer group: in the queue apply mode
-	// /readyz fails while it has no member. Empty: not checked. Default
-	// ledger-workers.
+	// /readyz fails while it has no member. With shards, each shard's
+	// workers form the group "<WorkersGroup>-shard-<i>" and /readyz fails
+	// while any of them has no member (ShardWorkersCheck). Empty: not
+	// checked. Default ledger-workers.
 	WorkersGroup string
 	// ShardPostgresURLs are the databases of shards 1, 2... of a sharded
 	// ledger (docs/sharding.md), Daemon.PostgresURL being shard 0 (users,
@@ -141,12 +143,19 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		}
 		defer producer.Close()
 		dependencies.Queue, dependencies.Ready = producer, producer.Ping
-		if process.WorkersGroup != "" {
+		if process.WorkersGroup != "" && len(process.ShardPostgresURLs) == 0 {
 			workers, err := NewWorkersCheck(process.WorkersGroup, producer.GroupMembers, DefaultWorkersCheckCache, nil)
 			if err != nil {
 				return err
 			}
 			dependencies.Workers = workers.Check
+		}
+		if process.WorkersGroup != "" && len(process.ShardPostgresURLs) > 0 {
+			check, err := ShardWorkersCheck(process.WorkersGroup, 1+len(process.ShardPostgresURLs), producer.GroupMembers, DefaultWorkersCheckCache, nil)
+			if err != nil {
+				return err
+			}
+			dependencies.Workers = check
 		}
 	}
 	server, err := New(config, dependencies)
