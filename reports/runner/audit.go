@@ -228,6 +228,10 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		if o.RedisAddr == "" {
 			o.RedisAddr = file.Endpoints.RedisAddr
 		}
+		if len(file.Endpoints.ShardPostgresURLs) > 0 && len(o.ShardPostgresURLs) == 0 && o.Brokers != "" {
+			return cannot(fmt.Errorf("the stack in %s is sharded (%d shards): its audit reads every shard and drains by quiet shards, not by --brokers (leave --brokers out)",
+				o.StackDir, len(file.Endpoints.ShardPostgresURLs)+1))
+		}
 		if len(o.ShardPostgresURLs) == 0 && o.Brokers == "" {
 			// A sharded stack: the audit reads the union of its shards.
 			o.ShardPostgresURLs = file.Endpoints.ShardPostgresURLs
