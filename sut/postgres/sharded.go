@@ -209,7 +209,7 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		return BatchResult{}, err
 	} else if found {
 		result.Duplicates++
-		result.Sagas["duplicate"]++
+		result.Sagas[SagaDuplicate]++
 		result.Outcomes = append(result.Outcomes, stored)
 		return result, nil
 	}
@@ -229,6 +229,20 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	}
 	var finish SagaStep
 	switch debit.State {
+	case SagaDuplicate:
+		// A row stored since the look-up above (the gateway's soft
+		// refusal): its outcome is the answer.
+		stored, found, err := local.storedOutcome(ctx, command)
+		if err != nil {
+			return BatchResult{}, err
+		}
+		if !found {
+			return BatchResult{}, fmt.Errorf("saga %s: the debit found a row of the transfer, the look-up none", saga.ID)
+		}
+		result.Duplicates++
+		result.Sagas[SagaDuplicate]++
+		result.Outcomes = append(result.Outcomes, stored)
+		return result, nil
 	case SagaRefused:
 		// Nothing was written: the transfer is rejected here, as the
 		// batch apply rejects a transfer it cannot pay.

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -300,5 +301,52 @@ func TestShardedLedgerSetsAsideASagaPostgresRefuses(t *testing.T) {
 	}
 	if got := balance(t, shards.source, payer.AccountID); got != 980 {
 		t.Errorf("payer %d, want 980", got)
+	}
+}
+
+// TestSoftRefusalAndSagaDebitExcludeEachOther: the gateway's soft refusal
+// of a transfer (RecordRejection) and the transfer's saga debit never both
+// happen: a refusal after the debit is not justified (the saga decides),
+// and a debit after a stored refusal does not run (the refusal is the
+// outcome).
+func TestSoftRefusalAndSagaDebitExcludeEachOther(t *testing.T) {
+	ctx := context.Background()
+	shards := newTwoShards(t)
+	payer, payee := shards.payer, shards.payee
+	debited := transfer(payer, "debited-first", payee.AccountID, 600)
+	if step, err := shards.source.SagaDebit(ctx, postgres.SagaFor(debited, 1, 0, 1)); err != nil || step.State != postgres.SagaDebited {
+		t.Fatalf("debit: %+v %v", step, err)
+	}
+	// 400 left: an overdraft refusal would look justified, but the saga is
+	// logged.
+	if _, err := shards.source.RecordRejection(ctx, debited, ledger.CodeInsufficientFunds); !errors.Is(err, postgres.ErrRefusalNotJustified) {
+		t.Fatalf("a refusal of a transfer whose saga is logged: %v, want ErrRefusalNotJustified", err)
+	}
+	if step, err := postgres.RunSaga(ctx, shards.source, shards.destination, postgres.SagaFor(debited, 1, 0, 1)); err != nil ||
+		step.State != postgres.SagaCompleted {
+		t.Fatalf("the saga: %+v %v", step, err)
+	}
+	refused := transfer(payer, "refused-first", payee.AccountID, 700)
+	if stored, err := shards.source.RecordRejection(ctx, refused, ledger.CodeInsufficientFunds); err != nil || stored.Status != ledger.StatusRejected {
+		t.Fatalf("the soft refusal: %+v %v", stored, err)
+	}
+	if step, err := shards.source.SagaDebit(ctx, postgres.SagaFor(refused, 1, 0, 2)); err != nil || step.State != postgres.SagaDuplicate {
+		t.Fatalf("a debit after a stored refusal: %+v %v, want duplicate", step, err)
+	}
+	var sagas int
+	if err := shards.source.Pool().QueryRow(ctx, `SELECT count(*) FROM sagas WHERE id = $1`, refused.TransactionID).Scan(&sagas); err != nil || sagas != 0 {
+		t.Errorf("%d saga rows (%v) for a refused transfer", sagas, err)
+	}
+	if got := balance(t, shards.source, payer.AccountID); got != 400 {
+		t.Errorf("payer %d, want 400", got)
+	}
+	ledgers := shards.ledgers(t, postgres.SagaRecovery{})
+	result, err := ledgers[0].ApplyBatch(ctx, batchAt(1, 0, refused))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Duplicates != 1 || len(result.Outcomes) != 1 || result.Outcomes[0].Status != ledger.StatusRejected ||
+		result.Outcomes[0].Reason != ledger.CodeInsufficientFunds {
+		t.Errorf("the refused transfer's command reaching the worker: %+v", result)
 	}
 }
