@@ -54,6 +54,10 @@ const (
 	SagaCompensated = "compensated"
 	SagaFailed      = "failed"
 	SagaRefused     = "refused"
+	// SagaDuplicate is SagaDebit's answer when the transfer has a
+	// transactions row already (a soft refusal stored first): nothing was
+	// written, the stored outcome is the answer. Never stored.
+	SagaDuplicate = "duplicate"
 )
 
 // Destination decisions (the saga_credits table).
@@ -131,6 +135,17 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 		}
 		if err != nil {
 			return err
+		}
+		// A row of the transfer stored meanwhile, under the account's lock
+		// the gateway's soft refusal takes too (RecordRejection): the
+		// transfer has its outcome, the saga does not run.
+		var stored bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1)`, saga.ID).Scan(&stored); err != nil {
+			return err
+		}
+		if stored {
+			step = SagaStep{State: SagaDuplicate}
+			return errSagaRefused
 		}
 		// The checks of the batch apply's decide(), in its order: the
 		// account is the user's, the balance covers the debit; then the

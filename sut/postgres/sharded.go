@@ -161,6 +161,16 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 				return BatchResult{}, err
 			}
 			ran, err := l.runSaga(ctx, batch.Topic, record)
+			var poison *sagaPoison
+			if errors.As(err, &poison) {
+				// Postgres refuses the record's data before anything was
+				// written: it is set aside as the batch apply sets aside
+				// such a record, in the next run's transaction.
+				l.logger.Warn("saga refused by Postgres: set aside", "offset", record.Offset, "error", err)
+				record.DeadLetter, record.DeadLetterDetail = ledger.ApplyErrorReason(poison.state), err.Error()
+				part = append(part, record)
+				continue
+			}
 			if err != nil {
 				return BatchResult{}, err
 			}
@@ -199,14 +209,19 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		return BatchResult{}, err
 	} else if found {
 		result.Duplicates++
-		result.Sagas["duplicate"]++
+		result.Sagas[SagaDuplicate]++
 		result.Outcomes = append(result.Outcomes, stored)
 		return result, nil
+	}
+	if command.AcceptedAt.IsZero() {
+		// As the batch apply stores it: a record without the time is no
+		// reason to stall the partition.
+		command.AcceptedAt = time.Unix(0, 0).UTC()
 	}
 	saga := SagaFor(command, l.layout.Of(command.DestinationAccountID), record.Partition, record.Offset)
 	debit, err := local.SagaDebit(ctx, saga)
 	if err != nil {
-		return BatchResult{}, err
+		return BatchResult{}, poisonOr(err)
 	}
 	result.moved(debit)
 	if debit.DailyDebited > 0 {
@@ -214,11 +229,25 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	}
 	var finish SagaStep
 	switch debit.State {
+	case SagaDuplicate:
+		// A row stored since the look-up above (the gateway's soft
+		// refusal): its outcome is the answer.
+		stored, found, err := local.storedOutcome(ctx, command)
+		if err != nil {
+			return BatchResult{}, err
+		}
+		if !found {
+			return BatchResult{}, fmt.Errorf("saga %s: the debit found a row of the transfer, the look-up none", saga.ID)
+		}
+		result.Duplicates++
+		result.Sagas[SagaDuplicate]++
+		result.Outcomes = append(result.Outcomes, stored)
+		return result, nil
 	case SagaRefused:
 		// Nothing was written: the transfer is rejected here, as the
 		// batch apply rejects a transfer it cannot pay.
 		if err := local.recordSagaRefusal(ctx, record, debit.Reason); err != nil {
-			return BatchResult{}, err
+			return BatchResult{}, poisonOr(err)
 		}
 		result.Applied++
 		result.Sagas[SagaRefused]++
@@ -258,6 +287,27 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	result.lowered(local, saga, finish)
 	result.Outcomes = append(result.Outcomes, sagaNotice(command, finish))
 	return result, nil
+}
+
+// sagaPoison is a saga's first write refused by Postgres for the record's
+// data (isolatable: a data exception, a check or NOT NULL constraint),
+// before anything of the saga was stored: every retry would be refused the
+// same, so the record is set aside rather than stall its partition.
+type sagaPoison struct {
+	state string
+	err   error
+}
+
+func (p *sagaPoison) Error() string { return p.err.Error() }
+func (p *sagaPoison) Unwrap() error { return p.err }
+
+// poisonOr returns err as a sagaPoison when Postgres refused the record's
+// data, else err.
+func poisonOr(err error) error {
+	if state, ok := isolatable(err); ok {
+		return &sagaPoison{state: state, err: err}
+	}
+	return err
 }
 
 // moved records the balance a saga step moved, if it moved one.

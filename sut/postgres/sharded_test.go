@@ -2,7 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
@@ -147,6 +149,14 @@ func TestShardedLedgerSkipsForeignRecordsAndRunsSagasInOrder(t *testing.T) {
 			t.Errorf("shard %d applied a redelivered batch: %+v", i, again)
 		}
 	}
+	// A cross-shard transfer without its acceptance time (a hand-made
+	// record) runs as the batch apply would store it, not stalling the
+	// partition.
+	untimed := transfer(payer, "untimed", payee.AccountID, 10)
+	untimed.AcceptedAt = time.Time{}
+	if ran, err := ledgers[0].ApplyBatch(ctx, batchAt(partition+1, 0, untimed)); err != nil || ran.Sagas[postgres.SagaCompleted] != 1 {
+		t.Fatalf("a saga without its acceptance time: %+v %v", ran, err)
+	}
 	// A copy of the completed saga's command at a later offset is answered
 	// with its outcome.
 	copied, err := ledgers[0].ApplyBatch(ctx, batchAt(partition, 6, paid))
@@ -156,11 +166,11 @@ func TestShardedLedgerSkipsForeignRecordsAndRunsSagasInOrder(t *testing.T) {
 	if copied.Duplicates != 1 || copied.Sagas["duplicate"] != 1 || len(copied.Outcomes) != 1 || copied.Outcomes[0].Status != ledger.StatusSettled {
 		t.Errorf("a copy of a finished saga: %+v", copied)
 	}
-	if got := balance(t, shards.source, payer.AccountID); got != 50 {
-		t.Errorf("payer %d after the repeats, want 50", got)
+	if got := balance(t, shards.source, payer.AccountID); got != 40 {
+		t.Errorf("payer %d after the repeats, want 40", got)
 	}
-	if got := balance(t, shards.destination, payee.AccountID); got != 355 {
-		t.Errorf("payee %d after the repeats, want 355", got)
+	if got := balance(t, shards.destination, payee.AccountID); got != 365 {
+		t.Errorf("payee %d after the repeats, want 365", got)
 	}
 }
 
@@ -265,5 +275,78 @@ func TestSagaDebitChecksOwnershipAndTheDailyLimit(t *testing.T) {
 	}
 	if got := balance(t, source, payer.AccountID); got != 500 {
 		t.Errorf("payer %d, want 500", got)
+	}
+}
+
+// TestShardedLedgerSetsAsideASagaPostgresRefuses: a cross-shard transfer
+// whose saga log Postgres refuses for its data (a rule of this database the
+// worker knows nothing of) is set aside as apply_error with its SQLSTATE,
+// as the batch apply sets such a record aside, and the partition moves on.
+func TestShardedLedgerSetsAsideASagaPostgresRefuses(t *testing.T) {
+	ctx := context.Background()
+	shards := newTwoShards(t)
+	if _, err := shards.source.Pool().Exec(ctx, `ALTER TABLE sagas ADD CONSTRAINT test_no_poison CHECK (idempotency_key NOT LIKE 'poison%')`); err != nil {
+		t.Fatal(err)
+	}
+	ledgers := shards.ledgers(t, postgres.SagaRecovery{})
+	payer, payee := shards.payer, shards.payee
+	poisoned := transfer(payer, "poison", payee.AccountID, 10)
+	result, err := ledgers[0].ApplyBatch(ctx, batchAt(4, 0, poisoned, transfer(payer, "fine", payee.AccountID, 20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.DeadLettered != 1 || len(result.DeadLetters) != 1 || result.DeadLetters[0].Reason != ledger.ApplyErrorReason("23514") ||
+		result.DeadLetters[0].TransactionID != poisoned.TransactionID || result.Sagas[postgres.SagaCompleted] != 1 || result.NextOffset != 2 {
+		t.Errorf("result: %+v", result)
+	}
+	if got := balance(t, shards.source, payer.AccountID); got != 980 {
+		t.Errorf("payer %d, want 980", got)
+	}
+}
+
+// TestSoftRefusalAndSagaDebitExcludeEachOther: the gateway's soft refusal
+// of a transfer (RecordRejection) and the transfer's saga debit never both
+// happen: a refusal after the debit is not justified (the saga decides),
+// and a debit after a stored refusal does not run (the refusal is the
+// outcome).
+func TestSoftRefusalAndSagaDebitExcludeEachOther(t *testing.T) {
+	ctx := context.Background()
+	shards := newTwoShards(t)
+	payer, payee := shards.payer, shards.payee
+	debited := transfer(payer, "debited-first", payee.AccountID, 600)
+	if step, err := shards.source.SagaDebit(ctx, postgres.SagaFor(debited, 1, 0, 1)); err != nil || step.State != postgres.SagaDebited {
+		t.Fatalf("debit: %+v %v", step, err)
+	}
+	// 400 left: an overdraft refusal would look justified, but the saga is
+	// logged.
+	if _, err := shards.source.RecordRejection(ctx, debited, ledger.CodeInsufficientFunds); !errors.Is(err, postgres.ErrRefusalNotJustified) {
+		t.Fatalf("a refusal of a transfer whose saga is logged: %v, want ErrRefusalNotJustified", err)
+	}
+	if step, err := postgres.RunSaga(ctx, shards.source, shards.destination, postgres.SagaFor(debited, 1, 0, 1)); err != nil ||
+		step.State != postgres.SagaCompleted {
+		t.Fatalf("the saga: %+v %v", step, err)
+	}
+	refused := transfer(payer, "refused-first", payee.AccountID, 700)
+	if stored, err := shards.source.RecordRejection(ctx, refused, ledger.CodeInsufficientFunds); err != nil || stored.Status != ledger.StatusRejected {
+		t.Fatalf("the soft refusal: %+v %v", stored, err)
+	}
+	if step, err := shards.source.SagaDebit(ctx, postgres.SagaFor(refused, 1, 0, 2)); err != nil || step.State != postgres.SagaDuplicate {
+		t.Fatalf("a debit after a stored refusal: %+v %v, want duplicate", step, err)
+	}
+	var sagas int
+	if err := shards.source.Pool().QueryRow(ctx, `SELECT count(*) FROM sagas WHERE id = $1`, refused.TransactionID).Scan(&sagas); err != nil || sagas != 0 {
+		t.Errorf("%d saga rows (%v) for a refused transfer", sagas, err)
+	}
+	if got := balance(t, shards.source, payer.AccountID); got != 400 {
+		t.Errorf("payer %d, want 400", got)
+	}
+	ledgers := shards.ledgers(t, postgres.SagaRecovery{})
+	result, err := ledgers[0].ApplyBatch(ctx, batchAt(1, 0, refused))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Duplicates != 1 || len(result.Outcomes) != 1 || result.Outcomes[0].Status != ledger.StatusRejected ||
+		result.Outcomes[0].Reason != ledger.CodeInsufficientFunds {
+		t.Errorf("the refused transfer's command reaching the worker: %+v", result)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,6 +49,8 @@ type shardedRig struct {
 	// source account (of its account for a deposit): where its row is.
 	sources map[string]int
 	layout  shard.Layout
+	// registries holds the metrics of the last worker started per shard.
+	registries map[int]*prometheus.Registry
 }
 
 func newShardedRig(t *testing.T, shard0Bugs ...ledger.Bug) *shardedRig {
@@ -61,7 +64,8 @@ func newShardedRigWith(t *testing.T, shard0 postgres.Config) *shardedRig {
 	t.Helper()
 	ctx := context.Background()
 	layout, _ := shard.New(2)
-	r := &shardedRig{t: t, sources: map[string]int{}, layout: layout, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &shardedRig{t: t, sources: map[string]int{}, layout: layout, logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		registries: map[int]*prometheus.Registry{}}
 	for i := 0; i < layout.Shards; i++ {
 		url := stacktest.PostgresURL(t)
 		if err := postgres.Migrate(ctx, url); err != nil {
@@ -159,7 +163,10 @@ func (r *shardedRig) startWorker(index int, stores []*postgres.Store, recovery p
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	applier, err := New(Config{Linger: time.Millisecond, SagaRecoveryInterval: 20 * time.Millisecond}, sharded, r.cache, consumer, r.logger, nil)
+	registry := prometheus.NewRegistry()
+	r.registries[index] = registry
+	applier, err := New(Config{Linger: time.Millisecond, SagaRecoveryInterval: 20 * time.Millisecond}, sharded, r.cache, consumer, r.logger,
+		NewMetrics(registry))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -180,6 +187,29 @@ func (r *shardedRig) startWorker(index int, stores []*postgres.Store, recovery p
 	}
 	r.t.Cleanup(stop)
 	return stop
+}
+
+// counter reads the counter name{label=value} of shard's last worker (0
+// when it was never counted).
+func (r *shardedRig) counter(shard int, name, label, value string) float64 {
+	r.t.Helper()
+	families, err := r.registries[shard].Gather()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, family := range families {
+		if family.GetName() != name {
+			continue
+		}
+		for _, metric := range family.GetMetric() {
+			for _, pair := range metric.GetLabel() {
+				if pair.GetName() == label && pair.GetValue() == value {
+					return metric.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // eventually polls check until it returns nil, failing the test with its
@@ -397,6 +427,12 @@ func TestShardedWorkersRunSagasAcrossShards(t *testing.T) {
 		if status, reason := r.outcome(command.TransactionID); status != string(ledger.StatusSettled) {
 			t.Errorf("saga %s after the restart: %s %s, want settled", command.IdempotencyKey, status, reason)
 		}
+	}
+	// The interrupted saga's command was passed (its offset moved while its
+	// destination was down): the restarted worker's recovery finished it,
+	// and counted it.
+	if got := r.counter(0, "ledger_worker_sagas_recovered_total", "state", postgres.SagaCompleted); got < 1 {
+		t.Errorf("the restarted worker counted %v sagas recovered, want the interrupted one", got)
 	}
 	if got := r.balance(0, s.payer0.AccountID); got != 890-30-40 {
 		t.Errorf("payer0's balance %d, want %d", got, 890-30-40)
