@@ -75,7 +75,14 @@ bench-security: deps
 DEMO_RUN      := reports/runs/demo-$(shell date -u +%Y%m%dT%H%M%SZ)
 DEMO_DURATION ?= 90s
 DEMO_RATE     ?= 100
-DEMO_PLAN     ?= chaos/plans/ci.yaml
+# SHARDS splits the demo's ledger across that many Postgres databases
+# (docs/sharding.md): `make demo SHARDS=2` runs the same gate on a sharded
+# stack (--shards 2) under chaos/plans/sharded.yaml, with 2% of the transfers
+# sent to accounts that do not exist (workload.missing_rate), whose sagas
+# must be compensated. SHARDS=1 (the default) is the single ledger.
+SHARDS        ?= 1
+DEMO_SHARDED  := $(filter-out 1,$(SHARDS))
+DEMO_PLAN     ?= $(if $(DEMO_SHARDED),chaos/plans/sharded.yaml,chaos/plans/ci.yaml)
 # The gateways forget an answered key after 10 s (--idempotency-ttl) so that
 # gate.yaml's replays, re-sent 15 s after their answer as a client's outbox
 # would, reach the workers' dedupe, not only the gateway's cache (docs/ci.md,
@@ -98,6 +105,7 @@ demo: deps build
 		--stack local --stack-dir $(DEMO_DIR) --purge-stack $(DEMO_PORTS) \
 		--duration $(DEMO_DURATION) --rate $(DEMO_RATE) $(DEMO_SETS) \
 		--out $(DEMO_RUN) $(if $(DEMO_SEED),--seed $(DEMO_SEED)) \
+		$(if $(DEMO_SHARDED),--shards $(SHARDS) --set workload.missing_rate=0.02) \
 		$(if $(DEMO_BUGS),--unsafe-allow-seeded-bugs --seeded-bug $(DEMO_BUGS)) || status=$$?; \
 	{ set +x; } 2>/dev/null; echo $$status > $(DEMO_EXIT); \
 	if [ $$status -ne 0 ]; then echo "make demo: the run exited $$status (make reports its own 2; the run's code is in $(DEMO_EXIT))" >&2; fi; \

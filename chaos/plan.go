@@ -863,11 +863,20 @@ type target struct {
 	instance int
 	// partition is N of worker:partition=N; -1 for none.
 	partition int
-	link      bool
+	// shard is I of postgres-shard-I, relay-shard-I and worker-sI-N; 0
+	// for the others (shard 0's, or an unsharded stack's).
+	shard int
+	link  bool
 }
 
 // processTargetForms describes the process targets, for errors.
-const processTargetForms = "broker, broker-N, postgres, postgres-standby, redis, worker-N, worker:partition=N, gateway-N, relay, settler"
+const processTargetForms = "broker, broker-N, postgres, postgres-standby, redis, worker-N, worker:partition=N, gateway-N, relay, settler; " +
+	"of a sharded stack: postgres-shard-I, worker-sI-N, relay-shard-I"
+
+// shardedTarget matches the processes a sharded stack adds for its shard
+// I > 0 (docs/sharding.md): its Postgres, its workers (worker-sI-N) and its
+// outbox relay.
+var shardedTarget = regexp.MustCompile(`^(?:(postgres|relay)-shard-([1-9][0-9]?)|worker-s([1-9][0-9]?)-(0|[1-9][0-9]{0,3}))$`)
 
 var numberedTarget = regexp.MustCompile(`^(broker|worker|gateway)-(0|[1-9][0-9]{0,3})$`)
 var partitionTarget = regexp.MustCompile(`^worker:partition=(0|[1-9][0-9]{0,3})$`)
@@ -886,6 +895,17 @@ func parseTarget(text string) (target, error) {
 		match := numberedTarget.FindStringSubmatch(text)
 		parsed.role = match[1]
 		parsed.instance, _ = strconv.Atoi(match[2])
+	case shardedTarget.MatchString(text):
+		match := shardedTarget.FindStringSubmatch(text)
+		if match[1] != "" {
+			// A shard's Postgres or relay: acted on like postgres and relay.
+			parsed.role = match[1]
+			parsed.shard, _ = strconv.Atoi(match[2])
+		} else {
+			parsed.role = roleWorker
+			parsed.shard, _ = strconv.Atoi(match[3])
+			parsed.instance, _ = strconv.Atoi(match[4])
+		}
 	case partitionTarget.MatchString(text):
 		parsed.role = roleWorker
 		parsed.partition, _ = strconv.Atoi(partitionTarget.FindStringSubmatch(text)[1])

@@ -19,7 +19,7 @@ var localInventory = Inventory{
 
 // fullInventory also has links, a standby and crash points, named as a stack names them (crash.Armer).
 var fullInventory = Inventory{
-	Processes:   append(append([]string(nil), localInventory.Processes...), "postgres-standby"),
+	Processes:   append(append([]string(nil), localInventory.Processes...), "postgres-standby", "postgres-shard-1", "worker-s1-0", "worker-s1-1", "relay-shard-1"),
 	Partitions:  16,
 	Links:       Links,
 	Failover:    true,
@@ -356,7 +356,7 @@ func TestReadyPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"broker", "ci", "everything", "partition", "postgres-failover", "random", "redis"}
+	want := []string{"broker", "ci", "everything", "partition", "postgres-failover", "random", "redis", "sharded"}
 	var names []string
 	for _, path := range paths {
 		name := strings.TrimSuffix(filepath.Base(path), ".yaml")

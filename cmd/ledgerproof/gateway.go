@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -63,6 +64,13 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.BoolVar(&process.Daemon.Profiling, "pprof", false, "serve Go's profiles at /debug/pprof/ on the internal listener, to loopback clients only")
 	flags.DurationVar(&process.ProducerLinger, "producer-linger", 0, "how long the producer waits to fill a batch before sending it (0: send at once; records still batch while a request is in flight)")
 	flags.StringVar(&process.WorkersGroup, "workers-group", "ledger-workers", "the workers' consumer group: in the queue apply mode /readyz fails (503, check \"workers\") while it has no member, since nothing would apply what the gateway queues (asked at most every 2s; empty: not checked)")
+	flags.Func("shard-postgres-url", "the database of the next shard (1, 2...) of a sharded ledger, --postgres-url being shard 0 (users, sessions and shard 0's accounts; docs/sharding.md); repeatable, in shard order. A new user's account goes to shard user id mod N; every account is read and written in its shard. Needs --apply-mode queue. Default none: one ledger", func(value string) error {
+		if value == "" {
+			return errors.New("empty URL")
+		}
+		process.ShardPostgresURLs = append(process.ShardPostgresURLs, value)
+		return nil
+	})
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if err := common.complete(); err != nil {
 			return err

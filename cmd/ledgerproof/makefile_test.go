@@ -62,3 +62,45 @@ func TestMakeDemoKeepsTheRunsExitCode(t *testing.T) {
 		})
 	}
 }
+
+// TestMakeDemoShards: `make demo SHARDS=2` runs the gate on a 2-shard stack
+// under the sharded plan with transfers to missing accounts; `make demo`
+// passes neither.
+func TestMakeDemoShards(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, shards := range []string{"", "2"} {
+		dir := t.TempDir()
+		binary := filepath.Join(dir, "ledgerproof")
+		if err := os.WriteFile(binary, []byte("#!/bin/sh\necho \"$@\" > \""+dir+"/args\"\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		arguments := []string{"-s", "-o", "deps", "demo", "GO=true", "BIN=" + binary, "DEMO_EXIT=" + filepath.Join(dir, "exit-code"),
+			"DEMO_DIR=" + filepath.Join(dir, "stack"), "DEMO_RUN=" + filepath.Join(dir, "run")}
+		if shards != "" {
+			arguments = append(arguments, "SHARDS="+shards)
+		}
+		command := exec.Command("make", arguments...)
+		command.Dir = root
+		command.Env = append(os.Environ(), "MAKEFLAGS=", "MFLAGS=", "MAKELEVEL=")
+		if output, err := command.CombinedOutput(); err != nil {
+			t.Fatalf("make demo SHARDS=%s: %v\n%s", shards, err, output)
+		}
+		args, err := os.ReadFile(filepath.Join(dir, "args"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharded := strings.Contains(string(args), "--shards 2") && strings.Contains(string(args), "--plan chaos/plans/sharded.yaml") &&
+			strings.Contains(string(args), "workload.missing_rate=")
+		single := !strings.Contains(string(args), "--shards") && strings.Contains(string(args), "--plan chaos/plans/ci.yaml") &&
+			!strings.Contains(string(args), "missing_rate")
+		if (shards == "2" && !sharded) || (shards == "" && !single) {
+			t.Errorf("make demo SHARDS=%q ran: %s", shards, args)
+		}
+	}
+}

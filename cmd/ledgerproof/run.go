@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -87,6 +88,9 @@ func (o runFlags) jobOptions(flags *flag.FlagSet) (runner.JobOptions, error) {
 	} else {
 		o.job.GivenArgs, o.job.WithheldArgs = givenArguments(flags)
 	}
+	if o.job.Shards < 1 || o.job.Shards > shard.MaxShards {
+		return runner.JobOptions{}, fmt.Errorf("--shards %d: want 1 to %d", o.job.Shards, shard.MaxShards)
+	}
 	bugs, err := o.seededBugs.parse()
 	if err != nil {
 		return runner.JobOptions{}, err
@@ -114,7 +118,8 @@ func newRunFlags(o *runFlags) *flag.FlagSet {
 	flags.IntVar(&o.job.GatewayPort, "gateway-port", defaults.GatewayPort, "local stack the run starts: first gateway's port")
 	flags.IntVar(&o.job.WorkerMetricsPort, "worker-metrics-port", defaults.WorkerMetricsPort, "local stack the run starts: first worker's metrics port")
 	flags.IntVar(&o.job.Gateways, "gateways", defaults.Gateways, "local stack the run starts: gateway processes")
-	flags.IntVar(&o.job.Workers, "workers", defaults.Workers, "local stack the run starts: worker processes")
+	flags.IntVar(&o.job.Workers, "workers", defaults.Workers, "local stack the run starts: worker processes (per shard with --shards)")
+	flags.IntVar(&o.job.Shards, "shards", defaults.Shards, fmt.Sprintf("local stack the run starts: ledger shards, 1 to %d, each its own Postgres (postgres-shard-<i>), workers and outbox relay (docs/sharding.md); the audit reads their union", shard.MaxShards))
 	flags.Var((*stackArgumentList)(&o.job.GatewayArgs), "gateway-arg", "local stack the run starts: argument appended to every gateway's command line, after the cheap KDF defaults "+strings.Join(runner.RunKDFArgs, " ")+" (repeatable)")
 	flags.Var((*stackArgumentList)(&o.job.WorkerArgs), "worker-arg", "local stack the run starts: argument appended to every worker's command line (repeatable)")
 	flags.StringVar(&o.job.ComposeFile, "compose-file", "docker-compose.yml", "with --stack compose: the compose file (load to "+runner.ComposeBaseURL+", audit through the published Postgres)")

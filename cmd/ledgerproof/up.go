@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -41,10 +43,15 @@ func upCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) 
 	flags.Var((*stackArgumentList)(&config.GatewayArgs), "gateway-arg", "argument appended to every gateway's command line (repeatable)")
 	flags.Var((*stackArgumentList)(&config.WorkerArgs), "worker-arg", "argument appended to every worker's command line (repeatable)")
 	flags.Var((*stackArgumentList)(&config.BrokerArgs), "broker-arg", "argument appended to the broker's command line (repeatable), e.g. --broker-arg=--retention=1h: a bounded broker, which deletes records no worker read within the hour (docs/performance.md, \"Bounded memory\")")
+	flags.IntVar(&config.Shards, "shards", config.Shards, fmt.Sprintf("split the ledger across this many Postgres databases, 1 to %d (docs/sharding.md): shard i > 0 is component postgres-shard-<i>, with --workers workers and an outbox relay of its own", shard.MaxShards))
+	flags.IntVar(&config.PostgresShardPort, "postgres-shard-port", 0, "with --shards N > 1: shard 1's Postgres port on 127.0.0.1, shard i uses postgres-shard-port+i-1 (0: postgres-port+10)")
 	var seededBugs seededBugFlags
 	seededBugs.register(flags)
 	config.Output = os.Stdout
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
+		if _, err := shard.New(config.Shards); err != nil {
+			return fmt.Errorf("--shards: %w", err)
+		}
 		// Refuse at once, not as a gateway that fails to start.
 		bugs, err := seededBugs.parse()
 		if err != nil {

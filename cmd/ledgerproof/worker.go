@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"time"
 
@@ -34,6 +35,15 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	flags.IntVar(&process.Dedupe.Filter.Capacity, "bloom-capacity", dedupe.DefaultCapacity, "ids one generation of the Bloom filter holds at the target rate (two generations are kept); 1 to 100000000")
 	flags.Float64Var(&process.Dedupe.Filter.FalsePositiveRate, "bloom-false-positive-rate", dedupe.DefaultFalsePositiveRate, "target share of new ids the Bloom filter calls maybe-seen (each costs a lookup); above 0, at most 0.5")
 	flags.DurationVar(&process.Dedupe.WarmTimeout, "bloom-warm-timeout", worker.DefaultDedupeWarmTimeout, "bound of the filling of the Bloom filter with the ledger's newest ids at start (in the background)")
+	flags.IntVar(&process.Shard, "shard", 0, "the shard whose commands this worker applies (those whose account lives in it; docs/sharding.md), 0 to the number of --shard-postgres-url flags; with shards, its consumer group is <group>-shard-<shard>")
+	flags.Func("shard-postgres-url", "the database of the next shard (1, 2...) of a sharded ledger, --postgres-url being shard 0 (docs/sharding.md); repeatable, in shard order. The worker applies to its --shard's database and runs transfers to other shards as sagas. Default none: one ledger", func(value string) error {
+		if value == "" {
+			return errors.New("empty URL")
+		}
+		process.ShardPostgresURLs = append(process.ShardPostgresURLs, value)
+		return nil
+	})
+	flags.DurationVar(&config.SagaRecoveryInterval, "saga-recovery-interval", 5*time.Second, "with shards, how often the worker finishes the sagas of its shard left in flight for more than 10s (a worker killed mid-saga, a destination shard down); one pass runs at start")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if err := common.complete(); err != nil {
 			return err

@@ -58,6 +58,10 @@ type Profile struct {
 	// Case.WorkerArgs): a setting of the system the profile tests.
 	GatewayArgs []string `json:"gateway_args,omitempty"`
 	WorkerArgs  []string `json:"worker_args,omitempty"`
+	// Shards, when above 1, runs the profile only on a sharded stack of
+	// this many shards (its steps name a shard's processes); 0: on every
+	// stack of the matrix, single and sharded.
+	Shards int `json:"shards,omitempty"`
 }
 
 // Case is one seeded bug of the matrix: the profile it runs under, the
@@ -74,6 +78,10 @@ type Case struct {
 	WorkerArgs []string `json:"worker_args,omitempty"`
 	// Why says why this profile lets the bug show itself.
 	Why string `json:"why"`
+	// Shards, when above 1, runs the bug only on a sharded stack of this
+	// many shards (a saga bug: one ledger runs no saga, and its worker
+	// refuses the bug); 0: on the single stack.
+	Shards int `json:"shards,omitempty"`
 }
 
 // Run is one cell of the matrix to execute: a profile on the clean system
@@ -81,6 +89,9 @@ type Case struct {
 type Run struct {
 	Profile Profile
 	Case    *Case // nil: the clean system
+	// Shards is the number of ledger shards of the run's stack; 0 or 1:
+	// one ledger.
+	Shards int
 }
 
 // Label names the system under test of a run: the bug, or "clean".
@@ -102,6 +113,10 @@ const (
 	// ProfileSettlementKills kills the processes of the settlement
 	// pipeline (docs/settlement.md): workers, relay and settler.
 	ProfileSettlementKills = "settlement-kills"
+	// ProfileShardKills kills the processes of a sharded stack's shard 1
+	// (its Postgres, workers and relay) under transfers to missing
+	// accounts, whose sagas are compensated (docs/sharding.md).
+	ProfileShardKills = "shard-kills"
 )
 
 // gatewayCount is how many gateways and workers each run's stack has (the
@@ -257,6 +272,7 @@ func Profiles() []Profile {
 			},
 			RestartExited: true,
 		},
+		shardKillsProfile(gate),
 	}
 }
 
@@ -293,13 +309,36 @@ func Cases() []Case {
 			Why: "a worker killed under load dies with the settlement events of its last committed batches still in memory"},
 		{Bug: ledger.BugSettlementNoDedupe, Profile: ProfileSettlementKills, Expected: []string{invariants.SettlementExactlyOnce},
 			Why: "a settler killed under load reads again, when restarted, the events applied since its last offset commit, and applies them again"},
+		{Bug: ledger.BugSagaNoCompensation, Profile: ProfileShardKills, Shards: ShardedStack,
+			Expected: []string{invariants.SagaAtomicity, invariants.Conservation},
+			Why:      "transfers to missing accounts of the other shard are sagas whose credit is cancelled: the bug keeps their debits"},
+		{Bug: ledger.BugSagaDoubleCompensation, Profile: ProfileShardKills, Shards: ShardedStack,
+			Expected: []string{invariants.SagaAtomicity, invariants.Conservation},
+			Why:      "the compensated sagas of the transfers to missing accounts are refunded again by every recovery pass (every 5s, and at each worker's restart)"},
 	}
 }
 
-// Plan returns the runs of the matrix: for every profile some selected bug
-// needs, the clean system first, then each selected bug of that profile.
-// only selects bugs by name (empty: all); an unknown name is an error.
+// Plan returns the runs of the matrix: PlanFor one ledger, then PlanFor a
+// stack of ShardedStack shards.
 func Plan(only []string) ([]Run, error) {
+	single, err := PlanFor(only, 1)
+	if err != nil {
+		return nil, err
+	}
+	sharded, err := PlanFor(only, ShardedStack)
+	return append(single, sharded...), err
+}
+
+// PlanFor returns the runs of the matrix on stacks of shards shards: for
+// every profile some selected bug of that stack needs, the clean system
+// first, then each selected bug of that profile. One shard runs the bugs
+// and profiles without Shards; more, the others (the saga bugs), and the
+// clean system under every profile. only selects bugs by name (empty:
+// all); an unknown name is an error.
+func PlanFor(only []string, shards int) ([]Run, error) {
+	if shards < 1 {
+		return nil, fmt.Errorf("mutation plan: %d shards", shards)
+	}
 	cases := Cases()
 	selected := map[ledger.Bug]bool{}
 	for _, name := range only {
@@ -321,17 +360,23 @@ func Plan(only []string) ([]Run, error) {
 			return nil, fmt.Errorf("unknown seeded bug %q (known: %s)", name, strings.Join(known, ", "))
 		}
 	}
+	sharded := shards > 1
 	var runs []Run
 	for _, profile := range Profiles() {
+		if profile.Shards > 1 && !sharded {
+			continue // a sharded stack's profile, on one ledger
+		}
 		var bugRuns []Run
 		for i := range cases {
 			c := &cases[i]
-			if c.Profile == profile.Name && (len(selected) == 0 || selected[c.Bug]) {
-				bugRuns = append(bugRuns, Run{Profile: profile, Case: c})
+			if c.Profile == profile.Name && (c.Shards > 1) == sharded && (len(selected) == 0 || selected[c.Bug]) {
+				bugRuns = append(bugRuns, Run{Profile: profile, Case: c, Shards: shards})
 			}
 		}
-		if len(bugRuns) > 0 {
-			runs = append(runs, Run{Profile: profile})
+		// A sharded stack runs the clean system under every profile (not
+		// only the saga bugs'), unless bugs were selected.
+		if len(bugRuns) > 0 || (sharded && len(selected) == 0) {
+			runs = append(runs, Run{Profile: profile, Shards: shards})
 			runs = append(runs, bugRuns...)
 		}
 	}
@@ -343,6 +388,8 @@ type Result struct {
 	// System is the bug's name, or "clean".
 	System  string `json:"system"`
 	Profile string `json:"profile"`
+	// Shards is the number of ledger shards of the run's stack; 0: one.
+	Shards int `json:"shards,omitempty"`
 	// Expected are the invariants that must catch the bug; empty for clean.
 	Expected []string `json:"expected"`
 	// Violated are the invariants the audit found violated, with counts.
@@ -522,7 +569,7 @@ func (m *Matrix) Finish() {
 		r := &m.Results[i]
 		r.Judge()
 		if !r.Pass {
-			what := r.System + " under " + r.Profile
+			what := r.System + " under " + r.profileText()
 			if r.Clean() {
 				m.Failures = append(m.Failures, what+": clean system failed ("+r.Note+")")
 			} else {
@@ -588,7 +635,7 @@ func (m *Matrix) Text() string {
 	rows := [][]string{header}
 	for i := range m.Results {
 		r := &m.Results[i]
-		rows = append(rows, []string{r.System, r.Profile, r.violatedText(), r.expectedText(), r.verdictText(), r.opsText()})
+		rows = append(rows, []string{r.System, r.profileText(), r.violatedText(), r.expectedText(), r.verdictText(), r.opsText()})
 	}
 	widths := make([]int, len(header))
 	for _, row := range rows {
@@ -620,7 +667,7 @@ func (m *Matrix) Text() string {
 	}
 	for i := range m.Results {
 		if note := m.Results[i].Note; note != "" {
-			fmt.Fprintf(&b, "  %s under %s: %s\n", m.Results[i].System, m.Results[i].Profile, note)
+			fmt.Fprintf(&b, "  %s under %s: %s\n", m.Results[i].System, m.Results[i].profileText(), note)
 		}
 	}
 	return b.String()
@@ -655,13 +702,13 @@ func (m *Matrix) Markdown() string {
 		if r.Clean() {
 			system = "clean"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", system, r.Profile, r.violatedText(), r.expectedText(),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", system, r.profileText(), r.violatedText(), r.expectedText(),
 			bold(r.verdictText()), r.opsText())
 	}
 	var notes []string
 	for i := range m.Results {
 		if note := m.Results[i].Note; note != "" {
-			notes = append(notes, fmt.Sprintf("- %s under %s: %s", m.Results[i].System, m.Results[i].Profile, note))
+			notes = append(notes, fmt.Sprintf("- %s under %s: %s", m.Results[i].System, m.Results[i].profileText(), note))
 		}
 	}
 	if len(notes) > 0 {

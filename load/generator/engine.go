@@ -522,6 +522,12 @@ func (e *engine) mixedIteration(ctx context.Context, n int64, slot uint64, inten
 		request.To = source.AccountID
 	case client.KindWithdrawal:
 		request.From = source.AccountID
+	case client.KindTransfer:
+		if operation.Destination == MissingDestination {
+			request.From, request.To = source.AccountID, MissingAccountID(source.AccountID)
+			break
+		}
+		fallthrough
 	default:
 		request.From, request.To = source.AccountID, e.accounts[operation.Destination].Session.AccountID
 	}

@@ -29,7 +29,25 @@ const (
 	// IntentTopUp is a deposit of setup.funding that replaced a debit the source surely could not cover even
 	// with amount_min.
 	IntentTopUp = "top-up"
+	// IntentMissingDestination is a transfer to an account that does not exist (missing_rate): it must be
+	// rejected with account_not_found, and on a sharded system its saga compensated.
+	IntentMissingDestination = "missing-destination"
 )
+
+// MissingDestination is Operation.Destination of a transfer to an account that does not exist
+// (IntentMissingDestination); MissingAccountID gives its id.
+const MissingDestination = -2
+
+// missingAccountBase is far above any account id a test run creates (and below the largest id a gateway
+// accepts), so an account there does not exist.
+const missingAccountBase int64 = 1 << 40
+
+// MissingAccountID is the id a transfer from sourceAccountID to a missing account names: missingAccountBase +
+// sourceAccountID + 1, which for 2, 4, 8 or 16 shards (account id mod N) is in another shard than the source's,
+// so on a sharded system the transfer is a saga whose credit is cancelled and whose debit is refunded.
+func MissingAccountID(sourceAccountID int64) int64 {
+	return missingAccountBase + sourceAccountID + 1
+}
 
 // Operation is one money operation the workload decided on, before it is sent: indexes into the prepared
 // accounts, never account ids, so the workload works for any system's ids.
@@ -149,7 +167,7 @@ type Workload struct {
 	ownership bool
 	slots     int
 
-	overdraftRate, drainRate, minimumRate, pairRate, raceRate float64
+	overdraftRate, drainRate, minimumRate, pairRate, raceRate, missingRate float64
 	// balances is nil until TrackBalances: then amounts are sized from the beliefs.
 	balances *balanceBook
 }
@@ -166,7 +184,7 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	if w.AmountMin < 1 || w.AmountMax < w.AmountMin {
 		return nil, fmt.Errorf("workload: amounts %d..%d: need 1 <= min <= max", w.AmountMin, w.AmountMax)
 	}
-	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate, w.RaceRate} {
+	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate, w.RaceRate, w.MissingRate} {
 		if rate < 0 || rate > 1 {
 			return nil, fmt.Errorf("workload: rate %v: want a fraction between 0 and 1", rate)
 		}
@@ -177,7 +195,7 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	workload := &Workload{accounts: accounts, kinds: kinds, amountMin: w.AmountMin, amountMax: w.AmountMax,
 		picker: uniformPicker{count: accounts}, ownership: w.Ownership, slots: max(1, min(accounts, w.OwnerSlots)),
 		overdraftRate: w.OverdraftRate, drainRate: w.DrainRate, minimumRate: w.MinimumRate, pairRate: w.PairRate,
-		raceRate: w.RaceRate}
+		raceRate: w.RaceRate, missingRate: w.MissingRate}
 	if w.OwnerSlots <= 0 {
 		workload.slots = accounts
 	}
@@ -214,6 +232,8 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 	toPartner := random.Float64() < w.pairRate
 	// Drawn only when races are asked for, so that scenarios without them keep their seeds' sequences.
 	raced := w.raceRate > 0 && random.Float64() < w.raceRate
+	// Drawn only when asked for, as races are.
+	missing := w.missingRate > 0 && random.Float64() < w.missingRate
 	destination := w.pickOther(random, operation.Source)
 	operation.Amount = uniform
 	if minimum {
@@ -223,6 +243,12 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 		operation.Destination = destination
 		if toPartner {
 			operation.Destination = w.partner(operation.Source)
+		}
+		if missing {
+			// Not registered in the balance beliefs: it must have no effect on the source once its
+			// rejection (or its saga's compensation) is final.
+			operation.Destination, operation.Intent = MissingDestination, IntentMissingDestination
+			return operation
 		}
 	}
 	if w.balances == nil {

@@ -206,6 +206,10 @@ var fields = []field{
 	{Path: "workload.pair_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
 		Meaning: "Fraction of transfers sent to the source's partner account (accounts 0 and 1, 2 and 3, ... of " +
 			"setup's order), so that each pair sees transfers both ways."},
+	{Path: "workload.missing_rate", Default: "0", Only: []requirement{mixedWorkload}, Allowed: "0 to 1",
+		Meaning: "Fraction of transfers sent to an account that does not exist (an id above 2^40, in another shard " +
+			"than the source's for 2, 4, 8 or 16 shards): a correct system rejects them with `account_not_found`, " +
+			"and a sharded one compensates their sagas (docs/sharding.md)."},
 
 	{Path: "client.wait", Default: "5s", Allowed: "0 or more, below `client.timeout`",
 		Meaning: "Sent as `Prefer: wait=N`: the system may hold its answer until the outcome. 0 sends none."},

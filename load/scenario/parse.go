@@ -390,6 +390,8 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.number(node, path, &s.Workload.RaceRate)
 	case "workload.pair_rate":
 		d.number(node, path, &s.Workload.PairRate)
+	case "workload.missing_rate":
+		d.number(node, path, &s.Workload.MissingRate)
 
 	case "client.wait":
 		d.duration(node, path, &s.Client.Wait)

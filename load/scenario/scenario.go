@@ -152,6 +152,11 @@ type Workload struct {
 	// PairRate is the fraction of transfers sent to the source's partner account (0 and 1, 2 and 3, ...), so
 	// that each pair sees transfers both ways. Default 0.
 	PairRate float64
+	// MissingRate is the fraction of transfers sent to an account that does not exist (an id far above any a
+	// test creates), which a correct system rejects with account_not_found. On a sharded system the id is in
+	// another shard than the source's, so the transfer runs as a saga that must be compensated
+	// (docs/sharding.md). Default 0.
+	MissingRate float64
 }
 
 // Mix weights deposits, withdrawals and transfers; at least one is positive.

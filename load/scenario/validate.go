@@ -91,6 +91,7 @@ func (d *decoder) validate() {
 		}
 		fraction(s.Workload.MinimumRate, "workload.minimum_rate")
 		fraction(s.Workload.PairRate, "workload.pair_rate")
+		fraction(s.Workload.MissingRate, "workload.missing_rate")
 		fraction(s.Client.DuplicateRate, "client.duplicates.rate")
 		fraction(s.Client.MisuseRate, "client.misuse.rate")
 		fraction(s.Client.EarlyTimeoutRate, "client.early_timeouts.rate")

@@ -55,14 +55,20 @@ type cell struct {
 func runCell(ctx context.Context, o Options, root string, index, total int, run mutation.Run, out io.Writer) mutation.Result {
 	began := time.Now()
 	profile := cellProfile(o, run)
-	result := mutation.Result{System: run.Label(), Profile: profile.Name, LoadExit: -1}
+	result := mutation.Result{System: run.Label(), Profile: profile.Name, LoadExit: -1, Shards: run.Shards}
 	if run.Case != nil {
 		result.Expected = run.Case.Expected
 	}
 	name := fmt.Sprintf("%02d-%s-%s", index+1, profile.Name, run.Label())
+	if run.Shards > 1 {
+		name = fmt.Sprintf("%02d-%s-%s-%dshards", index+1, profile.Name, run.Label(), run.Shards)
+	}
 	dir := filepath.Join(root, name)
 	result.Dir = dir
 	prefix := fmt.Sprintf("[%d/%d] %s / %s", index+1, total, run.Label(), profile.Name)
+	if run.Shards > 1 {
+		prefix += fmt.Sprintf(" / %d shards", run.Shards)
+	}
 	say := func(format string, args ...any) {
 		fmt.Fprintf(out, "%s: %s\n", prefix, fmt.Sprintf(format, args...))
 	}
@@ -176,11 +182,16 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 	return result
 }
 
-// cellProfile is the run's profile as the cell runs it: its duration is --duration's when given.
+// cellProfile is the run's profile as the cell runs it: its duration is --duration's when given; on a sharded
+// stack its load also sends transfers to missing accounts (mutation.ShardedSets).
 func cellProfile(o Options, run mutation.Run) mutation.Profile {
 	profile := run.Profile
 	if o.Duration > 0 {
 		profile.Duration = o.Duration
+	}
+	if run.Shards > 1 {
+		// First, so that a profile's own setting wins.
+		profile.Sets = append(append([]string(nil), mutation.ShardedSets...), profile.Sets...)
 	}
 	return profile
 }
@@ -232,6 +243,7 @@ func cellTarget(o Options, run mutation.Run) (*runner.LocalStack, error) {
 	config := stack.DefaultConfig()
 	config.Binary = o.Binary
 	config.Gateways, config.Workers = mutation.Gateways, mutation.Workers
+	config.Shards = max(run.Shards, 1)
 	config.GatewayArgs = []string{"--kdf-memory-kib=1024", "--kdf-iterations=1"}
 	config.WorkerArgs = []string{}
 	// The profile's settings of the system, in its clean run too.

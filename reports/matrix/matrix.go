@@ -22,6 +22,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/invariants/mutation"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 // Options are the settings of `ledgerproof mutation` (its flags).
@@ -51,6 +52,11 @@ type Options struct {
 	KeepStacks bool
 	// Command is the command line recorded in matrix.json.
 	Command string
+	// Shards selects the stacks: 0 both halves of the matrix, the single
+	// stack's runs then those of a sharded stack of mutation.ShardedStack
+	// shards; 1 the single stack's only; N > 1 a sharded stack's only, with
+	// N shards (docs/mutation.md).
+	Shards int
 }
 
 // MaxDuration bounds Options.Duration: the matrix runs a dozen cells in a
@@ -70,15 +76,31 @@ func (o Options) validate() ([]mutation.Run, error) {
 	if o.Scenario == "" {
 		return nil, errors.New("--scenario: give the scenario every run's load drives")
 	}
-	runs, err := mutation.Plan(o.only())
+	var runs []mutation.Run
+	var err error
+	switch {
+	case o.Shards < 0 || o.Shards > shard.MaxShards:
+		return nil, fmt.Errorf("--shards %d: want 0 (a single and a %d-shard stack), 1 (single only) or 2 to %d (sharded only)", o.Shards, mutation.ShardedStack, shard.MaxShards)
+	case o.Shards == 0:
+		runs, err = mutation.Plan(o.only())
+	default:
+		runs, err = mutation.PlanFor(o.only(), o.Shards)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("no run: the selected bugs (--only %s) do not run on a stack of %d shard(s)", o.Only, o.Shards)
 	}
 	// Every profile's load is checked before any stack starts: a set the
 	// scenario refuses would otherwise fail each run in turn.
 	for _, profile := range mutation.Profiles() {
 		if _, err := scenario.Load(o.Scenario, profileSets(profile, o.Duration)); err != nil {
 			return nil, fmt.Errorf("profile %s: %w (run from the repository root)", profile.Name, err)
+		}
+		sharded := cellProfile(o, mutation.Run{Profile: profile, Shards: mutation.ShardedStack})
+		if _, err := scenario.Load(o.Scenario, profileSets(sharded, o.Duration)); err != nil {
+			return nil, fmt.Errorf("profile %s on a sharded stack: %w (run from the repository root)", profile.Name, err)
 		}
 	}
 	return runs, nil

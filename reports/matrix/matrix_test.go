@@ -238,8 +238,13 @@ func TestProfileTimeline(t *testing.T) {
 		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	inventory := chaos.Inventory{Processes: []string{"postgres", "redis", "broker", "gateway-0", "gateway-1", "worker-0", "worker-1", "relay", "settler"}}
+	sharded := chaos.Inventory{Processes: append(append([]string(nil), inventory.Processes...), "postgres-shard-1", "worker-s1-0", "worker-s1-1", "relay-shard-1")}
 	for _, p := range mutation.Profiles() {
-		if err := chaos.ValidateTargets(p.Name, profileTimeline(p), inventory); err != nil {
+		on := inventory
+		if p.Shards > 1 {
+			on = sharded // a sharded stack's profile
+		}
+		if err := chaos.ValidateTargets(p.Name, profileTimeline(p), on); err != nil {
 			t.Errorf("profile %s: %v", p.Name, err)
 		}
 	}

@@ -214,6 +214,9 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		return cannot(err)
 	}
 	var noSettlement string
+	// stackBrokers are a sharded stack's brokers: its commands are drained
+	// by quiet shards, its settlements topic still by the settler's offsets.
+	var stackBrokers string
 	if o.StackDir != "" {
 		file, err := stack.Load(o.StackDir)
 		if err != nil {
@@ -224,6 +227,17 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 		}
 		if o.RedisAddr == "" {
 			o.RedisAddr = file.Endpoints.RedisAddr
+		}
+		if len(file.Endpoints.ShardPostgresURLs) > 0 && len(o.ShardPostgresURLs) == 0 && o.Brokers != "" {
+			return cannot(fmt.Errorf("the stack in %s is sharded (%d shards): its audit reads every shard and drains by quiet shards, not by --brokers (leave --brokers out)",
+				o.StackDir, len(file.Endpoints.ShardPostgresURLs)+1))
+		}
+		if len(o.ShardPostgresURLs) == 0 && o.Brokers == "" {
+			// A sharded stack: the audit reads the union of its shards.
+			o.ShardPostgresURLs = file.Endpoints.ShardPostgresURLs
+			if len(o.ShardPostgresURLs) > 0 {
+				stackBrokers = strings.Join(file.Endpoints.Brokers, ",")
+			}
 		}
 		if o.Brokers == "" && len(o.ShardPostgresURLs) == 0 {
 			o.Brokers = strings.Join(file.Endpoints.Brokers, ",")
@@ -295,8 +309,9 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 				sources[i] = shard
 			}
 			config.Ledger = invariants.ShardedSource{Shards: sources}
-			config.Sagas = invariants.PostgresSagaSource{URLs: append([]string{o.PostgresURL}, o.ShardPostgresURLs...)}
-			config.Drain = invariants.QuietProbe(func(ctx context.Context) (string, error) {
+			sagas := invariants.PostgresSagaSource{URLs: append([]string{o.PostgresURL}, o.ShardPostgresURLs...)}
+			config.Sagas = sagas
+			quiet = invariants.QuietProbe(func(ctx context.Context) (string, error) {
 				var all []string
 				for _, shard := range shards {
 					fingerprint, err := shard.Fingerprint(ctx)
@@ -307,6 +322,16 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 				}
 				return strings.Join(all, "|"), nil
 			}, o.QuietPeriod, nil)
+			// Drained once every shard is quiet, no saga is in flight (a
+			// saga waiting for its recovery leaves every shard quiet) and,
+			// below, every shard's outbox is published.
+			quiet = invariants.SagaDrainProbe(quiet, sagas)
+			config.Drain = quiet
+			if noSettlement == "" {
+				for _, shard := range shards[1:] {
+					quiet = invariants.SettlementDrainProbe(quiet, shard, nil)
+				}
+			}
 		}
 		if o.Brokers != "" {
 			broker, err := invariants.OpenBrokerOffsets(strings.Split(o.Brokers, ","), o.Topic)
@@ -323,6 +348,13 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 			if noSettlement == "" {
 				config.Drain = invariants.SettlementDrainProbe(config.Drain, source, settlements)
 			}
+		} else if noSettlement == "" && stackBrokers != "" {
+			settlements, err := invariants.OpenBrokerOffsets(strings.Split(stackBrokers, ","), invariants.SettlementsTopic)
+			if err != nil {
+				return cannot(err)
+			}
+			defer settlements.Close()
+			config.Drain = invariants.SettlementDrainProbe(quiet, source, settlements)
 		} else if noSettlement == "" {
 			config.Drain = invariants.SettlementDrainProbe(quiet, source, nil)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/chaos"
 	"github.com/ledgerproof/ledgerproof/load/scenario"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -44,6 +45,10 @@ type JobOptions struct {
 	PostgresPort, RedisPort, BrokerPort, GatewayPort, WorkerMetricsPort int
 	Gateways, Workers                                                   int
 	GatewayArgs, WorkerArgs                                             []string
+	// Shards is the number of ledger shards of the stack the run starts
+	// (--shards; docs/sharding.md): 1 to shard.MaxShards, 0 read as 1.
+	// Workers is then per shard. Only for KindLocal.
+	Shards int
 
 	// ComposeFile and ComposeProject name the docker compose project of KindCompose.
 	ComposeFile, ComposeProject string
@@ -116,6 +121,12 @@ func (o *JobOptions) validate() error {
 	}
 	if len(o.WithheldArgs) > 0 && o.EnvName == nil {
 		return errors.New("withheld flags without EnvName to say where a replay reads them (a bug)")
+	}
+	if o.Shards < 0 || o.Shards > shard.MaxShards {
+		return fmt.Errorf("--shards %d: want 1 to %d", o.Shards, shard.MaxShards)
+	}
+	if o.Shards > 1 && o.Stack != KindLocal {
+		return fmt.Errorf("--shards %d needs --stack local: the run starts a sharded reference stack (a compose or external system is sharded by its own configuration)", o.Shards)
 	}
 	if len(o.SeededBugs) > 0 && o.Stack != KindLocal {
 		return fmt.Errorf("--seeded-bug needs --stack local: the run starts a fresh reference stack with the bug")
@@ -299,6 +310,7 @@ func newTarget(o JobOptions) Target {
 	config.PostgresPort, config.RedisPort, config.BrokerPort = o.PostgresPort, o.RedisPort, o.BrokerPort
 	config.GatewayPort, config.WorkerMetricsPort = o.GatewayPort, o.WorkerMetricsPort
 	config.Gateways, config.Workers = o.Gateways, o.Workers
+	config.Shards = max(o.Shards, 1)
 	config.GatewayArgs = append(append([]string{}, RunKDFArgs...), o.GatewayArgs...)
 	config.WorkerArgs = append([]string{}, o.WorkerArgs...)
 	return NewLocalStack(LocalOptions{Config: config, SeededBugs: o.SeededBugs, Keep: o.KeepStack, Purge: o.PurgeStack})

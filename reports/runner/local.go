@@ -147,6 +147,7 @@ func (l *LocalStack) Prepare(ctx context.Context) (chaos.Inventory, error) {
 	if config.Settlement {
 		l.inventory.Processes = append(l.inventory.Processes, stack.KindRelay, stack.KindSettler)
 	}
+	l.inventory.Processes = append(l.inventory.Processes, stack.ShardProcesses(config)...)
 	return l.inventory, nil
 }
 

@@ -61,14 +61,20 @@ func portFree(port int) bool {
 // UseFreePorts puts a stack on ports free a moment ago: Postgres, Redis and
 // the broker, and a range each for the gateways, the workers' metrics and
 // the gateways' internal listeners, as wide as config.Gateways and
-// config.Workers, and two for the relay and the settler.
+// config.Workers (times the shards), one for the relay, the settler and
+// the other shards' relays, and, for a sharded stack, one for the other
+// shards' Postgres.
 func UseFreePorts(config *stack.Config) error {
-	ports, err := FreePorts(7, map[int]int{3: config.Gateways, 4: config.Workers, 5: config.Gateways, 6: 2})
+	shards := max(config.Shards, 1)
+	ports, err := FreePorts(8, map[int]int{3: config.Gateways, 4: config.Workers * shards, 5: config.Gateways, 6: 1 + shards, 7: shards - 1})
 	if err != nil {
 		return err
 	}
 	config.PostgresPort, config.RedisPort, config.BrokerPort, config.GatewayPort, config.WorkerMetricsPort, config.GatewayInternalPort =
 		ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	config.SettlementPort = ports[6]
+	if shards > 1 {
+		config.PostgresShardPort = ports[7]
+	}
 	return nil
 }

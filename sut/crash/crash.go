@@ -63,6 +63,12 @@ const (
 	// (postgres.applyWithOffset). It is hit once per batch that has records
 	// to apply.
 	MidBatch
+	// MidSaga is in a sharded worker, in a cross-shard transfer's saga
+	// after its debit and saga log committed in the source shard and before
+	// the destination shard is asked to credit (postgres.ShardedLedger): the
+	// saga is in flight, its command's offset not moved. It is hit once per
+	// saga debited.
+	MidSaga
 
 	pointLimit // one past the last point; the size of a registry's table
 )
@@ -77,6 +83,7 @@ var pointDescriptions = [pointLimit]pointDescription{
 	AfterCommitBeforeCache: {"worker.after-commit-before-cache", ledger.ProcessWorker},
 	AfterAckBeforeResponse: {"gateway.after-ack-before-response", ledger.ProcessGateway},
 	MidBatch:               {"worker.mid-batch", ledger.ProcessWorker},
+	MidSaga:                {"worker.mid-saga", ledger.ProcessWorker},
 }
 
 // Points returns every crash point, in declaration order.

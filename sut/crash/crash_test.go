@@ -63,6 +63,7 @@ func TestCrashPointNames(t *testing.T) {
 		crash.AfterCommitBeforeCache: {"worker.after-commit-before-cache", ledger.ProcessWorker},
 		crash.AfterAckBeforeResponse: {"gateway.after-ack-before-response", ledger.ProcessGateway},
 		crash.MidBatch:               {"worker.mid-batch", ledger.ProcessWorker},
+		crash.MidSaga:                {"worker.mid-saga", ledger.ProcessWorker},
 	}
 	if len(crash.Points()) != len(want) {
 		t.Fatalf("points %v, want %d", crash.Points(), len(want))
@@ -360,7 +361,7 @@ func TestCrashHandler(t *testing.T) {
 		t.Fatalf("GET: %d %s", status, body)
 	}
 	if listing.Process != "worker" || listing.ExitStatus != 87 || listing.Seed != 99 || len(listing.Armed) != 0 ||
-		strings.Join(listing.Points, ",") != "worker.after-commit-before-cache,worker.mid-batch" {
+		strings.Join(listing.Points, ",") != "worker.after-commit-before-cache,worker.mid-batch,worker.mid-saga" {
 		t.Fatalf("GET: %s", body)
 	}
 
@@ -468,7 +469,7 @@ func TestCrashArmer(t *testing.T) {
 		}
 		return server.URL + "/metrics", nil
 	}}
-	if names := armer.CrashPoints(); len(names) != 3 {
+	if names := armer.CrashPoints(); len(names) != 4 {
 		t.Fatalf("CrashPoints %v", names)
 	}
 	ctx := context.Background()

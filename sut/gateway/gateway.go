@@ -26,6 +26,7 @@ import (
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/redis"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 // Config configures a Gateway. Zero values take the documented defaults.
@@ -323,6 +324,11 @@ type Gateway struct {
 	// limitCache and rejections serve the soft checks (softchecks.go).
 	limitCache LimitCache
 	rejections Rejections
+	// layout, shards and shardUsers are the sharded ledger (shards.go);
+	// layout is one shard and shards empty with one ledger.
+	layout     shard.Layout
+	shards     []ShardStore
+	shardUsers ShardUsers
 	ready      func(ctx context.Context) error
 	workers    func(ctx context.Context) error
 	logger     *slog.Logger
@@ -389,6 +395,15 @@ type Dependencies struct {
 	Logger   *slog.Logger
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
+	// Shards are the databases of a ledger whose accounts are split across
+	// several (docs/sharding.md, shards.go), in shard order: Shards[0] is
+	// shard 0, Store's database, which also holds users and sessions.
+	// Default none (or one): one ledger, Store alone. With two or more,
+	// ShardUsers is required and the naive apply mode is refused.
+	Shards []ShardStore
+	// ShardUsers signs users up and in over shard 0 of a sharded ledger
+	// (Store's database); unused with one ledger.
+	ShardUsers ShardUsers
 }
 
 // New builds a gateway. Call Run to follow outcomes, and serve Handler.
@@ -407,6 +422,10 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 	}
 	if config.ApplyMode == ApplyModeNaive && dependencies.Applier == nil {
 		return nil, errors.New("gateway: the naive apply mode needs an applier")
+	}
+	layout, err := validateShards(config, dependencies)
+	if err != nil {
+		return nil, err
 	}
 	if dependencies.Logger == nil {
 		dependencies.Logger = slog.Default()
@@ -437,6 +456,8 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		applier:          dependencies.Applier,
 		limitCache:       dependencies.LimitCache,
 		rejections:       dependencies.Rejections,
+		layout:           layout,
+		shardUsers:       dependencies.ShardUsers,
 		ready:            dependencies.Ready,
 		workers:          dependencies.Workers,
 		logger:           dependencies.Logger,
@@ -456,6 +477,9 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		hashing:          newHashSlots(config.PasswordHashing),
 		decoyHash:        decoyHash,
 		detailLogs:       rate.NewLimiter(20, 100),
+	}
+	if layout.Shards > 1 {
+		g.shards = dependencies.Shards
 	}
 	g.endedSessions = newEndedSessions(g.store, g.clock, config.SessionCheckInterval, config.SessionTTL, g.logger)
 	g.metricsHandler = promhttp.HandlerFor(dependencies.Gatherer, promhttp.HandlerOpts{})
@@ -517,7 +541,7 @@ func (g *Gateway) tryMarkKeysComplete(ctx context.Context) {
 		result = "complete"
 		return
 	}
-	empty, err := g.store.LedgerEmpty(ctx)
+	empty, err := g.ledgerEmpty(ctx)
 	if err != nil {
 		return
 	}
@@ -534,7 +558,7 @@ func (g *Gateway) tryMarkKeysComplete(ctx context.Context) {
 		}
 		return
 	}
-	if empty, err := g.store.LedgerEmpty(ctx); err != nil || !empty {
+	if empty, err := g.ledgerEmpty(ctx); err != nil || !empty {
 		result = "ledger-not-empty"
 		if err := g.cache.UnmarkKeysComplete(context.WithoutCancel(ctx), value); err != nil {
 			g.logger.Warn("could not take back the idempotency keys' complete mark", "error", err)
@@ -606,6 +630,16 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if g.workers != nil {
 		if err := g.workers(ctx); err != nil {
 			checks["workers"], ready = err.Error(), false
+		}
+	}
+	// Shards other than 0 are reported, and do not make the gateway unready:
+	// every gateway uses every shard, so one shard down would take every
+	// gateway out of its balancer, and the users of the other shards with
+	// them; that shard's users get 503 until it is back.
+	for index := 1; index < len(g.shards); index++ {
+		checks[shard.Component(index)] = "ok"
+		if err := g.shards[index].Ping(ctx); err != nil {
+			checks[shard.Component(index)] = err.Error()
 		}
 	}
 	// Redis is not needed for money to be right, but sessions live there,

@@ -355,7 +355,7 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 	g.metrics.ledgerChecks.WithLabelValues("checked").Inc()
 	// The ledger is the last word: a key already applied (Redis lost its
 	// record, or it is down) answers from the ledger and queues nothing.
-	stored, err := g.store.Transaction(ctx, command.TransactionID)
+	stored, err := g.ledgerOf(command.PartitionKey()).Transaction(ctx, command.TransactionID)
 	switch {
 	case err == nil:
 		if stored.Fingerprint != command.Fingerprint {
@@ -514,7 +514,7 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 			if err == nil && polls%ledgerPollEvery != 0 {
 				continue
 			}
-			stored, err := g.store.Transaction(ctx, command.TransactionID)
+			stored, err := g.ledgerOf(command.PartitionKey()).Transaction(ctx, command.TransactionID)
 			if err != nil {
 				continue
 			}
@@ -569,7 +569,7 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) (int, []byt
 	if id != session.AccountID {
 		return 0, nil, notFound
 	}
-	account, err := g.store.Account(r.Context(), id)
+	account, err := g.ledgerOf(id).Account(r.Context(), id)
 	if ledger.ErrorCode(err) == ledger.CodeAccountNotFound {
 		return 0, nil, notFound
 	}
@@ -592,7 +592,9 @@ func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, [
 	if !uuidPattern.MatchString(id) {
 		return 0, nil, notFound
 	}
-	stored, err := g.store.Transaction(r.Context(), id)
+	// Every transaction of the caller is keyed by its own account (see
+	// shards.go), so its row is in that account's shard.
+	stored, err := g.ledgerOf(session.AccountID).Transaction(r.Context(), id)
 	if err == nil {
 		if stored.UserID != session.UserID {
 			return 0, nil, notFound

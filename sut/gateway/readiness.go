@@ -72,3 +72,32 @@ func (c *WorkersCheck) Check(ctx context.Context) error {
 	c.checkedAt = now
 	return c.answer
 }
+
+// ShardWorkersCheck is the workers check of a sharded ledger: each shard's
+// workers form their own consumer group, "<group>-shard-<i>" for shard i
+// of shards (docs/sharding.md), and apply only the commands of their
+// shard's accounts, so the gateway is ready only while every shard's group
+// has a member: without one, the commands of that shard's users would be
+// accepted and never settle. Each group's answer is cached as WorkersCheck
+// caches it.
+func ShardWorkersCheck(group string, shards int, members func(ctx context.Context, group string) (int, error), cacheFor time.Duration, clock func() time.Time) (func(ctx context.Context) error, error) {
+	if shards < 2 {
+		return nil, fmt.Errorf("gateway: the shards' workers check needs 2 shards or more, not %d", shards)
+	}
+	var checks []*WorkersCheck
+	for index := range shards {
+		check, err := NewWorkersCheck(fmt.Sprintf("%s-shard-%d", group, index), members, cacheFor, clock)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, check)
+	}
+	return func(ctx context.Context) error {
+		for index, check := range checks {
+			if err := check.Check(ctx); err != nil {
+				return fmt.Errorf("shard %d: %w", index, err)
+			}
+		}
+		return nil
+	}, nil
+}

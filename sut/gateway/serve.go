@@ -16,6 +16,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 // ProcessConfig is a gateway process: the gateway's own Config, what every
@@ -42,9 +43,44 @@ type ProcessConfig struct {
 	// sending it. Default 0: send at once.
 	ProducerLinger time.Duration
 	// WorkersGroup is the workers' consumer group: in the queue apply mode
-	// /readyz fails while it has no member. Empty: not checked. Default
-	// ledger-workers.
+	// /readyz fails while it has no member. With shards, each shard's
+	// workers form the group "<WorkersGroup>-shard-<i>" and /readyz fails
+	// while any of them has no member (ShardWorkersCheck). Empty: not
+	// checked. Default ledger-workers.
 	WorkersGroup string
+	// ShardPostgresURLs are the databases of shards 1, 2... of a sharded
+	// ledger (docs/sharding.md), Daemon.PostgresURL being shard 0 (users,
+	// sessions and shard 0's accounts): N = 1 + len. Default none: one
+	// ledger. With any, the naive apply mode is refused.
+	ShardPostgresURLs []string
+}
+
+// validateShards checks the shards' URLs before anything is connected: at
+// most shard.MaxShards shards in all, none empty, none given twice (a
+// shard's URL naming shard 0's database or another shard's would split no
+// accounts while every process believes they are split), and the queue
+// apply mode.
+func (p ProcessConfig) validateShards() error {
+	if len(p.ShardPostgresURLs) == 0 {
+		return nil
+	}
+	if _, err := shard.New(1 + len(p.ShardPostgresURLs)); err != nil {
+		return fmt.Errorf("gateway: --shard-postgres-url given %d times: %w", len(p.ShardPostgresURLs), err)
+	}
+	seen := map[string]int{p.Daemon.PostgresURL: 0}
+	for index, url := range p.ShardPostgresURLs {
+		if err := postgres.CheckURL(url); err != nil {
+			return fmt.Errorf("gateway: shard %d's --shard-postgres-url: %w", index+1, err)
+		}
+		if earlier, found := seen[url]; found {
+			return fmt.Errorf("gateway: shard %d's --shard-postgres-url is shard %d's database (--postgres-url is shard 0's): each shard needs its own", index+1, earlier)
+		}
+		seen[url] = index + 1
+	}
+	if p.Gateway.ApplyMode == ApplyModeNaive {
+		return fmt.Errorf("gateway: --apply-mode naive with --shard-postgres-url: %s", NaiveWithShardsRefused)
+	}
+	return nil
 }
 
 // Serve runs a gateway process until ctx ends: it activates the seeded bugs
@@ -58,6 +94,9 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	connections, config := process.Daemon, process.Gateway
+	if err := process.validateShards(); err != nil {
+		return err
+	}
 	logger, err := connections.Logger()
 	if err != nil {
 		return err
@@ -80,6 +119,18 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	if config.softChecksOn() {
 		dependencies.LimitCache, dependencies.Rejections = cache, store
 	}
+	if len(process.ShardPostgresURLs) > 0 {
+		shardStores, err := connections.OpenShardStores(ctx, logger, process.ShardPostgresURLs, storeConfig(config))
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		dependencies.Shards, dependencies.ShardUsers = []ShardStore{store}, store
+		for _, shardStore := range shardStores {
+			defer shardStore.Close()
+			dependencies.Shards = append(dependencies.Shards, shardStore)
+		}
+		logger.Info("sharded ledger: users in shard 0, each user's account in shard user id mod N", "shards", len(dependencies.Shards))
+	}
 	if config.ApplyMode == ApplyModeNaive {
 		// No broker: the gateway applies each command itself.
 		dependencies.Applier = store
@@ -92,12 +143,19 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		}
 		defer producer.Close()
 		dependencies.Queue, dependencies.Ready = producer, producer.Ping
-		if process.WorkersGroup != "" {
+		if process.WorkersGroup != "" && len(process.ShardPostgresURLs) == 0 {
 			workers, err := NewWorkersCheck(process.WorkersGroup, producer.GroupMembers, DefaultWorkersCheckCache, nil)
 			if err != nil {
 				return err
 			}
 			dependencies.Workers = workers.Check
+		}
+		if process.WorkersGroup != "" && len(process.ShardPostgresURLs) > 0 {
+			check, err := ShardWorkersCheck(process.WorkersGroup, 1+len(process.ShardPostgresURLs), producer.GroupMembers, DefaultWorkersCheckCache, nil)
+			if err != nil {
+				return err
+			}
+			dependencies.Workers = check
 		}
 	}
 	server, err := New(config, dependencies)

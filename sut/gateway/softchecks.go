@@ -79,7 +79,7 @@ func (g *Gateway) softRefusal(ctx context.Context, command ledger.Command) ledge
 // gives. answered is false when the ledger could not record it: the command
 // is then queued, and the worker decides.
 func (g *Gateway) refuseSoftly(ctx context.Context, command ledger.Command, claim keyClaim, reason ledger.Code) (status int, body []byte, answered bool, err error) {
-	stored, err := g.rejections.RecordRejection(ctx, command, reason)
+	stored, err := g.rejectionsOf(command.PartitionKey()).RecordRejection(ctx, command, reason)
 	if err != nil {
 		g.logger.Debug("a soft refusal could not be recorded; queueing the command", "transaction_id", command.TransactionID, "reason", reason, "error", err)
 		return 0, nil, false, nil

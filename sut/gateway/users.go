@@ -93,7 +93,7 @@ func (g *Gateway) signup(w http.ResponseWriter, r *http.Request) (int, []byte, e
 	if err != nil {
 		return 0, nil, err
 	}
-	user, err := g.store.CreateUserWithKey(r.Context(), email.address, email.key, hash)
+	user, err := g.createUser(r.Context(), email.address, email.key, hash)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -135,7 +135,7 @@ func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, e
 	if err := g.limit(w, g.signinPerEmail, email.key, "signin_per_email", "sign-ins for this email"); err != nil {
 		return 0, nil, err
 	}
-	user, err := g.store.UserByEmailKey(ctx, email.key, email.address)
+	user, err := g.findUser(ctx, email.key, email.address)
 	known := err == nil
 	if err != nil && ledger.ErrorCode(err) != ledger.CodeNotFound {
 		return 0, nil, ledger.Errorf(ledger.CodeUnavailable, "find the user: %v", err)
@@ -160,6 +160,9 @@ func (g *Gateway) signin(w http.ResponseWriter, r *http.Request) (int, []byte, e
 		return 0, nil, invalid
 	}
 	g.signinDecided(ctx, r, email.key, failures, true)
+	if user, err = g.userWithAccount(ctx, user); err != nil {
+		return 0, nil, err
+	}
 	return g.createSession(ctx, user)
 }
 

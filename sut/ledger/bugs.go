@@ -107,6 +107,9 @@ var catalogue = []BugDescription{
 	{BugLimitRace, ProcessWorker, "the worker counts a user's daily debits after applying them instead of checking the limit under its lock: only the gateway's lagging soft check guards the limit"},
 	{BugOutboxOutsideTx, ProcessWorker, "the worker writes settlement events to the outbox after the batch's commit, from a memory queue: a crash loses them"},
 	{BugSettlementNoDedupe, ProcessSettler, "the settler applies every settlement event it reads without dedupe, and commits its offset apart from the effects"},
+	// The saga bugs need a sharded stack (SagaBugs; their mutation cases run on one).
+	{BugSagaNoCompensation, ProcessWorker, "a saga whose destination shard cancelled the credit is marked failed and its debit kept: money leaves the source and arrives nowhere"},
+	{BugSagaDoubleCompensation, ProcessWorker, "a saga's compensation refunds again whenever the saga is not completed, and every recovery pass re-drives compensated sagas"},
 }
 
 // conflictingBugs are the bugs that each change where the worker stores a
@@ -121,7 +124,7 @@ func Catalogue() []BugDescription {
 // Describe returns the catalogue entry of bug; ok is false for an unknown
 // name.
 func (b Bug) Describe() (description BugDescription, ok bool) {
-	for _, entry := range catalogue {
+	for _, entry := range append(Catalogue(), uncatalogued...) {
 		if entry.Bug == b {
 			return entry, true
 		}

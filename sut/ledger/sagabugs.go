@@ -17,3 +17,16 @@ const (
 	// compensated saga once more.
 	BugSagaDoubleCompensation Bug = "saga-double-compensation"
 )
+
+// uncatalogued are seeded bugs ParseBugs accepts (and Describe describes)
+// that are not in the catalogue (a catalogue bug must have its mutation
+// case): none since the sharded stack's mutation cases put the saga bugs
+// in the catalogue. A bug both here and in the catalogue is described by
+// the catalogue's entry.
+var uncatalogued []BugDescription
+
+// SagaBugs are the seeded bugs of cross-shard sagas: they need a sharded
+// ledger (a worker with shards to run sagas between).
+func SagaBugs() Bugs {
+	return Bugs{BugSagaDoubleCompensation, BugSagaNoCompensation}
+}

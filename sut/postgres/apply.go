@@ -33,6 +33,11 @@ type Record struct {
 	// valid id. DeadLetterDetail says more, for logs.
 	DeadLetter       ledger.DeadLetterReason
 	DeadLetterDetail string
+	// Skip makes the batch move its offset past the record and do nothing
+	// else with it: a record another shard's workers apply, or a saga the
+	// sharded ledger ran itself (ShardedLedger). Counted in
+	// BatchResult.Skipped.
+	Skip bool
 }
 
 // DeadLetter is a record a batch set aside in the dead_letters table, in
@@ -77,7 +82,7 @@ type BatchResult struct {
 	// DeadLettered counts the records set aside in dead_letters that no
 	// other counter counts (a key collision is set aside too, but counted
 	// as a duplicate). Every record of a batch is counted once, in Applied,
-	// Duplicates, AlreadyApplied or DeadLettered.
+	// Duplicates, AlreadyApplied, DeadLettered or Skipped.
 	DeadLettered int
 	// DeadLetters lists every record the batch set aside, key collisions
 	// included, in offset order.
@@ -88,6 +93,24 @@ type BatchResult struct {
 	// AlreadyApplied counts records below the stored offset: a batch
 	// redelivered after a crash or a rebalance, skipped whole.
 	AlreadyApplied int
+	// Skipped counts the records marked Skip the batch moved its offset
+	// past. ShardedLedger counts them apart: ForeignSkipped (records of
+	// other shards) and Sagas (the cross-shard transfers it ran).
+	Skipped int
+	// ForeignSkipped counts, in a ShardedLedger's result, the records of
+	// the batch whose account lives in another shard: that shard's workers
+	// apply them, this shard's only moves its offset past them.
+	ForeignSkipped int
+	// Sagas counts, in a ShardedLedger's result, the cross-shard transfers
+	// of the batch it ran as sagas, by where they stand after the batch
+	// (SagaCompleted, SagaCompensated, SagaFailed, SagaRefused, or
+	// SagaDebited: in flight, left to the recovery loop), and by
+	// "duplicate" for copies of a transfer that had its outcome already.
+	Sagas map[string]int
+	// DailyDebitsLowered lists, in a ShardedLedger's result, the users'
+	// days whose daily_debits total a compensated saga lowered: the
+	// gateways' cached totals, which only grow, must be dropped.
+	DailyDebitsLowered []DailyDebitKey
 	// Balances holds the new balance of every user account the batch touched.
 	Balances map[int64]int64
 	// BalanceVersions holds, for each account of Balances, the id of the
@@ -270,6 +293,15 @@ func mergeResults(first, second BatchResult) BatchResult {
 	merged.Settled += second.Settled
 	merged.AlreadyApplied += second.AlreadyApplied
 	merged.DeadLettered += second.DeadLettered
+	merged.Skipped += second.Skipped
+	merged.ForeignSkipped += second.ForeignSkipped
+	if len(second.Sagas) > 0 && merged.Sagas == nil {
+		merged.Sagas = map[string]int{}
+	}
+	for state, count := range second.Sagas {
+		merged.Sagas[state] += count
+	}
+	merged.DailyDebitsLowered = append(merged.DailyDebitsLowered, second.DailyDebitsLowered...)
 	merged.DeadLetters = append(merged.DeadLetters, second.DeadLetters...)
 	if merged.Balances == nil {
 		merged.Balances = map[int64]int64{}
@@ -471,6 +503,7 @@ func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (Batch
 			merged.Duplicates += result.Duplicates
 			merged.Settled += result.Settled
 			merged.DeadLettered += result.DeadLettered
+			merged.Skipped += result.Skipped
 			merged.DeadLetters = append(merged.DeadLetters, result.DeadLetters...)
 			for id, balance := range result.Balances {
 				merged.Balances[id] = balance
@@ -558,6 +591,9 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 	setAside := make([]DeadLetter, len(records))
 	live := make([]Record, 0, len(records))
 	for i, record := range records {
+		if record.Skip {
+			continue
+		}
 		reason, detail := record.DeadLetter, record.DeadLetterDetail
 		if reason == "" {
 			var err error
@@ -669,6 +705,10 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		result.DeadLetters = append(result.DeadLetters, letter)
 	}
 	for i, record := range records {
+		if record.Skip {
+			result.Skipped++
+			continue
+		}
 		if setAside[i].Reason != "" {
 			setAsideRecord(record, setAside[i])
 			result.DeadLettered++

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
@@ -133,11 +134,28 @@ func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, rea
 	if reason == ledger.CodeInsufficientFunds {
 		justified = `(SELECT balance FROM accounts WHERE id = $5 AND kind = 'user') < $7`
 	}
-	tag, err := s.pool.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
-		destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
-		SELECT $1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10 WHERE `+justified+` ON CONFLICT DO NOTHING`,
-		command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
-		command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt)
+	// Nor is a refusal of a transfer whose saga is logged (docs/sharding.md):
+	// its debit is made and its outcome is the saga's, written when the saga
+	// ends; a rejected row first would tell the client a refusal of money
+	// that moves. The source account's lock orders this with the saga's
+	// debit, which holds it and then looks for a row of the transfer
+	// (SagaDebit): whichever commits first, the other sees it.
+	var tag pgconn.CommandTag
+	err := pgx.BeginFunc(insertContext, s.pool, func(tx pgx.Tx) error {
+		if command.Kind == ledger.KindTransfer {
+			if _, err := tx.Exec(insertContext, `SELECT 1 FROM accounts WHERE id = $1 AND kind = 'user' FOR SHARE`, command.SourceAccountID); err != nil {
+				return err
+			}
+		}
+		var err error
+		tag, err = tx.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
+			destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10
+			WHERE `+justified+` AND NOT EXISTS (SELECT 1 FROM sagas WHERE id = $1) ON CONFLICT DO NOTHING`,
+			command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
+			command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt)
+		return err
+	})
 	if err != nil {
 		return ledger.Transaction{}, fmt.Errorf("record rejection: %w", err)
 	}
@@ -149,5 +167,6 @@ func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, rea
 }
 
 // ErrRefusalNotJustified is RecordRejection's answer to an overdraft
-// refusal of a debit the ledger's balance covers: nothing was stored.
+// refusal of a debit the ledger's balance covers, or to a refusal of a
+// transfer whose saga is logged: nothing was stored.
 var ErrRefusalNotJustified = errors.New("record rejection: the ledger's balance covers the amount; the worker must decide")

@@ -19,6 +19,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/coalesce"
 	"github.com/ledgerproof/ledgerproof/sut/dedupe"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 //go:embed migrations/*.sql
@@ -234,17 +235,20 @@ var errAccountLimit = errors.New("account limit")
 // CodeUnavailable (nothing is stored). Tests and the benchmark use it; the
 // gateway calls CreateUserWithKey.
 func (s *Store) CreateUser(ctx context.Context, email, passwordHash string) (ledger.User, error) {
-	return s.createUser(ctx, email, nil, passwordHash)
+	return s.createUser(ctx, email, nil, passwordHash, oneLedger)
 }
 
 // CreateUserWithKey is CreateUser with the email's uniqueness key (the
 // gateway's skeleton of the address): an email or a key already taken is
 // CodeEmailTaken, whichever user holds it.
 func (s *Store) CreateUserWithKey(ctx context.Context, email, emailKey, passwordHash string) (ledger.User, error) {
-	return s.createUser(ctx, email, &emailKey, passwordHash)
+	return s.createUser(ctx, email, &emailKey, passwordHash, oneLedger)
 }
 
-func (s *Store) createUser(ctx context.Context, email string, emailKey *string, passwordHash string) (ledger.User, error) {
+// createUser stores a user and, when layout puts the user in this database's
+// shard (shard 0: always with one ledger), its account, in one transaction
+// (see CreateUserOfShards).
+func (s *Store) createUser(ctx context.Context, email string, emailKey *string, passwordHash string, layout shard.Layout) (ledger.User, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	user := ledger.User{Email: email, PasswordHash: passwordHash}
@@ -252,6 +256,9 @@ func (s *Store) createUser(ctx context.Context, email string, emailKey *string, 
 		if err := tx.QueryRow(ctx, `INSERT INTO users (email, email_key, password_hash) VALUES ($1, $2, $3) RETURNING id`,
 			email, emailKey, passwordHash).Scan(&user.ID); err != nil {
 			return err
+		}
+		if layout.Of(user.ID) != 0 {
+			return nil // the account is created in the user's shard (CreateShardAccount)
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO accounts (user_id, kind) VALUES ($1, 'user') RETURNING id`,
 			user.ID).Scan(&user.AccountID); err != nil {
@@ -262,7 +269,7 @@ func (s *Store) createUser(ctx context.Context, email string, emailKey *string, 
 		if user.AccountID > ledger.MaxUserAccounts {
 			return errAccountLimit
 		}
-		return nil
+		return checkNumbering(layout, 0, user.AccountID)
 	})
 	if errors.Is(err, errAccountLimit) {
 		return ledger.User{}, ledger.Errorf(ledger.CodeUnavailable, "the ledger holds its maximum of %d accounts", ledger.MaxUserAccounts)

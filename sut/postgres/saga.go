@@ -54,6 +54,10 @@ const (
 	SagaCompensated = "compensated"
 	SagaFailed      = "failed"
 	SagaRefused     = "refused"
+	// SagaDuplicate is SagaDebit's answer when the transfer has a
+	// transactions row already (a soft refusal stored first): nothing was
+	// written, the stored outcome is the answer. Never stored.
+	SagaDuplicate = "duplicate"
 )
 
 // Destination decisions (the saga_credits table).
@@ -68,6 +72,19 @@ const (
 type SagaStep struct {
 	State  string
 	Reason ledger.Code
+	// AccountID is the account the step moved money in (the source for a
+	// debit or a refund, the destination for a credit), Balance its
+	// balance after the step and BalanceVersion the id of the step's
+	// posting: the version of that balance, as BatchResult.BalanceVersions
+	// (an account's postings all live in its shard, so the ids of one
+	// sequence order its balances). Zero when the step moved nothing (a
+	// refusal, a cancellation, a repeated step).
+	AccountID, Balance, BalanceVersion int64
+	// DailyDebited is the user's settled debits of the saga's UTC day
+	// after a debit that counted against the daily limit (and Day that
+	// day); zero without a limit.
+	DailyDebited int64
+	Day          time.Time
 }
 
 func (saga Saga) validate() error {
@@ -106,28 +123,73 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 		if err != nil {
 			return err
 		}
-		var balance int64
-		err = tx.QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1 AND kind = 'user' FOR UPDATE`, saga.SourceAccountID).Scan(&balance)
-		if errors.Is(err, pgx.ErrNoRows) {
-			step = SagaStep{State: SagaRefused, Reason: ledger.CodeAccountNotFound}
+		var balance, owner int64
+		err = tx.QueryRow(ctx, `SELECT balance, user_id FROM accounts WHERE id = $1 AND kind = 'user' FOR UPDATE`,
+			saga.SourceAccountID).Scan(&balance, &owner)
+		refuse := func(reason ledger.Code) error {
+			step = SagaStep{State: SagaRefused, Reason: reason}
 			return errSagaRefused
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			return refuse(ledger.CodeAccountNotFound)
 		}
 		if err != nil {
 			return err
 		}
-		if balance < saga.AmountMinor {
-			step = SagaStep{State: SagaRefused, Reason: ledger.CodeInsufficientFunds}
+		// A row of the transfer stored meanwhile, under the account's lock
+		// the gateway's soft refusal takes too (RecordRejection): the
+		// transfer has its outcome, the saga does not run.
+		var stored bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1)`, saga.ID).Scan(&stored); err != nil {
+			return err
+		}
+		if stored {
+			step = SagaStep{State: SagaDuplicate}
 			return errSagaRefused
 		}
-		after := balance - saga.AmountMinor
+		// The checks of the batch apply's decide(), in its order: the
+		// account is the user's, the balance covers the debit; then the
+		// daily debit limit (checkDailyLimit).
+		if owner != saga.UserID {
+			return refuse(ledger.CodeForbidden)
+		}
+		if balance < saga.AmountMinor {
+			return refuse(ledger.CodeInsufficientFunds)
+		}
+		after, ok := ledger.Debit(balance, saga.AmountMinor)
+		if !ok {
+			return refuse(ledger.CodeBalanceLimit)
+		}
+		var dailyDebited int64
+		day := ledger.DebitDay(saga.AcceptedAt)
+		if s.countsDailyDebits() {
+			// The source account's lock serialises every writer of the
+			// user's daily_debits rows (loadDailyDebits).
+			err := tx.QueryRow(ctx, `SELECT debited_minor FROM daily_debits WHERE user_id = $1 AND day = $2`, saga.UserID, day).Scan(&dailyDebited)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("read daily debits: %w", err)
+			}
+			if !s.plan.skipDailyLimitCheck && dailyDebited > s.dailyDebitLimit-saga.AmountMinor {
+				return refuse(ledger.CodeDailyLimitExceeded)
+			}
+			dailyDebited += saga.AmountMinor
+			if _, err := tx.Exec(ctx, `INSERT INTO daily_debits (user_id, day, debited_minor) VALUES ($1, $2, $3)
+				ON CONFLICT (user_id, day) DO UPDATE SET debited_minor = EXCLUDED.debited_minor`, saga.UserID, day, dailyDebited); err != nil {
+				return fmt.Errorf("write daily debits: %w", err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = $2 WHERE id = $1`, saga.SourceAccountID, after); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4)`,
-			saga.ID, saga.SourceAccountID, -saga.AmountMinor, after); err != nil {
+		var postingID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4) RETURNING id`,
+			saga.ID, saga.SourceAccountID, -saga.AmountMinor, after).Scan(&postingID); err != nil {
 			return err
 		}
-		step = SagaStep{State: SagaDebited}
+		step = SagaStep{State: SagaDebited, AccountID: saga.SourceAccountID, Balance: after, BalanceVersion: postingID}
+		if s.countsDailyDebits() {
+			step.DailyDebited, step.Day = dailyDebited, day
+		}
 		return nil
 	})
 	if errors.Is(err, errSagaRefused) {
@@ -186,11 +248,12 @@ func (s *Store) SagaCredit(ctx context.Context, saga Saga) (SagaStep, error) {
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = $2 WHERE id = $1`, saga.DestinationAccountID, after); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4)`,
-			saga.ID, saga.DestinationAccountID, saga.AmountMinor, after); err != nil {
+		var postingID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4) RETURNING id`,
+			saga.ID, saga.DestinationAccountID, saga.AmountMinor, after).Scan(&postingID); err != nil {
 			return err
 		}
-		step = SagaStep{State: CreditCredited}
+		step = SagaStep{State: CreditCredited, AccountID: saga.DestinationAccountID, Balance: after, BalanceVersion: postingID}
 		_, err = tx.Exec(ctx, `UPDATE saga_credits SET outcome = 'credited' WHERE saga_id = $1`, saga.ID)
 		return err
 	})
@@ -214,9 +277,10 @@ func (s *Store) SagaFinish(ctx context.Context, sagaID string, decision SagaStep
 	defer cancel()
 	var step SagaStep
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var source, amount int64
-		if err := tx.QueryRow(ctx, `SELECT state, reason, source_account_id, amount FROM sagas WHERE id = $1 FOR UPDATE`,
-			sagaID).Scan(&step.State, &step.Reason, &source, &amount); err != nil {
+		var source, amount, userID int64
+		var acceptedAt time.Time
+		if err := tx.QueryRow(ctx, `SELECT state, reason, source_account_id, amount, user_id, accepted_at FROM sagas WHERE id = $1 FOR UPDATE`,
+			sagaID).Scan(&step.State, &step.Reason, &source, &amount, &userID, &acceptedAt); err != nil {
 			return err
 		}
 		doubleCompensation := s.bugs.Has(ledger.BugSagaDoubleCompensation)
@@ -258,11 +322,21 @@ func (s *Store) SagaFinish(ctx context.Context, sagaID string, decision SagaStep
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = $2 WHERE id = $1`, source, after); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4)`,
-			sagaID, source, amount, after); err != nil {
+		var postingID int64
+		if err := tx.QueryRow(ctx, `INSERT INTO postings (transaction_id, account_id, amount, balance_after) VALUES ($1, $2, $3, $4) RETURNING id`,
+			sagaID, source, amount, after).Scan(&postingID); err != nil {
 			return err
 		}
-		step = SagaStep{State: SagaCompensated, Reason: decision.Reason}
+		if s.countsDailyDebits() {
+			// The debit did not settle: it no longer counts against the
+			// user's day (the limit judges settled debits), under the
+			// source account's lock as every writer of the row.
+			if _, err := tx.Exec(ctx, `UPDATE daily_debits SET debited_minor = GREATEST(0, debited_minor - $3) WHERE user_id = $1 AND day = $2`,
+				userID, ledger.DebitDay(acceptedAt), amount); err != nil {
+				return fmt.Errorf("write daily debits: %w", err)
+			}
+		}
+		step = SagaStep{State: SagaCompensated, Reason: decision.Reason, AccountID: source, Balance: after, BalanceVersion: postingID}
 		if _, err := tx.Exec(ctx, `UPDATE sagas SET state = 'compensated', reason = $2, refunds = refunds + 1, updated_at = now() WHERE id = $1`,
 			sagaID, decision.Reason); err != nil {
 			return err
@@ -332,8 +406,24 @@ type SagaRecovery struct {
 // counted in the error; the others go on. It returns how many sagas it
 // finished.
 func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int, error) {
+	resumed, err := ResumeSagas(ctx, source, config)
+	return len(resumed), err
+}
+
+// ResumedSaga is a saga a recovery pass finished: the saga, the
+// destination's decision (with the destination's balance when it credited
+// now) and the finish (with the source's balance when it refunded now).
+type ResumedSaga struct {
+	Saga     Saga
+	Decision SagaStep
+	Finish   SagaStep
+}
+
+// ResumeSagas is RecoverSagas returning the sagas it finished, so that the
+// worker can announce their outcomes and refresh the balances they moved.
+func ResumeSagas(ctx context.Context, source *Store, config SagaRecovery) ([]ResumedSaga, error) {
 	if config.Destinations == nil {
-		return 0, errors.New("saga recovery: Destinations is required")
+		return nil, errors.New("saga recovery: Destinations is required")
 	}
 	if config.OlderThan == 0 {
 		config.OlderThan = 10 * time.Second
@@ -342,7 +432,7 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 		config.Limit = 100
 	}
 	if config.OlderThan < 0 || config.Limit < 0 {
-		return 0, fmt.Errorf("saga recovery: OlderThan %s and Limit %d must not be negative", config.OlderThan, config.Limit)
+		return nil, fmt.Errorf("saga recovery: OlderThan %s and Limit %d must not be negative", config.OlderThan, config.Limit)
 	}
 	// Under the seeded bug the scan re-drives every saga not completed,
 	// trusting the compensation to be idempotent.
@@ -357,7 +447,7 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 		states, fmt.Sprintf("%d microseconds", config.OlderThan.Microseconds()), config.Limit)
 	if err != nil {
 		cancel()
-		return 0, fmt.Errorf("saga recovery: scan: %w", err)
+		return nil, fmt.Errorf("saga recovery: scan: %w", err)
 	}
 	sagas, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Saga, error) {
 		var saga Saga
@@ -367,9 +457,9 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 	})
 	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("saga recovery: scan: %w", err)
+		return nil, fmt.Errorf("saga recovery: scan: %w", err)
 	}
-	finished := 0
+	var finished []ResumedSaga
 	var failures []error
 	for _, saga := range sagas {
 		destination := config.Destinations(saga.DestinationShard)
@@ -382,11 +472,12 @@ func RecoverSagas(ctx context.Context, source *Store, config SagaRecovery) (int,
 			failures = append(failures, err)
 			continue
 		}
-		if _, err := source.SagaFinish(ctx, saga.ID, decision); err != nil {
+		finish, err := source.SagaFinish(ctx, saga.ID, decision)
+		if err != nil {
 			failures = append(failures, err)
 			continue
 		}
-		finished++
+		finished = append(finished, ResumedSaga{Saga: saga, Decision: decision, Finish: finish})
 	}
 	if len(failures) > 0 {
 		return finished, fmt.Errorf("saga recovery: %d of %d saga(s) not finished: %w", len(failures), len(sagas), errors.Join(failures...))

@@ -36,6 +36,9 @@ func UpAndPrint(ctx context.Context, config Config, w io.Writer) error {
 func printEndpoints(w io.Writer, file *File) {
 	endpoints := file.Endpoints
 	fmt.Fprintf(w, "  postgres:       %s\n", endpoints.PostgresURL)
+	for i, url := range endpoints.ShardPostgresURLs {
+		fmt.Fprintf(w, "  postgres shard %d: %s\n", i+1, url)
+	}
 	fmt.Fprintf(w, "  redis:          %s\n", endpoints.RedisAddr)
 	fmt.Fprintf(w, "  brokers:        %s\n", strings.Join(endpoints.Brokers, ","))
 	fmt.Fprintf(w, "  gateways:       %s\n", strings.Join(endpoints.Gateways, " "))

@@ -133,6 +133,16 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// Output receives progress lines. Default io.Discard.
 	Output io.Writer
+	// Shards splits the ledger across this many Postgres databases
+	// (docs/sharding.md; shards.go): shard 0 is the postgres component,
+	// shard i > 0 the component postgres-shard-<i>, each with Workers
+	// workers and its own outbox relay. 1 to shard.MaxShards; 0 is read as
+	// 1. Default 1: one ledger, today's stack.
+	Shards int
+	// PostgresShardPort is shard 1's Postgres port on 127.0.0.1; shard i
+	// uses PostgresShardPort+i-1. Default (0): PostgresPort+10, 55442 for
+	// the default PostgresPort.
+	PostgresShardPort int
 }
 
 // TestRigGatewayArgs are given to every gateway of the local stack before
@@ -174,6 +184,7 @@ func DefaultConfig() Config {
 		Migrate:              true,
 		Settlement:           true,
 		ReadyTimeout:         DefaultReadyTimeout,
+		Shards:               1,
 	}
 }
 
@@ -218,12 +229,18 @@ func (c Config) validate() error {
 		claim(c.GatewayPort+i, "gateway-"+strconv.Itoa(i))
 		claim(c.gatewayInternalPort()+i, "gateway-"+strconv.Itoa(i)+" internal")
 	}
-	for i := 0; i < c.Workers; i++ {
-		claim(c.WorkerMetricsPort+i, "worker-"+strconv.Itoa(i)+" metrics")
+	c.validateShards(&problems, claim)
+	for s := 0; s < c.shards(); s++ {
+		for i := 0; i < c.Workers; i++ {
+			claim(c.WorkerMetricsPort+s*c.Workers+i, shardWorkerName(s, i)+" metrics")
+		}
 	}
 	if c.Settlement {
 		claim(c.settlementPort(), KindRelay+" metrics")
 		claim(c.settlementPort()+1, KindSettler+" metrics")
+		for s := 1; s < c.shards(); s++ {
+			claim(c.settlementPort()+1+s, ShardRelayName(s)+" metrics")
+		}
 	}
 	if c.ReadyTimeout <= 0 {
 		problems = append(problems, "ready timeout must be positive")
@@ -258,6 +275,10 @@ type Endpoints struct {
 	Brokers []string `json:"brokers"`
 	// WorkerMetrics are the workers' Prometheus metrics URLs.
 	WorkerMetrics []string `json:"worker_metrics"`
+	// ShardPostgresURLs are the ledger databases of shards 1..N-1 of a
+	// sharded stack (docs/sharding.md), PostgresURL being shard 0's; none
+	// for one ledger. The audit of the stack reads the union of the shards.
+	ShardPostgresURLs []string `json:"shard_postgres_urls,omitempty"`
 }
 
 // File is the stack file, <dir>/stack.json: what `up` started, for `down`,
@@ -500,6 +521,10 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 			if component.Name == StandbyComponentName {
 				fmt.Fprintf(config.Output, "%s: preparing %s\n", component.Name, component.DataDir)
 				err = InitStandby(initContext, standbyPostgresOptions(config, dir, binDir), config.PostgresPort, component.LogFile)
+			} else if s, isShard := shardIndex(component.Name); isShard {
+				options := shardPostgresOptions(config, dir, binDir, s)
+				fmt.Fprintf(config.Output, "%s: preparing %s\n", component.Name, options.DataDir)
+				err = InitPostgres(initContext, options, component.LogFile)
 			} else {
 				fmt.Fprintf(config.Output, "postgres: preparing %s\n", postgresOptions.DataDir)
 				err = InitPostgres(initContext, postgresOptions, component.LogFile)
@@ -534,11 +559,22 @@ func startStack(ctx context.Context, config Config, dir string) (*File, error) {
 			setupContext, cancel := context.WithTimeout(ctx, config.ReadyTimeout)
 			err := CreateDatabase(setupContext, PostgresURL(config.PostgresPort, "postgres"), "ledger")
 			if err == nil && config.Migrate {
-				err = migrate(setupContext, config, dir, file.Endpoints.PostgresURL)
+				err = migrate(setupContext, config, dir, file.Endpoints.PostgresURL, config.shardMember(0))
 			}
 			cancel()
 			if err != nil {
 				return fail(err)
+			}
+		}
+		if s, isShard := shardIndex(component.Name); isShard {
+			setupContext, cancel := context.WithTimeout(ctx, config.ReadyTimeout)
+			err := CreateDatabase(setupContext, PostgresURL(config.postgresShardPort(s), "postgres"), "ledger")
+			if err == nil && config.Migrate {
+				err = migrate(setupContext, config, dir, component.Endpoint, config.shardMember(s))
+			}
+			cancel()
+			if err != nil {
+				return fail(fmt.Errorf("%s: %w", component.Name, err))
 			}
 		}
 	}
@@ -602,44 +638,54 @@ func plan(config Config, dir string, file *File) []*Component {
 		Ready:      Probe{Kind: ProbeKafka, Target: brokerAddress},
 		StopSignal: "SIGTERM",
 	}
-	components := append(append([]*Component{postgres}, standbys...), redis, broker)
+	shardPostgres, shardURLs := shardPostgresComponents(config, dir, postgresOptions.BinDir)
+	components := append(append(append([]*Component{postgres}, standbys...), shardPostgres...), redis, broker)
 	file.Endpoints = Endpoints{
-		PostgresURL:   postgresURL,
-		RedisAddr:     redis.Endpoint,
-		Brokers:       []string{brokerAddress},
-		Gateways:      []string{},
-		WorkerMetrics: []string{},
+		PostgresURL:       postgresURL,
+		RedisAddr:         redis.Endpoint,
+		Brokers:           []string{brokerAddress},
+		Gateways:          []string{},
+		WorkerMetrics:     []string{},
+		ShardPostgresURLs: shardURLs,
 	}
 	// Workers start before the gateways: a gateway is ready only once the
-	// workers' consumer group has a member (gateway --workers-group).
-	for i := 0; i < config.Workers; i++ {
-		name := KindWorker + "-" + strconv.Itoa(i)
-		metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+i)
-		argv := []string{config.Binary, "worker",
-			"--postgres-url", postgresURL,
-			"--redis-addr", redis.Endpoint,
-			"--brokers", brokerAddress,
-			"--partitions", strconv.Itoa(config.Partitions),
-			"--name", name,
-			"--group-instance-id", name,
-			"--metrics-listen", metricsAddress,
+	// workers' consumer group has a member (gateway --workers-group). A
+	// sharded stack has Workers workers per shard (shards.go).
+	for s := 0; s < config.shards(); s++ {
+		for i := 0; i < config.Workers; i++ {
+			name := shardWorkerName(s, i)
+			metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+s*config.Workers+i)
+			argv := []string{config.Binary, "worker",
+				"--postgres-url", postgresURL,
+				"--redis-addr", redis.Endpoint,
+				"--brokers", brokerAddress,
+				"--partitions", strconv.Itoa(config.Partitions),
+				"--name", name,
+				"--group-instance-id", name,
+				"--metrics-listen", metricsAddress,
+			}
+			if config.shards() > 1 {
+				argv = append(argv, "--shard", strconv.Itoa(s))
+				argv = append(argv, shardArgs(shardURLs)...)
+			}
+			argv = append(argv, seededBugArgs(config)...)
+			argv = append(argv, dailyLimitArgs(config)...)
+			components = append(components, &Component{
+				Name:       name,
+				Kind:       KindWorker,
+				Endpoint:   "http://" + metricsAddress + "/metrics",
+				Argv:       append(argv, config.WorkerArgs...),
+				Env:        config.Env,
+				WorkDir:    dir,
+				LogFile:    filepath.Join(logs, name+".log"),
+				Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + metricsAddress + "/readyz"},
+				StopSignal: "SIGTERM",
+			})
+			file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
 		}
-		argv = append(argv, seededBugArgs(config)...)
-		argv = append(argv, dailyLimitArgs(config)...)
-		components = append(components, &Component{
-			Name:       name,
-			Kind:       KindWorker,
-			Endpoint:   "http://" + metricsAddress + "/metrics",
-			Argv:       append(argv, config.WorkerArgs...),
-			Env:        config.Env,
-			WorkDir:    dir,
-			LogFile:    filepath.Join(logs, name+".log"),
-			Ready:      Probe{Kind: ProbeHTTP, Target: "http://" + metricsAddress + "/readyz"},
-			StopSignal: "SIGTERM",
-		})
-		file.Endpoints.WorkerMetrics = append(file.Endpoints.WorkerMetrics, "http://"+metricsAddress+"/metrics")
 	}
 	components = append(components, settlementComponents(config, dir, postgresURL, brokerAddress)...)
+	components = append(components, shardRelayComponents(config, dir, shardURLs, brokerAddress)...)
 	for i := 0; i < config.Gateways; i++ {
 		name := KindGateway + "-" + strconv.Itoa(i)
 		address := "127.0.0.1:" + strconv.Itoa(config.GatewayPort+i)
@@ -653,6 +699,7 @@ func plan(config Config, dir string, file *File) []*Component {
 			"--partitions", strconv.Itoa(config.Partitions),
 			"--name", name,
 		}
+		argv = append(argv, shardArgs(shardURLs)...)
 		if config.Workers == 0 {
 			// No worker of the stack will join the group (the naive apply
 			// mode, or workers run elsewhere): readiness cannot wait for one.
@@ -707,8 +754,9 @@ func dailyLimitArgs(config Config) []string {
 	return []string{"--daily-debit-limit", strconv.FormatInt(config.DailyDebitLimitMinor, 10)}
 }
 
-// migrate runs `<binary> migrate --postgres-url URL` to completion.
-func migrate(ctx context.Context, config Config, dir, postgresURL string) error {
+// migrate runs `<binary> migrate --postgres-url URL` to completion, with
+// --shard member when member is not empty (a shard of a sharded stack).
+func migrate(ctx context.Context, config Config, dir, postgresURL, member string) error {
 	logFile := filepath.Join(dir, "logs", "migrate.log")
 	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -716,6 +764,9 @@ func migrate(ctx context.Context, config Config, dir, postgresURL string) error 
 	}
 	defer log.Close()
 	argv := []string{config.Binary, "migrate", "--postgres-url", postgresURL}
+	if member != "" {
+		argv = append(argv, "--shard", member)
+	}
 	fmt.Fprintf(log, "\n==== %s ledgerproof runs: %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(argv, " "))
 	command := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	command.Env = childEnvironment(config.Env)
@@ -724,6 +775,10 @@ func migrate(ctx context.Context, config Config, dir, postgresURL string) error 
 	began := time.Now()
 	if err := command.Run(); err != nil {
 		return fmt.Errorf("migrate: %w; log %s:\n%s", err, logFile, RunLogExcerpt(logFile))
+	}
+	if member != "" {
+		fmt.Fprintf(config.Output, "migrate (shard %s): done in %.1fs\n", member, time.Since(began).Seconds())
+		return nil
 	}
 	fmt.Fprintf(config.Output, "migrate: done in %.1fs\n", time.Since(began).Seconds())
 	return nil

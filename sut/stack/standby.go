@@ -318,7 +318,8 @@ func Failover(ctx context.Context, dir string) (*FailoverResult, error) {
 			return err
 		}
 		for _, component := range file.Components {
-			if component.Kind == KindPostgres && component.Name != primary.Name {
+			_, isShard := shardIndex(component.Name) // another shard's Postgres, not a standby
+			if component.Kind == KindPostgres && component.Name != primary.Name && !isShard {
 				standby = component
 			}
 		}

@@ -28,6 +28,9 @@ func (w *Worker) invalidateBalances(ctx context.Context, batch postgres.Batch) {
 	seen := map[int64]bool{}
 	ids := make([]int64, 0, 2*len(batch.Records))
 	for _, record := range batch.Records {
+		if w.foreign(record) {
+			continue
+		}
 		for _, id := range []int64{record.Command.SourceAccountID, record.Command.DestinationAccountID} {
 			if id > ledger.ExternalAccountID && !seen[id] {
 				seen[id] = true

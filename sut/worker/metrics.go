@@ -20,6 +20,8 @@ type Metrics struct {
 	cacheErrors  prometheus.Counter
 	deadLetters  *prometheus.CounterVec
 	lag          *prometheus.GaugeVec
+	// sharding holds the metrics of a sharded worker (sharding.go).
+	sharding shardMetrics
 	// progress is read at each scrape for the stall metrics; set by New.
 	progress atomic.Pointer[progressSource]
 }
@@ -48,9 +50,11 @@ func NewMetrics(registerer prometheus.Registerer) *Metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_worker_consumer_lag_records",
 			Help: "Records behind the high watermark, per partition, after the last batch."}, []string{"partition"}),
 	}
+	m.sharding = newShardMetrics()
 	if registerer != nil {
 		registerer.MustRegister(m.batches, m.batchSize, m.applySeconds, m.commands, m.applyErrors, m.cacheErrors, m.deadLetters, m.lag,
 			stallCollector{metrics: m})
+		m.sharding.register(registerer)
 	}
 	return m
 }
@@ -64,6 +68,7 @@ func (m *Metrics) observeBatch(result postgres.BatchResult, elapsed time.Duratio
 	m.commands.WithLabelValues("duplicate").Add(float64(result.Duplicates))
 	m.commands.WithLabelValues("already_applied").Add(float64(result.AlreadyApplied))
 	m.commands.WithLabelValues("dead_letter").Add(float64(result.DeadLettered))
+	m.sharding.observeBatch(result)
 }
 
 var (

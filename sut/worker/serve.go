@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 // ProcessConfig is a worker process: the Worker's own Config, what every
@@ -50,6 +53,46 @@ type ProcessConfig struct {
 	// Default 0: no limit. The gateways' soft check must be given the same
 	// value (`ledgerproof up` passes one value to both).
 	DailyDebitLimitMinor int64
+	// Shard is the shard whose commands this worker applies: those whose
+	// account (ledger.Command.PartitionKey) lives in it (docs/sharding.md).
+	// Default 0.
+	Shard int
+	// ShardPostgresURLs are the Postgres URLs of shards 1..N-1, in order
+	// (shard 0 is Daemon.PostgresURL), so N = 1 + len(ShardPostgresURLs).
+	// Default none: one ledger, no sagas. With shards, the worker applies
+	// to shard Shard's database, joins the consumer group
+	// "<Group>-shard-<Shard>", and runs transfers to other shards as sagas.
+	ShardPostgresURLs []string
+}
+
+// shards returns the number of shards and validates Shard and the URLs.
+func (p ProcessConfig) shards() (int, error) {
+	n := 1 + len(p.ShardPostgresURLs)
+	if n > shard.MaxShards {
+		return 0, fmt.Errorf("worker: %d shards (%d --shard-postgres-url), at most %d", n, len(p.ShardPostgresURLs), shard.MaxShards)
+	}
+	if p.Shard < 0 || p.Shard >= n {
+		return 0, fmt.Errorf("worker: --shard %d is not a shard of %d (0 to %d; shard i > 0 needs i --shard-postgres-url flags)", p.Shard, n, n-1)
+	}
+	seen := map[string]int{p.Daemon.PostgresURL: 0}
+	for i, url := range p.ShardPostgresURLs {
+		if strings.TrimSpace(url) == "" {
+			return 0, fmt.Errorf("worker: --shard-postgres-url of shard %d is empty", i+1)
+		}
+		if other, ok := seen[url]; ok {
+			return 0, fmt.Errorf("worker: shards %d and %d have the same Postgres URL %q: each shard is its own database", other, i+1, url)
+		}
+		seen[url] = i + 1
+	}
+	return n, nil
+}
+
+// shardURL is shard i's Postgres URL.
+func (p ProcessConfig) shardURL(i int) string {
+	if i == 0 {
+		return p.Daemon.PostgresURL
+	}
+	return p.ShardPostgresURLs[i-1]
 }
 
 // Serve runs a worker process until ctx ends: it activates the seeded bugs
@@ -65,7 +108,16 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	if err := process.Dedupe.validate(); err != nil {
 		return err
 	}
+	shards, err := process.shards()
+	if err != nil {
+		return err
+	}
 	bugs := connections.ActivateSeededBugs(ledger.ProcessWorker, logger)
+	for _, bug := range ledger.SagaBugs() {
+		if bugs.Has(bug) && shards == 1 {
+			return fmt.Errorf("worker: seeded bug %s lives in cross-shard sagas, which one ledger never runs: give the other shards with --shard-postgres-url", bug)
+		}
+	}
 	betweenCommits, err := process.CrashBetweenCommits.hook(bugs, logger)
 	if err != nil {
 		return err
@@ -89,6 +141,8 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	if err != nil {
 		return err
 	}
+	// The worker's own ledger is its shard's (shard 0's, on one ledger).
+	connections.PostgresURL = process.shardURL(process.Shard)
 	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true,
 		Dedupe: filter, DailyDebitLimitMinor: process.DailyDebitLimitMinor})
 	if err != nil {
@@ -96,7 +150,19 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	}
 	defer store.Close()
 	defer cache.Close()
-	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: connections.BrokerList(), Topic: connections.Topic, Group: process.Group,
+	var ledgerStore Ledger = store
+	group := process.Group
+	if shards > 1 {
+		sharded, closeShards, err := openShards(ctx, process, store, shards, logger)
+		if err != nil {
+			return err
+		}
+		defer closeShards()
+		ledgerStore = sharded
+		group = fmt.Sprintf("%s-shard-%d", process.Group, process.Shard)
+		logger.Info("sharded worker", "shard", process.Shard, "shards", shards, "group", group)
+	}
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: connections.BrokerList(), Topic: connections.Topic, Group: group,
 		ClientID: connections.Name, InstanceID: process.InstanceID, BrokerAddressMap: connections.BrokerAddressMap, StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
 			offsets, err := store.NextOffsets(ctx, connections.Topic, partitions)
 			if err == nil {
@@ -111,7 +177,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDedupeMetrics(registry, filter)
-	applier, err := New(config, store, cache, consumer, logger, NewMetrics(registry))
+	applier, err := New(config, ledgerStore, cache, consumer, logger, NewMetrics(registry))
 	if err != nil {
 		return err
 	}
@@ -127,22 +193,22 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	group, groupContext := errgroup.WithContext(ctx)
-	group.Go(func() error {
+	running, groupContext := errgroup.WithContext(ctx)
+	running.Go(func() error {
 		return daemon.ServeHTTP(groupContext, process.MetricsListen, connections.InternalHandler(mux, crashRegistry), logger)
 	})
 	if filter != nil {
-		group.Go(func() error {
+		running.Go(func() error {
 			warmDedupe(groupContext, store, process.Dedupe.WarmTimeout, logger)
 			return nil
 		})
 	}
-	group.Go(func() error {
+	running.Go(func() error {
 		logger.Info("worker started", "batch_size", config.BatchSize, "linger", config.Linger, "seeded_bugs", bugs.String(),
 			"bloom_dedupe", filter != nil)
 		return applier.Run(groupContext)
 	})
-	return group.Wait()
+	return running.Wait()
 }
 
 // storeBugs are the seeded bugs the worker's store runs: the worker's own,
@@ -158,3 +224,42 @@ func storeBugs(workerBugs, all ledger.Bugs) ledger.Bugs {
 	sort.Slice(bugs, func(i, j int) bool { return bugs[i] < bugs[j] })
 	return bugs
 }
+
+// openShards opens the other shards' ledgers (each a small pool: a worker
+// writes there only the credits or cancellations of its sagas) and returns
+// the sharded ledger of the worker's shard, whose store is local, and a
+// function closing what it opened.
+func openShards(ctx context.Context, process ProcessConfig, local *postgres.Store, shards int, logger *slog.Logger) (*postgres.ShardedLedger, func(), error) {
+	stores := make([]*postgres.Store, shards)
+	var opened []*postgres.Store
+	closeAll := func() {
+		for _, store := range opened {
+			store.Close()
+		}
+	}
+	for i := range stores {
+		if i == process.Shard {
+			stores[i] = local
+			continue
+		}
+		store, err := postgres.Open(ctx, postgres.Config{URL: process.shardURL(i), MaxConnections: otherShardConnections,
+			ApplicationName: process.Daemon.Name, CustomPlans: true})
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("worker: shard %d: %w", i, err)
+		}
+		opened = append(opened, store)
+		stores[i] = store
+	}
+	sharded, err := postgres.NewShardedLedger(stores, process.Shard, postgres.SagaRecovery{}, logger)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return sharded, closeAll, nil
+}
+
+// otherShardConnections is the pool of each other shard's ledger: a saga's
+// credit is one short transaction, run by at most MaxConcurrentBatches
+// appliers and the recovery loop at once.
+const otherShardConnections = 4

@@ -68,6 +68,14 @@ type Config struct {
 	// down), short enough for an orchestrator to notice a worker that will
 	// not recover by itself.
 	StalledAfter time.Duration
+	// SagaRecoveryInterval is how often a worker whose ledger runs sagas
+	// (SagaRecoverer: a sharded ledger) runs a recovery pass, finishing the
+	// sagas left in flight past the saga timeout (a worker killed mid-saga,
+	// a destination shard that was down); one pass runs at start. Default
+	// 5s: half the saga timeout (postgres.SagaRecovery.OlderThan, 10s), so
+	// an interrupted saga ends within about 15s of its debit. Unused on
+	// one ledger.
+	SagaRecoveryInterval time.Duration
 }
 
 func (c *Config) applyDefaults() error {
@@ -92,6 +100,9 @@ func (c *Config) applyDefaults() error {
 	if c.StalledAfter == 0 {
 		c.StalledAfter = 30 * time.Second
 	}
+	if c.SagaRecoveryInterval == 0 {
+		c.SagaRecoveryInterval = 5 * time.Second
+	}
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 100_000:
 		return fmt.Errorf("worker: batch size %d must be between 1 and 100000", c.BatchSize)
@@ -101,6 +112,8 @@ func (c *Config) applyDefaults() error {
 		return fmt.Errorf("worker: max concurrent batches %d must be between 1 and 1024", c.MaxConcurrentBatches)
 	case c.StalledAfter < 0:
 		return fmt.Errorf("worker: stalled-after %s must be positive", c.StalledAfter)
+	case c.SagaRecoveryInterval < 0:
+		return fmt.Errorf("worker: saga recovery interval %s must be positive", c.SagaRecoveryInterval)
 	}
 	return nil
 }
@@ -194,6 +207,13 @@ func New(config Config, ledgerStore Ledger, cache Cache, source Source, logger *
 func (w *Worker) Run(ctx context.Context) error {
 	w.source.SetReleaseHandler(w.release)
 	defer w.running.Wait()
+	if recoverer, ok := w.ledger.(SagaRecoverer); ok {
+		w.running.Add(1)
+		go func() {
+			defer w.running.Done()
+			w.runSagaRecovery(ctx, recoverer, w.config.SagaRecoveryInterval)
+		}()
+	}
 	for ctx.Err() == nil {
 		partitions, err := w.poll(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -591,6 +611,7 @@ func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
 		}
 	}
 	w.publishDailyDebits(cacheContext, result)
+	w.forgetDailyDebits(cacheContext, result)
 }
 
 // withUnsaved returns the batch's balances and versions plus those whose

@@ -1,0 +1,52 @@
+package invariants
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SagaDrainProbe makes commands' "done" wait for the sagas of a sharded
+// ledger (docs/sharding.md): while any shard holds a saga still `debited`
+// (a debit whose credit or refund has not been made yet) the pipeline is
+// not drained, even when every shard is quiet — a saga interrupted by a
+// crash waits quietly for the recovery pass that resumes it, and an audit
+// then would report it in flight. A saga whose destination stays
+// unreachable keeps the drain waiting until its timeout, and the audit then
+// says it was not drained.
+func SagaDrainProbe(commands DrainProbe, sagas PostgresSagaSource) DrainProbe {
+	return func(ctx context.Context) (DrainState, error) {
+		state, err := commands(ctx)
+		if err != nil || !state.Done {
+			return state, err
+		}
+		var inFlight int64
+		for shard, databaseURL := range sagas.URLs {
+			count, err := sagasInFlight(ctx, databaseURL)
+			if err != nil {
+				return DrainState{Progress: state.Progress}, fmt.Errorf("shard %d: %w", shard, err)
+			}
+			inFlight += count
+		}
+		if inFlight > 0 {
+			return DrainState{Progress: fmt.Sprintf("%s; %d saga(s) in flight (debited, neither credited nor refunded yet)", state.Progress, inFlight)}, nil
+		}
+		state.Progress += "; no saga in flight"
+		return state, nil
+	}
+}
+
+// sagasInFlight counts the sagas of one shard still `debited`.
+func sagasInFlight(ctx context.Context, databaseURL string) (int64, error) {
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var count int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sagas WHERE state = 'debited'`).Scan(&count); err != nil {
+		return 0, fmt.Errorf("count sagas in flight: %w", err)
+	}
+	return count, nil
+}
