@@ -8,7 +8,7 @@ DEMO_DIR  := .ledgerproof/demo
 # The demo's stack uses its own ports so it can run beside `make up`, below
 # Linux's ephemeral range (32768-60999) so no outgoing connection holds one.
 DEMO_PORTS := --postgres-port 25532 --redis-port 26479 --broker-port 29192 \
-              --gateway-port 28280 --worker-metrics-port 28380
+              --gateway-port 28280 --worker-metrics-port 28380 --settlement-port 28470
 
 .PHONY: all deps build test test-unit vet fuzz bench-security demo flow bench bench-load capacity mutation gate-bugs soak-gate up down status clean
 

@@ -117,6 +117,7 @@ func newRunFlags(o *runFlags) *flag.FlagSet {
 	flags.IntVar(&o.job.BrokerPort, "broker-port", defaults.BrokerPort, "local stack the run starts: broker port")
 	flags.IntVar(&o.job.GatewayPort, "gateway-port", defaults.GatewayPort, "local stack the run starts: first gateway's port")
 	flags.IntVar(&o.job.WorkerMetricsPort, "worker-metrics-port", defaults.WorkerMetricsPort, "local stack the run starts: first worker's metrics port")
+	flags.IntVar(&o.job.SettlementPort, "settlement-port", 0, fmt.Sprintf("local stack the run starts: the relay's metrics port, the settler's is the next and each other shard's relay the ones after (0: %d)", stack.DefaultSettlementPort))
 	flags.IntVar(&o.job.Gateways, "gateways", defaults.Gateways, "local stack the run starts: gateway processes")
 	flags.IntVar(&o.job.Workers, "workers", defaults.Workers, "local stack the run starts: worker processes (per shard with --shards)")
 	flags.IntVar(&o.job.Shards, "shards", defaults.Shards, fmt.Sprintf("local stack the run starts: ledger shards, 1 to %d, each its own Postgres (postgres-shard-<i>), workers and outbox relay (docs/sharding.md); the audit reads their union", shard.MaxShards))

@@ -43,6 +43,9 @@ type JobOptions struct {
 	// The stack the run starts (KindLocal): its ports, process counts and
 	// extra arguments (the gateways' come after RunKDFArgs).
 	PostgresPort, RedisPort, BrokerPort, GatewayPort, WorkerMetricsPort int
+	// SettlementPort is the relay's metrics port (the settler's is the next,
+	// the other shards' relays the ones after); 0: stack.DefaultSettlementPort.
+	SettlementPort int
 	Gateways, Workers                                                   int
 	GatewayArgs, WorkerArgs                                             []string
 	// Shards is the number of ledger shards of the stack the run starts
@@ -309,6 +312,7 @@ func newTarget(o JobOptions) Target {
 	config.Dir = o.StackDir
 	config.PostgresPort, config.RedisPort, config.BrokerPort = o.PostgresPort, o.RedisPort, o.BrokerPort
 	config.GatewayPort, config.WorkerMetricsPort = o.GatewayPort, o.WorkerMetricsPort
+	config.SettlementPort = o.SettlementPort
 	config.Gateways, config.Workers = o.Gateways, o.Workers
 	config.Shards = max(o.Shards, 1)
 	config.GatewayArgs = append(append([]string{}, RunKDFArgs...), o.GatewayArgs...)
