@@ -319,15 +319,21 @@ func Cases() []Case {
 }
 
 // Plan returns the runs of the matrix: PlanFor one ledger, then PlanFor a
-// stack of ShardedStack shards.
-func Plan(only []string) ([]Run, error) {
+// stack of ShardedStack shards (PlanEveryBug with everyBugSharded).
+func Plan(only []string, everyBugSharded bool) ([]Run, error) {
 	single, err := PlanFor(only, 1)
 	if err != nil {
 		return nil, err
 	}
-	sharded, err := PlanFor(only, ShardedStack)
+	sharded, err := plan(only, ShardedStack, everyBugSharded)
 	return append(single, sharded...), err
 }
+
+// PlanEveryBug is PlanFor, except that a sharded stack runs every bug, the
+// single ledger's too, each under its profile: the bugs live in code the
+// sharded pipeline runs as well (each shard's batch apply, the gateways),
+// and must be caught there too. On one ledger it is PlanFor.
+func PlanEveryBug(only []string, shards int) ([]Run, error) { return plan(only, shards, true) }
 
 // PlanFor returns the runs of the matrix on stacks of shards shards: for
 // every profile some selected bug of that stack needs, the clean system
@@ -335,7 +341,10 @@ func Plan(only []string) ([]Run, error) {
 // and profiles without Shards; more, the others (the saga bugs), and the
 // clean system under every profile. only selects bugs by name (empty:
 // all); an unknown name is an error.
-func PlanFor(only []string, shards int) ([]Run, error) {
+func PlanFor(only []string, shards int) ([]Run, error) { return plan(only, shards, false) }
+
+// plan is PlanFor and PlanEveryBug.
+func plan(only []string, shards int, everyBugSharded bool) ([]Run, error) {
 	if shards < 1 {
 		return nil, fmt.Errorf("mutation plan: %d shards", shards)
 	}
@@ -369,7 +378,8 @@ func PlanFor(only []string, shards int) ([]Run, error) {
 		var bugRuns []Run
 		for i := range cases {
 			c := &cases[i]
-			if c.Profile == profile.Name && (c.Shards > 1) == sharded && (len(selected) == 0 || selected[c.Bug]) {
+			onThisStack := (c.Shards > 1) == sharded || (sharded && everyBugSharded)
+			if c.Profile == profile.Name && onThisStack && (len(selected) == 0 || selected[c.Bug]) {
 				bugRuns = append(bugRuns, Run{Profile: profile, Case: c, Shards: shards})
 			}
 		}

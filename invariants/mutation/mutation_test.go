@@ -231,7 +231,7 @@ func TestExpectedMatchesSeededBugsDoc(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	all, err := Plan(nil)
+	all, err := Plan(nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestPlan(t *testing.T) {
 		}
 	}
 
-	some, err := Plan([]string{" trust-cache-balance", ""})
+	some, err := Plan([]string{" trust-cache-balance", ""}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestPlan(t *testing.T) {
 	if want := []string{"clean/" + ProfileBursts, "trust-cache-balance/" + ProfileBursts}; !slices.Equal(labels, want) {
 		t.Errorf("plan %v, want %v", labels, want)
 	}
-	if _, err := Plan([]string{"no-such-bug"}); err == nil || !strings.Contains(err.Error(), "skip-dedupe") {
+	if _, err := Plan([]string{"no-such-bug"}, false); err == nil || !strings.Contains(err.Error(), "skip-dedupe") {
 		t.Errorf("unknown bug: error %v, want one listing the known bugs", err)
 	}
 }

@@ -50,7 +50,7 @@ func TestShardedPlan(t *testing.T) {
 			t.Errorf("no clean run under %s on the sharded stack", profile.Name)
 		}
 	}
-	all, err := Plan(nil)
+	all, err := Plan(nil, false)
 	if err != nil || len(all) != len(single)+len(sharded) {
 		t.Fatalf("Plan: %d runs (%v), want the single stack's %d and the sharded stack's %d", len(all), err, len(single), len(sharded))
 	}
@@ -66,5 +66,48 @@ func TestShardedPlan(t *testing.T) {
 	}
 	if _, err := PlanFor(nil, 0); err == nil {
 		t.Error("a plan of 0 shards accepted")
+	}
+}
+
+// TestPlanEveryBugRunsEveryBugOnTheShardedStack: with every bug on the
+// sharded stack, each case runs there once, under its own profile, after the
+// clean system under that profile; the single stack's plan is unchanged and
+// still runs no saga bug.
+func TestPlanEveryBugRunsEveryBugOnTheShardedStack(t *testing.T) {
+	sharded, err := PlanEveryBug(nil, ShardedStack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bugs := map[ledger.Bug]int{}
+	cleanSeen := map[string]bool{}
+	for _, run := range sharded {
+		if run.Shards != ShardedStack {
+			t.Errorf("run %+v on %d shards", run, run.Shards)
+		}
+		if run.Case == nil {
+			cleanSeen[run.Profile.Name] = true
+			continue
+		}
+		if !cleanSeen[run.Profile.Name] || run.Case.Profile != run.Profile.Name {
+			t.Errorf("%s under %s: not after the clean run of its own profile", run.Case.Bug, run.Profile.Name)
+		}
+		bugs[run.Case.Bug]++
+	}
+	for _, c := range Cases() {
+		if bugs[c.Bug] != 1 {
+			t.Errorf("%s runs %d times on the sharded stack, want once", c.Bug, bugs[c.Bug])
+		}
+	}
+	single, err := PlanEveryBug(nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range single {
+		if run.Case != nil && ledger.SagaBugs().Has(run.Case.Bug) {
+			t.Errorf("saga bug %s on the single stack", run.Case.Bug)
+		}
+	}
+	if all, err := Plan(nil, true); err != nil || len(all) != len(single)+len(sharded) {
+		t.Errorf("Plan(every bug sharded): %d runs (%v), want %d + %d", len(all), err, len(single), len(sharded))
 	}
 }

@@ -57,7 +57,17 @@ type Options struct {
 	// shards; 1 the single stack's only; N > 1 a sharded stack's only, with
 	// N shards (docs/mutation.md).
 	Shards int
+	// ShardedBugs selects the bugs a sharded stack runs: ShardedBugsSaga
+	// (the default when empty) the saga bugs only, ShardedBugsAll every
+	// bug, each under its profile.
+	ShardedBugs string
 }
+
+// The values of Options.ShardedBugs.
+const (
+	ShardedBugsSaga = "saga"
+	ShardedBugsAll  = "all"
+)
 
 // MaxDuration bounds Options.Duration: the matrix runs a dozen cells in a
 // CI job.
@@ -81,8 +91,12 @@ func (o Options) validate() ([]mutation.Run, error) {
 	switch {
 	case o.Shards < 0 || o.Shards > shard.MaxShards:
 		return nil, fmt.Errorf("--shards %d: want 0 (a single and a %d-shard stack), 1 (single only) or 2 to %d (sharded only)", o.Shards, mutation.ShardedStack, shard.MaxShards)
+	case o.ShardedBugs != "" && o.ShardedBugs != ShardedBugsSaga && o.ShardedBugs != ShardedBugsAll:
+		return nil, fmt.Errorf("--sharded-bugs %q: want %s (the saga bugs only) or %s (every bug)", o.ShardedBugs, ShardedBugsSaga, ShardedBugsAll)
 	case o.Shards == 0:
-		runs, err = mutation.Plan(o.only())
+		runs, err = mutation.Plan(o.only(), o.ShardedBugs == ShardedBugsAll)
+	case o.ShardedBugs == ShardedBugsAll:
+		runs, err = mutation.PlanEveryBug(o.only(), o.Shards)
 	default:
 		runs, err = mutation.PlanFor(o.only(), o.Shards)
 	}

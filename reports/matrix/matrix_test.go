@@ -56,7 +56,7 @@ type executorStub struct{ chaos.Executor }
 // component at the profile's offsets; run.json's record with the seeded bug; bounds that cover the setup, the
 // schedule and the graceful stop. The generator's command line the engine builds from it carries them.
 func TestCellConfig(t *testing.T) {
-	runs, err := mutation.Plan(nil)
+	runs, err := mutation.Plan(nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +296,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"unknown bug", func(o *Options) { o.Only = "lose-everything" }, `unknown seeded bug "lose-everything"`},
 		{"missing scenario", func(o *Options) { o.Scenario = filepath.Join(dir, "none.yaml") }, "profile duplicates"},
 		{"scenario refusing the profiles' sets", func(o *Options) { o.Scenario = strict }, "schedule.rate"},
+		{"every bug on the sharded stack", func(o *Options) { o.ShardedBugs = ShardedBugsAll }, ""},
+		{"unknown sharded bugs", func(o *Options) { o.ShardedBugs = "some" }, `--sharded-bugs "some"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 // arguments (the replays profile's key TTL and two-tier dedupe) reach the
 // stack of its clean run and of its bug's run alike, before the case's own.
 func TestCellTargetCarriesTheProfilesArguments(t *testing.T) {
-	runs, err := mutation.Plan([]string{"bloom-only-dedupe"})
+	runs, err := mutation.Plan([]string{"bloom-only-dedupe"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
