@@ -45,9 +45,9 @@ type JobOptions struct {
 	PostgresPort, RedisPort, BrokerPort, GatewayPort, WorkerMetricsPort int
 	// SettlementPort is the relay's metrics port (the settler's is the next,
 	// the other shards' relays the ones after); 0: stack.DefaultSettlementPort.
-	SettlementPort int
-	Gateways, Workers                                                   int
-	GatewayArgs, WorkerArgs                                             []string
+	SettlementPort          int
+	Gateways, Workers       int
+	GatewayArgs, WorkerArgs []string
 	// Shards is the number of ledger shards of the stack the run starts
 	// (--shards; docs/sharding.md): 1 to shard.MaxShards, 0 read as 1.
 	// Workers is then per shard. Only for KindLocal.
