@@ -471,8 +471,10 @@ func (a *auditor) visitPosting(p *Posting) error {
 		case p.AccountID == row.source && p.Amount == -row.amount && row.debitPosting == 0:
 			row.debitPosting = p.ID
 		case p.AccountID == row.destination && p.Amount == row.amount:
-		case p.AccountID == row.source && p.Amount == row.amount && a.sagas.compensated[p.TransactionID]:
-			// The refund of a compensated saga (docs/sharding.md).
+		case p.AccountID == row.source && p.Amount == row.amount && row.status == statusRejected && a.sagas.compensated[p.TransactionID]:
+			// The refund of a compensated saga (docs/sharding.md), whose
+			// transfer the client was told was rejected: under a settled
+			// row a refund is money paid back on a transfer that happened.
 		default:
 			posting := *p
 			a.report(Conservation, func() Violation {

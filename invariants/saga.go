@@ -10,7 +10,8 @@ import (
 const sagaAtomicityDescription = "on a sharded ledger, after drain every cross-shard transfer (saga) is completed " +
 	"(one debit in the source shard, one credit in the destination shard, decided 'credited') or fully compensated " +
 	"(one debit and one refund in the source shard, no credit, the destination's decision 'cancelled'); " +
-	"no debit without its credit or its refund, never both, never twice; the saga's postings across shards sum to zero"
+	"no debit without its credit or its refund, never both, never twice; the saga's postings across shards sum to zero; " +
+	"the transfer's transactions row says settled when completed, rejected when compensated, and is absent while in flight"
 
 // Saga states of the reference system's saga log (sut/postgres/saga.go).
 const (
@@ -66,6 +67,11 @@ type SagaLedger struct {
 	Sagas     []SagaRecord
 	Decisions []SagaDecision
 	Postings  []SagaPosting
+	// Transfers, when not nil, holds the transactions row of each saga's
+	// transfer found in the ledger, by saga id (the audit fills it from its
+	// scan): a completed saga's row must say settled, a compensated saga's
+	// rejected, and a saga still in flight has none. Nil: rows not checked.
+	Transfers map[string]RowRef
 }
 
 // SagaSource reads the sagas of a sharded ledger after drain.
@@ -204,6 +210,15 @@ func CheckSagas(ledger *SagaLedger, maxViolations int) InvariantResult {
 		default:
 			problems = append(problems, fmt.Sprintf("unknown state %q", saga.State))
 		}
+		if ledger.Transfers != nil {
+			transfer, found := ledger.Transfers[id]
+			if found {
+				rows = append(rows, transfer)
+			}
+			if problem := transferRowProblem(saga.State, transfer, found); problem != "" {
+				problems = append(problems, problem)
+			}
+		}
 		if sum != 0 {
 			problems = append(problems, fmt.Sprintf("its postings across shards sum to %d, not 0 (conservation across shards)", sum))
 		}
@@ -225,6 +240,34 @@ func CheckSagas(ledger *SagaLedger, maxViolations int) InvariantResult {
 		result.Note = "no saga was compensated: only the completed path was exercised"
 	}
 	return result
+}
+
+// transferRowProblem says what is wrong with a saga's transfer row given
+// the saga's state ("" when nothing): the row is the client's outcome, so
+// completed goes with settled, compensated with rejected, and a saga in
+// flight has not written it yet.
+func transferRowProblem(state string, transfer RowRef, found bool) string {
+	want := ""
+	switch state {
+	case sagaCompleted:
+		want = "settled"
+	case sagaCompensated:
+		want = "rejected"
+	case sagaDebited:
+		if found {
+			return fmt.Sprintf("in flight, yet its transfer's transactions row already says %s", transfer.Status)
+		}
+		return ""
+	default:
+		return ""
+	}
+	if !found {
+		return fmt.Sprintf("%s, but its transfer has no transactions row (want one that says %s)", state, want)
+	}
+	if transfer.Status != want {
+		return fmt.Sprintf("%s, but its transfer's transactions row says %s (want %s): the client's outcome contradicts the money", state, transfer.Status, want)
+	}
+	return ""
 }
 
 func sagaRows(f *sagaFacts) []RowRef {
@@ -300,5 +343,17 @@ func (a *auditor) checkSagas() {
 		a.warn("saga-atomicity not checked: %v", a.sagas.err)
 		return
 	}
-	*a.invariants[SagaAtomicity] = CheckSagas(a.sagas.ledger, a.config.MaxViolations)
+	ledger := a.sagas.ledger
+	if ledger != nil {
+		// Give saga-atomicity the transfers' rows the scan read.
+		withRows := *ledger
+		withRows.Transfers = map[string]RowRef{}
+		for _, saga := range ledger.Sagas {
+			if index, found := a.rowIndex[a.hash.id(saga.ID)]; found {
+				withRows.Transfers[saga.ID] = a.rowRef(index)
+			}
+		}
+		ledger = &withRows
+	}
+	*a.invariants[SagaAtomicity] = CheckSagas(ledger, a.config.MaxViolations)
 }

@@ -230,7 +230,10 @@ func TestAuditChecksSagasItIsGiven(t *testing.T) {
 		wantVerdict string
 	}{
 		{"a debit without refund", sagaLedgerSource{ledger: buildSaga("s", sagaShape{state: sagaFailed, debits: 1})}, StatusViolated, VerdictViolated},
-		{"a completed saga", sagaLedgerSource{ledger: buildSaga("s", sagaShape{state: sagaCompleted, decisions: []string{sagaCredited}, debits: 1, credits: 1})}, StatusPassed, VerdictPassed},
+		// The scenario's ledger has no row for "s": a completed saga whose
+		// transfer has no transactions row (the right shapes pass in
+		// TestShardedAuditChecksTheSagasTransferRows).
+		{"a completed saga without its transfer row", sagaLedgerSource{ledger: buildSaga("s", sagaShape{state: sagaCompleted, decisions: []string{sagaCredited}, debits: 1, credits: 1})}, StatusViolated, VerdictViolated},
 		{"unreadable shards", sagaLedgerSource{err: context.DeadlineExceeded}, StatusSkipped, VerdictPassed},
 	}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -187,4 +188,114 @@ func TestShardedAuditAcceptsACompensatedSaga(t *testing.T) {
 	if blind.invariant(Conservation).Status != StatusViolated {
 		t.Errorf("without the sagas, a rejected transfer with postings: conservation %s, want violated", blind.invariant(Conservation).Status)
 	}
+}
+
+// complete returns the rows of a completed saga for the settled transfer
+// of a journal entry: the source debited in its shard, the destination
+// credited (decided 'credited') in its.
+func (f *fixture) complete(entry int) *SagaLedger {
+	transaction := f.transactions[f.row(entry)]
+	from, to := transaction.SourceAccountID, transaction.DestinationAccountID
+	sagas := &SagaLedger{Shards: 2,
+		Sagas: []SagaRecord{{ID: transaction.ID, Shard: int(from % 2), SourceAccountID: from, DestinationAccountID: to,
+			DestinationShard: int(to % 2), Amount: transaction.Amount, State: sagaCompleted}},
+		Decisions: []SagaDecision{{SagaID: transaction.ID, Shard: int(to % 2), AccountID: to, Amount: transaction.Amount, Outcome: sagaCredited}}}
+	for _, posting := range f.postings {
+		if posting.TransactionID == transaction.ID {
+			sagas.Postings = append(sagas.Postings, SagaPosting{ID: posting.ID, Shard: int(posting.AccountID % 2),
+				TransactionID: transaction.ID, AccountID: posting.AccountID, Amount: posting.Amount})
+		}
+	}
+	return sagas
+}
+
+// TestShardedAuditChecksTheSagasTransferRows: a saga's transfer row is the
+// client's outcome, so it must agree with how the saga ended. A
+// compensated saga (debit and refund) whose row (and client) says settled
+// is money paid back on a transfer that happened; a completed saga whose
+// row says rejected moved money the client was told did not move. Both
+// are reported by saga-atomicity with the row, the first by conservation
+// too (the refund is no leg of a settled transfer); the right shapes pass.
+func TestShardedAuditChecksTheSagasTransferRows(t *testing.T) {
+	ctx := context.Background()
+	audit := func(t *testing.T, s *scenario, sagas *SagaLedger) *Result {
+		t.Helper()
+		runDir, shards := splitIntoShards(t, &s.fixture, 2, -1)
+		result, err := Audit(ctx, Config{RunDir: runDir, Ledger: ShardedSource{Shards: shards}, Sagas: sagaLedgerSource{ledger: sagas}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result
+	}
+	merge := func(parts ...*SagaLedger) *SagaLedger {
+		all := &SagaLedger{Shards: 2}
+		for _, part := range parts {
+			all.Sagas = append(all.Sagas, part.Sagas...)
+			all.Decisions = append(all.Decisions, part.Decisions...)
+			all.Postings = append(all.Postings, part.Postings...)
+		}
+		return all
+	}
+	wantRowInViolation := func(t *testing.T, result *Result, status, text string) {
+		t.Helper()
+		invariant := result.invariant(SagaAtomicity)
+		if invariant.Status != StatusViolated || len(invariant.Violations) == 0 {
+			t.Fatalf("saga-atomicity %s, want violated\n%s", invariant.Status, result.summary())
+		}
+		violation := invariant.Violations[0]
+		if !strings.Contains(violation.Summary, text) {
+			t.Errorf("violation %q does not say %q", violation.Summary, text)
+		}
+		for _, row := range violation.Rows {
+			if row.Table == "transactions" && row.Status == status {
+				return
+			}
+		}
+		t.Errorf("violation %q does not quote the transfer's %s row: %+v", violation.Summary, status, violation.Rows)
+	}
+
+	t.Run("right shapes pass", func(t *testing.T) {
+		s := newScenario()
+		sagas := merge(s.complete(s.transfer), s.compensate(1, 9, 5))
+		result := audit(t, s, sagas)
+		invariant := result.invariant(SagaAtomicity)
+		if result.Verdict != VerdictPassed || invariant.Status != StatusPassed || invariant.Checked[unitSagasCompleted] != 1 || invariant.Checked[unitSagasCompensated] != 1 {
+			t.Fatalf("verdict %s, saga-atomicity %s %v\n%s", result.Verdict, invariant.Status, invariant.Checked, result.summary())
+		}
+	})
+	t.Run("compensated saga with a settled row", func(t *testing.T) {
+		s := newScenario()
+		sagas := s.compensate(1, 9, 5)
+		last := len(s.transactions) - 1
+		s.transactions[last].Status, s.transactions[last].Reason = StatusSettled, ""
+		entry := &s.journal[len(s.journal)-1]
+		entry.Outcome, entry.Status, entry.Reason = OutcomeOK, StatusSettled, ""
+		result := audit(t, s, sagas)
+		wantRowInViolation(t, result, StatusSettled, "row says settled (want rejected)")
+		if result.invariant(Conservation).Status != StatusViolated {
+			t.Errorf("conservation %s: a refund under a settled transfer was accepted", result.invariant(Conservation).Status)
+		}
+	})
+	t.Run("completed saga with a rejected row", func(t *testing.T) {
+		s := newScenario()
+		sagas := s.complete(s.transfer)
+		row := s.row(s.transfer)
+		s.transactions[row].Status, s.transactions[row].Reason = StatusRejected, "account_not_found"
+		entry := &s.journal[s.transfer]
+		entry.Outcome, entry.Status, entry.Reason, entry.Tx = OutcomeFail, StatusRejected, "account_not_found", s.transactions[row].ID
+		result := audit(t, s, sagas)
+		wantRowInViolation(t, result, StatusRejected, "row says rejected (want settled)")
+	})
+	t.Run("a saga in flight with a row, a completed saga without one", func(t *testing.T) {
+		ledger := buildSaga("s", sagaShape{state: sagaDebited, debits: 1})
+		ledger.Transfers = map[string]RowRef{"s": {Table: "transactions", ID: "s", Status: StatusSettled}}
+		if result := CheckSagas(ledger, 5); result.Status != StatusViolated || !strings.Contains(result.Violations[0].Summary, "already says settled") {
+			t.Errorf("in flight with a row: %s %+v", result.Status, result.Violations)
+		}
+		ledger = buildSaga("s", sagaShape{state: sagaCompleted, decisions: []string{sagaCredited}, debits: 1, credits: 1})
+		ledger.Transfers = map[string]RowRef{}
+		if result := CheckSagas(ledger, 5); result.Status != StatusViolated || !strings.Contains(result.Violations[0].Summary, "no transactions row") {
+			t.Errorf("completed without a row: %s %+v", result.Status, result.Violations)
+		}
+	})
 }
