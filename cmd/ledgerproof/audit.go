@@ -32,7 +32,7 @@ func auditCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.Int64Var(&o.MaxBalance, "max-balance", 0, "the system's largest balance in minor units, to judge balance_limit rejections; 0: the reference system's with its Postgres, not known for an export")
 	flags.Int64Var(&o.DailyDebitLimit, "daily-debit-limit", 0, "the system's daily debit limit in minor units per user per UTC day, to judge limits-respected; 0: the stack's (its stack.json) with --stack, else not known (the invariant is then not exercised)")
 	flags.Int64Var(&o.MaxAmount, "max-amount", 0, "the system's largest amount in minor units, to judge invalid_amount rejections; 0: the reference system's with its Postgres, not known for an export")
-	flags.Func("shard-postgres-url", "the database of the next shard (1, 2...) of a sharded reference ledger, --postgres-url (or the stack's) being shard 0 (docs/sharding.md); repeatable. The audit reads the union of the shards and their sagas, and drains by waiting until every shard is quiet. Default none: one ledger", func(value string) error {
+	flags.Func("shard-postgres-url", "the database of the next shard (1, 2...) of a sharded reference ledger, --postgres-url (or the stack's) being shard 0 (docs/sharding.md); repeatable. The audit reads the union of the shards and their sagas, and drains by waiting until every shard is quiet (with --stack: until every shard's stored offsets reach the topic's high watermarks, through the stack's brokers) and no saga is in flight. Default none: one ledger", func(value string) error {
 		if value == "" {
 			return errors.New("empty URL")
 		}

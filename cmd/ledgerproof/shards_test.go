@@ -33,7 +33,7 @@ func TestShardsFlagsRefuseBadCounts(t *testing.T) {
 }
 
 // TestAuditOfAShardedStackRefusesBrokers: the audit of a sharded stack
-// reads every shard and drains by quiet shards; --brokers (one ledger's
+// reads every shard and drains by every shard's offsets; --brokers (one ledger's
 // consumer offsets) is refused, not silently auditing shard 0 alone.
 func TestAuditOfAShardedStackRefusesBrokers(t *testing.T) {
 	dir := t.TempDir()

@@ -96,7 +96,7 @@ func (o *AuditOptions) validate() error {
 		case o.LedgerExport != "" || o.LedgerSQL != "" || o.ExportLedger != "":
 			return errors.New("--shard-postgres-url adds shards to the reference ledger (--postgres-url or --stack), not to --ledger-export, --ledger-sql or --export-ledger")
 		case o.Brokers != "":
-			return errors.New("--brokers drains by one ledger's consumer offsets; a sharded ledger is drained by waiting until every shard is quiet (give one of --brokers and --shard-postgres-url)")
+			return errors.New("--brokers drains by one ledger's consumer offsets; a sharded ledger given by --shard-postgres-url is drained by waiting until every shard is quiet (a sharded stack's by every shard's offsets, with --stack) (give one of --brokers and --shard-postgres-url)")
 		}
 	}
 	switch {
@@ -215,7 +215,8 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 	}
 	var noSettlement string
 	// stackBrokers are a sharded stack's brokers: its commands are drained
-	// by quiet shards, its settlements topic still by the settler's offsets.
+	// by every shard's offsets (ShardedKafkaDrainProbe), its settlements
+	// topic by the settler's offsets.
 	var stackBrokers string
 	if o.StackDir != "" {
 		file, err := stack.Load(o.StackDir)
@@ -229,7 +230,7 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 			o.RedisAddr = file.Endpoints.RedisAddr
 		}
 		if len(file.Endpoints.ShardPostgresURLs) > 0 && len(o.ShardPostgresURLs) == 0 && o.Brokers != "" {
-			return cannot(fmt.Errorf("the stack in %s is sharded (%d shards): its audit reads every shard and drains by quiet shards, not by --brokers (leave --brokers out)",
+			return cannot(fmt.Errorf("the stack in %s is sharded (%d shards): its audit reads every shard and drains by every shard's offsets through the stack's brokers, not by one ledger's --brokers (leave --brokers out)",
 				o.StackDir, len(file.Endpoints.ShardPostgresURLs)+1))
 		}
 		if len(o.ShardPostgresURLs) == 0 && o.Brokers == "" {
@@ -322,10 +323,23 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 				}
 				return strings.Join(all, "|"), nil
 			}, o.QuietPeriod, nil)
-			// Drained once every shard is quiet, no saga is in flight (a
-			// saga waiting for its recovery leaves every shard quiet) and,
-			// below, every shard's outbox is published.
-			quiet = invariants.SagaDrainProbe(quiet, sagas)
+			// With the stack's brokers known, the commands are drained once
+			// every shard's stored offsets reach the topic's high
+			// watermarks (a shard whose worker was killed is quiet with
+			// commands unapplied); every shard quiet only without brokers.
+			var lag invariants.DrainProbe
+			if stackBrokers != "" {
+				broker, err := invariants.OpenBrokerOffsets(strings.Split(stackBrokers, ","), o.Topic)
+				if err != nil {
+					return cannot(err)
+				}
+				defer broker.Close()
+				lag = invariants.ShardedKafkaDrainProbe(broker, shards)
+			}
+			// Then drained once no saga is in flight (a saga waiting for
+			// its recovery leaves every shard quiet and every offset
+			// stored) and, below, every shard's outbox is published.
+			quiet = invariants.SagaDrainProbe(shardedCommandsDrain(lag, quiet), sagas)
 			config.Drain = quiet
 			if noSettlement == "" {
 				for _, shard := range shards[1:] {
@@ -419,6 +433,17 @@ func openShards(ctx context.Context, shard0 *invariants.PostgresSource, urls []s
 		shards = append(shards, shard)
 	}
 	return shards, closeShards, nil
+}
+
+// shardedCommandsDrain is the commands' drain of a sharded ledger: every
+// shard's offsets against the topic (lag, nil when no broker is known),
+// falling back to every shard quiet (quiet) while the brokers cannot
+// answer; quiet alone without brokers.
+func shardedCommandsDrain(lag, quiet invariants.DrainProbe) invariants.DrainProbe {
+	if lag == nil {
+		return quiet
+	}
+	return fallbackProbe(lag, quiet)
 }
 
 // fallbackProbe asks the brokers (bounded to 3s, so a dead broker does not
