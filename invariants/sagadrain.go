@@ -3,8 +3,6 @@ package invariants
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // SagaDrainProbe makes commands' "done" wait for the sagas of a sharded
@@ -14,16 +12,17 @@ import (
 // crash waits quietly for the recovery pass that resumes it, and an audit
 // then would report it in flight. A saga whose destination stays
 // unreachable keeps the drain waiting until its timeout, and the audit then
-// says it was not drained.
-func SagaDrainProbe(commands DrainProbe, sagas PostgresSagaSource) DrainProbe {
+// says it was not drained. shards[i] is shard i's ledger, its connection
+// reused at every poll for the drain's life (the caller closes it).
+func SagaDrainProbe(commands DrainProbe, shards []*PostgresSource) DrainProbe {
 	return func(ctx context.Context) (DrainState, error) {
 		state, err := commands(ctx)
 		if err != nil || !state.Done {
 			return state, err
 		}
 		var inFlight int64
-		for shard, databaseURL := range sagas.URLs {
-			count, err := sagasInFlight(ctx, databaseURL)
+		for shard, source := range shards {
+			count, err := source.sagasInFlight(ctx)
 			if err != nil {
 				return DrainState{Progress: state.Progress}, fmt.Errorf("shard %d: %w", shard, err)
 			}
@@ -37,15 +36,10 @@ func SagaDrainProbe(commands DrainProbe, sagas PostgresSagaSource) DrainProbe {
 	}
 }
 
-// sagasInFlight counts the sagas of one shard still `debited`.
-func sagasInFlight(ctx context.Context, databaseURL string) (int64, error) {
-	conn, err := pgx.Connect(ctx, databaseURL)
-	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.Background())
+// sagasInFlight counts the sagas of the shard still `debited`.
+func (s *PostgresSource) sagasInFlight(ctx context.Context) (int64, error) {
 	var count int64
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM sagas WHERE state = 'debited'`).Scan(&count); err != nil {
+	if err := s.conn.QueryRow(ctx, `SELECT count(*) FROM sagas WHERE state = 'debited'`).Scan(&count); err != nil {
 		return 0, fmt.Errorf("count sagas in flight: %w", err)
 	}
 	return count, nil

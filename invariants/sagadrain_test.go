@@ -19,7 +19,7 @@ func TestSagaDrainProbeWaitsForSagasInFlight(t *testing.T) {
 	stacktest.SkipIfShort(t)
 	ctx := context.Background()
 	layout, _ := shard.New(2)
-	var urls []string
+	var sources []*PostgresSource
 	var stores []*postgres.Store
 	for i := 0; i < 2; i++ {
 		url := stacktest.PostgresURL(t)
@@ -34,7 +34,12 @@ func TestSagaDrainProbeWaitsForSagasInFlight(t *testing.T) {
 		if err := store.NumberAccountsForShard(ctx, layout, i); err != nil {
 			t.Fatal(err)
 		}
-		urls, stores = append(urls, url), append(stores, store)
+		source, err := OpenPostgres(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = source.Close() })
+		sources, stores = append(sources, source), append(stores, store)
 	}
 	payer, err := stores[0].CreateUser(ctx, "payer@example.com", "hash")
 	if err != nil {
@@ -51,7 +56,7 @@ func TestSagaDrainProbeWaitsForSagasInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := func(context.Context) (DrainState, error) { return DrainState{Done: true, Progress: "quiet"}, nil }
-	probe := SagaDrainProbe(done, PostgresSagaSource{URLs: urls})
+	probe := SagaDrainProbe(done, sources)
 	if state, err := probe(ctx); err != nil || !state.Done {
 		t.Fatalf("no saga: %+v %v, want done", state, err)
 	}
@@ -64,7 +69,7 @@ func TestSagaDrainProbeWaitsForSagasInFlight(t *testing.T) {
 		t.Fatalf("a saga in flight: %+v %v, want not done, naming it", state, err)
 	}
 	notDone := func(context.Context) (DrainState, error) { return DrainState{Progress: "lag 3"}, nil }
-	if state, err := SagaDrainProbe(notDone, PostgresSagaSource{URLs: urls})(ctx); err != nil || state.Done || state.Progress != "lag 3" {
+	if state, err := SagaDrainProbe(notDone, sources)(ctx); err != nil || state.Done || state.Progress != "lag 3" {
 		t.Fatalf("ledger not drained: %+v %v", state, err)
 	}
 	recovery := postgres.SagaRecovery{Destinations: func(int) *postgres.Store { return stores[1] }, OlderThan: 1}

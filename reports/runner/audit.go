@@ -339,7 +339,7 @@ func RunAudit(ctx context.Context, o AuditOptions, stdout, stderr io.Writer) int
 			// Then drained once no saga is in flight (a saga waiting for
 			// its recovery leaves every shard quiet and every offset
 			// stored) and, below, every shard's outbox is published.
-			quiet = invariants.SagaDrainProbe(shardedCommandsDrain(lag, quiet), sagas)
+			quiet = invariants.SagaDrainProbe(shardedCommandsDrain(lag, quiet), shards)
 			config.Drain = quiet
 			if noSettlement == "" {
 				for _, shard := range shards[1:] {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/shard"
 )
 
 // DefaultWorkersCheckCache is how long WorkersCheck reuses an answer: a
@@ -86,7 +88,7 @@ func ShardWorkersCheck(group string, shards int, members func(ctx context.Contex
 	}
 	var checks []*WorkersCheck
 	for index := range shards {
-		check, err := NewWorkersCheck(fmt.Sprintf("%s-shard-%d", group, index), members, cacheFor, clock)
+		check, err := NewWorkersCheck(shard.Group(group, index), members, cacheFor, clock)
 		if err != nil {
 			return nil, err
 		}

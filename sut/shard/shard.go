@@ -110,3 +110,10 @@ func ParseMember(text string) (Layout, int, error) {
 	}
 	return layout, index, nil
 }
+
+// Group is the consumer group of shard i's workers on a sharded ledger:
+// "<group>-shard-<i>" (each shard's workers read the whole topic in their
+// own group, docs/sharding.md).
+func Group(group string, i int) string {
+	return fmt.Sprintf("%s-shard-%d", group, i)
+}

@@ -93,3 +93,9 @@ func TestParseMember(t *testing.T) {
 		}
 	}
 }
+
+func TestGroup(t *testing.T) {
+	if got := Group("ledger-workers", 1); got != "ledger-workers-shard-1" {
+		t.Errorf("Group(ledger-workers, 1) = %q", got)
+	}
+}

@@ -159,7 +159,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		}
 		defer closeShards()
 		ledgerStore = sharded
-		group = fmt.Sprintf("%s-shard-%d", process.Group, process.Shard)
+		group = shard.Group(process.Group, process.Shard)
 		logger.Info("sharded worker", "shard", process.Shard, "shards", shards, "group", group)
 	}
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: connections.BrokerList(), Topic: connections.Topic, Group: group,

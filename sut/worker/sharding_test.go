@@ -156,7 +156,7 @@ func (r *shardedRig) startWorker(index int, stores []*postgres.Store, recovery p
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: r.brokers, Group: fmt.Sprintf("ledger-workers-shard-%d", index),
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: r.brokers, Group: shard.Group("ledger-workers", index),
 		StartOffsets: func(ctx context.Context, partitions []int32) (map[int32]int64, error) {
 			return stores[index].NextOffsets(ctx, kafka.DefaultTopic, partitions)
 		}})
@@ -588,7 +588,7 @@ func TestServeShardedWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, group := range []string{"ledger-workers-shard-0", "ledger-workers-shard-1"} {
+	for _, group := range []string{shard.Group("ledger-workers", 0), shard.Group("ledger-workers", 1)} {
 		if _, ok := groups[group]; !ok {
 			t.Errorf("no consumer group %s among %v", group, groups.Groups())
 		}
