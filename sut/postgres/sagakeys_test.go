@@ -285,3 +285,30 @@ func TestRecordRejectionOnOneLedgerTakesNoLock(t *testing.T) {
 		t.Fatalf("a soft refusal while a batch holds the account: %+v %v, want it stored without waiting", stored, err)
 	}
 }
+
+// TestShardedBatchFailingMidwayReturnsWhatItCommitted: a batch whose saga
+// fails at its finish, after the run before it and the saga's debit and
+// credit committed, returns with the error the outcomes and balances of
+// what committed, for the worker to announce and cache.
+func TestShardedBatchFailingMidwayReturnsWhatItCommitted(t *testing.T) {
+	ctx := context.Background()
+	shards := newTwoShards(t)
+	payer, payee := shards.payer, shards.payee
+	// A rule of this database the worker knows nothing of: no saga
+	// completes.
+	if _, err := shards.source.Pool().Exec(ctx, `ALTER TABLE sagas ADD CONSTRAINT test_no_completion CHECK (state <> 'completed')`); err != nil {
+		t.Fatal(err)
+	}
+	ledgers := shards.ledgers(t, postgres.SagaRecovery{})
+	funded := deposit(payer, "more", 50)
+	result, err := ledgers[0].ApplyBatch(ctx, batchAt(3, 0, funded, transfer(payer, "across", payee.AccountID, 300)))
+	if err == nil {
+		t.Fatal("the saga's finish was refused, yet the batch succeeded")
+	}
+	if len(result.Outcomes) != 1 || result.Outcomes[0].TransactionID != funded.TransactionID || result.Outcomes[0].Status != ledger.StatusSettled {
+		t.Errorf("outcomes %+v, want the committed deposit's", result.Outcomes)
+	}
+	if result.Balances[payer.AccountID] != 750 || result.Balances[payee.AccountID] != 300 || result.NextOffset != 1 {
+		t.Errorf("balances %v, next offset %d: want payer 750 (debited), payee 300 (credited), 1", result.Balances, result.NextOffset)
+	}
+}

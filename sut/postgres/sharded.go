@@ -130,6 +130,12 @@ func (l *ShardedLedger) Route(record Record) Route {
 // reason), and the balances it moved in Balances (the destination's too).
 // A saga whose destination shard cannot be reached is left in flight, for
 // the recovery loop: the partition goes on.
+//
+// A batch that fails after committing part of itself (a run of records, a
+// saga's steps) returns, with the error, what the committed part did (its
+// outcomes, balances, daily totals and DailyDebitsLowered; NextOffset as
+// committed), so the worker can announce it and refresh the cache: the
+// retry finds that part applied and reports it no more.
 func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error) {
 	if len(batch.Records) == 0 {
 		return BatchResult{}, errors.New("apply batch: empty batch")
@@ -164,7 +170,7 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 			part = append(part, record)
 		case RouteSaga:
 			if err := flush(); err != nil {
-				return BatchResult{}, err
+				return result, err
 			}
 			ran, err := l.runSaga(ctx, batch.Topic, record)
 			var collision *sagaCollision
@@ -191,10 +197,10 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 				part = append(part, record)
 				continue
 			}
-			if err != nil {
-				return BatchResult{}, err
-			}
 			result = mergeResults(result, ran)
+			if err != nil {
+				return result, err
+			}
 			// The next run's transaction moves the offset past the saga
 			// (alone, if the saga ends the batch).
 			record.Skip = true
@@ -202,7 +208,7 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 		}
 	}
 	if err := flush(); err != nil {
-		return BatchResult{}, err
+		return result, err
 	}
 	// The saga records carried in the runs were counted as sagas already.
 	result.Skipped = result.ForeignSkipped
@@ -299,7 +305,9 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		}
 		result.moved(decision)
 		if finish, err = local.SagaFinish(ctx, saga.ID, decision); err != nil {
-			return BatchResult{}, err
+			// The debit and the decision are committed: their balances
+			// are the caller's to refresh.
+			return result, err
 		}
 		result.moved(finish)
 		result.Applied++
