@@ -107,7 +107,10 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		return err
 	}
 	config.PasswordHashing.MemoryKiB, config.PasswordHashing.Iterations = uint32(process.KDFMemoryKiB), uint32(process.KDFIterations)
-	store, cache, err := connections.OpenBackends(ctx, logger, storeConfig(config))
+	// Every shard's store knows the ledger is sharded (postgres.Config.Shards).
+	ledgerConfig := storeConfig(config)
+	ledgerConfig.Shards = 1 + len(process.ShardPostgresURLs)
+	store, cache, err := connections.OpenBackends(ctx, logger, ledgerConfig)
 	if err != nil {
 		return err
 	}
@@ -120,7 +123,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 		dependencies.LimitCache, dependencies.Rejections = cache, store
 	}
 	if len(process.ShardPostgresURLs) > 0 {
-		shardStores, err := connections.OpenShardStores(ctx, logger, process.ShardPostgresURLs, storeConfig(config))
+		shardStores, err := connections.OpenShardStores(ctx, logger, process.ShardPostgresURLs, ledgerConfig)
 		if err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}

@@ -37,7 +37,7 @@ func newSoftGateway(t *testing.T, config gateway.Config) *softGateway {
 	if err := postgres.Migrate(ctx, postgresURL); err != nil {
 		t.Fatal(err)
 	}
-	store, err := postgres.Open(ctx, postgres.Config{URL: postgresURL})
+	store, err := postgres.Open(ctx, postgres.Config{URL: postgresURL, DailyDebitLimitMinor: config.DailyDebitLimitMinor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +170,12 @@ func TestSoftDailyLimit(t *testing.T) {
 	if err := s.cache.SetDailyDebits(ctx, []redis.DailyDebits{{UserID: s.user.ID, Day: day, DebitedMinor: 900}}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	// The cache says 900, the ledger nothing (a compensation lowered it,
+	// or a cache write raced): the refusal is not final, the worker
+	// decides.
+	s.queued(t, "cache-above-the-ledger", s.withdraw(t, "cache-above-the-ledger", 101))
+	// The ledger's 900 justifies it.
+	s.settleInLedger(t, deposit(s.user, "fund", 5000, s.now), withdrawalOf(s.user, "settled", 900, s.now))
 	s.refused(t, "over", s.withdraw(t, "over", 101), ledger.CodeDailyLimitExceeded)
 	s.queued(t, "at-the-limit", s.withdraw(t, "at-the-limit", 100))
 	// The next UTC day starts from nothing.
@@ -210,4 +216,27 @@ func (stubLimits) CachedDailyDebits(context.Context, int64, time.Time) (int64, b
 }
 func (stubLimits) RecordRejection(context.Context, ledger.Command, ledger.Code) (ledger.Transaction, error) {
 	return ledger.Transaction{}, nil
+}
+
+// settleInLedger applies commands in the ledger, as a worker would.
+func (s *softGateway) settleInLedger(t *testing.T, commands ...ledger.Command) {
+	t.Helper()
+	batch := postgres.Batch{Topic: "ledger.commands", Partition: 0}
+	for i, command := range commands {
+		batch.Records = append(batch.Records, postgres.Record{Partition: 0, Offset: int64(i), Command: command})
+	}
+	result, err := s.store.ApplyBatch(context.Background(), batch)
+	if err != nil || result.Settled != len(commands) {
+		t.Fatalf("apply: %+v %v", result, err)
+	}
+}
+
+func deposit(user ledger.User, key string, amount int64, at time.Time) ledger.Command {
+	return ledger.Command{TransactionID: ledger.TransactionIDFor(user.ID, key), Kind: ledger.KindDeposit, UserID: user.ID, IdempotencyKey: key,
+		DestinationAccountID: user.AccountID, AmountMinor: amount, Fingerprint: "fp-" + key, AcceptedAt: at}
+}
+
+func withdrawalOf(user ledger.User, key string, amount int64, at time.Time) ledger.Command {
+	return ledger.Command{TransactionID: ledger.TransactionIDFor(user.ID, key), Kind: ledger.KindWithdrawal, UserID: user.ID, IdempotencyKey: key,
+		SourceAccountID: user.AccountID, AmountMinor: amount, Fingerprint: "fp-" + key, AcceptedAt: at}
 }

@@ -658,6 +658,19 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		}
 	}
 
+	// On a shard of several, an id logged in the saga log without its
+	// transactions row yet is a transfer in flight (docs/sharding.md): a
+	// copy of its command is its duplicate (answered when the saga ends),
+	// and another command under its id (the key reused with another body)
+	// a key collision; neither may be applied under the saga's id. The
+	// transactions' keys cannot refuse it, so every id is looked up, the
+	// Bloom filter's answer notwithstanding. A single ledger has no sagas
+	// and skips the lookup.
+	inFlight, err := s.lookUpSagasInFlight(ctx, tx, live, existing)
+	if err != nil {
+		return nil, err
+	}
+
 	// Lock every touched user account in id order.
 	accountIDs := make([]int64, 0, 2*len(live))
 	seen := map[int64]bool{}
@@ -718,6 +731,14 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		if stored, ok := existing[command.TransactionID]; ok {
 			result.Duplicates++
 			result.Outcomes = append(result.Outcomes, stored)
+			continue
+		}
+		if fingerprint, ok := inFlight[command.TransactionID]; ok {
+			result.Duplicates++
+			if fingerprint != command.Fingerprint {
+				setAsideRecord(record, DeadLetter{Offset: record.Offset, Reason: ledger.DeadLetterKeyCollision, TransactionID: command.TransactionID,
+					Detail: fmt.Sprintf("user %d's key %q names the saga %s of another command, in flight", command.UserID, command.IdempotencyKey, command.TransactionID)})
+			}
 			continue
 		}
 		key := userKey{userID: command.UserID, key: command.IdempotencyKey}
@@ -1079,4 +1100,37 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 			w.balanceIDs, w.balances)
 	}
 	return pipeline, postingsAt
+}
+
+// lookUpSagasInFlight returns the fingerprints of the live records' ids
+// logged in the saga log whose transactions row is not stored yet (sagas in
+// flight), skipping the ids found in existing. Nil on a single ledger, or
+// under a plan without dedupe by key.
+func (s *Store) lookUpSagasInFlight(ctx context.Context, tx pgx.Tx, live []Record, existing map[string]ledger.OutcomeNotice) (map[string]string, error) {
+	if !s.sharded() || !s.plan.dedupeByKey || len(live) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(live))
+	for _, record := range live {
+		if _, stored := existing[record.Command.TransactionID]; !stored {
+			ids = append(ids, record.Command.TransactionID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT s.id::text, s.fingerprint FROM sagas s
+		WHERE s.id = ANY($1::uuid[]) AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up sagas: %w", err)
+	}
+	inFlight := map[string]string{}
+	var id, fingerprint string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &fingerprint}, func() error {
+		inFlight[id] = fingerprint
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("look up sagas: %w", err)
+	}
+	return inFlight, nil
 }

@@ -124,38 +124,62 @@ func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, rea
 	if acceptedAt.IsZero() {
 		acceptedAt = time.Unix(0, 0).UTC()
 	}
-	// An overdraft refusal is stored only while the ledger's balance is
-	// below the amount: the cached balance the gateway read may be one the
-	// ledger no longer holds (a credit committed, its worker killed before
-	// updating the cache), and a refusal of a debit the ledger can pay
-	// would be final. Without the row the command is queued and the worker
-	// decides.
+	// A refusal is stored only when the ledger justifies it: the cached
+	// figures the gateway read may be ones the ledger no longer holds, and a
+	// stored refusal is final. An overdraft refusal, while the ledger's
+	// balance is below the amount (a credit committed, its worker killed
+	// before updating the cache, leaves the cached balance low). A
+	// daily-limit refusal, while the ledger's settled debits of the day are
+	// above limit - amount (a compensated saga lowers them, and a racing
+	// cache write or a failed forget leaves the cached total high); never
+	// when the store has no limit. Without the row the command is queued and
+	// the worker decides.
 	justified := `TRUE`
-	if reason == ledger.CodeInsufficientFunds {
+	switch reason {
+	case ledger.CodeInsufficientFunds:
 		justified = `(SELECT balance FROM accounts WHERE id = $5 AND kind = 'user') < $7`
-	}
-	// Nor is a refusal of a transfer whose saga is logged (docs/sharding.md):
-	// its debit is made and its outcome is the saga's, written when the saga
-	// ends; a rejected row first would tell the client a refusal of money
-	// that moves. The source account's lock orders this with the saga's
-	// debit, which holds it and then looks for a row of the transfer
-	// (SagaDebit): whichever commits first, the other sees it.
-	var tag pgconn.CommandTag
-	err := pgx.BeginFunc(insertContext, s.pool, func(tx pgx.Tx) error {
-		if command.Kind == ledger.KindTransfer {
-			if _, err := tx.Exec(insertContext, `SELECT 1 FROM accounts WHERE id = $1 AND kind = 'user' FOR SHARE`, command.SourceAccountID); err != nil {
-				return err
-			}
+	case ledger.CodeDailyLimitExceeded:
+		justified = `FALSE`
+		if s.countsDailyDebits() {
+			justified = `COALESCE((SELECT debited_minor FROM daily_debits WHERE user_id = $2 AND day = $11), 0) > $12::bigint - $7`
 		}
-		var err error
-		tag, err = tx.Exec(insertContext, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
-			destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10
-			WHERE `+justified+` AND NOT EXISTS (SELECT 1 FROM sagas WHERE id = $1) ON CONFLICT DO NOTHING`,
-			command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
-			command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt)
-		return err
-	})
+	}
+	insert := `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
+		destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
+		SELECT $1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, -1, -1, $10
+		WHERE ` + justified
+	arguments := []any{command.TransactionID, command.UserID, command.IdempotencyKey, string(command.Kind), command.SourceAccountID,
+		command.DestinationAccountID, command.AmountMinor, string(reason), command.Fingerprint, acceptedAt}
+	if reason == ledger.CodeDailyLimitExceeded && s.countsDailyDebits() {
+		arguments = append(arguments, ledger.DebitDay(acceptedAt), s.dailyDebitLimit)
+	}
+	var tag pgconn.CommandTag
+	var err error
+	if !s.sharded() {
+		// One ledger: one statement, as the justification's figures only
+		// grow there between a read and the worker's decision (no saga
+		// lowers a day's debits).
+		tag, err = s.pool.Exec(insertContext, insert+` ON CONFLICT DO NOTHING`, arguments...)
+	} else {
+		// A shard of several: nor is a refusal of a transfer whose saga is
+		// logged stored (docs/sharding.md): its debit is made and its
+		// outcome is the saga's, written when the saga ends; a rejected row
+		// first would tell the client a refusal of money that moves. The
+		// source account's lock orders this with the saga's debit, which
+		// holds it and then looks for a row of the transfer (SagaDebit), and
+		// with a compensation lowering the day's debits (SagaFinish, under
+		// the same lock): whichever commits first, the other sees it.
+		err = pgx.BeginFunc(insertContext, s.pool, func(tx pgx.Tx) error {
+			if command.SourceAccountID != ledger.ExternalAccountID {
+				if _, err := tx.Exec(insertContext, `SELECT 1 FROM accounts WHERE id = $1 AND kind = 'user' FOR SHARE`, command.SourceAccountID); err != nil {
+					return err
+				}
+			}
+			var err error
+			tag, err = tx.Exec(insertContext, insert+` AND NOT EXISTS (SELECT 1 FROM sagas WHERE id = $1) ON CONFLICT DO NOTHING`, arguments...)
+			return err
+		})
+	}
 	if err != nil {
 		return ledger.Transaction{}, fmt.Errorf("record rejection: %w", err)
 	}
@@ -167,6 +191,8 @@ func (s *Store) RecordRejection(ctx context.Context, command ledger.Command, rea
 }
 
 // ErrRefusalNotJustified is RecordRejection's answer to an overdraft
-// refusal of a debit the ledger's balance covers, or to a refusal of a
-// transfer whose saga is logged: nothing was stored.
-var ErrRefusalNotJustified = errors.New("record rejection: the ledger's balance covers the amount; the worker must decide")
+// refusal of a debit the ledger's balance covers, to a daily-limit refusal
+// of a debit the ledger's day total leaves room for (or a store with no
+// limit), or to a refusal of a transfer whose saga is logged: nothing was
+// stored.
+var ErrRefusalNotJustified = errors.New("record rejection: the ledger does not justify the refusal; the worker must decide")

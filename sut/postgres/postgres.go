@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,13 @@ type Config struct {
 	// under the lock of the user's account and counted in daily_debits
 	// (docs/limits.md), and by ApplyOne the same way. Default 0: no limit.
 	DailyDebitLimitMinor int64
+	// Shards is the number of shards of the ledger this store is one of
+	// (docs/sharding.md). With more than one, the store guards what only
+	// sagas need (an id logged in sagas counts as taken; a soft refusal
+	// takes the source account's lock and looks at the saga log).
+	// NewShardedLedger sets it too. Default 0, as 1: a single ledger, whose
+	// statements stay as they were.
+	Shards int
 }
 
 func (c *Config) applyDefaults() error {
@@ -86,6 +94,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.MaxConnections < 0 {
 		return fmt.Errorf("postgres: MaxConnections %d must be positive", c.MaxConnections)
+	}
+	if c.Shards < 0 {
+		return fmt.Errorf("postgres: Shards %d must not be negative (0 or 1: a single ledger)", c.Shards)
 	}
 	if c.DailyDebitLimitMinor < 0 {
 		return fmt.Errorf("postgres: daily debit limit %d must not be negative (0: no limit)", c.DailyDebitLimitMinor)
@@ -119,6 +130,9 @@ type Store struct {
 	dedupe *dedupe.Filter
 	// dailyDebitLimit is Config.DailyDebitLimitMinor.
 	dailyDebitLimit int64
+	// shards is Config.Shards (raised by NewShardedLedger): read it with
+	// sharded.
+	shards atomic.Int32
 	// outbox is ledger.BugOutboxOutsideTx's queue of outbox rows written
 	// after the commit (outbox.go); nil otherwise.
 	outbox *deferredOutbox
@@ -149,6 +163,7 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	}
 	store := &Store{pool: pool, queryTimeout: config.QueryTimeout, plan: newApplyPlan(config.SeededBugs), bugs: config.SeededBugs,
 		cachedBalances: config.CachedBalances, betweenCommits: config.BetweenCommits, dedupe: config.Dedupe, dailyDebitLimit: config.DailyDebitLimitMinor}
+	store.shards.Store(int32(config.Shards))
 	store.transactions = coalesce.New(store.transactionBatch, coalesce.Options{Lanes: 2, Max: 256})
 	if store.plan.outboxAfterCommit {
 		store.startOutboxFlusher()
@@ -171,6 +186,16 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	return s.pool.Ping(ctx)
+}
+
+// sharded reports whether the store is one shard of several.
+func (s *Store) sharded() bool { return s.shards.Load() > 1 }
+
+// markSharded records that the store is a shard of n.
+func (s *Store) markSharded(n int) {
+	if int32(n) > s.shards.Load() {
+		s.shards.Store(int32(n))
+	}
 }
 
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -58,7 +58,23 @@ const (
 	// transactions row already (a soft refusal stored first): nothing was
 	// written, the stored outcome is the answer. Never stored.
 	SagaDuplicate = "duplicate"
+	// SagaKeyCollision is SagaDebit's answer when the saga's id is logged
+	// for another command (the key reused with another body, or another
+	// source, destination or amount): nothing was written, and the logged
+	// saga must not be resumed with this command's fields. The batch apply
+	// sets such a command aside as a key collision. Never stored.
+	SagaKeyCollision = "key_collision"
 )
+
+// sameCommand reports whether the logged saga is the one of saga's
+// command: the same body (fingerprint) and the same user, key, accounts and
+// amount. Its position and acceptance time may differ (a copy of the
+// command).
+func (logged Saga) sameCommand(saga Saga) bool {
+	return logged.Fingerprint == saga.Fingerprint && logged.UserID == saga.UserID && logged.IdempotencyKey == saga.IdempotencyKey &&
+		logged.SourceAccountID == saga.SourceAccountID && logged.DestinationAccountID == saga.DestinationAccountID &&
+		logged.AmountMinor == saga.AmountMinor
+}
 
 // Destination decisions (the saga_credits table).
 const (
@@ -100,16 +116,25 @@ func (saga Saga) validate() error {
 // transaction, lock the source account, check its balance, debit it (a
 // posting under the saga's id) and log the saga as debited. Idempotent: a
 // saga already logged is not debited again; its current state is
-// returned. A refused debit (missing account, insufficient funds) writes
-// nothing and returns SagaRefused with the reason. The worker calls it in
-// the batch's own transaction when it runs sagas; this form runs it alone.
+// returned, or SagaKeyCollision when the logged saga is another
+// command's (sameCommand). A refused debit (missing account, insufficient
+// funds) writes nothing and returns SagaRefused with the reason.
 func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
+	step, _, err := s.sagaDebit(ctx, saga)
+	return step, err
+}
+
+// sagaDebit is SagaDebit returning the saga as logged: saga itself when
+// this call logged it, the stored fields when a copy of its command did
+// (the next steps resume from those, as ResumeSagas does).
+func (s *Store) sagaDebit(ctx context.Context, saga Saga) (SagaStep, Saga, error) {
 	if err := saga.validate(); err != nil {
-		return SagaStep{}, err
+		return SagaStep{}, Saga{}, err
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	var step SagaStep
+	logged := saga
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var inserted bool
 		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, source_account_id, destination_account_id, destination_shard, amount,
@@ -118,7 +143,20 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 			saga.ID, saga.SourceAccountID, saga.DestinationAccountID, saga.DestinationShard, saga.AmountMinor,
 			saga.UserID, saga.IdempotencyKey, saga.Fingerprint, saga.Partition, saga.Offset, saga.AcceptedAt).Scan(&inserted)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return tx.QueryRow(ctx, `SELECT state, reason FROM sagas WHERE id = $1`, saga.ID).Scan(&step.State, &step.Reason)
+			logged = Saga{ID: saga.ID}
+			if err := tx.QueryRow(ctx, `SELECT state, reason, source_account_id, destination_account_id, destination_shard, amount,
+					user_id, idempotency_key, fingerprint, kafka_partition, kafka_offset, accepted_at FROM sagas WHERE id = $1`, saga.ID).Scan(
+				&step.State, &step.Reason, &logged.SourceAccountID, &logged.DestinationAccountID, &logged.DestinationShard, &logged.AmountMinor,
+				&logged.UserID, &logged.IdempotencyKey, &logged.Fingerprint, &logged.Partition, &logged.Offset, &logged.AcceptedAt); err != nil {
+				return err
+			}
+			if !logged.sameCommand(saga) {
+				// The key reused with another body while (or after) its
+				// saga ran: this command is not that saga, and must move
+				// nothing.
+				step = SagaStep{State: SagaKeyCollision}
+			}
+			return nil
 		}
 		if err != nil {
 			return err
@@ -138,9 +176,13 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 		}
 		// A row of the transfer stored meanwhile, under the account's lock
 		// the gateway's soft refusal takes too (RecordRejection): the
-		// transfer has its outcome, the saga does not run.
+		// transfer has its outcome, the saga does not run. A row of the
+		// user's key under another id (legacy data, or a plan whose ids are
+		// not derived from their key) is its outcome too: the saga's own
+		// row could never be stored beside it (writeSagaTransaction).
 		var stored bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1)`, saga.ID).Scan(&stored); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transactions WHERE id = $1 OR (user_id = $2 AND idempotency_key = $3))`,
+			saga.ID, saga.UserID, saga.IdempotencyKey).Scan(&stored); err != nil {
 			return err
 		}
 		if stored {
@@ -193,12 +235,12 @@ func (s *Store) SagaDebit(ctx context.Context, saga Saga) (SagaStep, error) {
 		return nil
 	})
 	if errors.Is(err, errSagaRefused) {
-		return step, nil
+		return step, saga, nil
 	}
 	if err != nil {
-		return SagaStep{}, fmt.Errorf("saga %s: debit: %w", saga.ID, err)
+		return SagaStep{}, Saga{}, fmt.Errorf("saga %s: debit: %w", saga.ID, err)
 	}
-	return step, nil
+	return step, logged, nil
 }
 
 // errSagaRefused rolls back a refused debit.
@@ -355,18 +397,45 @@ func (s *Store) SagaFinish(ctx context.Context, sagaID string, decision SagaStep
 // client's outcome, so a client is never told of a success that a
 // compensation later undoes. A row already there (a saga ended twice, only
 // under saga-double-compensation) is left as it is.
+//
+// A row of the saga's user and key under another id cannot be there in the
+// reference design: the saga's id is derived from its user and key (Route
+// runs no saga otherwise), every other id the ledger stores is derived too
+// (the batch apply sets a command whose id is not aside), and SagaDebit
+// logs no saga while a row of its key exists. Should one be there anyway
+// (legacy data, a seeded plan without derived ids), the unique key would
+// refuse the row on every retry: that is reported as errSagaKeyTaken,
+// naming the other transaction, and the saga stays debited for an operator
+// (its money is safe: debited in the source, decided in the destination).
 func writeSagaTransaction(ctx context.Context, tx pgx.Tx, sagaID string, status ledger.Status, reason ledger.Code) error {
-	_, err := tx.Exec(ctx, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id, destination_account_id,
+	tag, err := tx.Exec(ctx, `INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id, destination_account_id,
 		amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
 		SELECT id, user_id, idempotency_key, 'transfer', source_account_id, destination_account_id, amount, $2, $3, fingerprint,
 			kafka_partition, kafka_offset, accepted_at
 		FROM sagas WHERE id = $1
-		ON CONFLICT (id) DO NOTHING`, sagaID, status, reason)
+		ON CONFLICT DO NOTHING`, sagaID, status, reason)
 	if err != nil {
 		return fmt.Errorf("write the transfer's transaction row: %w", err)
 	}
-	return nil
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var other string
+	err = tx.QueryRow(ctx, `SELECT t.id::text FROM sagas s JOIN transactions t
+		ON t.id = s.id OR (t.user_id = s.user_id AND t.idempotency_key = s.idempotency_key)
+		WHERE s.id = $1 ORDER BY t.id = s.id DESC LIMIT 1`, sagaID).Scan(&other)
+	if err != nil {
+		return fmt.Errorf("write the transfer's transaction row: no row written and none found: %w", err)
+	}
+	if other != sagaID {
+		return fmt.Errorf("%w: the saga's user and key already name transaction %s", errSagaKeyTaken, other)
+	}
+	return nil // the saga's own row, written when it ended before
 }
+
+// errSagaKeyTaken is a saga's end refused because its user's key names
+// another transaction (writeSagaTransaction).
+var errSagaKeyTaken = errors.New("the transfer's transaction row cannot be stored")
 
 // RunSaga runs a saga's three steps: debit the source, decide in the
 // destination, finish in the source. An error after the debit leaves the
@@ -374,10 +443,11 @@ func writeSagaTransaction(ctx context.Context, tx pgx.Tx, sagaID string, status 
 // destination shard down, a crash): every step is idempotent, so running
 // them again is safe.
 func RunSaga(ctx context.Context, source, destination *Store, saga Saga) (SagaStep, error) {
-	step, err := source.SagaDebit(ctx, saga)
+	step, logged, err := source.sagaDebit(ctx, saga)
 	if err != nil || step.State != SagaDebited {
 		return step, err
 	}
+	saga = logged
 	decision, err := destination.SagaCredit(ctx, saga)
 	if err != nil {
 		return SagaStep{State: SagaDebited}, err
@@ -464,17 +534,17 @@ func ResumeSagas(ctx context.Context, source *Store, config SagaRecovery) ([]Res
 	for _, saga := range sagas {
 		destination := config.Destinations(saga.DestinationShard)
 		if destination == nil {
-			failures = append(failures, fmt.Errorf("saga %s: no store for destination shard %d", saga.ID, saga.DestinationShard))
+			failures = append(failures, source.postponeSaga(ctx, saga.ID, fmt.Errorf("saga %s: no store for destination shard %d", saga.ID, saga.DestinationShard)))
 			continue
 		}
 		decision, err := destination.SagaCredit(ctx, saga)
 		if err != nil {
-			failures = append(failures, err)
+			failures = append(failures, source.postponeSaga(ctx, saga.ID, err))
 			continue
 		}
 		finish, err := source.SagaFinish(ctx, saga.ID, decision)
 		if err != nil {
-			failures = append(failures, err)
+			failures = append(failures, source.postponeSaga(ctx, saga.ID, err))
 			continue
 		}
 		finished = append(finished, ResumedSaga{Saga: saga, Decision: decision, Finish: finish})
@@ -483,4 +553,18 @@ func ResumeSagas(ctx context.Context, source *Store, config SagaRecovery) ([]Res
 		return finished, fmt.Errorf("saga recovery: %d of %d saga(s) not finished: %w", len(failures), len(sagas), errors.Join(failures...))
 	}
 	return finished, nil
+}
+
+// postponeSaga moves a saga whose resumption failed (err) to the back of the
+// recovery scan (its updated_at is now), so that the sagas behind it, to
+// shards that answer, are resumed by the next passes rather than the same
+// Limit sagas to a shard that is down, again and again. It returns err,
+// joined with the failure to postpone, if any.
+func (s *Store) postponeSaga(ctx context.Context, sagaID string, err error) error {
+	ctx, cancel := s.withTimeout(ctx)
+	defer cancel()
+	if _, bumpErr := s.pool.Exec(ctx, `UPDATE sagas SET updated_at = now() WHERE id = $1 AND state = 'debited'`, sagaID); bumpErr != nil {
+		return errors.Join(err, fmt.Errorf("saga %s: postpone: %w", sagaID, bumpErr))
+	}
+	return err
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
-// newShardStore gives a test one migrated shard of its own (a database of
-// the shared test cluster) with the seeded bugs given.
+// newShardStore gives a test one migrated shard of two of its own (a
+// database of the shared test cluster) with the seeded bugs given.
 func newShardStore(t *testing.T, bugs ...ledger.Bug) *postgres.Store {
 	t.Helper()
 	url := stacktest.PostgresURL(t)
@@ -23,7 +23,7 @@ func newShardStore(t *testing.T, bugs ...ledger.Bug) *postgres.Store {
 	if err := postgres.Migrate(ctx, url); err != nil {
 		t.Fatal(err)
 	}
-	store, err := postgres.Open(ctx, postgres.Config{URL: url, SeededBugs: ledger.Bugs(bugs)})
+	store, err := postgres.Open(ctx, postgres.Config{URL: url, SeededBugs: ledger.Bugs(bugs), Shards: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

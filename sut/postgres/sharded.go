@@ -59,6 +59,9 @@ func NewShardedLedger(shards []*Store, index int, recovery SagaRecovery, logger 
 	if logger == nil {
 		logger = slog.Default()
 	}
+	for _, store := range shards {
+		store.markSharded(len(shards))
+	}
 	l := &ShardedLedger{layout: layout, index: index, shards: shards, logger: logger, recovery: recovery}
 	l.recovery.Destinations = l.store
 	return l, nil
@@ -127,6 +130,12 @@ func (l *ShardedLedger) Route(record Record) Route {
 // reason), and the balances it moved in Balances (the destination's too).
 // A saga whose destination shard cannot be reached is left in flight, for
 // the recovery loop: the partition goes on.
+//
+// A batch that fails after committing part of itself (a run of records, a
+// saga's steps) returns, with the error, what the committed part did (its
+// outcomes, balances, daily totals and DailyDebitsLowered; NextOffset as
+// committed), so the worker can announce it and refresh the cache: the
+// retry finds that part applied and reports it no more.
 func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResult, error) {
 	if len(batch.Records) == 0 {
 		return BatchResult{}, errors.New("apply batch: empty batch")
@@ -134,6 +143,9 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 	local := l.Local()
 	result := BatchResult{Balances: map[int64]int64{}}
 	var part []Record
+	// collisions counts the sagas set aside as key collisions: counted as
+	// duplicates, as the batch apply counts its own.
+	collisions := 0
 	// flush applies the run of records collected so far (with the offset
 	// past them), if any.
 	flush := func() error {
@@ -158,9 +170,23 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 			part = append(part, record)
 		case RouteSaga:
 			if err := flush(); err != nil {
-				return BatchResult{}, err
+				return result, err
 			}
 			ran, err := l.runSaga(ctx, batch.Topic, record)
+			var collision *sagaCollision
+			if errors.As(err, &collision) {
+				// The key reused with another body: set aside as the batch
+				// apply sets aside a key collision (counted as a
+				// duplicate, no outcome of its own: the waiting gateway is
+				// answered when the saga of the key ends, whose fingerprint
+				// tells it the key was reused), in the next run's
+				// transaction.
+				l.logger.Warn("a transfer's key names another command's saga: set aside", "offset", record.Offset, "error", err)
+				record.DeadLetter, record.DeadLetterDetail = ledger.DeadLetterKeyCollision, collision.detail
+				part = append(part, record)
+				collisions++
+				continue
+			}
 			var poison *sagaPoison
 			if errors.As(err, &poison) {
 				// Postgres refuses the record's data before anything was
@@ -171,10 +197,10 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 				part = append(part, record)
 				continue
 			}
-			if err != nil {
-				return BatchResult{}, err
-			}
 			result = mergeResults(result, ran)
+			if err != nil {
+				return result, err
+			}
 			// The next run's transaction moves the offset past the saga
 			// (alone, if the saga ends the batch).
 			record.Skip = true
@@ -182,10 +208,12 @@ func (l *ShardedLedger) ApplyBatch(ctx context.Context, batch Batch) (BatchResul
 		}
 	}
 	if err := flush(); err != nil {
-		return BatchResult{}, err
+		return result, err
 	}
 	// The saga records carried in the runs were counted as sagas already.
 	result.Skipped = result.ForeignSkipped
+	result.DeadLettered -= collisions
+	result.Duplicates += collisions
 	return result, nil
 }
 
@@ -219,10 +247,17 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		command.AcceptedAt = time.Unix(0, 0).UTC()
 	}
 	saga := SagaFor(command, l.layout.Of(command.DestinationAccountID), record.Partition, record.Offset)
-	debit, err := local.SagaDebit(ctx, saga)
+	debit, logged, err := local.sagaDebit(ctx, saga)
 	if err != nil {
 		return BatchResult{}, poisonOr(err)
 	}
+	if debit.State == SagaKeyCollision {
+		return BatchResult{}, &sagaCollision{detail: fmt.Sprintf("user %d's key %q names the saga %s of another command (amount %d to account %d)",
+			command.UserID, command.IdempotencyKey, saga.ID, logged.AmountMinor, logged.DestinationAccountID)}
+	}
+	// A saga logged by a copy of the command resumes from the logged
+	// fields, as the recovery does.
+	saga = logged
 	result.moved(debit)
 	if debit.DailyDebited > 0 {
 		result.DailyDebits = map[DailyDebitKey]int64{{UserID: saga.UserID, Day: debit.Day}: debit.DailyDebited}
@@ -270,7 +305,9 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 		}
 		result.moved(decision)
 		if finish, err = local.SagaFinish(ctx, saga.ID, decision); err != nil {
-			return BatchResult{}, err
+			// The debit and the decision are committed: their balances
+			// are the caller's to refresh.
+			return result, err
 		}
 		result.moved(finish)
 		result.Applied++
@@ -288,6 +325,13 @@ func (l *ShardedLedger) runSaga(ctx context.Context, topic string, record Record
 	result.Outcomes = append(result.Outcomes, sagaNotice(command, finish))
 	return result, nil
 }
+
+// sagaCollision is a transfer whose saga id is logged for another command
+// (SagaKeyCollision): the record is set aside as the batch apply sets aside
+// a key collision, and nothing moves.
+type sagaCollision struct{ detail string }
+
+func (c *sagaCollision) Error() string { return c.detail }
 
 // sagaPoison is a saga's first write refused by Postgres for the record's
 // data (isolatable: a data exception, a check or NOT NULL constraint),

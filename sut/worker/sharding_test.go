@@ -724,3 +724,45 @@ func TestShardedWorkerProcessKilledMidSagaResumes(t *testing.T) {
 		t.Errorf("the shards' balances sum to %d, deposits minus withdrawals to %d, want 1000", balances, external)
 	}
 }
+
+// TestShardedWorkerAnnouncesWhatAFailingBatchCommitted: a batch whose saga
+// fails at its finish (a rule of shard 0 refuses completed sagas for now),
+// after the deposit before it committed, has the deposit's outcome
+// announced while the worker retries; the retry, once the rule is gone,
+// finds the deposit applied and completes the saga.
+func TestShardedWorkerAnnouncesWhatAFailingBatchCommitted(t *testing.T) {
+	ctx := context.Background()
+	r := newShardedRig(t)
+	payer, payee := r.user(0, "payer@example.com"), r.user(1, "payee@example.com")
+	if _, err := r.stores[0].Pool().Exec(ctx, `ALTER TABLE sagas ADD CONSTRAINT test_no_completion CHECK (state <> 'completed')`); err != nil {
+		t.Fatal(err)
+	}
+	funded := r.command(payer, ledger.KindDeposit, "fund", ledger.ExternalAccountID, payer.AccountID, 1000)
+	paid := r.command(payer, ledger.KindTransfer, "across", payer.AccountID, payee.AccountID, 300)
+	// Both produced before the workers start: shard 0's first batch holds
+	// both.
+	r.produce(funded, paid)
+	recovery := postgres.SagaRecovery{OlderThan: time.Minute}
+	r.startWorker(0, r.stores, recovery)
+	r.startWorker(1, r.stores, recovery)
+	r.eventually(10*time.Second, func() error {
+		notice, found, err := r.cache.LookupOutcome(ctx, funded.TransactionID)
+		if err != nil || !found || notice.Status != ledger.StatusSettled {
+			return fmt.Errorf("the committed deposit's outcome: %+v (found %v, %v), want settled while the batch retries", notice, found, err)
+		}
+		return nil
+	})
+	if status, _ := r.outcome(paid.TransactionID); status != "" {
+		t.Fatalf("the saga ended (%s) although its finish is refused", status)
+	}
+	if _, err := r.stores[0].Pool().Exec(ctx, `ALTER TABLE sagas DROP CONSTRAINT test_no_completion`); err != nil {
+		t.Fatal(err)
+	}
+	r.waitOutcomes()
+	if status, _ := r.outcome(paid.TransactionID); status != string(ledger.StatusSettled) {
+		t.Errorf("the transfer %s, want settled", status)
+	}
+	if got := r.balance(1, payee.AccountID); got != 300 {
+		t.Errorf("payee %d, want 300", got)
+	}
+}

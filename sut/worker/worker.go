@@ -120,6 +120,9 @@ func (c *Config) applyDefaults() error {
 
 // Ledger is what the worker needs of the ledger store.
 type Ledger interface {
+	// ApplyBatch applies a batch. With an error, the result is empty or,
+	// for a batch that committed part of itself (a sharded ledger's),
+	// what that part did.
 	ApplyBatch(ctx context.Context, batch postgres.Batch) (postgres.BatchResult, error)
 }
 
@@ -495,6 +498,12 @@ func (w *Worker) applyWithRetry(ctx context.Context, applier *partitionApplier, 
 			w.metrics.lag.WithLabelValues(strconv.Itoa(int(partition))).Set(float64(lag))
 			w.afterCommit(ctx, result)
 			return nil
+		}
+		// A sharded batch may have committed part of itself before failing
+		// (postgres.ShardedLedger.ApplyBatch): its outcomes and balances
+		// are announced and cached now; the retry finds that part applied.
+		if partial := len(result.Outcomes) > 0 || len(result.Balances) > 0 || len(result.DailyDebits) > 0 || len(result.DailyDebitsLowered) > 0; partial {
+			w.afterCommit(ctx, result)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
