@@ -29,8 +29,8 @@ func mutationCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.DurationVar(&o.DrainTimeout, "drain-timeout", 90*time.Second, "bound of each audit's wait for the pipeline to drain")
 	flags.IntVar(&o.Seed, "seed", 0, "seed of every run's load (0: each run draws one, printed in its load.log)")
 	flags.BoolVar(&o.KeepStacks, "keep-stacks", false, "stop but do not purge each run's stack directory (its path is printed)")
-	flags.StringVar(&o.ShardedBugs, "sharded-bugs", matrix.ShardedBugsSaga, "the bugs the sharded stack runs: saga (the saga bugs only) or all (every bug, each under its profile, as on one ledger) (docs/mutation.md)")
-	flags.IntVar(&o.Shards, "shards", 0, fmt.Sprintf("the stacks: 0 (default) the single stack's runs, then the clean system under every profile and the saga bugs on a %d-shard stack; 1 the single stack's runs only; N > 1 the sharded runs only, on N shards (docs/mutation.md)", mutation.ShardedStack))
+	flags.StringVar(&o.ShardedBugs, "sharded-bugs", matrix.ShardedBugsAll, "the bugs the sharded stack runs: all (every bug, each under its profile, as on one ledger, and the saga bugs) or saga (the saga bugs only, a shorter matrix) (docs/mutation.md)")
+	flags.IntVar(&o.Shards, "shards", 0, fmt.Sprintf("the stacks: 0 (default) the single stack's runs, then the clean system under every profile and the bugs (--sharded-bugs) on a %d-shard stack; 1 the single stack's runs only; N > 1 the sharded runs only, on N shards (docs/mutation.md)", mutation.ShardedStack))
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		var given []string
 		if len(os.Args) > 2 {

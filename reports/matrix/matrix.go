@@ -57,9 +57,9 @@ type Options struct {
 	// shards; 1 the single stack's only; N > 1 a sharded stack's only, with
 	// N shards (docs/mutation.md).
 	Shards int
-	// ShardedBugs selects the bugs a sharded stack runs: ShardedBugsSaga
-	// (the default when empty) the saga bugs only, ShardedBugsAll every
-	// bug, each under its profile.
+	// ShardedBugs selects the bugs a sharded stack runs: ShardedBugsAll
+	// (the default when empty) every bug, each under its profile, the
+	// single ledger's too; ShardedBugsSaga the saga bugs only.
 	ShardedBugs string
 }
 
@@ -94,11 +94,11 @@ func (o Options) validate() ([]mutation.Run, error) {
 	case o.ShardedBugs != "" && o.ShardedBugs != ShardedBugsSaga && o.ShardedBugs != ShardedBugsAll:
 		return nil, fmt.Errorf("--sharded-bugs %q: want %s (the saga bugs only) or %s (every bug)", o.ShardedBugs, ShardedBugsSaga, ShardedBugsAll)
 	case o.Shards == 0:
-		runs, err = mutation.Plan(o.only(), o.ShardedBugs == ShardedBugsAll)
-	case o.ShardedBugs == ShardedBugsAll:
-		runs, err = mutation.PlanEveryBug(o.only(), o.Shards)
-	default:
+		runs, err = mutation.Plan(o.only(), o.ShardedBugs != ShardedBugsSaga)
+	case o.ShardedBugs == ShardedBugsSaga:
 		runs, err = mutation.PlanFor(o.only(), o.Shards)
+	default:
+		runs, err = mutation.PlanEveryBug(o.only(), o.Shards)
 	}
 	if err != nil {
 		return nil, err
