@@ -3,6 +3,7 @@ package invariants
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,8 +32,18 @@ func OpenBrokerOffsets(brokers []string, topic string) (*BrokerOffsets, error) {
 // Close closes the client.
 func (b *BrokerOffsets) Close() { b.client.Close() }
 
-// Ends returns each partition's high watermark.
+// brokerAnswerBound bounds Ends, so a dead broker does not eat a drain's
+// budget. It bounds the broker's answer only: a bound around a whole probe
+// would also cut the Postgres queries that follow it, and pgx closes a
+// connection whose query is cancelled, the connection the audit goes on
+// reading the ledger with.
+const brokerAnswerBound = 3 * time.Second
+
+// Ends returns each partition's high watermark, or an error when the broker
+// does not answer within brokerAnswerBound.
 func (b *BrokerOffsets) Ends(ctx context.Context) (map[int32]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, brokerAnswerBound)
+	defer cancel()
 	listed, err := b.admin.ListEndOffsets(ctx, b.topic)
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets of %s: %w", b.topic, err)

@@ -289,7 +289,7 @@ func TestShardedAuditChecksTheSagasTransferRows(t *testing.T) {
 	t.Run("a saga in flight with a row, a completed saga without one", func(t *testing.T) {
 		ledger := buildSaga("s", sagaShape{state: sagaDebited, debits: 1})
 		ledger.Transfers = map[string]RowRef{"s": {Table: "transactions", ID: "s", Status: StatusSettled}}
-		if result := CheckSagas(ledger, 5); result.Status != StatusViolated || !strings.Contains(result.Violations[0].Summary, "already says settled") {
+		if result := CheckSagas(ledger, 5); result.Status != StatusViolated || !strings.Contains(result.Violations[0].Summary, "row says settled when the ledger was read") {
 			t.Errorf("in flight with a row: %s %+v", result.Status, result.Violations)
 		}
 		ledger = buildSaga("s", sagaShape{state: sagaCompleted, decisions: []string{sagaCredited}, debits: 1, credits: 1})

@@ -502,7 +502,10 @@ func (w *Worker) applyWithRetry(ctx context.Context, applier *partitionApplier, 
 		// A sharded batch may have committed part of itself before failing
 		// (postgres.ShardedLedger.ApplyBatch): its outcomes and balances
 		// are announced and cached now; the retry finds that part applied.
-		if partial := len(result.Outcomes) > 0 || len(result.Balances) > 0 || len(result.DailyDebits) > 0 || len(result.DailyDebitsLowered) > 0; partial {
+		if partial := len(result.Outcomes) > 0 || len(result.Balances) > 0 || len(result.DailyDebits) > 0 || len(result.DailyDebitsLowered) > 0 || len(result.DeadLetters) > 0; partial {
+			// The retry skips the committed part, so its dead letters
+			// (saga key collisions among them) are reported now or never.
+			w.reportDeadLetters(partition, result.DeadLetters)
 			w.afterCommit(ctx, result)
 		}
 		if ctx.Err() != nil {
