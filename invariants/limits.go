@@ -103,7 +103,13 @@ func (a *auditor) limitsTransaction(index int32, t *Transaction, row *txRow) {
 			state.balances[row.source] = []balancePoint{{opening: true, row: -1}}
 		}
 	}
-	if row.status != statusSettled && !(row.status == statusRejected && t.Reason == ReasonDailyLimitExceeded) {
+	// A compensated saga's transfer (docs/sharding.md) is rejected, yet its
+	// debit was real while the saga was in flight and counted against the
+	// day until the refund: a daily-limit refusal in that window was
+	// justified by it. It is kept as a debit that may have come before a
+	// refusal, never as a settled debit of the day's total.
+	heldBySaga := row.status == statusRejected && a.sagas.compensated[t.ID]
+	if row.status != statusSettled && !heldBySaga && !(row.status == statusRejected && t.Reason == ReasonDailyLimitExceeded) {
 		return
 	}
 	day := int32(noDay)
@@ -202,7 +208,7 @@ func (a *auditor) checkLimits() {
 	if limit == 0 {
 		rejected := 0
 		for _, debit := range a.limits.debits {
-			if a.rows[debit.row].status == statusRejected {
+			if a.rows[debit.row].status == statusRejected && !a.heldBySaga(debit.row) {
 				rejected++
 			}
 		}
@@ -231,10 +237,11 @@ func (a *auditor) checkLimits() {
 			var settledRows []int32
 			rejections := 0
 			for _, index := range rows {
-				if a.rows[index].status == statusSettled {
+				switch {
+				case a.rows[index].status == statusSettled:
 					settled += a.rows[index].amount
 					settledRows = append(settledRows, index)
-				} else {
+				case !a.heldBySaga(index):
 					rejections++
 				}
 			}
@@ -250,7 +257,7 @@ func (a *auditor) checkLimits() {
 				})
 			}
 			for _, index := range rows {
-				if a.rows[index].status == statusRejected {
+				if a.rows[index].status == statusRejected && !a.heldBySaga(index) {
 					a.judgeDailyRejection(index, rows, limit)
 				}
 			}
@@ -280,6 +287,13 @@ func (a *auditor) checkLimits() {
 	}
 }
 
+// heldBySaga reports whether a row is the transfer of a compensated saga:
+// its debit held the amount against the day while the saga was in flight.
+func (a *auditor) heldBySaga(index int32) bool {
+	row := &a.rows[index]
+	return row.status == statusRejected && a.sagas.compensated[a.rowID(row)]
+}
+
 // judgeDailyRejection judges one daily_limit_exceeded rejection against the
 // user's settled debits of its day that may have come before it. A row
 // with a stream position was decided by a worker in position order: the
@@ -293,7 +307,7 @@ func (a *auditor) judgeDailyRejection(index int32, dayRows []int32, limit int64)
 	var before int64
 	for _, other := range dayRows {
 		candidate := &a.rows[other]
-		if other == index || candidate.status != statusSettled {
+		if other == index || !(candidate.status == statusSettled || a.heldBySaga(other)) {
 			continue
 		}
 		possible := true

@@ -299,3 +299,37 @@ func TestShardedAuditChecksTheSagasTransferRows(t *testing.T) {
 		}
 	})
 }
+
+// TestLimitsRespectedCountsACompensatedSagasHeldDebit: a saga's debit held
+// its amount against the day while the saga was in flight (the worker
+// counts it in daily_debits until the refund), so a daily-limit refusal of
+// that window is justified by it, though the saga ended compensated and its
+// transfer rejected. Without the saga's hold the refusal is reported.
+func TestLimitsRespectedCountsACompensatedSagasHeldDebit(t *testing.T) {
+	ctx := context.Background()
+	s := newScenario()
+	s.operate(KindDeposit, 0, 1, 1000, plain)
+	sagas := s.compensate(1, 9, 500)
+	refused := s.operate(KindWithdrawal, 1, 0, 1500, plain) // the model rejects it: 1000 held
+	s.rejectAs(refused, ReasonDailyLimitExceeded, true)
+	s.acceptAllOn(limitDay)
+	runDir, shards := splitIntoShards(t, &s.fixture, 2, -1)
+	// 500 held by the saga + 1500 passes a limit of 1900.
+	result, err := Audit(ctx, Config{RunDir: runDir, Ledger: ShardedSource{Shards: shards}, Sagas: sagaLedgerSource{ledger: sagas},
+		DailyDebitLimitMinor: 1900})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if invariant := result.invariant(LimitsRespected); invariant.Status != StatusPassed || invariant.Checked[unitDailyRejections] != 1 {
+		t.Fatalf("limits-respected %s, checked %v, want passed with the refusal judged\n%s", invariant.Status, invariant.Checked, result.summary())
+	}
+	// Not of 2100: 500 + 1500 is within it.
+	result, err = Audit(ctx, Config{RunDir: runDir, Ledger: ShardedSource{Shards: shards}, Sagas: sagaLedgerSource{ledger: sagas},
+		DailyDebitLimitMinor: 2100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if invariant := result.invariant(LimitsRespected); invariant.Status != StatusViolated {
+		t.Fatalf("limit 2100: limits-respected %s, want violated\n%s", invariant.Status, result.summary())
+	}
+}
