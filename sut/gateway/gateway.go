@@ -275,7 +275,7 @@ type Cache interface {
 	SigninAttempt(ctx context.Context, emailKey string, now time.Time, policy redis.SigninLock) (redis.SigninAttemptAnswer, error)
 	SigninSucceeded(ctx context.Context, emailKey string) error
 	SigninUndecided(ctx context.Context, emailKey string) error
-	Reserve(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration) (redis.Reservation, error)
+	ReserveAndRead(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration, reads redis.CachedReads) (redis.Reservation, error)
 	KeysComplete(ctx context.Context) (bool, error)
 	MarkKeysComplete(ctx context.Context, value string) (bool, error)
 	UnmarkKeysComplete(ctx context.Context, value string) error
@@ -324,6 +324,10 @@ type Gateway struct {
 	// limitCache and rejections serve the soft checks (softchecks.go).
 	limitCache LimitCache
 	rejections Rejections
+	// softReadsWithReservation: the soft checks' cache is the idempotency
+	// cache, so their figures are read in the key reservation's pipeline
+	// rather than a round trip of their own per request.
+	softReadsWithReservation bool
 	// layout, shards and shardUsers are the sharded ledger (shards.go);
 	// layout is one shard and shards empty with one ledger.
 	layout     shard.Layout
@@ -478,6 +482,7 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 		decoyHash:        decoyHash,
 		detailLogs:       rate.NewLimiter(20, 100),
 	}
+	g.softReadsWithReservation = dependencies.LimitCache != nil && any(dependencies.LimitCache) == any(dependencies.Cache)
 	if layout.Shards > 1 {
 		g.shards = dependencies.Shards
 	}

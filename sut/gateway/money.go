@@ -249,7 +249,7 @@ func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command led
 	}
 	// The soft checks run once the key is claimed, so a replay of a key is
 	// answered as before and never refused anew (softchecks.go).
-	if reason := g.softRefusal(ctx, command); reason != "" {
+	if reason := g.softRefusal(ctx, command, claim); reason != "" {
 		if status, body, answered, err := g.refuseSoftly(ctx, command, claim, reason); answered {
 			return status, body, err
 		}
@@ -307,6 +307,9 @@ type keyClaim struct {
 	record       redis.IdempotencyRecord
 	cacheUp      bool
 	reservedByUs bool
+	// balance and dailyDebits are the soft checks' cached figures, read
+	// with the reservation (Read false: not read; softRefusal reads them).
+	balance, dailyDebits redis.CachedFigure
 }
 
 // claimKey is the idempotency contract: the command's transaction id is
@@ -317,7 +320,11 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 	record := redis.IdempotencyRecord{Fingerprint: command.Fingerprint, TransactionID: command.TransactionID, ReservedAt: command.AcceptedAt}
 	pending := redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
 		DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
-	reservation, err := g.cache.Reserve(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL)
+	var reads redis.CachedReads
+	if g.softReadsWithReservation && g.config.ApplyMode != ApplyModeNaive {
+		reads = g.softReads(*command)
+	}
+	reservation, err := g.cache.ReserveAndRead(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL, reads)
 	existing, reserved := reservation.Existing, reservation.Reserved
 	cacheUp := err == nil
 	if err != nil {
@@ -350,7 +357,8 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 	// request receives (a different body: 422).
 	if cacheUp && reserved && reservation.KeysComplete {
 		g.metrics.ledgerChecks.WithLabelValues("skipped").Inc()
-		return keyClaim{record: record, cacheUp: true, reservedByUs: true}, nil
+		return keyClaim{record: record, cacheUp: true, reservedByUs: true,
+			balance: reservation.Balance, dailyDebits: reservation.DailyDebits}, nil
 	}
 	g.metrics.ledgerChecks.WithLabelValues("checked").Inc()
 	// The ledger is the last word: a key already applied (Redis lost its
@@ -373,7 +381,8 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 		g.release(ctx, *command, cacheUp && reserved)
 		return keyClaim{}, ledger.Errorf(ledger.CodeUnavailable, "the ledger is unavailable: %v", err)
 	}
-	return keyClaim{record: record, cacheUp: cacheUp, reservedByUs: cacheUp && reserved}, nil
+	return keyClaim{record: record, cacheUp: cacheUp, reservedByUs: cacheUp && reserved,
+		balance: reservation.Balance, dailyDebits: reservation.DailyDebits}, nil
 }
 
 // ignoreKey is ledger.BugNoIdempotency: the key is stored with the command

@@ -109,7 +109,7 @@ func (routingCache) SigninAttempt(context.Context, string, time.Time, redis.Sign
 }
 func (routingCache) SigninSucceeded(context.Context, string) error { return errStandIn }
 func (routingCache) SigninUndecided(context.Context, string) error { return errStandIn }
-func (routingCache) Reserve(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration) (redis.Reservation, error) {
+func (routingCache) ReserveAndRead(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration, redis.CachedReads) (redis.Reservation, error) {
 	return redis.Reservation{}, errStandIn
 }
 func (routingCache) MarkKeysComplete(context.Context, string) (bool, error) { return false, errStandIn }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
 // The gateway's soft checks (docs/limits.md): before a debit is queued, the
@@ -42,31 +43,58 @@ func (c *Config) softChecksOn() bool {
 	return c.SoftBalanceCheck || c.DailyDebitLimitMinor > 0
 }
 
+// softReads names the cached figures the soft checks need for a command
+// (none for a command they do not check).
+func (g *Gateway) softReads(command ledger.Command) redis.CachedReads {
+	if !ledger.CountsAgainstDailyLimit(command.Kind) || g.limitCache == nil {
+		return redis.CachedReads{}
+	}
+	var reads redis.CachedReads
+	if g.config.SoftBalanceCheck {
+		reads.Balance, reads.AccountID = true, command.SourceAccountID
+	}
+	// A debit above the limit by itself needs no cache: the day's settled
+	// debits are never below zero.
+	if limit := g.config.DailyDebitLimitMinor; limit > 0 && command.AmountMinor <= limit {
+		reads.DailyDebits, reads.UserID, reads.Day = true, command.UserID, ledger.DebitDay(command.AcceptedAt)
+	}
+	return reads
+}
+
 // softRefusal returns the reason the soft checks refuse a debit for, or ""
 // when they let it through (not a debit, nothing cached, the cache down).
-// The balance comes first, as in the worker.
-func (g *Gateway) softRefusal(ctx context.Context, command ledger.Command) ledger.Code {
+// The balance comes first, as in the worker. claim holds the figures read
+// with the key's reservation (Gateway.softReadsWithReservation); a figure it
+// lacks is read here.
+func (g *Gateway) softRefusal(ctx context.Context, command ledger.Command, claim keyClaim) ledger.Code {
 	if !ledger.CountsAgainstDailyLimit(command.Kind) || g.limitCache == nil {
 		return ""
 	}
-	if g.config.SoftBalanceCheck {
-		balance, found, err := g.limitCache.CachedBalance(ctx, command.SourceAccountID)
-		if err != nil {
+	reads := g.softReads(command)
+	if reads.Balance {
+		figure := claim.balance
+		if !figure.Read {
+			figure.Read = true
+			figure.Value, figure.Found, figure.Err = g.limitCache.CachedBalance(ctx, command.SourceAccountID)
+		}
+		if figure.Err != nil {
 			g.metrics.cacheErrors.Inc()
-		} else if found && balance < command.AmountMinor {
+		} else if figure.Found && figure.Value < command.AmountMinor {
 			return ledger.CodeInsufficientFunds
 		}
 	}
 	if limit := g.config.DailyDebitLimitMinor; limit > 0 {
-		// A debit above the limit by itself needs no cache: the day's
-		// settled debits are never below zero.
 		if command.AmountMinor > limit {
 			return ledger.CodeDailyLimitExceeded
 		}
-		debited, found, err := g.limitCache.CachedDailyDebits(ctx, command.UserID, ledger.DebitDay(command.AcceptedAt))
-		if err != nil {
+		figure := claim.dailyDebits
+		if !figure.Read {
+			figure.Read = true
+			figure.Value, figure.Found, figure.Err = g.limitCache.CachedDailyDebits(ctx, command.UserID, reads.Day)
+		}
+		if figure.Err != nil {
 			g.metrics.cacheErrors.Inc()
-		} else if found && debited > limit-command.AmountMinor {
+		} else if figure.Found && figure.Value > limit-command.AmountMinor {
 			return ledger.CodeDailyLimitExceeded
 		}
 	}

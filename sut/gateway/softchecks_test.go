@@ -30,7 +30,34 @@ type softGateway struct {
 	now        time.Time
 }
 
+// limitCaches are the two ways a gateway reads the soft checks' figures:
+// with the key's reservation, when the LimitCache is the Cache (the
+// reference gateway), and with reads of their own, when it is not.
+var limitCaches = []struct {
+	name string
+	of   func(*redis.Client) gateway.LimitCache
+}{
+	{"read with the reservation", func(cache *redis.Client) gateway.LimitCache { return cache }},
+	{"read on their own", func(cache *redis.Client) gateway.LimitCache { return separateLimits{cache} }},
+}
+
+// separateLimits is the same Redis behind another value, so the gateway
+// reads the figures on their own.
+type separateLimits struct{ cache *redis.Client }
+
+func (l separateLimits) CachedBalance(ctx context.Context, accountID int64) (int64, bool, error) {
+	return l.cache.CachedBalance(ctx, accountID)
+}
+func (l separateLimits) CachedDailyDebits(ctx context.Context, userID int64, day time.Time) (int64, bool, error) {
+	return l.cache.CachedDailyDebits(ctx, userID, day)
+}
+
 func newSoftGateway(t *testing.T, config gateway.Config) *softGateway {
+	t.Helper()
+	return newSoftGatewayWith(t, config, limitCaches[0].of)
+}
+
+func newSoftGatewayWith(t *testing.T, config gateway.Config, limits func(*redis.Client) gateway.LimitCache) *softGateway {
 	t.Helper()
 	ctx := context.Background()
 	postgresURL := stacktest.PostgresURL(t)
@@ -57,7 +84,7 @@ func newSoftGateway(t *testing.T, config gateway.Config) *softGateway {
 		t.Fatal(err)
 	}
 	server, err := gateway.New(config, gateway.Dependencies{Store: store, Cache: cache, Queue: s.queue,
-		LimitCache: cache, Rejections: store, Clock: func() time.Time { return s.now }})
+		LimitCache: limits(cache), Rejections: store, Clock: func() time.Time { return s.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +155,15 @@ func (s *softGateway) queued(t *testing.T, key string, answer softAnswer) {
 
 func TestSoftBalanceCheck(t *testing.T) {
 	t.Parallel()
-	s := newSoftGateway(t, gateway.Config{SoftBalanceCheck: true})
+	for _, limits := range limitCaches {
+		t.Run(limits.name, func(t *testing.T) {
+			t.Parallel()
+			testSoftBalanceCheck(t, newSoftGatewayWith(t, gateway.Config{SoftBalanceCheck: true}, limits.of))
+		})
+	}
+}
+
+func testSoftBalanceCheck(t *testing.T, s *softGateway) {
 	ctx := context.Background()
 	// Nothing cached: no soft check, the worker decides.
 	s.queued(t, "miss", s.withdraw(t, "miss", 100))
@@ -161,7 +196,15 @@ func TestSoftBalanceCheckOff(t *testing.T) {
 
 func TestSoftDailyLimit(t *testing.T) {
 	t.Parallel()
-	s := newSoftGateway(t, gateway.Config{DailyDebitLimitMinor: 1000})
+	for _, limits := range limitCaches {
+		t.Run(limits.name, func(t *testing.T) {
+			t.Parallel()
+			testSoftDailyLimit(t, newSoftGatewayWith(t, gateway.Config{DailyDebitLimitMinor: 1000}, limits.of))
+		})
+	}
+}
+
+func testSoftDailyLimit(t *testing.T, s *softGateway) {
 	ctx := context.Background()
 	// Above the limit by itself: refused without the cache.
 	s.refused(t, "huge", s.withdraw(t, "huge", 1001), ledger.CodeDailyLimitExceeded)

@@ -203,30 +203,75 @@ type Reservation struct {
 	Existing IdempotencyRecord
 	// KeysComplete reports KeysCompleteKey was present (see there).
 	KeysComplete bool
+	// Balance and DailyDebits are the cached figures CachedReads asked
+	// for, read in the reservation's pipeline (Read false: not asked).
+	Balance, DailyDebits CachedFigure
+}
+
+// CachedReads names cached figures to read in a reservation's round trip:
+// a gateway's soft checks (CachedBalance, CachedDailyDebits) need them
+// right after the claim, and a read of its own would cost each request a
+// round trip more. A figure read with the reservation is as good as one
+// read after it: the cache holds figures the ledger held at some moment,
+// and a refusal they suggest is stored only if the ledger justifies it.
+type CachedReads struct {
+	// Balance asks for AccountID's cached balance.
+	Balance   bool
+	AccountID int64
+	// DailyDebits asks for UserID's cached settled debits of Day (UTC).
+	DailyDebits bool
+	UserID      int64
+	Day         time.Time
+}
+
+// CachedFigure is one cached figure read with a reservation: Found false
+// when the cache does not hold it, Err when it could not be read.
+type CachedFigure struct {
+	Read  bool
+	Value int64
+	Found bool
+	Err   error
 }
 
 // Reserve claims a key for a request and remembers its transaction as
 // pending (SET NX GET, SET NX), and reads whether the dataset's keys are
 // complete; concurrent reservations share one pipelined round trip.
 func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (Reservation, error) {
+	return c.ReserveAndRead(ctx, userID, key, record, pending, ttl, CachedReads{})
+}
+
+// ReserveAndRead is Reserve, and reads the cached figures reads asks for in
+// the same pipeline (Reservation.Balance, Reservation.DailyDebits).
+func (c *Client) ReserveAndRead(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration, reads CachedReads) (Reservation, error) {
 	value, _ := json.Marshal(record)
 	pendingValue, _ := json.Marshal(pending)
-	answer, err := c.reservations.Do(ctx, reserveCall{key: idempotencyKey(userID, key), value: value,
-		pendingKey: "pending:" + record.TransactionID, pendingValue: pendingValue, ttl: ttl})
+	call := reserveCall{key: idempotencyKey(userID, key), value: value,
+		pendingKey: "pending:" + record.TransactionID, pendingValue: pendingValue, ttl: ttl}
+	if reads.Balance {
+		call.balanceKey = balanceKey(reads.AccountID)
+	}
+	if reads.DailyDebits {
+		call.dailyDebitsKey = dailyDebitsKey(reads.UserID, reads.Day)
+	}
+	answer, err := c.reservations.Do(ctx, call)
 	if err == nil {
 		err = answer.err
 	}
 	if err != nil {
 		return Reservation{}, fmt.Errorf("reserve idempotency key: %w", err)
 	}
-	if answer.old == nil {
-		return Reservation{Reserved: true, KeysComplete: answer.keysComplete}, nil
+	reservation := Reservation{KeysComplete: answer.keysComplete, Balance: answer.balance, DailyDebits: answer.dailyDebits}
+	if reservation.DailyDebits.Err != nil {
+		reservation.DailyDebits.Err = fmt.Errorf("read daily debits: %w", reservation.DailyDebits.Err)
 	}
-	var existing IdempotencyRecord
-	if err := json.Unmarshal(answer.old, &existing); err != nil {
+	if answer.old == nil {
+		reservation.Reserved = true
+		return reservation, nil
+	}
+	if err := json.Unmarshal(answer.old, &reservation.Existing); err != nil {
 		return Reservation{}, fmt.Errorf("decode idempotency record: %w", err)
 	}
-	return Reservation{Existing: existing, KeysComplete: answer.keysComplete}, nil
+	return reservation, nil
 }
 
 // MarkKeysComplete sets KeysCompleteKey. Call it only when the ledger has no
@@ -258,14 +303,17 @@ type reserveCall struct {
 	key, pendingKey     string
 	value, pendingValue []byte
 	ttl                 time.Duration
+	// balanceKey and dailyDebitsKey are read too when not empty.
+	balanceKey, dailyDebitsKey string
 }
 
 // reserveAnswer is the record a reservation found (nil: the key is now
 // reserved) or the error of this call alone.
 type reserveAnswer struct {
-	old          []byte
-	err          error
-	keysComplete bool
+	old                  []byte
+	err                  error
+	keysComplete         bool
+	balance, dailyDebits CachedFigure
 }
 
 // reserveBatch reserves keys in one pipeline: per key, SET NX GET of the
@@ -277,9 +325,17 @@ func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reser
 	complete := pipeline.Exists(ctx, KeysCompleteKey)
 	reservations := make([]*goredis.StatusCmd, len(calls))
 	pendings := make([]*goredis.BoolCmd, len(calls))
+	balances := make([]*goredis.StringCmd, len(calls))
+	dailyDebits := make([]*goredis.StringCmd, len(calls))
 	for i, call := range calls {
 		reservations[i] = pipeline.SetArgs(ctx, call.key, call.value, goredis.SetArgs{Mode: "NX", Get: true, TTL: call.ttl})
 		pendings[i] = pipeline.SetNX(ctx, call.pendingKey, call.pendingValue, call.ttl)
+		if call.balanceKey != "" {
+			balances[i] = pipeline.Get(ctx, call.balanceKey)
+		}
+		if call.dailyDebitsKey != "" {
+			dailyDebits[i] = pipeline.Get(ctx, call.dailyDebitsKey)
+		}
 	}
 	// Exec's error is the first failed command's; each call reads its own.
 	_, _ = pipeline.Exec(ctx)
@@ -295,9 +351,25 @@ func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reser
 		if err == nil {
 			err = pendings[i].Err()
 		}
-		answers[i] = reserveAnswer{old: old, err: err, keysComplete: complete.Val() == 1}
+		answers[i] = reserveAnswer{old: old, err: err, keysComplete: complete.Val() == 1,
+			balance: cachedFigure(balances[i]), dailyDebits: cachedFigure(dailyDebits[i])}
 	}
 	return answers, nil
+}
+
+// cachedFigure reads a GET of a cached figure (nil: not asked for).
+func cachedFigure(get *goredis.StringCmd) CachedFigure {
+	if get == nil {
+		return CachedFigure{}
+	}
+	value, err := get.Int64()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return CachedFigure{Read: true}
+	case err != nil:
+		return CachedFigure{Read: true, Err: err}
+	}
+	return CachedFigure{Read: true, Value: value, Found: true}
 }
 
 // storeResponseScript writes the response into a record only if the record

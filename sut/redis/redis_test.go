@@ -244,9 +244,15 @@ func TestConcurrentReservationsOfOneKey(t *testing.T) {
 // restarted) still stores responses: the client loads the script again.
 func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	t.Parallel()
-	client := newClient(t)
+	// One Redis for both clients: each RedisAddr starts a server of its own.
+	addr := stacktest.RedisAddr(t)
+	client, err := redis.New(redis.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
 	ctx := context.Background()
-	raw := goredis.NewClient(&goredis.Options{Addr: stacktest.RedisAddr(t)})
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer raw.Close()
 	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
 	if reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reservation.Reserved {
@@ -262,5 +268,64 @@ func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
 	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
 		t.Fatalf("stored %+v, %v; want the response stored after the flush", reservation, err)
+	}
+}
+
+// ReserveAndRead reads the soft checks' cached figures in the reservation's
+// pipeline: each as the cache holds it, not found when it holds none, and
+// nothing when none is asked for.
+func TestReserveAndReadsCachedFigures(t *testing.T) {
+	t.Parallel()
+	addr := stacktest.RedisAddr(t)
+	client, err := redis.New(redis.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	const user, account, otherAccount = 91001, 91002, 91003
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	if err := client.AfterCommit(ctx, map[int64]int64{account: 450}, map[int64]int64{account: 1}, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SetDailyDebits(ctx, []redis.DailyDebits{{UserID: user, Day: day, DebitedMinor: 900}}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	record := redis.IdempotencyRecord{Fingerprint: "fp", TransactionID: "tx-reads"}
+	reads := redis.CachedReads{Balance: true, AccountID: account, DailyDebits: true, UserID: user, Day: day}
+	reservation, err := client.ReserveAndRead(ctx, user, "reads", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	if err != nil || !reservation.Reserved {
+		t.Fatalf("reserve: %+v %v", reservation, err)
+	}
+	if want := (redis.CachedFigure{Read: true, Value: 450, Found: true}); reservation.Balance != want {
+		t.Errorf("balance %+v, want %+v", reservation.Balance, want)
+	}
+	if want := (redis.CachedFigure{Read: true, Value: 900, Found: true}); reservation.DailyDebits != want {
+		t.Errorf("daily debits %+v, want %+v", reservation.DailyDebits, want)
+	}
+	// A replay's reservation reads them too; figures the cache lacks are
+	// read and not found.
+	reads = redis.CachedReads{Balance: true, AccountID: otherAccount, DailyDebits: true, UserID: user, Day: day.AddDate(0, 0, 1)}
+	reservation, err = client.ReserveAndRead(ctx, user, "reads", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	if err != nil || reservation.Reserved || reservation.Existing.TransactionID != "tx-reads" {
+		t.Fatalf("second reserve: %+v %v", reservation, err)
+	}
+	if want := (redis.CachedFigure{Read: true}); reservation.Balance != want || reservation.DailyDebits != want {
+		t.Errorf("figures the cache lacks: %+v and %+v, want %+v", reservation.Balance, reservation.DailyDebits, want)
+	}
+	reservation, err = client.ReserveAndRead(ctx, user, "no-reads", record, redis.PendingTransaction{UserID: user}, time.Minute, redis.CachedReads{})
+	if err != nil || reservation.Balance.Read || reservation.DailyDebits.Read {
+		t.Fatalf("nothing asked for: %+v %v", reservation, err)
+	}
+	// A figure that is not a number is an error of that figure alone.
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { raw.Close() })
+	if err := raw.Set(ctx, "balance:91004", "not a number", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	reads = redis.CachedReads{Balance: true, AccountID: 91004}
+	reservation, err = client.ReserveAndRead(ctx, user, "garbled", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	if err != nil || !reservation.Reserved || reservation.Balance.Err == nil || reservation.Balance.Found {
+		t.Fatalf("garbled balance: %+v %v, want the reservation made and the balance's error", reservation, err)
 	}
 }
