@@ -298,11 +298,16 @@ func capacityPorts(config *stack.Config, base, modeIndex int) {
 		config.BrokerPort += shift
 		config.GatewayPort += shift
 		config.WorkerMetricsPort += shift
+		config.SettlementPort = stack.DefaultSettlementPort + shift
 		return
 	}
 	base += 100 * modeIndex
 	config.PostgresPort, config.RedisPort, config.BrokerPort = base, base+1, base+2
 	config.GatewayPort, config.GatewayInternalPort, config.WorkerMetricsPort = base+10, base+30, base+50
+	// The relay's and the settler's metrics ports too: their default
+	// (58270) lies in the ephemeral range, where an outgoing connection
+	// may hold it.
+	config.SettlementPort = base + 70
 }
 
 func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int, mode capacityMode, out io.Writer) (capacityModeResult, error) {

@@ -1,9 +1,12 @@
 package capacity
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
 // validOptions are `ledgerproof capacity`'s defaults.
@@ -127,6 +130,29 @@ func TestRedisFootprintProjection(t *testing.T) {
 	for _, want := range []string{"kept 1m0s", "idem: 10 × 400 B", "Each transaction keeps 600 B", "**48.28 GiB** at the soak's rate (1000 TPS)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestCapacityPortsFromTheBase: with a port base, every listening port of
+// both modes' stacks lies at or above it, below the ephemeral range, and
+// no two of them are the same.
+func TestCapacityPortsFromTheBase(t *testing.T) {
+	seen := map[int]string{}
+	for modeIndex := range 2 {
+		config := stack.DefaultConfig()
+		capacityPorts(&config, 23400, modeIndex)
+		ports := map[string]int{"postgres": config.PostgresPort, "redis": config.RedisPort, "broker": config.BrokerPort,
+			"gateway": config.GatewayPort, "gateway internal": config.GatewayInternalPort, "worker metrics": config.WorkerMetricsPort,
+			"relay": config.SettlementPort, "settler": config.SettlementPort + 1}
+		for name, port := range ports {
+			if port < 23400 || port >= 32768 {
+				t.Errorf("mode %d: the %s port %d is outside [23400, 32768)", modeIndex, name, port)
+			}
+			if other, ok := seen[port]; ok {
+				t.Errorf("mode %d: the %s port %d is also %s's", modeIndex, name, port, other)
+			}
+			seen[port] = fmt.Sprintf("mode %d's %s", modeIndex, name)
 		}
 	}
 }
