@@ -25,6 +25,22 @@ func newClient(t *testing.T) *redis.Client {
 	return client
 }
 
+// newClientWithRaw is newClient and a plain go-redis client of the same
+// server, for what the client does not do (flush its scripts, write a value
+// it would not): each RedisAddr starts a server of its own.
+func newClientWithRaw(t *testing.T) (*redis.Client, *goredis.Client) {
+	t.Helper()
+	addr := stacktest.RedisAddr(t)
+	client, err := redis.New(redis.Config{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { raw.Close() })
+	return client, raw
+}
+
 func TestIdempotencyRecord(t *testing.T) {
 	t.Parallel()
 	client := newClient(t)
@@ -244,16 +260,8 @@ func TestConcurrentReservationsOfOneKey(t *testing.T) {
 // restarted) still stores responses: the client loads the script again.
 func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	t.Parallel()
-	// One Redis for both clients: each RedisAddr starts a server of its own.
-	addr := stacktest.RedisAddr(t)
-	client, err := redis.New(redis.Config{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client, raw := newClientWithRaw(t)
 	ctx := context.Background()
-	raw := goredis.NewClient(&goredis.Options{Addr: addr})
-	defer raw.Close()
 	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
 	if reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reservation.Reserved {
 		t.Fatalf("reserve: %+v err=%v", reservation, err)
@@ -276,12 +284,7 @@ func TestStoreResponseAfterScriptFlush(t *testing.T) {
 // nothing when none is asked for.
 func TestReserveAndReadsCachedFigures(t *testing.T) {
 	t.Parallel()
-	addr := stacktest.RedisAddr(t)
-	client, err := redis.New(redis.Config{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
+	client, raw := newClientWithRaw(t)
 	ctx := context.Background()
 	const user, account, otherAccount = 91001, 91002, 91003
 	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -318,8 +321,6 @@ func TestReserveAndReadsCachedFigures(t *testing.T) {
 		t.Fatalf("nothing asked for: %+v %v", reservation, err)
 	}
 	// A figure that is not a number is an error of that figure alone.
-	raw := goredis.NewClient(&goredis.Options{Addr: addr})
-	t.Cleanup(func() { raw.Close() })
 	if err := raw.Set(ctx, "balance:91004", "not a number", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
