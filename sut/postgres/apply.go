@@ -833,14 +833,29 @@ func namedTransaction(command ledger.Command) string {
 	return ""
 }
 
+type cachedBalancesKey struct{}
+
+// WithCachedBalances hands ApplyBatch, under ledger.BugTrustCacheBalance,
+// the cached balances of the batch's accounts as the worker read them when
+// the batch began, before it dropped them from the cache for the gateways'
+// soft checks (the worker's invalidateBalances); without them the store
+// reads the cache itself, and finds those balances gone. Ignored without
+// the bug.
+func WithCachedBalances(ctx context.Context, balances map[int64]int64) context.Context {
+	return context.WithValue(ctx, cachedBalancesKey{}, balances)
+}
+
 // loadCachedBalances is ledger.BugTrustCacheBalance: the overdraft check
 // will read each account's cached balance, as it was when the batch began,
 // instead of the locked row. An account the cache does not hold, or a cache
 // that does not answer, falls back to the row.
 func (s *Store) loadCachedBalances(ctx context.Context, accounts map[int64]*accountState, accountIDs []int64) {
-	cached, err := s.cachedBalances(ctx, accountIDs)
-	if err != nil {
-		return
+	cached, given := ctx.Value(cachedBalancesKey{}).(map[int64]int64)
+	if !given {
+		var err error
+		if cached, err = s.cachedBalances(ctx, accountIDs); err != nil {
+			return
+		}
 	}
 	for id, balance := range cached {
 		if account, ok := accounts[id]; ok {

@@ -411,6 +411,51 @@ func TestSeededTrustCacheBalance(t *testing.T) {
 	})
 }
 
+// TestSeededTrustCacheBalanceReadBeforeTheBatch: the worker drops a batch's
+// cached balances before applying it (for the gateways' soft checks), so
+// the bug's worker reads them first and hands them over
+// (WithCachedBalances): the overdraft check trusts those, although the
+// cache no longer holds them. Without the bug they are ignored.
+func TestSeededTrustCacheBalanceReadBeforeTheBatch(t *testing.T) {
+	t.Parallel()
+	bugCases(t, ledger.BugTrustCacheBalance, func(t *testing.T, bugs ledger.Bugs, active bool) {
+		cacheReads := 0
+		dropped := func(context.Context, []int64) (map[int64]int64, error) {
+			cacheReads++
+			return map[int64]int64{}, nil
+		}
+		store := seededStore(t, postgres.Config{SeededBugs: bugs, CachedBalances: dropped})
+		ctx := context.Background()
+		alice := newUser(t, store, "alice@example.com")
+		if _, err := store.ApplyBatch(ctx, batchAt(0, 0, deposit(alice, "fund", 100))); err != nil {
+			t.Fatal(err)
+		}
+		withdraw := func(key string) ledger.Command {
+			return command(alice, ledger.KindWithdrawal, key, alice.AccountID, ledger.ExternalAccountID, 100)
+		}
+		cacheReads = 0
+		read := postgres.WithCachedBalances(ctx, map[int64]int64{alice.AccountID: 100})
+		result, err := store.ApplyBatch(read, batchAt(0, 1, withdraw("w1"), withdraw("w2")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSettled, wantBalance := 1, int64(0)
+		if active {
+			wantSettled, wantBalance = 2, -100
+		}
+		if result.Settled != wantSettled {
+			t.Errorf("%d withdrawals settled, want %d", result.Settled, wantSettled)
+		}
+		if got := balance(t, store, alice.AccountID); got != wantBalance {
+			t.Errorf("alice has %d, want %d", got, wantBalance)
+		}
+		if cacheReads != 0 {
+			t.Errorf("the store read the cache %d times although it was given the balances read before the batch", cacheReads)
+		}
+		checkLedger(t, store)
+	})
+}
+
 func TestSeededSchemaChanges(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

@@ -25,19 +25,7 @@ func (w *Worker) invalidateBalances(ctx context.Context, batch postgres.Batch) {
 	if w.cache == nil {
 		return
 	}
-	seen := map[int64]bool{}
-	ids := make([]int64, 0, 2*len(batch.Records))
-	for _, record := range batch.Records {
-		if w.foreign(record) {
-			continue
-		}
-		for _, id := range []int64{record.Command.SourceAccountID, record.Command.DestinationAccountID} {
-			if id > ledger.ExternalAccountID && !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-	}
+	ids := w.userAccounts(batch)
 	if len(ids) == 0 {
 		return
 	}
@@ -70,4 +58,45 @@ func (w *Worker) publishDailyDebits(ctx context.Context, result postgres.BatchRe
 			w.logger.Debug("daily debits cache update failed", "error", err)
 		}
 	}
+}
+
+// userAccounts lists the user accounts the batch's own records name.
+func (w *Worker) userAccounts(batch postgres.Batch) []int64 {
+	seen := map[int64]bool{}
+	ids := make([]int64, 0, 2*len(batch.Records))
+	for _, record := range batch.Records {
+		if w.foreign(record) {
+			continue
+		}
+		for _, id := range []int64{record.Command.SourceAccountID, record.Command.DestinationAccountID} {
+			if id > ledger.ExternalAccountID && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// cachedBalancesBeforeBatch is ledger.BugTrustCacheBalance
+// (Config.CachedBalancesBeforeBatch): the batch's cached balances as they
+// were when it began, read before invalidateBalances drops them, handed to
+// the store's overdraft check. A read that fails leaves ctx as it is (the
+// store then reads the cache itself, and finds the dropped balances
+// missing: the check falls back to the rows).
+func (w *Worker) cachedBalancesBeforeBatch(ctx context.Context, batch postgres.Batch) context.Context {
+	if w.config.CachedBalancesBeforeBatch == nil {
+		return ctx
+	}
+	ids := w.userAccounts(batch)
+	if len(ids) == 0 {
+		return ctx
+	}
+	readContext, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	balances, err := w.config.CachedBalancesBeforeBatch(readContext, ids)
+	if err != nil {
+		return ctx
+	}
+	return postgres.WithCachedBalances(ctx, balances)
 }

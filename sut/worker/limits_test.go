@@ -84,3 +84,38 @@ func TestPublishDailyDebits(t *testing.T) {
 		t.Errorf("a batch without daily debits published %v", cache.totals[2:])
 	}
 }
+
+// TestCachedBalancesBeforeBatch: under trust-cache-balance the worker reads
+// the batch's user accounts' cached balances (each once, never the external
+// account) before it drops them; without the hook, or when the read fails,
+// nothing changes.
+func TestCachedBalancesBeforeBatch(t *testing.T) {
+	cache := &limitsCache{}
+	w := limitsWorker(cache)
+	batch := postgres.Batch{Records: []postgres.Record{
+		{Command: ledger.Command{Kind: ledger.KindTransfer, SourceAccountID: 7, DestinationAccountID: 9}},
+		{Command: ledger.Command{Kind: ledger.KindWithdrawal, SourceAccountID: 7, DestinationAccountID: ledger.ExternalAccountID}},
+	}}
+	ctx := context.Background()
+	if got := w.cachedBalancesBeforeBatch(ctx, batch); got != ctx {
+		t.Fatal("a worker without the bug changed the batch's context")
+	}
+	var asked []int64
+	w.config.CachedBalancesBeforeBatch = func(_ context.Context, ids []int64) (map[int64]int64, error) {
+		if len(cache.invalidated) > 0 {
+			t.Error("read after the invalidation")
+		}
+		asked = ids
+		return map[int64]int64{7: 100}, nil
+	}
+	if got := w.cachedBalancesBeforeBatch(ctx, batch); got == ctx {
+		t.Error("the balances read were not handed to the store")
+	}
+	if !slices.Equal(asked, []int64{7, 9}) {
+		t.Errorf("read accounts %v, want 7 and 9", asked)
+	}
+	w.config.CachedBalancesBeforeBatch = func(context.Context, []int64) (map[int64]int64, error) { return nil, errors.New("redis down") }
+	if got := w.cachedBalancesBeforeBatch(ctx, batch); got != ctx {
+		t.Error("a failed read changed the batch's context")
+	}
+}

@@ -177,6 +177,9 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerDedupeMetrics(registry, filter)
+	if storeBugs.Has(ledger.BugTrustCacheBalance) {
+		config.CachedBalancesBeforeBatch = cache.CachedBalances
+	}
 	applier, err := New(config, ledgerStore, cache, consumer, logger, NewMetrics(registry))
 	if err != nil {
 		return err

@@ -76,6 +76,13 @@ type Config struct {
 	// an interrupted saga ends within about 15s of its debit. Unused on
 	// one ledger.
 	SagaRecoveryInterval time.Duration
+	// CachedBalancesBeforeBatch is ledger.BugTrustCacheBalance's read of
+	// the cache (redis.Client.CachedBalances): before it drops the cached
+	// balances of a batch's accounts (invalidateBalances), the worker reads
+	// them, and the store's overdraft check trusts what it read
+	// (postgres.WithCachedBalances). nil: no such read (every worker
+	// without the bug).
+	CachedBalancesBeforeBatch func(ctx context.Context, accountIDs []int64) (map[int64]int64, error)
 }
 
 func (c *Config) applyDefaults() error {
@@ -485,9 +492,10 @@ func (w *Worker) applyWithRetry(ctx context.Context, applier *partitionApplier, 
 		case <-applier.stop:
 			return errReleased
 		}
+		applyContext := w.cachedBalancesBeforeBatch(ctx, batch)
 		w.invalidateBalances(ctx, batch)
 		started := time.Now()
-		result, err := w.ledger.ApplyBatch(ctx, batch)
+		result, err := w.ledger.ApplyBatch(applyContext, batch)
 		<-w.slots
 		if err == nil {
 			w.metrics.observeBatch(result, time.Since(started))
