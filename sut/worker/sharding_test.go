@@ -404,11 +404,20 @@ func TestShardedWorkersRunSagasAcrossShards(t *testing.T) {
 	stopCut := r.startWorker(0, []*postgres.Store{r.stores[0], unreachable}, recovery)
 	interrupted := r.command(s.payer0, ledger.KindTransfer, "interrupted", s.payer0.AccountID, s.payee1.AccountID, 30)
 	r.produce(interrupted)
+	// Debited, and its command passed: the saga left in flight once the
+	// credit failed, and the next run's transaction moved the offset. The
+	// debit is visible before that (the credit is tried in between); a
+	// worker stopped then would leave the command to be redelivered, and
+	// the restarted worker would finish the saga by applying it again, not
+	// by its recovery.
 	r.eventually(30*time.Second, func() error {
 		var state string
-		err := r.stores[0].Pool().QueryRow(context.Background(), `SELECT state FROM sagas WHERE id = $1`, interrupted.TransactionID).Scan(&state)
-		if err != nil || state != postgres.SagaDebited {
-			return fmt.Errorf("the interrupted saga: %q %v, want debited", state, err)
+		var passed bool
+		err := r.stores[0].Pool().QueryRow(context.Background(), `SELECT s.state,
+			COALESCE((SELECT o.next_offset FROM consumer_offsets o WHERE o.topic = $2 AND o.partition = s.kafka_partition), 0) > s.kafka_offset
+			FROM sagas s WHERE s.id = $1`, interrupted.TransactionID, kafka.DefaultTopic).Scan(&state, &passed)
+		if err != nil || state != postgres.SagaDebited || !passed {
+			return fmt.Errorf("the interrupted saga: %q, its command passed: %v, %v; want debited and passed", state, passed, err)
 		}
 		return nil
 	})
