@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -105,6 +106,13 @@ func (e *LocalExecutor) Process(ctx context.Context, action Action, target strin
 	switch action {
 	case ActionKill, ActionStop, ActionStart, ActionRestart:
 		_, err = stack.Operate(ctx, e.Dir, target, string(action))
+		if errors.Is(err, stack.ErrCrashedOnPurpose) {
+			// Started, then crashed on purpose (a crash point, a seeded
+			// crash) before its readiness probe passed: the step did what
+			// it asked, as a kill right after it would; the run's
+			// supervisor restarts the process.
+			err = nil
+		}
 	case ActionPause:
 		_, err = stack.Pause(ctx, e.Dir, target)
 	case ActionResume:

@@ -42,6 +42,17 @@ import (
 // point from any other death.
 const ExitStatus = 87
 
+// SeededCrashExitStatus is the exit status of the seeded bugs'
+// between-commits crash (the worker's BetweenCommitsCrash).
+const SeededCrashExitStatus = 86
+
+// OnPurpose reports whether an exit status is a crash the process made on
+// purpose (a crash point or the seeded between-commits crash), as a kill
+// would, rather than a failure.
+func OnPurpose(exitStatus int) bool {
+	return exitStatus == ExitStatus || exitStatus == SeededCrashExitStatus
+}
+
 // Point is a named crash point.
 type Point uint8
 

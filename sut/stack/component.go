@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 )
 
 // Component kinds.
@@ -173,10 +175,20 @@ func (c *Component) Start(ctx context.Context) error {
 	if err := c.Ready.WaitReady(ctx, process.Exited()); err != nil {
 		_ = c.Kill()
 		c.State = StateFailed
+		if status, exited := process.ExitStatus(); exited && crash.OnPurpose(status) {
+			err = fmt.Errorf("%w (exit status %d): %w", ErrCrashedOnPurpose, status, err)
+		}
 		return fmt.Errorf("%s: %w; log %s:\n%s", c.Name, err, c.LogFile, RunLogExcerpt(c.LogFile))
 	}
 	return nil
 }
+
+// ErrCrashedOnPurpose is Start's error when the process started and then,
+// before it was ready, crashed on purpose (a crash point or the seeded
+// between-commits crash: crash.OnPurpose): it ran, as a kill right after a
+// start would leave it. A supervisor restarts it (the run engine's
+// RestartExited).
+var ErrCrashedOnPurpose = errors.New("crashed on purpose before it was ready")
 
 // Stop asks the component to shut down with its stop signal, waits up to
 // timeout (DefaultStopTimeout if zero), then kills it. Stopping a component

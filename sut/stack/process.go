@@ -55,8 +55,21 @@ type Process struct {
 	PID       int
 	StartTime uint64
 	// exited is closed when the process has been reaped by this process (only
-	// for processes started by this process).
-	exited chan struct{}
+	// for processes started by this process); exitStatus is its exit status
+	// then (-1: killed by a signal).
+	exited     chan struct{}
+	exitStatus int
+}
+
+// ExitStatus is the process's exit status once Exited is closed (-1 when a
+// signal ended it); ok is false before.
+func (p *Process) ExitStatus() (status int, ok bool) {
+	select {
+	case <-p.exited:
+		return p.exitStatus, true
+	default:
+		return 0, false
+	}
 }
 
 // Exited returns a channel closed once the process has exited and was
@@ -102,6 +115,7 @@ func StartProcess(spec ProcessSpec) (*Process, error) {
 	process := &Process{PID: cmd.Process.Pid, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
+		process.exitStatus = cmd.ProcessState.ExitCode()
 		close(process.exited)
 	}()
 	startTime, err := processStartTime(process.PID)

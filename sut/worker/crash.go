@@ -8,12 +8,13 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
 // crashExitCode is the exit status of a seeded crash, distinct from a
 // failure (1) and a usage error (2).
-const crashExitCode = 86
+const crashExitCode = crash.SeededCrashExitStatus
 
 // BetweenCommitsCrash injects a crash between the two commits a seeded bug
 // splits a batch's commit into (offset-before-postings: offset then
