@@ -36,7 +36,9 @@ const (
 	ActionKill Action = "kill"
 	// ActionStop asks for a clean shutdown (SIGTERM; SIGINT for Postgres).
 	ActionStop Action = "stop"
-	// ActionStart starts a stopped or killed process and waits until ready.
+	// ActionStart starts a stopped or killed process and waits until ready
+	// (a process that crashes on purpose first counts as started:
+	// stack.ErrCrashedOnPurpose).
 	ActionStart Action = "start"
 	// ActionRestart is stop then start.
 	ActionRestart Action = "restart"
