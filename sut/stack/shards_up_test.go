@@ -2,8 +2,6 @@ package stack_test
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +27,8 @@ func TestUpShardedStack(t *testing.T) {
 	config.Workers = 1
 	// worker-0 and worker-s1-0's metrics; the relay, the settler and
 	// relay-shard-1.
-	config.WorkerMetricsPort = freeRange(t, 2)
-	config.SettlementPort = freeRange(t, 3)
+	config.WorkerMetricsPort = stacktest.FreeRange(t, 2)
+	config.SettlementPort = stacktest.FreeRange(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	t.Cleanup(func() {
@@ -92,27 +90,4 @@ func TestUpShardedStack(t *testing.T) {
 			t.Errorf("%s still running after down", component.Name)
 		}
 	}
-}
-
-// freeRange returns the first of n consecutive ports free a moment ago: a
-// free port whose next n-1 are free too.
-func freeRange(t *testing.T, n int) int {
-	t.Helper()
-	for attempt := 0; attempt < 50; attempt++ {
-		first := stacktest.FreePort(t)
-		free := true
-		for port := first + 1; port < first+n && free; port++ {
-			listener, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				free = false
-				continue
-			}
-			listener.Close()
-		}
-		if free {
-			return first
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
 }

@@ -49,6 +49,14 @@ func testConfig(t *testing.T, dir string) stack.Config {
 	config.PostgresPort = stacktest.FreePort(t)
 	config.RedisPort = stacktest.FreePort(t)
 	config.BrokerPort = stacktest.FreePort(t)
+	// Every other port too: the defaults (58080…, 58270…) lie in the
+	// ephemeral range, where an outgoing connection or a parallel test can
+	// hold them (seen: the relay's 58270 "address already in use").
+	config.GatewayPort = stacktest.FreeRange(t, 4)
+	config.GatewayInternalPort = stacktest.FreeRange(t, 4)
+	config.WorkerMetricsPort = stacktest.FreeRange(t, 4)
+	config.SettlementPort = stacktest.FreeRange(t, 4)
+	config.ProxyPort = stacktest.FreeRange(t, 8)
 	config.Gateways = 0
 	config.Workers = 0
 	config.Partitions = 4

@@ -105,6 +105,15 @@ const (
 	lowestRangePort     = 20000
 )
 
+// FreeRange returns the first of n consecutive loopback ports below the
+// ephemeral range that were free a moment ago, claimed for this test
+// process: for a stack's defaulted port ranges (worker metrics, the relay
+// and settler, the proxy), whose defaults lie in the ephemeral range.
+func FreeRange(t testing.TB, n int) int {
+	t.Helper()
+	return freeRangeBelowEphemeral(t, n)
+}
+
 // freeRangeBelowEphemeral finds n consecutive free ports below the
 // ephemeral range. The fault proxy of a test stack listens on such a range:
 // with six ports found free well before the proxy starts, a range among the
