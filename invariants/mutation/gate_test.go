@@ -74,7 +74,8 @@ func TestGateResult(t *testing.T) {
 		note   string
 	}{
 		{"caught by its invariant, exit 1", overdraft, "1", violated(invariants.NoOverdraft), true, ""},
-		{"caught by another invariant only", overdraft, "1", violated(invariants.JustifiedRejection), false, "not the expected no-overdraft"},
+		{"caught by another invariant only", overdraft, "1", violated(invariants.Durability), false, "not the expected no-overdraft"},
+		{"caught by its second invariant", overdraft, "1", violated(invariants.JustifiedRejection), true, ""},
 		{"caught, but the run could not run", overdraft, "2", violated(invariants.NoOverdraft), false, "the run exited 2, want 1"},
 		{"no exit code", overdraft, "", violated(invariants.NoOverdraft), false, "no exit status"},
 		{"no audit", overdraft, "2", nil, false, "wrote no audit"},

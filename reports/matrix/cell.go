@@ -98,7 +98,7 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 		}
 		return fail(err)
 	}
-	timeline := profileTimeline(profile)
+	timeline := profileTimeline(profile, run.Shards)
 	if len(timeline) > 0 {
 		if err := target.CheckPlan(profile.Name, timeline); err != nil {
 			return fail(err)
@@ -149,7 +149,7 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 	defer stopWatchdog()
 
 	say("load %s for %s (%s)", filepath.Base(o.Scenario), profile.Duration, profileSetsText(profile, o.Duration))
-	config := cellConfig(ctx, o, profile, name, dir, target.SeededBugs, target, progress)
+	config := cellConfig(ctx, o, profile, run.Shards, name, dir, target.SeededBugs, target, progress)
 	c := &cell{ctx: ctx, dir: dir, stackDir: stackDir, say: say, result: &result, record: config.Record,
 		setupTimeout: config.SetupTimeout, loadTimeout: config.LoadTimeout}
 	config.Hooks = runner.Hooks{Recover: c.recoverStack, Audit: c.auditHook(o)}
@@ -205,9 +205,9 @@ type cellStack interface {
 
 // cellConfig is the engine's configuration of a cell's run, hooks aside, on its started stack: the scenario
 // with the profile's sets, then the duration and the setup bound; the matrix's seed; the stack's gateways
-// and metrics; the profile's faults as the plan; the engine's bounds of the load; and run.json's record,
+// and metrics; the profile's faults on a stack of shards shards as the plan; the engine's bounds of the load; and run.json's record,
 // with the seeded bugs. profile's duration is the run's (--duration applied).
-func cellConfig(ctx context.Context, o Options, profile mutation.Profile, name, dir string, seededBugs []string,
+func cellConfig(ctx context.Context, o Options, profile mutation.Profile, shards int, name, dir string, seededBugs []string,
 	target cellStack, output io.Writer) runner.Config {
 	sets := profileSets(profile, o.Duration)
 	stackInfo := target.Stack()
@@ -228,7 +228,7 @@ func cellConfig(ctx context.Context, o Options, profile mutation.Profile, name, 
 		HardStop:     ctx,
 		Output:       output,
 	}
-	if timeline := profileTimeline(profile); len(timeline) > 0 {
+	if timeline := profileTimeline(profile, shards); len(timeline) > 0 {
 		config.Plan = &runner.PlanRun{Name: profile.Name, Timeline: timeline, Executor: target.Executor()}
 	}
 	return config
@@ -269,21 +269,40 @@ func cellTarget(o Options, run mutation.Run) (*runner.LocalStack, error) {
 	return runner.NewLocalStack(options), nil
 }
 
-// profileTimeline is the profile's fault steps as the chaos plan the engine
-// runs: one step per component, timed from the load's start (the first
-// operation of the schedule). The chaos runner applies the steps of one
-// component in order and those of different components at once, as the
-// profile's steps did.
-func profileTimeline(profile mutation.Profile) []chaos.Step {
+// profileTimeline is the profile's fault steps on a stack of shards shards
+// as the chaos plan the engine runs: one step per component, timed from the
+// load's start (the first operation of the schedule). The chaos runner
+// applies the steps of one component in order and those of different
+// components at once, as the profile's steps did. A profile with
+// EveryShard names worker j of every shard where its step names worker-<j>.
+func profileTimeline(profile mutation.Profile, shards int) []chaos.Step {
 	var timeline []chaos.Step
 	for index, step := range profile.Steps {
 		for _, component := range step.Components {
-			timeline = append(timeline, chaos.Step{At: step.At, Action: chaos.Action(step.Action), Target: component,
-				Source: fmt.Sprintf("steps[%d]", index)})
+			targets := []string{component}
+			if j, isWorker := workerIndex(component); isWorker && profile.EveryShard {
+				for s := 1; s < shards; s++ {
+					targets = append(targets, stack.ShardWorkerName(s, j))
+				}
+			}
+			for _, target := range targets {
+				timeline = append(timeline, chaos.Step{At: step.At, Action: chaos.Action(step.Action), Target: target,
+					Source: fmt.Sprintf("steps[%d]", index)})
+			}
 		}
 	}
 	sort.SliceStable(timeline, func(i, j int) bool { return timeline[i].At < timeline[j].At })
 	return timeline
+}
+
+// workerIndex is j when component is shard 0's worker-<j>.
+func workerIndex(component string) (int, bool) {
+	for j := 0; j < 64; j++ {
+		if component == stack.ShardWorkerName(0, j) {
+			return j, true
+		}
+	}
+	return 0, false
 }
 
 // recoverStack is the engine's Recover hook: once the load and the plan ended,

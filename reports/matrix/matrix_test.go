@@ -97,7 +97,7 @@ func TestCellConfig(t *testing.T) {
 	}
 	executor := &executorStub{}
 	var output strings.Builder
-	config := cellConfig(context.Background(), o, runProfile, "03-x-"+bug, "/runs/03-x-"+bug, target.SeededBugs,
+	config := cellConfig(context.Background(), o, runProfile, 1, "03-x-"+bug, "/runs/03-x-"+bug, target.SeededBugs,
 		cellStackStub{gateways: gateways, executor: executor}, &output)
 
 	wantSets := append(append([]string(nil), run.Profile.Sets...), "schedule.duration=45s", "setup.timeout=2m0s")
@@ -166,7 +166,7 @@ func TestCellConfig(t *testing.T) {
 	// The clean system under a profile without faults, at the profile's own duration: no plan, no seeded bug.
 	clean := mutation.Run{Profile: profile(t, mutation.ProfileDuplicates)}
 	o.Duration = 0
-	config = cellConfig(context.Background(), o, cellProfile(o, clean), "01-duplicates-clean", "/runs/01", nil,
+	config = cellConfig(context.Background(), o, cellProfile(o, clean), 1, "01-duplicates-clean", "/runs/01", nil,
 		cellStackStub{gateways: gateways}, &output)
 	if config.Plan != nil || len(config.Record.SeededBugs) != 0 {
 		t.Errorf("clean duplicates: plan %v, seeded bugs %v", config.Plan, config.Record.SeededBugs)
@@ -227,7 +227,7 @@ func TestLoadEndedFailsALoadCutShort(t *testing.T) {
 // TestProfileTimeline: a profile's steps become one chaos step per component at the same offset, in time order,
 // each a process action the local executor applies.
 func TestProfileTimeline(t *testing.T) {
-	timeline := profileTimeline(profile(t, mutation.ProfileBrokerOut))
+	timeline := profileTimeline(profile(t, mutation.ProfileBrokerOut), 1)
 	var got []string
 	for _, step := range timeline {
 		got = append(got, step.At.String()+" "+string(step.Action)+" "+step.Target+" "+step.Source)
@@ -244,12 +244,56 @@ func TestProfileTimeline(t *testing.T) {
 		if p.Shards > 1 {
 			on = sharded // a sharded stack's profile
 		}
-		if err := chaos.ValidateTargets(p.Name, profileTimeline(p), on); err != nil {
+		if err := chaos.ValidateTargets(p.Name, profileTimeline(p, max(p.Shards, 1)), on); err != nil {
 			t.Errorf("profile %s: %v", p.Name, err)
 		}
 	}
-	if timeline := profileTimeline(profile(t, mutation.ProfileDuplicates)); len(timeline) != 0 {
+	if timeline := profileTimeline(profile(t, mutation.ProfileDuplicates), 2); len(timeline) != 0 {
 		t.Errorf("duplicates has no faults; timeline %v", timeline)
+	}
+	// Every profile of every stack also runs on the sharded one.
+	for _, p := range mutation.Profiles() {
+		if err := chaos.ValidateTargets(p.Name, profileTimeline(p, 2), sharded); err != nil {
+			t.Errorf("profile %s on 2 shards: %v", p.Name, err)
+		}
+	}
+}
+
+// TestProfileTimelineEveryShard: the bursts profile (EveryShard) kills and
+// starts the workers of every shard on a sharded stack, so each shard's
+// workers come back to a backlog; the worker-kills profile still names
+// shard 0's workers only, and one ledger has no other shard.
+func TestProfileTimelineEveryShard(t *testing.T) {
+	targetsAt := func(timeline []chaos.Step, at time.Duration, action chaos.Action) []string {
+		var targets []string
+		for _, step := range timeline {
+			if step.At == at && step.Action == action {
+				targets = append(targets, step.Target)
+			}
+		}
+		sort.Strings(targets)
+		return targets
+	}
+	bursts := profile(t, mutation.ProfileBursts)
+	if !bursts.EveryShard {
+		t.Fatal("bursts is not EveryShard")
+	}
+	for _, test := range []struct {
+		profile mutation.Profile
+		shards  int
+		at      time.Duration
+		action  chaos.Action
+		want    string
+	}{
+		{bursts, 1, 6 * time.Second, chaos.ActionKill, "worker-0 worker-1"},
+		{bursts, 2, 6 * time.Second, chaos.ActionKill, "worker-0 worker-1 worker-s1-0 worker-s1-1"},
+		{bursts, 3, 12 * time.Second, chaos.ActionStart, "worker-0 worker-1 worker-s1-0 worker-s1-1 worker-s2-0 worker-s2-1"},
+		{profile(t, mutation.ProfileWorkerKills), 2, 22 * time.Second, chaos.ActionKill, "worker-0 worker-1"},
+	} {
+		got := strings.Join(targetsAt(profileTimeline(test.profile, test.shards), test.at, test.action), " ")
+		if got != test.want {
+			t.Errorf("%s on %d shard(s), %v %s: %q, want %q", test.profile.Name, test.shards, test.at, test.action, got, test.want)
+		}
 	}
 }
 

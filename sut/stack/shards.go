@@ -20,8 +20,9 @@ import (
 // reading its shard's settlement_outbox). The gateways get every shard's
 // URL; the settler stays one, its history and offsets in shard 0.
 
-// shardWorkerName is the name of worker j of shard s.
-func shardWorkerName(s, j int) string {
+// ShardWorkerName is the name of worker j of shard s: worker-<j> on shard
+// 0, worker-s<s>-<j> on the others.
+func ShardWorkerName(s, j int) string {
 	if s == 0 {
 		return KindWorker + "-" + strconv.Itoa(j)
 	}
@@ -178,7 +179,7 @@ func ShardProcesses(config Config) []string {
 	for s := 1; s < config.shards(); s++ {
 		names = append(names, shard.Component(s))
 		for j := 0; j < config.Workers; j++ {
-			names = append(names, shardWorkerName(s, j))
+			names = append(names, ShardWorkerName(s, j))
 		}
 		if config.Settlement {
 			names = append(names, ShardRelayName(s))

@@ -232,7 +232,7 @@ func (c Config) validate() error {
 	c.validateShards(&problems, claim)
 	for s := 0; s < c.shards(); s++ {
 		for i := 0; i < c.Workers; i++ {
-			claim(c.WorkerMetricsPort+s*c.Workers+i, shardWorkerName(s, i)+" metrics")
+			claim(c.WorkerMetricsPort+s*c.Workers+i, ShardWorkerName(s, i)+" metrics")
 		}
 	}
 	if c.Settlement {
@@ -653,7 +653,7 @@ func plan(config Config, dir string, file *File) []*Component {
 	// sharded stack has Workers workers per shard (shards.go).
 	for s := 0; s < config.shards(); s++ {
 		for i := 0; i < config.Workers; i++ {
-			name := shardWorkerName(s, i)
+			name := ShardWorkerName(s, i)
 			metricsAddress := "127.0.0.1:" + strconv.Itoa(config.WorkerMetricsPort+s*config.Workers+i)
 			argv := []string{config.Binary, "worker",
 				"--postgres-url", postgresURL,
