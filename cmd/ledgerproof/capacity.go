@@ -20,7 +20,7 @@ import (
 func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("capacity", flag.ContinueOnError)
 	var o capacity.Options
-	var gatewayArgs, workerArgs, stackEnv stackArgumentList
+	var gatewayArgs, workerArgs, stackEnv, postgresSettings stackArgumentList
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	flags.StringVar(&o.Out, "out", filepath.Join("reports", "runs", "capacity-"+stamp), "run directory: capacity.json, capacity.md, one folder per mode (journals, each step's load log and summary, audit)")
 	flags.StringVar(&o.Scenario, "scenario", "scenarios/capacity.yaml", "capacity scenario; each step is one ledgerproof load run of it with schedule.steps=[RATE], step_ramp, step_hold and setup.accounts set from the flags below")
@@ -38,6 +38,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.Var(&gatewayArgs, "gateway-arg", "extra argument for every gateway (repeatable)")
 	flags.Var(&workerArgs, "worker-arg", "extra argument for every worker (repeatable)")
 	flags.Var(&stackEnv, "stack-env", "NAME=value in the environment of the stack's broker, gateways and workers, after the defaults GOMAXPROCS=1 GOGC=400 (repeatable)")
+	flags.Var(&postgresSettings, "postgres-setting", "name=value server setting of the stacks' Postgres, after their own, to measure its effect (repeatable; fsync, synchronous_commit, full_page_writes and wal_sync_method are refused: the figures are of durable commits)")
 	flags.IntVar(&o.FailuresToStop, "stop-after-failures", 2, "stop a mode's stepping after this many consecutive failed steps")
 	flags.IntVar(&o.RequireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
 	flags.Float64Var(&o.RequireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
@@ -57,7 +58,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 			return exitWith(2, err)
 		}
 		o.Modes = runner.SplitList(*modes)
-		o.GatewayArgs, o.WorkerArgs, o.StackEnv = gatewayArgs, workerArgs, stackEnv
+		o.GatewayArgs, o.WorkerArgs, o.StackEnv, o.PostgresSettings = gatewayArgs, workerArgs, stackEnv, postgresSettings
 		o.Command = strings.Join(os.Args, " ")
 		// capacity.Run's code with its error: 2, could not run (not 1, an audit failed).
 		return exitWith(capacity.Run(ctx, o, os.Stdout))

@@ -332,6 +332,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 		// The profiled step also records what Postgres spent its time on.
 		config.PostgresSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on"}
 	}
+	config.PostgresSettings = append(config.PostgresSettings, o.PostgresSettings...)
 	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v; broker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs, mode.BrokerArgs)
 	// The mode's stack is the run engine's local stack, started fresh (the
 	// directory was purged above, so nothing is attached) and stopped and

@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/reports/runner"
@@ -67,6 +68,12 @@ type Options struct {
 	// StackEnv are NAME=value entries of the stack's Go processes'
 	// environment, after the defaults GOMAXPROCS=1 GOGC=400.
 	StackEnv []string
+	// PostgresSettings are name=value server settings of the stacks'
+	// Postgres (--postgres-setting), after the stack's own, to measure a
+	// setting's effect. A setting that weakens durability (fsync,
+	// synchronous_commit, full_page_writes, wal_sync_method) is refused: the
+	// reference commits durably, and so do its capacity figures.
+	PostgresSettings []string
 	// FailuresToStop stops a mode's stepping after this many consecutive
 	// failed steps.
 	FailuresToStop int
@@ -162,6 +169,16 @@ func (o *Options) validate() error {
 		// The calibration's stack takes the ports after the modes'.
 		return fmt.Errorf("--port-base %d: the stacks' ports must lie between 1 and %d", o.PortBase, highestPort)
 	}
+	for _, setting := range o.PostgresSettings {
+		name, value, found := strings.Cut(setting, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		switch {
+		case !found || name == "" || strings.TrimSpace(value) == "":
+			return fmt.Errorf("--postgres-setting %q: want name=value", setting)
+		case slices.Contains(durabilitySettings, name):
+			return fmt.Errorf("--postgres-setting %q: %s is the stack's own (durable commits); capacity figures are never measured with it changed", setting, name)
+		}
+	}
 	switch {
 	case o.Soak < 0 || (o.Soak > 0 && o.Soak < MinimumSoak):
 		return fmt.Errorf("--soak %s: 0 (no soak) or at least %s (its memory is judged on the samples after a warm-up)", o.Soak, MinimumSoak)
@@ -189,6 +206,10 @@ func (o *Options) validate() error {
 	}
 	return nil
 }
+
+// durabilitySettings are the Postgres settings --postgres-setting refuses:
+// each can make a commit that was acknowledged vanish in a crash.
+var durabilitySettings = []string{"fsync", "synchronous_commit", "full_page_writes", "wal_sync_method"}
 
 // ParseSteps reads --steps: comma-separated positive rates, ascending.
 func ParseSteps(text string) ([]int, error) {

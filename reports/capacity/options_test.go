@@ -60,6 +60,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"soak too short", func(o *Options) { o.Soak, o.SoakFraction = 5*time.Second, 0.7 }, "--soak 5s: 0 (no soak) or at least 10s"},
 		{"soak without batched", func(o *Options) { o.Modes, o.Soak, o.SoakFraction = []string{ModeNaive}, time.Minute, 0.7 }, "--soak runs at a fraction of the batched knee"},
 		{"soak at no rate", func(o *Options) { o.Soak, o.SoakFraction = time.Minute, 0 }, "--soak-fraction 0 must be above 0 and at most 1"},
+		{"a Postgres setting", func(o *Options) { o.PostgresSettings = []string{"autovacuum_vacuum_cost_delay=10ms"} }, ""},
+		{"a Postgres setting without a value", func(o *Options) { o.PostgresSettings = []string{"autovacuum"} }, `--postgres-setting "autovacuum": want name=value`},
+		{"fsync off", func(o *Options) { o.PostgresSettings = []string{"fsync=off"} }, "fsync is the stack's own"},
+		{"synchronous commit off", func(o *Options) { o.PostgresSettings = []string{" Synchronous_Commit =off"} }, "synchronous_commit is the stack's own"},
 		{"soak above the knee", func(o *Options) { o.Soak, o.SoakFraction = time.Minute, 1.2 }, "--soak-fraction 1.2 must be above 0"},
 	}
 	for _, c := range cases {
