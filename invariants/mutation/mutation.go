@@ -192,7 +192,7 @@ func Profiles() []Profile {
 			// accounts chosen uniformly.
 			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
 				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=3000",
-				"workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0", "workload.race_rate=0", "workload.minimum_rate=0",
+				"workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0", "workload.race_rate=0", "workload.limit_race_rate=0", "workload.minimum_rate=0",
 				"workload.pair_rate=0", "client.duplicates.rate=0", "client.misuse.rate=0", "client.replays.rate=0",
 				"client.early_timeouts.rate=0"},
 			Steps: []Step{
@@ -249,7 +249,7 @@ func Profiles() []Profile {
 			Sets: []string{"schedule.rate=150", "setup.accounts=20", "workload.owner_slots=20",
 				"schedule.max_in_flight=200", "client.wait=0s", "client.poll_for=0s", "setup.funding=100000",
 				"workload.amount_max=10000", "workload.accounts=uniform", "workload.overdraft_rate=0", "workload.drain_rate=0",
-				"workload.race_rate=0", "workload.minimum_rate=0", "workload.pair_rate=0", "client.duplicates.rate=0",
+				"workload.race_rate=0", "workload.limit_race_rate=0", "workload.minimum_rate=0", "workload.pair_rate=0", "client.duplicates.rate=0",
 				"client.misuse.rate=0", "client.replays.rate=0", "client.early_timeouts.rate=0"},
 			Steps: []Step{
 				{1 * time.Second, ActionKill, []string{"worker-0", "worker-1"}},

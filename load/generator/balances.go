@@ -26,6 +26,8 @@ const (
 	debitOrdinary debitClass = iota
 	debitOverBalance
 	debitWholeBalance
+	// debitLimitEdge: a debit with a rival, aimed at the user's daily debit limit (limitEdgeAmount).
+	debitLimitEdge
 )
 
 // accountBelief is what the generator believes of one account's balance: a value it is sure of (settled),
@@ -48,6 +50,26 @@ type accountBelief struct {
 	// version changes whenever an operation of the account starts or ends, so a balance read while one did is
 	// not taken (resync).
 	version uint64
+	// day is the UTC day that dayDebited and dayUnknown count (the account's user's debits, for the daily
+	// limit: each prepared account is a user of its own); dayDebited sums the debits the client was told
+	// settled, dayUnknown those that ended unknown (a balance read does not tell them apart: they stay for the
+	// day).
+	day                    time.Time
+	dayDebited, dayUnknown int64
+}
+
+// onDay starts a new day's counts when day is not the one counted.
+func (a *accountBelief) onDay(day time.Time) {
+	if !a.day.Equal(day) {
+		a.day, a.dayDebited, a.dayUnknown = day, 0, 0
+	}
+}
+
+// utcDay is the UTC day of t, the day a debit counts against (the system's clock when it accepts it: close to
+// the client's).
+func utcDay(t time.Time) time.Time {
+	year, month, day := t.UTC().Date()
+	return time.Date(year, month, day, 0, 0, 0, 0, time.UTC)
 }
 
 func (a *accountBelief) lower() int64 { return a.settled - a.pendingDebits - a.unknownDebits }
@@ -62,10 +84,14 @@ type balanceBook struct {
 	mutex      sync.Mutex
 	accounts   []accountBelief
 	topUpMinor int64
+	// dailyLimit is the users' daily debit limit that limit edges aim at (0: none).
+	dailyLimit int64
+	// now is the clock of the days (time.Now; tests set it).
+	now func() time.Time
 }
 
 func newBalanceBook(openingMinor []int64, topUpMinor int64) *balanceBook {
-	book := &balanceBook{accounts: make([]accountBelief, len(openingMinor)), topUpMinor: topUpMinor}
+	book := &balanceBook{accounts: make([]accountBelief, len(openingMinor)), topUpMinor: topUpMinor, now: time.Now}
 	for i, opening := range openingMinor {
 		book.accounts[i].settled = opening
 	}
@@ -79,6 +105,8 @@ func newBalanceBook(openingMinor []int64, topUpMinor int64) *balanceBook {
 //     zero; otherwise the debit is ordinary;
 //   - an ordinary debit asks for at most lower, what the source surely holds; when that is below amountMin the
 //     debit becomes a deposit of the top-up amount into the source;
+//   - a limit edge (limitEdgeAmount) asks for an amount within what surely remains of the user's daily limit,
+//     whose double passes the most that may remain; a user not near its limit gets an ordinary debit;
 //   - a transfer's destination that has an edge debit in flight is replaced by another account.
 func (b *balanceBook) decide(operation Operation, class debitClass, amountMin int64) Operation {
 	b.mutex.Lock()
@@ -86,6 +114,12 @@ func (b *balanceBook) decide(operation Operation, class debitClass, amountMin in
 	source := &b.accounts[operation.Source]
 	if operation.Kind == client.KindTransfer {
 		operation.Destination = b.notProbing(operation.Destination, operation.Source)
+	}
+	if class == debitLimitEdge && operation.Kind != client.KindDeposit {
+		if amount, edge := b.limitEdgeAmount(source, amountMin); edge {
+			operation.Amount, operation.Intent = amount, IntentLimitEdge
+			return b.registerLocked(operation)
+		}
 	}
 	if operation.Kind != client.KindDeposit {
 		switch {
@@ -106,6 +140,23 @@ func (b *balanceBook) decide(operation Operation, class debitClass, amountMin in
 		}
 	}
 	return b.registerLocked(operation)
+}
+
+// limitEdgeAmount is the amount of a limit edge of source, and whether it has one: the smallest amount whose
+// double is above the most that may remain of its user's daily limit (the limit less the day's settled debits:
+// together the two debits pass it), if it is within what surely remains (the limit less the day's settled,
+// unknown and in-flight debits: each fits alone) and its double within what the source surely holds (the
+// balance pays both, so the limit decides, not the funds). So a user has one when what remains of its limit is
+// no more than its balance: near the limit, or with a large balance. The caller holds the mutex.
+func (b *balanceBook) limitEdgeAmount(source *accountBelief, amountMin int64) (int64, bool) {
+	if b.dailyLimit <= 0 {
+		return 0, false
+	}
+	source.onDay(utcDay(b.now()))
+	mayRemain := b.dailyLimit - source.dayDebited
+	surelyRemains := mayRemain - source.dayUnknown - source.pendingDebits
+	amount := max(mayRemain/2+1, amountMin)
+	return amount, amount <= surelyRemains && 2*amount <= source.lower() && amount <= maxEdgeAmountMinor
 }
 
 // register registers an operation sized elsewhere (a rival) as in flight.
@@ -181,11 +232,14 @@ func (b *balanceBook) finish(operation Operation, outcome string, now time.Time)
 		if probes(operation) {
 			debited.probing--
 		}
+		debited.onDay(utcDay(now))
 		switch outcome {
 		case client.OutcomeOK:
 			debited.settled -= amount
+			debited.dayDebited += amount
 		case client.OutcomeInfo:
 			debited.unknownDebits += amount
+			debited.dayUnknown += amount
 			debited.lastUnknown = now
 		}
 	}

@@ -240,3 +240,122 @@ func TestReplayQueue(t *testing.T) {
 		t.Errorf("%d waiting, %d refused; want %d and 1", waiting, refused, maxPendingReplays)
 	}
 }
+
+// TestWorkloadLimitRacesAgainstAModelLedger runs a workload with limit races against a model ledger that checks
+// each debit against the balance and against its user's debits of the day under a lock, one debit after the
+// other: every limit edge and its rival fit the limit alone and pass it together, so the model settles exactly
+// one of the two and rejects the other for the limit; a check of both against the day's total before either
+// (a lagging check) would have settled both past the limit. Users far from the limit get no race.
+func TestWorkloadLimitRacesAgainstAModelLedger(t *testing.T) {
+	const accounts, funding, limit = 6, 50_000, 20_000
+	w := mixedWorkload(scenario.Mix{Deposit: 1, Withdrawal: 2, Transfer: 2})
+	w.LimitRaceRate, w.DailyLimit = 0.5, limit
+	workload := mustWorkload(t, w, accounts, 1)
+	opening := make([]int64, accounts)
+	for i := range opening {
+		opening[i] = funding
+	}
+	if err := workload.TrackBalances(opening, funding); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	workload.balances.now = func() time.Time { return now }
+	balances, debited := append([]int64(nil), opening...), make([]int64, accounts)
+	// apply is the model ledger: a debit must fit the balance and the day's limit.
+	apply := func(operation Operation) (string, string) {
+		if operation.Kind == client.KindDeposit {
+			balances[operation.Source] += operation.Amount
+			return client.OutcomeOK, ""
+		}
+		switch {
+		case operation.Amount > balances[operation.Source]:
+			return client.OutcomeFail, "insufficient_funds"
+		case debited[operation.Source]+operation.Amount > limit:
+			return client.OutcomeFail, "daily_limit_exceeded"
+		}
+		balances[operation.Source] -= operation.Amount
+		debited[operation.Source] += operation.Amount
+		if operation.Kind == client.KindTransfer {
+			balances[operation.Destination] += operation.Amount
+		}
+		return client.OutcomeOK, ""
+	}
+	random := rand.New(rand.NewPCG(9, 1))
+	races := 0
+	for i := range 4000 {
+		operation := workload.Next(random, uint64(i%accounts)+1)
+		rival, raced := workload.Rival(operation)
+		if operation.Intent == IntentLimitEdge {
+			if !raced || rival.Intent != IntentLimitRival || rival.Amount != operation.Amount || rival.Source != operation.Source || rival.Kind != client.KindWithdrawal {
+				t.Fatalf("limit edge %+v: rival %+v (raced %v), want a withdrawal of the same amount from the same account", operation, rival, raced)
+			}
+			remains := limit - debited[operation.Source]
+			if operation.Amount > remains || 2*operation.Amount <= remains || 2*operation.Amount > balances[operation.Source] {
+				t.Fatalf("limit edge %+v: %d of the limit remains, the balance is %d: want each alone within it, both above it, both paid by the balance",
+					operation, remains, balances[operation.Source])
+			}
+			races++
+		} else if raced {
+			t.Fatalf("%+v has a rival %+v but is no limit edge (no race_rate asked for)", operation, rival)
+		}
+		outcome, reason := apply(operation)
+		if operation.Intent == IntentLimitEdge {
+			rivalOutcome, rivalReason := apply(rival)
+			if outcome != client.OutcomeOK || rivalOutcome != client.OutcomeFail || rivalReason != "daily_limit_exceeded" {
+				t.Fatalf("limit edge %+v: %s %s, its rival %s %s; want the first settled, the rival rejected for the limit",
+					operation, outcome, reason, rivalOutcome, rivalReason)
+			}
+			workload.Finish(rival, rivalOutcome, now)
+		}
+		workload.Finish(operation, outcome, now)
+		if i%1000 == 999 {
+			// A new day: the users' limits start again.
+			now = now.Add(24 * time.Hour)
+			clear(debited)
+		}
+	}
+	if races < 8 {
+		t.Errorf("%d limit races in 4 days of 6 users, want several a day", races)
+	}
+}
+
+// TestLimitEdgeWithUnknownDebits: a limit edge asks for the smallest amount whose double passes what may
+// remain of the day's limit, only while that amount is within what surely remains (a debit of the day that
+// ended unknown may have settled) and the balance pays both; a new day starts the limit again.
+func TestLimitEdgeWithUnknownDebits(t *testing.T) {
+	book := newBalanceBook([]int64{50_000}, 1000)
+	book.dailyLimit = 100_000
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	book.now = func() time.Time { return now }
+	settle := func(operation Operation, outcome string) {
+		book.finish(book.decide(operation, debitOrdinary, 1), outcome, now)
+	}
+	debit := func(amount int64, outcome string) {
+		settle(Operation{Kind: client.KindWithdrawal, Source: 0, Destination: -1, Amount: amount}, outcome)
+	}
+	edge := func() Operation {
+		operation := book.decide(Operation{Kind: client.KindWithdrawal, Source: 0, Destination: -1, Amount: 7}, debitLimitEdge, 1)
+		book.finish(operation, client.OutcomeFail, now)
+		return operation
+	}
+	if operation := edge(); operation.Intent != "" || operation.Amount != 7 {
+		t.Fatalf("100,000 of the limit left, 50,000 held: %+v, want the ordinary debit of 7", operation)
+	}
+	debit(48_000, client.OutcomeOK)
+	settle(Operation{Kind: client.KindDeposit, Source: 0, Destination: -1, Amount: 60_000}, client.OutcomeOK)
+	if operation := edge(); operation.Intent != IntentLimitEdge || operation.Amount != 26_001 {
+		t.Fatalf("52,000 of the limit left, 62,000 held: %+v, want a limit edge of 26,001", operation)
+	}
+	debit(1_000, client.OutcomeInfo) // may have settled: 51,000 to 52,000 left
+	if operation := edge(); operation.Intent != IntentLimitEdge || operation.Amount != 26_001 {
+		t.Fatalf("51,000 to 52,000 left: %+v, want a limit edge of 26,001 (alone within the least, twice above the most)", operation)
+	}
+	debit(26_000, client.OutcomeInfo) // 25,000 to 52,000 left: 26,001 may not fit alone
+	if operation := edge(); operation.Intent == IntentLimitEdge {
+		t.Fatalf("25,000 to 52,000 left: %+v, want no limit edge", operation)
+	}
+	now = now.Add(24 * time.Hour)
+	if operation := edge(); operation.Intent == IntentLimitEdge {
+		t.Fatalf("a new day, 100,000 left, 35,000 held at most: %+v, want no limit edge", operation)
+	}
+}

@@ -24,6 +24,12 @@ const (
 	// IntentRival is a withdrawal of the same amount from the same account as a whole-balance debit, sent at the
 	// same moment with a key of its own (race_rate): of the two, one must be rejected for insufficient funds.
 	IntentRival = "rival"
+	// IntentLimitEdge is a withdrawal within what surely remains of its user's daily debit limit, sent at the
+	// same moment as its IntentLimitRival, a withdrawal of the same amount from the same account with a key of its
+	// own (limit_race_rate): together they ask for more than may remain, so one of the two must be rejected with
+	// daily_limit_exceeded (the balance pays both).
+	IntentLimitEdge  = "limit-edge"
+	IntentLimitRival = "limit-rival"
 	// IntentMinimum is an amount of amount_min, the smallest the scenario allows (1 by default).
 	IntentMinimum = "minimum"
 	// IntentTopUp is a deposit of setup.funding that replaced a debit the source surely could not cover even
@@ -62,7 +68,8 @@ type Operation struct {
 	Intent string
 	// tracked says the operation is registered in the workload's balance beliefs: Finish must be called.
 	tracked bool
-	// raced says the operation drew a rival (race_rate); Rival makes it when the debit is a whole-balance one.
+	// raced says the operation has a rival: a whole-balance debit that drew one (race_rate), or a limit edge
+	// (limit_race_rate). Rival makes it.
 	raced bool
 }
 
@@ -167,7 +174,9 @@ type Workload struct {
 	ownership bool
 	slots     int
 
-	overdraftRate, drainRate, minimumRate, pairRate, raceRate, missingRate float64
+	overdraftRate, drainRate, minimumRate, pairRate, raceRate, missingRate, limitRaceRate float64
+	// dailyLimit is the system's daily debit limit per user that limit races aim at (0: none).
+	dailyLimit int64
 	// balances is nil until TrackBalances: then amounts are sized from the beliefs.
 	balances *balanceBook
 }
@@ -184,10 +193,13 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	if w.AmountMin < 1 || w.AmountMax < w.AmountMin {
 		return nil, fmt.Errorf("workload: amounts %d..%d: need 1 <= min <= max", w.AmountMin, w.AmountMax)
 	}
-	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate, w.RaceRate, w.MissingRate} {
+	for _, rate := range []float64{w.OverdraftRate, w.DrainRate, w.MinimumRate, w.PairRate, w.RaceRate, w.MissingRate, w.LimitRaceRate} {
 		if rate < 0 || rate > 1 {
 			return nil, fmt.Errorf("workload: rate %v: want a fraction between 0 and 1", rate)
 		}
+	}
+	if w.LimitRaceRate > 0 && w.DailyLimit <= 0 {
+		return nil, fmt.Errorf("workload: limit race rate %v without a daily limit to aim at", w.LimitRaceRate)
 	}
 	if w.OverdraftRate+w.DrainRate > 1 {
 		return nil, fmt.Errorf("workload: overdraft rate %v and drain rate %v add up to more than every debit", w.OverdraftRate, w.DrainRate)
@@ -195,7 +207,7 @@ func NewWorkload(w scenario.Workload, accounts int, seed int64) (*Workload, erro
 	workload := &Workload{accounts: accounts, kinds: kinds, amountMin: w.AmountMin, amountMax: w.AmountMax,
 		picker: uniformPicker{count: accounts}, ownership: w.Ownership, slots: max(1, min(accounts, w.OwnerSlots)),
 		overdraftRate: w.OverdraftRate, drainRate: w.DrainRate, minimumRate: w.MinimumRate, pairRate: w.PairRate,
-		raceRate: w.RaceRate, missingRate: w.MissingRate}
+		raceRate: w.RaceRate, missingRate: w.MissingRate, limitRaceRate: w.LimitRaceRate, dailyLimit: w.DailyLimit}
 	if w.OwnerSlots <= 0 {
 		workload.slots = accounts
 	}
@@ -216,6 +228,7 @@ func (w *Workload) TrackBalances(openingMinor []int64, topUpMinor int64) error {
 		return fmt.Errorf("workload: top-up of %d: want at least 1", topUpMinor)
 	}
 	w.balances = newBalanceBook(openingMinor, topUpMinor)
+	w.balances.dailyLimit = w.dailyLimit
 	return nil
 }
 
@@ -234,6 +247,7 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 	raced := w.raceRate > 0 && random.Float64() < w.raceRate
 	// Drawn only when asked for, as races are.
 	missing := w.missingRate > 0 && random.Float64() < w.missingRate
+	limitRaced := w.limitRaceRate > 0 && random.Float64() < w.limitRaceRate
 	destination := w.pickOther(random, operation.Source)
 	operation.Amount = uniform
 	if minimum {
@@ -260,23 +274,32 @@ func (w *Workload) Next(random *rand.Rand, slot uint64) Operation {
 		class = debitOverBalance
 	case edge < w.overdraftRate+w.drainRate:
 		class = debitWholeBalance
+	case limitRaced:
+		class = debitLimitEdge
 	}
 	operation = w.balances.decide(operation, class, w.amountMin)
-	operation.raced = raced && operation.Intent == IntentWholeBalance
+	operation.raced = (raced && operation.Intent == IntentWholeBalance) || operation.Intent == IntentLimitEdge
 	return operation
 }
 
 // Rival returns the rival of an operation Next returned, when it drew one (race_rate) and is a whole-balance
-// debit: a withdrawal of the same amount from the same account, registered in flight like any operation (hand
-// it to Finish too). Sent at the same moment, the two debits ask for twice what the account holds: a correct
-// system settles one and rejects the other for insufficient funds; one that checks both against the same
-// balance (a cache, a read without a lock) settles both and overdraws the account.
+// debit, or is a limit edge (limit_race_rate): a withdrawal of the same amount from the same account,
+// registered in flight like any operation (hand it to Finish too). Sent at the same moment, the two debits of a
+// whole balance ask for twice what the account holds: a correct system settles one and rejects the other for
+// insufficient funds; one that checks both against the same balance (a cache, a read without a lock) settles
+// both and overdraws the account. The two of a limit edge ask for more than remains of the user's daily limit:
+// a correct system rejects one with daily_limit_exceeded; one that checks the limit against a total neither
+// has joined yet settles both, past the limit.
 func (w *Workload) Rival(operation Operation) (Operation, bool) {
 	if !operation.raced || w.balances == nil {
 		return Operation{}, false
 	}
+	intent := IntentRival
+	if operation.Intent == IntentLimitEdge {
+		intent = IntentLimitRival
+	}
 	rival := Operation{Kind: client.KindWithdrawal, Source: operation.Source, Destination: -1, Amount: operation.Amount,
-		Intent: IntentRival}
+		Intent: intent}
 	return w.balances.register(rival), true
 }
 

@@ -68,7 +68,8 @@ type Entry struct {
 	// body), the op of the first; empty otherwise.
 	ReplayOf string `json:"replay_of,omitempty"`
 	// Intent says what the generator aimed the amount at (JOURNAL.md: over-balance, whole-balance, minimum,
-	// top-up), from what it believed of the balance when it decided; empty for an ordinary amount. It is the
+	// top-up, rival, limit-edge, limit-rival), from what it believed of the balance and the day's debits when it
+	// decided; empty for an ordinary amount. It is the
 	// generator's aim, not a fact: the auditor judges the operation by the ledger alone.
 	Intent string `json:"intent,omitempty"`
 }

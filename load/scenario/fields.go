@@ -23,6 +23,8 @@ const (
 	MaxAccounts = 1_000_000
 	// MaxFundingMinor bounds setup.funding and workload.amount_max, in minor units (a billion in major units).
 	MaxFundingMinor = 100_000_000_000
+	// MaxDailyLimitMinor bounds workload.daily_limit, in minor units (ten billion in major units).
+	MaxDailyLimitMinor = 1_000_000_000_000
 	// maxSetupConcurrency bounds setup.concurrency.
 	maxSetupConcurrency = 1024
 	// maxStages and maxSteps bound the lists of the ramping and capacity schedules.
@@ -210,6 +212,16 @@ var fields = []field{
 		Meaning: "Fraction of transfers sent to an account that does not exist (an id above 2^40, in another shard " +
 			"than the source's for 2, 4, 8 or 16 shards): a correct system rejects them with `account_not_found`, " +
 			"and a sharded one compensates their sagas (docs/sharding.md)."},
+	{Path: "workload.daily_limit", Default: "0", Only: []requirement{mixedWorkload},
+		Allowed: "0 or more, at most 1000000000000",
+		Meaning: "The system's daily debit limit per user, in minor units (0: none, or unknown): what " +
+			"`limit_race_rate` aims at. The local stack's is 100000 (docs/limits.md)."},
+	{Path: "workload.limit_race_rate", Default: "0", Only: []requirement{mixedWorkload},
+		Allowed: "0 to 1; above 0 only with `daily_limit`",
+		Meaning: "Fraction of ordinary debits that, when what remains of the source's user's `daily_limit` for " +
+			"the day is no more than its balance, become a limit race: the debit and a withdrawal of the same " +
+			"amount at the same moment, each within what surely remains of the limit, the two above the most " +
+			"that may remain; one of them must be rejected with `daily_limit_exceeded` (Balance edges, below)."},
 
 	{Path: "client.wait", Default: "5s", Allowed: "0 or more, below `client.timeout`",
 		Meaning: "Sent as `Prefer: wait=N`: the system may hold its answer until the outcome. 0 sends none."},

@@ -392,6 +392,10 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.number(node, path, &s.Workload.PairRate)
 	case "workload.missing_rate":
 		d.number(node, path, &s.Workload.MissingRate)
+	case "workload.daily_limit":
+		d.integer(node, path, &s.Workload.DailyLimit)
+	case "workload.limit_race_rate":
+		d.number(node, path, &s.Workload.LimitRaceRate)
 
 	case "client.wait":
 		d.duration(node, path, &s.Client.Wait)

@@ -157,6 +157,15 @@ type Workload struct {
 	// another shard than the source's, so the transfer runs as a saga that must be compensated
 	// (docs/sharding.md). Default 0.
 	MissingRate float64
+	// DailyLimit is the system's daily debit limit per user, in minor units (0: none, or not known to the
+	// generator): with LimitRaceRate the generator aims debit pairs at it.
+	DailyLimit int64
+	// LimitRaceRate is the fraction of ordinary debits that, when what remains of the source's user's
+	// DailyLimit for the day is no more than its balance, become a limit race: the debit and a withdrawal of
+	// the same amount sent at once with keys of their own, each within what surely remains of the limit, the
+	// two above the most that may remain; one of them must be rejected with daily_limit_exceeded. Default 0;
+	// above 0 only with DailyLimit.
+	LimitRaceRate float64
 }
 
 // Mix weights deposits, withdrawals and transfers; at least one is positive.

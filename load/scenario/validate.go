@@ -92,6 +92,15 @@ func (d *decoder) validate() {
 		fraction(s.Workload.MinimumRate, "workload.minimum_rate")
 		fraction(s.Workload.PairRate, "workload.pair_rate")
 		fraction(s.Workload.MissingRate, "workload.missing_rate")
+		check(s.Workload.DailyLimit >= 0 && s.Workload.DailyLimit <= MaxDailyLimitMinor, "workload.daily_limit",
+			"%d is not in [0, %d]", s.Workload.DailyLimit, int64(MaxDailyLimitMinor))
+		fraction(s.Workload.LimitRaceRate, "workload.limit_race_rate")
+		if s.Workload.LimitRaceRate > 0 && s.Workload.DailyLimit == 0 {
+			// A limit race is aimed at the limit: without one there is nothing to aim at.
+			d.problemOf([]string{"workload.limit_race_rate", "workload.daily_limit"},
+				"limit_race_rate %s needs daily_limit above 0: the race is aimed at the system's daily debit limit",
+				decimal(s.Workload.LimitRaceRate))
+		}
 		fraction(s.Client.DuplicateRate, "client.duplicates.rate")
 		fraction(s.Client.MisuseRate, "client.misuse.rate")
 		fraction(s.Client.EarlyTimeoutRate, "client.early_timeouts.rate")
