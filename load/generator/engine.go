@@ -209,9 +209,10 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 			return nil, fmt.Errorf("load: %w", err)
 		}
 		// Beliefs of the balances size the edge debits (overdraft_rate,
-		// drain_rate). Without edge debits amounts are drawn as they fall,
-		// and debits exceeding what an account holds happen by themselves.
-		if s.Workload.OverdraftRate > 0 || s.Workload.DrainRate > 0 {
+		// drain_rate) and the limit races (limit_race_rate: the day's
+		// debits). Without them amounts are drawn as they fall, and debits
+		// exceeding what an account holds happen by themselves.
+		if s.Workload.OverdraftRate > 0 || s.Workload.DrainRate > 0 || s.Workload.LimitRaceRate > 0 {
 			opening := make([]int64, len(accounts))
 			for i, account := range accounts {
 				opening[i] = account.FundingMinor
