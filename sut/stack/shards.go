@@ -83,7 +83,7 @@ func shardPostgresOptions(config Config, dir, binDir string, s int) PostgresOpti
 		Port:      config.postgresShardPort(s),
 		OSUser:    PostgresOSUser(),
 		Durable:   true,
-		Settings:  []string{"max_connections=200", "shared_buffers=128MB"},
+		Settings:  append([]string{"max_connections=200", "shared_buffers=128MB"}, WriteHeavySettings...),
 	}
 	options.Settings = append(options.Settings, config.PostgresSettings...)
 	return options
