@@ -106,7 +106,8 @@ func newBalanceBook(openingMinor []int64, topUpMinor int64) *balanceBook {
 //   - an ordinary debit asks for at most lower, what the source surely holds; when that is below amountMin the
 //     debit becomes a deposit of the top-up amount into the source;
 //   - a limit edge (limitEdgeAmount) asks for an amount within what surely remains of the user's daily limit,
-//     whose double passes the most that may remain; a user not near its limit gets an ordinary debit;
+//     whose double passes the most that may remain; without one (limitEdgeAmount) the debit is sized as the
+//     others;
 //   - a transfer's destination that has an edge debit in flight is replaced by another account.
 func (b *balanceBook) decide(operation Operation, class debitClass, amountMin int64) Operation {
 	b.mutex.Lock()

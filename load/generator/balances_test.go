@@ -245,7 +245,8 @@ func TestReplayQueue(t *testing.T) {
 // each debit against the balance and against its user's debits of the day under a lock, one debit after the
 // other: every limit edge and its rival fit the limit alone and pass it together, so the model settles exactly
 // one of the two and rejects the other for the limit; a check of both against the day's total before either
-// (a lagging check) would have settled both past the limit. Users far from the limit get no race.
+// (a lagging check) would have settled both past the limit. Each race halves what remains: a user sees several
+// a day.
 func TestWorkloadLimitRacesAgainstAModelLedger(t *testing.T) {
 	const accounts, funding, limit = 6, 50_000, 20_000
 	w := mixedWorkload(scenario.Mix{Deposit: 1, Withdrawal: 2, Transfer: 2})
