@@ -24,7 +24,8 @@ const (
 	// IntentRival is a withdrawal of the same amount from the same account as a whole-balance debit, sent at the
 	// same moment with a key of its own (race_rate): of the two, one must be rejected for insufficient funds.
 	IntentRival = "rival"
-	// IntentLimitEdge is a withdrawal within what surely remains of its user's daily debit limit, sent at the
+	// IntentLimitEdge is a debit (withdrawal or transfer) within what surely remains of its user's daily debit
+	// limit, sent at the
 	// same moment as its IntentLimitRival, a withdrawal of the same amount from the same account with a key of its
 	// own (limit_race_rate): together they ask for more than may remain, so one of the two must be rejected with
 	// daily_limit_exceeded (the balance pays both).
