@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -297,12 +298,12 @@ func profileTimeline(profile mutation.Profile, shards int) []chaos.Step {
 
 // workerIndex is j when component is shard 0's worker-<j>.
 func workerIndex(component string) (int, bool) {
-	for j := 0; j < 64; j++ {
-		if component == stack.ShardWorkerName(0, j) {
-			return j, true
-		}
+	digits, found := strings.CutPrefix(component, stack.KindWorker+"-")
+	j, err := strconv.Atoi(digits)
+	if !found || err != nil || j < 0 || stack.ShardWorkerName(0, j) != component {
+		return 0, false
 	}
-	return 0, false
+	return j, true
 }
 
 // recoverStack is the engine's Recover hook: once the load and the plan ended,

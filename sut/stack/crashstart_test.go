@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/sut/crash"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
@@ -22,7 +23,7 @@ func TestStartTellsACrashOnPurpose(t *testing.T) {
 	for _, test := range []struct {
 		status    int
 		onPurpose bool
-	}{{86, true}, {87, true}, {1, false}} {
+	}{{crash.SeededCrashExitStatus, true}, {crash.ExitStatus, true}, {1, false}} {
 		t.Run(fmt.Sprint(test.status), func(t *testing.T) {
 			t.Parallel()
 			component := &stack.Component{Name: "worker-0", Kind: stack.KindWorker,
