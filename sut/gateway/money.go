@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/crash"
+	"github.com/ledgerproof/ledgerproof/sut/jsonwire"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
@@ -82,27 +82,26 @@ func decodeMoneyRequest(kind ledger.Kind, body []byte) (moneyRequest, error) {
 // whitespace. These bytes must not change between versions: the ledger and
 // Redis keep fingerprints made from them, and a replay compares with those.
 func (m moneyRequest) canonicalJSON() []byte {
-	var canonical any
+	// Written by hand (one per request); TestCanonicalJSONIsEncodingJSON
+	// holds it to the bytes json.Marshal gives of these structs:
+	// {"account_id":…,"amount":…} and
+	// {"from_account_id":…,"to_account_id":…,"amount":…}.
+	canonical := make([]byte, 0, 80)
 	switch m.Kind {
 	case ledger.KindDeposit, ledger.KindWithdrawal:
-		canonical = struct {
-			AccountID int64 `json:"account_id"`
-			Amount    int64 `json:"amount"`
-		}{m.AccountID, m.AmountMinor}
+		canonical = append(canonical, `{"account_id":`...)
+		canonical = jsonwire.Int(canonical, m.AccountID)
 	case ledger.KindTransfer:
-		canonical = struct {
-			From   int64 `json:"from_account_id"`
-			To     int64 `json:"to_account_id"`
-			Amount int64 `json:"amount"`
-		}{m.FromAccountID, m.ToAccountID, m.AmountMinor}
+		canonical = append(canonical, `{"from_account_id":`...)
+		canonical = jsonwire.Int(canonical, m.FromAccountID)
+		canonical = append(canonical, `,"to_account_id":`...)
+		canonical = jsonwire.Int(canonical, m.ToAccountID)
 	default:
 		panic(fmt.Sprintf("gateway: canonical form of a money request of kind %q", m.Kind))
 	}
-	body, err := json.Marshal(canonical)
-	if err != nil {
-		panic("gateway: marshal a canonical request: " + err.Error())
-	}
-	return body
+	canonical = append(canonical, `,"amount":`...)
+	canonical = jsonwire.Int(canonical, m.AmountMinor)
+	return append(canonical, '}')
 }
 
 // transactionResponse is the transaction resource. Its bytes depend only on
@@ -116,6 +115,30 @@ type transactionResponse struct {
 	SourceAccountID      int64         `json:"source_account_id"`
 	DestinationAccountID int64         `json:"destination_account_id"`
 	Reason               ledger.Code   `json:"reason,omitempty"`
+}
+
+// body is the response's bytes: marshal(t), JSON and a newline, written
+// by hand as one is sent per request (TestTransactionResponseBody compares
+// them with marshal's).
+func (t transactionResponse) body() []byte {
+	dst := make([]byte, 0, 224)
+	dst = append(dst, `{"transaction_id":`...)
+	dst = jsonwire.String(dst, t.TransactionID)
+	dst = append(dst, `,"kind":`...)
+	dst = jsonwire.String(dst, string(t.Kind))
+	dst = append(dst, `,"status":`...)
+	dst = jsonwire.String(dst, string(t.Status))
+	dst = append(dst, `,"amount":`...)
+	dst = jsonwire.Int(dst, t.AmountMinor)
+	dst = append(dst, `,"source_account_id":`...)
+	dst = jsonwire.Int(dst, t.SourceAccountID)
+	dst = append(dst, `,"destination_account_id":`...)
+	dst = jsonwire.Int(dst, t.DestinationAccountID)
+	if t.Reason != "" {
+		dst = append(dst, `,"reason":`...)
+		dst = jsonwire.String(dst, string(t.Reason))
+	}
+	return append(dst, '}', '\n')
 }
 
 // IdempotencyKeyMaximum is the longest idempotency key accepted, in bytes.
@@ -290,7 +313,7 @@ func (g *Gateway) applyCommand(ctx context.Context, command ledger.Command, clai
 	if outcome.TransactionID != command.TransactionID {
 		panic(fmt.Sprintf("gateway: applied %s, the ledger answered for %s", command.TransactionID, outcome.TransactionID))
 	}
-	status, body := http.StatusOK, marshal(*final)
+	status, body := http.StatusOK, final.body()
 	if claim.cacheUp {
 		g.remember(ctx, command, claim.record, status, body)
 	}
@@ -372,7 +395,7 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 		}
 		g.metrics.replays.Inc()
 		w.Header().Set(ReplayedHeader, "true")
-		status, body := http.StatusOK, marshal(responseOf(stored))
+		status, body := http.StatusOK, responseOf(stored).body()
 		if cacheUp {
 			g.remember(ctx, *command, record, status, body)
 		}
@@ -407,7 +430,7 @@ func (g *Gateway) queueCommand(ctx context.Context, command ledger.Command, wait
 		outcome, cancel = g.waiters.register(command.TransactionID)
 		defer cancel()
 	}
-	value, err := json.Marshal(command)
+	value, err := command.AppendJSON(make([]byte, 0, 384))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -422,16 +445,16 @@ func (g *Gateway) queueCommand(ctx context.Context, command ledger.Command, wait
 	// unknown outcome it resolves by retrying with the same key.
 	crash.Hit(crash.AfterAckBeforeResponse)
 
-	status, body := http.StatusAccepted, marshal(transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind,
+	status, body := http.StatusAccepted, transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind,
 		Status: ledger.StatusAccepted, AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
-		DestinationAccountID: command.DestinationAccountID})
+		DestinationAccountID: command.DestinationAccountID}.body()
 	if wait > 0 {
 		final, err := g.awaitOutcome(ctx, command, outcome, wait)
 		if err != nil {
 			return 0, nil, err
 		}
 		if final != nil {
-			status, body = http.StatusOK, marshal(*final)
+			status, body = http.StatusOK, final.body()
 		}
 	}
 	if cacheUp {
@@ -608,7 +631,7 @@ func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, [
 		if stored.UserID != session.UserID {
 			return 0, nil, notFound
 		}
-		return http.StatusOK, marshal(responseOf(stored)), nil
+		return http.StatusOK, responseOf(stored).body(), nil
 	}
 	if ledger.ErrorCode(err) != ledger.CodeNotFound {
 		return 0, nil, err
@@ -620,6 +643,6 @@ func (g *Gateway) getTransaction(w http.ResponseWriter, r *http.Request) (int, [
 	if !found || pending.UserID != session.UserID {
 		return 0, nil, notFound
 	}
-	return http.StatusOK, marshal(transactionResponse{TransactionID: id, Kind: pending.Kind, Status: ledger.StatusAccepted,
-		AmountMinor: pending.AmountMinor, SourceAccountID: pending.SourceAccountID, DestinationAccountID: pending.DestinationAccountID}), nil
+	return http.StatusOK, transactionResponse{TransactionID: id, Kind: pending.Kind, Status: ledger.StatusAccepted,
+		AmountMinor: pending.AmountMinor, SourceAccountID: pending.SourceAccountID, DestinationAccountID: pending.DestinationAccountID}.body(), nil
 }

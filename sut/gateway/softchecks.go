@@ -120,7 +120,7 @@ func (g *Gateway) refuseSoftly(ctx context.Context, command ledger.Command, clai
 		g.metrics.keyReused.Inc()
 		return 0, nil, true, keyReused(command)
 	}
-	status, body = http.StatusOK, marshal(responseOf(stored))
+	status, body = http.StatusOK, responseOf(stored).body()
 	if claim.cacheUp {
 		g.remember(ctx, command, claim.record, status, body)
 	}

@@ -243,8 +243,8 @@ func (c *Client) Reserve(ctx context.Context, userID int64, key string, record I
 // ReserveAndRead is Reserve, and reads the cached figures reads asks for in
 // the same pipeline (Reservation.Balance, Reservation.DailyDebits).
 func (c *Client) ReserveAndRead(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration, reads CachedReads) (Reservation, error) {
-	value, _ := json.Marshal(record)
-	pendingValue, _ := json.Marshal(pending)
+	value := marshalRecord(record)
+	pendingValue := marshalPending(pending)
 	call := reserveCall{key: idempotencyKey(userID, key), value: value,
 		pendingKey: "pending:" + record.TransactionID, pendingValue: pendingValue, ttl: ttl}
 	if reads.Balance {
@@ -388,7 +388,7 @@ return 1`)
 
 // StoreResponse records the response a key's first request got.
 func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) error {
-	value, _ := json.Marshal(record)
+	value := marshalRecord(record)
 	err, batchError := c.responses.Do(ctx, storeCall{key: idempotencyKey(userID, key), value: value, fingerprint: record.Fingerprint, ttl: ttl})
 	if batchError != nil {
 		err = batchError
