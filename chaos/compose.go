@@ -45,7 +45,7 @@ type ComposeExecutor struct {
 	Services map[string]string
 	// Brokers are the Kafka bootstrap addresses reachable from here, for
 	// partition targets. Default the host listeners of docker-compose.yml:
-	// localhost:29092, localhost:39092, localhost:49092.
+	// localhost:29092, localhost:29093, localhost:29094.
 	Brokers []string
 	// Group and Topic of the workers. Defaults DefaultGroup, DefaultTopic.
 	Group, Topic string
@@ -68,7 +68,7 @@ func NewComposeExecutor(file, project string) *ComposeExecutor {
 	return &ComposeExecutor{
 		File:         file,
 		Project:      project,
-		Brokers:      []string{"localhost:29092", "localhost:39092", "localhost:49092"},
+		Brokers:      []string{"localhost:29092", "localhost:29093", "localhost:29094"},
 		Group:        DefaultGroup,
 		Topic:        DefaultTopic,
 		ReadyTimeout: 120 * time.Second,

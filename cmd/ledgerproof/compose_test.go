@@ -877,7 +877,7 @@ func TestComposeCheckerReportsMistakes(t *testing.T) {
 		{
 			name:  "loopback default left in a container",
 			edits: []string{"-listen 0.0.0.0:8080", ""},
-			want:  []string{`service "gateway-2": flag --listen is "127.0.0.1:58080": a loopback address`},
+			want:  []string{`service "gateway-2": flag --listen is "127.0.0.1:18080": a loopback address`},
 		},
 		{
 			name:  "flag and variable set the same thing",

@@ -21,8 +21,8 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	var process gateway.ProcessConfig
 	var common processFlags
 	common.register(flags, &process.Daemon, ledger.ProcessGateway)
-	flags.StringVar(&process.Listen, "listen", "127.0.0.1:58080", "HTTP listen address of the public API")
-	flags.StringVar(&process.InternalListen, "internal-listen", "127.0.0.1:58380", "HTTP listen address of /readyz, /metrics, and the crash points and profiles when enabled: for the orchestrator and the scraper only, never the public")
+	flags.StringVar(&process.Listen, "listen", "127.0.0.1:18080", "HTTP listen address of the public API")
+	flags.StringVar(&process.InternalListen, "internal-listen", "127.0.0.1:18380", "HTTP listen address of /readyz, /metrics, and the crash points and profiles when enabled: for the orchestrator and the scraper only, never the public")
 	config := &process.Gateway
 	flags.UintVar(&process.KDFMemoryKiB, "kdf-memory-kib", 19456, "argon2id memory cost in KiB (lower only for load tests)")
 	flags.UintVar(&process.KDFIterations, "kdf-iterations", 2, "argon2id iterations")

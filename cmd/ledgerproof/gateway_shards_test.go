@@ -10,11 +10,11 @@ import (
 // checked before anything is connected: the naive apply mode, an empty or
 // unparsable URL, one URL given twice (or shard 0's), too many shards.
 func TestGatewayShardFlagsRefusedBeforeStart(t *testing.T) {
-	shard0 := "postgres://ledger@127.0.0.1:55432/ledger?sslmode=disable"
-	shard1 := "postgres://ledger@127.0.0.1:55433/ledger?sslmode=disable"
+	shard0 := "postgres://ledger@127.0.0.1:15432/ledger?sslmode=disable"
+	shard1 := "postgres://ledger@127.0.0.1:15433/ledger?sslmode=disable"
 	var tooMany []string
 	for i := range 16 {
-		tooMany = append(tooMany, "--shard-postgres-url", fmt.Sprintf("postgres://ledger@127.0.0.1:%d/ledger", 56000+i))
+		tooMany = append(tooMany, "--shard-postgres-url", fmt.Sprintf("postgres://ledger@127.0.0.1:%d/ledger", 16000+i))
 	}
 	for _, test := range []struct {
 		name string

@@ -15,7 +15,7 @@ func loadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags := flag.NewFlagSet("load", flag.ContinueOnError)
 	var o generator.CommandOptions
 	flags.StringVar(&o.Scenario, "scenario", "scenarios/gate.yaml", "the scenario file (docs/scenarios.md)")
-	baseURLs := flags.String("base-url", "http://127.0.0.1:58080", "the system's base URL(s), comma-separated, used round-robin")
+	baseURLs := flags.String("base-url", "http://127.0.0.1:18080", "the system's base URL(s), comma-separated, used round-robin")
 	flags.StringVar(&o.Out, "out", "", "run directory for the journal, load-summary.json and load-timeseries.jsonl (default reports/runs/<UTC timestamp>-<scenario>-load)")
 	flags.Var((*stackArgumentList)(&o.Sets), "set", "override a scenario field, e.g. schedule.rate=500 or client.duplicates.rate=0.05 (repeatable)")
 	flags.Int64Var(&o.Seed, "seed", 0, "seed of every random choice (0: the scenario's, else drawn and printed)")

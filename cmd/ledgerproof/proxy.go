@@ -17,7 +17,7 @@ import (
 // and toxiproxy's HTTP API on --listen-api.
 func proxyCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	listenAPI := flags.String("listen-api", "127.0.0.1:58290", "loopback host:port of toxiproxy's HTTP API")
+	listenAPI := flags.String("listen-api", "127.0.0.1:18290", "loopback host:port of toxiproxy's HTTP API")
 	configFile := flags.String("config", "", "JSON array of links {name, listen, upstream, enabled} (toxiproxy's populate format; required)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		return proxy.RunFile(ctx, *configFile, proxy.Config{

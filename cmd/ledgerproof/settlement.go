@@ -46,7 +46,7 @@ func (s *settlementFlags) complete() error {
 func relayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("relay", flag.ContinueOnError)
 	var s settlementFlags
-	s.register(flags, ledger.ProcessRelay, "127.0.0.1:58270")
+	s.register(flags, ledger.ProcessRelay, "127.0.0.1:18270")
 	flags.IntVar(&s.process.Relay.BatchSize, "batch-size", 256, "most outbox rows claimed, published and marked in one Postgres transaction")
 	flags.DurationVar(&s.process.Relay.IdleInterval, "idle-interval", 50*time.Millisecond, "pause after a pass that drained the outbox")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
@@ -62,7 +62,7 @@ func relayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 func settlerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet) error) {
 	flags := flag.NewFlagSet("settler", flag.ContinueOnError)
 	var s settlementFlags
-	s.register(flags, ledger.ProcessSettler, "127.0.0.1:58271")
+	s.register(flags, ledger.ProcessSettler, "127.0.0.1:18271")
 	flags.IntVar(&s.process.Settler.MaxRecords, "max-records", 512, "most settlement events read in one poll")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if err := s.complete(); err != nil {

@@ -20,7 +20,7 @@ func workerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagS
 	common.register(flags, &process.Daemon, ledger.ProcessWorker)
 	flags.StringVar(&process.Group, "group", "ledger-workers", "consumer group")
 	flags.StringVar(&process.InstanceID, "group-instance-id", "", "static group membership id, unique per worker: a restarted worker takes its partitions back at once (empty: dynamic)")
-	flags.StringVar(&process.MetricsListen, "metrics-listen", "127.0.0.1:58180", "address of /metrics, /healthz and /readyz")
+	flags.StringVar(&process.MetricsListen, "metrics-listen", "127.0.0.1:18180", "address of /metrics, /healthz and /readyz")
 	config := &process.Worker
 	flags.IntVar(&config.BatchSize, "batch-size", 512, "most records applied in one Postgres transaction")
 	flags.DurationVar(&config.Linger, "linger", 10*time.Millisecond, "when a poll returns a short batch, keep collecting records until this long after the previous batch was taken (fills batches under load; no linger after an apply that took this long)")

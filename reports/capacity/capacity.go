@@ -305,8 +305,7 @@ func capacityPorts(config *stack.Config, base, modeIndex int) {
 	config.PostgresPort, config.RedisPort, config.BrokerPort = base, base+1, base+2
 	config.GatewayPort, config.GatewayInternalPort, config.WorkerMetricsPort = base+10, base+30, base+50
 	// The relay's and the settler's metrics ports too: their default
-	// (58270) lies in the ephemeral range, where an outgoing connection
-	// may hold it.
+	// (18270) is the local stack's, which `make up` may hold.
 	config.SettlementPort = base + 70
 }
 

@@ -93,7 +93,7 @@ func TestCellConfig(t *testing.T) {
 	}
 	gateways := make([]string, target.Config.Gateways)
 	for i := range gateways {
-		gateways[i] = fmt.Sprintf("http://127.0.0.1:%d", 58080+i)
+		gateways[i] = fmt.Sprintf("http://127.0.0.1:%d", 18080+i)
 	}
 	executor := &executorStub{}
 	var output strings.Builder
@@ -157,7 +157,7 @@ func TestCellConfig(t *testing.T) {
 	}
 
 	args := strings.Join(runner.LoadArgs(config.RunDir, config.Scenario, config.Gateways, config.Sets, config.Seed, 0, 1), " ")
-	wantArgs := "load --scenario " + gateScenario + " --base-url http://127.0.0.1:58080,http://127.0.0.1:58081 --out /runs/03-x-" + bug +
+	wantArgs := "load --scenario " + gateScenario + " --base-url http://127.0.0.1:18080,http://127.0.0.1:18081 --out /runs/03-x-" + bug +
 		" --seed 42 --set " + strings.Join(wantSets, " --set ")
 	if args != wantArgs {
 		t.Errorf("the generator's command line:\n got %s\nwant %s", args, wantArgs)

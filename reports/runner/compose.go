@@ -19,7 +19,7 @@ const (
 	// gives its gateways and workers (LEDGERPROOF_DAILY_DEBIT_LIMIT); the
 	// audit judges limits-respected by it.
 	ComposeDailyDebitLimit int64 = 100_000
-	ComposeBrokers               = "localhost:29092,localhost:39092,localhost:49092"
+	ComposeBrokers               = "localhost:29092,localhost:29093,localhost:29094"
 )
 
 // ComposeProject is a Target: the reference system as a docker compose

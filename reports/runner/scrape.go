@@ -25,7 +25,7 @@ const MetricsFileName = "metrics.jsonl"
 type ScrapeTarget struct {
 	// Name names it in metrics.jsonl: gateway-0, worker-1.
 	Name string
-	// URL is its Prometheus text endpoint, e.g. http://127.0.0.1:58180/metrics.
+	// URL is its Prometheus text endpoint, e.g. http://127.0.0.1:18180/metrics.
 	URL string
 }
 

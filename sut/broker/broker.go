@@ -53,7 +53,7 @@ const (
 	// DefaultListen is the address the broker listens on when Config.Listen
 	// is empty: loopback, on a fixed port outside Kafka's usual 9092 so a
 	// real Kafka on the same machine does not collide with it.
-	DefaultListen = "127.0.0.1:59092"
+	DefaultListen = "127.0.0.1:19092"
 
 	// DefaultTopic is the topic the broker creates when Config.Topic is
 	// empty. It is the same name as kafka.DefaultTopic (a test in sut/kafka
@@ -85,7 +85,7 @@ const (
 // selects its documented default.
 type Config struct {
 	// Listen is the host:port to listen on, overriding the default
-	// DefaultListen (127.0.0.1:59092). The host must be a loopback address
+	// DefaultListen (127.0.0.1:19092). The host must be a loopback address
 	// (or "localhost"): the broker advertises its listener's address in
 	// metadata, so a wildcard address such as 0.0.0.0 would be advertised to
 	// clients as an address they cannot dial, and this broker has no

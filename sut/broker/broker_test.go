@@ -45,7 +45,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		})
 	}
 	defaults := Config{DataDir: "/tmp/x"}.withDefaults()
-	if defaults.Listen != "127.0.0.1:59092" || defaults.Topic != "ledger.commands" || defaults.Partitions != 16 || defaults.Sync || defaults.Logger == nil {
+	if defaults.Listen != "127.0.0.1:19092" || defaults.Topic != "ledger.commands" || defaults.Partitions != 16 || defaults.Sync || defaults.Logger == nil {
 		t.Errorf("defaults %+v", defaults)
 	}
 }

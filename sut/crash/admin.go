@@ -174,8 +174,8 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 
 // AdminURL returns the crash points endpoint of a process from the endpoint
 // the stack file records for it: a gateway's base URL
-// (http://127.0.0.1:58080) or a worker's metrics URL
-// (http://127.0.0.1:58180/metrics).
+// (http://127.0.0.1:18080) or a worker's metrics URL
+// (http://127.0.0.1:18180/metrics).
 func AdminURL(endpoint string) (string, error) {
 	parsed, err := url.Parse(endpoint)
 	if err != nil || parsed.Host == "" || (parsed.Scheme != "http" && parsed.Scheme != "https") {

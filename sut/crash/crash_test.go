@@ -446,15 +446,15 @@ func TestCrashClient(t *testing.T) {
 
 func TestCrashAdminURL(t *testing.T) {
 	cases := map[string]string{
-		"http://127.0.0.1:58080":         "http://127.0.0.1:58080/admin/crash-points",
-		"http://127.0.0.1:58180/metrics": "http://127.0.0.1:58180/admin/crash-points",
+		"http://127.0.0.1:18080":         "http://127.0.0.1:18080/admin/crash-points",
+		"http://127.0.0.1:18180/metrics": "http://127.0.0.1:18180/admin/crash-points",
 	}
 	for endpoint, want := range cases {
 		if got, err := crash.AdminURL(endpoint); err != nil || got != want {
 			t.Errorf("AdminURL(%s) = %s, %v; want %s", endpoint, got, err, want)
 		}
 	}
-	if _, err := crash.AdminURL("127.0.0.1:58080"); err == nil {
+	if _, err := crash.AdminURL("127.0.0.1:18080"); err == nil {
 		t.Error("a host:port without scheme was taken for a URL")
 	}
 }

@@ -27,9 +27,9 @@ import (
 // Default endpoints of the local stack; the same values are the defaults of
 // every process's flags, so a bare `ledgerproof gateway` finds `ledgerproof up`.
 const (
-	DefaultPostgresURL = "postgres://ledger@127.0.0.1:55432/ledger?sslmode=disable"
-	DefaultRedisAddr   = "127.0.0.1:56379"
-	DefaultBrokers     = "127.0.0.1:59092"
+	DefaultPostgresURL = "postgres://ledger@127.0.0.1:15432/ledger?sslmode=disable"
+	DefaultRedisAddr   = "127.0.0.1:16379"
+	DefaultBrokers     = "127.0.0.1:19092"
 )
 
 // Config is what every SUT process is given besides its own settings: its

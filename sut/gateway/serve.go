@@ -30,11 +30,11 @@ type ProcessConfig struct {
 	// Daemon holds the connections, seeded bugs and crash points.
 	Daemon daemon.Config
 	// Listen is the HTTP listen address of the public API. Default
-	// 127.0.0.1:58080.
+	// 127.0.0.1:18080.
 	Listen string
 	// InternalListen is the HTTP listen address of /readyz, /metrics, and
 	// the crash points and profiles when enabled: for the orchestrator and
-	// the scraper only, never the public. Default 127.0.0.1:58380.
+	// the scraper only, never the public. Default 127.0.0.1:18380.
 	InternalListen string
 	// KDFMemoryKiB and KDFIterations are argon2id's costs, set into
 	// Gateway.PasswordHashing. Default 19456 and 2.

@@ -14,9 +14,9 @@ func TestParseBrokerAddressMap(t *testing.T) {
 		wantError string
 	}{
 		{"empty", "", "", ""},
-		{"one", "127.0.0.1:59092=127.0.0.1:58291", "127.0.0.1:59092=127.0.0.1:58291", ""},
+		{"one", "127.0.0.1:19092=127.0.0.1:18291", "127.0.0.1:19092=127.0.0.1:18291", ""},
 		{"several, spaces, sorted", " b:2=c:3 , a:1=c:4,", "a:1=c:4,b:2=c:3", ""},
-		{"no equals", "127.0.0.1:59092", "", "want advertised-host:port=dialled-host:port"},
+		{"no equals", "127.0.0.1:19092", "", "want advertised-host:port=dialled-host:port"},
 		{"no port", "127.0.0.1=127.0.0.1:1", "", "missing port"},
 		{"twice", "a:1=b:2,a:1=c:3", "", "mapped twice"},
 	}

@@ -26,7 +26,7 @@ type Client struct {
 }
 
 // NewClient returns a client of the API at endpoint, e.g.
-// http://127.0.0.1:58290.
+// http://127.0.0.1:18290.
 func NewClient(endpoint string) *Client {
 	return &Client{endpoint: strings.TrimRight(endpoint, "/"), http: &http.Client{Timeout: requestTimeout}}
 }

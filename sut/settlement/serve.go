@@ -31,7 +31,7 @@ type ProcessConfig struct {
 	// process creates it, and the partitions the settler reads. Default 4.
 	Partitions int
 	// MetricsListen is the address of /metrics, /healthz and /readyz.
-	// Defaults 127.0.0.1:58270 (relay) and 127.0.0.1:58271 (settler).
+	// Defaults 127.0.0.1:18270 (relay) and 127.0.0.1:18271 (settler).
 	MetricsListen string
 	// Relay configures the relay (ServeRelay only).
 	Relay RelayConfig

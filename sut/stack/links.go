@@ -20,7 +20,7 @@ const KindProxy = "proxy"
 
 // DefaultProxyPort is the proxy API's port when Config.ProxyPort is 0; the
 // links listen on the next ports, in the order of Links.
-const DefaultProxyPort = 58290
+const DefaultProxyPort = 18290
 
 // The links `up --proxies` routes through the fault proxy. Each is a TCP
 // proxy of its own, named like this in toxiproxy's API. Gateways reach

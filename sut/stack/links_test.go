@@ -52,21 +52,21 @@ func TestPlanRoutesThroughProxies(t *testing.T) {
 				t.Errorf("proxy argv %q lacks %q", argv["proxy"], want)
 			}
 			for name, wants := range map[string][]string{
-				"gateway-0": {"--broker-address-map 127.0.0.1:59092=127.0.0.1:60001", "--brokers 127.0.0.1:60001", "--redis-addr 127.0.0.1:60004"},
-				"worker-0":  {"--broker-address-map 127.0.0.1:59092=127.0.0.1:60002", "--brokers 127.0.0.1:60002", "--redis-addr 127.0.0.1:60005", "127.0.0.1:60003"},
+				"gateway-0": {"--broker-address-map 127.0.0.1:19092=127.0.0.1:60001", "--brokers 127.0.0.1:60001", "--redis-addr 127.0.0.1:60004"},
+				"worker-0":  {"--broker-address-map 127.0.0.1:19092=127.0.0.1:60002", "--brokers 127.0.0.1:60002", "--redis-addr 127.0.0.1:60005", "127.0.0.1:60003"},
 			} {
 				for _, want := range wants {
 					if !strings.Contains(argv[name], want) {
 						t.Errorf("%s argv %q lacks %q", name, argv[name], want)
 					}
 				}
-				for _, direct := range []string{"--brokers 127.0.0.1:59092", "--redis-addr 127.0.0.1:56379"} {
+				for _, direct := range []string{"--brokers 127.0.0.1:19092", "--redis-addr 127.0.0.1:16379"} {
 					if strings.Contains(argv[name], direct) {
 						t.Errorf("%s argv %q still has %q", name, argv[name], direct)
 					}
 				}
 			}
-			if strings.Contains(argv["worker-0"], "127.0.0.1:55432/") || strings.Contains(argv["worker-0"], "127.0.0.1:55432,") {
+			if strings.Contains(argv["worker-0"], "127.0.0.1:15432/") || strings.Contains(argv["worker-0"], "127.0.0.1:15432,") {
 				t.Errorf("worker reaches the primary directly: %q", argv["worker-0"])
 			}
 		})

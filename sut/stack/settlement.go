@@ -15,7 +15,7 @@ const (
 
 // DefaultSettlementPort is Config.SettlementPort's default: the relay's
 // metrics port; the settler's is the next one.
-const DefaultSettlementPort = 58270
+const DefaultSettlementPort = 18270
 
 // settlementPort is SettlementPort, defaulted.
 func (c Config) settlementPort() int {

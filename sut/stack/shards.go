@@ -56,8 +56,8 @@ func (c Config) postgresShardPort(s int) int {
 }
 
 // DefaultPostgresShardPortOffset places shard 1's Postgres this far above
-// Config.PostgresPort when Config.PostgresShardPort is 0 (55442 for the
-// default 55432), clear of the standby's port next to the primary.
+// Config.PostgresPort when Config.PostgresShardPort is 0 (15442 for the
+// default 15432), clear of the standby's port next to the primary.
 const DefaultPostgresShardPortOffset = 10
 
 // validateShards adds the sharding problems of the config to problems and

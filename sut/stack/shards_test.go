@@ -38,7 +38,7 @@ func TestPlanOfAShardedStack(t *testing.T) {
 		byName[component.Name] = component
 		names = append(names, component.Name)
 	}
-	shardURLs := []string{"postgres://ledger@127.0.0.1:55442/ledger?sslmode=disable", "postgres://ledger@127.0.0.1:55443/ledger?sslmode=disable"}
+	shardURLs := []string{"postgres://ledger@127.0.0.1:15442/ledger?sslmode=disable", "postgres://ledger@127.0.0.1:15443/ledger?sslmode=disable"}
 	if !slices.Equal(file.Endpoints.ShardPostgresURLs, shardURLs) {
 		t.Fatalf("shard URLs %v, want %v", file.Endpoints.ShardPostgresURLs, shardURLs)
 	}

@@ -43,7 +43,7 @@ type Config struct {
 	// PostgresBinDir holds initdb and postgres. Default: found by
 	// PostgresBinDir.
 	PostgresBinDir string
-	// PostgresPort is the cluster's port on 127.0.0.1. Default 55432, away
+	// PostgresPort is the cluster's port on 127.0.0.1. Default 15432, away
 	// from a system Postgres on 5432.
 	PostgresPort int
 	// PostgresStandby adds a synchronous streaming standby of the cluster
@@ -52,27 +52,27 @@ type Config struct {
 	// cluster, and no commit waits for a second one.
 	PostgresStandby bool
 	// PostgresStandbyPort is the standby's port on 127.0.0.1, used with
-	// PostgresStandby. Default (0) DefaultPostgresStandbyPort, 55433, next
+	// PostgresStandby. Default (0) DefaultPostgresStandbyPort, 15433, next
 	// to the primary.
 	PostgresStandbyPort int
 	// PostgresSettings are extra name=value server settings of the cluster
 	// (postgres -c), after the stack's own. Default none.
 	PostgresSettings []string
-	// RedisPort is redis-server's port on 127.0.0.1. Default 56379.
+	// RedisPort is redis-server's port on 127.0.0.1. Default 16379.
 	RedisPort int
-	// BrokerPort is the broker's port on 127.0.0.1. Default 59092.
+	// BrokerPort is the broker's port on 127.0.0.1. Default 19092.
 	BrokerPort int
 	// GatewayPort is the first gateway's port; gateway i listens on
-	// GatewayPort+i. Default 58080.
+	// GatewayPort+i. Default 18080.
 	GatewayPort int
 	// GatewayInternalPort is the first gateway's internal listener port
 	// (its /readyz and /metrics, the crash points and profiles when
 	// enabled: --internal-listen); gateway i listens on
-	// GatewayInternalPort+i. Default (0): GatewayPort+300, 58380 for the
+	// GatewayInternalPort+i. Default (0): GatewayPort+300, 18380 for the
 	// default GatewayPort, so a caller that moves the gateways moves these.
 	GatewayInternalPort int
 	// WorkerMetricsPort is the first worker's metrics port; worker i listens
-	// on WorkerMetricsPort+i. Default 58180.
+	// on WorkerMetricsPort+i. Default 18180.
 	WorkerMetricsPort int
 	// Gateways is the number of gateway processes. Default 2.
 	Gateways int
@@ -98,7 +98,7 @@ type Config struct {
 	// Default false: every process talks to the services directly.
 	Proxies bool
 	// ProxyPort is the fault proxy API's port on 127.0.0.1; link i of Links
-	// listens on ProxyPort+1+i. Default (0) DefaultProxyPort, 58290.
+	// listens on ProxyPort+1+i. Default (0) DefaultProxyPort, 18290.
 	ProxyPort int
 	// GatewayArgs and WorkerArgs are appended to every gateway's and worker's
 	// command line (knobs such as KDF cost, seeded bugs), after
@@ -122,7 +122,7 @@ type Config struct {
 	Settlement bool
 	// SettlementPort is the relay's metrics port on 127.0.0.1; the
 	// settler's is SettlementPort+1. Default (0) DefaultSettlementPort,
-	// 58270.
+	// 18270.
 	SettlementPort int
 	// RelayArgs and SettlerArgs are appended to the relay's and the
 	// settler's command lines. Default none.
@@ -140,7 +140,7 @@ type Config struct {
 	// 1. Default 1: one ledger, today's stack.
 	Shards int
 	// PostgresShardPort is shard 1's Postgres port on 127.0.0.1; shard i
-	// uses PostgresShardPort+i-1. Default (0): PostgresPort+10, 55442 for
+	// uses PostgresShardPort+i-1. Default (0): PostgresPort+10, 15442 for
 	// the default PostgresPort.
 	PostgresShardPort int
 }
@@ -169,11 +169,11 @@ var TestRigGatewayArgs = []string{
 func DefaultConfig() Config {
 	return Config{
 		Dir:               ".ledgerproof/stack",
-		PostgresPort:      55432,
-		RedisPort:         56379,
-		BrokerPort:        59092,
-		GatewayPort:       58080,
-		WorkerMetricsPort: 58180,
+		PostgresPort:      15432,
+		RedisPort:         16379,
+		BrokerPort:        19092,
+		GatewayPort:       18080,
+		WorkerMetricsPort: 18180,
 		Gateways:          2,
 		Workers:           2,
 		Partitions:        16,
@@ -261,10 +261,10 @@ func (c Config) gatewayInternalPort() int {
 
 // Endpoints are the addresses clients of the stack use.
 type Endpoints struct {
-	// Gateways are base URLs of the public API, e.g. http://127.0.0.1:58080.
+	// Gateways are base URLs of the public API, e.g. http://127.0.0.1:18080.
 	Gateways []string `json:"gateways"`
 	// GatewayInternal are the gateways' internal base URLs (their /readyz,
-	// /metrics, crash points), e.g. http://127.0.0.1:58380; also each
+	// /metrics, crash points), e.g. http://127.0.0.1:18380; also each
 	// gateway component's Endpoint.
 	GatewayInternal []string `json:"gateway_internal,omitempty"`
 	// PostgresURL is the ledger database.

@@ -49,9 +49,10 @@ func testConfig(t *testing.T, dir string) stack.Config {
 	config.PostgresPort = stacktest.FreePort(t)
 	config.RedisPort = stacktest.FreePort(t)
 	config.BrokerPort = stacktest.FreePort(t)
-	// Every other port too: the defaults (58080…, 58270…) lie in the
-	// ephemeral range, where an outgoing connection or a parallel test can
-	// hold them (seen: the relay's 58270 "address already in use").
+	// Every other port too: the defaults (18080…, 18270…) are the local
+	// stack's, which `make up` or a parallel test can hold (seen, when the
+	// defaults were still in the ephemeral range: the relay's port
+	// "address already in use").
 	config.GatewayPort = stacktest.FreeRange(t, 4)
 	config.GatewayInternalPort = stacktest.FreeRange(t, 4)
 	config.WorkerMetricsPort = stacktest.FreeRange(t, 4)
@@ -394,7 +395,7 @@ func TestPlanGivesGatewaysTheTestRigLimitsAndAnInternalListener(t *testing.T) {
 			continue
 		}
 		argv := strings.Join(component.Argv, " ")
-		internal := fmt.Sprintf("127.0.0.1:%d", 58380+gateways)
+		internal := fmt.Sprintf("127.0.0.1:%d", 18380+gateways)
 		if !strings.Contains(argv, "--internal-listen "+internal) || component.Endpoint != "http://"+internal ||
 			component.Ready.Target != "http://"+internal+"/readyz" {
 			t.Errorf("%s: argv %q, endpoint %s, probe %s; want the internal listener %s", component.Name, argv, component.Endpoint, component.Ready.Target, internal)
@@ -405,8 +406,8 @@ func TestPlanGivesGatewaysTheTestRigLimitsAndAnInternalListener(t *testing.T) {
 		}
 		gateways++
 	}
-	if gateways != config.Gateways || len(file.Endpoints.Gateways) != gateways || file.Endpoints.Gateways[0] != "http://127.0.0.1:58080" ||
-		len(file.Endpoints.GatewayInternal) != gateways || file.Endpoints.GatewayInternal[1] != "http://127.0.0.1:58381" {
+	if gateways != config.Gateways || len(file.Endpoints.Gateways) != gateways || file.Endpoints.Gateways[0] != "http://127.0.0.1:18080" ||
+		len(file.Endpoints.GatewayInternal) != gateways || file.Endpoints.GatewayInternal[1] != "http://127.0.0.1:18381" {
 		t.Fatalf("%d gateways, endpoints %+v", gateways, file.Endpoints)
 	}
 

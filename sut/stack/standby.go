@@ -27,7 +27,7 @@ const StandbyComponentName = "postgres-standby"
 
 // DefaultPostgresStandbyPort is the standby's default port on 127.0.0.1,
 // next to the primary's default.
-const DefaultPostgresStandbyPort = 55433
+const DefaultPostgresStandbyPort = 15433
 
 // ReplicationRole is the role the standby streams WAL as (LOGIN
 // REPLICATION, trusted on loopback like every role of the local stack).

@@ -39,7 +39,7 @@ type ProcessConfig struct {
 	// dynamic membership.
 	InstanceID string
 	// MetricsListen is the address of /metrics, /healthz and /readyz.
-	// Default 127.0.0.1:58180.
+	// Default 127.0.0.1:18180.
 	MetricsListen string
 	// CrashBetweenCommits injects a crash between a batch's two commits
 	// under the seeded bugs that split them. Default: none.

@@ -493,10 +493,10 @@ func TestShardedWorkersSagaBugsAreCaught(t *testing.T) {
 }
 
 func TestProcessConfigShardsAreValidated(t *testing.T) {
-	base := "postgres://ledger@127.0.0.1:55432/ledger"
+	base := "postgres://ledger@127.0.0.1:15432/ledger"
 	many := make([]string, shard.MaxShards)
 	for i := range many {
-		many[i] = fmt.Sprintf("postgres://ledger@127.0.0.1:%d/ledger", 56000+i)
+		many[i] = fmt.Sprintf("postgres://ledger@127.0.0.1:%d/ledger", 16000+i)
 	}
 	cases := []struct {
 		name   string
@@ -506,8 +506,8 @@ func TestProcessConfigShardsAreValidated(t *testing.T) {
 		error  string
 	}{
 		{"one ledger", 0, nil, 1, ""},
-		{"shard 1 of 2", 1, []string{"postgres://ledger@127.0.0.1:55433/ledger"}, 2, ""},
-		{"shard out of range", 2, []string{"postgres://ledger@127.0.0.1:55433/ledger"}, 0, "--shard 2 is not a shard of 2"},
+		{"shard 1 of 2", 1, []string{"postgres://ledger@127.0.0.1:15433/ledger"}, 2, ""},
+		{"shard out of range", 2, []string{"postgres://ledger@127.0.0.1:15433/ledger"}, 0, "--shard 2 is not a shard of 2"},
 		{"negative shard", -1, nil, 0, "--shard -1 is not a shard of 1"},
 		{"shard without URLs", 1, nil, 0, "--shard 1 is not a shard of 1"},
 		{"shard 0's URL again", 0, []string{base}, 0, "shards 0 and 1 have the same Postgres URL"},

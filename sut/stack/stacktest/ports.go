@@ -108,7 +108,8 @@ const (
 // FreeRange returns the first of n consecutive loopback ports below the
 // ephemeral range that were free a moment ago, claimed for this test
 // process: for a stack's defaulted port ranges (worker metrics, the relay
-// and settler, the proxy), whose defaults lie in the ephemeral range.
+// and settler, the proxy), whose defaults are the local stack's, which
+// `make up` may hold.
 func FreeRange(t testing.TB, n int) int {
 	t.Helper()
 	return freeRangeBelowEphemeral(t, n)
