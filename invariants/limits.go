@@ -108,7 +108,7 @@ func (a *auditor) limitsTransaction(index int32, t *Transaction, row *txRow) {
 	// day until the refund: a daily-limit refusal in that window was
 	// justified by it. It is kept as a debit that may have come before a
 	// refusal, never as a settled debit of the day's total.
-	heldBySaga := row.status == statusRejected && a.sagas.compensated[t.ID]
+	heldBySaga := a.sagaHeld(row.status, t.ID)
 	if row.status != statusSettled && !heldBySaga && !(row.status == statusRejected && t.Reason == ReasonDailyLimitExceeded) {
 		return
 	}
@@ -291,7 +291,13 @@ func (a *auditor) checkLimits() {
 // its debit held the amount against the day while the saga was in flight.
 func (a *auditor) heldBySaga(index int32) bool {
 	row := &a.rows[index]
-	return row.status == statusRejected && a.sagas.compensated[a.rowID(row)]
+	return a.sagaHeld(row.status, a.rowID(row))
+}
+
+// sagaHeld is heldBySaga of a row's status and transaction id, for a row
+// not yet stored (limitsTransaction).
+func (a *auditor) sagaHeld(status status, id string) bool {
+	return status == statusRejected && a.sagas.compensated[id]
 }
 
 // judgeDailyRejection judges one daily_limit_exceeded rejection against the
