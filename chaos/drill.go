@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/stack"
@@ -42,6 +43,12 @@ type DrillOptions struct {
 	// StepTimeout bounds each action (a start includes the wait for
 	// readiness); positive (the CLI's default 2m).
 	StepTimeout time.Duration
+	// Supervise restarts, while the plan runs, a gateway, worker, relay or
+	// settler of the local stack that exits on its own (a crash point, a
+	// seeded crash) a second after it exits, as systemd or Kubernetes
+	// would (stack.RestartExited). Without it such a process stays down
+	// until a later step starts it. Local stack only.
+	Supervise bool
 }
 
 // validate rejects settings the drill cannot use, before the plan is read.
@@ -56,6 +63,9 @@ func (o DrillOptions) validate() error {
 		if _, err := strconv.ParseUint(o.Seed, 10, 64); err != nil {
 			return fmt.Errorf("--seed %q: want a non-negative integer", o.Seed)
 		}
+	}
+	if o.Supervise && o.ComposeFile != "" {
+		return errors.New("--supervise restarts the local stack's processes; with --compose, compose's restart policy does (restart: on-failure)")
 	}
 	if o.Services != "" {
 		if o.ComposeFile == "" {
@@ -129,9 +139,15 @@ func RunDrill(ctx context.Context, o DrillOptions, out io.Writer) error {
 	}
 	defer logFile.Close()
 	fmt.Fprintf(out, "applying to %s; chaos log %s\n", executor.Describe(), logFile.Name())
+	if o.Supervise {
+		// The supervisor's lines and the runner's share out.
+		out = &serialWriter{w: out}
+	}
 	runner := &Runner{Executor: executor, ChaosLog: logFile, Output: out,
 		StopOnError: o.StopOnError, StepTimeout: o.StepTimeout, LeaveFaults: o.LeaveFaults}
+	stopSupervisor := o.supervise(ctx, out)
 	summary, runError := runner.Run(ctx, plan.Name, seed, timeline, time.Now())
+	stopSupervisor()
 	if err := logFile.Sync(); err != nil && runError == nil {
 		runError = fmt.Errorf("chaos log: %w", err)
 	}
@@ -139,6 +155,35 @@ func RunDrill(ctx context.Context, o DrillOptions, out io.Writer) error {
 		fmt.Fprintf(out, "plan %s done: %d applied, %d failed, %d not run\n", plan.Name, len(summary.Records), summary.Failed, summary.NotRun)
 	}
 	return runError
+}
+
+// supervise starts stack.RestartExited on the local stack when Supervise
+// asks for it; the function it returns stops it and waits for it to end.
+func (o DrillOptions) supervise(ctx context.Context, out io.Writer) func() {
+	if !o.Supervise {
+		return func() {}
+	}
+	supervisorContext, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stack.RestartExited(supervisorContext, o.StackDir, func(line string) {
+			fmt.Fprintf(out, "supervisor: %s\n", line)
+		})
+	}()
+	return func() { stop(); <-done }
+}
+
+// serialWriter lets goroutines share a writer one Write at a time.
+type serialWriter struct {
+	mutex sync.Mutex
+	w     io.Writer
+}
+
+func (s *serialWriter) Write(p []byte) (int, error) {
+	s.mutex.Lock()
+	defer s.mutex.Unlock()
+	return s.w.Write(p)
 }
 
 // executor builds the executor the options name.

@@ -22,6 +22,7 @@ func TestDrillOptionsValidate(t *testing.T) {
 		{"services without compose", func(o *DrillOptions) { o.Services = "broker=kafka-1" }, "--service maps targets to compose services: it needs --compose"},
 		{"service without its name", func(o *DrillOptions) { o.ComposeFile, o.Services = "c.yml", "broker=" }, `--service "broker=": want TARGET=SERVICE`},
 		{"service without a target", func(o *DrillOptions) { o.ComposeFile, o.Services = "c.yml", "broker=kafka-1,kafka-2" }, "want TARGET=SERVICE"},
+		{"supervise with compose", func(o *DrillOptions) { o.ComposeFile, o.Supervise = "c.yml", true }, "--supervise restarts the local stack's processes"},
 	}
 	for _, c := range refused {
 		o := good
@@ -30,9 +31,11 @@ func TestDrillOptionsValidate(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
+	supervised := good
+	supervised.Supervise = true
 	compose := good
 	compose.ComposeFile, compose.Services, compose.Seed = "c.yml", "broker=kafka-1, worker-1=worker", "0"
-	for _, o := range []DrillOptions{good, compose} {
+	for _, o := range []DrillOptions{good, supervised, compose} {
 		if err := o.validate(); err != nil {
 			t.Errorf("%+v: %v", o, err)
 		}

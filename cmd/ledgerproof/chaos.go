@@ -29,6 +29,7 @@ func chaosCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSe
 	flags.BoolVar(&o.StopOnError, "stop-on-error", false, "end the run at the first failed step (default: log it and go on)")
 	flags.BoolVar(&o.LeaveFaults, "leave-faults", false, "do not resume paused processes and heal faulted links when the plan ends")
 	flags.DurationVar(&o.StepTimeout, "step-timeout", 2*time.Minute, "bound on each action (a start includes the wait for readiness)")
+	flags.BoolVar(&o.Supervise, "supervise", false, "while the plan runs, restart a gateway, worker, relay or settler that exits on its own (a crash point, a seeded crash) a second later, as systemd or Kubernetes would; without it such a process stays down until a step starts it (local stack only)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		return chaos.RunDrill(ctx, o, os.Stdout)
 	}

@@ -135,7 +135,7 @@ func runCell(ctx context.Context, o Options, root string, index, total int, run 
 		watchdog.Add(1)
 		go func() {
 			defer watchdog.Done()
-			runner.RestartExited(watchContext, stackDir, func(line string) {
+			stack.RestartExited(watchContext, stackDir, func(line string) {
 				restartsMutex.Lock()
 				restarts = append(restarts, line)
 				restartsMutex.Unlock()

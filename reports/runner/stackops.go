@@ -12,56 +12,6 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
-// RestartExited restarts, until ctx ends, every gateway, worker, relay or settler that
-// exited on its own (recorded running or failed, process gone) for at least
-// a second: a seeded crash, as a process supervisor would. Components the
-// fault plan killed or stopped are left to the plan.
-func RestartExited(ctx context.Context, dir string, log func(string)) {
-	deadSince := map[string]time.Time{}
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		file, err := stack.Load(dir)
-		if err != nil {
-			continue
-		}
-		for _, component := range file.Components {
-			if component.Kind != stack.KindWorker && component.Kind != stack.KindGateway &&
-				component.Kind != stack.KindRelay && component.Kind != stack.KindSettler {
-				continue
-			}
-			exited := !component.Alive() && (component.State == stack.StateRunning || component.State == stack.StateFailed)
-			if !exited {
-				delete(deadSince, component.Name)
-				continue
-			}
-			since, seen := deadSince[component.Name]
-			if !seen {
-				deadSince[component.Name] = time.Now()
-				continue
-			}
-			if time.Since(since) < time.Second {
-				continue
-			}
-			_, err := stack.Operate(ctx, dir, component.Name, stack.ActionStart)
-			if ctx.Err() != nil {
-				return
-			}
-			delete(deadSince, component.Name)
-			if err != nil {
-				log(fmt.Sprintf("restart of %s (exited on its own) failed: %v", component.Name, firstLine(err.Error())))
-			} else {
-				log(fmt.Sprintf("restarted %s (exited on its own)", component.Name))
-			}
-		}
-	}
-}
-
 // firstLine is s up to its first newline.
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -418,7 +418,14 @@ func (s *Store) applyOffsetFirst(ctx context.Context, batch Batch) (BatchResult,
 		if err != nil {
 			return err
 		}
-		return writes.send(ctx, tx, batch.Partition)
+		if err := writes.send(ctx, tx, batch.Partition); err != nil {
+			return err
+		}
+		// The batch's crash point, where the correct apply has it: the
+		// batch's writes made, their transaction not committed (here the
+		// offset's already is).
+		crash.Hit(crash.MidBatch)
+		return nil
 	})
 	return result, err
 }
@@ -443,7 +450,12 @@ func (s *Store) applyOffsetLast(ctx context.Context, batch Batch) (BatchResult, 
 		if err != nil {
 			return err
 		}
-		return writes.send(ctx, tx, batch.Partition)
+		if err := writes.send(ctx, tx, batch.Partition); err != nil {
+			return err
+		}
+		// The batch's crash point: its writes made, not committed.
+		crash.Hit(crash.MidBatch)
+		return nil
 	})
 	if err != nil || len(records) == 0 {
 		return result, err
@@ -489,7 +501,13 @@ func (s *Store) applyChunksConcurrently(ctx context.Context, batch Batch) (Batch
 				}
 				writes.setOffset(batch.Topic, batch.Partition, result.NextOffset)
 				writes.offsetOnlyForward = true
-				return writes.send(groupContext, tx, batch.Partition)
+				if err := writes.send(groupContext, tx, batch.Partition); err != nil {
+					return err
+				}
+				// The batch's crash point, in each chunk's transaction: the
+				// chunks that committed first stay.
+				crash.Hit(crash.MidBatch)
+				return nil
 			})
 			if err != nil {
 				return err

@@ -186,8 +186,8 @@ func (c *Component) Start(ctx context.Context) error {
 // ErrCrashedOnPurpose is Start's error when the process started and then,
 // before it was ready, crashed on purpose (a crash point or the seeded
 // between-commits crash: crash.OnPurpose): it ran, as a kill right after a
-// start would leave it. A supervisor restarts it (the run engine's
-// RestartExited).
+// start would leave it. A supervisor restarts it (RestartExited: the
+// mutation matrix's, `ledgerproof chaos --supervise`).
 var ErrCrashedOnPurpose = errors.New("crashed on purpose before it was ready")
 
 // Stop asks the component to shut down with its stop signal, waits up to
