@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/internal/syncwriter"
 	"github.com/ledgerproof/ledgerproof/sut/stack"
 )
 
@@ -141,7 +141,7 @@ func RunDrill(ctx context.Context, o DrillOptions, out io.Writer) error {
 	fmt.Fprintf(out, "applying to %s; chaos log %s\n", executor.Describe(), logFile.Name())
 	if o.Supervise {
 		// The supervisor's lines and the runner's share out.
-		out = &serialWriter{w: out}
+		out = syncwriter.New(out)
 	}
 	runner := &Runner{Executor: executor, ChaosLog: logFile, Output: out,
 		StopOnError: o.StopOnError, StepTimeout: o.StepTimeout, LeaveFaults: o.LeaveFaults}
@@ -172,18 +172,6 @@ func (o DrillOptions) supervise(ctx context.Context, out io.Writer) func() {
 		})
 	}()
 	return func() { stop(); <-done }
-}
-
-// serialWriter lets goroutines share a writer one Write at a time.
-type serialWriter struct {
-	mutex sync.Mutex
-	w     io.Writer
-}
-
-func (s *serialWriter) Write(p []byte) (int, error) {
-	s.mutex.Lock()
-	defer s.mutex.Unlock()
-	return s.w.Write(p)
 }
 
 // executor builds the executor the options name.

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ledgerproof/ledgerproof/internal/syncwriter"
 	"github.com/ledgerproof/ledgerproof/load/client"
 	"github.com/ledgerproof/ledgerproof/load/history"
 	"github.com/ledgerproof/ledgerproof/load/metrics"
@@ -100,7 +101,7 @@ type engine struct {
 	workload *Workload
 	// replays holds the money operations to send again later (client.replays).
 	replays replayQueue
-	output  *lockedWriter
+	output  *syncwriter.Writer
 	started time.Time
 }
 
@@ -140,7 +141,7 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	e := &engine{config: config, scenario: s, output: &lockedWriter{w: config.Output}}
+	e := &engine{config: config, scenario: s, output: syncwriter.New(config.Output)}
 	// The load's metrics start with the schedule: setup's requests are not the load's.
 	observer := &switchObserver{}
 	e.ledger = config.Ledger
@@ -724,16 +725,4 @@ func (c *inFlightCounter) load() int {
 	c.mutex.Lock()
 	defer c.mutex.Unlock()
 	return c.count
-}
-
-// lockedWriter serialises the lines of many goroutines.
-type lockedWriter struct {
-	mutex sync.Mutex
-	w     io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mutex.Lock()
-	defer l.mutex.Unlock()
-	return l.w.Write(p)
 }

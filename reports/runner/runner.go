@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/chaos"
+	"github.com/ledgerproof/ledgerproof/internal/syncwriter"
 	"github.com/ledgerproof/ledgerproof/invariants"
 	"github.com/ledgerproof/ledgerproof/load/metrics"
 	"github.com/ledgerproof/ledgerproof/load/threshold"
@@ -175,7 +176,7 @@ type run struct {
 	config  Config
 	record  *RunFile
 	started time.Time
-	output  *lockedWriter
+	output  *syncwriter.Writer
 
 	mutex sync.Mutex
 	phase string
@@ -209,7 +210,7 @@ func Run(ctx context.Context, config Config) (*RunFile, error) {
 	if err := os.MkdirAll(config.RunDir, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	r := &run{config: config, record: config.Record, started: config.Now(), output: &lockedWriter{w: config.Output}}
+	r := &run{config: config, record: config.Record, started: config.Now(), output: syncwriter.New(config.Output)}
 	if r.record.StartedAt.IsZero() {
 		r.record.StartedAt = r.started.UTC()
 	}
@@ -710,18 +711,6 @@ func (r *run) writeRecord() {
 		r.say("ERROR: %v", err)
 		r.record.Verdict, r.record.ExitCode = VerdictCouldNotRun, ExitCouldNotRun
 	}
-}
-
-// lockedWriter serialises writes from the run's goroutines.
-type lockedWriter struct {
-	mutex sync.Mutex
-	w     io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mutex.Lock()
-	defer l.mutex.Unlock()
-	return l.w.Write(p)
 }
 
 // tail returns the last lines of a file, for error messages.
