@@ -1,6 +1,7 @@
 package syncwriter
 
 import (
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +14,7 @@ type racyWriter struct{ out []byte }
 func (r *racyWriter) Write(p []byte) (int, error) {
 	for _, b := range p {
 		r.out = append(r.out, b)
-		for range 10 {
-			_ = strings.Repeat("", 1)
-		}
+		runtime.Gosched()
 	}
 	return len(p), nil
 }

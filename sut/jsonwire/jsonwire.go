@@ -2,8 +2,9 @@
 // on the topic, a response body, an idempotency record) without
 // reflection. Every function writes exactly the bytes encoding/json writes
 // for the same Go value, so a message's wire form does not depend on which
-// encoder made it: readers, stored fingerprints of responses and replays
-// compare bytes. A value the fast path does not cover (a string with a byte
+// encoder made it: the fingerprints the ledger and Redis keep were made from
+// the canonical request's bytes, and a replay sends a stored response's
+// bytes again. A value the fast path does not cover (a string with a byte
 // encoding/json escapes, a time outside what RFC 3339 can say) is handed to
 // encoding/json itself.
 package jsonwire
