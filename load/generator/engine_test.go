@@ -218,6 +218,9 @@ func TestRunExitCodeFollowsTheThresholds(t *testing.T) {
 
 func TestRunDropsIterationsThatCannotStart(t *testing.T) {
 	t.Parallel()
+	// The client's timeout (the scenario's client.timeout), and how long the
+	// fake system holds each operation in the cases that end.
+	const clientTimeout, hold = 9 * time.Second, 300 * time.Millisecond
 	tests := []struct {
 		name        string
 		configure   func(*fakeSystem)
@@ -233,11 +236,11 @@ func TestRunDropsIterationsThatCannotStart(t *testing.T) {
 	}{
 		{name: "one slot held by an operation that never ends", configure: func(f *fakeSystem) { f.hangLoad = true },
 			maxInFlight: 1, startedMin: 1, startedMax: 1, droppedMin: 19, droppedMax: 19, cancelled: true,
-			waiting: 9 * time.Second}, // the client's timeout
-		{name: "one slot, each operation held 6 intervals", configure: func(f *fakeSystem) { f.loadDelay = 300 * time.Millisecond },
+			waiting: clientTimeout},
+		{name: "one slot, each operation held 6 intervals", configure: func(f *fakeSystem) { f.loadDelay = hold },
 			maxInFlight: 1, startedMin: 1, startedMax: 5, droppedMin: 15, droppedMax: 19,
-			waiting: 20 * 300 * time.Millisecond}, // the 20 operations one after another
-		{name: "room for every operation held", configure: func(f *fakeSystem) { f.loadDelay = 300 * time.Millisecond },
+			waiting: 20 * hold}, // the 20 operations one after another
+		{name: "room for every operation held", configure: func(f *fakeSystem) { f.loadDelay = hold },
 			maxInFlight: 20, startedMin: 20, startedMax: 20, droppedMin: 0, droppedMax: 0},
 	}
 	for _, test := range tests {
@@ -254,7 +257,7 @@ schedule:
   duration: 1s
   graceful_stop: 500ms
   max_in_flight: `+itoa(test.maxInFlight)+`
-`+strings.Replace(fastClient, "timeout: 5s", "timeout: 9s", 1))
+`+strings.Replace(fastClient, "timeout: 5s", "timeout: "+clientTimeout.String(), 1))
 			result, _ := runLoad(t, context.Background(), server, s, nil)
 			summary := result.Summary
 			started, dropped := int(figure(summary, "iterations", "count")), int(figure(summary, "dropped_iterations", "count"))
