@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/sut/daemon"
@@ -64,10 +65,16 @@ func settlerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	var s settlementFlags
 	s.register(flags, ledger.ProcessSettler, "127.0.0.1:18271")
 	flags.IntVar(&s.process.Settler.MaxRecords, "max-records", 512, "most settlement events read in one poll")
+	poll := flags.Int("poll-min-bytes", 16<<10, "bytes of events a fetch waits for, at most --poll-max-wait: fewer, larger Postgres transactions under load")
+	flags.DurationVar(&s.process.Settler.PollMaxWait, "poll-max-wait", 200*time.Millisecond, "longest a fetch waits for --poll-min-bytes (an idle topic's event waits this long)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if err := s.complete(); err != nil {
 			return err
 		}
+		if *poll < 1 || *poll > 64<<20 {
+			return fmt.Errorf("--poll-min-bytes %d not in [1, %d]", *poll, 64<<20)
+		}
+		s.process.Settler.PollMinBytes = int32(*poll)
 		return settlement.ServeSettler(ctx, s.process)
 	}
 }

@@ -25,6 +25,15 @@ type ReaderConfig struct {
 	// BrokerAddressMap redirects connections to advertised broker addresses
 	// (through a fault proxy). Default none.
 	BrokerAddressMap BrokerAddressMap
+	// FetchMinBytes is how many bytes of records a fetch waits for, at most
+	// FetchMaxWait, before the broker answers it. A reader whose every poll
+	// costs a Postgres transaction reads fewer and larger polls under load
+	// with more; an idle topic's records then wait up to FetchMaxWait.
+	// Default 1: the broker answers with the first record.
+	FetchMinBytes int32
+	// FetchMaxWait bounds how long a fetch waits for FetchMinBytes, and a
+	// poll of an idle topic for any record. Default 500ms.
+	FetchMaxWait time.Duration
 }
 
 // Reader reads every listed partition of one topic from given offsets,
@@ -35,8 +44,7 @@ type Reader struct {
 	client *kgo.Client
 }
 
-// readerFetchMaxWait bounds how long a fetch waits for records, so a poll
-// of an idle topic returns soon.
+// readerFetchMaxWait is ReaderConfig.FetchMaxWait's default.
 const readerFetchMaxWait = 500 * time.Millisecond
 
 // NewReader builds a Reader; it dials on first use.
@@ -53,6 +61,16 @@ func NewReader(config ReaderConfig) (*Reader, error) {
 	if config.ClientID == "" {
 		config.ClientID = "ledger-reader"
 	}
+	if config.FetchMinBytes == 0 {
+		config.FetchMinBytes = 1
+	}
+	if config.FetchMaxWait == 0 {
+		config.FetchMaxWait = readerFetchMaxWait
+	}
+	if config.FetchMinBytes < 1 || config.FetchMaxWait < time.Millisecond {
+		return nil, fmt.Errorf("kafka reader: fetch min bytes %d must be at least 1 and fetch max wait %s at least 1ms",
+			config.FetchMinBytes, config.FetchMaxWait)
+	}
 	offsets := make(map[int32]kgo.Offset, len(config.StartOffsets))
 	for partition, next := range config.StartOffsets {
 		if next < 0 {
@@ -64,7 +82,8 @@ func NewReader(config ReaderConfig) (*Reader, error) {
 		kgo.SeedBrokers(config.Brokers...),
 		kgo.ClientID(config.ClientID),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{config.Topic: offsets}),
-		kgo.FetchMaxWait(readerFetchMaxWait),
+		kgo.FetchMinBytes(config.FetchMinBytes),
+		kgo.FetchMaxWait(config.FetchMaxWait),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.MetadataMinAge(metadataMinAge),
 	}, config.BrokerAddressMap)...)

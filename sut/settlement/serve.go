@@ -200,14 +200,18 @@ func ServeSettler(ctx context.Context, process ProcessConfig) error {
 		return err
 	}
 	logger.Info("settlement partitions", "offsets", offsets)
+	config := process.Settler
+	config.Topic = process.Topic
+	if err := config.applyDefaults(); err != nil {
+		return err
+	}
 	reader, err := kafka.NewReader(kafka.ReaderConfig{Brokers: connections.BrokerList(), Topic: process.Topic, StartOffsets: offsets,
-		ClientID: connections.Name, BrokerAddressMap: connections.BrokerAddressMap})
+		ClientID: connections.Name, BrokerAddressMap: connections.BrokerAddressMap,
+		FetchMinBytes: config.PollMinBytes, FetchMaxWait: config.PollMaxWait})
 	if err != nil {
 		return err
 	}
 	defer reader.Close()
-	config := process.Settler
-	config.Topic = process.Topic
 	settler, err := NewSettler(store, reader, config, bugs, logger)
 	if err != nil {
 		return err

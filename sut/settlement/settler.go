@@ -26,6 +26,15 @@ type SettlerConfig struct {
 	Topic string
 	// MaxRecords is the most records one poll returns. Default 512.
 	MaxRecords int
+	// PollMinBytes is how many bytes of events a fetch waits for, at most
+	// PollMaxWait, before the broker answers it (ServeSettler's reader;
+	// kafka.ReaderConfig.FetchMinBytes). Each poll's records of a partition
+	// cost one Postgres transaction, so under load the settler applies
+	// fewer, larger ones; an event of an idle topic waits up to
+	// PollMaxWait. Default 16 KiB, about a hundred events.
+	PollMinBytes int32
+	// PollMaxWait bounds a fetch's wait for PollMinBytes. Default 200ms.
+	PollMaxWait time.Duration
 	// RetryMax is the longest pause between attempts at a partition's
 	// records that failed to apply (they are retried, never skipped; the
 	// pauses double from 50ms). Default 2s.
@@ -42,6 +51,12 @@ func (c *SettlerConfig) applyDefaults() error {
 	if c.MaxRecords == 0 {
 		c.MaxRecords = 512
 	}
+	if c.PollMinBytes == 0 {
+		c.PollMinBytes = 16 << 10
+	}
+	if c.PollMaxWait == 0 {
+		c.PollMaxWait = 200 * time.Millisecond
+	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 2 * time.Second
 	}
@@ -53,6 +68,10 @@ func (c *SettlerConfig) applyDefaults() error {
 		return fmt.Errorf("settler: max records %d not in [1, 100000]", c.MaxRecords)
 	case c.RetryMax < 0 || c.OffsetCommitInterval < 0:
 		return fmt.Errorf("settler: negative retry max or offset commit interval")
+	case c.PollMinBytes < 1 || c.PollMinBytes > 64<<20:
+		return fmt.Errorf("settler: poll min bytes %d not in [1, %d]", c.PollMinBytes, 64<<20)
+	case c.PollMaxWait < time.Millisecond || c.PollMaxWait > 10*time.Second:
+		return fmt.Errorf("settler: poll max wait %s not in [1ms, 10s]", c.PollMaxWait)
 	}
 	return nil
 }
