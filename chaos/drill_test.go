@@ -295,13 +295,21 @@ func audit(t *testing.T, ctx context.Context, file *stack.File, runDir string) *
 		t.Fatal(err)
 	}
 	defer broker.Close()
+	// The settler's last events are drained too, as audit --stack does:
+	// without it, an effect still on its way (the settler's fetch waits up
+	// to its --poll-max-wait) looks lost.
+	settlements, err := invariants.OpenBrokerOffsets(file.Endpoints.Brokers, invariants.SettlementsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer settlements.Close()
 	cache := invariants.OpenRedis(file.Endpoints.RedisAddr)
 	defer cache.Close()
 	var progress bytes.Buffer
 	result, err := invariants.Audit(ctx, invariants.Config{
 		RunDir:       runDir,
 		Ledger:       source,
-		Drain:        invariants.KafkaDrainProbe(broker, source),
+		Drain:        invariants.SettlementDrainProbe(invariants.KafkaDrainProbe(broker, source), source, settlements),
 		DrainTimeout: 60 * time.Second,
 		Cache:        cache,
 		Scope:        invariants.ScopeLedger,
