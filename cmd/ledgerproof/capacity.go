@@ -44,7 +44,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.Float64Var(&o.RequireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
 	flags.BoolVar(&o.Calibrate, "calibrate", true, "before the steps, measure this machine's own limits with bare programs (HTTP, a batched Postgres apply, a Redis round trip, a produce) and state each knee as a fraction of the ceiling they give")
 	flags.Float64Var(&o.RequireCeilingFraction, "require-ceiling-fraction", 0, "exit 3 unless the batched knee reaches this fraction of the calibrated ceiling (0: no requirement; needs --calibrate)")
-	flags.IntVar(&o.ProfileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics; the load generator serves no profile: its CPU, like every process's, is sampled from /proc; 0: none")
+	flags.IntVar(&o.ProfileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics, and the load generator's own profile of the step's whole schedule (load.cpu.pprof); 0: none")
 	flags.IntVar(&o.ProfileSeconds, "profile-seconds", 15, "length of each CPU profile")
 	flags.DurationVar(&o.Soak, "soak", 0, "after the batched steps, on the same stack, hold a load at --soak-fraction of the knee this long, sampling every process's private memory: the soak passes when the load held and every process's memory stayed flat, else exit 3 (0: no soak; else at least 10s; make capacity: 10m)")
 	flags.Float64Var(&o.SoakFraction, "soak-fraction", capacity.DefaultSoakFraction, "the soak's rate as a fraction of the batched knee")

@@ -26,6 +26,7 @@ func loadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.DurationVar(&o.StartTimeout, "start-timeout", 10*time.Minute, "how long to wait for --start-file")
 	flags.StringVar(&o.Profile, "profile", "", "the system profile: how to speak to a system whose API is not the reference's (profiles/, docs/external.md); default the reference API")
 	flags.StringVar(&o.MetricsAddress, "metrics-address", "", "serve Prometheus /metrics at this host:port while the load runs (default: none)")
+	flags.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile of this process over the schedule (setup left out) to this file, for go tool pprof (default: none)")
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		o.BaseURLs = runner.SplitList(*baseURLs)
 		return exitWith(generator.RunCommand(ctx, o, os.Stdout, os.Stderr), nil)

@@ -42,6 +42,8 @@ type CommandOptions struct {
 	StartTimeout         time.Duration
 	// MetricsAddress serves Prometheus /metrics at this host:port while the load runs; "": none.
 	MetricsAddress string
+	// CPUProfile is Config.CPUProfile: a CPU profile of the schedule is written there; "": none.
+	CPUProfile string
 }
 
 // validate rejects settings that contradict each other or cannot be read;
@@ -98,7 +100,7 @@ func (o CommandOptions) prepare() (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	config := &Config{Scenario: s, BaseURLs: o.BaseURLs, MetricsAddress: o.MetricsAddress}
+	config := &Config{Scenario: s, BaseURLs: o.BaseURLs, MetricsAddress: o.MetricsAddress, CPUProfile: o.CPUProfile}
 	if o.Profile != "" {
 		if config.Profile, err = profile.Load(o.Profile); err != nil {
 			return nil, err

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,10 @@ type Config struct {
 	StartGate func(ctx context.Context) (time.Time, error)
 	// MetricsAddress, when set, serves Prometheus /metrics there while the load runs.
 	MetricsAddress string
+	// CPUProfile, when set, is the file that gets a CPU profile (runtime/pprof) of this process over the
+	// schedule, from its start to its end: setup is left out. It shows where a load generator's own CPU goes,
+	// which on a machine it shares with the system under test is CPU the system does not get.
+	CPUProfile string
 	// Profile is the system's dialect (load/profile); nil: the reference API.
 	Profile *profile.Profile
 	// Output receives the progress lines. Default io.Discard.
@@ -122,6 +127,14 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 	}
 	if config.ProgressInterval <= 0 {
 		config.ProgressInterval = 2 * time.Second
+	}
+	// The profile's file is made now, so a path that cannot be written stops the run before its setup.
+	profileFile, err := createProfile(config.CPUProfile)
+	if err != nil {
+		return nil, fmt.Errorf("load: --cpu-profile: %w", err)
+	}
+	if profileFile != nil {
+		defer profileFile.Close()
 	}
 	s := config.Scenario
 	accountsHere, firstIndex := segmentShare(s.Setup.Accounts, config.Segment, config.Segments)
@@ -256,7 +269,21 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 		return nil, fmt.Errorf("load: %w", err)
 	}
 	defer timeSeries.Close()
+	if profileFile != nil {
+		if err := pprof.StartCPUProfile(profileFile); err != nil {
+			result.ExitCode, result.Problem = ExitCouldNotRun, "--cpu-profile: "+err.Error()
+			return result, nil
+		}
+	}
 	aborted := e.runSchedule(ctx, timeSeries)
+	if profileFile != nil {
+		pprof.StopCPUProfile()
+		if err := profileFile.Close(); err != nil {
+			e.say("load: --cpu-profile: %v", err)
+		} else {
+			e.say("load: CPU profile of the schedule in %s", config.CPUProfile)
+		}
+	}
 	if s.Workload.Kind == scenario.WorkloadMixed && s.Client.ReplayRate > 0 {
 		waiting, refused := e.replays.pending()
 		e.say("load: replays: %d not yet due when the schedule ended, %d not queued (more than %d waiting)", waiting, refused, maxPendingReplays)
@@ -685,6 +712,14 @@ func serveMetrics(address string, handler http.Handler) (stop func(), bound stri
 		defer cancel()
 		_ = server.Shutdown(shutdownContext)
 	}, listener.Addr().String(), nil
+}
+
+// createProfile creates the file of Config.CPUProfile; nil for "".
+func createProfile(path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return os.Create(path)
 }
 
 func sleepUntil(ctx context.Context, at time.Time) bool {

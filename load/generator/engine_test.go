@@ -650,6 +650,36 @@ func TestRunServesMetrics(t *testing.T) {
 	}
 }
 
+// TestRunWritesACPUProfileOfTheSchedule: Config.CPUProfile (--cpu-profile) leaves a profile go tool pprof reads (gzip-compressed
+// protocol buffers), and a file that cannot be created stops the load with the flag named, before its setup.
+func TestRunWritesACPUProfileOfTheSchedule(t *testing.T) {
+	t.Parallel()
+	_, server := newFakeSystem(t, nil)
+	s := parseScenario(t, mixedScenario("10", "1s", ""))
+	path := filepath.Join(t.TempDir(), "load.cpu.pprof")
+	result, output := runLoad(t, context.Background(), server, s, func(c *Config) { c.CPUProfile = path })
+	if result.ExitCode != ExitPassed || !strings.Contains(output.String(), "CPU profile of the schedule in "+path) {
+		t.Fatalf("exit %d; output:\n%s\nwant the profile's path", result.ExitCode, output.String())
+	}
+	profile, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(profile) < 2 || profile[0] != 0x1f || profile[1] != 0x8b {
+		t.Errorf("the profile (%d bytes) is not gzip-compressed as pprof writes it", len(profile))
+	}
+
+	system, server := newFakeSystem(t, nil)
+	_, err = Run(context.Background(), Config{Scenario: s, BaseURLs: []string{server.URL}, RunDir: t.TempDir(), Seed: testSeed,
+		CPUProfile: filepath.Join(t.TempDir(), "missing", "x.pprof")})
+	if err == nil || !strings.Contains(err.Error(), "--cpu-profile") {
+		t.Errorf("an uncreatable profile: %v, want an error naming --cpu-profile", err)
+	}
+	if len(system.users) != 0 {
+		t.Errorf("an uncreatable profile: setup signed up %d users; want none", len(system.users))
+	}
+}
+
 func TestRunCapacityStepsReportEachStep(t *testing.T) {
 	t.Parallel()
 	_, server := newFakeSystem(t, nil)

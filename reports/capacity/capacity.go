@@ -536,7 +536,13 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	// The load is the run engine's load process, gated: its setup first, then
 	// the schedule from the start time this process gives. It runs with Go's
 	// default settings (GOGC=100, every core), from this process's environment.
-	load, err := runner.StartGatedLoad(ctx, self, capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate), stepDir, logFile)
+	loadArgs := capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate)
+	if o.ProfileAt == rate {
+		// The load profiles itself over its whole schedule (ramp and hold):
+		// it shares the machine, so its CPU is CPU the pipeline does not get.
+		loadArgs = append(loadArgs, "--cpu-profile", filepath.Join(stepDir, loadComponent+".cpu.pprof"))
+	}
+	load, err := runner.StartGatedLoad(ctx, self, loadArgs, stepDir, logFile)
 	if err != nil {
 		return step, err
 	}

@@ -15,8 +15,9 @@ import (
 
 // takeProfiles fetches CPU profiles of gateway-0 and worker-0 (if any),
 // starting at at (inside the step's hold), and Postgres's statement
-// statistics over the same time. The load generator serves no profiles: its
-// CPU is sampled from /proc.
+// statistics over the same time. The load generator writes its own profile
+// of the step's whole schedule (load.cpu.pprof: runCapacityStep passes it
+// --cpu-profile).
 func takeProfiles(ctx context.Context, o Options, mode capacityMode, file *stack.File, at time.Time, stepDir string, out io.Writer) {
 	timer := time.NewTimer(time.Until(at))
 	select {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,17 +24,13 @@ import (
 // binary by stacktest, started as a child process per test.
 func TestMain(m *testing.M) { stacktest.Main(m) }
 
-// freeAddress returns a loopback address with a port nothing listened on a
-// moment ago.
+// freeAddress is a loopback address for a broker child process, below the
+// ephemeral range (stacktest.FreePort): a port above it that was free a
+// moment ago may be taken by another process's outgoing connection before
+// the child listens.
 func freeAddress(t *testing.T) string {
 	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find free port: %v", err)
-	}
-	address := listener.Addr().String()
-	listener.Close()
-	return address
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(stacktest.FreePort(t)))
 }
 
 // lockedBuffer collects a child's stderr; the child writes while the test
