@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.Float64Var(&o.RequireCeilingFraction, "require-ceiling-fraction", 0, "exit 3 unless the batched knee reaches this fraction of the calibrated ceiling (0: no requirement; needs --calibrate)")
 	flags.IntVar(&o.ProfileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics, and the load generator's own profile of the step's whole schedule (load.cpu.pprof); 0: none")
 	flags.IntVar(&o.ProfileSeconds, "profile-seconds", 15, "length of each CPU profile")
+	flags.IntVar(&o.LoadMaxProcs, "load-max-procs", 0, fmt.Sprintf("the load generator's --max-procs (GOMAXPROCS): 0 one per %d TPS of the step's rate, at most every core (it shares the machine with the pipeline); -1 Go's default, every core", capacity.LoadRatePerProc))
 	flags.DurationVar(&o.Soak, "soak", 0, "after the batched steps, on the same stack, hold a load at --soak-fraction of the knee this long, sampling every process's private memory: the soak passes when the load held and every process's memory stayed flat, else exit 3 (0: no soak; else at least 10s; make capacity: 10m)")
 	flags.Float64Var(&o.SoakFraction, "soak-fraction", capacity.DefaultSoakFraction, "the soak's rate as a fraction of the batched knee")
 	flags.DurationVar(&o.Retention, "retention", capacity.DefaultRetention, "how long the stacks keep what each transaction leaves behind: the gateways' idempotency records (--idempotency-ttl), the workers' outcome records (--outcome-ttl) and the broker's records (broker --retention), so a soak sees memory plateau; the report measures Redis's bytes per transaction and states what the reference's 24h would hold (0: the reference's defaults, under which Redis and the broker grow for a day; else at least 30s)")

@@ -504,6 +504,27 @@ func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate 
 	return runner.LoadArgs(stepDir, o.Scenario, gateways, capacitySets(o, rate), o.Seed+int64(index), 0, 1)
 }
 
+// LoadRatePerProc is how many operations a second capacity gives each of
+// the load generator's Ps (GOMAXPROCS) by default: the engine costs about
+// 0.09-0.11 CPU-ms per operation with one (docs/performance.md, "Eighth
+// pass"), so one P holds about 9,000 a second, and 5,000 leaves it room.
+// With every core's P, an idle P is woken and put back to sleep at each
+// hand-off between goroutines: at 2,500 TPS that cost the load 30 % more
+// CPU per request, CPU the pipeline shares.
+const LoadRatePerProc = 5000
+
+// loadMaxProcs is the load's --max-procs at rate: configured (> 0), Go's
+// default (-1: 0, no flag), or one P per LoadRatePerProc, at most cores.
+func loadMaxProcs(configured, rate, cores int) int {
+	switch {
+	case configured > 0:
+		return configured
+	case configured < 0:
+		return 0
+	}
+	return min(max(1, (rate+LoadRatePerProc-1)/LoadRatePerProc), max(1, cores))
+}
+
 // stepName is the directory (under steps/) and journal suffix of the step
 // of this index and rate.
 func stepName(index, rate int) string { return fmt.Sprintf("step-%02d-%d", index+1, rate) }
@@ -534,9 +555,12 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	}
 	defer logFile.Close()
 	// The load is the run engine's load process, gated: its setup first, then
-	// the schedule from the start time this process gives. It runs with Go's
-	// default settings (GOGC=100, every core), from this process's environment.
+	// the schedule from the start time this process gives. It runs from this
+	// process's environment, with --max-procs by the rate (loadMaxProcs).
 	loadArgs := capacityLoadArgs(o, file.Endpoints.Gateways, stepDir, index, rate)
+	if procs := loadMaxProcs(o.LoadMaxProcs, rate, runtime.NumCPU()); procs > 0 {
+		loadArgs = append(loadArgs, "--max-procs", strconv.Itoa(procs))
+	}
 	if o.ProfileAt == rate {
 		// The load profiles itself over its whole schedule (ramp and hold):
 		// it shares the machine, so its CPU is CPU the pipeline does not get.

@@ -84,6 +84,10 @@ type Options struct {
 	RequireTPS             int
 	RequireRatio           float64
 	RequireCeilingFraction float64
+	// LoadMaxProcs is the load generator's --max-procs (GOMAXPROCS); 0:
+	// one per LoadRatePerProc operations a second of the step's rate, at
+	// most every core (loadMaxProcs); -1: Go's default, every core.
+	LoadMaxProcs int
 	// ProfileAt is the step (a rate of Steps) during whose hold gateway-0 and
 	// worker-0 are profiled for ProfileSeconds (below the hold) and
 	// Postgres's statement statistics taken; 0: none.
@@ -160,6 +164,8 @@ func (o *Options) validate() error {
 		return errors.New("--require-tps and --require-ceiling-fraction judge the batched knee: --modes must include batched")
 	case o.RequireRatio > 0 && !(batched && naive):
 		return errors.New("--require-ratio divides the batched knee by the naive one: --modes must include both")
+	case o.LoadMaxProcs < -1:
+		return fmt.Errorf("--load-max-procs %d: want -1 (every core), 0 (by the rate) or more", o.LoadMaxProcs)
 	case o.ProfileAt < 0 || (o.ProfileAt > 0 && !slices.Contains(o.Steps, o.ProfileAt)):
 		return fmt.Errorf("--profile-at %d is not one of --steps", o.ProfileAt)
 	case o.ProfileAt > 0 && (o.ProfileSeconds < 1 || time.Duration(o.ProfileSeconds)*time.Second >= o.Hold):

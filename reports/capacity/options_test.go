@@ -51,6 +51,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"ratio with one mode", func(o *Options) { o.Modes, o.RequireRatio = []string{ModeBatched}, 3 }, "--modes must include both"},
 		{"profile at no step", func(o *Options) { o.ProfileAt = 750 }, "--profile-at 750 is not one of --steps"},
 		{"profile as long as the hold", func(o *Options) { o.ProfileAt, o.ProfileSeconds = 500, 20 }, "--profile-seconds 20 must be at least 1 and below the hold"},
+		{"load on every core", func(o *Options) { o.LoadMaxProcs = -1 }, ""},
+		{"load max procs below -1", func(o *Options) { o.LoadMaxProcs = -2 }, "--load-max-procs -2"},
 		{"negative port base", func(o *Options) { o.PortBase = -1 }, "--port-base -1"},
 		{"ports past the last", func(o *Options) { o.PortBase = 65400 }, "--port-base 65400"},
 		{"a step the scenario refuses", func(o *Options) { o.Steps = []int{1000, 2000000} }, "step 2000000"},
@@ -85,6 +87,26 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 // TestParseSteps: --steps is comma-separated positive rates, ascending.
+// TestLoadMaxProcs: one P per LoadRatePerProc operations a second of the step's rate, at least one and at most
+// the cores; a configured count wins; -1 leaves Go's default (no flag).
+func TestLoadMaxProcs(t *testing.T) {
+	for _, c := range []struct{ configured, rate, cores, want int }{
+		{0, 250, 2, 1},
+		{0, LoadRatePerProc, 2, 1},
+		{0, LoadRatePerProc + 1, 2, 2},
+		{0, 10000, 2, 2},
+		{0, 40000, 4, 4},
+		{0, 40000, 16, 8},
+		{0, 3000, 0, 1},
+		{3, 250, 2, 3},
+		{-1, 10000, 2, 0},
+	} {
+		if got := loadMaxProcs(c.configured, c.rate, c.cores); got != c.want {
+			t.Errorf("loadMaxProcs(%d, %d, %d) = %d, want %d", c.configured, c.rate, c.cores, got, c.want)
+		}
+	}
+}
+
 func TestParseSteps(t *testing.T) {
 	steps, err := ParseSteps("250, 500,1000,")
 	if err != nil || len(steps) != 3 || steps[0] != 250 || steps[2] != 1000 {

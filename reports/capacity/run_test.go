@@ -109,6 +109,11 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 			t.Errorf("%s: %v (empty or missing)", name, err)
 		}
 	}
+	// The load ran with one P at 20 TPS (loadMaxProcs): its log's command line says so.
+	if loadLog, err := os.ReadFile(filepath.Join(out, ModeBatched, "steps", "step-01-20", stepLoadLogFileName)); err != nil ||
+		!strings.Contains(string(loadLog), " --max-procs 1") {
+		t.Errorf("the step's load log has no --max-procs 1 (%v):\n%.400s", err, loadLog)
+	}
 	if _, err := os.Stat(filepath.Join(stackRoot, ModeBatched)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the mode's stack directory is still there (%v)", err)
 	}
