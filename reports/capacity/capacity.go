@@ -509,8 +509,8 @@ func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate 
 // 0.09-0.11 CPU-ms per operation with one (docs/performance.md, "Eighth
 // pass"), so one P holds about 9,000 a second, and 5,000 leaves it room.
 // With every core's P, an idle P is woken and put back to sleep at each
-// hand-off between goroutines: at 2,500 TPS that cost the load 30 % more
-// CPU per request, CPU the pipeline shares.
+// hand-off between goroutines: at 2,500 TPS that cost the load 30-60 %
+// more CPU per request, CPU the pipeline shares.
 const LoadRatePerProc = 5000
 
 // loadMaxProcs is the load's --max-procs at rate: configured (> 0), Go's

@@ -90,7 +90,8 @@ type Options struct {
 	LoadMaxProcs int
 	// ProfileAt is the step (a rate of Steps) during whose hold gateway-0 and
 	// worker-0 are profiled for ProfileSeconds (below the hold) and
-	// Postgres's statement statistics taken; 0: none.
+	// Postgres's statement statistics taken, and whose load profiles its
+	// whole schedule (load --cpu-profile); 0: none.
 	ProfileAt, ProfileSeconds int
 	// PortBase is the first of the stacks' ports, each mode 100 above the
 	// previous and the calibration's after them; 0: the stacks' defaults
