@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/generator"
+	"github.com/ledgerproof/ledgerproof/reports/capacity"
 	"github.com/ledgerproof/ledgerproof/reports/runner"
 )
 
@@ -29,7 +30,7 @@ func loadCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.FlagSet
 	flags.StringVar(&o.Profile, "profile", "", "the system profile: how to speak to a system whose API is not the reference's (profiles/, docs/external.md); default the reference API")
 	flags.StringVar(&o.MetricsAddress, "metrics-address", "", "serve Prometheus /metrics at this host:port while the load runs (default: none)")
 	flags.StringVar(&o.CPUProfile, "cpu-profile", "", "write a CPU profile of this process over the schedule (setup left out) to this file, for go tool pprof (default: none)")
-	maxProcs := flags.Int("max-procs", 0, "the most threads running Go code at once (GOMAXPROCS): a load sharing its machine with the system under test spends less CPU waking threads with fewer; capacity gives one per 5,000 operations a second (docs/performance.md) (0: Go's default, every core)")
+	maxProcs := flags.Int("max-procs", 0, fmt.Sprintf("the most threads running Go code at once (GOMAXPROCS): a load sharing its machine with the system under test spends less CPU waking threads with fewer; capacity gives one per %d operations a second (docs/performance.md) (0: Go's default, every core)", capacity.LoadRatePerProc))
 	return flags, func(ctx context.Context, flags *flag.FlagSet) error {
 		if *maxProcs < 0 {
 			return exitWith(generator.ExitCouldNotRun, fmt.Errorf("--max-procs %d: want 0 (every core) or more", *maxProcs))

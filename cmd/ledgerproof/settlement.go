@@ -71,8 +71,8 @@ func settlerCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 		if err := s.complete(); err != nil {
 			return err
 		}
-		if *poll < 1 || *poll > 64<<20 {
-			return fmt.Errorf("--poll-min-bytes %d not in [1, %d]", *poll, 64<<20)
+		if *poll < 1 || *poll > settlement.MaxPollMinBytes {
+			return fmt.Errorf("--poll-min-bytes %d not in [1, %d]", *poll, settlement.MaxPollMinBytes)
 		}
 		s.process.Settler.PollMinBytes = int32(*poll)
 		return settlement.ServeSettler(ctx, s.process)

@@ -68,13 +68,16 @@ func (c *SettlerConfig) applyDefaults() error {
 		return fmt.Errorf("settler: max records %d not in [1, 100000]", c.MaxRecords)
 	case c.RetryMax < 0 || c.OffsetCommitInterval < 0:
 		return fmt.Errorf("settler: negative retry max or offset commit interval")
-	case c.PollMinBytes < 1 || c.PollMinBytes > 64<<20:
-		return fmt.Errorf("settler: poll min bytes %d not in [1, %d]", c.PollMinBytes, 64<<20)
+	case c.PollMinBytes < 1 || c.PollMinBytes > MaxPollMinBytes:
+		return fmt.Errorf("settler: poll min bytes %d not in [1, %d]", c.PollMinBytes, MaxPollMinBytes)
 	case c.PollMaxWait < time.Millisecond || c.PollMaxWait > 10*time.Second:
 		return fmt.Errorf("settler: poll max wait %s not in [1ms, 10s]", c.PollMaxWait)
 	}
 	return nil
 }
+
+// MaxPollMinBytes is the largest SettlerConfig.PollMinBytes: 64 MiB.
+const MaxPollMinBytes = 64 << 20
 
 // pollErrorPause is the pause after a poll that failed and returned nothing.
 const pollErrorPause = 200 * time.Millisecond
