@@ -586,7 +586,7 @@ type userKey struct {
 // collisions (both by index: the primary key, and the unique key).
 const (
 	lookUpByID = `SELECT id::text, user_id, idempotency_key, status, reason, fingerprint
-		FROM transactions WHERE id = ANY($1::uuid[])`
+		FROM transactions WHERE id = ANY($1::text[]::uuid[])`
 	lookUpByIDOrKey = lookUpByID + `
 		UNION ALL
 		SELECT t.id::text, t.user_id, t.idempotency_key, t.status, t.reason, t.fingerprint
@@ -646,9 +646,9 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 			idempotencyKeys = append(idempotencyKeys, record.Command.IdempotencyKey)
 		}
 		if len(ids) > 0 {
-			query, arguments := lookUpByID, []any{ids}
+			query, arguments := lookUpByID, []any{planWithValues, ids}
 			if lookUpKeys {
-				query, arguments = lookUpByIDOrKey, []any{ids, userIDs, idempotencyKeys}
+				query, arguments = lookUpByIDOrKey, []any{planWithValues, ids, userIDs, idempotencyKeys}
 			}
 			rows, err := tx.Query(ctx, query, arguments...)
 			if err != nil {
@@ -707,7 +707,7 @@ func (s *Store) applyRecords(ctx context.Context, tx pgx.Tx, batch Batch, record
 		if s.plan.lockAccounts {
 			query += ` FOR UPDATE`
 		}
-		rows, err := tx.Query(ctx, query, accountIDs)
+		rows, err := tx.Query(ctx, query, planWithValues, accountIDs)
 		if err != nil {
 			return nil, fmt.Errorf("lock accounts: %w", err)
 		}
@@ -1094,7 +1094,7 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 		pipeline.Queue(`INSERT INTO transactions (id, user_id, idempotency_key, kind, source_account_id,
 			destination_account_id, amount, status, reason, fingerprint, kafka_partition, kafka_offset, accepted_at)
 			SELECT id, user_id, key, kind, source, destination, amount, status, reason, fingerprint, $11, kafka_offset, accepted_at
-			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+			FROM unnest($1::text[]::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
 				$8::text[], $9::text[], $10::text[], $12::bigint[], $13::timestamptz[])
 				AS t(id, user_id, key, kind, source, destination, amount, status, reason, fingerprint, kafka_offset, accepted_at)`,
 			w.ids, w.userIDs, w.keys, w.kinds, w.sources, w.destinations, w.amounts, w.statuses, w.reasons,
@@ -1108,7 +1108,7 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 	if len(w.postingTransactions) > 0 {
 		postingsAt = pipeline.Len()
 		pipeline.Queue(`INSERT INTO postings (transaction_id, account_id, amount, balance_after)
-			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
+			SELECT * FROM unnest($1::text[]::uuid[], $2::bigint[], $3::bigint[], $4::bigint[])
 			RETURNING account_id, id`,
 			w.postingTransactions, w.postingAccounts, w.postingAmounts, w.postingBalances)
 	}
@@ -1117,7 +1117,7 @@ func (w *batchWrites) queue(partition int32) (*pgx.Batch, int) {
 		// finds its dead letters there already.
 		pipeline.Queue(`INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, raw, reason, transaction_id)
 			SELECT $1, $2, kafka_offset, raw, reason, transaction_id
-			FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::uuid[]) AS d(kafka_offset, raw, reason, transaction_id)
+			FROM unnest($3::bigint[], $4::bytea[], $5::text[], $6::text[]::uuid[]) AS d(kafka_offset, raw, reason, transaction_id)
 			ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING`,
 			w.deadLetterTopic, partition, w.deadOffsets, w.deadRaws, w.deadReasons, w.deadTransactionIDs)
 	}
@@ -1153,7 +1153,7 @@ func (s *Store) lookUpSagasInFlight(ctx context.Context, tx pgx.Tx, live []Recor
 		return nil, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT s.id::text, s.fingerprint FROM sagas s
-		WHERE s.id = ANY($1::uuid[]) AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)`, ids)
+		WHERE s.id = ANY($1::text[]::uuid[]) AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = s.id)`, planWithValues, ids)
 	if err != nil {
 		return nil, fmt.Errorf("look up sagas: %w", err)
 	}

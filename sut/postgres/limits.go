@@ -54,7 +54,7 @@ func (s *Store) loadDailyDebits(ctx context.Context, tx pgx.Tx, live []Record) (
 		return daily, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT d.user_id, d.day, d.debited_minor FROM daily_debits d
-		JOIN unnest($1::bigint[], $2::date[]) AS k(user_id, day) ON d.user_id = k.user_id AND d.day = k.day`, users, days)
+		JOIN unnest($1::bigint[], $2::date[]) AS k(user_id, day) ON d.user_id = k.user_id AND d.day = k.day`, planWithValues, users, days)
 	if err != nil {
 		return nil, fmt.Errorf("read daily debits: %w", err)
 	}

@@ -22,7 +22,7 @@ import (
 // batch's (offset) order.
 const outboxInsert = `INSERT INTO settlement_outbox (transaction_id, kind, source_account_id, destination_account_id, amount)
 	SELECT id, kind, source, destination, amount
-	FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY
+	FROM unnest($1::text[]::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) WITH ORDINALITY
 		AS t(id, kind, source, destination, amount, status, position)
 	WHERE status = 'settled' ORDER BY position`
 
@@ -269,7 +269,7 @@ func (s *Store) ApplySettlements(ctx context.Context, topic string, partition in
 		tag, err := tx.Exec(ctx, `INSERT INTO settlement_history (transaction_id, kind, source_account_id, destination_account_id,
 			amount, kafka_partition, kafka_offset)
 			SELECT id, kind, source, destination, amount, $7, kafka_offset
-			FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY
+			FROM unnest($1::text[]::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) WITH ORDINALITY
 				AS t(id, kind, source, destination, amount, kafka_offset, position)
 			ORDER BY position`+conflict, ids, kinds, sources, destinations, amounts, offsets, partition)
 		if err != nil {

@@ -40,17 +40,6 @@ type Config struct {
 	// QueryTimeout bounds every statement a caller issues without its own
 	// deadline. Default 10s.
 	QueryTimeout time.Duration
-	// CustomPlans plans every statement with its parameters' values
-	// (plan_cache_mode=force_custom_plan) instead of letting Postgres switch
-	// a prepared statement to a generic plan. The ledger's tables start
-	// empty: a generic plan chosen then is a sequential scan, and it stays
-	// cached after the tables grew (measured under load: the batch's
-	// transaction and account lookups by id = ANY($1) scanned whole tables,
-	// 2,742 scans reading 29.7M rows in 20 s). Workers set it: their array
-	// lookups are where a plan matters, and a batch's few statements pay
-	// the planning once for many records. Default false: a gateway's
-	// one-row lookups by key keep the cheaper generic plans.
-	CustomPlans bool
 	// SeededBugs are the deliberate mistakes ApplyBatch makes (see
 	// seeded.go and docs/seeded-bugs.md). Default none: the correct ledger.
 	// Only a process started with the unsafe switch passes any.
@@ -150,9 +139,6 @@ func Open(ctx context.Context, config Config) (*Store, error) {
 	poolConfig.MaxConns = config.MaxConnections
 	if config.ApplicationName != "" {
 		poolConfig.ConnConfig.RuntimeParams["application_name"] = config.ApplicationName
-	}
-	if _, set := poolConfig.ConnConfig.RuntimeParams["plan_cache_mode"]; config.CustomPlans && !set {
-		poolConfig.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
 	if poolConfig.ConnConfig.ConnectTimeout == 0 {
 		poolConfig.ConnConfig.ConnectTimeout = 5 * time.Second
@@ -417,15 +403,27 @@ type transactionAnswer struct {
 	found       bool
 }
 
-// transactionBatch reads the transactions of many ids in one query. The
-// statement is planned with its values each time (an unnamed statement,
-// pgx.QueryExecModeCacheDescribe): a plan cached while the table was empty
-// would scan the whole table for ever after (see Config.CustomPlans).
+// planWithValues sends a statement unnamed, so that Postgres plans it with
+// its parameters' values every time (pgx.QueryExecModeCacheDescribe). The
+// lookups of many rows by value in tables that grow under load take it (the
+// batch's transactions by id or key, its accounts, its daily debits, the
+// sagas in flight): a prepared statement's generic plan, chosen while the
+// ledger's tables were empty, is a sequential scan, and it stayed cached as
+// the tables grew (measured under load: the transaction and account lookups
+// by id = ANY($1) scanned whole tables, 2,742 scans reading 29.7M rows in
+// 20 s). Every other statement (the inserts from arrays, the updates joined
+// on a primary key, the offset row) has one sensible plan whatever its
+// values and stays prepared, so Postgres plans it once per connection
+// rather than once per batch (docs/performance.md, "Ninth pass").
+const planWithValues = pgx.QueryExecModeCacheDescribe
+
+// transactionBatch reads the transactions of many ids in one query, planned
+// with its values (planWithValues).
 func (s *Store) transactionBatch(ctx context.Context, ids []string) ([]transactionAnswer, error) {
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+transactionColumns+` FROM transactions WHERE id = ANY($1::uuid[])`,
-		pgx.QueryExecModeCacheDescribe, ids)
+	rows, err := s.pool.Query(ctx, `SELECT `+transactionColumns+` FROM transactions WHERE id = ANY($1::text[]::uuid[])`,
+		planWithValues, ids)
 	if err != nil {
 		return nil, err
 	}

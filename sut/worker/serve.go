@@ -143,7 +143,7 @@ func Serve(ctx context.Context, process ProcessConfig) error {
 	}
 	// The worker's own ledger is its shard's (shard 0's, on one ledger).
 	connections.PostgresURL = process.shardURL(process.Shard)
-	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits, CustomPlans: true,
+	store, cache, err := connections.OpenBackends(ctx, logger, postgres.Config{SeededBugs: storeBugs, BetweenCommits: betweenCommits,
 		Dedupe: filter, DailyDebitLimitMinor: process.DailyDebitLimitMinor, Shards: shards})
 	if err != nil {
 		return err
@@ -246,7 +246,7 @@ func openShards(ctx context.Context, process ProcessConfig, local *postgres.Stor
 			continue
 		}
 		store, err := postgres.Open(ctx, postgres.Config{URL: process.shardURL(i), MaxConnections: otherShardConnections,
-			ApplicationName: process.Daemon.Name, CustomPlans: true, Shards: shards})
+			ApplicationName: process.Daemon.Name, Shards: shards})
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("worker: shard %d: %w", i, err)
