@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/ledgerproof/ledgerproof/sut/jsonwire"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
 )
 
 // marshalRecord is json.Marshal(record), byte for byte (the test compares
@@ -49,4 +50,40 @@ func marshalPending(pending PendingTransaction) []byte {
 	dst = append(dst, `,"amount":`...)
 	dst = jsonwire.Int(dst, pending.AmountMinor)
 	return append(dst, '}')
+}
+
+// marshalOutcome is json.Marshal(outcome), byte for byte, without
+// reflection: a worker writes one per transaction, and the batch's
+// announcement is the same bytes joined into an array (marshalOutcomes).
+func marshalOutcome(outcome ledger.OutcomeNotice) []byte {
+	dst := make([]byte, 0, 64+len(outcome.TransactionID)+len(outcome.Fingerprint)+len(outcome.Reason))
+	dst = append(dst, `{"transaction_id":`...)
+	dst = jsonwire.String(dst, outcome.TransactionID)
+	dst = append(dst, `,"status":`...)
+	dst = jsonwire.String(dst, string(outcome.Status))
+	if outcome.Reason != "" {
+		dst = append(dst, `,"reason":`...)
+		dst = jsonwire.String(dst, string(outcome.Reason))
+	}
+	dst = append(dst, `,"fingerprint":`...)
+	dst = jsonwire.String(dst, outcome.Fingerprint)
+	return append(dst, '}')
+}
+
+// marshalOutcomes is json.Marshal of the outcomes whose marshalOutcome
+// bytes are values: the array of them.
+func marshalOutcomes(values [][]byte) []byte {
+	size := 2
+	for _, value := range values {
+		size += len(value) + 1
+	}
+	dst := make([]byte, 0, size)
+	dst = append(dst, '[')
+	for i, value := range values {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, value...)
+	}
+	return append(dst, ']')
 }
