@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -55,8 +56,28 @@ func TestOutcomesMarshalAsEncodingJSON(t *testing.T) {
 			}
 		}
 		want, _ := json.Marshal(outcomes)
-		if got := marshalOutcomes(values); !bytes.Equal(got, want) {
+		got := marshalOutcomes(values)
+		if !bytes.Equal(got, want) {
 			t.Fatalf("marshalOutcomes = %s\nencoding/json  %s", got, want)
+		}
+		// SubscribeOutcomes reads them with json/v2's decoder: every
+		// field, the embedded Outcome's included, comes back as written
+		// (strings with invalid UTF-8 come back as encoding/json wrote
+		// them, each bad byte as U+FFFD).
+		var decoded, viaV1 []ledger.OutcomeNotice
+		if err := jsonv2.Unmarshal(got, &decoded); err != nil {
+			t.Fatalf("json/v2 cannot read %s: %v", got, err)
+		}
+		if err := json.Unmarshal(got, &viaV1); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(decoded, viaV1) || len(decoded) != len(outcomes) {
+			t.Fatalf("json/v2 read %+v\nencoding/json %+v", decoded, viaV1)
+		}
+		for i := range decoded {
+			if decoded[i].TransactionID == "" && outcomes[i].TransactionID != "" {
+				t.Fatalf("json/v2 lost the embedded outcome's transaction id: %+v", decoded[i])
+			}
 		}
 	}
 }
