@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -203,6 +204,57 @@ func (p *Producer) Produce(ctx context.Context, key, value []byte) (partition in
 		return result.partition, result.offset, nil
 	case <-ctx.Done():
 		return -1, -1, fmt.Errorf("produce to %s: outcome unknown: %w", p.config.Topic, ctx.Err())
+	}
+}
+
+// KeyValue is one record of ProduceAll.
+type KeyValue struct{ Key, Value []byte }
+
+// ProduceAll appends every record and returns once the broker acknowledged
+// all of them, or with the first error. It is Produce for a set, with one
+// wait for the set instead of one per record: a caller with many records
+// (the settlement relay: a pass publishes up to its batch size) needs no
+// goroutine per record, and the records share batches as concurrent
+// Produce calls would. On an error, or when ctx ends first, any of the
+// records may have been stored: the caller must treat the set like a
+// timeout and publish it again (the consumers dedupe).
+func (p *Producer) ProduceAll(ctx context.Context, records []KeyValue) error {
+	if len(records) == 0 {
+		return nil
+	}
+	done := make(chan struct{})
+	var (
+		mutex     sync.Mutex
+		remaining = len(records)
+		firstErr  error
+	)
+	// The promise of every record is called exactly once (on success, on a
+	// delivery failure, or when ctx ended while the buffer was full).
+	promise := func(record *kgo.Record, err error) {
+		if err == nil && (record.Partition < 0 || record.Offset < 0) {
+			err = fmt.Errorf("acknowledged without a position (partition %d, offset %d)", record.Partition, record.Offset)
+		}
+		mutex.Lock()
+		defer mutex.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if remaining--; remaining == 0 {
+			close(done)
+		}
+	}
+	for _, kv := range records {
+		// As in Produce: the record carries no caller context.
+		p.client.Produce(ctx, &kgo.Record{Key: kv.Key, Value: kv.Value, Context: context.Background()}, promise)
+	}
+	select {
+	case <-done:
+		if firstErr != nil {
+			return fmt.Errorf("produce %d record(s) to %s: %w", len(records), p.config.Topic, firstErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("produce %d record(s) to %s: outcome unknown: %w", len(records), p.config.Topic, ctx.Err())
 	}
 }
 

@@ -437,3 +437,67 @@ func TestDefaultsAgreeWithBroker(t *testing.T) {
 		t.Errorf("broker.DefaultPartitions %d, kafka.DefaultPartitions %d", localbroker.DefaultPartitions, DefaultPartitions)
 	}
 }
+
+// TestProduceAllStoresEveryRecordOnce checks ProduceAll against a real
+// broker: it returns once every record is stored, each exactly once with
+// its key and value, in shared batches, and an empty set is a no-op.
+func TestProduceAllStoresEveryRecordOnce(t *testing.T) {
+	t.Parallel()
+	broker := startBroker(t, false)
+	producer := newTestProducer(t, ProducerConfig{Brokers: []string{broker.address}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := producer.ProduceAll(ctx, nil); err != nil {
+		t.Fatalf("produce no record: %v", err)
+	}
+	const count = 500
+	records := make([]KeyValue, count)
+	for i := range records {
+		records[i] = KeyValue{Key: []byte(fmt.Sprintf("acct-%d", i%37)), Value: []byte(fmt.Sprintf("event-%d", i))}
+	}
+	if err := producer.ProduceAll(ctx, records); err != nil {
+		t.Fatalf("produce all: %v", err)
+	}
+	stored := map[string]string{}
+	for partition, byOffset := range readTopic(t, broker.address, DefaultTopic) {
+		for _, record := range byOffset {
+			if _, twice := stored[string(record.Value)]; twice {
+				t.Errorf("%s stored twice", record.Value)
+			}
+			stored[string(record.Value)] = string(record.Key)
+			if want := PartitionFor(record.Key, DefaultPartitions); partition != want {
+				t.Errorf("%s (key %s) in partition %d, want %d", record.Value, record.Key, partition, want)
+			}
+		}
+	}
+	if len(stored) != count {
+		t.Fatalf("stored %d distinct records, want %d", len(stored), count)
+	}
+	for i, record := range records {
+		if key, ok := stored[string(record.Value)]; !ok || key != string(record.Key) {
+			t.Errorf("record %d (%s): stored with key %q (present %v), want %q", i, record.Value, key, ok, record.Key)
+		}
+	}
+	if batches := storedBatches(t, broker.dataDir); batches > count/2 {
+		t.Errorf("%d records stored in %d batches: a set is not batched together", count, batches)
+	}
+}
+
+// TestProduceAllFailsWhenBrokerIsDown: with no broker, ProduceAll returns
+// the caller's deadline as an unknown outcome instead of blocking.
+func TestProduceAllFailsWhenBrokerIsDown(t *testing.T) {
+	t.Parallel()
+	producer := newTestProducer(t, ProducerConfig{Brokers: []string{freeAddress(t)}, DeliveryTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- producer.ProduceAll(ctx, []KeyValue{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}}) }()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "outcome unknown") {
+			t.Fatalf("ProduceAll with the broker down: %v, want an unknown outcome wrapping the deadline", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ProduceAll still blocked 28s after its deadline")
+	}
+}

@@ -13,16 +13,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
+	"github.com/ledgerproof/ledgerproof/sut/kafka"
 	"github.com/ledgerproof/ledgerproof/sut/ledger"
 	"github.com/ledgerproof/ledgerproof/sut/postgres"
 )
 
-// Publisher appends one record to the settlements topic and returns once
-// the broker acknowledged it (acks=all): *kafka.Producer.
+// Publisher appends records to the settlements topic and returns once the
+// broker acknowledged every one of them (acks=all): *kafka.Producer.
 type Publisher interface {
-	Produce(ctx context.Context, key, value []byte) (partition int32, offset int64, err error)
+	ProduceAll(ctx context.Context, records []kafka.KeyValue) error
 }
 
 // RelayConfig configures a Relay. Zero values select the defaults.
@@ -119,19 +118,15 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 // publish produces every event at once (the producer batches them) and
 // returns once all are acknowledged, or the first error.
 func (r *Relay) publish(ctx context.Context, events []ledger.SettlementEvent) error {
-	group, groupContext := errgroup.WithContext(ctx)
-	group.SetLimit(len(events))
-	for _, event := range events {
+	records := make([]kafka.KeyValue, len(events))
+	for i, event := range events {
 		value, err := json.Marshal(event)
 		if err != nil {
 			return fmt.Errorf("encode settlement event %d: %w", event.OutboxID, err)
 		}
-		group.Go(func() error {
-			_, _, err := r.publisher.Produce(groupContext, []byte(event.TransactionID), value)
-			return err
-		})
+		records[i] = kafka.KeyValue{Key: []byte(event.TransactionID), Value: value}
 	}
-	if err := group.Wait(); err != nil {
+	if err := r.publisher.ProduceAll(ctx, records); err != nil {
 		return err
 	}
 	if r.config.AfterPublish != nil {
