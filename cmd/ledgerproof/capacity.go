@@ -33,7 +33,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.DurationVar(&o.Ramp, "ramp-duration", 5*time.Second, "ramp into each step from 0 (each step is a load run of its own; the step is judged on its hold)")
 	flags.IntVar(&o.Accounts, "accounts", 2000, "accounts each step's load run signs up and funds (setup.accounts)")
 	flags.Int64Var(&o.Seed, "seed", 0, "seed of the load (0: drawn and printed); step i uses seed+i")
-	flags.IntVar(&o.Partitions, "partitions", 2, "partitions of the commands topic: with one worker on two cores, 2 fill batches (about 50 records at 3,600 TPS with the worker's 10 ms linger, 2026-12-06) where 4 left 15-17 and 16 left 6, and Postgres pays per batch")
+	flags.IntVar(&o.Partitions, "partitions", 2, "partitions of the commands topic: with one worker on two cores, 2 fill batches (about 50 records at 3,600 TPS with the worker's 10 ms linger) where 4 left 15-17 and 16 left 6, and Postgres pays per batch")
 	flags.IntVar(&o.Gateways, "gateways", 1, "gateway processes of both modes")
 	flags.IntVar(&o.Workers, "workers", 1, "worker processes of the batched mode (the naive mode has none)")
 	flags.Var(&gatewayArgs, "gateway-arg", "extra argument for every gateway (repeatable)")

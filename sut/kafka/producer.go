@@ -195,16 +195,23 @@ func (p *Producer) Produce(ctx context.Context, key, value []byte) (partition in
 		if result.err != nil {
 			return -1, -1, fmt.Errorf("produce to %s: %w", p.config.Topic, result.err)
 		}
-		if result.partition < 0 || result.offset < 0 {
-			// The client promised success without a position: a bug in
-			// it or in us, and acknowledging the command would be a lie.
-			return -1, -1, fmt.Errorf("produce to %s: acknowledged without a position (partition %d, offset %d)",
-				p.config.Topic, result.partition, result.offset)
+		if err := positionError(result.partition, result.offset); err != nil {
+			return -1, -1, fmt.Errorf("produce to %s: %w", p.config.Topic, err)
 		}
 		return result.partition, result.offset, nil
 	case <-ctx.Done():
 		return -1, -1, fmt.Errorf("produce to %s: outcome unknown: %w", p.config.Topic, ctx.Err())
 	}
+}
+
+// positionError is the error of an acknowledgement without a position: the
+// client promised success without saying where the record is, a bug in it
+// or in us, and acknowledging the record onwards would be a lie.
+func positionError(partition int32, offset int64) error {
+	if partition < 0 || offset < 0 {
+		return fmt.Errorf("acknowledged without a position (partition %d, offset %d)", partition, offset)
+	}
+	return nil
 }
 
 // KeyValue is one record of ProduceAll.
@@ -231,8 +238,8 @@ func (p *Producer) ProduceAll(ctx context.Context, records []KeyValue) error {
 	// The promise of every record is called exactly once (on success, on a
 	// delivery failure, or when ctx ended while the buffer was full).
 	promise := func(record *kgo.Record, err error) {
-		if err == nil && (record.Partition < 0 || record.Offset < 0) {
-			err = fmt.Errorf("acknowledged without a position (partition %d, offset %d)", record.Partition, record.Offset)
+		if err == nil {
+			err = positionError(record.Partition, record.Offset)
 		}
 		mutex.Lock()
 		defer mutex.Unlock()
