@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +43,7 @@ func TestNewHTTPRejectsInvalidOptions(t *testing.T) {
 		{name: "too many attempts", options: Options{BaseURLs: base, RetryAttempts: 101}, want: "at most 100"},
 		{name: "negative jitter", options: Options{BaseURLs: base, RetryJitter: -0.1}, want: "jitter"},
 		{name: "jitter above one", options: Options{BaseURLs: base, RetryJitter: 1.5}, want: "jitter"},
+		{name: "negative idle connection timeout", options: Options{BaseURLs: base, IdleConnTimeout: -time.Second}, want: "idle connection timeout -1s is negative"},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -82,6 +86,7 @@ func TestNewHTTPFillsDefaults(t *testing.T) {
 		{"RetryMaxBackoff", o.RetryMaxBackoff, time.Second},
 		{"DuplicateDelay", o.DuplicateDelay, 100 * time.Millisecond},
 		{"MaxConnections", o.MaxConnections, 1024},
+		{"IdleConnTimeout", o.IdleConnTimeout, 10 * time.Second},
 		{"OperationPrefix", o.OperationPrefix, "g0"},
 		{"Observer", o.Observer, Observer(NoObserver{})},
 	}
@@ -92,6 +97,41 @@ func TestNewHTTPFillsDefaults(t *testing.T) {
 	}
 	if o.Clock == nil {
 		t.Errorf("no default clock")
+	}
+}
+
+// A connection left idle for IdleConnTimeout is closed by the client, so that a
+// burst's extra connections do not stay open in the system under test.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	var opened, closed atomic.Int64
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"transaction_id":"t-1","status":"settled"}`))
+	}))
+	server.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	server.Config.IdleTimeout = time.Hour // only the client may close the connection
+	server.Start()
+	t.Cleanup(server.Close)
+	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, IdleConnTimeout: 50 * time.Millisecond})
+	request := MoneyRequest{Kind: KindDeposit, To: 11, Amount: 1, Key: "k-idle", Session: testSession()}
+	c.Money(t.Context(), request)
+	if opened.Load() != 1 {
+		t.Fatalf("%d connections opened for one request, want 1", opened.Load())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if closed.Load() != 1 {
+		t.Errorf("the idle connection was not closed by the client within 10s (opened %d, closed %d)", opened.Load(), closed.Load())
 	}
 }
 
