@@ -168,10 +168,10 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 			// waits in the client for a connection (its latency still counts from when it was due). Without it,
 			// a generator whose own CPU falls behind (a cold start, a stall on a shared machine) dials one more
 			// connection per late request and collapses: at 10,000/s, 13,000-17,000 connections, 3x the CPU per
-			// operation and half the rate (docs/performance.md, "The load engine's own cost").
+			// operation and half the rate (docs/performance.md, "The load engine's own cost"). Connections idle
+			// for the client's default 10 s close, so those a latency episode opened do not stay open (and
+			// in the gateway's memory) for long.
 			MaxConnections:  min(1024, max(64, s.Schedule.MaxInFlight*2)),
-			// Idle connections close after the client's default 10 s (client.Options.IdleConnTimeout): the
-			// connections a latency episode opened do not stay open, and in the gateway's memory, for 90 s.
 			OperationPrefix: "s" + strconv.Itoa(config.Segment) + "p" + strconv.Itoa(os.Getpid()),
 			Seed:            config.Seed, Journal: journal, Observer: observer, Profile: config.Profile,
 		})
