@@ -64,7 +64,8 @@ type Options struct {
 	// IdleConnTimeout closes a connection that has carried nothing for that long. Default 10s. Connections
 	// are reused most recent first, so the ones a burst opened beyond the steady need stay idle and close
 	// after this; the system under test then stops paying for them (each open connection holds buffers and a
-	// goroutine in a Go server: about 35 KB in the reference gateway, docs/performance.md, eleventh pass).
+	// goroutine in a Go server: 75-110 KB of the reference gateway's resident memory each, docs/performance.md,
+	// eleventh pass).
 	// Keep it below the server's idle timeout, so that the client, not the server, closes an idle connection
 	// and no request is sent on one the server is closing.
 	IdleConnTimeout time.Duration
