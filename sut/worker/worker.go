@@ -216,7 +216,14 @@ func New(config Config, ledgerStore Ledger, cache Cache, source Source, logger *
 // partition's applier has stopped.
 func (w *Worker) Run(ctx context.Context) error {
 	w.source.SetReleaseHandler(w.release)
-	defer w.running.Wait()
+	defer func() {
+		w.running.Wait()
+		// Stopping: one last try at the cache updates that failed (the
+		// idle loop's retry below will not come again). Without it a
+		// balance this worker committed stays stale in Redis until another
+		// batch touches the account or its TTL ends.
+		w.afterCommit(ctx, postgres.BatchResult{})
+	}()
 	if recoverer, ok := w.ledger.(SagaRecoverer); ok {
 		w.running.Add(1)
 		go func() {
@@ -619,7 +626,10 @@ func (w *Worker) afterCommit(ctx context.Context, result postgres.BatchResult) {
 	// leaves the touched balances stale in Redis until a later batch touches
 	// the accounts (or their TTL ends), and the waiters polling Postgres.
 	crash.Hit(crash.AfterCommitBeforeCache)
-	cacheContext, cancel := context.WithTimeout(ctx, time.Second)
+	// The batch is committed, so telling the cache and the waiting gateways
+	// is part of finishing it, even when the worker is being stopped: ctx's
+	// end does not cut it short, the second's bound does.
+	cacheContext, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	if err := w.cache.AfterCommit(cacheContext, balances, versions, result.Outcomes, w.config.BalanceCacheTTL); err != nil {
 		// Redis is not on the correctness path; the balances are written
