@@ -107,6 +107,18 @@ func TestKeysNewToACompleteRedisSkipTheLedger(t *testing.T) {
 	if !strings.Contains(metrics, `ledger_gateway_ledger_key_checks_total{result="skipped"}`) {
 		t.Fatal("no money request skipped the ledger check")
 	}
+	// The stage timings count every money request's claim (the funding,
+	// the transfer, its replay, the reused key: four at least) and every
+	// response remembered (all but the refused reuse: three at least).
+	if claims := metricValue(t, metrics, `ledger_gateway_stage_seconds_count{stage="claim"}`); claims < 4 {
+		t.Fatalf("%v claims timed, want at least 4", claims)
+	}
+	if remembered := metricValue(t, metrics, `ledger_gateway_stage_seconds_count{stage="remember"}`); remembered < 3 {
+		t.Fatalf("%v responses remembered and timed, want at least 3", remembered)
+	}
+	if !strings.Contains(metrics, "\nledger_gateway_requests_in_flight 0\n") {
+		t.Fatal("the gateway's requests in flight are not 0 between requests")
+	}
 
 	// Redis loses everything while the ledger has transactions: the mark is
 	// gone and stays gone (the gateway looks again, finds the ledger not

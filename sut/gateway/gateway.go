@@ -486,6 +486,9 @@ func New(config Config, dependencies Dependencies) (*Gateway, error) {
 	if layout.Shards > 1 {
 		g.shards = dependencies.Shards
 	}
+	dependencies.Registerer.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ledger_gateway_requests_in_flight",
+		Help: "Requests holding one of the gateway's in-flight slots (--max-in-flight): their body read, their answer not yet written."},
+		func() float64 { return float64(len(g.inFlight)) }))
 	g.endedSessions = newEndedSessions(g.store, g.clock, config.SessionCheckInterval, config.SessionTTL, g.logger)
 	g.metricsHandler = promhttp.HandlerFor(dependencies.Gatherer, promhttp.HandlerOpts{})
 	// The one place each gateway bug is switched on by name.

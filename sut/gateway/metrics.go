@@ -7,10 +7,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The stages of ledger_gateway_stage_seconds.
+const (
+	stageClaim    = "claim"
+	stageRemember = "remember"
+)
+
 type metrics struct {
 	requests       *prometheus.CounterVec
 	requestSeconds *prometheus.HistogramVec
 	produceSeconds prometheus.Histogram
+	stageSeconds   *prometheus.HistogramVec
 	replays        prometheus.Counter
 	keyReused      prometheus.Counter
 	waitTimeouts   prometheus.Counter
@@ -31,6 +38,9 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 			Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
 		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_gateway_produce_seconds",
 			Help: "Time until the broker acknowledged a command.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_gateway_stage_seconds",
+			Help:    "Time a money request spent in a step of its path, by stage: claim (the idempotency key's reservation in Redis, or the ledger's answer for it), remember (storing the response for replays).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"}),
 		replays:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotent_replays_total", Help: "Responses replayed for a reused key."}),
 		keyReused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotency_key_reused_total", Help: "Requests rejected: key reused with another body."}),
 		waitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_wait_timeouts_total", Help: "Bounded waits that ended before the outcome."}),
@@ -48,7 +58,7 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		keysComplete: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_keys_complete_checks_total",
 			Help: "Looks at whether Redis's idempotency keys are complete (--keys-complete-interval), by result: complete, marked (the ledger was empty), ledger-not-empty, error."}, []string{"result"}),
 	}
-	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures, m.keysComplete)
+	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.stageSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures, m.keysComplete)
 	return m
 }
 

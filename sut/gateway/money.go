@@ -263,7 +263,9 @@ func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 // accept runs the idempotency contract, queues the command, optionally waits
 // for its outcome, and remembers the response for replays.
 func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command ledger.Command, wait time.Duration) (int, []byte, error) {
+	claimStarted := g.clock()
 	claim, err := g.claim(w, ctx, &command)
+	g.metrics.stageSeconds.WithLabelValues(stageClaim).Observe(g.clock().Sub(claimStarted).Seconds())
 	if err != nil || claim.answered {
 		return claim.status, claim.body, err
 	}
@@ -498,9 +500,11 @@ func (g *Gateway) produceInBackground(ctx context.Context, command ledger.Comman
 
 func (g *Gateway) remember(ctx context.Context, command ledger.Command, record redis.IdempotencyRecord, status int, body []byte) {
 	record.ResponseStatus, record.ResponseBody = status, body
+	started := g.clock()
 	if err := g.cache.StoreResponse(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, record, g.config.IdempotencyTTL); err != nil {
 		g.metrics.cacheErrors.Inc()
 	}
+	g.metrics.stageSeconds.WithLabelValues(stageRemember).Observe(g.clock().Sub(started).Seconds())
 }
 
 func (g *Gateway) release(ctx context.Context, command ledger.Command, reserved bool) {
