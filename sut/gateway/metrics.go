@@ -18,16 +18,19 @@ type metrics struct {
 	requestSeconds *prometheus.HistogramVec
 	produceSeconds prometheus.Histogram
 	stageSeconds   *prometheus.HistogramVec
-	replays        prometheus.Counter
-	keyReused      prometheus.Counter
-	waitTimeouts   prometheus.Counter
-	cacheErrors    prometheus.Counter
-	localSessions  prometheus.Counter
-	ledgerSessions prometheus.Counter
-	ledgerChecks   *prometheus.CounterVec
-	refusals       *prometheus.CounterVec
-	signinFailures prometheus.Counter
-	keysComplete   *prometheus.CounterVec
+	// claimSeconds and rememberSeconds are stageSeconds's two series,
+	// resolved once rather than looked up by label at every request.
+	claimSeconds, rememberSeconds prometheus.Observer
+	replays                       prometheus.Counter
+	keyReused                     prometheus.Counter
+	waitTimeouts                  prometheus.Counter
+	cacheErrors                   prometheus.Counter
+	localSessions                 prometheus.Counter
+	ledgerSessions                prometheus.Counter
+	ledgerChecks                  *prometheus.CounterVec
+	refusals                      *prometheus.CounterVec
+	signinFailures                prometheus.Counter
+	keysComplete                  *prometheus.CounterVec
 }
 
 func newMetrics(registerer prometheus.Registerer) *metrics {
@@ -58,6 +61,7 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		keysComplete: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_gateway_keys_complete_checks_total",
 			Help: "Looks at whether Redis's idempotency keys are complete (--keys-complete-interval), by result: complete, marked (the ledger was empty), ledger-not-empty, error."}, []string{"result"}),
 	}
+	m.claimSeconds, m.rememberSeconds = m.stageSeconds.WithLabelValues(stageClaim), m.stageSeconds.WithLabelValues(stageRemember)
 	registerer.MustRegister(m.requests, m.requestSeconds, m.produceSeconds, m.stageSeconds, m.replays, m.keyReused, m.waitTimeouts, m.cacheErrors, m.localSessions, m.ledgerSessions, m.ledgerChecks, m.refusals, m.signinFailures, m.keysComplete)
 	return m
 }

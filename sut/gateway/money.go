@@ -265,7 +265,7 @@ func (g *Gateway) moneyHandler(kind ledger.Kind) handler {
 func (g *Gateway) accept(w http.ResponseWriter, ctx context.Context, command ledger.Command, wait time.Duration) (int, []byte, error) {
 	claimStarted := g.clock()
 	claim, err := g.claim(w, ctx, &command)
-	g.metrics.stageSeconds.WithLabelValues(stageClaim).Observe(g.clock().Sub(claimStarted).Seconds())
+	g.metrics.claimSeconds.Observe(g.clock().Sub(claimStarted).Seconds())
 	if err != nil || claim.answered {
 		return claim.status, claim.body, err
 	}
@@ -504,7 +504,7 @@ func (g *Gateway) remember(ctx context.Context, command ledger.Command, record r
 	if err := g.cache.StoreResponse(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, record, g.config.IdempotencyTTL); err != nil {
 		g.metrics.cacheErrors.Inc()
 	}
-	g.metrics.stageSeconds.WithLabelValues(stageRemember).Observe(g.clock().Sub(started).Seconds())
+	g.metrics.rememberSeconds.Observe(g.clock().Sub(started).Seconds())
 }
 
 func (g *Gateway) release(ctx context.Context, command ledger.Command, reserved bool) {
