@@ -42,7 +42,7 @@ func newMetrics(registerer prometheus.Registerer) *metrics {
 		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_gateway_produce_seconds",
 			Help: "Time until the broker acknowledged a command.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_gateway_stage_seconds",
-			Help:    "Time a money request spent in a step of its path, by stage: claim (the idempotency key's reservation in Redis, or the ledger's answer for it), remember (storing the response for replays).",
+			Help:    "Time a money request spent in a step of its path, by stage: claim (the idempotency key's reservation in Redis, or the ledger's answer for it; a replay answered from the ledger includes storing that answer), remember (storing a response for replays).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"}),
 		replays:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotent_replays_total", Help: "Responses replayed for a reused key."}),
 		keyReused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_gateway_idempotency_key_reused_total", Help: "Requests rejected: key reused with another body."}),
