@@ -461,6 +461,7 @@ func (e *engine) runOpen(scheduleContext, iterationContext context.Context, iter
 		select {
 		case slot := <-slots:
 			e.recorder.IterationStarted(step, due)
+			e.recorder.IterationLate(time.Since(due))
 			inFlight.add(1)
 			iterations.Add(1)
 			job := openIteration{n: n, slot: slot, due: due, step: step}
@@ -692,6 +693,10 @@ func (e *engine) printSummary(summary *metrics.Summary, result *Result) {
 			observed = fmt.Sprintf(" (observed %.4g)", *verdict.Observed)
 		}
 		e.say("load: threshold %s: %s %s%s", verdict.Metric, verdict.Expression, state, observed)
+	}
+	if late, latest := e.recorder.LateStarts(); late > 0 {
+		e.say("load: %d iterations started %s or more after their due time (the latest %.1f ms): the generator fell behind its own schedule; their latency counts from the due time and includes that delay",
+			late, metrics.LateStart, float64(latest.Microseconds())/1000)
 	}
 	if summary.Aborted != "" {
 		e.say("load: aborted: %s", summary.Aborted)

@@ -200,12 +200,23 @@ type CheckCounts struct {
 type secondCounters struct {
 	started, completed, dropped, ok, fail, info, errors int64
 	httpByStatus                                        [maxTagValues + 1]int64
+	// late and latest are the iterations started LateStart or more after they were due, and the latest of
+	// them (IterationLate).
+	late   int64
+	latest time.Duration
 }
 
-// totals are the run's counts the progress line shows.
+// totals are the run's counts the progress line shows, and the late starts the end of the run reports.
 type totals struct {
 	started, completed, errors, dropped int64
+	late                                int64
+	latest                              time.Duration
 }
+
+// LateStart is how long after its due time an iteration of the open model may start before it counts as
+// late (IterationLate): the generator itself fell behind its schedule (its CPU, its scheduler), and the
+// latency of that iteration, which counts from the due time, includes the generator's own delay.
+const LateStart = 10 * time.Millisecond
 
 // Recorder collects the load's measurements. Its methods are safe for concurrent use; the recording methods
 // (Operation, HTTP, IterationStarted, IterationDropped, Check) hold one mutex for a few dozen nanoseconds and
@@ -463,6 +474,27 @@ func (r *Recorder) IterationStarted(step string, at time.Time) {
 	r.totals.started++
 	r.second.started++
 	cells.step.due(at)
+}
+
+// IterationLate records an iteration that started late after its due time, late being LateStart or more
+// (shorter delays are ignored): the time series and the end of the run count them, with the latest.
+func (r *Recorder) IterationLate(late time.Duration) {
+	if late < LateStart {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.second.late++
+	r.second.latest = max(r.second.latest, late)
+	r.totals.late++
+	r.totals.latest = max(r.totals.latest, late)
+}
+
+// LateStarts returns the iterations started late (IterationLate) over the run, and the latest.
+func (r *Recorder) LateStarts() (count int64, latest time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.totals.late, r.totals.latest
 }
 
 // IterationDropped records an iteration the schedule called for at at that could not start

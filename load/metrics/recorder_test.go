@@ -833,3 +833,31 @@ func TestParsedThresholdsEvaluate(t *testing.T) {
 		})
 	}
 }
+
+// The late starts of the open model: counted per row and over the run from LateStart on, with the latest;
+// shorter delays are not counted, and a row's count does not leak into the next.
+func TestLateStartsPerRowAndOverTheRun(t *testing.T) {
+	recorder := NewRecorder(loadStart, nil)
+	recorder.IterationLate(LateStart - time.Microsecond)
+	recorder.IterationLate(0)
+	recorder.IterationLate(LateStart)
+	recorder.IterationLate(250 * time.Millisecond)
+	recorder.IterationLate(40 * time.Millisecond)
+	first := recorder.TakeSecond(at(1), 0)
+	if first.Late != 3 || first.LateMaxMilliseconds != 250 {
+		t.Errorf("first row: late %d, latest %.1f ms; want 3 and 250 ms", first.Late, first.LateMaxMilliseconds)
+	}
+	recorder.IterationLate(2 * time.Millisecond)
+	second := recorder.TakeSecond(at(2), 0)
+	if second.Late != 0 || second.LateMaxMilliseconds != 0 {
+		t.Errorf("second row: late %d, latest %.1f ms; want none", second.Late, second.LateMaxMilliseconds)
+	}
+	recorder.IterationLate(15500 * time.Microsecond)
+	third := recorder.TakeSecond(at(3), 0)
+	if third.Late != 1 || third.LateMaxMilliseconds != 15.5 {
+		t.Errorf("third row: late %d, latest %.1f ms; want 1 and 15.5 ms", third.Late, third.LateMaxMilliseconds)
+	}
+	if count, latest := recorder.LateStarts(); count != 4 || latest != 250*time.Millisecond {
+		t.Errorf("over the run: %d late, latest %s; want 4 and 250ms", count, latest)
+	}
+}

@@ -39,6 +39,10 @@ type Second struct {
 	AcceptP99Milliseconds float64 `json:"accept_p99_ms"`
 	// InFlight is the iterations in flight when the row was taken (the engine's count).
 	InFlight int `json:"in_flight"`
+	// Late is the iterations started LateStart or more after their due time, LateMaxMilliseconds the latest of
+	// them (0 when none): the generator behind its own schedule.
+	Late                int64   `json:"late"`
+	LateMaxMilliseconds float64 `json:"late_max_ms"`
 }
 
 // TakeSecond returns the row for the interval since the previous call (or the load's start) and starts the
@@ -58,6 +62,10 @@ func (r *Recorder) TakeSecond(now time.Time, inFlight int) Second {
 		Errors:          r.second.errors,
 		HTTP:            map[string]int64{},
 		InFlight:        inFlight,
+		Late:            r.second.late,
+	}
+	if r.second.late > 0 {
+		row.LateMaxMilliseconds = float64(r.second.latest.Microseconds()) / 1000
 	}
 	for index, count := range r.second.httpByStatus {
 		if count > 0 {
