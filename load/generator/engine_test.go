@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -611,6 +613,50 @@ func TestRunStartGate(t *testing.T) {
 				fake.loadMoneyRequests(), ExitCouldNotRun)
 		}
 	})
+}
+
+// A schedule that starts in the past makes its first iterations late: the time series counts them, and the
+// end of the run says how many and how late. A start gate is the one way to put the start in the past.
+func TestRunCountsLateStarts(t *testing.T) {
+	t.Parallel()
+	_, server := newFakeSystem(t, nil)
+	s := parseScenario(t, mixedScenario("10", "1s", ""))
+	result, output := runLoad(t, context.Background(), server, s, func(c *Config) {
+		c.StartGate = func(context.Context) (time.Time, error) { return time.Now().Add(-350 * time.Millisecond), nil }
+	})
+	if result.ExitCode != ExitPassed {
+		t.Fatalf("exit %d, want %d:\n%s", result.ExitCode, ExitPassed, output.String())
+	}
+	// Iterations are due every 100 ms, the first 100 ms after the start: the three due at 100, 200 and 300 ms were
+	// due before the run began, the first of them 250 ms before.
+	line := regexp.MustCompile(`load: (\d+) iterations started 10ms or more after their due time \(the latest ([0-9.]+) ms\)`).
+		FindStringSubmatch(output.String())
+	if line == nil {
+		t.Fatalf("no late-start line in the output:\n%s", output.String())
+	}
+	count, _ := strconv.Atoi(line[1])
+	latest, _ := strconv.ParseFloat(line[2], 64)
+	if count < 3 || latest < 240 {
+		t.Errorf("%d late starts, the latest %.1f ms; want at least 3, the latest at least 240 ms", count, latest)
+	}
+	file, err := os.Open(result.TimeSeriesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	var rowsLate int
+	for scanner := bufio.NewScanner(file); scanner.Scan(); {
+		var row struct {
+			Late int `json:"late"`
+		}
+		if err := json.Unmarshal(scanner.Bytes(), &row); err != nil {
+			t.Fatal(err)
+		}
+		rowsLate += row.Late
+	}
+	if rowsLate != count {
+		t.Errorf("the time series counts %d late starts, the end of the run %d", rowsLate, count)
+	}
 }
 
 func TestRunRefusesAConfigurationThatCannotStart(t *testing.T) {
