@@ -629,8 +629,8 @@ func TestRunCountsLateStarts(t *testing.T) {
 	}
 	// Iterations are due every 100 ms, the first 100 ms after the start: the three due at 100, 200 and 300 ms were
 	// due before the run began, the first of them 250 ms before.
-	line := regexp.MustCompile(`load: (\d+) iterations started 10ms or more after their due time \(the latest ([0-9.]+) ms\)`).
-		FindStringSubmatch(output.String())
+	line := regexp.MustCompile(`load: (\d+) iterations started ` + regexp.QuoteMeta(metrics.LateStart.String()) +
+		` or more after their due time \(the latest ([0-9.]+) ms\)`).FindStringSubmatch(output.String())
 	if line == nil {
 		t.Fatalf("no late-start line in the output:\n%s", output.String())
 	}

@@ -219,7 +219,7 @@ type totals struct {
 const LateStart = 10 * time.Millisecond
 
 // Recorder collects the load's measurements. Its methods are safe for concurrent use; the recording methods
-// (Operation, HTTP, IterationStarted, IterationDropped, Check) hold one mutex for a few dozen nanoseconds and
+// (Operation, HTTP, IterationStarted, IterationLate, IterationDropped, Check) hold one mutex for a few dozen nanoseconds and
 // do not allocate once a series exists.
 type Recorder struct {
 	start      time.Time
