@@ -221,6 +221,61 @@ func TestAfterCommitKeepsTheNewestBalance(t *testing.T) {
 	}
 }
 
+// TestAfterCommitComparesEachAccountsOwnVersion: one call with many
+// accounts, some newer than the cache, some older, some unversioned, some
+// never cached; each account's balance follows its own version (the script
+// reads every version at once, and the answers must not shift between
+// accounts).
+func TestAfterCommitComparesEachAccountsOwnVersion(t *testing.T) {
+	t.Parallel()
+	client := newClient(t)
+	ctx := context.Background()
+	const accounts = 600 // more than a full batch of 512 records touches on one side
+	first, firstVersions := map[int64]int64{}, map[int64]int64{}
+	for i := range int64(accounts) {
+		if i%5 == 4 {
+			continue // never cached before the second call
+		}
+		first[5000+i], firstVersions[5000+i] = 1000+i, 10
+	}
+	if err := client.AfterCommit(ctx, first, firstVersions, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	second, secondVersions, want := map[int64]int64{}, map[int64]int64{}, map[int64]int64{}
+	for i := range int64(accounts) {
+		id := 5000 + i
+		second[id] = 2000 + i
+		switch i % 5 {
+		case 0: // newer
+			secondVersions[id], want[id] = 11, 2000+i
+		case 1: // older
+			secondVersions[id], want[id] = 9, 1000+i
+		case 2: // the same version
+			secondVersions[id], want[id] = 10, 1000+i
+		case 3: // unversioned: written whatever is cached
+			secondVersions[id], want[id] = 0, 2000+i
+		case 4: // not cached before
+			secondVersions[id], want[id] = 3, 2000+i
+		}
+	}
+	if err := client.AfterCommit(ctx, second, secondVersions, nil, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int64, 0, accounts)
+	for id := range want {
+		ids = append(ids, id)
+	}
+	cached, err := client.CachedBalances(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if cached[id] != want[id] {
+			t.Errorf("account %d (case %d): cached %d, want %d", id, (id-5000)%5, cached[id], want[id])
+		}
+	}
+}
+
 // TestConcurrentReservationsOfOneKey sends many requests with one key at once:
 // they share pipelines (the client coalesces them) and exactly one reserves
 // the key; every other one sees its record.
