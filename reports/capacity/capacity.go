@@ -634,6 +634,12 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 			step.CPUPer1000[component] = round3(used / (float64(step.CompletedInWindow) / 1000))
 		}
 	}
+	// Second by second over the ramp and the hold, from the schedule's start
+	// as the load's own series: which process used the machine when the
+	// latency rose.
+	if err := writeCPUTimeseries(filepath.Join(stepDir, cpuTimeseriesFile), sampler.perSecond(names, scheduleStart, windowEnd)); err != nil {
+		return step, err
+	}
 	if content, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fields := strings.Fields(string(content))
 		if len(fields) > 0 {

@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -245,4 +246,54 @@ func (s *cpuSampler) used(name string, from, to time.Time) (float64, bool) {
 		return 0, false
 	}
 	return end - start, true
+}
+
+// cpuTimeseriesFile is a step's CPU by process, one JSON line per second, in
+// the step's directory beside the load's load-timeseries.jsonl.
+const cpuTimeseriesFile = "cpu-timeseries.jsonl"
+
+// cpuSecond is one line of cpuTimeseriesFile: the CPU seconds each watched
+// process tree, and the whole machine, used in one second of the step, which
+// began in the Unix second T.
+type cpuSecond struct {
+	T          int64              `json:"t"`
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+}
+
+// perSecond is the CPU each named component used in every second from from
+// on (from, from+1s, ... while before to), interpolated between the samples
+// (one a second, so a second's figure is spread over the two samples around
+// it). From the schedule's start, these are the seconds of the load's own
+// time series, whose lines count from its start. A component the samples do
+// not cover in a second is left out of it, and a second no component is
+// covered in is left out.
+func (s *cpuSampler) perSecond(names []string, from, to time.Time) []cpuSecond {
+	var seconds []cpuSecond
+	for start := from; start.Before(to); start = start.Add(time.Second) {
+		row := cpuSecond{T: start.Unix(), CPUSeconds: map[string]float64{}}
+		for _, name := range names {
+			if used, ok := s.used(name, start, start.Add(time.Second)); ok {
+				row.CPUSeconds[name] = round3(used)
+			}
+		}
+		if len(row.CPUSeconds) > 0 {
+			seconds = append(seconds, row)
+		}
+	}
+	return seconds
+}
+
+// writeCPUTimeseries writes seconds as JSON lines to path.
+func writeCPUTimeseries(path string, seconds []cpuSecond) error {
+	var content bytes.Buffer
+	encoder := json.NewEncoder(&content)
+	for _, second := range seconds {
+		if err := encoder.Encode(second); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(path, content.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write the CPU time series: %w", err)
+	}
+	return nil
 }
