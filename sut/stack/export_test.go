@@ -13,3 +13,6 @@ func PlanWithFileForTest(config Config, dir string, file *File) []*Component {
 
 // ValidateForTest exposes Config.validate.
 func ValidateForTest(config Config) error { return config.validate() }
+
+// SaveForTest writes file to its directory's stack file.
+func SaveForTest(file *File) error { return file.save() }

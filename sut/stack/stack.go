@@ -381,6 +381,27 @@ func withLock(dir string, action func() error) error {
 	return action()
 }
 
+// withComponentLock runs action holding the lock of one component of the
+// stack in dir (a lock file of its own beside the stack's). Take it before
+// the stack's lock, never while holding it.
+func withComponentLock(dir, name string, action func() error) error {
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
+		// No stack here: say so as Load does, and leave no lock file behind.
+		_, err := Load(dir)
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName+"."+name), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	return action()
+}
+
 // recordComponent replaces the record of one component in the stack file,
 // leaving the others as they are now on disk (another operation may have
 // changed them meanwhile).
@@ -924,36 +945,76 @@ const (
 // and restart wait for readiness, bounded by ctx (DefaultReadyTimeout if it
 // has no deadline). The stack file is locked only to read and to record, so
 // operations on different components may overlap (a chaos plan may kill the
-// broker while Postgres restarts).
+// broker while Postgres restarts); operations on one component come one
+// after the other (operateIf).
 func Operate(ctx context.Context, dir, name, action string) (*Component, error) {
+	component, _, err := operateIf(ctx, dir, name, action, nil)
+	return component, err
+}
+
+// StartIfExited starts a component that exited on its own (recorded
+// running or failed, its process gone), as a supervisor restarts a process,
+// and reports whether it did: a component that is alive again, or that an
+// operation killed or stopped since the caller looked, is left as it is.
+// The check and the start hold the component's lock, so a fault plan's
+// kill or start of the same component comes wholly before or after.
+func StartIfExited(ctx context.Context, dir, name string) (*Component, bool, error) {
+	return operateIf(ctx, dir, name, ActionStart, exitedOnItsOwn)
+}
+
+// exitedOnItsOwn: recorded running or failed, and its process gone.
+func exitedOnItsOwn(component *Component) bool {
+	return !component.Alive() && (component.State == StateRunning || component.State == StateFailed)
+}
+
+// operateIf runs action on the component called name if when (nil: always)
+// holds of it as recorded, and records the result. It holds the
+// component's own lock throughout: two operations on one component (a
+// fault plan's start and a supervisor's restart) would otherwise both read
+// it dead and both start a process, or a kill would signal the process a
+// start was replacing and record the new one killed while it runs. Other
+// components' operations go on meanwhile; the stack file's lock is taken
+// only to read and to record.
+func operateIf(ctx context.Context, dir, name, action string, when func(*Component) bool) (*Component, bool, error) {
+	switch action {
+	case ActionStop, ActionKill, ActionStart, ActionRestart:
+	default:
+		return nil, false, fmt.Errorf("unknown action %q (want stop, kill, start or restart)", action)
+	}
 	var component *Component
-	if err := withLock(dir, func() error {
-		file, err := Load(dir)
-		if err != nil {
+	var done bool
+	err := withComponentLock(dir, name, func() error {
+		if err := withLock(dir, func() error {
+			file, err := Load(dir)
+			if err != nil {
+				return err
+			}
+			component, err = file.Component(name)
+			return err
+		}); err != nil {
 			return err
 		}
-		component, err = file.Component(name)
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	var actionError error
-	switch action {
-	case ActionStop:
-		actionError = component.Stop(DefaultStopTimeout)
-	case ActionKill:
-		actionError = component.Kill()
-	case ActionStart:
-		actionError = component.Start(ctx)
-	case ActionRestart:
-		actionError = component.Restart(ctx, DefaultStopTimeout)
-	default:
-		return nil, fmt.Errorf("unknown action %q (want stop, kill, start or restart)", action)
-	}
-	if err := recordComponent(dir, component); err != nil {
-		return component, errors.Join(actionError, err)
-	}
-	return component, actionError
+		if when != nil && !when(component) {
+			return nil
+		}
+		done = true
+		var actionError error
+		switch action {
+		case ActionStop:
+			actionError = component.Stop(DefaultStopTimeout)
+		case ActionKill:
+			actionError = component.Kill()
+		case ActionStart:
+			actionError = component.Start(ctx)
+		case ActionRestart:
+			actionError = component.Restart(ctx, DefaultStopTimeout)
+		}
+		if err := recordComponent(dir, component); err != nil {
+			return errors.Join(actionError, err)
+		}
+		return actionError
+	})
+	return component, done, err
 }
 
 // Stop stops one component cleanly (its stop signal, then SIGKILL after

@@ -17,7 +17,12 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/stack/stacktest"
 )
 
-func TestMain(m *testing.M) { stacktest.Main(m) }
+func TestMain(m *testing.M) {
+	if address := os.Getenv(fakeServerEnv); address != "" {
+		serveReadiness(address)
+	}
+	stacktest.Main(m)
+}
 
 // stackDirectory is a private, world-searchable directory (Postgres may run
 // as another OS user) with a short path (the unix socket path is limited).

@@ -32,8 +32,7 @@ func RestartExited(ctx context.Context, dir string, log func(string)) {
 				component.Kind != KindRelay && component.Kind != KindSettler {
 				continue
 			}
-			exited := !component.Alive() && (component.State == StateRunning || component.State == StateFailed)
-			if !exited {
+			if !exitedOnItsOwn(component) {
 				delete(deadSince, component.Name)
 				continue
 			}
@@ -45,15 +44,20 @@ func RestartExited(ctx context.Context, dir string, log func(string)) {
 			if time.Since(since) < time.Second {
 				continue
 			}
-			_, err := Operate(ctx, dir, component.Name, ActionStart)
+			// Checked again under the component's lock: a fault plan may
+			// have killed or started it since this loop read the file.
+			_, started, err := StartIfExited(ctx, dir, component.Name)
 			if ctx.Err() != nil {
 				return
 			}
 			delete(deadSince, component.Name)
-			if err != nil {
+			switch {
+			case !started && err == nil:
+				// Not exited on its own any more: the plan's to handle.
+			case err != nil:
 				message, _, _ := strings.Cut(err.Error(), "\n")
 				log(fmt.Sprintf("restart of %s (exited on its own) failed: %v", component.Name, message))
-			} else {
+			default:
 				log(fmt.Sprintf("restarted %s (exited on its own)", component.Name))
 			}
 		}
