@@ -125,3 +125,21 @@ func TestStartIfExited(t *testing.T) {
 		t.Errorf("a component running again: started %v, %v; want it left as it is", started, err)
 	}
 }
+
+// TestOperateOnUnknownComponent: a name the stack does not have is refused before any lock file is made for it,
+// so a name is never taken for a path.
+func TestOperateOnUnknownComponent(t *testing.T) {
+	t.Parallel()
+	dir := fakeStack(t, stack.StateKilled)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := stack.Operate(ctx, dir, "../escaped", stack.ActionStart)
+	if err == nil || !strings.Contains(err.Error(), `has no component "../escaped"`) {
+		t.Errorf("unknown component: %v", err)
+	}
+	for _, path := range []string{filepath.Join(filepath.Dir(dir), "escaped"), filepath.Join(dir, "stack.lock.../escaped")} {
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("%s was created", path)
+		}
+	}
+}

@@ -385,9 +385,13 @@ func withLock(dir string, action func() error) error {
 // stack in dir (a lock file of its own beside the stack's). Take it before
 // the stack's lock, never while holding it.
 func withComponentLock(dir, name string, action func() error) error {
-	if _, err := os.Stat(filepath.Join(dir, FileName)); err != nil {
-		// No stack here: say so as Load does, and leave no lock file behind.
-		_, err := Load(dir)
+	// No stack here, or no such component: say so as Load and Component do,
+	// and leave no lock file behind (a name is never a path).
+	file, err := Load(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := file.Component(name); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockName+"."+name), os.O_CREATE|os.O_RDWR, 0o644)
