@@ -44,15 +44,8 @@ func Resume(ctx context.Context, dir, name string) (*Component, error) {
 // signalTree sends sig to the component's recorded process and its
 // descendants.
 func signalTree(ctx context.Context, dir, name string, sig syscall.Signal) (*Component, error) {
-	var component *Component
-	if err := withLock(dir, func() error {
-		file, err := Load(dir)
-		if err != nil {
-			return err
-		}
-		component, err = file.Component(name)
-		return err
-	}); err != nil {
+	component, err := loadComponent(dir, name)
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -406,6 +406,21 @@ func withComponentLock(dir, name string, action func() error) error {
 	return action()
 }
 
+// loadComponent reads the record of the component called name, holding the
+// stack file's lock.
+func loadComponent(dir, name string) (*Component, error) {
+	var component *Component
+	err := withLock(dir, func() error {
+		file, err := Load(dir)
+		if err != nil {
+			return err
+		}
+		component, err = file.Component(name)
+		return err
+	})
+	return component, err
+}
+
 // recordComponent replaces the record of one component in the stack file,
 // leaving the others as they are now on disk (another operation may have
 // changed them meanwhile).
@@ -988,14 +1003,8 @@ func operateIf(ctx context.Context, dir, name, action string, when func(*Compone
 	var component *Component
 	var done bool
 	err := withComponentLock(dir, name, func() error {
-		if err := withLock(dir, func() error {
-			file, err := Load(dir)
-			if err != nil {
-				return err
-			}
-			component, err = file.Component(name)
-			return err
-		}); err != nil {
+		var err error
+		if component, err = loadComponent(dir, name); err != nil {
 			return err
 		}
 		if when != nil && !when(component) {
