@@ -140,7 +140,8 @@ bench-load: build
 # its own ports (batched: 1 gateway, 1 worker, 2 partitions, worker linger 30
 # ms, broker without --sync, cheap KDF for the sign-ups; naive: 1 gateway with
 # --apply-mode naive, no worker; both with GOMAXPROCS=1 for the stack's Go
-# processes), the steps 250 to 10,000 TPS of scenarios/capacity.yaml (one
+# processes), the steps 250 to 10,000 TPS of scenarios/capacity.yaml (the
+# command's default ladder unless CAPACITY_STEPS is set; one
 # `ledgerproof load` run per step, 5 s ramp + 20 s hold; a mode stops after two
 # consecutive failed steps), CPU per process sampled from /proc, the audit
 # (must pass), and the report: capacity.md and capacity.json in
@@ -156,7 +157,7 @@ bench-load: build
 # and broker records a minute (--retention 1m; CAPACITY_ARGS='--retention 0'
 # runs the reference's 24h), and the report states what Redis would hold
 # with the reference's 24h (docs/performance.md, "Bounded memory").
-CAPACITY_STEPS                    ?= 250,500,1000,1500,2000,2500,3000,3600,5000,7500,10000
+CAPACITY_STEPS                    ?=
 CAPACITY_HOLD                     ?= 20s
 CAPACITY_REQUIRE_TPS              ?= 0
 CAPACITY_REQUIRE_RATIO            ?= 3
@@ -164,7 +165,7 @@ CAPACITY_REQUIRE_CEILING_FRACTION ?= 0.3
 CAPACITY_SOAK                     ?= 10m
 CAPACITY_ARGS                     ?=
 capacity: deps build
-	$(BIN) capacity --steps $(CAPACITY_STEPS) --step-duration $(CAPACITY_HOLD) --soak $(CAPACITY_SOAK) \
+	$(BIN) capacity $(if $(CAPACITY_STEPS),--steps $(CAPACITY_STEPS)) --step-duration $(CAPACITY_HOLD) --soak $(CAPACITY_SOAK) \
 		--require-tps $(CAPACITY_REQUIRE_TPS) --require-ratio $(CAPACITY_REQUIRE_RATIO) \
 		--require-ceiling-fraction $(CAPACITY_REQUIRE_CEILING_FRACTION) \
 		--docs docs/performance.md $(CAPACITY_ARGS)

@@ -28,7 +28,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.StringVar(&o.StackRoot, "stack-dir", ".ledgerproof/capacity", "parent of the stacks' directories (one per mode, purged after)")
 	flags.StringVar(&o.Docs, "docs", "", "markdown file whose capacity section (between the capacity-report markers) receives the summary; empty: none")
 	modes := flags.String("modes", "batched,naive", "modes measured, in order: batched (the pipeline), naive (one transaction per request)")
-	steps := flags.String("steps", "250,500,1000,1500,2000,2500,3000,3600,5000,7500,10000", "arrival rates (TPS), ascending (from 250, so a slow machine's knees are measured too; 500 apart from 500 to 3,000, then 3,600: a knee up to 3,600 to within 500 or 600; above it 1,400 to 2,500 apart)")
+	steps := flags.String("steps", capacity.DefaultSteps, "arrival rates (TPS), ascending (from 250, so a slow machine's knees are measured too; from 1,000 up each step at most a quarter above the one before, 10,000 a third: a knee to within that much)")
 	flags.DurationVar(&o.Hold, "step-duration", 20*time.Second, "hold of each step")
 	flags.DurationVar(&o.Ramp, "ramp-duration", 5*time.Second, "ramp into each step from 0 (each step is a load run of its own; the step is judged on its hold)")
 	flags.IntVar(&o.Accounts, "accounts", 2000, "accounts each step's load run signs up and funds (setup.accounts)")

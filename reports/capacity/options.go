@@ -218,6 +218,15 @@ func (o *Options) validate() error {
 // each can make a commit that was acknowledged vanish in a crash.
 var durabilitySettings = []string{"fsync", "synchronous_commit", "full_page_writes", "wal_sync_method"}
 
+// DefaultSteps is the ladder of arrival rates (TPS) a capacity run climbs
+// unless --steps says otherwise. It starts at 250, so that a slow machine's
+// knees are measured too, and from 1,000 up each step is at most a quarter
+// above the one before it (the last, 10,000, a third), so that a knee is
+// measured to within that much whichever mode it belongs to: a knee is the
+// highest step held, and a coarse ladder would state a knee, and a ratio of
+// two knees, lower or higher than the run showed.
+const DefaultSteps = "250,500,750,1000,1250,1500,1750,2000,2500,3000,3600,4300,5000,6000,7500,10000"
+
 // ParseSteps reads --steps: comma-separated positive rates, ascending.
 func ParseSteps(text string) ([]int, error) {
 	var steps []int

@@ -86,7 +86,6 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-// TestParseSteps: --steps is comma-separated positive rates, ascending.
 // TestLoadMaxProcs: one P per LoadRatePerProc operations a second of the step's rate, at least one and at most
 // the cores; a configured count wins; -1 leaves Go's default (no flag).
 func TestLoadMaxProcs(t *testing.T) {
@@ -107,6 +106,7 @@ func TestLoadMaxProcs(t *testing.T) {
 	}
 }
 
+// TestParseSteps: --steps is comma-separated positive rates, ascending.
 func TestParseSteps(t *testing.T) {
 	steps, err := ParseSteps("250, 500,1000,")
 	if err != nil || len(steps) != 3 || steps[0] != 250 || steps[2] != 1000 {
@@ -116,6 +116,31 @@ func TestParseSteps(t *testing.T) {
 		"500,250": "--steps must ascend (250 after 500)"} {
 		if _, err := ParseSteps(text); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want one saying %q", text, err, want)
+		}
+	}
+}
+
+// TestDefaultStepsResolution: the default ladder parses, starts at 250, reaches 10,000, and from 1,000 up no
+// step is more than a quarter above the one before it (the last a third), so a knee of either mode is stated to
+// within that much.
+func TestDefaultStepsResolution(t *testing.T) {
+	steps, err := ParseSteps(DefaultSteps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps[0] != 250 || steps[len(steps)-1] != 10000 {
+		t.Fatalf("default steps %v: want 250 to 10000", steps)
+	}
+	for i := 1; i < len(steps); i++ {
+		if steps[i-1] < 1000 {
+			continue
+		}
+		limit := 1.25
+		if i == len(steps)-1 {
+			limit = 4.0 / 3
+		}
+		if ratio := float64(steps[i]) / float64(steps[i-1]); ratio > limit+1e-9 {
+			t.Errorf("step %d is %.2f× the step %d before it; the ladder allows %.2f×", steps[i], ratio, steps[i-1], limit)
 		}
 	}
 }
