@@ -66,6 +66,11 @@ type capacityStep struct {
 	// CPUPer1000 divides it by CompletedInWindow in thousands.
 	CPUSeconds map[string]float64 `json:"cpu_seconds"`
 	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_requests"`
+	// MachineBusy is the share of the machine's cores busy in the hold:
+	// CPUSeconds["machine"] ÷ (cores × WindowSeconds). Near 1 the step ran
+	// out of machine, and its latency says so; well under 1, a failed step
+	// met something else (nil: the machine's CPU was not sampled).
+	MachineBusy *float64 `json:"machine_busy,omitempty"`
 	// LoadAverage is /proc/loadavg's first figure when the step ended.
 	LoadAverage float64 `json:"load_average"`
 	// RecordsPerBatch is the workers' mean batch size during the step (from
@@ -634,6 +639,7 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 			step.CPUPer1000[component] = round3(used / (float64(step.CompletedInWindow) / 1000))
 		}
 	}
+	step.MachineBusy = machineBusy(step.CPUSeconds, runtime.NumCPU(), step.WindowSeconds)
 	// Second by second over the ramp and the hold, from the schedule's start
 	// as the load's own series: which process used the machine when the
 	// latency rose.
@@ -650,10 +656,30 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	if !step.Held {
 		verdict = "NOT HELD (" + strings.Join(step.Reasons, ", ") + ")"
 	}
-	fmt.Fprintf(out, "%s %6d TPS: achieved %.0f/s, p95 accept %s ms, errors %s, dropped %.0f, records/batch %.1f, CPU/1k req: %s; %s\n",
+	fmt.Fprintf(out, "%s %6d TPS: achieved %.0f/s, p95 accept %s ms, errors %s, dropped %.0f, records/batch %.1f, machine busy %s, CPU/1k req: %s; %s\n",
 		mode.Name, rate, step.AchievedTPS, formatOptional(step.P95AcceptMs, 1), formatPercent(step.ErrorRate), step.Dropped,
-		step.RecordsPerBatch, formatCPU(step.CPUPer1000), verdict)
+		step.RecordsPerBatch, formatBusy(step.MachineBusy), formatCPU(step.CPUPer1000), verdict)
 	return step, nil
+}
+
+// machineBusy is the share of cores busy over a window of seconds, from
+// the machine's CPU seconds in it (nil when they were not sampled or the
+// window is empty).
+func machineBusy(cpuSeconds map[string]float64, cores int, seconds float64) *float64 {
+	used, ok := cpuSeconds[machineComponent]
+	if !ok || cores < 1 || seconds <= 0 {
+		return nil
+	}
+	busy := round3(used / (float64(cores) * seconds))
+	return &busy
+}
+
+// formatBusy is a share of the machine as a whole per cent ("–": unknown).
+func formatBusy(busy *float64) string {
+	if busy == nil {
+		return "–"
+	}
+	return strconv.FormatFloat(*busy*100, 'f', 0, 64) + "%"
 }
 
 // setFigures fills the step's figures from its load's summary, whose only
@@ -847,15 +873,15 @@ func (r *capacityResult) markdown(outDir string) string {
 		b.WriteString("\n")
 		if len(mode.Steps) > 0 {
 			columns := cpuColumns(mode.Steps[0].CPUSeconds)
-			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included):\n\n")
-			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | records/batch | load avg |\n")
-			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|\n")
+			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included; `busy` is the share of the machine's cores busy in the hold):\n\n")
+			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | busy | records/batch | load avg |\n")
+			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|---:|\n")
 			for _, step := range mode.Steps {
 				cells := []string{strconv.Itoa(step.TargetTPS)}
 				for _, column := range columns {
 					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
 				}
-				cells = append(cells, strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
+				cells = append(cells, formatBusy(step.MachineBusy), strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
 				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 			}
 			b.WriteString("\n")

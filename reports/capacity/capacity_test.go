@@ -126,6 +126,30 @@ func TestCapacityStepFigures(t *testing.T) {
 	}
 }
 
+// TestMachineBusy: a step's busy share is the machine's CPU seconds over cores × the hold, unknown without the
+// machine's sample or a hold, and the report prints it beside each step's CPU.
+func TestMachineBusy(t *testing.T) {
+	busy := machineBusy(map[string]float64{machineComponent: 30, "gateway-0": 10}, 2, 20)
+	if busy == nil || *busy != 0.75 {
+		t.Fatalf("30 CPU seconds of 2 cores over 20 s: busy %v, want 0.75", formatBusy(busy))
+	}
+	if got := machineBusy(map[string]float64{"gateway-0": 10}, 2, 20); got != nil {
+		t.Errorf("without the machine's sample: busy %v, want unknown", *got)
+	}
+	if got := machineBusy(map[string]float64{machineComponent: 30}, 2, 0); got != nil {
+		t.Errorf("without a hold: busy %v, want unknown", *got)
+	}
+	step := capacityStep{TargetTPS: 3000, Held: true, MachineBusy: busy,
+		CPUSeconds: map[string]float64{machineComponent: 30}, CPUPer1000: map[string]float64{machineComponent: 0.5}}
+	unknown := capacityStep{TargetTPS: 3600, Held: true, CPUSeconds: map[string]float64{machineComponent: 1}, CPUPer1000: map[string]float64{machineComponent: 1}}
+	page := (&capacityResult{Modes: []capacityModeResult{{Mode: capacityMode{Name: "batched"}, Steps: []capacityStep{step, unknown}}}}).markdown("/run")
+	for _, want := range []string{"| machine | busy | records/batch | load avg |", "| 3000 | 0.500 (30.0) | 75% | 0.0 | 0.00 |", "| 3600 | 1.000 (1.0) | – |"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("capacity.md lacks %q:\n%s", want, page)
+		}
+	}
+}
+
 func TestCPUColumns(t *testing.T) {
 	columns := cpuColumns(map[string]float64{machineComponent: 3, loadComponent: 1, "worker-0": 1, "gateway-0": 1, "postgres": 1})
 	if want := []string{"gateway-0", "postgres", "worker-0", loadComponent, machineComponent}; !slices.Equal(columns, want) {
