@@ -662,6 +662,35 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	return step, nil
 }
 
+// heldAboveKnee is the highest step held above the knee (0: none) and the
+// steps that failed between the knee and it: a run whose knee was set by a
+// step that met an episode, while higher steps held, says so.
+func (m capacityModeResult) heldAboveKnee() (highest int, failed []int) {
+	for _, step := range m.Steps {
+		if step.TargetTPS > m.KneeTPS && step.Held {
+			highest = step.TargetTPS
+		}
+	}
+	for _, step := range m.Steps {
+		if step.TargetTPS > m.KneeTPS && step.TargetTPS < highest && !step.Held {
+			failed = append(failed, step.TargetTPS)
+		}
+	}
+	return highest, failed
+}
+
+// joinRates is "1750 TPS", "1750 and 2500 TPS", "1750, 2500 and 3600 TPS".
+func joinRates(rates []int) string {
+	texts := make([]string, len(rates))
+	for i, rate := range rates {
+		texts[i] = strconv.Itoa(rate)
+	}
+	if len(texts) < 2 {
+		return strings.Join(texts, "") + " TPS"
+	}
+	return strings.Join(texts[:len(texts)-1], ", ") + " and " + texts[len(texts)-1] + " TPS"
+}
+
 // machineBusy is the share of cores busy over a window of seconds, from
 // the machine's CPU seconds in it (nil when they were not sampled or the
 // window is empty).
@@ -854,6 +883,14 @@ func (r *capacityResult) markdown(outDir string) string {
 			fmt.Fprintf(&b, " (%.1f%% of the ceiling)", *mode.CeilingFraction*100)
 		}
 		fmt.Fprintf(&b, "; audit %s.", mode.AuditSummary)
+		if highest, failed := mode.heldAboveKnee(); highest > 0 {
+			which := "those steps"
+			if len(failed) == 1 {
+				which = "that step"
+			}
+			fmt.Fprintf(&b, " A step above the knee held too, up to %d TPS, but %s below it did not: the knee is set by %s.",
+				highest, joinRates(failed), which)
+		}
 		if mode.StoppedEarly != "" {
 			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(mode.StoppedEarly, "."))
 		}

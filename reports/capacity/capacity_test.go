@@ -150,6 +150,45 @@ func TestMachineBusy(t *testing.T) {
 	}
 }
 
+// TestHeldAboveKnee: a mode whose knee was set by a failed step while higher steps held says how high it held and
+// which steps failed on the way; a mode that held up to its knee and failed above it says nothing of the kind.
+func TestHeldAboveKnee(t *testing.T) {
+	mode := func(held ...bool) capacityModeResult {
+		m := capacityModeResult{Mode: capacityMode{Name: "batched"}, AuditSummary: "AUDIT PASSED"}
+		for i, h := range held {
+			m.Steps = append(m.Steps, capacityStep{TargetTPS: 1000 * (i + 1), Held: h})
+			if h && m.KneeTPS == 1000*i {
+				m.KneeTPS = 1000 * (i + 1)
+			}
+		}
+		return m
+	}
+	episodes := mode(true, true, false, true, false, true, false, false)
+	if episodes.KneeTPS != 2000 {
+		t.Fatalf("knee %d, want 2000", episodes.KneeTPS)
+	}
+	highest, failed := episodes.heldAboveKnee()
+	if highest != 6000 || !slices.Equal(failed, []int{3000, 5000}) {
+		t.Errorf("held above the knee up to %d, failed %v; want 6000, [3000 5000]", highest, failed)
+	}
+	page := (&capacityResult{Modes: []capacityModeResult{episodes}}).markdown("/run")
+	if want := "A step above the knee held too, up to 6000 TPS, but 3000 and 5000 TPS below it did not: the knee is set by those steps."; !strings.Contains(page, want) {
+		t.Errorf("capacity.md lacks %q:\n%s", want, page)
+	}
+	one := mode(true, false, true)
+	if _, failed := one.heldAboveKnee(); !slices.Equal(failed, []int{2000}) ||
+		!strings.Contains((&capacityResult{Modes: []capacityModeResult{one}}).markdown("/run"), "but 2000 TPS below it did not: the knee is set by that step.") {
+		t.Errorf("one failed step below a held one: failed %v", failed)
+	}
+	clean := mode(true, true, true, false, false)
+	if highest, failed := clean.heldAboveKnee(); highest != 0 || failed != nil {
+		t.Errorf("a clean ladder: held above the knee up to %d, failed %v; want none", highest, failed)
+	}
+	if page := (&capacityResult{Modes: []capacityModeResult{clean}}).markdown("/run"); strings.Contains(page, "above the knee held") {
+		t.Errorf("a clean ladder's report speaks of a step held above the knee:\n%s", page)
+	}
+}
+
 func TestCPUColumns(t *testing.T) {
 	columns := cpuColumns(map[string]float64{machineComponent: 3, loadComponent: 1, "worker-0": 1, "gateway-0": 1, "postgres": 1})
 	if want := []string{"gateway-0", "postgres", "worker-0", loadComponent, machineComponent}; !slices.Equal(columns, want) {
