@@ -657,8 +657,8 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 		verdict = "NOT HELD (" + strings.Join(step.Reasons, ", ") + ")"
 	}
 	fmt.Fprintf(out, "%s %6d TPS: achieved %.0f/s, p95 accept %s ms, errors %s, dropped %.0f, records/batch %.1f, machine busy %s, CPU/1k req: %s; %s\n",
-		mode.Name, rate, step.AchievedTPS, formatOptional(step.P95AcceptMs, 1), formatPercent(step.ErrorRate), step.Dropped,
-		step.RecordsPerBatch, formatBusy(step.MachineBusy), formatCPU(step.CPUPer1000), verdict)
+		mode.Name, rate, step.AchievedTPS, formatOptional(step.P95AcceptMs, 1), formatPercent(step.ErrorRate, 3), step.Dropped,
+		step.RecordsPerBatch, formatPercent(step.MachineBusy, 0), formatCPU(step.CPUPer1000), verdict)
 	return step, nil
 }
 
@@ -701,14 +701,6 @@ func machineBusy(cpuSeconds map[string]float64, cores int, seconds float64) *flo
 	}
 	busy := round3(used / (float64(cores) * seconds))
 	return &busy
-}
-
-// formatBusy is a share of the machine as a whole per cent ("–": unknown).
-func formatBusy(busy *float64) string {
-	if busy == nil {
-		return "–"
-	}
-	return strconv.FormatFloat(*busy*100, 'f', 0, 64) + "%"
 }
 
 // setFigures fills the step's figures from its load's summary, whose only
@@ -829,11 +821,12 @@ func formatOptional(value *float64, decimals int) string {
 	return strconv.FormatFloat(*value, 'f', decimals, 64)
 }
 
-func formatPercent(value *float64) string {
+// formatPercent is a fraction as per cent with decimals ("-": unknown).
+func formatPercent(value *float64, decimals int) string {
 	if value == nil {
 		return "-"
 	}
-	return strconv.FormatFloat(*value*100, 'f', 3, 64) + "%"
+	return strconv.FormatFloat(*value*100, 'f', decimals, 64) + "%"
 }
 
 // cpuColumns orders the components in tables: the stack's, then the load
@@ -905,7 +898,7 @@ func (r *capacityResult) markdown(outDir string) string {
 			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
 				formatOptional(step.P50AcceptMs, 1), formatOptional(step.P95AcceptMs, 1), formatOptional(step.P99AcceptMs, 1),
 				formatOptional(step.P50SettleMs, 1), formatOptional(step.P95SettleMs, 1), formatOptional(step.P99SettleMs, 1),
-				step.Dropped, formatPercent(step.ErrorRate), verdict)
+				step.Dropped, formatPercent(step.ErrorRate, 3), verdict)
 		}
 		b.WriteString("\n")
 		if len(mode.Steps) > 0 {
@@ -918,7 +911,7 @@ func (r *capacityResult) markdown(outDir string) string {
 				for _, column := range columns {
 					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
 				}
-				cells = append(cells, formatBusy(step.MachineBusy), strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
+				cells = append(cells, formatPercent(step.MachineBusy, 0), strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
 				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 			}
 			b.WriteString("\n")

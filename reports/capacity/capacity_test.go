@@ -131,7 +131,7 @@ func TestCapacityStepFigures(t *testing.T) {
 func TestMachineBusy(t *testing.T) {
 	busy := machineBusy(map[string]float64{machineComponent: 30, "gateway-0": 10}, 2, 20)
 	if busy == nil || *busy != 0.75 {
-		t.Fatalf("30 CPU seconds of 2 cores over 20 s: busy %v, want 0.75", formatBusy(busy))
+		t.Fatalf("30 CPU seconds of 2 cores over 20 s: busy %v, want 0.75", formatPercent(busy, 0))
 	}
 	if got := machineBusy(map[string]float64{"gateway-0": 10}, 2, 20); got != nil {
 		t.Errorf("without the machine's sample: busy %v, want unknown", *got)
@@ -143,7 +143,7 @@ func TestMachineBusy(t *testing.T) {
 		CPUSeconds: map[string]float64{machineComponent: 30}, CPUPer1000: map[string]float64{machineComponent: 0.5}}
 	unknown := capacityStep{TargetTPS: 3600, Held: true, CPUSeconds: map[string]float64{machineComponent: 1}, CPUPer1000: map[string]float64{machineComponent: 1}}
 	page := (&capacityResult{Modes: []capacityModeResult{{Mode: capacityMode{Name: "batched"}, Steps: []capacityStep{step, unknown}}}}).markdown("/run")
-	for _, want := range []string{"| machine | busy | records/batch | load avg |", "| 3000 | 0.500 (30.0) | 75% | 0.0 | 0.00 |", "| 3600 | 1.000 (1.0) | – |"} {
+	for _, want := range []string{"| machine | busy | records/batch | load avg |", "| 3000 | 0.500 (30.0) | 75% | 0.0 | 0.00 |", "| 3600 | 1.000 (1.0) | - |"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("capacity.md lacks %q:\n%s", want, page)
 		}

@@ -273,7 +273,7 @@ func (r *soakResult) markdown() string {
 	fmt.Fprintf(&b, "**Soak** at %d TPS (%.0f%% of the knee) for %s: %s.", r.TargetTPS, r.Fraction*100, time.Duration(r.HoldSeconds*float64(time.Second)), verdict)
 	if s := r.Step; s != nil {
 		fmt.Fprintf(&b, " Sustained %.0f/s, %.0f iterations, %.0f dropped, errors %s, accept p95 / p99 %s / %s ms, settle p99 %s ms.",
-			s.AchievedTPS, s.Iterations, s.Dropped, formatPercent(s.ErrorRate), formatOptional(s.P95AcceptMs, 1),
+			s.AchievedTPS, s.Iterations, s.Dropped, formatPercent(s.ErrorRate, 3), formatOptional(s.P95AcceptMs, 1),
 			formatOptional(s.P99AcceptMs, 1), formatOptional(s.P99SettleMs, 1))
 	}
 	fmt.Fprintf(&b, " Private memory (RssAnon of each process tree, MiB) over the hold, every %gs sampled (`%s`); flat = the last third's median at most %.0f%% + %d MiB above the first third's, after a warm-up of the first %.0f%%:\n\n",

@@ -387,11 +387,7 @@ func withLock(dir string, action func() error) error {
 func withComponentLock(dir, name string, action func() error) error {
 	// No stack here, or no such component: say so as Load and Component do,
 	// and leave no lock file behind (a name is never a path).
-	file, err := Load(dir)
-	if err != nil {
-		return err
-	}
-	if _, err := file.Component(name); err != nil {
+	if _, err := loadComponent(dir, name); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockName+"."+name), os.O_CREATE|os.O_RDWR, 0o644)
