@@ -278,8 +278,15 @@ func refusedURL(t *testing.T) string {
 
 // newTestClient returns a client with the fast settings of the tests (1-2 ms backoffs, 1 ms poll interval and
 // duplicate delay) where options leaves them zero.
+// testEngine is the engine newTestClient gives a client whose options name
+// none ("": the default); TestFastEngine sets it to rerun the client's tests.
+var testEngine = ""
+
 func newTestClient(t *testing.T, options Options) *HTTP {
 	t.Helper()
+	if options.Engine == "" {
+		options.Engine = testEngine
+	}
 	if options.RetryBackoff == 0 {
 		options.RetryBackoff = time.Millisecond
 	}

@@ -160,7 +160,7 @@ func Run(ctx context.Context, config Config) (*Result, error) {
 	e.ledger = config.Ledger
 	if e.ledger == nil {
 		httpClient, err := client.NewHTTP(client.Options{
-			BaseURLs: config.BaseURLs, Timeout: s.Client.Timeout, Wait: s.Client.Wait,
+			BaseURLs: config.BaseURLs, Timeout: s.Client.Timeout, Wait: s.Client.Wait, Engine: s.Client.HTTPEngine,
 			PollInterval: s.Client.PollInterval, PollFor: s.Client.PollFor,
 			RetryAttempts: s.Client.RetryAttempts, RetryBackoff: s.Client.RetryBackoff, RetryMaxBackoff: s.Client.RetryMaxBackoff,
 			RetryJitter: s.Client.RetryJitter, DuplicateDelay: s.Client.DuplicateDelay,

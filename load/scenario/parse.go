@@ -401,6 +401,8 @@ func (d *decoder) assign(path string, node *yaml.Node) {
 		d.duration(node, path, &s.Client.Wait)
 	case "client.timeout":
 		d.duration(node, path, &s.Client.Timeout)
+	case "client.http_engine":
+		d.choice(node, path, httpEngines, &s.Client.HTTPEngine)
 	case "client.poll_interval":
 		d.duration(node, path, &s.Client.PollInterval)
 	case "client.poll_for":

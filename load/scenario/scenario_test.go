@@ -119,7 +119,7 @@ func TestShippedScenarios(t *testing.T) {
 		{
 			file: "retry-storm.yaml",
 			check: func(t *testing.T, s *Scenario) {
-				want := Client{Wait: time.Second, Timeout: 2 * time.Second, PollInterval: 100 * time.Millisecond,
+				want := Client{Wait: time.Second, Timeout: 2 * time.Second, HTTPEngine: HTTPEngineStandard, PollInterval: 100 * time.Millisecond,
 					PollFor: 10 * time.Second, RetryAttempts: 8, RetryBackoff: 10 * time.Millisecond,
 					RetryMaxBackoff: 200 * time.Millisecond, RetryJitter: 0.9, DuplicateRate: 0.03,
 					DuplicateMode: DuplicateMixed, DuplicateDelay: 100 * time.Millisecond, MisuseRate: 0.01,
@@ -182,7 +182,7 @@ func TestShippedScenarios(t *testing.T) {
 }
 
 // defaultClient is the client section of a scenario that leaves it out.
-var defaultClient = Client{Wait: 5 * time.Second, Timeout: 10 * time.Second, PollInterval: 100 * time.Millisecond,
+var defaultClient = Client{Wait: 5 * time.Second, Timeout: 10 * time.Second, HTTPEngine: HTTPEngineStandard, PollInterval: 100 * time.Millisecond,
 	PollFor: 10 * time.Second, RetryAttempts: 3, RetryBackoff: 50 * time.Millisecond, RetryMaxBackoff: time.Second,
 	RetryJitter: 0.5, DuplicateMode: DuplicateConcurrent, DuplicateDelay: 100 * time.Millisecond,
 	EarlyTimeoutMax: 50 * time.Millisecond, ReplayAfter: 30 * time.Second}
@@ -301,6 +301,7 @@ workload:
 client:
   wait: 0s
   timeout: 3s
+  http_engine: fast
   poll_interval: 20ms
   poll_for: 0s
   retry: {attempts: 4, backoff: 1ms, max_backoff: 2ms, jitter: 0}
@@ -324,7 +325,7 @@ thresholds:
 		Workload: Workload{Kind: WorkloadMixed, Mix: Mix{Deposit: 1, Transfer: 2.5}, AmountMin: 10, AmountMax: 20,
 			Accounts: DistributionZipf, ZipfExponent: 2, HotAccounts: 7, Ownership: true, OwnerSlots: 9,
 			OverdraftRate: 0.15, DrainRate: 0.85, MinimumRate: 0.02, PairRate: 1},
-		Client: Client{Timeout: 3 * time.Second, PollInterval: 20 * time.Millisecond, RetryAttempts: 4,
+		Client: Client{Timeout: 3 * time.Second, HTTPEngine: HTTPEngineFast, PollInterval: 20 * time.Millisecond, RetryAttempts: 4,
 			RetryBackoff: time.Millisecond, RetryMaxBackoff: 2 * time.Millisecond, DuplicateRate: 0.5,
 			DuplicateMode: DuplicateDelayed, DuplicateDelay: time.Second, MisuseRate: 1,
 			EarlyTimeoutRate: 0.25, EarlyTimeoutMax: 2999 * time.Millisecond, ReplayRate: 0.5, ReplayAfter: time.Minute},
@@ -458,6 +459,7 @@ func TestRefuses(t *testing.T) {
 		{name: "replays due at once", content: "client:\n  replays: {after: 0s}", want: []string{"test.yaml:2: client.replays.after: must be above 0"}},
 		{name: "unknown field in replays", content: "client:\n  replays: {delay: 1s}", want: []string{`test.yaml:2: no field "delay" in client.replays (fields: rate, after)`}},
 		{name: "unknown duplicate mode", content: "client:\n  duplicates: {mode: twice}", want: []string{`test.yaml:2: client.duplicates.mode: "twice" is not one of concurrent, delayed, mixed`}},
+		{name: "unknown HTTP engine", content: "client:\n  http_engine: curl", want: []string{`test.yaml:2: client.http_engine: "curl" is not one of std, fast`}},
 		{name: "jitter above 1", content: "client:\n  retry: {jitter: 2}", want: []string{"test.yaml:2: client.retry.jitter: 2 is not between 0 and 1"}},
 		{name: "no attempts", content: "client:\n  retry: {attempts: 0}", want: []string{"test.yaml:2: client.retry.attempts: 0 is not between 1 and 100"}},
 		{name: "too many attempts", content: "client:\n  retry: {attempts: 101}", want: []string{"client.retry.attempts: 101 is not between 1 and 100"}},
