@@ -89,10 +89,9 @@ type Options struct {
 	// Engine is the HTTP client underneath: EngineStandard (Go's net/http,
 	// the default) or EngineFast (fasthttp: a third less of the generator's
 	// CPU per request at 3,600 TPS, docs/performance.md, sixteenth pass).
-	// EngineFast bounds a
-	// request by its context's deadline and Timeout, but a context cancelled
-	// without a deadline does not cut a request already sent: it ends with
-	// its answer or at Timeout.
+	// EngineFast bounds a request by its context's deadline and Timeout, but
+	// a context cancelled without a deadline does not cut a request already
+	// sent: it ends with its answer or at Timeout.
 	Engine string
 }
 
@@ -199,14 +198,15 @@ func NewHTTP(options Options) (*HTTP, error) {
 	if err := options.validate(); err != nil {
 		return nil, err
 	}
+	c := &HTTP{
+		options:   options,
+		prefer:    "wait=" + strconv.FormatFloat(options.Wait.Seconds(), 'f', -1, 64),
+		sequences: make(map[int64]int64),
+		random:    mathrand.New(mathrand.NewPCG(uint64(options.Seed), 0x6c6f6164)),
+	}
 	if options.Engine == EngineFast {
-		return &HTTP{
-			options:   options,
-			fast:      newFastClient(options),
-			prefer:    "wait=" + strconv.FormatFloat(options.Wait.Seconds(), 'f', -1, 64),
-			sequences: make(map[int64]int64),
-			random:    mathrand.New(mathrand.NewPCG(uint64(options.Seed), 0x6c6f6164)),
-		}, nil
+		c.fast = newFastClient(options)
+		return c, nil
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // the load goes where it is told, never through an environment proxy
@@ -218,13 +218,8 @@ func NewHTTP(options Options) (*HTTP, error) {
 		DisableCompression:    true,
 		ResponseHeaderTimeout: options.Timeout,
 	}
-	return &HTTP{
-		options:   options,
-		http:      &http.Client{Transport: transport, Timeout: options.Timeout, CheckRedirect: noRedirects},
-		prefer:    "wait=" + strconv.FormatFloat(options.Wait.Seconds(), 'f', -1, 64),
-		sequences: make(map[int64]int64),
-		random:    mathrand.New(mathrand.NewPCG(uint64(options.Seed), 0x6c6f6164)),
-	}, nil
+	c.http = &http.Client{Transport: transport, Timeout: options.Timeout, CheckRedirect: noRedirects}
+	return c, nil
 }
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
