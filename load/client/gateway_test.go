@@ -276,12 +276,13 @@ func refusedURL(t *testing.T) string {
 	return "http://" + address
 }
 
-// newTestClient returns a client with the fast settings of the tests (1-2 ms backoffs, 1 ms poll interval and
-// duplicate delay) where options leaves them zero.
 // testEngine is the engine newTestClient gives a client whose options name
-// none ("": the default); TestFastEngine sets it to rerun the client's tests.
+// none ("": the default); TestMain sets it to rerun the client's tests on the
+// fast engine.
 var testEngine = ""
 
+// newTestClient returns a client with the fast settings of the tests (1-2 ms backoffs, 1 ms poll interval and
+// duplicate delay) where options leaves them zero, on testEngine where options names no engine.
 func newTestClient(t *testing.T, options Options) *HTTP {
 	t.Helper()
 	if options.Engine == "" {

@@ -341,8 +341,7 @@ func (c *HTTP) send(ctx context.Context, spec request) exchange {
 	if err != nil {
 		return exchange{errorText: err.Error(), at: start}
 	}
-	header := httpRequest.Header
-	c.eachHeader(spec, func(name, value string) { header.Set(name, value) })
+	c.eachHeader(spec, httpRequest.Header.Set)
 	response, err := c.http.Do(httpRequest)
 	if err != nil {
 		var netError net.Error
