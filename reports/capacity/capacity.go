@@ -124,7 +124,12 @@ type capacityResult struct {
 	// KneeCosts is the batched knee's CPU per request by part beside the
 	// bare programs of the calibration.
 	KneeCosts []componentCost `json:"knee_costs,omitempty"`
-	Verdict   string          `json:"verdict"`
+	// ClientWaitSeconds is the scenario's client.wait: how long each money
+	// request asked the gateway to hold its answer for the outcome (Prefer:
+	// wait). Above 0 the first answer is usually the final one, so the
+	// accept figures include the settle.
+	ClientWaitSeconds float64 `json:"client_wait_seconds"`
+	Verdict           string  `json:"verdict"`
 	// RetentionSeconds is Options.Retention: how long the stacks kept
 	// idempotency records, outcome records and broker records (0: the
 	// reference's defaults, 24h, 24h and forever).
@@ -166,6 +171,11 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.Hold.Seconds(), RampSeconds: o.Ramp.Seconds(),
 		Accounts: o.Accounts, Seed: o.Seed, RetentionSeconds: o.Retention.Seconds(), RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction}
 	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.Steps, o.Hold, o.Ramp, o.Seed, o.Out)
+	wait, err := capacityClientWait(o)
+	if err != nil {
+		return 2, err
+	}
+	result.ClientWaitSeconds = wait.Seconds()
 	if o.Calibrate {
 		calibration, err := calibrate(ctx, o, self, out)
 		if err != nil {
@@ -501,6 +511,16 @@ func capacityPlan(o Options, rate int) (*generator.Plan, error) {
 		return nil, fmt.Errorf("step %d: %w", rate, err)
 	}
 	return plan, nil
+}
+
+// capacityClientWait is the scenario's client.wait, as the steps' loads read
+// it.
+func capacityClientWait(o Options) (time.Duration, error) {
+	s, err := scenario.Load(o.Scenario, capacitySets(o, o.Steps[0]))
+	if err != nil {
+		return 0, err
+	}
+	return s.Client.Wait, nil
 }
 
 // capacityLoadArgs is the command line of a step's load: the engine's, one generator, with the step's sets and

@@ -3,6 +3,7 @@ package capacity
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // componentCost is one part of the pipeline's CPU per request at the batched
@@ -114,8 +115,23 @@ func (r *capacityResult) kneeCostMarkdown() string {
 		fmt.Fprintf(&b, "\nAt the knee: p95 accept %s ms (target < %d: %s), p99 settle %s ms (target < %d: %s).\n",
 			formatOptional(knee.P95AcceptMs, 1), kneeP95AcceptTargetMs, belowWord(knee.P95AcceptMs, kneeP95AcceptTargetMs),
 			formatOptional(knee.P99SettleMs, 1), kneeP99SettleTargetMs, belowWord(knee.P99SettleMs, kneeP99SettleTargetMs))
+		b.WriteString(acceptMeaning(r.ClientWaitSeconds))
 	}
 	return b.String()
+}
+
+// acceptMeaning says what the accept figures measured: with a wait, the
+// gateway holds its answer until the outcome, so the accept includes the
+// settle and is judged against the stricter of the two.
+func acceptMeaning(waitSeconds float64) string {
+	if waitSeconds > 0 {
+		return fmt.Sprintf("Each request asked the gateway to hold its answer up to %s for the outcome (`client.wait`, "+
+			"`Prefer: wait`), so its first answer was nearly always the final one: the accept figures include the settle "+
+			"(the worker's batch and commit), not only the broker's acknowledgement.\n",
+			time.Duration(waitSeconds*float64(time.Second)))
+	}
+	return "The requests did not wait for their outcome (`client.wait` 0): accept is the gateway's 202, after the " +
+		"broker's acknowledgement; settle is the outcome, found by polling.\n"
 }
 
 func belowWord(value *float64, target float64) string {

@@ -2,6 +2,7 @@ package capacity
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,37 @@ func TestKneeCosts(t *testing.T) {
 	}
 	if (&capacityResult{Modes: result.Modes}).kneeCosts() != nil {
 		t.Error("costs without a calibration")
+	}
+	// What the accept figures measured follows the scenario's client.wait.
+	if !strings.Contains(page, "did not wait for their outcome") {
+		t.Errorf("without a wait the report must say accept is the 202:\n%s", page)
+	}
+	result.ClientWaitSeconds = 5
+	page = result.kneeCostMarkdown()
+	if !strings.Contains(page, "hold its answer up to 5s for the outcome") || !strings.Contains(page, "the accept figures include the settle") {
+		t.Errorf("with a wait the report must say accept includes the settle:\n%s", page)
+	}
+}
+
+// TestCapacityClientWait: the wait the report states is the scenario's, as the steps' loads read it.
+func TestCapacityClientWait(t *testing.T) {
+	directory := t.TempDir()
+	for _, c := range []struct {
+		client string
+		want   time.Duration
+	}{{"", 5 * time.Second}, {"client:\n  wait: 0s\n", 0}, {"client:\n  wait: 250ms\n", 250 * time.Millisecond}} {
+		path := filepath.Join(directory, "capacity.yaml")
+		scenarioText := "name: capacity\nsetup:\n  accounts: 10\nschedule:\n  executor: capacity-steps\n  steps: [100]\n" +
+			"  step_ramp: 1s\n  step_hold: 1s\n" + c.client + "workload:\n  kind: mixed\n"
+		if err := os.WriteFile(path, []byte(scenarioText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wait, err := capacityClientWait(Options{Scenario: path, Steps: []int{250}, Hold: time.Second, Accounts: 10})
+		if err != nil || wait != c.want {
+			t.Errorf("client %q: wait %s, %v; want %s", c.client, wait, err, c.want)
+		}
+	}
+	if _, err := capacityClientWait(Options{Scenario: filepath.Join(directory, "missing.yaml"), Steps: []int{250}, Hold: time.Second, Accounts: 10}); err == nil {
+		t.Error("a missing scenario gave no error")
 	}
 }
