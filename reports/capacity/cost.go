@@ -122,7 +122,8 @@ func (r *capacityResult) kneeCostMarkdown() string {
 
 // acceptMeaning says what the accept figures measured: with a wait, the
 // gateway holds its answer until the outcome, so the accept includes the
-// settle and is judged against the stricter of the two.
+// settle, and the knee's p95 accept target is met by the outcome itself;
+// without one, accept is the 202 and the load polls for the outcome.
 func acceptMeaning(waitSeconds float64) string {
 	if waitSeconds > 0 {
 		return fmt.Sprintf("Each request asked the gateway to hold its answer up to %s for the outcome (`client.wait`, "+
