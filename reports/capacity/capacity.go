@@ -496,15 +496,24 @@ func capacitySets(o Options, rate int) []string {
 	}
 }
 
-// capacityPlan reads the scenario with a step's overrides, as its load will,
-// and returns the step's arrival schedule.
-func capacityPlan(o Options, rate int) (*generator.Plan, error) {
+// capacityScenario reads the scenario with a step's overrides, as its load
+// will, and checks that it steps its rate.
+func capacityScenario(o Options, rate int) (*scenario.Scenario, error) {
 	s, err := scenario.Load(o.Scenario, capacitySets(o, rate))
 	if err != nil {
 		return nil, fmt.Errorf("step %d: %w", rate, err)
 	}
 	if s.Schedule.Executor != scenario.ExecutorCapacitySteps {
 		return nil, fmt.Errorf("step %d: %s: executor %s, want %s", rate, o.Scenario, s.Schedule.Executor, scenario.ExecutorCapacitySteps)
+	}
+	return s, nil
+}
+
+// capacityPlan returns a step's arrival schedule (capacityScenario).
+func capacityPlan(o Options, rate int) (*generator.Plan, error) {
+	s, err := capacityScenario(o, rate)
+	if err != nil {
+		return nil, err
 	}
 	plan, err := generator.NewPlan(s.Schedule, 1)
 	if err != nil {
@@ -516,7 +525,7 @@ func capacityPlan(o Options, rate int) (*generator.Plan, error) {
 // capacityClientWait is the scenario's client.wait, as the steps' loads read
 // it.
 func capacityClientWait(o Options) (time.Duration, error) {
-	s, err := scenario.Load(o.Scenario, capacitySets(o, o.Steps[0]))
+	s, err := capacityScenario(o, o.Steps[0])
 	if err != nil {
 		return 0, err
 	}
