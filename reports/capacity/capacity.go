@@ -148,8 +148,13 @@ var capacityGatewayArgs = []string{"--kdf-memory-kib", "64", "--kdf-iterations",
 
 // capacityWorkerArgs are what every worker of a capacity stack runs with: a
 // linger of 30 ms fills batches (about 70 records at 3,600 TPS on two
-// partitions, where 10 ms left 15), and Postgres pays per batch.
-var capacityWorkerArgs = []string{"--linger", "30ms"}
+// partitions, where 10 ms left 15), and Postgres pays per batch; and the
+// two-tier dedupe (docs/two-tier-dedupe.md): a batch of only new commands
+// skips the lookup of its transactions by id, which Postgres planned and ran
+// for every batch (6-9 % of Postgres's CPU per request at 3,600 and 5,000
+// TPS, docs/performance.md "Eighteenth pass"); the ledger's keys still
+// refuse any copy the filter misses.
+var capacityWorkerArgs = []string{"--linger", "30ms", "--bloom-dedupe"}
 
 // capacityStackEnv is the environment of the stack's Go processes (broker,
 // gateways, workers), before --stack-env. GOMAXPROCS=1: seven busy processes

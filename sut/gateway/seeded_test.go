@@ -54,6 +54,14 @@ func (q *recordingQueue) produced() []ledger.Command {
 // signed-in user's token and account.
 func testGateway(t *testing.T, config gateway.Config, queue gateway.Queue) (url, token string, accountID int64) {
 	t.Helper()
+	url, token, accountID, _ = testGatewayWithCache(t, config, queue)
+	return url, token, accountID
+}
+
+// testGatewayWithCache is testGateway, and returns the gateway's Redis
+// client and the signed-in user's id too.
+func testGatewayWithCache(t *testing.T, config gateway.Config, queue gateway.Queue) (url, token string, accountID int64, cache *redis.Client) {
+	t.Helper()
 	ctx := context.Background()
 	postgresURL := stacktest.PostgresURL(t)
 	if err := postgres.Migrate(ctx, postgresURL); err != nil {
@@ -64,7 +72,7 @@ func testGateway(t *testing.T, config gateway.Config, queue gateway.Queue) (url,
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	cache, err := redis.New(redis.Config{Addr: stacktest.RedisAddr(t)})
+	cache, err = redis.New(redis.Config{Addr: stacktest.RedisAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +91,7 @@ func testGateway(t *testing.T, config gateway.Config, queue gateway.Queue) (url,
 	}
 	httpServer := httptest.NewServer(server.Handler())
 	t.Cleanup(httpServer.Close)
-	return httpServer.URL, token, user.AccountID
+	return httpServer.URL, token, user.AccountID, cache
 }
 
 type depositAnswer struct {
@@ -215,5 +223,40 @@ func TestSeededBugsOfOtherProcessesAreRefused(t *testing.T) {
 		gateway.Dependencies{Store: nil, Cache: nil, Queue: &recordingQueue{}})
 	if err == nil {
 		t.Fatal("a gateway accepted a worker's bug")
+	}
+}
+
+// TestTakeoverResponseIsReplayed: a key whose first request's gateway died
+// (its reservation older than the in-flight lease, never answered) is taken
+// over by the next request with it, and the response that request gets is
+// the one its retry is replayed: stored for the reservation Redis holds,
+// not for the taking-over request's own time. Otherwise the retry would find
+// the reservation unanswered, take over again and queue a second copy.
+func TestTakeoverResponseIsReplayed(t *testing.T) {
+	t.Parallel()
+	queue := &recordingQueue{}
+	url, token, account, cache := testGatewayWithCache(t, gateway.Config{}, queue)
+	ctx := context.Background()
+	session, found, err := cache.LookupSession(ctx, token)
+	if err != nil || !found {
+		t.Fatalf("session: found=%v err=%v", found, err)
+	}
+	canonical := fmt.Sprintf(`{"account_id":%d,"amount":100}`, account)
+	died := redis.IdempotencyRecord{Fingerprint: ledger.Fingerprint(ledger.KindDeposit, []byte(canonical)),
+		TransactionID: ledger.TransactionIDFor(session.UserID, "orphan"), ReservedAt: time.Now().Add(-2 * time.Minute).UTC()}
+	if reservation, err := cache.Reserve(ctx, session.UserID, "orphan", died, redis.PendingTransaction{UserID: session.UserID}, time.Hour); err != nil || !reservation.Reserved {
+		t.Fatalf("the dead gateway's reservation: %+v err=%v", reservation, err)
+	}
+
+	first := postDeposit(t, url, token, "orphan", account)
+	if first.status != http.StatusAccepted || first.replayed {
+		t.Fatalf("the takeover: %+v, want 202 not replayed", first)
+	}
+	retry := postDeposit(t, url, token, "orphan", account)
+	if retry.status != http.StatusAccepted || !retry.replayed || retry.transactionID != first.transactionID {
+		t.Fatalf("the retry: %+v, want the takeover's 202 replayed (%s)", retry, first.transactionID)
+	}
+	if produced := queue.produced(); len(produced) != 1 {
+		t.Fatalf("%d commands queued, want 1", len(produced))
 	}
 }
