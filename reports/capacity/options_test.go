@@ -168,17 +168,17 @@ func TestRetentionOptions(t *testing.T) {
 	}
 }
 
-// TestRedisFootprintProjection: a transaction's bytes are its idem:, response: and outcome: records' means, and a day of them
+// TestRedisFootprintProjection: a transaction's bytes are its idem: and outcome: records' means, and a day of them
 // at a rate is bytes × rate × 86,400 s; other prefixes (sessions, balances) are reported but not counted.
 func TestRedisFootprintProjection(t *testing.T) {
-	f := redisFootprint{Keys: 30, UsedMiB: 3, Prefixes: []redisPrefix{{Prefix: "idem", Keys: 10, Sampled: 10, MeanBytes: 250},
-		{Prefix: "response", Keys: 10, Sampled: 10, MeanBytes: 150}, {Prefix: "outcome", Keys: 10, Sampled: 10, MeanBytes: 200}, {Prefix: "session", Keys: 10, Sampled: 10, MeanBytes: 150}}}
+	f := redisFootprint{Keys: 30, UsedMiB: 3, Prefixes: []redisPrefix{{Prefix: "idem", Keys: 10, Sampled: 10, MeanBytes: 400},
+		{Prefix: "outcome", Keys: 10, Sampled: 10, MeanBytes: 200}, {Prefix: "session", Keys: 10, Sampled: 10, MeanBytes: 150}}}
 	f.project([]redisProjection{{Label: "the soak's rate", TPS: 1000}, {Label: "none", TPS: 0}})
 	if f.BytesPerTransaction != 600 || len(f.Projections) != 1 || f.Projections[0].GiB != round3(600*1000*86400.0/(1<<30)) {
 		t.Fatalf("footprint %+v", f)
 	}
 	text := f.markdown(time.Minute)
-	for _, want := range []string{"kept 1m0s", "idem: 10 × 250 B", "response: 10 × 150 B", "Each transaction keeps 600 B", "**48.28 GiB** at the soak's rate (1000 TPS)"} {
+	for _, want := range []string{"kept 1m0s", "idem: 10 × 400 B", "Each transaction keeps 600 B", "**48.28 GiB** at the soak's rate (1000 TPS)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, text)
 		}

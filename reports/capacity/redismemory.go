@@ -15,10 +15,10 @@ import (
 // What a transaction leaves in Redis, measured at the end of the soak, so a
 // team can size Redis for the reference's 24h key and outcome TTLs (or
 // choose shorter ones): each key prefix's count and the mean MEMORY USAGE
-// of a sample of its keys, and the bytes of the records each transaction
-// keeps for the TTLs (the idempotency record, idem:, the response stored for
-// its replays, response:, and the outcome record, outcome:; its pending
-// record is deleted when it settles).
+// of a sample of its keys, and the bytes of the two records each
+// transaction keeps for the TTLs (the idempotency record with its stored
+// response, idem:, and the outcome record, outcome:; its pending record is
+// deleted when it settles).
 const (
 	// referenceTTL is the reference's default --idempotency-ttl and
 	// --outcome-ttl.
@@ -34,7 +34,7 @@ const (
 
 // transactionPrefixes are the key prefixes each transaction leaves for the
 // TTLs.
-var transactionPrefixes = []string{"idem", "response", "outcome"}
+var transactionPrefixes = []string{"idem", "outcome"}
 
 // redisFootprint is Redis's memory at the end of the soak
 // (capacity.json's modes[].soak.redis).
@@ -45,7 +45,7 @@ type redisFootprint struct {
 	// Prefixes are the keys by prefix (the text before the first ':').
 	Prefixes []redisPrefix `json:"prefixes"`
 	// BytesPerTransaction is the mean MEMORY USAGE of an idem: record plus
-	// that of a response: record and of an outcome: record.
+	// that of an outcome: record.
 	BytesPerTransaction float64 `json:"bytes_per_transaction"`
 	// Projections are what the transactions' records would take at the
 	// reference's 24h TTLs: BytesPerTransaction × rate × 86,400 s.
@@ -192,7 +192,7 @@ func (f *redisFootprint) markdown(retention time.Duration) string {
 		fmt.Fprintf(&b, " By key prefix (count × mean MEMORY USAGE of up to %d of them): %s.", redisSamplePerPrefix, strings.Join(parts, "; "))
 	}
 	if f.BytesPerTransaction > 0 {
-		fmt.Fprintf(&b, " Each transaction keeps %.0f B for the TTLs (its idem:, response: and outcome: records).", f.BytesPerTransaction)
+		fmt.Fprintf(&b, " Each transaction keeps %.0f B for the TTLs (its idem: and outcome: records).", f.BytesPerTransaction)
 		var projections []string
 		for _, p := range f.Projections {
 			projections = append(projections, fmt.Sprintf("**%.2f GiB** at %s (%d TPS)", p.GiB, p.Label, p.TPS))

@@ -371,10 +371,7 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 			return keyClaim{}, ledger.Errorf(ledger.CodeIdempotencyKeyInFlight, "a request with idempotency key %q is still in flight; retry shortly", command.IdempotencyKey)
 		}
 		// The first request's gateway died mid-request: take over. The
-		// worker's dedupe makes a second copy of the command harmless. The
-		// response goes to the slot of the reservation in Redis, which
-		// replays read (redis.StoreResponse).
-		record.ReservedAt = existing.ReservedAt
+		// worker's dedupe makes a second copy of the command harmless.
 	}
 
 	// A key new to a Redis that holds every key the ledger accepted within

@@ -229,9 +229,8 @@ func TestSeededBugsOfOtherProcessesAreRefused(t *testing.T) {
 // TestTakeoverResponseIsReplayed: a key whose first request's gateway died
 // (its reservation older than the in-flight lease, never answered) is taken
 // over by the next request with it, and the response that request gets is
-// the one its retry is replayed: stored for the reservation Redis holds,
-// not for the taking-over request's own time. Otherwise the retry would find
-// the reservation unanswered, take over again and queue a second copy.
+// the one its retry is replayed. Otherwise the retry would find the
+// reservation unanswered, take over again and queue a second copy.
 func TestTakeoverResponseIsReplayed(t *testing.T) {
 	t.Parallel()
 	queue := &recordingQueue{}

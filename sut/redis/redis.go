@@ -6,7 +6,6 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -177,12 +176,7 @@ func (c *Client) DeleteSession(ctx context.Context, token string) error {
 }
 
 // IdempotencyRecord is what Redis remembers of a key: the request's
-// fingerprint and transaction (idem:<user>:<key>, written once, by the
-// reservation), and once answered, the exact response. The response is
-// stored apart, in the reservation's own slot (responseKey, by
-// StoreResponse), and a reservation that finds the key taken reads it into
-// Existing; a record written by an older gateway may hold its response
-// itself.
+// fingerprint and transaction, and once answered, the exact response.
 type IdempotencyRecord struct {
 	Fingerprint   string    `json:"fingerprint"`
 	TransactionID string    `json:"transaction_id"`
@@ -282,14 +276,6 @@ func (c *Client) ReserveAndRead(ctx context.Context, userID int64, key string, r
 	}
 	if err := json.Unmarshal(answer.old, &reservation.Existing); err != nil {
 		return Reservation{}, fmt.Errorf("decode idempotency record: %w", err)
-	}
-	// A record written before responses had slots of their own holds its
-	// response; any other is answered from its reservation's slot (a
-	// second round trip, only for a key already reserved).
-	if reservation.Existing.ResponseStatus == 0 {
-		if err := c.storedResponse(ctx, userID, key, &reservation.Existing); err != nil {
-			return Reservation{}, fmt.Errorf("read stored response: %w", err)
-		}
 	}
 	return reservation, nil
 }
@@ -392,55 +378,24 @@ func cachedFigure(get *goredis.StringCmd) CachedFigure {
 	return CachedFigure{Read: true, Value: value, Found: true}
 }
 
-// responseKey is where the response to one reservation of a key is stored
-// for replays: a slot per reservation, named by the user, the record's
-// ReservedAt and the key. The first response stored for a reservation is the
-// one every replay gets (SET NX), and a key reserved again after its record
-// expired gets a slot of its own. A slot of its own costs Redis a plain SET
-// per request; the record written in place, only if it still belonged to the
-// same request, took a Lua script (GET, decode, compare, SET), which was a
-// third of Redis's CPU at 5,000 requests/s (docs/performance.md, "Eighteenth
-// pass").
-func responseKey(userID int64, key string, reservedAt time.Time) string {
-	var nanos int64
-	if !reservedAt.IsZero() {
-		nanos = reservedAt.UnixNano()
-	}
-	return "response:" + strconv.FormatInt(userID, 10) + ":" + strconv.FormatInt(nanos, 10) + ":" + key
-}
+// storeResponseScript writes the response into a record only if the record
+// still belongs to the same request and has no response yet: the first
+// answer sent is the one every replay gets.
+var storeResponseScript = goredis.NewScript(`
+local current = redis.call('GET', KEYS[1])
+if current then
+  local record = cjson.decode(current)
+  if record.fingerprint ~= ARGV[2] or (record.response_status and record.response_status ~= 0) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`)
 
-// marshalResponse is a stored response: the status, the request's
-// fingerprint and the body, as text ("202 <fingerprint>\n<body>"), so that
-// redis-cli shows it as sent.
-func marshalResponse(fingerprint string, status int, body []byte) []byte {
-	dst := make([]byte, 0, 8+len(fingerprint)+len(body))
-	dst = strconv.AppendInt(dst, int64(status), 10)
-	dst = append(dst, ' ')
-	dst = append(dst, fingerprint...)
-	dst = append(dst, '\n')
-	return append(dst, body...)
-}
-
-// parseResponse reads marshalResponse's bytes.
-func parseResponse(value []byte) (fingerprint string, status int, body []byte, err error) {
-	head, body, found := bytes.Cut(value, []byte{'\n'})
-	statusText, fingerprintText, spaced := bytes.Cut(head, []byte{' '})
-	if !found || !spaced {
-		return "", 0, nil, errors.New("a stored response is not <status> <fingerprint>\\n<body>")
-	}
-	status, err = strconv.Atoi(string(statusText))
-	if err != nil || status < 100 || status > 599 {
-		return "", 0, nil, fmt.Errorf("a stored response's status %q is not an HTTP status", statusText)
-	}
-	return string(fingerprintText), status, body, nil
-}
-
-// StoreResponse records the response a reservation's request got (record
-// is the reservation's, with ResponseStatus and ResponseBody set): the first
-// one stored stays.
+// StoreResponse records the response a key's first request got.
 func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) error {
-	value := marshalResponse(record.Fingerprint, record.ResponseStatus, record.ResponseBody)
-	err, batchError := c.responses.Do(ctx, storeCall{key: responseKey(userID, key, record.ReservedAt), value: value, ttl: ttl})
+	value := marshalRecord(record)
+	err, batchError := c.responses.Do(ctx, storeCall{key: idempotencyKey(userID, key), value: value, fingerprint: record.Fingerprint, ttl: ttl})
 	if batchError != nil {
 		err = batchError
 	}
@@ -451,47 +406,51 @@ func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, re
 }
 
 type storeCall struct {
-	key   string
-	value []byte
-	ttl   time.Duration
+	key, fingerprint string
+	value            []byte
+	ttl              time.Duration
 }
 
-// storeResponseBatch stores responses in one pipeline, each with SET NX (a
-// response already stored for the reservation stays).
+// storeResponseBatch runs storeResponseScript for every call in one
+// pipeline, by its hash; when Redis does not know the script (it restarted)
+// the script is loaded and those calls are sent again.
 func (c *Client) storeResponseBatch(ctx context.Context, calls []storeCall) ([]error, error) {
-	pipeline := c.client.Pipeline()
-	commands := make([]*goredis.BoolCmd, len(calls))
-	for i, call := range calls {
-		commands[i] = pipeline.SetNX(ctx, call.key, call.value, call.ttl)
-	}
-	// Exec's error is the first failed command's; each call reads its own.
-	_, _ = pipeline.Exec(ctx)
 	answers := make([]error, len(calls))
-	for i, command := range commands {
-		answers[i] = command.Err()
+	send := func(indexes []int) []int {
+		pipeline := c.client.Pipeline()
+		commands := make([]*goredis.Cmd, len(indexes))
+		for j, i := range indexes {
+			call := calls[i]
+			commands[j] = pipeline.EvalSha(ctx, storeResponseScript.Hash(), []string{call.key}, call.value, call.fingerprint, call.ttl.Milliseconds())
+		}
+		_, _ = pipeline.Exec(ctx)
+		var unknown []int
+		for j, i := range indexes {
+			err := commands[j].Err()
+			if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+				unknown = append(unknown, i)
+				continue
+			}
+			answers[i] = err
+		}
+		return unknown
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	if unknown := send(all); len(unknown) > 0 {
+		if err := storeResponseScript.Load(ctx, c.client).Err(); err != nil {
+			for _, i := range unknown {
+				answers[i] = err
+			}
+			return answers, nil
+		}
+		for _, i := range send(unknown) {
+			answers[i] = errors.New("NOSCRIPT after loading the script")
+		}
 	}
 	return answers, nil
-}
-
-// storedResponse reads the response stored for an existing reservation
-// into it, if there is one for the same request (a response stored under
-// another fingerprint is not this request's, and is left unread).
-func (c *Client) storedResponse(ctx context.Context, userID int64, key string, existing *IdempotencyRecord) error {
-	value, err := c.client.Get(ctx, responseKey(userID, key, existing.ReservedAt)).Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	fingerprint, status, body, err := parseResponse(value)
-	if err != nil {
-		return err
-	}
-	if fingerprint == existing.Fingerprint {
-		existing.ResponseStatus, existing.ResponseBody = status, body
-	}
-	return nil
 }
 
 // Release forgets a reservation, and its pending transaction, whose request

@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -312,76 +311,26 @@ func TestConcurrentReservationsOfOneKey(t *testing.T) {
 	}
 }
 
-// TestResponseSlots: a response is stored in the slot of its reservation.
-// A response stored there for another body is not read as this request's;
-// a key reserved again after its record went (expired, or Redis lost it)
-// does not get the old reservation's response; a record written before
-// responses had slots, with its response inside, is read as it was; a slot
-// that cannot be read is an error, not a missing response.
-func TestResponseSlots(t *testing.T) {
+// TestStoreResponseAfterScriptFlush: a Redis that forgot the script (it
+// restarted) still stores responses: the client loads the script again.
+func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	t.Parallel()
 	client, raw := newClientWithRaw(t)
 	ctx := context.Background()
-	const user = 79
-	record := redis.IdempotencyRecord{Fingerprint: "fp-slot", TransactionID: "tx-slot", ReservedAt: time.Now().UTC()}
-	if reservation, err := client.Reserve(ctx, user, "slot", record, redis.PendingTransaction{UserID: user}, time.Minute); err != nil || !reservation.Reserved {
+	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
+	if reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reservation.Reserved {
 		t.Fatalf("reserve: %+v err=%v", reservation, err)
 	}
-	stranger := record
-	stranger.Fingerprint, stranger.ResponseStatus, stranger.ResponseBody = "fp-other", 200, []byte(`{"other":true}`)
-	if err := client.StoreResponse(ctx, user, "slot", stranger, time.Minute); err != nil {
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	reservation, err := client.Reserve(ctx, user, "slot", record, redis.PendingTransaction{}, time.Minute)
-	if existing := reservation.Existing; err != nil || reservation.Reserved || existing.Fingerprint != "fp-slot" || existing.ResponseStatus != 0 || existing.ResponseBody != nil {
-		t.Fatalf("after another body's response: %+v, %v; want the record in flight, without that response", reservation, err)
-	}
-
-	// The record goes; the key is reserved again, at a later time.
-	answered := record
-	answered.Fingerprint, answered.ResponseStatus, answered.ResponseBody = "fp-answered", 202, []byte(`{"first":true}`)
-	if err := raw.Del(ctx, "idem:79:again").Err(); err != nil {
+	record.ResponseStatus, record.ResponseBody = 202, []byte(`{"flushed":true}`)
+	if err := client.StoreResponse(ctx, 78, "flush", record, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if reservation, err := client.Reserve(ctx, user, "again", answered, redis.PendingTransaction{}, time.Minute); err != nil || !reservation.Reserved {
-		t.Fatalf("reserve again: %+v err=%v", reservation, err)
-	}
-	if err := client.StoreResponse(ctx, user, "again", answered, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := raw.Del(ctx, "idem:79:again").Err(); err != nil {
-		t.Fatal(err)
-	}
-	later := answered
-	later.ReservedAt, later.ResponseStatus, later.ResponseBody = answered.ReservedAt.Add(time.Second), 0, nil
-	if reservation, err := client.Reserve(ctx, user, "again", later, redis.PendingTransaction{}, time.Minute); err != nil || !reservation.Reserved {
-		t.Fatalf("reserve after the record went: %+v err=%v", reservation, err)
-	}
-	reservation, err = client.Reserve(ctx, user, "again", later, redis.PendingTransaction{}, time.Minute)
-	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 0 {
-		t.Fatalf("the new reservation: %+v, %v; want it in flight, not answered by the old reservation's response", reservation, err)
-	}
-
-	// A record with its response inside (an older gateway's).
-	old := `{"fingerprint":"fp-old","transaction_id":"tx-old","reserved_at":"2026-12-07T07:00:00Z","response_status":200,"response_body":"eyJvbGQiOnRydWV9"}`
-	if err := raw.Set(ctx, "idem:79:old", old, time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	reservation, err = client.Reserve(ctx, user, "old", redis.IdempotencyRecord{Fingerprint: "fp-old"}, redis.PendingTransaction{}, time.Minute)
-	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 200 || string(existing.ResponseBody) != `{"old":true}` {
-		t.Fatalf("an older record: %+v, %v; want its own response", reservation, err)
-	}
-
-	// A slot Redis holds something else in.
-	broken := redis.IdempotencyRecord{Fingerprint: "fp-broken", ReservedAt: time.Now().UTC()}
-	if reservation, err := client.Reserve(ctx, user, "broken", broken, redis.PendingTransaction{}, time.Minute); err != nil || !reservation.Reserved {
-		t.Fatalf("reserve: %+v err=%v", reservation, err)
-	}
-	if err := raw.Set(ctx, "response:79:"+strconv.FormatInt(broken.ReservedAt.UnixNano(), 10)+":broken", "garbage", time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if reservation, err := client.Reserve(ctx, user, "broken", broken, redis.PendingTransaction{}, time.Minute); err == nil {
-		t.Fatalf("a slot holding garbage: %+v, no error", reservation)
+	reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
+	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
+		t.Fatalf("stored %+v, %v; want the response stored after the flush", reservation, err)
 	}
 }
 

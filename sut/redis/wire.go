@@ -8,8 +8,9 @@ import (
 )
 
 // marshalRecord is json.Marshal(record), byte for byte (the test compares
-// them), without reflection: a gateway writes one per request, with its
-// reservation.
+// them), without reflection: a gateway writes two records per request.
+// StoreResponse's script reads the record with cjson, and replays send
+// ResponseBody back as stored.
 func marshalRecord(record IdempotencyRecord) []byte {
 	dst := make([]byte, 0, 160+len(record.ResponseBody)*4/3)
 	dst = append(dst, `{"fingerprint":`...)
