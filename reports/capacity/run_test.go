@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	o := Options{Out: out, Scenario: filepath.Join("..", "..", "scenarios", "capacity.yaml"), StackRoot: stackRoot, Docs: docs,
 		Modes: []string{ModeBatched}, Steps: []int{20}, Hold: 2 * time.Second, Ramp: time.Second, Accounts: 10, Seed: 7,
 		Gateways: 1, Workers: 1, Partitions: 2, FailuresToStop: 2, PortBase: ports[0], Binary: binary, Command: "capacity (test)",
-		Soak: MinimumSoak, SoakFraction: DefaultSoakFraction, Retention: DefaultRetention}
+		Soak: MinimumSoak, SoakFraction: DefaultSoakFraction, Retention: DefaultRetention, ProfileAt: 20, ProfileSeconds: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stdout strings.Builder
@@ -109,6 +110,18 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 			t.Errorf("%s: %v (empty or missing)", name, err)
 		}
 	}
+	// The profiled step: the worker runs the two-tier dedupe (capacityWorkerArgs), and Postgres's statements
+	// came with the WAL each wrote (the transactions' insert writes a record per row at least) and the server's.
+	if !slices.Contains(mode.Mode.WorkerArgs, "--bloom-dedupe") {
+		t.Errorf("worker args %v lack --bloom-dedupe", mode.Mode.WorkerArgs)
+	}
+	statements, err := os.ReadFile(filepath.Join(out, ModeBatched, "steps", "step-01-20", "postgres-statements.txt"))
+	if err != nil {
+		t.Fatalf("the profiled step's statements: %v\n%s", err, stdout.String())
+	}
+	if !checkStatementsWAL(string(statements)) {
+		t.Errorf("the statements lack the WAL the server and the transactions' insert wrote:\n%s", statements)
+	}
 	// The load ran with one P at 20 TPS (loadMaxProcs): its log's command line says so.
 	if loadLog, err := os.ReadFile(filepath.Join(out, ModeBatched, "steps", "step-01-20", stepLoadLogFileName)); err != nil ||
 		!strings.Contains(string(loadLog), " --max-procs 1") {
@@ -126,4 +139,24 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	if !strings.Contains(stdout.String(), "batched: knee ") || strings.Contains(stdout.String(), "ready in") {
 		t.Errorf("stdout lacks the mode's line or carries the stack's progress lines:\n%s", stdout.String())
 	}
+}
+
+// checkStatementsWAL reports whether a statements file says the server wrote
+// WAL records in its window and the transactions' insert wrote at least one
+// WAL record and some bytes per call.
+func checkStatementsWAL(text string) bool {
+	serverWrote, insertWrote := false, false
+	for _, line := range strings.Split(text, "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "WAL over ") && len(fields) > 5:
+			records, err := strconv.ParseFloat(fields[5], 64)
+			serverWrote = err == nil && records > 0
+		case strings.Contains(line, "INSERT INTO transactions") && len(fields) > 9:
+			records, errRecords := strconv.ParseFloat(fields[6], 64)
+			bytes, errBytes := strconv.ParseFloat(fields[8], 64)
+			insertWrote = errRecords == nil && errBytes == nil && records >= 1 && bytes > 0
+		}
+	}
+	return serverWrote && insertWrote
 }

@@ -59,7 +59,7 @@ func testGateway(t *testing.T, config gateway.Config, queue gateway.Queue) (url,
 }
 
 // testGatewayWithCache is testGateway, and returns the gateway's Redis
-// client and the signed-in user's id too.
+// client too.
 func testGatewayWithCache(t *testing.T, config gateway.Config, queue gateway.Queue) (url, token string, accountID int64, cache *redis.Client) {
 	t.Helper()
 	ctx := context.Background()
