@@ -6,7 +6,7 @@ import (
 
 // Retention on capacity stacks (Options.Retention, docs/performance.md
 // "Bounded memory"). With the reference's defaults each transaction leaves
-// an idempotency record with its stored response (--idempotency-ttl, 24h)
+// an idempotency record (--idempotency-ttl, 24h)
 // and an outcome record (--outcome-ttl, 24h) in Redis, and a record in the
 // broker, which keeps every record: a soak of minutes sees Redis and the
 // broker grow for its whole length, and cannot tell growth that stops from

@@ -366,6 +366,19 @@ func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *
 			w.Header().Set(ReplayedHeader, "true")
 			return keyClaim{answered: true, status: existing.ResponseStatus, body: existing.ResponseBody}, nil
 		}
+		// A final answer the worker announced is not stored in the record
+		// (queueCommand): the worker's outcome record holds it, and this
+		// request, with the same fingerprint, renders the same bytes.
+		if notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID); err == nil && found {
+			final, err := finalResponse(*command, notice)
+			if err != nil {
+				g.metrics.keyReused.Inc()
+				return keyClaim{}, err
+			}
+			g.metrics.replays.Inc()
+			w.Header().Set(ReplayedHeader, "true")
+			return keyClaim{answered: true, status: http.StatusOK, body: final.body()}, nil
+		}
 		if g.clock().Sub(existing.ReservedAt) < g.config.InFlightLease {
 			w.Header().Set("Retry-After", "1")
 			return keyClaim{}, ledger.Errorf(ledger.CodeIdempotencyKeyInFlight, "a request with idempotency key %q is still in flight; retry shortly", command.IdempotencyKey)
@@ -450,16 +463,22 @@ func (g *Gateway) queueCommand(ctx context.Context, command ledger.Command, wait
 	status, body := http.StatusAccepted, transactionResponse{TransactionID: command.TransactionID, Kind: command.Kind,
 		Status: ledger.StatusAccepted, AmountMinor: command.AmountMinor, SourceAccountID: command.SourceAccountID,
 		DestinationAccountID: command.DestinationAccountID}.body()
+	recorded := false
 	if wait > 0 {
-		final, err := g.awaitOutcome(ctx, command, outcome, wait)
+		final, inRedis, err := g.awaitOutcome(ctx, command, outcome, wait)
 		if err != nil {
 			return 0, nil, err
 		}
 		if final != nil {
-			status, body = http.StatusOK, final.body()
+			status, body, recorded = http.StatusOK, final.body(), inRedis
 		}
 	}
-	if cacheUp {
+	// A final outcome that came from the worker's outcome record (or its
+	// announcement, published after the record was written) is not stored
+	// again: a replay renders it from that record (claimKey). This saves
+	// Redis a script and the record's response per request. The 202s and
+	// outcomes read from the ledger are stored.
+	if cacheUp && !recorded {
 		g.remember(ctx, command, record, status, body)
 	}
 	return status, body, nil
@@ -517,7 +536,10 @@ func (g *Gateway) release(ctx context.Context, command ledger.Command, reserved 
 
 // awaitOutcome waits, at most wait, for the command's outcome: woken by the
 // worker's announcement, or by polling the ledger. nil means still pending.
-func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outcome <-chan ledger.OutcomeNotice, wait time.Duration) (*transactionResponse, error) {
+// inRedis reports that the outcome came from the worker's outcome record in
+// Redis or from its announcement, which the worker publishes after writing
+// that record (redis.Client.AfterCommit); false: from the ledger.
+func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outcome <-chan ledger.OutcomeNotice, wait time.Duration) (final *transactionResponse, inRedis bool, err error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	poll := time.NewTicker(g.config.WaitPollInterval)
@@ -528,12 +550,13 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 		case <-ctx.Done():
 			// The client went away; the command is queued, so the accepted
 			// response is remembered for its retries.
-			return nil, nil
+			return nil, false, nil
 		case <-deadline.C:
 			g.metrics.waitTimeouts.Inc()
-			return nil, nil
+			return nil, false, nil
 		case notice := <-outcome:
-			return finalResponse(command, notice)
+			final, err := finalResponse(command, notice)
+			return final, true, err
 		case <-poll.C:
 			// The worker's outcome record in Redis is the cheap check; the
 			// ledger answers when Redis does not: at once when Redis fails,
@@ -545,7 +568,8 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 			polls++
 			notice, found, err := g.cache.LookupOutcome(ctx, command.TransactionID)
 			if err == nil && found {
-				return finalResponse(command, notice)
+				final, err := finalResponse(command, notice)
+				return final, true, err
 			}
 			if err == nil && polls%ledgerPollEvery != 0 {
 				continue
@@ -554,8 +578,9 @@ func (g *Gateway) awaitOutcome(ctx context.Context, command ledger.Command, outc
 			if err != nil {
 				continue
 			}
-			return finalResponse(command, ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: stored.ID,
+			final, err := finalResponse(command, ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: stored.ID,
 				Status: stored.Status, Reason: stored.Reason}, Fingerprint: stored.Fingerprint})
+			return final, false, err
 		}
 	}
 }

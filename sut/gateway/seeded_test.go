@@ -98,9 +98,17 @@ type depositAnswer struct {
 	status        int
 	replayed      bool
 	transactionID string
+	body          []byte
 }
 
 func postDeposit(t *testing.T, url, token, key string, accountID int64) depositAnswer {
+	t.Helper()
+	return postDepositWaiting(t, url, token, key, accountID, 0)
+}
+
+// postDepositWaiting is postDeposit asking the gateway to wait up to
+// waitSeconds for the outcome (Prefer: wait; 0 asks for no wait).
+func postDepositWaiting(t *testing.T, url, token, key string, accountID int64, waitSeconds int) depositAnswer {
 	t.Helper()
 	body := fmt.Sprintf(`{"account_id": %d, "amount": 100}`, accountID)
 	request, err := http.NewRequest(http.MethodPost, url+"/v1/deposits", bytes.NewBufferString(body))
@@ -110,6 +118,9 @@ func postDeposit(t *testing.T, url, token, key string, accountID int64) depositA
 	request.Header.Set("Authorization", "Bearer "+token)
 	request.Header.Set("Idempotency-Key", key)
 	request.Header.Set("Content-Type", "application/json")
+	if waitSeconds > 0 {
+		request.Header.Set("Prefer", "wait="+strconv.Itoa(waitSeconds))
+	}
 	response, err := http.DefaultClient.Do(request)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +135,7 @@ func postDeposit(t *testing.T, url, token, key string, accountID int64) depositA
 	}
 	_ = json.Unmarshal(content, &decoded)
 	return depositAnswer{status: response.StatusCode, replayed: response.Header.Get(gateway.ReplayedHeader) == "true",
-		transactionID: decoded.TransactionID}
+		transactionID: decoded.TransactionID, body: content}
 }
 
 func bugVariants(bug ledger.Bug) []struct {

@@ -38,11 +38,15 @@ type Config struct {
 	PoolSize int
 	// OutcomeTTL is how long a transaction's outcome record
 	// (outcome:<transaction id>, written by AfterCommit) lives. Default
-	// DefaultOutcomeTTL, 24h, the gateway's default idempotency TTL. Only a
+	// DefaultOutcomeTTL, 24h, the gateway's default idempotency TTL. A
 	// gateway waiting for an outcome reads the record (a poll that missed
-	// the announcement), and it asks the ledger when the record is not
-	// there, so an expired record costs a Postgres read, never an answer:
-	// a shorter TTL bounds Redis's memory (docs/performance.md).
+	// the announcement), and asks the ledger when the record is not there.
+	// A gateway replaying a key's final outcome reads it too: the key's
+	// idempotency record does not store a response the outcome record
+	// holds. Once the record expired, such a replay is told the key is in
+	// flight until the gateway's in-flight lease (60 s) has passed since
+	// the reservation, then answered from the ledger: keep this TTL at
+	// least the gateway's idempotency TTL (docs/performance.md).
 	OutcomeTTL time.Duration
 }
 
@@ -71,9 +75,10 @@ type Client struct {
 // reservationBatches and responseBatches shape the coalesced pipelines.
 // Reservations come one per request as requests arrive, spread out: one lane
 // lingering a millisecond gathers them (about 3 per pipeline at 3,600
-// requests/s). Stored responses come in bursts (a worker's batch wakes its
-// waiting requests together) and need no linger; two lanes keep them moving
-// while one pipeline waits. A few hundred commands stay far below what Redis
+// requests/s). Stored responses (202s, answers read from the ledger: a
+// final outcome the worker recorded is not stored again) come in bursts (a
+// stalled pipeline's waits time out together) and need no linger; two lanes
+// keep them moving while one pipeline waits. A few hundred commands stay far below what Redis
 // answers within its timeout.
 var (
 	reservationBatches = coalesce.Options{Lanes: 1, Max: 256, Linger: time.Millisecond}
@@ -176,7 +181,9 @@ func (c *Client) DeleteSession(ctx context.Context, token string) error {
 }
 
 // IdempotencyRecord is what Redis remembers of a key: the request's
-// fingerprint and transaction, and once answered, the exact response.
+// fingerprint and transaction, and once answered, the exact response,
+// unless that response is a final outcome the worker recorded (the gateway
+// replays it from the outcome record, LookupOutcome).
 type IdempotencyRecord struct {
 	Fingerprint   string    `json:"fingerprint"`
 	TransactionID string    `json:"transaction_id"`

@@ -1,0 +1,99 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/sut/gateway"
+	"github.com/ledgerproof/ledgerproof/sut/ledger"
+	"github.com/ledgerproof/ledgerproof/sut/redis"
+)
+
+// workerQueue acknowledges every record and, as a worker does after its
+// batch commits, writes each command's outcome record to Redis
+// (redis.Client.AfterCommit): settled, with the command's fingerprint
+// unless fingerprint says otherwise.
+type workerQueue struct {
+	mutex       sync.Mutex
+	cache       *redis.Client
+	fingerprint string
+	commands    []ledger.Command
+}
+
+func (q *workerQueue) Produce(ctx context.Context, _, value []byte) (int32, int64, error) {
+	var command ledger.Command
+	if err := json.Unmarshal(value, &command); err != nil {
+		return -1, -1, err
+	}
+	q.mutex.Lock()
+	defer q.mutex.Unlock()
+	q.commands = append(q.commands, command)
+	notice := ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusSettled},
+		Fingerprint: command.Fingerprint}
+	if q.fingerprint != "" {
+		notice.Fingerprint = q.fingerprint
+	}
+	if err := q.cache.AfterCommit(ctx, nil, nil, []ledger.OutcomeNotice{notice}, time.Minute); err != nil {
+		return -1, -1, err
+	}
+	return 0, int64(len(q.commands) - 1), nil
+}
+
+// TestFinalAnswerIsReplayedFromTheOutcomeRecord: a request whose final
+// outcome came from the worker's outcome record leaves its idempotency
+// record without a response (no second copy of it in Redis), and its retry
+// gets the same status and bytes, rendered from the outcome record, marked
+// replayed; nothing is queued again. When the outcome belongs to another
+// request (another fingerprint), the first answer and the retry's are 422.
+func TestFinalAnswerIsReplayedFromTheOutcomeRecord(t *testing.T) {
+	t.Parallel()
+	for _, test := range []struct {
+		name        string
+		fingerprint string
+		status      int
+	}{
+		{"the request's outcome", "", http.StatusOK},
+		{"another request's outcome", "another request", http.StatusUnprocessableEntity},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			queue := &workerQueue{fingerprint: test.fingerprint}
+			url, token, account, cache := testGatewayWithCache(t, gateway.Config{}, queue)
+			queue.cache = cache
+			first := postDepositWaiting(t, url, token, "settled-once", account, 5)
+			if first.status != test.status || first.replayed {
+				t.Fatalf("the first answer: %d replayed=%v %s, want %d not replayed", first.status, first.replayed, first.body, test.status)
+			}
+			if test.status == http.StatusOK && !bytes.Contains(first.body, []byte(`"status":"settled"`)) {
+				t.Fatalf("the first answer's body %s is not the settled outcome", first.body)
+			}
+			session, found, err := cache.LookupSession(context.Background(), token)
+			if err != nil || !found {
+				t.Fatalf("session: found=%v err=%v", found, err)
+			}
+			probe, err := cache.Reserve(context.Background(), session.UserID, "settled-once", redis.IdempotencyRecord{Fingerprint: "probe"},
+				redis.PendingTransaction{}, time.Hour)
+			if err != nil || probe.Reserved || probe.Existing.ResponseStatus != 0 || len(probe.Existing.ResponseBody) != 0 {
+				t.Fatalf("the idempotency record: %+v err=%v, want the first request's, without a stored response", probe, err)
+			}
+			retry := postDepositWaiting(t, url, token, "settled-once", account, 5)
+			// An error's body carries its request's id: only a 200's bytes
+			// are compared.
+			if retry.status != first.status || (test.status == http.StatusOK && !bytes.Equal(retry.body, first.body)) {
+				t.Fatalf("the retry: %d %s, want the first answer %d %s", retry.status, retry.body, first.status, first.body)
+			}
+			if test.status == http.StatusOK && !retry.replayed {
+				t.Fatalf("the retry's 200 is not marked %s", gateway.ReplayedHeader)
+			}
+			queue.mutex.Lock()
+			defer queue.mutex.Unlock()
+			if len(queue.commands) != 1 {
+				t.Fatalf("%d commands queued, want 1", len(queue.commands))
+			}
+		})
+	}
+}
