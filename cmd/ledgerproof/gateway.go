@@ -31,7 +31,7 @@ func gatewayCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Flag
 	flags.Int64Var(&config.MaxBodyBytes, "max-body-bytes", 16<<10, "largest request body accepted")
 	flags.DurationVar(&config.WaitMax, "wait-max", 30*time.Second, "longest bounded wait a client may ask with Prefer: wait=N")
 	flags.DurationVar(&config.SessionTTL, "session-ttl", 24*time.Hour, "lifetime of a sign-in token")
-	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response (a final outcome's is the worker's outcome record: keep the workers' --outcome-ttl at least this long)")
+	flags.DurationVar(&config.IdempotencyTTL, "idempotency-ttl", 24*time.Hour, "how long Redis remembers a key and its response (a final outcome the worker announced is replayed from the worker's outcome record, --outcome-ttl; once that expired, from the ledger)")
 	flags.DurationVar(&config.KeysCompleteInterval, "keys-complete-interval", 5*time.Second, "how often to look whether Redis's idempotency keys can be marked complete (the ledger is empty: new keys then skip the ledger check)")
 	flags.DurationVar(&config.ProduceTimeout, "produce-timeout", 10*time.Second, "longest wait for the broker's acknowledgement")
 	flags.IntVar(&config.MaxInFlightRequests, "max-in-flight", 8192, "concurrent requests (their bodies read) before refusing with 503")

@@ -28,7 +28,7 @@ func (p *processFlags) register(flags *flag.FlagSet, config *daemon.Config, proc
 	flags.StringVar(&config.RedisAddr, "redis-addr", daemon.DefaultRedisAddr, "Redis host:port")
 	if process == ledger.ProcessWorker {
 		// Only workers write outcome records.
-		flags.DurationVar(&config.OutcomeTTL, "outcome-ttl", redis.DefaultOutcomeTTL, "how long the outcome record of a transaction (outcome:<id>, read by gateways waiting for it, which ask the ledger without it, and the final answer its replays get: keep it at least the gateways' --idempotency-ttl) lives in Redis (at least 1s)")
+		flags.DurationVar(&config.OutcomeTTL, "outcome-ttl", redis.DefaultOutcomeTTL, "how long the outcome record of a transaction lives in Redis (outcome:<id>; at least 1s). Gateways read it for a waiting request and for a replay's final answer, and ask the ledger without it; below the gateways' --in-flight-lease (60s) a replay after it expired is told the key is in flight until the lease ends")
 	}
 	flags.StringVar(&config.Brokers, "brokers", daemon.DefaultBrokers, "Kafka seed brokers, comma-separated host:port")
 	flags.StringVar(&config.Topic, "topic", "ledger.commands", "commands topic")

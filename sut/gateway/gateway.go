@@ -40,11 +40,11 @@ type Config struct {
 	// idempotency keys can be marked complete (the ledger is empty). Default 5s.
 	KeysCompleteInterval time.Duration
 	// IdempotencyTTL is how long Redis remembers a key and its response.
-	// A final outcome the worker announced is replayed from the worker's
-	// outcome record (redis.Config.OutcomeTTL), which should live at least
-	// as long: once it expired, a replay is told the key is in flight
-	// until InFlightLease has passed since the reservation, then answered
-	// from the ledger.
+	// A final outcome the worker announced is not stored with the key: it
+	// is replayed from the worker's outcome record (redis.Config.OutcomeTTL).
+	// Once that record expired, a replay is answered from the ledger (a
+	// Postgres read), and is told the key is in flight (409) if it comes
+	// before InFlightLease has passed since the reservation.
 	// Default 24h, as Stripe does; Postgres remembers keys forever.
 	IdempotencyTTL time.Duration
 	// InFlightLease is how long a reserved key whose first request has not

@@ -43,10 +43,11 @@ type Config struct {
 	// the announcement), and asks the ledger when the record is not there.
 	// A gateway replaying a key's final outcome reads it too: the key's
 	// idempotency record does not store a response the outcome record
-	// holds. Once the record expired, such a replay is told the key is in
-	// flight until the gateway's in-flight lease (60 s) has passed since
-	// the reservation, then answered from the ledger: keep this TTL at
-	// least the gateway's idempotency TTL (docs/performance.md).
+	// holds. Once the record expired, such a replay is answered from the
+	// ledger, or told the key is in flight until the gateway's in-flight
+	// lease (60 s) has passed since the reservation. A TTL shorter than
+	// the gateway's idempotency TTL bounds Redis's memory at the price of
+	// a Postgres read per late replay (docs/performance.md).
 	OutcomeTTL time.Duration
 }
 
