@@ -280,11 +280,11 @@ type Cache interface {
 	SigninAttempt(ctx context.Context, emailKey string, now time.Time, policy redis.SigninLock) (redis.SigninAttemptAnswer, error)
 	SigninSucceeded(ctx context.Context, emailKey string) error
 	SigninUndecided(ctx context.Context, emailKey string) error
-	ReserveAndRead(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending redis.PendingTransaction, ttl time.Duration, reads redis.CachedReads) (redis.Reservation, error)
+	ReserveAndRead(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, ttl time.Duration, reads redis.CachedReads) (redis.Reservation, error)
 	KeysComplete(ctx context.Context) (bool, error)
 	MarkKeysComplete(ctx context.Context, value string) (bool, error)
 	UnmarkKeysComplete(ctx context.Context, value string) error
-	StoreResponse(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, ttl time.Duration) error
+	StoreResponse(ctx context.Context, userID int64, key string, record redis.IdempotencyRecord, pending *redis.PendingTransaction, ttl time.Duration) error
 	Release(ctx context.Context, userID int64, key, transactionID string) error
 	LookupPending(ctx context.Context, transactionID string) (redis.PendingTransaction, bool, error)
 	LookupOutcome(ctx context.Context, transactionID string) (ledger.OutcomeNotice, bool, error)

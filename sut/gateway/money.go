@@ -343,13 +343,11 @@ type keyClaim struct {
 func (g *Gateway) claimKey(w http.ResponseWriter, ctx context.Context, command *ledger.Command) (keyClaim, error) {
 	command.TransactionID = ledger.TransactionIDFor(command.UserID, command.IdempotencyKey)
 	record := redis.IdempotencyRecord{Fingerprint: command.Fingerprint, TransactionID: command.TransactionID, ReservedAt: command.AcceptedAt}
-	pending := redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
-		DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
 	var reads redis.CachedReads
 	if g.softReadsWithReservation && g.config.ApplyMode != ApplyModeNaive {
 		reads = g.softReads(*command)
 	}
-	reservation, err := g.cache.ReserveAndRead(ctx, command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL, reads)
+	reservation, err := g.cache.ReserveAndRead(ctx, command.UserID, command.IdempotencyKey, record, g.config.IdempotencyTTL, reads)
 	existing, reserved := reservation.Existing, reservation.Reserved
 	cacheUp := err == nil
 	if err != nil {
@@ -517,10 +515,19 @@ func (g *Gateway) produceInBackground(ctx context.Context, command ledger.Comman
 	return nil
 }
 
+// remember stores a response for the key's replays. A 202 also remembers
+// the transaction as pending, for GET /v1/transactions/{id} until the
+// worker applies it: its id reaches the client with this answer, so the
+// pending record is written before the answer is sent, and only then.
 func (g *Gateway) remember(ctx context.Context, command ledger.Command, record redis.IdempotencyRecord, status int, body []byte) {
 	record.ResponseStatus, record.ResponseBody = status, body
+	var pending *redis.PendingTransaction
+	if status == http.StatusAccepted {
+		pending = &redis.PendingTransaction{UserID: command.UserID, Kind: command.Kind, SourceAccountID: command.SourceAccountID,
+			DestinationAccountID: command.DestinationAccountID, AmountMinor: command.AmountMinor}
+	}
 	started := g.clock()
-	if err := g.cache.StoreResponse(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, record, g.config.IdempotencyTTL); err != nil {
+	if err := g.cache.StoreResponse(context.WithoutCancel(ctx), command.UserID, command.IdempotencyKey, record, pending, g.config.IdempotencyTTL); err != nil {
 		g.metrics.cacheErrors.Inc()
 	}
 	g.metrics.rememberSeconds.Observe(g.clock().Sub(started).Seconds())

@@ -109,13 +109,13 @@ func (routingCache) SigninAttempt(context.Context, string, time.Time, redis.Sign
 }
 func (routingCache) SigninSucceeded(context.Context, string) error { return errStandIn }
 func (routingCache) SigninUndecided(context.Context, string) error { return errStandIn }
-func (routingCache) ReserveAndRead(context.Context, int64, string, redis.IdempotencyRecord, redis.PendingTransaction, time.Duration, redis.CachedReads) (redis.Reservation, error) {
+func (routingCache) ReserveAndRead(context.Context, int64, string, redis.IdempotencyRecord, time.Duration, redis.CachedReads) (redis.Reservation, error) {
 	return redis.Reservation{}, errStandIn
 }
 func (routingCache) MarkKeysComplete(context.Context, string) (bool, error) { return false, errStandIn }
 func (routingCache) UnmarkKeysComplete(context.Context, string) error       { return errStandIn }
 func (routingCache) KeysComplete(context.Context) (bool, error)             { return false, errStandIn }
-func (routingCache) StoreResponse(context.Context, int64, string, redis.IdempotencyRecord, time.Duration) error {
+func (routingCache) StoreResponse(context.Context, int64, string, redis.IdempotencyRecord, *redis.PendingTransaction, time.Duration) error {
 	return errStandIn
 }
 func (routingCache) Release(context.Context, int64, string, string) error { return errStandIn }

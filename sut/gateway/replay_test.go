@@ -75,8 +75,7 @@ func TestFinalAnswerIsReplayedFromTheOutcomeRecord(t *testing.T) {
 			if err != nil || !found {
 				t.Fatalf("session: found=%v err=%v", found, err)
 			}
-			probe, err := cache.Reserve(context.Background(), session.UserID, "settled-once", redis.IdempotencyRecord{Fingerprint: "probe"},
-				redis.PendingTransaction{}, time.Hour)
+			probe, err := cache.Reserve(context.Background(), session.UserID, "settled-once", redis.IdempotencyRecord{Fingerprint: "probe"}, time.Hour)
 			if err != nil || probe.Reserved || probe.Existing.ResponseStatus != 0 || len(probe.Existing.ResponseBody) != 0 {
 				t.Fatalf("the idempotency record: %+v err=%v, want the first request's, without a stored response", probe, err)
 			}
@@ -95,5 +94,40 @@ func TestFinalAnswerIsReplayedFromTheOutcomeRecord(t *testing.T) {
 				t.Fatalf("%d commands queued, want 1", len(queue.commands))
 			}
 		})
+	}
+}
+
+// TestAcceptedTransactionIsPending: a 202 gives the client its transaction's
+// id, and GET /v1/transactions/{id} then answers it as accepted until the
+// worker applies it: the gateway remembers it as pending with the 202 (and
+// not with the reservation, before anyone can know the id).
+func TestAcceptedTransactionIsPending(t *testing.T) {
+	t.Parallel()
+	queue := &recordingQueue{}
+	url, token, account, _ := testGatewayWithCache(t, gateway.Config{}, queue)
+	accepted := postDeposit(t, url, token, "not-yet-applied", account)
+	if accepted.status != http.StatusAccepted || accepted.transactionID == "" {
+		t.Fatalf("the deposit: %d %s, want 202 with its transaction", accepted.status, accepted.body)
+	}
+	request, err := http.NewRequest(http.MethodGet, url+"/v1/transactions/"+accepted.transactionID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request.Header.Set("Authorization", "Bearer "+token)
+	response, err := http.DefaultClient.Do(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer response.Body.Close()
+	var read struct {
+		TransactionID string `json:"transaction_id"`
+		Status        string `json:"status"`
+		Amount        int64  `json:"amount"`
+	}
+	if err := json.NewDecoder(response.Body).Decode(&read); err != nil || response.StatusCode != http.StatusOK {
+		t.Fatalf("GET the accepted transaction: HTTP %d, %v", response.StatusCode, err)
+	}
+	if read.TransactionID != accepted.transactionID || read.Status != "accepted" || read.Amount != 100 {
+		t.Fatalf("GET the accepted transaction: %+v, want %s accepted for 100", read, accepted.transactionID)
 	}
 }

@@ -254,7 +254,7 @@ func TestTakeoverResponseIsReplayed(t *testing.T) {
 	canonical := fmt.Sprintf(`{"account_id":%d,"amount":100}`, account)
 	died := redis.IdempotencyRecord{Fingerprint: ledger.Fingerprint(ledger.KindDeposit, []byte(canonical)),
 		TransactionID: ledger.TransactionIDFor(session.UserID, "orphan"), ReservedAt: time.Now().Add(-2 * time.Minute).UTC()}
-	if reservation, err := cache.Reserve(ctx, session.UserID, "orphan", died, redis.PendingTransaction{UserID: session.UserID}, time.Hour); err != nil || !reservation.Reserved {
+	if reservation, err := cache.Reserve(ctx, session.UserID, "orphan", died, time.Hour); err != nil || !reservation.Reserved {
 		t.Fatalf("the dead gateway's reservation: %+v err=%v", reservation, err)
 	}
 

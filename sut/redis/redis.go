@@ -247,20 +247,19 @@ type CachedFigure struct {
 	Err   error
 }
 
-// Reserve claims a key for a request and remembers its transaction as
-// pending (SET NX GET, SET NX), and reads whether the dataset's keys are
-// complete; concurrent reservations share one pipelined round trip.
-func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration) (Reservation, error) {
-	return c.ReserveAndRead(ctx, userID, key, record, pending, ttl, CachedReads{})
+// Reserve claims a key for a request (SET NX GET), and reads whether the
+// dataset's keys are complete; concurrent reservations share one pipelined
+// round trip. The transaction is remembered as pending only when a 202 is
+// stored for it (StoreResponse): a client learns a transaction's id from
+// its first answer, so nothing can ask for it before.
+func (c *Client) Reserve(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) (Reservation, error) {
+	return c.ReserveAndRead(ctx, userID, key, record, ttl, CachedReads{})
 }
 
 // ReserveAndRead is Reserve, and reads the cached figures reads asks for in
 // the same pipeline (Reservation.Balance, Reservation.DailyDebits).
-func (c *Client) ReserveAndRead(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending PendingTransaction, ttl time.Duration, reads CachedReads) (Reservation, error) {
-	value := marshalRecord(record)
-	pendingValue := marshalPending(pending)
-	call := reserveCall{key: idempotencyKey(userID, key), value: value,
-		pendingKey: "pending:" + record.TransactionID, pendingValue: pendingValue, ttl: ttl}
+func (c *Client) ReserveAndRead(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration, reads CachedReads) (Reservation, error) {
+	call := reserveCall{key: idempotencyKey(userID, key), value: marshalRecord(record), ttl: ttl}
 	if reads.Balance {
 		call.balanceKey = balanceKey(reads.AccountID)
 	}
@@ -314,9 +313,9 @@ func (c *Client) KeysComplete(ctx context.Context) (bool, error) {
 }
 
 type reserveCall struct {
-	key, pendingKey     string
-	value, pendingValue []byte
-	ttl                 time.Duration
+	key   string
+	value []byte
+	ttl   time.Duration
 	// balanceKey and dailyDebitsKey are read too when not empty.
 	balanceKey, dailyDebitsKey string
 }
@@ -331,19 +330,17 @@ type reserveAnswer struct {
 }
 
 // reserveBatch reserves keys in one pipeline: per key, SET NX GET of the
-// record and SET NX of the pending transaction.
+// record, and the cached figures asked for.
 func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reserveAnswer, error) {
 	pipeline := c.client.Pipeline()
 	// Read before the reservations: a key reserved after the marker was
 	// seen belongs to the dataset the marker speaks for.
 	complete := pipeline.Exists(ctx, KeysCompleteKey)
 	reservations := make([]*goredis.StatusCmd, len(calls))
-	pendings := make([]*goredis.BoolCmd, len(calls))
 	balances := make([]*goredis.StringCmd, len(calls))
 	dailyDebits := make([]*goredis.StringCmd, len(calls))
 	for i, call := range calls {
 		reservations[i] = pipeline.SetArgs(ctx, call.key, call.value, goredis.SetArgs{Mode: "NX", Get: true, TTL: call.ttl})
-		pendings[i] = pipeline.SetNX(ctx, call.pendingKey, call.pendingValue, call.ttl)
 		if call.balanceKey != "" {
 			balances[i] = pipeline.Get(ctx, call.balanceKey)
 		}
@@ -361,9 +358,6 @@ func (c *Client) reserveBatch(ctx context.Context, calls []reserveCall) ([]reser
 			err = nil
 		case err == nil && old == nil:
 			old = []byte{}
-		}
-		if err == nil {
-			err = pendings[i].Err()
 		}
 		answers[i] = reserveAnswer{old: old, err: err, keysComplete: complete.Val() == 1,
 			balance: cachedFigure(balances[i]), dailyDebits: cachedFigure(dailyDebits[i])}
@@ -388,8 +382,15 @@ func cachedFigure(get *goredis.StringCmd) CachedFigure {
 
 // storeResponseScript writes the response into a record only if the record
 // still belongs to the same request and has no response yet: the first
-// answer sent is the one every replay gets.
+// answer sent is the one every replay gets. With ARGV[4] not empty (a 202)
+// it also remembers the transaction as pending (KEYS[2], ARGV[4]) unless
+// the worker already recorded its outcome (KEYS[3]): the worker forgets a
+// pending transaction when it records the outcome, and one written after
+// that would only wait for its TTL.
 var storeResponseScript = goredis.NewScript(`
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+end
 local current = redis.call('GET', KEYS[1])
 if current then
   local record = cjson.decode(current)
@@ -400,10 +401,17 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1`)
 
-// StoreResponse records the response a key's first request got.
-func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, ttl time.Duration) error {
-	value := marshalRecord(record)
-	err, batchError := c.responses.Do(ctx, storeCall{key: idempotencyKey(userID, key), value: value, fingerprint: record.Fingerprint, ttl: ttl})
+// StoreResponse records the response a key's first request got. pending,
+// when not nil (the response is a 202), is remembered for GET
+// /v1/transactions/{id} (LookupPending) until the worker records the
+// transaction's outcome.
+func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, record IdempotencyRecord, pending *PendingTransaction, ttl time.Duration) error {
+	call := storeCall{key: idempotencyKey(userID, key), value: marshalRecord(record), fingerprint: record.Fingerprint, ttl: ttl,
+		pendingKey: "pending:" + record.TransactionID, outcomeKey: outcomeKey(record.TransactionID)}
+	if pending != nil {
+		call.pendingValue = marshalPending(*pending)
+	}
+	err, batchError := c.responses.Do(ctx, call)
 	if batchError != nil {
 		err = batchError
 	}
@@ -414,9 +422,12 @@ func (c *Client) StoreResponse(ctx context.Context, userID int64, key string, re
 }
 
 type storeCall struct {
-	key, fingerprint string
-	value            []byte
-	ttl              time.Duration
+	key, fingerprint       string
+	value                  []byte
+	ttl                    time.Duration
+	pendingKey, outcomeKey string
+	// pendingValue is the pending transaction to remember (empty: none).
+	pendingValue []byte
 }
 
 // storeResponseBatch runs storeResponseScript for every call in one
@@ -429,7 +440,8 @@ func (c *Client) storeResponseBatch(ctx context.Context, calls []storeCall) ([]e
 		commands := make([]*goredis.Cmd, len(indexes))
 		for j, i := range indexes {
 			call := calls[i]
-			commands[j] = pipeline.EvalSha(ctx, storeResponseScript.Hash(), []string{call.key}, call.value, call.fingerprint, call.ttl.Milliseconds())
+			commands[j] = pipeline.EvalSha(ctx, storeResponseScript.Hash(), []string{call.key, call.pendingKey, call.outcomeKey},
+				call.value, call.fingerprint, call.ttl.Milliseconds(), call.pendingValue)
 		}
 		_, _ = pipeline.Exec(ctx)
 		var unknown []int

@@ -48,36 +48,41 @@ func TestIdempotencyRecord(t *testing.T) {
 	record := redis.IdempotencyRecord{Fingerprint: "fp1", TransactionID: "tx1", ReservedAt: time.Now().UTC()}
 	pending := redis.PendingTransaction{UserID: 7, Kind: ledger.KindDeposit, DestinationAccountID: 3, AmountMinor: 5}
 
-	reservation, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	reservation, err := client.Reserve(ctx, 7, "key", record, time.Minute)
 	if err != nil || !reservation.Reserved {
 		t.Fatalf("first reserve: %+v err=%v", reservation, err)
 	}
-	reservation, err = client.Reserve(ctx, 7, "key", redis.IdempotencyRecord{Fingerprint: "other"}, pending, time.Minute)
+	reservation, err = client.Reserve(ctx, 7, "key", redis.IdempotencyRecord{Fingerprint: "other"}, time.Minute)
 	if err != nil || reservation.Reserved || reservation.Existing.Fingerprint != "fp1" || reservation.Existing.ResponseStatus != 0 {
 		t.Fatalf("second reserve: %+v err=%v", reservation, err)
 	}
 	// Keys are scoped per user.
-	if reservation, err := client.Reserve(ctx, 8, "key", record, pending, time.Minute); err != nil || !reservation.Reserved {
+	if reservation, err := client.Reserve(ctx, 8, "key", record, time.Minute); err != nil || !reservation.Reserved {
 		t.Fatalf("another user's key: %+v err=%v", reservation, err)
 	}
 
 	// The first response stored wins; a later one, or one for another
 	// body, does not overwrite it.
+	// A reservation alone remembers nothing as pending; a stored 202
+	// does.
+	if _, found, err := client.LookupPending(ctx, "tx1"); err != nil || found {
+		t.Fatalf("pending after the reservation alone: found=%v err=%v", found, err)
+	}
 	first := record
 	first.ResponseStatus, first.ResponseBody = 202, []byte(`{"a":1}`)
-	if err := client.StoreResponse(ctx, 7, "key", first, time.Minute); err != nil {
+	if err := client.StoreResponse(ctx, 7, "key", first, &pending, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	second := record
 	second.ResponseStatus, second.ResponseBody = 200, []byte(`{"b":2}`)
-	if err := client.StoreResponse(ctx, 7, "key", second, time.Minute); err != nil {
+	if err := client.StoreResponse(ctx, 7, "key", second, nil, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	stranger := redis.IdempotencyRecord{Fingerprint: "other", ResponseStatus: 500, ResponseBody: []byte("x")}
-	if err := client.StoreResponse(ctx, 7, "key", stranger, time.Minute); err != nil {
+	if err := client.StoreResponse(ctx, 7, "key", stranger, nil, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	reservation, err = client.Reserve(ctx, 7, "key", record, pending, time.Minute)
+	reservation, err = client.Reserve(ctx, 7, "key", record, time.Minute)
 	existing := reservation.Existing
 	if err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"a":1}` {
 		t.Fatalf("stored response %d %q, %v; want the first, 202", existing.ResponseStatus, existing.ResponseBody, err)
@@ -93,8 +98,30 @@ func TestIdempotencyRecord(t *testing.T) {
 	if _, found, _ := client.LookupPending(ctx, "tx1"); found {
 		t.Fatal("release left the pending transaction")
 	}
-	if reservation, err := client.Reserve(ctx, 7, "key", record, pending, time.Minute); err != nil || !reservation.Reserved {
+	if reservation, err := client.Reserve(ctx, 7, "key", record, time.Minute); err != nil || !reservation.Reserved {
 		t.Fatalf("after release: %+v err=%v", reservation, err)
+	}
+
+	// A 202 stored after the worker recorded the outcome (a wait that ended
+	// as the outcome came) leaves no pending transaction behind: the worker
+	// forgot it already, and nothing else would.
+	late := redis.IdempotencyRecord{Fingerprint: "fp-late", TransactionID: "tx-late", ReservedAt: time.Now().UTC()}
+	if _, err := client.Reserve(ctx, 7, "late", late, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	outcome := ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: "tx-late", Status: ledger.StatusSettled}, Fingerprint: "fp-late"}
+	if err := client.AfterCommit(ctx, nil, nil, []ledger.OutcomeNotice{outcome}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	late.ResponseStatus, late.ResponseBody = 202, []byte(`{"late":1}`)
+	if err := client.StoreResponse(ctx, 7, "late", late, &pending, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := client.LookupPending(ctx, "tx-late"); err != nil || found {
+		t.Fatalf("pending after the outcome was recorded: found=%v err=%v", found, err)
+	}
+	if reservation, err := client.Reserve(ctx, 7, "late", late, time.Minute); err != nil || reservation.Existing.ResponseStatus != 202 {
+		t.Fatalf("the late 202 was not stored: %+v err=%v", reservation, err)
 	}
 }
 
@@ -165,7 +192,7 @@ func TestRedisDownIsAnError(t *testing.T) {
 	if err := server.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = client.Reserve(context.Background(), 1, "k", redis.IdempotencyRecord{Fingerprint: "f", TransactionID: "t"}, redis.PendingTransaction{}, time.Minute)
+	_, err = client.Reserve(context.Background(), 1, "k", redis.IdempotencyRecord{Fingerprint: "f", TransactionID: "t"}, time.Minute)
 	if err == nil {
 		t.Fatal("reserve against a dead Redis succeeded")
 	}
@@ -286,10 +313,10 @@ func TestConcurrentReservationsOfOneKey(t *testing.T) {
 	const requests = 64
 	results := make(chan bool, requests)
 	errs := make(chan error, requests)
-	for i := range requests {
+	for range requests {
 		go func() {
 			record := redis.IdempotencyRecord{Fingerprint: "fp-concurrent", TransactionID: "tx-concurrent", ReservedAt: time.Now().UTC()}
-			reservation, err := client.Reserve(ctx, 77, "concurrent", record, redis.PendingTransaction{UserID: int64(i)}, time.Minute)
+			reservation, err := client.Reserve(ctx, 77, "concurrent", record, time.Minute)
 			if err == nil && !reservation.Reserved && reservation.Existing.Fingerprint != "fp-concurrent" {
 				err = fmt.Errorf("found record %+v", reservation.Existing)
 			}
@@ -318,17 +345,17 @@ func TestStoreResponseAfterScriptFlush(t *testing.T) {
 	client, raw := newClientWithRaw(t)
 	ctx := context.Background()
 	record := redis.IdempotencyRecord{Fingerprint: "fp-flush", TransactionID: "tx-flush", ReservedAt: time.Now().UTC()}
-	if reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{UserID: 78}, time.Minute); err != nil || !reservation.Reserved {
+	if reservation, err := client.Reserve(ctx, 78, "flush", record, time.Minute); err != nil || !reservation.Reserved {
 		t.Fatalf("reserve: %+v err=%v", reservation, err)
 	}
 	if err := raw.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	record.ResponseStatus, record.ResponseBody = 202, []byte(`{"flushed":true}`)
-	if err := client.StoreResponse(ctx, 78, "flush", record, time.Minute); err != nil {
+	if err := client.StoreResponse(ctx, 78, "flush", record, nil, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	reservation, err := client.Reserve(ctx, 78, "flush", record, redis.PendingTransaction{}, time.Minute)
+	reservation, err := client.Reserve(ctx, 78, "flush", record, time.Minute)
 	if existing := reservation.Existing; err != nil || existing.ResponseStatus != 202 || string(existing.ResponseBody) != `{"flushed":true}` {
 		t.Fatalf("stored %+v, %v; want the response stored after the flush", reservation, err)
 	}
@@ -351,7 +378,7 @@ func TestReserveAndReadsCachedFigures(t *testing.T) {
 	}
 	record := redis.IdempotencyRecord{Fingerprint: "fp", TransactionID: "tx-reads"}
 	reads := redis.CachedReads{Balance: true, AccountID: account, DailyDebits: true, UserID: user, Day: day}
-	reservation, err := client.ReserveAndRead(ctx, user, "reads", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	reservation, err := client.ReserveAndRead(ctx, user, "reads", record, time.Minute, reads)
 	if err != nil || !reservation.Reserved {
 		t.Fatalf("reserve: %+v %v", reservation, err)
 	}
@@ -364,14 +391,14 @@ func TestReserveAndReadsCachedFigures(t *testing.T) {
 	// A replay's reservation reads them too; figures the cache lacks are
 	// read and not found.
 	reads = redis.CachedReads{Balance: true, AccountID: otherAccount, DailyDebits: true, UserID: user, Day: day.AddDate(0, 0, 1)}
-	reservation, err = client.ReserveAndRead(ctx, user, "reads", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	reservation, err = client.ReserveAndRead(ctx, user, "reads", record, time.Minute, reads)
 	if err != nil || reservation.Reserved || reservation.Existing.TransactionID != "tx-reads" {
 		t.Fatalf("second reserve: %+v %v", reservation, err)
 	}
 	if want := (redis.CachedFigure{Read: true}); reservation.Balance != want || reservation.DailyDebits != want {
 		t.Errorf("figures the cache lacks: %+v and %+v, want %+v", reservation.Balance, reservation.DailyDebits, want)
 	}
-	reservation, err = client.ReserveAndRead(ctx, user, "no-reads", record, redis.PendingTransaction{UserID: user}, time.Minute, redis.CachedReads{})
+	reservation, err = client.ReserveAndRead(ctx, user, "no-reads", record, time.Minute, redis.CachedReads{})
 	if err != nil || reservation.Balance.Read || reservation.DailyDebits.Read {
 		t.Fatalf("nothing asked for: %+v %v", reservation, err)
 	}
@@ -380,7 +407,7 @@ func TestReserveAndReadsCachedFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	reads = redis.CachedReads{Balance: true, AccountID: 91004}
-	reservation, err = client.ReserveAndRead(ctx, user, "garbled", record, redis.PendingTransaction{UserID: user}, time.Minute, reads)
+	reservation, err = client.ReserveAndRead(ctx, user, "garbled", record, time.Minute, reads)
 	if err != nil || !reservation.Reserved || reservation.Balance.Err == nil || reservation.Balance.Found {
 		t.Fatalf("garbled balance: %+v %v, want the reservation made and the balance's error", reservation, err)
 	}
