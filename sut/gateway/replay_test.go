@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,25 +13,21 @@ import (
 	"github.com/ledgerproof/ledgerproof/sut/redis"
 )
 
-// workerQueue acknowledges every record and, as a worker does after its
-// batch commits, writes each command's outcome record to Redis
-// (redis.Client.AfterCommit): settled, with the command's fingerprint
-// unless fingerprint says otherwise.
+// workerQueue is a recordingQueue that, as a worker does after its batch
+// commits, writes each command's outcome record to Redis
+// (redis.Client.AfterCommit) before acknowledging it: settled, with the
+// command's fingerprint unless fingerprint says otherwise.
 type workerQueue struct {
-	mutex       sync.Mutex
+	recordingQueue
 	cache       *redis.Client
 	fingerprint string
-	commands    []ledger.Command
 }
 
-func (q *workerQueue) Produce(ctx context.Context, _, value []byte) (int32, int64, error) {
+func (q *workerQueue) Produce(ctx context.Context, key, value []byte) (int32, int64, error) {
 	var command ledger.Command
 	if err := json.Unmarshal(value, &command); err != nil {
 		return -1, -1, err
 	}
-	q.mutex.Lock()
-	defer q.mutex.Unlock()
-	q.commands = append(q.commands, command)
 	notice := ledger.OutcomeNotice{Outcome: ledger.Outcome{TransactionID: command.TransactionID, Status: ledger.StatusSettled},
 		Fingerprint: command.Fingerprint}
 	if q.fingerprint != "" {
@@ -41,7 +36,7 @@ func (q *workerQueue) Produce(ctx context.Context, _, value []byte) (int32, int6
 	if err := q.cache.AfterCommit(ctx, nil, nil, []ledger.OutcomeNotice{notice}, time.Minute); err != nil {
 		return -1, -1, err
 	}
-	return 0, int64(len(q.commands) - 1), nil
+	return q.recordingQueue.Produce(ctx, key, value)
 }
 
 // TestFinalAnswerIsReplayedFromTheOutcomeRecord: a request whose final
@@ -88,10 +83,8 @@ func TestFinalAnswerIsReplayedFromTheOutcomeRecord(t *testing.T) {
 			if test.status == http.StatusOK && !retry.replayed {
 				t.Fatalf("the retry's 200 is not marked %s", gateway.ReplayedHeader)
 			}
-			queue.mutex.Lock()
-			defer queue.mutex.Unlock()
-			if len(queue.commands) != 1 {
-				t.Fatalf("%d commands queued, want 1", len(queue.commands))
+			if produced := queue.produced(); len(produced) != 1 {
+				t.Fatalf("%d commands queued, want 1", len(produced))
 			}
 		})
 	}
