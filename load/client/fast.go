@@ -18,10 +18,16 @@ import (
 func newFastClient(options Options) *fasthttp.Client {
 	dialer := &net.Dialer{Timeout: options.Timeout, KeepAlive: 30 * time.Second}
 	return &fasthttp.Client{
-		NoDefaultUserAgentHeader:  true,
-		MaxConnsPerHost:           options.MaxConnections,
-		MaxConnWaitTimeout:        options.Timeout,
-		MaxIdleConnDuration:       options.IdleConnTimeout,
+		NoDefaultUserAgentHeader: true,
+		MaxConnsPerHost:          options.MaxConnections,
+		MaxConnWaitTimeout:       options.Timeout,
+		MaxIdleConnDuration:      options.IdleConnTimeout,
+		// Most recently used first, as net/http's pool: a connection a
+		// burst opened beyond the steady need then idles and closes after
+		// MaxIdleConnDuration. fasthttp's default, FIFO, hands the idle
+		// connections out in turn, so each carries a request often enough
+		// to stay open, and every burst's connections stay.
+		ConnPoolStrategy:          fasthttp.LIFO,
 		MaxIdemponentCallAttempts: 1,
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		ReadTimeout:               options.Timeout,

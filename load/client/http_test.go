@@ -135,6 +135,68 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	}
 }
 
+// TestConnectionsBeyondTheSteadyNeedAreClosed: a burst opens more
+// connections than the steady load after it needs; while that load goes on,
+// one request at a time, the connections it leaves idle are closed after
+// IdleConnTimeout. (A pool that hands out its idle connections in turn keeps
+// every one of them in use, and so open: the gateway's memory then keeps
+// each burst's connections, docs/performance.md, eleventh and nineteenth
+// passes.)
+func TestConnectionsBeyondTheSteadyNeedAreClosed(t *testing.T) {
+	const burst = 6
+	var opened, closed, arrived atomic.Int64
+	together := make(chan struct{})
+	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if strings.HasPrefix(r.Header.Get("Idempotency-Key"), "burst-") {
+			// The burst's requests are answered only once all have arrived,
+			// so each has a connection of its own.
+			if arrived.Add(1) == burst {
+				close(together)
+			}
+			select {
+			case <-together:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"transaction_id":"t-1","status":"settled"}`))
+	}))
+	server.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		switch state {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	server.Config.IdleTimeout = time.Hour // only the client may close a connection
+	server.Start()
+	t.Cleanup(server.Close)
+	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, IdleConnTimeout: 200 * time.Millisecond})
+	var group sync.WaitGroup
+	for i := range burst {
+		group.Go(func() {
+			c.Money(t.Context(), MoneyRequest{Kind: KindDeposit, To: 11, Amount: 1, Key: fmt.Sprintf("burst-%d", i), Session: testSession()})
+		})
+	}
+	group.Wait()
+	if opened.Load() != burst {
+		t.Fatalf("%d connections opened for a burst of %d requests, want %d", opened.Load(), burst, burst)
+	}
+	// The steady load: a request every 10 ms, each on one connection at a
+	// time. Handed out in turn, each of the six would carry one every 60 ms
+	// and none would idle for 200 ms.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; closed.Load() < burst-1 && time.Now().Before(deadline); i++ {
+		c.Money(t.Context(), MoneyRequest{Kind: KindDeposit, To: 11, Amount: 1, Key: fmt.Sprintf("steady-%d", i), Session: testSession()})
+		time.Sleep(10 * time.Millisecond)
+	}
+	if closed.Load() < burst-1 {
+		t.Errorf("%d of the burst's %d connections closed within 10s of a steady load of one request at a time, want at least %d", closed.Load(), burst, burst-1)
+	}
+}
+
 func TestMoneyRequests(t *testing.T) {
 	tests := []struct {
 		name       string
