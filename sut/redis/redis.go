@@ -79,8 +79,8 @@ type Client struct {
 // requests/s). Stored responses (202s, answers read from the ledger: a
 // final outcome the worker recorded is not stored again) come in bursts (a
 // stalled pipeline's waits time out together) and need no linger; two lanes
-// keep them moving while one pipeline waits. A few hundred commands stay far below what Redis
-// answers within its timeout.
+// keep them moving while one pipeline waits. A few hundred commands stay far
+// below what Redis answers within its timeout.
 var (
 	reservationBatches = coalesce.Options{Lanes: 1, Max: 256, Linger: time.Millisecond}
 	responseBatches    = coalesce.Options{Lanes: 2, Max: 256}
