@@ -100,12 +100,15 @@ func TestNewHTTPFillsDefaults(t *testing.T) {
 	}
 }
 
-// A connection left idle for IdleConnTimeout is closed by the client, so that a
-// burst's extra connections do not stay open in the system under test.
-func TestIdleConnectionsAreClosed(t *testing.T) {
-	var opened, closed atomic.Int64
+// connectionCountingServer serves a settled deposit to every request, after
+// before(request), and counts the connections opened and closed. It never
+// closes an idle connection itself: only the client may.
+func connectionCountingServer(t *testing.T, before func(*http.Request)) (url string, opened, closed *atomic.Int64) {
+	t.Helper()
+	opened, closed = new(atomic.Int64), new(atomic.Int64)
 	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
+		before(r)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"transaction_id":"t-1","status":"settled"}`))
 	}))
@@ -117,10 +120,17 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 			closed.Add(1)
 		}
 	}
-	server.Config.IdleTimeout = time.Hour // only the client may close the connection
+	server.Config.IdleTimeout = time.Hour
 	server.Start()
 	t.Cleanup(server.Close)
-	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, IdleConnTimeout: 50 * time.Millisecond})
+	return server.URL, opened, closed
+}
+
+// A connection left idle for IdleConnTimeout is closed by the client, so that a
+// burst's extra connections do not stay open in the system under test.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	url, opened, closed := connectionCountingServer(t, func(*http.Request) {})
+	c := newTestClient(t, Options{BaseURLs: []string{url}, IdleConnTimeout: 50 * time.Millisecond})
 	request := MoneyRequest{Kind: KindDeposit, To: 11, Amount: 1, Key: "k-idle", Session: testSession()}
 	c.Money(t.Context(), request)
 	if opened.Load() != 1 {
@@ -144,10 +154,9 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 // passes.)
 func TestConnectionsBeyondTheSteadyNeedAreClosed(t *testing.T) {
 	const burst = 6
-	var opened, closed, arrived atomic.Int64
+	var arrived atomic.Int64
 	together := make(chan struct{})
-	server := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+	url, opened, closed := connectionCountingServer(t, func(r *http.Request) {
 		if strings.HasPrefix(r.Header.Get("Idempotency-Key"), "burst-") {
 			// The burst's requests are answered only once all have arrived,
 			// so each has a connection of its own.
@@ -159,21 +168,8 @@ func TestConnectionsBeyondTheSteadyNeedAreClosed(t *testing.T) {
 			case <-time.After(10 * time.Second):
 			}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"transaction_id":"t-1","status":"settled"}`))
-	}))
-	server.Config.ConnState = func(_ net.Conn, state http.ConnState) {
-		switch state {
-		case http.StateNew:
-			opened.Add(1)
-		case http.StateClosed:
-			closed.Add(1)
-		}
-	}
-	server.Config.IdleTimeout = time.Hour // only the client may close a connection
-	server.Start()
-	t.Cleanup(server.Close)
-	c := newTestClient(t, Options{BaseURLs: []string{server.URL}, IdleConnTimeout: 200 * time.Millisecond})
+	})
+	c := newTestClient(t, Options{BaseURLs: []string{url}, IdleConnTimeout: 200 * time.Millisecond})
 	var group sync.WaitGroup
 	for i := range burst {
 		group.Go(func() {
