@@ -79,6 +79,9 @@ type capacityStep struct {
 	// LoadExitCode is the step's `ledgerproof load` exit status (0: it ran;
 	// the capacity scenario has no thresholds).
 	LoadExitCode int `json:"load_exit_code"`
+	// Autovacuum is what Postgres's autovacuum did in the hold, from the
+	// stack's Postgres log (nil: the log was not read).
+	Autovacuum *autovacuumShare `json:"autovacuum,omitempty"`
 }
 
 // capacityModeResult is what one mode measured.
@@ -347,9 +350,10 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	// refusals instead of money moving (docs/performance.md).
 	config.DailyDebitLimitMinor = 0
 	config.Env = append(append(config.Env, capacityStackEnv...), o.StackEnv...)
+	config.PostgresSettings = append(config.PostgresSettings, autovacuumLogSettings...)
 	if o.ProfileAt > 0 {
 		// The profiled step also records what Postgres spent its time on.
-		config.PostgresSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on"}
+		config.PostgresSettings = append(config.PostgresSettings, "shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_planning=on")
 	}
 	config.PostgresSettings = append(config.PostgresSettings, o.PostgresSettings...)
 	fmt.Fprintf(out, "\n== %s: %d gateway(s), %d worker(s); gateway args %v; worker args %v; broker args %v\n", mode.Name, mode.Gateways, mode.Workers, mode.GatewayArgs, mode.WorkerArgs, mode.BrokerArgs)
@@ -423,6 +427,11 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 			return result, err
 		}
 		result.Soak = &soak
+	}
+	for _, component := range file.Components {
+		if component.Name == stack.KindPostgres && component.LogFile != "" {
+			noteAutovacuum(result.Steps, component.LogFile, out)
+		}
 	}
 
 	// Audit everything the mode's steps journaled against the ledger.
@@ -937,15 +946,15 @@ func (r *capacityResult) markdown(outDir string) string {
 		b.WriteString("\n")
 		if len(mode.Steps) > 0 {
 			columns := cpuColumns(mode.Steps[0].CPUSeconds)
-			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included; `busy` is the share of the machine's cores busy in the hold):\n\n")
-			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | busy | records/batch | load avg |\n")
-			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|---:|\n")
+			b.WriteString("CPU seconds per 1,000 requests (CPU seconds in the step's hold in brackets; `load` is the load generator; `machine` is every process on the machine, others' work included; `busy` is the share of the machine's cores busy in the hold; `autovacuum` is the CPU seconds of Postgres's autovacuum actions in the hold, from its log, and how many there were, counted in `postgres` too):\n\n")
+			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | busy | records/batch | load avg | autovacuum |\n")
+			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|---:|---:|\n")
 			for _, step := range mode.Steps {
 				cells := []string{strconv.Itoa(step.TargetTPS)}
 				for _, column := range columns {
 					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
 				}
-				cells = append(cells, formatPercent(step.MachineBusy, 0), strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64))
+				cells = append(cells, formatPercent(step.MachineBusy, 0), strconv.FormatFloat(step.RecordsPerBatch, 'f', 1, 64), strconv.FormatFloat(step.LoadAverage, 'f', 2, 64), formatAutovacuum(step.Autovacuum))
 				b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 			}
 			b.WriteString("\n")

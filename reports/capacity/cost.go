@@ -115,6 +115,9 @@ func (r *capacityResult) kneeCostMarkdown() string {
 		fmt.Fprintf(&b, "\nAt the knee: p95 accept %s ms (target < %d: %s), p99 settle %s ms (target < %d: %s).\n",
 			formatOptional(knee.P95AcceptMs, 1), kneeP95AcceptTargetMs, belowWord(knee.P95AcceptMs, kneeP95AcceptTargetMs),
 			formatOptional(knee.P99SettleMs, 1), kneeP99SettleTargetMs, belowWord(knee.P99SettleMs, kneeP99SettleTargetMs))
+		if knee.Autovacuum != nil {
+			fmt.Fprintf(&b, "Postgres's autovacuum in the knee's hold: %d action(s), %.2f CPU seconds.\n", knee.Autovacuum.Actions, knee.Autovacuum.CPUSeconds)
+		}
 		b.WriteString(acceptMeaning(r.ClientWaitSeconds))
 	}
 	return b.String()

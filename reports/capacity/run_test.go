@@ -122,6 +122,15 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	if !checkStatementsWAL(string(statements)) {
 		t.Errorf("the statements lack the WAL the server and the transactions' insert wrote:\n%s", statements)
 	}
+	// The stack's Postgres logged its autovacuum actions, and the step's hold was matched against them (a run this
+	// short may have none; nil is a log not read).
+	if mode.Steps[0].Autovacuum == nil {
+		t.Errorf("the step's autovacuum was not read from the stack's Postgres log:\n%s", stdout.String())
+	}
+	if stackFile, err := os.ReadFile(filepath.Join(out, ModeBatched, "stack-logs", "stack.json")); err != nil ||
+		!strings.Contains(string(stackFile), "log_autovacuum_min_duration=0") {
+		t.Errorf("the stack's Postgres was not told to log autovacuum (%v)", err)
+	}
 	// The load ran with one P at 20 TPS (loadMaxProcs): its log's command line says so.
 	if loadLog, err := os.ReadFile(filepath.Join(out, ModeBatched, "steps", "step-01-20", stepLoadLogFileName)); err != nil ||
 		!strings.Contains(string(loadLog), " --max-procs 1") {

@@ -172,8 +172,15 @@ func TestKneeCosts(t *testing.T) {
 	if !strings.Contains(page, "did not wait for their outcome") {
 		t.Errorf("without a wait the report must say accept is the 202:\n%s", page)
 	}
+	if strings.Contains(page, "autovacuum") {
+		t.Errorf("the knee's autovacuum was not read, yet the report states it:\n%s", page)
+	}
+	result.Modes[0].Steps[0].Autovacuum = &autovacuumShare{Actions: 3, CPUSeconds: 0.61}
 	result.ClientWaitSeconds = 5
 	page = result.kneeCostMarkdown()
+	if !strings.Contains(page, "autovacuum in the knee's hold: 3 action(s), 0.61 CPU seconds") {
+		t.Errorf("the report must state the knee's autovacuum:\n%s", page)
+	}
 	if !strings.Contains(page, "hold its answer up to 5s for the outcome") || !strings.Contains(page, "the accept figures include the settle") {
 		t.Errorf("with a wait the report must say accept includes the settle:\n%s", page)
 	}
