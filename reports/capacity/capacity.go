@@ -82,6 +82,9 @@ type capacityStep struct {
 	// Autovacuum is what Postgres's autovacuum did in the hold, from the
 	// stack's Postgres log (nil: the log was not read).
 	Autovacuum *autovacuumShare `json:"autovacuum,omitempty"`
+	// SecondsP95 is the p95 accept second by second over the hold, from
+	// the load's time series (nil: not read, or nothing accepted).
+	SecondsP95 *secondsP95 `json:"seconds_p95,omitempty"`
 }
 
 // capacityModeResult is what one mode measured.
@@ -667,6 +670,9 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 		return step, fmt.Errorf("%s: no step figures from the load (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
 	}
 	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
+	if step.SecondsP95, err = readSecondsP95(filepath.Join(stepDir, metrics.TimeSeriesFile), step.WindowStart, windowEnd); err != nil {
+		fmt.Fprintf(out, "%s: the p95 second by second was not read: %v\n", name, err)
+	}
 	step.CPUSeconds, step.CPUPer1000 = map[string]float64{}, map[string]float64{}
 	names := []string{machineComponent, loadComponent}
 	for _, component := range file.Components {
@@ -931,17 +937,17 @@ func (r *capacityResult) markdown(outDir string) string {
 			fmt.Fprintf(&b, " %s.", strings.TrimSuffix(mode.StoppedEarly, "."))
 		}
 		b.WriteString("\n\n")
-		b.WriteString("| target TPS | sustained TPS | accept p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | dropped | errors | verdict |\n")
-		b.WriteString("|---:|---:|---:|---:|---:|---:|---|\n")
+		fmt.Fprintf(&b, "| target TPS | sustained TPS | accept p50 / p95 / p99 ms | settle p50 / p95 / p99 ms | dropped | errors | p95 accept per second: median / worst ms, seconds ≥ %d ms | verdict |\n", kneeP95AcceptTargetMs)
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, step := range mode.Steps {
 			verdict := "held"
 			if !step.Held {
 				verdict = "not held: " + strings.Join(step.Reasons, ", ")
 			}
-			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
+			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
 				formatOptional(step.P50AcceptMs, 1), formatOptional(step.P95AcceptMs, 1), formatOptional(step.P99AcceptMs, 1),
 				formatOptional(step.P50SettleMs, 1), formatOptional(step.P95SettleMs, 1), formatOptional(step.P99SettleMs, 1),
-				step.Dropped, formatPercent(step.ErrorRate, 3), verdict)
+				step.Dropped, formatPercent(step.ErrorRate, 3), formatSecondsP95(step.SecondsP95), verdict)
 		}
 		b.WriteString("\n")
 		if len(mode.Steps) > 0 {

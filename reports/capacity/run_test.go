@@ -124,6 +124,9 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	}
 	// The stack's Postgres logged its autovacuum actions, and the step's hold was matched against them (a run this
 	// short may have none; nil is a log not read).
+	if p95 := mode.Steps[0].SecondsP95; p95 == nil || p95.Seconds < 1 || p95.WorstMs < p95.MedianMs {
+		t.Errorf("the step's p95 second by second: %+v", p95)
+	}
 	if mode.Steps[0].Autovacuum == nil {
 		t.Errorf("the step's autovacuum was not read from the stack's Postgres log:\n%s", stdout.String())
 	}

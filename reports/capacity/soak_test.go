@@ -175,11 +175,18 @@ func TestKneeCosts(t *testing.T) {
 	if strings.Contains(page, "autovacuum") {
 		t.Errorf("the knee's autovacuum was not read, yet the report states it:\n%s", page)
 	}
+	if strings.Contains(page, "Second by second") {
+		t.Errorf("the knee's p95 second by second was not read, yet the report states it:\n%s", page)
+	}
 	result.Modes[0].Steps[0].Autovacuum = &autovacuumShare{Actions: 3, CPUSeconds: 0.61}
+	result.Modes[0].Steps[0].SecondsP95 = &secondsP95{Seconds: 20, MedianMs: 71.3, WorstMs: 297.7, OverTarget: 9}
 	result.ClientWaitSeconds = 5
 	page = result.kneeCostMarkdown()
 	if !strings.Contains(page, "autovacuum in the knee's hold: 3 action(s), 0.61 CPU seconds") {
 		t.Errorf("the report must state the knee's autovacuum:\n%s", page)
+	}
+	if !strings.Contains(page, "the p95 accept had a median of 71.3 ms and a worst of 297.7 ms; 9 of 20 seconds were at or above 100 ms") {
+		t.Errorf("the report must state the knee's p95 second by second:\n%s", page)
 	}
 	if !strings.Contains(page, "hold its answer up to 5s for the outcome") || !strings.Contains(page, "the accept figures include the settle") {
 		t.Errorf("with a wait the report must say accept includes the settle:\n%s", page)

@@ -1,0 +1,78 @@
+package capacity
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/ledgerproof/ledgerproof/load/metrics"
+)
+
+// secondsP95 is a step's p95 accept second by second over its hold, from
+// the load's time series. The p95 of a hold can come from every second or
+// from a few seconds of an episode (a stall, an autovacuum pass); these
+// figures tell which.
+type secondsP95 struct {
+	// Seconds counts the hold's seconds with accepted operations.
+	Seconds int `json:"seconds"`
+	// MedianMs and WorstMs are the median and the highest of their p95s.
+	MedianMs float64 `json:"median_ms"`
+	WorstMs  float64 `json:"worst_ms"`
+	// OverTarget counts the seconds whose p95 was at or above the knee's
+	// target (kneeP95AcceptTargetMs).
+	OverTarget int `json:"over_target"`
+}
+
+// readSecondsP95 reads the rows of a load time series whose second began in
+// [from, to) and had accepted operations; nil when none did.
+func readSecondsP95(path string, from, to time.Time) (*secondsP95, error) {
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	var p95s []float64
+	scanner := bufio.NewScanner(file)
+	scanner.Buffer(make([]byte, 64*1024), 1024*1024)
+	for line := 1; scanner.Scan(); line++ {
+		var row metrics.Second
+		if err := json.Unmarshal(scanner.Bytes(), &row); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		if row.Accepted == 0 || row.T < from.Unix() || row.T >= to.Unix() {
+			continue
+		}
+		p95s = append(p95s, row.AcceptP95Milliseconds)
+	}
+	if err := scanner.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(p95s) == 0 {
+		return nil, nil
+	}
+	slices.Sort(p95s)
+	figures := &secondsP95{Seconds: len(p95s), WorstMs: p95s[len(p95s)-1]}
+	if middle := len(p95s) / 2; len(p95s)%2 == 1 {
+		figures.MedianMs = p95s[middle]
+	} else {
+		figures.MedianMs = (p95s[middle-1] + p95s[middle]) / 2
+	}
+	for _, p95 := range p95s {
+		if p95 >= kneeP95AcceptTargetMs {
+			figures.OverTarget++
+		}
+	}
+	return figures, nil
+}
+
+// formatSecondsP95 is a step's per-second cell: "median / worst, n of m",
+// or "–" when the series was not read.
+func formatSecondsP95(figures *secondsP95) string {
+	if figures == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f, %d of %d", figures.MedianMs, figures.WorstMs, figures.OverTarget, figures.Seconds)
+}
