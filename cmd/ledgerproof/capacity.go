@@ -39,7 +39,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.Var(&gatewayArgs, "gateway-arg", "extra argument for every gateway (repeatable)")
 	flags.Var(&workerArgs, "worker-arg", "extra argument for every worker (repeatable)")
 	flags.Var(&stackEnv, "stack-env", "NAME=value in the environment of the stack's broker, gateways and workers, after the defaults GOMAXPROCS=1 GOGC=400 (repeatable)")
-	flags.Var(&postgresSettings, "postgres-setting", "name=value server setting of the stacks' Postgres, after their own, to measure its effect (repeatable; fsync, synchronous_commit, full_page_writes and wal_sync_method are refused: the figures are of durable commits)")
+	flags.Var(&postgresSettings, "postgres-setting", "name=value server setting of the stacks' Postgres, after their own, to measure its effect (repeatable; fsync, synchronous_commit, full_page_writes and wal_sync_method are refused: the figures are of durable commits; so are log_line_prefix and other values of log_autovacuum_min_duration=0 and log_timezone=UTC: the report reads each step's autovacuum from the log)")
 	flags.IntVar(&o.FailuresToStop, "stop-after-failures", 2, "stop a mode's stepping after this many consecutive failed steps")
 	flags.IntVar(&o.RequireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
 	flags.Float64Var(&o.RequireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")

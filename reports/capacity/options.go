@@ -184,6 +184,10 @@ func (o *Options) validate() error {
 			return fmt.Errorf("--postgres-setting %q: want name=value", setting)
 		case slices.Contains(durabilitySettings, name):
 			return fmt.Errorf("--postgres-setting %q: %s is the stack's own (durable commits); capacity figures are never measured with it changed", setting, name)
+		case name == "log_line_prefix" || (slices.ContainsFunc(autovacuumLogSettings, func(own string) bool { return strings.HasPrefix(own, name+"=") }) &&
+			!slices.Contains(autovacuumLogSettings, name+"="+strings.TrimSpace(value))):
+			return fmt.Errorf("--postgres-setting %q: the report reads each step's autovacuum from the stack's Postgres log, written with %s and the default log_line_prefix",
+				setting, strings.Join(autovacuumLogSettings, " "))
 		}
 	}
 	switch {

@@ -65,6 +65,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"a Postgres setting", func(o *Options) { o.PostgresSettings = []string{"autovacuum_vacuum_cost_delay=10ms"} }, ""},
 		{"a Postgres setting without a value", func(o *Options) { o.PostgresSettings = []string{"autovacuum"} }, `--postgres-setting "autovacuum": want name=value`},
 		{"fsync off", func(o *Options) { o.PostgresSettings = []string{"fsync=off"} }, "fsync is the stack's own"},
+		{"autovacuum logged as the report reads it", func(o *Options) { o.PostgresSettings = []string{"log_autovacuum_min_duration=0"} }, ""},
+		{"autovacuum logged less", func(o *Options) { o.PostgresSettings = []string{"log_autovacuum_min_duration=1s"} }, "reads each step's autovacuum"},
+		{"the log in another zone", func(o *Options) { o.PostgresSettings = []string{"Log_Timezone=Europe/Paris"} }, "reads each step's autovacuum"},
+		{"another log line prefix", func(o *Options) { o.PostgresSettings = []string{"log_line_prefix=%t "} }, "reads each step's autovacuum"},
 		{"synchronous commit off", func(o *Options) { o.PostgresSettings = []string{" Synchronous_Commit =off"} }, "synchronous_commit is the stack's own"},
 		{"soak above the knee", func(o *Options) { o.Soak, o.SoakFraction = time.Minute, 1.2 }, "--soak-fraction 1.2 must be above 0"},
 	}
