@@ -127,14 +127,13 @@ func autovacuumDuring(actions []autovacuumAction, from, to time.Time) autovacuum
 
 // noteAutovacuum sets each step's Autovacuum from the stack's Postgres log;
 // a log that cannot be read leaves them nil and says so on out.
-func noteAutovacuum(steps []capacityStep, logPath string, out io.Writer) {
+func noteAutovacuum(steps []*capacityStep, logPath string, out io.Writer) {
 	actions, err := readAutovacuumLog(logPath)
 	if err != nil {
 		fmt.Fprintf(out, "autovacuum: not read from the Postgres log: %v\n", err)
 		return
 	}
-	for i := range steps {
-		step := &steps[i]
+	for _, step := range steps {
 		if step.WindowSeconds <= 0 {
 			continue
 		}

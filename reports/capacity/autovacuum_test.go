@@ -86,7 +86,7 @@ func TestNoteAutovacuum(t *testing.T) {
 		{TargetTPS: 7500},
 	}
 	var out strings.Builder
-	noteAutovacuum(steps, path, &out)
+	noteAutovacuum([]*capacityStep{&steps[0], &steps[1], &steps[2]}, path, &out)
 	if a := steps[0].Autovacuum; a == nil || a.Actions != 2 || math.Abs(a.CPUSeconds-0.20) > 1e-9 {
 		t.Errorf("5000 TPS: %+v, want 2 actions and 0.20 CPU s", a)
 	}
@@ -106,7 +106,7 @@ func TestNoteAutovacuum(t *testing.T) {
 	var missing []capacityStep
 	missing = append(missing, steps[0])
 	missing[0].Autovacuum = nil
-	noteAutovacuum(missing, filepath.Join(t.TempDir(), "absent.log"), &out)
+	noteAutovacuum([]*capacityStep{&missing[0]}, filepath.Join(t.TempDir(), "absent.log"), &out)
 	if missing[0].Autovacuum != nil || !strings.Contains(out.String(), "not read from the Postgres log") {
 		t.Errorf("an unreadable log: %+v, output %q", missing[0].Autovacuum, out.String())
 	}

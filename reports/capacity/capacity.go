@@ -431,9 +431,17 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 		}
 		result.Soak = &soak
 	}
+	// Autovacuum in each hold, the soak's too, now that the log has them all.
+	var holds []*capacityStep
+	for i := range result.Steps {
+		holds = append(holds, &result.Steps[i])
+	}
+	if result.Soak != nil && result.Soak.Step != nil {
+		holds = append(holds, result.Soak.Step)
+	}
 	for _, component := range file.Components {
 		if component.Name == stack.KindPostgres && component.LogFile != "" {
-			noteAutovacuum(result.Steps, component.LogFile, out)
+			noteAutovacuum(holds, component.LogFile, out)
 		}
 	}
 

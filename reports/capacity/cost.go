@@ -115,13 +115,7 @@ func (r *capacityResult) kneeCostMarkdown() string {
 		fmt.Fprintf(&b, "\nAt the knee: p95 accept %s ms (target < %d: %s), p99 settle %s ms (target < %d: %s).\n",
 			formatOptional(knee.P95AcceptMs, 1), kneeP95AcceptTargetMs, belowWord(knee.P95AcceptMs, kneeP95AcceptTargetMs),
 			formatOptional(knee.P99SettleMs, 1), kneeP99SettleTargetMs, belowWord(knee.P99SettleMs, kneeP99SettleTargetMs))
-		if knee.SecondsP95 != nil {
-			fmt.Fprintf(&b, "Second by second over the knee's hold, the p95 accept had a median of %.1f ms and a worst of %.1f ms; %d of %d seconds were at or above %d ms.\n",
-				knee.SecondsP95.MedianMs, knee.SecondsP95.WorstMs, knee.SecondsP95.OverTarget, knee.SecondsP95.Seconds, kneeP95AcceptTargetMs)
-		}
-		if knee.Autovacuum != nil {
-			fmt.Fprintf(&b, "Postgres's autovacuum in the knee's hold: %d action(s), %.2f CPU seconds.\n", knee.Autovacuum.Actions, knee.Autovacuum.CPUSeconds)
-		}
+		b.WriteString(holdSentences(knee, "the knee's hold"))
 		b.WriteString(acceptMeaning(r.ClientWaitSeconds))
 	}
 	return b.String()

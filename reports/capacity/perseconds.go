@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ledgerproof/ledgerproof/load/metrics"
@@ -75,4 +76,18 @@ func formatSecondsP95(figures *secondsP95) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f / %.1f, %d of %d", figures.MedianMs, figures.WorstMs, figures.OverTarget, figures.Seconds)
+}
+
+// holdSentences says what a hold's p95 was made of: its p95 second by
+// second and Postgres's autovacuum in it, each when it was read.
+func holdSentences(step *capacityStep, hold string) string {
+	var b strings.Builder
+	if p95 := step.SecondsP95; p95 != nil {
+		fmt.Fprintf(&b, "Second by second over %s, the p95 accept had a median of %.1f ms and a worst of %.1f ms; %d of %d seconds were at or above %d ms.\n",
+			hold, p95.MedianMs, p95.WorstMs, p95.OverTarget, p95.Seconds, kneeP95AcceptTargetMs)
+	}
+	if vacuum := step.Autovacuum; vacuum != nil {
+		fmt.Fprintf(&b, "Postgres's autovacuum in %s: %d action(s), %.2f CPU seconds.\n", hold, vacuum.Actions, vacuum.CPUSeconds)
+	}
+	return b.String()
 }

@@ -59,3 +59,22 @@ func TestReadSecondsP95(t *testing.T) {
 		}
 	}
 }
+
+// TestSoakHoldSentences: the soak's report says what its hold's p95 was made of, second by second and autovacuum,
+// as the knee's does; a soak whose figures were not read says neither.
+func TestSoakHoldSentences(t *testing.T) {
+	soak := soakResult{TargetTPS: 3500, Fraction: 0.7, HoldSeconds: 600, Passed: true, Reasons: []string{}, Step: &capacityStep{
+		SecondsP95: &secondsP95{Seconds: 600, MedianMs: 71.2, WorstMs: 412.5, OverTarget: 31},
+		Autovacuum: &autovacuumShare{Actions: 84, CPUSeconds: 7.25}}}
+	page := soak.markdown()
+	for _, want := range []string{"Second by second over the soak's hold, the p95 accept had a median of 71.2 ms and a worst of 412.5 ms; 31 of 600 seconds were at or above 100 ms.",
+		"Postgres's autovacuum in the soak's hold: 84 action(s), 7.25 CPU seconds."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the soak's report lacks %q:\n%s", want, page)
+		}
+	}
+	soak.Step = &capacityStep{}
+	if page := soak.markdown(); strings.Contains(page, "Second by second") || strings.Contains(page, "autovacuum") {
+		t.Errorf("a soak without the figures states them:\n%s", page)
+	}
+}

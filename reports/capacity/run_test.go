@@ -127,8 +127,8 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	if p95 := mode.Steps[0].SecondsP95; p95 == nil || p95.Seconds < 1 || p95.WorstMs < p95.MedianMs {
 		t.Errorf("the step's p95 second by second: %+v", p95)
 	}
-	if mode.Steps[0].Autovacuum == nil {
-		t.Errorf("the step's autovacuum was not read from the stack's Postgres log:\n%s", stdout.String())
+	if mode.Steps[0].Autovacuum == nil || mode.Soak == nil || mode.Soak.Step == nil || mode.Soak.Step.Autovacuum == nil || mode.Soak.Step.SecondsP95 == nil {
+		t.Errorf("the step's or the soak's autovacuum was not read from the stack's Postgres log, or the soak's p95 second by second:\n%s", stdout.String())
 	}
 	if stackFile, err := os.ReadFile(filepath.Join(out, ModeBatched, "stack-logs", "stack.json")); err != nil ||
 		!strings.Contains(string(stackFile), "log_autovacuum_min_duration=0") {

@@ -306,6 +306,11 @@ func (r *soakResult) markdown() string {
 		fmt.Fprintf(&b, " %.1f | %.1f | %.1f | %+.1f%% | %s |\n", m.StartMiB, m.EndMiB, m.PeakMiB, m.GrowthPercent, flat)
 	}
 	b.WriteString("\n")
+	if r.Step != nil {
+		if sentences := holdSentences(r.Step, "the soak's hold"); sentences != "" {
+			b.WriteString(sentences + "\n")
+		}
+	}
 	if r.Redis != nil {
 		b.WriteString(r.Redis.markdown(time.Duration(r.RetentionSeconds * float64(time.Second))))
 	}
