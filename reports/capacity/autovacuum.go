@@ -13,9 +13,9 @@ import (
 // autovacuumLogSettings make a capacity stack's Postgres log every
 // autovacuum action (a vacuum or an analyze of one table) with the CPU it
 // used, in UTC, so that the report can say which steps' holds had one: a
-// pass over the growing ledger tables costs about a second of CPU at the top
-// of the ladder, in a few seconds, once a minute (docs/performance.md,
-// "Twentieth pass"). Logging costs a few lines per action.
+// pass over the growing ledger tables cost 0.6-0.9 CPU seconds at the top of
+// the ladder, in 3-6 s, once a minute (docs/performance.md, "Twentieth
+// pass"). Logging costs a few lines per action.
 var autovacuumLogSettings = []string{"log_autovacuum_min_duration=0", "log_timezone=UTC"}
 
 // autovacuumAction is one logged autovacuum action.
@@ -138,6 +138,7 @@ func noteAutovacuum(steps []*capacityStep, logPath string, out io.Writer) {
 			continue
 		}
 		share := autovacuumDuring(actions, step.WindowStart, step.WindowStart.Add(time.Duration(step.WindowSeconds*float64(time.Second))))
+		share.CPUSeconds = round3(share.CPUSeconds)
 		step.Autovacuum = &share
 	}
 }
