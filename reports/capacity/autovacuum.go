@@ -137,7 +137,7 @@ func noteAutovacuum(steps []*capacityStep, logPath string, out io.Writer) {
 		if step.WindowSeconds <= 0 {
 			continue
 		}
-		share := autovacuumDuring(actions, step.WindowStart, step.WindowStart.Add(time.Duration(step.WindowSeconds*float64(time.Second))))
+		share := autovacuumDuring(actions, step.WindowStart, step.windowEnd())
 		share.CPUSeconds = round3(share.CPUSeconds)
 		step.Autovacuum = &share
 	}

@@ -103,8 +103,7 @@ func TestNoteAutovacuum(t *testing.T) {
 		}
 	}
 
-	var missing []capacityStep
-	missing = append(missing, steps[0])
+	missing := []capacityStep{steps[0]}
 	missing[0].Autovacuum = nil
 	noteAutovacuum([]*capacityStep{&missing[0]}, filepath.Join(t.TempDir(), "absent.log"), &out)
 	if missing[0].Autovacuum != nil || !strings.Contains(out.String(), "not read from the Postgres log") {

@@ -87,6 +87,11 @@ type capacityStep struct {
 	SecondsP95 *secondsP95 `json:"seconds_p95,omitempty"`
 }
 
+// windowEnd is the end of the step's hold.
+func (s *capacityStep) windowEnd() time.Time {
+	return s.WindowStart.Add(time.Duration(s.WindowSeconds * float64(time.Second)))
+}
+
 // capacityModeResult is what one mode measured.
 type capacityModeResult struct {
 	Mode  capacityMode   `json:"mode"`
@@ -677,7 +682,7 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	if err != nil {
 		return step, fmt.Errorf("%s: no step figures from the load (exit %d; see %s): %w", name, step.LoadExitCode, logFile.Name(), err)
 	}
-	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
+	windowEnd := step.windowEnd()
 	if step.SecondsP95, err = readSecondsP95(filepath.Join(stepDir, metrics.TimeSeriesFile), step.WindowStart, windowEnd); err != nil {
 		fmt.Fprintf(out, "%s: the p95 second by second was not read: %v\n", name, err)
 	}

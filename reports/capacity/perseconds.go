@@ -28,7 +28,8 @@ type secondsP95 struct {
 }
 
 // readSecondsP95 reads the rows of a load time series whose second began in
-// [from, to) and had accepted operations; nil when none did.
+// [from, to), to the whole second (a row's t is), and had accepted
+// operations; nil when none did.
 func readSecondsP95(path string, from, to time.Time) (*secondsP95, error) {
 	file, err := os.Open(path)
 	if err != nil {
@@ -54,13 +55,7 @@ func readSecondsP95(path string, from, to time.Time) (*secondsP95, error) {
 	if len(p95s) == 0 {
 		return nil, nil
 	}
-	slices.Sort(p95s)
-	figures := &secondsP95{Seconds: len(p95s), WorstMs: p95s[len(p95s)-1]}
-	if middle := len(p95s) / 2; len(p95s)%2 == 1 {
-		figures.MedianMs = p95s[middle]
-	} else {
-		figures.MedianMs = (p95s[middle-1] + p95s[middle]) / 2
-	}
+	figures := &secondsP95{Seconds: len(p95s), MedianMs: median(p95s), WorstMs: slices.Max(p95s)}
 	for _, p95 := range p95s {
 		if p95 >= kneeP95AcceptTargetMs {
 			figures.OverTarget++

@@ -137,8 +137,7 @@ func runSoak(ctx context.Context, o Options, self string, mode capacityMode, fil
 	if err := writeMemorySamples(result.SamplesFile, samples); err != nil {
 		return result, err
 	}
-	windowEnd := step.WindowStart.Add(time.Duration(step.WindowSeconds * float64(time.Second)))
-	result.Memory = judgeSoakMemory(samples, step.WindowStart, windowEnd)
+	result.Memory = judgeSoakMemory(samples, step.WindowStart, step.windowEnd())
 	result.judge()
 	verdict := "passed"
 	if !result.Passed {
