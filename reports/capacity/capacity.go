@@ -85,6 +85,18 @@ type capacityStep struct {
 	// SecondsP95 is the p95 accept second by second over the hold, from
 	// the load's time series (nil: not read, or nothing accepted).
 	SecondsP95 *secondsP95 `json:"seconds_p95,omitempty"`
+	// Refinement marks a step run between the mode's first failed step and
+	// the held step below it (Options.Refine), after the failed one.
+	Refinement bool `json:"refinement,omitempty"`
+}
+
+// rateLabel is the step's rate in the report's tables, a refinement's
+// marked.
+func (s *capacityStep) rateLabel() string {
+	if s.Refinement {
+		return strconv.Itoa(s.TargetTPS) + " (refinement)"
+	}
+	return strconv.Itoa(s.TargetTPS)
 }
 
 // windowEnd is the end of the step's hold.
@@ -145,6 +157,9 @@ type capacityResult struct {
 	// idempotency records, outcome records and broker records (0: the
 	// reference's defaults, 24h, 24h and forever).
 	RetentionSeconds float64 `json:"retention_seconds"`
+	// Refine is Options.Refine: how many refinement steps a mode could run
+	// after its first failed step.
+	Refine int `json:"refine"`
 }
 
 // capacityGatewayArgs are what every gateway of a capacity stack runs with:
@@ -185,8 +200,9 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 	}
 	result := capacityResult{StartedAt: time.Now().UTC(), Command: o.Command, Machine: machineDescription(),
 		Criteria: "errors < 0.1%, p95 accept < 250 ms, no dropped iterations", StepSeconds: o.Hold.Seconds(), RampSeconds: o.Ramp.Seconds(),
-		Accounts: o.Accounts, Seed: o.Seed, RetentionSeconds: o.Retention.Seconds(), RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction}
-	fmt.Fprintf(out, "capacity: %s; steps %v, hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.Steps, o.Hold, o.Ramp, o.Seed, o.Out)
+		Accounts: o.Accounts, Seed: o.Seed, RetentionSeconds: o.Retention.Seconds(), RequireTPS: o.RequireTPS, RequireRatio: o.RequireRatio, RequireCeilingFraction: o.RequireCeilingFraction,
+		Refine: o.Refine}
+	fmt.Fprintf(out, "capacity: %s; steps %v (refining the knee with up to %d more), hold %s, ramp %s, seed %d, out %s\n", result.Machine, o.Steps, o.Refine, o.Hold, o.Ramp, o.Seed, o.Out)
 	wait, err := capacityClientWait(o)
 	if err != nil {
 		return 2, err
@@ -401,36 +417,16 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	go func() { sampler.run(time.Second, stop); close(sampled) }()
 	defer func() { close(stop); <-sampled }()
 
-	failures := 0
-	for index, rate := range o.Steps {
-		if ctx.Err() != nil {
-			return result, ctx.Err()
-		}
-		step, err := runCapacityStep(ctx, o, self, mode, file, sampler, stepName(index, rate), index, rate, result.RunDir, out)
-		if err != nil {
-			return result, err
-		}
-		result.Steps = append(result.Steps, step)
-		if step.Held {
-			failures = 0
-			continue
-		}
-		failures++
-		if failures >= o.FailuresToStop && index < len(o.Steps)-1 {
-			result.StoppedEarly = fmt.Sprintf("stopped after %d consecutive failed steps (%d and %d TPS); steps above %d TPS were not run",
-				failures, o.Steps[index-failures+1], rate, rate)
-			fmt.Fprintf(out, "%s: %s\n", mode.Name, result.StoppedEarly)
-			break
-		}
+	steps, stoppedEarly, err := climb(ctx, o, mode.Name, func(index, rate int) (capacityStep, error) {
+		return runCapacityStep(ctx, o, self, mode, file, sampler, stepName(index, rate), index, rate, result.RunDir, out)
+	}, out)
+	result.Steps, result.StoppedEarly = steps, stoppedEarly
+	if err != nil {
+		return result, err
 	}
-	for _, step := range result.Steps {
-		if !step.Held {
-			break
-		}
-		result.KneeTPS = step.TargetTPS
-	}
+	result.KneeTPS = kneeOf(result.Steps)
 	if mode.Name == ModeBatched && o.Soak > 0 && ctx.Err() == nil {
-		soak, err := runSoak(ctx, o, self, mode, file, sampler, result.KneeTPS, result.RunDir, out)
+		soak, err := runSoak(ctx, o, self, mode, file, sampler, result.KneeTPS, len(result.Steps), result.RunDir, out)
 		if err != nil {
 			return result, err
 		}
@@ -569,13 +565,16 @@ func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate 
 }
 
 // LoadRatePerProc is how many operations a second capacity gives each of
-// the load generator's Ps (GOMAXPROCS) by default: the engine costs about
-// 0.09-0.11 CPU-ms per operation with one (docs/performance.md, "Eighth
-// pass"), so one P holds about 9,000 a second, and 5,000 leaves it room.
-// With every core's P, an idle P is woken and put back to sleep at each
-// hand-off between goroutines: at 2,500 TPS that cost the load 30-60 %
-// more CPU per request, CPU the pipeline shares.
-const LoadRatePerProc = 5000
+// the load generator's Ps (GOMAXPROCS) by default. With every core's P, an
+// idle P is woken and put back to sleep at each hand-off between
+// goroutines: at 2,500 TPS that cost the load 30-60 % more CPU per request
+// (docs/performance.md, "Eighth pass"), CPU the pipeline shares. It was
+// 5,000 while the engine cost 0.09-0.11 CPU-ms per operation with one P; on
+// the fasthttp engine it costs 0.04 (so one P holds about 25,000 a
+// second), and a second P at 5,500 and 6,000 TPS raised that to 0.055-0.060
+// and the machine's CPU per request by 3-10 % (A B B A, "Twenty-first
+// pass").
+const LoadRatePerProc = 10000
 
 // loadMaxProcs is the load's --max-procs at rate: configured (> 0), Go's
 // default (-1: 0, no flag), or one P per LoadRatePerProc, at most cores.
@@ -724,6 +723,78 @@ func runCapacityStep(ctx context.Context, o Options, self string, mode capacityM
 	return step, nil
 }
 
+// climb runs a mode's steps through run (index: the order the steps run
+// in, which names a step's directory and offsets its seed): the ladder
+// (o.Steps) in order, stopping after o.FailuresToStop consecutive failed
+// ladder steps, and right after the first failed step, if a step below it
+// held, up to o.Refine refinement steps between the highest rate held and
+// the lowest failed (refinementRate), each halving the gap. The steps come
+// back in ascending rate, so the knee (kneeOf) is read as on the ladder.
+func climb(ctx context.Context, o Options, modeName string, run func(index, rate int) (capacityStep, error), out io.Writer) (steps []capacityStep, stoppedEarly string, err error) {
+	defer func() {
+		sort.SliceStable(steps, func(i, j int) bool { return steps[i].TargetTPS < steps[j].TargetTPS })
+	}()
+	failures, refined := 0, false
+	for index, rate := range o.Steps {
+		if ctx.Err() != nil {
+			return steps, stoppedEarly, ctx.Err()
+		}
+		step, err := run(len(steps), rate)
+		if err != nil {
+			return steps, stoppedEarly, err
+		}
+		steps = append(steps, step)
+		if step.Held {
+			failures = 0
+			continue
+		}
+		if !refined && index > 0 {
+			held, failed := o.Steps[index-1], rate
+			for range o.Refine {
+				between := refinementRate(held, failed)
+				if between == 0 || ctx.Err() != nil {
+					break
+				}
+				fmt.Fprintf(out, "%s: refining the knee between %d TPS (held) and %d TPS (not held): a step at %d TPS\n", modeName, held, failed, between)
+				step, err := run(len(steps), between)
+				if err != nil {
+					return steps, stoppedEarly, err
+				}
+				step.Refinement = true
+				steps = append(steps, step)
+				if step.Held {
+					held = between
+				} else {
+					failed = between
+				}
+			}
+		}
+		// Only the first failure is refined: it sets the knee.
+		refined = true
+		failures++
+		if failures >= o.FailuresToStop && index < len(o.Steps)-1 {
+			stoppedEarly = fmt.Sprintf("stopped after %d consecutive failed steps (%d and %d TPS); steps above %d TPS were not run",
+				failures, o.Steps[index-failures+1], rate, rate)
+			fmt.Fprintf(out, "%s: %s\n", modeName, stoppedEarly)
+			break
+		}
+	}
+	return steps, stoppedEarly, nil
+}
+
+// kneeOf is the highest rate held with every step below it held (steps in
+// ascending rate); 0 when the lowest failed.
+func kneeOf(steps []capacityStep) int {
+	knee := 0
+	for _, step := range steps {
+		if !step.Held {
+			break
+		}
+		knee = step.TargetTPS
+	}
+	return knee
+}
+
 // heldAboveKnee is the highest step held above the knee (0: none) and the
 // steps that failed between the knee and it: a run whose knee was set by a
 // step that met an episode, while higher steps held, says so.
@@ -739,6 +810,17 @@ func (m capacityModeResult) heldAboveKnee() (highest int, failed []int) {
 		}
 	}
 	return highest, failed
+}
+
+// lowestFailedAboveKnee is the lowest rate run above the knee (which did
+// not hold, or it would be the knee); 0: none was run.
+func (m capacityModeResult) lowestFailedAboveKnee() int {
+	for _, step := range m.Steps {
+		if step.TargetTPS > m.KneeTPS && !step.Held {
+			return step.TargetTPS
+		}
+	}
+	return 0
 }
 
 // joinRates is "1750 TPS", "1750 and 2500 TPS", "1750, 2500 and 3600 TPS".
@@ -924,6 +1006,10 @@ func (r *capacityResult) markdown(outDir string) string {
 	fmt.Fprintf(&b, "Machine: %s. Each step: a load run of its own, a ramp of %gs from 0, a hold of %gs; %d accounts per step; seed %d. "+
 		"A step holds with %s (the knee is the highest step held with every step below it held). Run directory: `%s`.\n\n",
 		r.Machine, r.RampSeconds, r.StepSeconds, r.Accounts, r.Seed, r.Criteria, outDir)
+	if r.Refine > 0 {
+		fmt.Fprintf(&b, "Right after a mode's first failed step, up to %d refinement steps (marked \"refinement\") ran between it and the held step below it, each halving the gap between the highest rate held and the lowest failed, rounded down to %d TPS: the knee is measured to within that last gap. They are judged as every step.\n\n",
+			r.Refine, RefineGranularity)
+	}
 	if c := r.Calibration; c != nil {
 		b.WriteString("**Calibration** (this machine, this run, bare programs; CPU of every process involved):\n\n")
 		b.WriteString("| part | what | operations | CPU-ms per operation | CPU seconds by process |\n|---|---|---:|---:|---|\n")
@@ -936,6 +1022,9 @@ func (r *capacityResult) markdown(outDir string) string {
 		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS)
 		if mode.CeilingFraction != nil {
 			fmt.Fprintf(&b, " (%.1f%% of the ceiling)", *mode.CeilingFraction*100)
+		}
+		if bound := mode.lowestFailedAboveKnee(); bound > 0 && mode.KneeTPS > 0 {
+			fmt.Fprintf(&b, " (the lowest step run above it, %d TPS, did not hold)", bound)
 		}
 		fmt.Fprintf(&b, "; audit %s.", mode.AuditSummary)
 		if highest, failed := mode.heldAboveKnee(); highest > 0 {
@@ -957,7 +1046,7 @@ func (r *capacityResult) markdown(outDir string) string {
 			if !step.Held {
 				verdict = "not held: " + strings.Join(step.Reasons, ", ")
 			}
-			fmt.Fprintf(&b, "| %d | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s | %s |\n", step.TargetTPS, step.AchievedTPS,
+			fmt.Fprintf(&b, "| %s | %.0f | %s / %s / %s | %s / %s / %s | %.0f | %s | %s | %s |\n", step.rateLabel(), step.AchievedTPS,
 				formatOptional(step.P50AcceptMs, 1), formatOptional(step.P95AcceptMs, 1), formatOptional(step.P99AcceptMs, 1),
 				formatOptional(step.P50SettleMs, 1), formatOptional(step.P95SettleMs, 1), formatOptional(step.P99SettleMs, 1),
 				step.Dropped, formatPercent(step.ErrorRate, 3), formatSecondsP95(step.SecondsP95), verdict)
@@ -969,7 +1058,7 @@ func (r *capacityResult) markdown(outDir string) string {
 			b.WriteString("| target TPS | " + strings.Join(columns, " | ") + " | busy | records/batch | load avg | autovacuum |\n")
 			b.WriteString("|---:|" + strings.Repeat("---:|", len(columns)) + "---:|---:|---:|---:|\n")
 			for _, step := range mode.Steps {
-				cells := []string{strconv.Itoa(step.TargetTPS)}
+				cells := []string{step.rateLabel()}
 				for _, column := range columns {
 					cells = append(cells, fmt.Sprintf("%.3f (%.1f)", step.CPUPer1000[column], step.CPUSeconds[column]))
 				}
@@ -986,7 +1075,7 @@ func (r *capacityResult) markdown(outDir string) string {
 	if batched != nil && naive != nil {
 		b.WriteString("Side by side:\n\n| target TPS | batched sustained | batched p95 accept ms | batched verdict | naive sustained | naive p95 accept ms | naive verdict |\n|---:|---:|---:|---|---:|---:|---|\n")
 		for _, step := range batched.Steps {
-			cells := []string{strconv.Itoa(step.TargetTPS), fmt.Sprintf("%.0f", step.AchievedTPS), formatOptional(step.P95AcceptMs, 1), heldWord(step.Held)}
+			cells := []string{step.rateLabel(), fmt.Sprintf("%.0f", step.AchievedTPS), formatOptional(step.P95AcceptMs, 1), heldWord(step.Held)}
 			other := naive.step(step.TargetTPS)
 			if other == nil {
 				cells = append(cells, "–", "–", "not run")

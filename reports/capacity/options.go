@@ -56,7 +56,8 @@ type Options struct {
 	Hold, Ramp time.Duration
 	// Accounts are the accounts each step's load signs up and funds.
 	Accounts int
-	// Seed is the load's seed (step i uses Seed+i); 0: drawn by Run and
+	// Seed is the load's seed (a mode's i-th load run, counting its steps
+	// in the order they ran and then its soak, uses Seed+i); 0: drawn by Run and
 	// printed.
 	Seed int64
 	// Gateways are the gateway processes of both modes; Workers the worker
@@ -77,6 +78,13 @@ type Options struct {
 	// FailuresToStop stops a mode's stepping after this many consecutive
 	// failed steps.
 	FailuresToStop int
+	// Refine is how many steps a mode runs, right after its first failed
+	// step, between that step and the held step below it, each halving the
+	// gap between the highest rate held and the lowest failed
+	// (refinementRate): the ladder's steps are up to a quarter apart, and
+	// the knee is measured to within the last gap (0: none; at most
+	// MaximumRefine).
+	Refine int
 	// RequireTPS (the batched knee, TPS), RequireRatio (batched knee over
 	// naive knee) and RequireCeilingFraction (the batched knee's fraction of
 	// the calibrated ceiling, 0 to 1) make Run return 3 when missed; 0: no
@@ -136,6 +144,8 @@ func (o *Options) validate() error {
 		return errors.New("--step-duration must be at least 1s and --ramp-duration not negative")
 	case o.FailuresToStop < 1:
 		return errors.New("--stop-after-failures must be at least 1")
+	case o.Refine < 0 || o.Refine > MaximumRefine:
+		return fmt.Errorf("--refine %d must be between 0 and %d", o.Refine, MaximumRefine)
 	case o.Gateways < 1 || o.Workers < 1:
 		return errors.New("--gateways and --workers must be at least 1")
 	case o.RequireCeilingFraction < 0 || o.RequireCeilingFraction > 1:
@@ -228,8 +238,29 @@ var durabilitySettings = []string{"fsync", "synchronous_commit", "full_page_writ
 // above the one before it (the last, 10,000, a third), so that a knee is
 // measured to within that much whichever mode it belongs to: a knee is the
 // highest step held, and a coarse ladder would state a knee, and a ratio of
-// two knees, lower or higher than the run showed.
+// two knees, lower or higher than the run showed. The refinement steps
+// (Options.Refine) measure it more finely between the ladder's steps.
 const DefaultSteps = "250,500,750,1000,1250,1500,1750,2000,2500,3000,3600,4300,5000,6000,7500,10000"
+
+// MaximumRefine bounds Options.Refine: each refinement halves the gap, and
+// four take a ladder gap of 1,000 TPS down to about the 50 TPS a
+// refinement's rate is rounded to.
+const MaximumRefine = 4
+
+// RefineGranularity is what a refinement's rate is a multiple of (TPS).
+const RefineGranularity = 50
+
+// refinementRate is the rate of the step run between the highest rate held
+// (held) and the lowest rate failed above it (failed): their midpoint,
+// rounded down to a multiple of RefineGranularity; 0 when no such rate lies
+// strictly between them.
+func refinementRate(held, failed int) int {
+	rate := (held + failed) / 2 / RefineGranularity * RefineGranularity
+	if rate <= held || rate >= failed {
+		return 0
+	}
+	return rate
+}
 
 // ParseSteps reads --steps: comma-separated positive rates, ascending.
 func ParseSteps(text string) ([]int, error) {

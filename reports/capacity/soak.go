@@ -96,9 +96,10 @@ func soakRate(knee int, fraction float64) int {
 }
 
 // runSoak runs the soak on the mode's stack: one load run at the soak's
-// rate, holding for o.Soak, its memory sampled.
+// rate, holding for o.Soak, its memory sampled. index is the soak's in the
+// order the mode's load runs ran (after its steps): its seed's offset.
 func runSoak(ctx context.Context, o Options, self string, mode capacityMode, file *stack.File, sampler *cpuSampler,
-	knee int, runDir string, out io.Writer) (soakResult, error) {
+	knee, index int, runDir string, out io.Writer) (soakResult, error) {
 	result := soakResult{Fraction: o.SoakFraction, HoldSeconds: o.Soak.Seconds(), Reasons: []string{}, RetentionSeconds: o.Retention.Seconds()}
 	if knee <= 0 {
 		result.NotRun = "no step held, so there is no knee to soak at"
@@ -118,7 +119,7 @@ func runSoak(ctx context.Context, o Options, self string, mode capacityMode, fil
 	sampled := make(chan struct{})
 	go func() { memory.run(interval, stop); close(sampled) }()
 	name := fmt.Sprintf("soak-%d", result.TargetTPS)
-	step, err := runCapacityStep(ctx, soakOptions, self, mode, file, sampler, name, len(o.Steps), result.TargetTPS, runDir, out)
+	step, err := runCapacityStep(ctx, soakOptions, self, mode, file, sampler, name, index, result.TargetTPS, runDir, out)
 	close(stop)
 	<-sampled
 	if err != nil {
