@@ -111,6 +111,10 @@ type capacityModeResult struct {
 	// KneeTPS is the highest step held with every step below it held too;
 	// 0 when the first step failed.
 	KneeTPS int `json:"knee_tps"`
+	// P95KneeTPS is the highest step held with a p95 accept under the
+	// knee's target (kneeP95AcceptTargetMs), every step below it likewise
+	// (p95KneeOf); 0: none.
+	P95KneeTPS int `json:"p95_knee_tps"`
 	// StoppedEarly says why stepping stopped before the last step.
 	StoppedEarly string `json:"stopped_early,omitempty"`
 	AuditPassed  bool   `json:"audit_passed"`
@@ -424,7 +428,7 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 	if err != nil {
 		return result, err
 	}
-	result.KneeTPS = kneeOf(result.Steps)
+	result.KneeTPS, result.P95KneeTPS = kneeOf(result.Steps), p95KneeOf(result.Steps)
 	if mode.Name == ModeBatched && o.Soak > 0 && ctx.Err() == nil {
 		soak, err := runSoak(ctx, o, self, mode, file, sampler, result.KneeTPS, len(result.Steps), result.RunDir, out)
 		if err != nil {
@@ -780,6 +784,20 @@ func climb(ctx context.Context, o Options, modeName string, run func(index, rate
 		}
 	}
 	return steps, stoppedEarly, nil
+}
+
+// p95KneeOf is the highest rate held with a p95 accept below
+// kneeP95AcceptTargetMs, with every step below it held and below it too
+// (steps in ascending rate); 0 when the lowest was not.
+func p95KneeOf(steps []capacityStep) int {
+	knee := 0
+	for _, step := range steps {
+		if !step.Held || step.P95AcceptMs == nil || *step.P95AcceptMs >= kneeP95AcceptTargetMs {
+			break
+		}
+		knee = step.TargetTPS
+	}
+	return knee
 }
 
 // kneeOf is the highest rate held with every step below it held (steps in

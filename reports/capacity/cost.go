@@ -115,6 +115,13 @@ func (r *capacityResult) kneeCostMarkdown() string {
 		fmt.Fprintf(&b, "\nAt the knee: p95 accept %s ms (target < %d: %s), p99 settle %s ms (target < %d: %s).\n",
 			formatOptional(knee.P95AcceptMs, 1), kneeP95AcceptTargetMs, belowWord(knee.P95AcceptMs, kneeP95AcceptTargetMs),
 			formatOptional(knee.P99SettleMs, 1), kneeP99SettleTargetMs, belowWord(knee.P99SettleMs, kneeP99SettleTargetMs))
+		if batched.P95KneeTPS > 0 && batched.P95KneeTPS < batched.KneeTPS {
+			fmt.Fprintf(&b, "The highest step with a p95 accept under %d ms, every step below it under it too: %d TPS", kneeP95AcceptTargetMs, batched.P95KneeTPS)
+			if r.Calibration != nil && r.Calibration.CeilingTPS > 0 {
+				fmt.Fprintf(&b, " (%.1f%% of the ceiling)", float64(batched.P95KneeTPS)/r.Calibration.CeilingTPS*100)
+			}
+			b.WriteString(".\n")
+		}
 		b.WriteString(holdSentences(knee, "the knee's hold"))
 		b.WriteString(acceptMeaning(r.ClientWaitSeconds))
 	}

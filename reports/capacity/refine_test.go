@@ -122,3 +122,29 @@ func TestRefinementInTheReport(t *testing.T) {
 		t.Errorf("a ladder step is marked as a refinement:\n%s", page)
 	}
 }
+
+// TestP95Knee: the highest step held with a p95 accept under the knee's target, every step below it likewise, is
+// stated under the knee when it is below the knee, with its share of the ceiling; a step over the target below a
+// step under it ends the count.
+func TestP95Knee(t *testing.T) {
+	step := func(rate int, p95 float64, held bool) capacityStep {
+		return capacityStep{TargetTPS: rate, P95AcceptMs: &p95, Held: held, CPUPer1000: map[string]float64{"gateway-0": 0.1}}
+	}
+	steps := []capacityStep{step(1000, 40, true), step(2000, 90, true), step(3000, 120, true), step(3500, 95, true), step(4000, 900, false)}
+	if knee, p95Knee := kneeOf(steps), p95KneeOf(steps); knee != 3500 || p95Knee != 2000 {
+		t.Fatalf("knee %d, p95 knee %d; want 3500 and 2000", knee, p95Knee)
+	}
+	if p95KneeOf([]capacityStep{step(1000, 99.9, false)}) != 0 || p95KneeOf([]capacityStep{step(1000, 100, true)}) != 0 {
+		t.Error("a failed step, or one at the target, counts")
+	}
+	result := &capacityResult{Calibration: &capacityCalibration{Cores: 2, CPUMsPerOperation: 0.2, CeilingTPS: 10000,
+		Parts: []calibrationPart{{Name: "http", Operations: 1, CPUMsPerOperation: 0.1, ByProcess: map[string]float64{"endpoint": 1}}}},
+		Modes: []capacityModeResult{{Mode: capacityMode{Name: ModeBatched}, Steps: steps, KneeTPS: 3500, P95KneeTPS: 2000}}}
+	if want := "The highest step with a p95 accept under 100 ms, every step below it under it too: 2000 TPS (20.0% of the ceiling)."; !strings.Contains(result.kneeCostMarkdown(), want) {
+		t.Errorf("report lacks %q:\n%s", want, result.kneeCostMarkdown())
+	}
+	result.Modes[0].P95KneeTPS = 3500
+	if page := result.kneeCostMarkdown(); strings.Contains(page, "The highest step with a p95") {
+		t.Errorf("the p95 knee is the knee, yet stated apart:\n%s", page)
+	}
+}
