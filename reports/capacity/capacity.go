@@ -576,7 +576,7 @@ func capacityLoadArgs(o Options, gateways []string, stepDir string, index, rate 
 // 5,000 while the engine cost 0.09-0.11 CPU-ms per operation with one P; on
 // the fasthttp engine it costs 0.04 (so one P holds about 25,000 a
 // second), and a second P at 5,500 and 6,000 TPS raised that to 0.055-0.060
-// and the machine's CPU per request by 3-10 % (A B B A, "Twenty-first
+// and the machine's CPU per request by 2-9 % (A B B A, "Twenty-first
 // pass").
 const LoadRatePerProc = 10000
 
@@ -1038,11 +1038,15 @@ func (r *capacityResult) markdown(outDir string) string {
 	}
 	for _, mode := range r.Modes {
 		fmt.Fprintf(&b, "**%s** (%d gateway(s), %d worker(s)): knee **%d TPS**", mode.Mode.Name, mode.Mode.Gateways, mode.Mode.Workers, mode.KneeTPS)
+		var about []string
 		if mode.CeilingFraction != nil {
-			fmt.Fprintf(&b, " (%.1f%% of the ceiling)", *mode.CeilingFraction*100)
+			about = append(about, fmt.Sprintf("%.1f%% of the ceiling", *mode.CeilingFraction*100))
 		}
 		if bound := mode.lowestFailedAboveKnee(); bound > 0 && mode.KneeTPS > 0 {
-			fmt.Fprintf(&b, " (the lowest step run above it, %d TPS, did not hold)", bound)
+			about = append(about, fmt.Sprintf("the lowest step run above it, %d TPS, did not hold", bound))
+		}
+		if len(about) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(about, "; "))
 		}
 		fmt.Fprintf(&b, "; audit %s.", mode.AuditSummary)
 		if highest, failed := mode.heldAboveKnee(); highest > 0 {
