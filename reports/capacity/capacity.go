@@ -790,27 +790,28 @@ func climb(ctx context.Context, o Options, modeName string, run func(index, rate
 // kneeP95AcceptTargetMs, with every step below it held and below it too
 // (steps in ascending rate); 0 when the lowest was not.
 func p95KneeOf(steps []capacityStep) int {
-	knee := 0
-	for _, step := range steps {
-		if !step.Held || step.P95AcceptMs == nil || *step.P95AcceptMs >= kneeP95AcceptTargetMs {
-			break
-		}
-		knee = step.TargetTPS
-	}
-	return knee
+	return highestWhile(steps, func(step capacityStep) bool {
+		return step.Held && step.P95AcceptMs != nil && *step.P95AcceptMs < kneeP95AcceptTargetMs
+	})
 }
 
 // kneeOf is the highest rate held with every step below it held (steps in
 // ascending rate); 0 when the lowest failed.
 func kneeOf(steps []capacityStep) int {
-	knee := 0
+	return highestWhile(steps, func(step capacityStep) bool { return step.Held })
+}
+
+// highestWhile is the rate of the last step, in ascending rate, of the run
+// of steps from the lowest that all meet ok; 0 when the lowest does not.
+func highestWhile(steps []capacityStep, ok func(capacityStep) bool) int {
+	highest := 0
 	for _, step := range steps {
-		if !step.Held {
+		if !ok(step) {
 			break
 		}
-		knee = step.TargetTPS
+		highest = step.TargetTPS
 	}
-	return knee
+	return highest
 }
 
 // heldAboveKnee is the highest step held above the knee (0: none) and the
