@@ -434,6 +434,9 @@ func runCapacityMode(ctx context.Context, o Options, self string, modeIndex int,
 		if err != nil {
 			return result, err
 		}
+		if soak.Aging = agingOf(result.Steps, soak.Step); soak.Aging != nil {
+			fmt.Fprintf(out, "%s soak: %s\n", mode.Name, soak.Aging.sentence())
+		}
 		result.Soak = &soak
 	}
 	// Autovacuum in each hold, the soak's too, now that the log has them all.

@@ -90,6 +90,11 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	if soak.Redis == nil || soak.Redis.Error != "" || soak.Redis.Keys == 0 || soak.Redis.BytesPerTransaction <= 0 || len(soak.Redis.Projections) != 2 {
 		t.Errorf("Redis's footprint: %+v", soak.Redis)
 	}
+	// The soak's CPU per request beside the step's (20 TPS, the only step, held).
+	if (soak.Aging == nil || soak.Aging.StepTPS != 20 || len(soak.Aging.Costs) < 2 ||
+		soak.Aging.Costs[len(soak.Aging.Costs)-1].Component != machineComponent) {
+		t.Errorf("the soak's CPU per request beside the step's: %+v", soak.Aging)
+	}
 	if info, err := os.Stat(soak.SamplesFile); err != nil || info.Size() == 0 {
 		t.Errorf("memory samples %s: %v", soak.SamplesFile, err)
 	}
@@ -145,10 +150,12 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 	section, err := os.ReadFile(docs)
 	if err != nil || !strings.Contains(string(section), capacityBeginMarker) || !strings.Contains(string(section), "knee **") ||
 		!strings.Contains(string(section), "**Soak** at 14 TPS (70% of the knee) for 10s") ||
+		!strings.Contains(string(section), "CPU-ms per request in the soak's hold beside the 20 TPS step's") ||
 		!strings.Contains(string(section), "**Redis at the end of the soak**, with idempotency records, outcome records and broker records kept 1m0s") {
 		t.Errorf("docs: %v\n%s", err, section)
 	}
-	if !strings.Contains(stdout.String(), "batched: knee ") || strings.Contains(stdout.String(), "ready in") {
+	if !strings.Contains(stdout.String(), "batched: knee ") || strings.Contains(stdout.String(), "ready in") ||
+		!strings.Contains(stdout.String(), "batched soak: CPU-ms per request in the soak's hold beside") {
 		t.Errorf("stdout lacks the mode's line or carries the stack's progress lines:\n%s", stdout.String())
 	}
 }

@@ -65,6 +65,9 @@ type soakResult struct {
 	// (redismemory.go).
 	RetentionSeconds float64         `json:"retention_seconds"`
 	Redis            *redisFootprint `json:"redis,omitempty"`
+	// Aging is the soak's CPU per request beside the held step nearest its
+	// rate (aging.go); nil without figures to compare.
+	Aging *soakAging `json:"aging,omitempty"`
 }
 
 // soakMemory is one process tree's private memory (RssAnon summed over the
@@ -310,6 +313,9 @@ func (r *soakResult) markdown() string {
 		if sentences := holdSentences(r.Step, "the soak's hold"); sentences != "" {
 			b.WriteString(sentences + "\n")
 		}
+	}
+	if r.Aging != nil {
+		b.WriteString(r.Aging.sentence() + "\n")
 	}
 	if r.Redis != nil {
 		b.WriteString(r.Redis.markdown(time.Duration(r.RetentionSeconds * float64(time.Second))))
