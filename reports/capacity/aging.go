@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// soakAging sets the soak's CPU per request beside a step's: the held step
+// soakAging is the soak's CPU per request beside a step's: the held step
 // nearest the soak's rate, which ran for a step's hold on a younger stack.
 // A soak that fails on latency at 70 % of a knee its step held may have
 // met a stack that costs more per request once its tables, their indexes
