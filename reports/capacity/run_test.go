@@ -91,8 +91,8 @@ func TestRunMeasuresAModeOnTheRunEngine(t *testing.T) {
 		t.Errorf("Redis's footprint: %+v", soak.Redis)
 	}
 	// The soak's CPU per request beside the step's (20 TPS, the only step, held).
-	if (soak.Aging == nil || soak.Aging.StepTPS != 20 || len(soak.Aging.Costs) < 2 ||
-		soak.Aging.Costs[len(soak.Aging.Costs)-1].Component != machineComponent) {
+	if soak.Aging == nil || soak.Aging.StepTPS != 20 || len(soak.Aging.Costs) < 2 ||
+		soak.Aging.Costs[len(soak.Aging.Costs)-1].Component != machineComponent {
 		t.Errorf("the soak's CPU per request beside the step's: %+v", soak.Aging)
 	}
 	if info, err := os.Stat(soak.SamplesFile); err != nil || info.Size() == 0 {
