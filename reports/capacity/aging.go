@@ -42,16 +42,16 @@ func agingOf(steps []capacityStep, soak *capacityStep) *soakAging {
 	if soak == nil || len(soak.CPUPer1000) == 0 {
 		return nil
 	}
+	// Steps are in ascending rate, so the first of two as near is the lower.
 	var nearest *capacityStep
+	nearestDistance := 0
 	for i := range steps {
 		step := &steps[i]
 		if !step.Held || len(step.CPUPer1000) == 0 {
 			continue
 		}
-		distance := abs(step.TargetTPS - soak.TargetTPS)
-		if nearest == nil || distance < abs(nearest.TargetTPS-soak.TargetTPS) ||
-			(distance == abs(nearest.TargetTPS-soak.TargetTPS) && step.TargetTPS < nearest.TargetTPS) {
-			nearest = step
+		if distance := abs(step.TargetTPS - soak.TargetTPS); nearest == nil || distance < nearestDistance {
+			nearest, nearestDistance = step, distance
 		}
 	}
 	if nearest == nil {
@@ -118,6 +118,8 @@ func (a *soakAging) sentence() string {
 		}
 		b.WriteString(";")
 	}
-	fmt.Fprintf(&b, " by process, largest rise first: %s.", strings.Join(parts, ", "))
+	if len(parts) > 0 {
+		fmt.Fprintf(&b, " by process, largest rise first: %s.", strings.Join(parts, ", "))
+	}
 	return b.String()
 }

@@ -50,6 +50,8 @@ func TestAgingOf(t *testing.T) {
 	low := &capacityStep{TargetTPS: 175, CPUPer1000: map[string]float64{"machine": 0.6}}
 	if aging := agingOf([]capacityStep{{TargetTPS: 250, Held: true, CPUPer1000: map[string]float64{"machine": 0.5}}}, low); aging == nil || aging.StepTPS != 250 {
 		t.Errorf("soak below every step: %+v, want the 250 TPS step", aging)
+	} else if sentence := aging.sentence(); !strings.Contains(sentence, "the machine 0.600 against 0.500 (+20.0%);") || strings.Contains(sentence, "by process") {
+		t.Errorf("the machine alone: %s", sentence)
 	}
 	for name, c := range map[string]struct {
 		steps []capacityStep
