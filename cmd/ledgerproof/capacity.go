@@ -45,6 +45,7 @@ func capacityCommand() (*flag.FlagSet, func(ctx context.Context, flags *flag.Fla
 	flags.IntVar(&o.RequireTPS, "require-tps", 0, "exit 3 unless the batched mode's knee reaches this rate (0: no requirement)")
 	flags.Float64Var(&o.RequireRatio, "require-ratio", 0, "exit 3 unless batched knee / naive knee reaches this (0: no requirement)")
 	flags.BoolVar(&o.Calibrate, "calibrate", true, "before the steps, measure this machine's own limits with bare programs (HTTP, a batched Postgres apply, a Redis round trip, a produce) and state each knee as a fraction of the ceiling they give")
+	flags.BoolVar(&o.Recalibrate, "recalibrate", true, "with --calibrate, measure the bare programs again after the modes and report how far their cost moved: on a shared host the machine's speed changes within a run, and the knees' fractions of the ceiling carry that uncertainty (the requirements stay judged against the first calibration)")
 	flags.Float64Var(&o.RequireCeilingFraction, "require-ceiling-fraction", 0, "exit 3 unless the batched knee reaches this fraction of the calibrated ceiling (0: no requirement; needs --calibrate)")
 	flags.IntVar(&o.ProfileAt, "profile-at", 0, "at this step, take CPU profiles of gateway-0 and worker-0 during the hold (starts them with --pprof) and Postgres's statement statistics with the WAL each statement wrote, and the load generator's own profile of the step's whole schedule (load.cpu.pprof); 0: none")
 	flags.IntVar(&o.ProfileSeconds, "profile-seconds", 15, "length of each CPU profile")

@@ -77,20 +77,30 @@ const (
 	calibrationComponentName  = "bare-endpoint"
 )
 
+// calibrationRun names one of a run's calibrations: the directory of its
+// stack and of its HTTP part's load run, and its heading on the console.
+type calibrationRun struct{ dir, heading string }
+
+var (
+	calibrationBefore = calibrationRun{dir: "calibration", heading: "calibration: this machine's own limits, with bare programs (docs/performance.md)"}
+	calibrationAfter  = calibrationRun{dir: "calibration-after",
+		heading: "calibration after the modes: the same bare programs again, to see whether the machine's speed moved during the run (drift.go)"}
+)
+
 // calibrate starts a stack of its own (Postgres, Redis, the broker; no
 // gateway, no worker) on the ports after the modes', measures the four bare
 // parts one after another, and removes the stack.
-func calibrate(ctx context.Context, o Options, self string, out io.Writer) (capacityCalibration, error) {
+func calibrate(ctx context.Context, o Options, self string, run calibrationRun, out io.Writer) (capacityCalibration, error) {
 	started := time.Now()
 	result := capacityCalibration{Cores: runtime.NumCPU()}
-	stackDir := filepath.Join(o.StackRoot, "calibration")
+	stackDir := filepath.Join(o.StackRoot, run.dir)
 	_ = stack.Down(ctx, stackDir, stack.DownOptions{Purge: true})
 	config := stack.DefaultConfig()
 	config.Dir, config.Binary = stackDir, self
 	capacityPorts(&config, o.PortBase, len(o.Modes))
 	config.Gateways, config.Workers, config.Partitions = 0, 0, o.Partitions
 	config.Env = append(append(config.Env, capacityStackEnv...), o.StackEnv...)
-	fmt.Fprintf(out, "\n== calibration: this machine's own limits, with bare programs (docs/performance.md)\n")
+	fmt.Fprintf(out, "\n== %s\n", run.heading)
 	up, err := stack.Up(ctx, config)
 	if err != nil {
 		return result, fmt.Errorf("calibration stack: %w", err)
@@ -126,7 +136,7 @@ func calibrate(ctx context.Context, o Options, self string, out io.Writer) (capa
 		return result, err
 	}
 
-	part, err := calibrateHTTP(ctx, o, self, filepath.Join(o.Out, "calibration"), out)
+	part, err := calibrateHTTP(ctx, o, self, filepath.Join(o.Out, run.dir), out)
 	if err != nil {
 		return result, fmt.Errorf("calibration, HTTP: %w", err)
 	}

@@ -123,6 +123,9 @@ type capacityModeResult struct {
 	// CeilingFraction is KneeTPS over the calibration's ceiling (nil
 	// without a calibration).
 	CeilingFraction *float64 `json:"ceiling_fraction,omitempty"`
+	// CeilingFractionAfter is KneeTPS over the ceiling of the calibration
+	// after the modes (nil without one).
+	CeilingFractionAfter *float64 `json:"ceiling_fraction_after,omitempty"`
 	// Soak is the soak after the steps (batched mode with --soak; nil
 	// otherwise).
 	Soak *soakResult `json:"soak,omitempty"`
@@ -148,6 +151,13 @@ type capacityResult struct {
 	// knee's required fraction of its ceiling.
 	Calibration            *capacityCalibration `json:"calibration,omitempty"`
 	RequireCeilingFraction float64              `json:"require_ceiling_fraction"`
+	// CalibrationAfter is the same calibration measured again after the
+	// modes (Options.Recalibrate; drift.go), CalibrationDrift how far its
+	// cost moved from the first's, CalibrationAfterError why it is missing
+	// when it failed.
+	CalibrationAfter      *capacityCalibration `json:"calibration_after,omitempty"`
+	CalibrationDrift      *calibrationDrift    `json:"calibration_drift,omitempty"`
+	CalibrationAfterError string               `json:"calibration_after_error,omitempty"`
 	// KneeCosts is the batched knee's CPU per request by part beside the
 	// bare programs of the calibration.
 	KneeCosts []componentCost `json:"knee_costs,omitempty"`
@@ -213,7 +223,7 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 	}
 	result.ClientWaitSeconds = wait.Seconds()
 	if o.Calibrate {
-		calibration, err := calibrate(ctx, o, self, out)
+		calibration, err := calibrate(ctx, o, self, calibrationBefore, out)
 		if err != nil {
 			return 2, err
 		}
@@ -249,6 +259,24 @@ func runCapacity(ctx context.Context, o Options, out io.Writer) (int, error) {
 		result.Modes = append(result.Modes, modeResult)
 		if ctx.Err() != nil {
 			return 2, ctx.Err()
+		}
+	}
+	if o.Calibrate && o.Recalibrate && result.Calibration != nil {
+		after, err := calibrate(ctx, o, self, calibrationAfter, out)
+		if ctx.Err() != nil {
+			return 2, ctx.Err()
+		}
+		// A run of half an hour is not thrown away for its last
+		// measurement: the report says it is missing, and why.
+		if err != nil {
+			result.CalibrationAfterError = err.Error()
+			fmt.Fprintf(out, "calibration after the modes failed: %v\n", err)
+		} else {
+			result.noteCalibrationAfter(after)
+			if drift := result.CalibrationDrift; drift != nil {
+				fmt.Fprintf(out, "calibration after the modes: %.3f CPU-ms per request, %s against the start's %.3f; ceiling %.0f TPS\n",
+					after.CPUMsPerOperation, signedPercent(drift.Change), result.Calibration.CPUMsPerOperation, after.CeilingTPS)
+			}
 		}
 	}
 	result.FinishedAt = time.Now().UTC()
@@ -1130,6 +1158,7 @@ func (r *capacityResult) markdown(outDir string) string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(r.driftMarkdown())
 	b.WriteString(r.kneeCostMarkdown())
 	fmt.Fprintf(&b, "\nVerdict: %s.\n", r.Verdict)
 	return b.String()

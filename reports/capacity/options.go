@@ -111,8 +111,10 @@ type Options struct {
 	// return 3.
 	Soak         time.Duration
 	SoakFraction float64
-	// Calibrate measures this machine's own limits before the steps.
-	Calibrate bool
+	// Calibrate measures this machine's own limits before the steps;
+	// Recalibrate, with it, measures them again after the modes, to say how
+	// far the machine's speed moved during the run (drift.go).
+	Calibrate, Recalibrate bool
 	// Retention is how long the stacks keep what each transaction leaves
 	// behind (retention.go): the gateways' idempotency records
 	// (--idempotency-ttl), the workers' outcome records (--outcome-ttl) and
