@@ -87,7 +87,7 @@ func (r *capacityResult) noteCalibrationAfter(after capacityCalibration) {
 		return
 	}
 	for i := range r.Modes {
-		fraction := math.Round(float64(r.Modes[i].KneeTPS)/after.CeilingTPS*1000) / 1000
+		fraction := round3(float64(r.Modes[i].KneeTPS) / after.CeilingTPS)
 		r.Modes[i].CeilingFractionAfter = &fraction
 	}
 }
